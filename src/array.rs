@@ -1,0 +1,441 @@
+//! [`Array<T>`] (elements with one lock, like `multiprocessing.Array`) and
+//! [`RawArray<T>`] (no lock, like `multiprocessing.RawArray`), mapped in place.
+//!
+//! ```
+//! use shmkit::{Array, RawArray};
+//! # let (a, b) = (format!("doc-a-{}", std::process::id()), format!("doc-ra-{}", std::process::id()));
+//! let totals = Array::<f64>::create_zeroed(&a, 4)?;
+//! totals.set(2, 1.5)?;
+//! totals.lock()?[3] += 2.0; // the guard derefs to `[f64]`, in place
+//! assert_eq!(totals.to_vec()?, vec![0.0, 0.0, 1.5, 2.0]);
+//!
+//! let samples = RawArray::<f64>::create(&b, &[1.0, 2.0, 3.0])?;
+//! let mut out = [0.0; 2];
+//! samples.read(1, &mut out)?;
+//! assert_eq!(out, [2.0, 3.0]);
+//! # Ok::<(), shmkit::Error>(())
+//! ```
+
+use std::fmt;
+use std::time::Duration;
+
+use bytemuck::Pod;
+
+use crate::error::{Error, LockError, LockResult, Result};
+use crate::segment::{CreationMode, Kind, Options, Segment};
+use crate::sync::mutex::LockedBody;
+use crate::sync::wait::Deadline;
+use crate::value::{AtomicPod, PlainBody};
+use crate::MutexGuard;
+
+/// How a new array's elements are filled.
+enum Fill<'a, T> {
+    Zero,
+    From(&'a [T]),
+}
+
+impl<T: Pod> Fill<'_, T> {
+    fn apply(&self, dst: &mut [T]) {
+        match self {
+            // The file is zero-filled by `ftruncate`, and zero is a valid `T`.
+            Fill::Zero => {}
+            Fill::From(src) => dst.copy_from_slice(src),
+        }
+    }
+}
+
+fn check_len(expected: usize, got: usize) -> Result<()> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(Error::OutOfBounds {
+            index: got,
+            len: expected,
+        })
+    }
+}
+
+/// Elements of `T` with one robust lock, in shared memory: `multiprocessing.Array`.
+///
+/// Element access (`get`, `set`, the copies) takes the lock for the duration of the call;
+/// [`Array::lock`] gives a guard that derefs to `[T]` for longer work. If a holder died,
+/// the reads return [`Error::OwnerDied`] and leave the array marked inconsistent for the
+/// next locker; [`Array::copy_from_slice`] overwrites everything and so repairs it.
+pub struct Array<T: Pod> {
+    body: LockedBody<T>,
+}
+
+impl<T: Pod> fmt::Debug for Array<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Array")
+            .field("segment", self.body.segment())
+            .field("len", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Pod> Array<T> {
+    /// Creates the array `name` holding a copy of `data`; fails if the name exists.
+    pub fn create(name: &str, data: &[T]) -> Result<Self> {
+        Self::build(
+            Some(name),
+            CreationMode::Create,
+            data.len(),
+            Fill::From(data),
+            &Options::new(),
+        )
+    }
+
+    /// Creates the array `name` of `len` zeroed elements; fails if the name exists.
+    pub fn create_zeroed(name: &str, len: usize) -> Result<Self> {
+        Self::build(
+            Some(name),
+            CreationMode::Create,
+            len,
+            Fill::Zero,
+            &Options::new(),
+        )
+    }
+
+    /// Opens the existing array `name`, checking its element type; its length is whatever
+    /// it was created with.
+    pub fn open(name: &str) -> Result<Self> {
+        Self::build(
+            Some(name),
+            CreationMode::Open,
+            0,
+            Fill::Zero,
+            &Options::new(),
+        )
+    }
+
+    /// Opens the array `name`, or creates it holding a copy of `data`.
+    pub fn open_or_create(name: &str, data: &[T]) -> Result<Self> {
+        Self::with_options(name, CreationMode::OpenOrCreate, data, &Options::new())
+    }
+
+    /// Creates an anonymous array holding a copy of `data`, shared with children created by
+    /// `fork`.
+    pub fn anonymous(data: &[T]) -> Result<Self> {
+        Self::build(
+            None,
+            CreationMode::Create,
+            data.len(),
+            Fill::From(data),
+            &Options::new(),
+        )
+    }
+
+    /// Creates and/or opens as `mode` says, with `opts`; a new array holds a copy of `data`.
+    pub fn with_options(
+        name: &str,
+        mode: CreationMode,
+        data: &[T],
+        opts: &Options,
+    ) -> Result<Self> {
+        Self::build(Some(name), mode, data.len(), Fill::From(data), opts)
+    }
+
+    fn build(
+        name: Option<&str>,
+        mode: CreationMode,
+        len: usize,
+        fill: Fill<'_, T>,
+        opts: &Options,
+    ) -> Result<Self> {
+        let body = LockedBody::new(name, Kind::Array, mode, len, opts, &|d| fill.apply(d))?;
+        Ok(Array { body })
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.body.len()
+    }
+
+    /// Whether the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Locks the array; the guard derefs to `[T]` in place.
+    #[inline]
+    pub fn lock(&self) -> LockResult<MutexGuard<'_, [T]>> {
+        self.body.lock(Deadline::NEVER)
+    }
+
+    /// Locks if possible without waiting.
+    pub fn try_lock(&self) -> LockResult<MutexGuard<'_, [T]>> {
+        self.body.try_lock()
+    }
+
+    /// Locks, waiting at most `timeout`.
+    pub fn lock_timeout(&self, timeout: Duration) -> LockResult<MutexGuard<'_, [T]>> {
+        self.body.lock(Deadline::after(timeout))
+    }
+
+    /// Locks for a read: a dead holder's inconsistency is reported, not cleared.
+    fn read_locked<R>(&self, f: impl FnOnce(&[T]) -> R) -> Result<R> {
+        match self.lock() {
+            Ok(g) => Ok(f(&g)),
+            Err(LockError::OwnerDied(g)) => {
+                MutexGuard::release_unrepaired(g);
+                Err(Error::OwnerDied)
+            }
+            Err(LockError::Error(e)) => Err(e),
+        }
+    }
+
+    /// A copy of element `i`.
+    pub fn get(&self, i: usize) -> Result<T> {
+        let len = self.len();
+        self.read_locked(|d| d.get(i).copied())?
+            .ok_or(Error::OutOfBounds { index: i, len })
+    }
+
+    /// Sets element `i`.
+    pub fn set(&self, i: usize, v: T) -> Result<()> {
+        if i >= self.len() {
+            return Err(Error::OutOfBounds {
+                index: i,
+                len: self.len(),
+            });
+        }
+        match self.lock() {
+            Ok(mut g) => {
+                g[i] = v;
+                Ok(())
+            }
+            Err(LockError::OwnerDied(g)) => {
+                MutexGuard::release_unrepaired(g);
+                Err(Error::OwnerDied)
+            }
+            Err(LockError::Error(e)) => Err(e),
+        }
+    }
+
+    /// Copies the whole array into `dst`, which must have the same length.
+    pub fn copy_to_slice(&self, dst: &mut [T]) -> Result<()> {
+        check_len(self.len(), dst.len())?;
+        self.read_locked(|d| dst.copy_from_slice(d))
+    }
+
+    /// Overwrites the whole array with `src`, which must have the same length. This repairs
+    /// an array whose holder died.
+    pub fn copy_from_slice(&self, src: &[T]) -> Result<()> {
+        check_len(self.len(), src.len())?;
+        match self.lock() {
+            Ok(mut g) => g.copy_from_slice(src),
+            Err(LockError::OwnerDied(mut g)) => {
+                g.copy_from_slice(src);
+                MutexGuard::mark_consistent(&g);
+            }
+            Err(LockError::Error(e)) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// A copy of the whole array.
+    pub fn to_vec(&self) -> Result<Vec<T>> {
+        self.read_locked(|d| d.to_vec())
+    }
+
+    /// Whether this handle created the array.
+    pub fn is_creator(&self) -> bool {
+        self.body.segment().is_creator()
+    }
+
+    /// The segment the array lives in.
+    pub fn segment(&self) -> &Segment {
+        self.body.segment()
+    }
+}
+
+/// Elements of `T` in shared memory without a lock: `multiprocessing.RawArray`.
+///
+/// # Data races
+/// Other processes may write any element at any time. The safe methods copy with volatile
+/// accesses, element by element: each element no wider than a machine word is read or
+/// written whole, but a copy of several elements is not a snapshot, and nothing is
+/// ordered with respect to other memory. Synchronise with a [`Semaphore`]-style protocol
+/// or use [`Array`] when that matters. [`RawArray::as_slice`] and
+/// [`RawArray::as_mut_slice`] give in-place views for zero-copy work; they are `unsafe`
+/// because the caller must guarantee that no other process (or thread) writes the viewed
+/// elements while the view lives, as the FloatChannel pattern does with two semaphores.
+/// For integer elements, [`RawArray::atomics`] views the array as atomics, which is safe
+/// under any sharing.
+///
+/// [`Semaphore`]: https://docs.python.org/3/library/multiprocessing.html#multiprocessing.Semaphore
+pub struct RawArray<T: Pod> {
+    body: PlainBody<T>,
+}
+
+impl<T: Pod> fmt::Debug for RawArray<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawArray")
+            .field("segment", self.body.segment())
+            .field("len", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Pod> RawArray<T> {
+    /// Creates the raw array `name` holding a copy of `data`; fails if the name exists.
+    pub fn create(name: &str, data: &[T]) -> Result<Self> {
+        Self::build(
+            Some(name),
+            CreationMode::Create,
+            data.len(),
+            Fill::From(data),
+            &Options::new(),
+        )
+    }
+
+    /// Creates the raw array `name` of `len` zeroed elements; fails if the name exists.
+    pub fn create_zeroed(name: &str, len: usize) -> Result<Self> {
+        Self::build(
+            Some(name),
+            CreationMode::Create,
+            len,
+            Fill::Zero,
+            &Options::new(),
+        )
+    }
+
+    /// Opens the existing raw array `name`, checking its element type.
+    pub fn open(name: &str) -> Result<Self> {
+        Self::build(
+            Some(name),
+            CreationMode::Open,
+            0,
+            Fill::Zero,
+            &Options::new(),
+        )
+    }
+
+    /// Opens the raw array `name`, or creates it holding a copy of `data`.
+    pub fn open_or_create(name: &str, data: &[T]) -> Result<Self> {
+        Self::with_options(name, CreationMode::OpenOrCreate, data, &Options::new())
+    }
+
+    /// Creates an anonymous raw array of `len` zeroed elements, shared with children
+    /// created by `fork`.
+    pub fn anonymous_zeroed(len: usize) -> Result<Self> {
+        Self::build(None, CreationMode::Create, len, Fill::Zero, &Options::new())
+    }
+
+    /// Creates and/or opens as `mode` says, with `opts`; a new array holds a copy of `data`.
+    pub fn with_options(
+        name: &str,
+        mode: CreationMode,
+        data: &[T],
+        opts: &Options,
+    ) -> Result<Self> {
+        Self::build(Some(name), mode, data.len(), Fill::From(data), opts)
+    }
+
+    fn build(
+        name: Option<&str>,
+        mode: CreationMode,
+        len: usize,
+        fill: Fill<'_, T>,
+        opts: &Options,
+    ) -> Result<Self> {
+        let body = PlainBody::new(name, Kind::RawArray, mode, len, opts, &|d| fill.apply(d))?;
+        Ok(RawArray { body })
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.body.len()
+    }
+
+    /// Whether the array has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A volatile read of element `i`.
+    pub fn get(&self, i: usize) -> Result<T> {
+        self.body.read(i)
+    }
+
+    /// A volatile write of element `i`.
+    pub fn set(&self, i: usize, v: T) -> Result<()> {
+        self.body.write(i, v)
+    }
+
+    fn check_range(&self, at: usize, n: usize) -> Result<()> {
+        match at.checked_add(n) {
+            Some(end) if end <= self.len() => Ok(()),
+            _ => Err(Error::OutOfBounds {
+                index: at.saturating_add(n),
+                len: self.len(),
+            }),
+        }
+    }
+
+    /// Copies `dst.len()` elements starting at `at` into `dst`.
+    pub fn read(&self, at: usize, dst: &mut [T]) -> Result<()> {
+        self.check_range(at, dst.len())?;
+        for (k, d) in dst.iter_mut().enumerate() {
+            // SAFETY: `at + k < len` (checked above): inside the mapping and aligned.
+            *d = unsafe { self.body.ptr().add(at + k).read_volatile() };
+        }
+        Ok(())
+    }
+
+    /// Copies `src` into the array starting at `at`.
+    pub fn write(&self, at: usize, src: &[T]) -> Result<()> {
+        self.check_range(at, src.len())?;
+        for (k, s) in src.iter().enumerate() {
+            // SAFETY: as in `read`.
+            unsafe { self.body.ptr().add(at + k).write_volatile(*s) };
+        }
+        Ok(())
+    }
+
+    /// Pointer to the first element in shared memory.
+    pub fn as_ptr(&self) -> *mut T {
+        self.body.ptr()
+    }
+
+    /// The elements, in place.
+    ///
+    /// # Safety
+    /// While the returned slice lives, no process or thread may write any element (your
+    /// protocol must guarantee it, for example a semaphore handed from writer to reader).
+    pub unsafe fn as_slice(&self) -> &[T] {
+        // SAFETY: the memory is mapped, aligned and `len` elements long; the caller rules
+        // out concurrent writes.
+        unsafe { std::slice::from_raw_parts(self.body.ptr(), self.len()) }
+    }
+
+    /// The elements, in place and writable.
+    ///
+    /// # Safety
+    /// While the returned slice lives, no other process or thread may read or write any
+    /// element, and no other view of them may exist.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn as_mut_slice(&self) -> &mut [T] {
+        // SAFETY: as in `as_slice`; the caller guarantees exclusive access.
+        unsafe { std::slice::from_raw_parts_mut(self.body.ptr(), self.len()) }
+    }
+
+    /// The elements as the matching standard atomic type, in place.
+    pub fn atomics(&self) -> &[T::Atomic]
+    where
+        T: AtomicPod,
+    {
+        self.body.atomics()
+    }
+
+    /// Whether this handle created the array.
+    pub fn is_creator(&self) -> bool {
+        self.body.segment().is_creator()
+    }
+
+    /// The segment the array lives in.
+    pub fn segment(&self) -> &Segment {
+        self.body.segment()
+    }
+}

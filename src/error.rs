@@ -1,0 +1,228 @@
+//! The one error type of the crate.
+//!
+//! Every fallible call returns [`Result<T>`](crate::Result). The variants are the
+//! cases a caller can act on; each message says what happened and, where there is
+//! something to do, what to do about it. Locks have one more outcome that is not
+//! an [`Error`]: the previous owner died while holding the lock, in which case the
+//! caller still gets the guard (see [`LockError`]).
+
+use std::fmt;
+use std::io;
+
+/// What went wrong.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No segment exists under this name.
+    #[error("shared-memory object `{name}` does not exist; create it first or check the name")]
+    NotFound {
+        /// The user-facing name that was looked up.
+        name: String,
+    },
+
+    /// A segment already exists under this name.
+    #[error(
+        "shared-memory object `{name}` already exists; open it instead, or remove the stale one \
+         (`shmkit::unlink`)"
+    )]
+    AlreadyExists {
+        /// The user-facing name.
+        name: String,
+    },
+
+    /// The segment is a valid shmkit segment, but of another kind, type or shape than the
+    /// caller asked for (for example a `Value<u64>` opened as an `Array<f32>`).
+    #[error("shared-memory object `{name}` does not match: {what}")]
+    LayoutMismatch {
+        /// The user-facing name.
+        name: String,
+        /// Which field differs, with the expected and the found value.
+        what: String,
+    },
+
+    /// Shared state failed validation: a header, a position, a length or a lock word holds
+    /// a value that a correct peer never writes. Nothing out of bounds was touched.
+    #[error("shared state is corrupt: {what}")]
+    Corrupt {
+        /// What was found invalid.
+        what: String,
+    },
+
+    /// The operation did not complete before its deadline.
+    #[error("the operation timed out")]
+    Timeout,
+
+    /// A non-blocking operation could not complete now (the lock is held, nothing is ready).
+    #[error("the operation would block")]
+    WouldBlock,
+
+    /// Every peer on the other side is gone.
+    #[error("the peer has disconnected")]
+    Disconnected,
+
+    /// The process that held a lock died while holding it, and the caller did not receive
+    /// the guard (for example because it converted a [`LockError`] into an `Error`).
+    /// The protected data may be inconsistent.
+    #[error(
+        "the owner of the lock died while holding it; the protected data may be inconsistent \
+         (use the guard in `LockError::OwnerDied` to repair it and call `mark_consistent`)"
+    )]
+    OwnerDied,
+
+    /// A lock whose owner died was released without being marked consistent; it can no longer
+    /// be locked. Re-create the object.
+    #[error(
+        "the lock is not recoverable: a previous owner died and the lock was released without \
+         `mark_consistent`; re-create the object"
+    )]
+    NotRecoverable,
+
+    /// The process that was creating a segment died before it finished.
+    #[error("the creator of `{name}` died before it finished initialising it")]
+    CreatorDied {
+        /// The user-facing name.
+        name: String,
+    },
+
+    /// The segment is not ours to trust (another owner, or writable by group or others), or
+    /// the operating system refused access.
+    #[error("permission denied for `{name}`: {reason}")]
+    PermissionDenied {
+        /// The user-facing name.
+        name: String,
+        /// Why access was refused.
+        reason: String,
+    },
+
+    /// The name is not a valid shmkit object name.
+    #[error("invalid name `{name}`: {reason}")]
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// What rule it breaks.
+        reason: &'static str,
+    },
+
+    /// An index or a length is outside the object.
+    #[error("index {index} is out of bounds for length {len}")]
+    OutOfBounds {
+        /// The index or length asked for.
+        index: usize,
+        /// The object's length.
+        len: usize,
+    },
+
+    /// An argument is outside what the call accepts (a zero capacity, a size too large).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    /// An operating-system call failed.
+    #[error("{op} failed: {source}")]
+    Io {
+        /// The system call or step that failed.
+        op: &'static str,
+        /// The error the operating system returned.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn corrupt(what: impl Into<String>) -> Self {
+        Error::Corrupt { what: what.into() }
+    }
+
+    pub(crate) fn io(op: &'static str, source: io::Error) -> Self {
+        Error::Io { op, source }
+    }
+}
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The error of a lock operation: either the previous owner died (and the caller holds the
+/// lock now, through the guard carried here), or an [`Error`].
+///
+/// This is `std`'s `PoisonError` idea made for processes: the guard is handed over so that
+/// the caller can repair the protected data and call `mark_consistent` on the guard. A
+/// guard dropped without that leaves the lock not recoverable, so that nobody later
+/// mistakes half-updated data for valid data.
+///
+/// Converting into [`Error`] (for example with `?`) drops the guard unrepaired and gives
+/// [`Error::OwnerDied`].
+pub enum LockError<G> {
+    /// The previous owner died while holding the lock. The caller holds it now.
+    OwnerDied(G),
+    /// The lock was not acquired.
+    Error(Error),
+}
+
+/// The result of a lock operation.
+pub type LockResult<G> = std::result::Result<G, LockError<G>>;
+
+impl<G> LockError<G> {
+    /// The guard, if the previous owner died; `None` for the other errors.
+    pub fn into_guard(self) -> Option<G> {
+        match self {
+            LockError::OwnerDied(g) => Some(g),
+            LockError::Error(_) => None,
+        }
+    }
+
+    /// Whether the previous owner died.
+    pub fn is_owner_died(&self) -> bool {
+        matches!(self, LockError::OwnerDied(_))
+    }
+}
+
+impl<G> From<Error> for LockError<G> {
+    fn from(e: Error) -> Self {
+        LockError::Error(e)
+    }
+}
+
+impl<G> From<LockError<G>> for Error {
+    fn from(e: LockError<G>) -> Self {
+        match e {
+            LockError::OwnerDied(_) => Error::OwnerDied,
+            LockError::Error(e) => e,
+        }
+    }
+}
+
+impl<G> fmt::Debug for LockError<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockError::OwnerDied(_) => f.write_str("OwnerDied(..)"),
+            LockError::Error(e) => f.debug_tuple("Error").field(e).finish(),
+        }
+    }
+}
+
+impl<G> fmt::Display for LockError<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockError::OwnerDied(_) => fmt::Display::fmt(&Error::OwnerDied, f),
+            LockError::Error(e) => fmt::Display::fmt(e, f),
+        }
+    }
+}
+
+impl<G> std::error::Error for LockError<G> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LockError::OwnerDied(_) => None,
+            LockError::Error(e) => e.source(),
+        }
+    }
+}
+
+impl<G> LockError<G> {
+    /// Maps the guard carried by `OwnerDied`.
+    pub fn map<H>(self, f: impl FnOnce(G) -> H) -> LockError<H> {
+        match self {
+            LockError::OwnerDied(g) => LockError::OwnerDied(f(g)),
+            LockError::Error(e) => LockError::Error(e),
+        }
+    }
+}

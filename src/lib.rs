@@ -1,0 +1,60 @@
+//! # shmkit
+//!
+//! Inter-process communication over shared memory, for Linux: what Python's
+//! `multiprocessing` offers processes (shared `Value`/`Array`/`RawValue`/`RawArray`,
+//! process-shared locks), done for Rust, with zero copies and validated shared state.
+//!
+//! - [`Segment`]: a named or anonymous shared-memory region with a validated header;
+//!   created exclusively and published atomically, opened with owner, mode, size and type
+//!   checks, unlinked by its creator.
+//! - [`Mutex<T>`]: a robust process-shared mutex; a holder that dies does not block the
+//!   others, who are told ([`LockError::OwnerDied`]) and can repair the data.
+//! - [`Value<T>`], [`RawValue<T>`], [`Array<T>`], [`RawArray<T>`]: typed views of shared
+//!   memory for any `T: bytemuck::Pod`, mapped in place.
+//!
+//! Every object is one segment, found by name: `create` in one process, `open` in another.
+//!
+//! ```
+//! use shmkit::Value;
+//! # let name = format!("doc-lib-{}", std::process::id());
+//! let counter = Value::<u64>::create(&name, 0)?;
+//! // Another process: `let counter = Value::<u64>::open(&name)?;`
+//! *counter.lock()? += 1;
+//! assert_eq!(counter.get()?, 1);
+//! # Ok::<(), shmkit::Error>(())
+//! ```
+//!
+//! # Trust
+//! Everything another process can write is treated as untrusted: headers, lock words and
+//! lengths are read once, checked, and only then used. A peer that writes garbage can make
+//! calls fail with [`Error::Corrupt`]; it cannot make this crate read or write out of
+//! bounds, panic or wait for ever. Payload bytes are the peers' business: payload types are
+//! `Pod`, so any bytes are a valid value.
+
+#![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "shmkit supports Linux only for now: it relies on futexes, memfd and OFD locks. \
+     Ports add their own `os` module."
+);
+
+mod array;
+mod error;
+mod os;
+mod segment;
+mod sync;
+mod value;
+
+pub use array::{Array, RawArray};
+pub use error::{Error, LockError, LockResult, Result};
+pub use segment::{list, unlink, CreationMode, Kind, Options, Segment, SegmentInfo, MAX_NAME_LEN};
+pub use sync::{Mutex, MutexGuard};
+pub use value::{AtomicPod, RawValue, Value};
+
+/// Support for shmkit's own benchmarks and tests: not part of the stable API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::os::pin_to_cpu;
+}

@@ -1,0 +1,340 @@
+//! Every call into the kernel, as small safe functions returning `io::Result`.
+//!
+//! Nothing outside this module calls `libc`. Linux is the only platform implemented; the
+//! crate refuses to build elsewhere (see `lib.rs`), and a port adds its own version of
+//! these functions here.
+//!
+//! Named segments live in `/dev/shm`, the tmpfs mount that glibc's `shm_open` uses. We
+//! open files there with `open(2)` directly (which is all `shm_open` does) because
+//! creation needs one more call that `shm_open` does not offer: `renameat2` with
+//! `RENAME_NOREPLACE`, which publishes a fully initialised segment under its name
+//! atomically (see the `segment` module).
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+/// The directory in which named segments live.
+pub(crate) const SHM_DIR: &str = "/dev/shm";
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn cpath(path: &str) -> io::Result<CString> {
+    CString::new(path).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+/// Opens an existing file for reading and writing, refusing symbolic links.
+pub(crate) fn open_rw(path: &str) -> io::Result<OwnedFd> {
+    let c = cpath(path)?;
+    // SAFETY: `c` is a valid NUL-terminated path; the flags take no further arguments.
+    let fd = cvt(unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: `open` returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Creates a new file exclusively (`O_CREAT | O_EXCL`), mode 0600 until `fchmod` sets the
+/// final mode.
+pub(crate) fn create_excl(path: &str) -> io::Result<OwnedFd> {
+    let c = cpath(path)?;
+    // SAFETY: `c` is a valid path; `O_CREAT` takes the mode as the third argument.
+    let fd = cvt(unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o600 as libc::c_uint,
+        )
+    })?;
+    // SAFETY: `open` returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Renames `from` to `to`, failing with `AlreadyExists` if `to` exists.
+pub(crate) fn rename_noreplace(from: &str, to: &str) -> io::Result<()> {
+    let (f, t) = (cpath(from)?, cpath(to)?);
+    // SAFETY: both paths are valid NUL-terminated strings; AT_FDCWD is ignored for absolute paths.
+    cvt(unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            f.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    })?;
+    Ok(())
+}
+
+/// Removes a file.
+pub(crate) fn unlink(path: &str) -> io::Result<()> {
+    let c = cpath(path)?;
+    // SAFETY: `c` is a valid NUL-terminated path.
+    cvt(unsafe { libc::unlink(c.as_ptr()) })?;
+    Ok(())
+}
+
+/// Sets a file's permission bits, whatever the umask said at creation.
+pub(crate) fn fchmod(fd: &OwnedFd, mode: u32) -> io::Result<()> {
+    // SAFETY: `fd` is an open descriptor for the duration of the call.
+    cvt(unsafe { libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) })?;
+    Ok(())
+}
+
+/// Sets a file's length.
+pub(crate) fn ftruncate(fd: &OwnedFd, len: u64) -> io::Result<()> {
+    let len =
+        libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `fd` is an open descriptor for the duration of the call.
+    cvt(unsafe { libc::ftruncate(fd.as_raw_fd(), len) })?;
+    Ok(())
+}
+
+/// What `fstat` says about a file.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FileStat {
+    pub size: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// Returns a file's size, mode, owner and identity.
+pub(crate) fn fstat(fd: RawFd) -> io::Result<FileStat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `st` is a valid place for the kernel to write a `stat`.
+    cvt(unsafe { libc::fstat(fd, st.as_mut_ptr()) })?;
+    // SAFETY: `fstat` succeeded, so it initialised `st`.
+    let st = unsafe { st.assume_init() };
+    Ok(FileStat {
+        size: st.st_size as u64,
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
+        dev: st.st_dev,
+        ino: st.st_ino,
+    })
+}
+
+/// The effective user id of this process.
+pub(crate) fn geteuid() -> u32 {
+    // SAFETY: `geteuid` has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// This process's id (for display only: liveness is never judged by pid).
+pub(crate) fn getpid() -> u32 {
+    std::process::id()
+}
+
+/// Creates an anonymous memory file that allows sealing.
+pub(crate) fn memfd_create(name: &CStr) -> io::Result<OwnedFd> {
+    // SAFETY: `name` is NUL-terminated; the flags are valid for memfd_create.
+    let fd = cvt(unsafe {
+        libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING)
+    })?;
+    // SAFETY: a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Seals a memfd against shrinking and growing, and the seals themselves.
+pub(crate) fn seal_size(fd: &OwnedFd) -> io::Result<()> {
+    let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+    // SAFETY: `fd` is open; F_ADD_SEALS takes an int argument.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) })?;
+    Ok(())
+}
+
+/// Opens a new open file description of the file behind `fd` (through `/proc/self/fd`).
+///
+/// OFD locks belong to the open file description, which a forked child shares with its
+/// parent through an inherited descriptor; a process that needs a lock of its own opens
+/// the file anew with this.
+pub(crate) fn reopen(fd: RawFd) -> io::Result<OwnedFd> {
+    // `/proc/self/fd/N` is a magic link to the very file behind `fd`: it must be followed
+    // (no O_NOFOLLOW), and it cannot be redirected by anybody else.
+    let c = cpath(&format!("/proc/self/fd/{fd}"))?;
+    // SAFETY: `c` is a valid NUL-terminated path; the flags take no further arguments.
+    let fd = cvt(unsafe { libc::open(c.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) })?;
+    // SAFETY: `open` returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn flock_at(kind: libc::c_short, offset: u64) -> io::Result<libc::flock> {
+    let start =
+        libc::off_t::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `flock` is plain old data; all-zero is a valid value (l_pid must be 0 for OFD locks).
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = start;
+    fl.l_len = 1;
+    Ok(fl)
+}
+
+/// Tries to take an OFD write lock on one byte at `offset`; `Ok(false)` if another open
+/// file description holds a conflicting lock. The kernel drops the lock when the last
+/// descriptor of this open file description closes, in particular when the process dies.
+pub(crate) fn ofd_try_lock(fd: RawFd, offset: u64) -> io::Result<bool> {
+    let fl = flock_at(libc::F_WRLCK as libc::c_short, offset)?;
+    // SAFETY: `fl` is a valid flock for F_OFD_SETLK.
+    match cvt(unsafe { libc::fcntl(fd, libc::F_OFD_SETLK, &fl) }) {
+        Ok(_) => Ok(true),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether an open file description other than `fd`'s holds a lock on the byte at `offset`.
+pub(crate) fn ofd_is_locked(fd: RawFd, offset: u64) -> io::Result<bool> {
+    let mut fl = flock_at(libc::F_WRLCK as libc::c_short, offset)?;
+    // SAFETY: `fl` is a valid flock that F_OFD_GETLK overwrites in place.
+    cvt(unsafe { libc::fcntl(fd, libc::F_OFD_GETLK, &mut fl) })?;
+    Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
+}
+
+/// The outcome of [`futex_wait`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FutexWait {
+    /// Woken, or the word no longer held the expected value, or a signal interrupted the
+    /// wait: the caller re-checks its condition.
+    Woken,
+    /// The timeout elapsed.
+    TimedOut,
+}
+
+/// Sleeps while `*word == expected`, at most `timeout` (measured on the monotonic clock).
+///
+/// The word may live in memory shared with other processes: this uses the shared (not the
+/// process-private) futex operations.
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> FutexWait {
+    let ts = timeout.map(|d| libc::timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `word` is a valid, aligned u32 for the duration of the call; FUTEX_WAIT reads
+    // it atomically and sleeps only if it equals `expected`; `ts_ptr` is null or points to a
+    // valid relative timespec (FUTEX_WAIT measures it on CLOCK_MONOTONIC).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            ts_ptr,
+            std::ptr::null::<u32>(),
+            0u32,
+        )
+    };
+    if r == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ETIMEDOUT) {
+        FutexWait::TimedOut
+    } else {
+        // 0 (woken), EAGAIN (value changed), EINTR (signal): the caller re-checks.
+        FutexWait::Woken
+    }
+}
+
+/// Wakes at most `n` sleepers on `word`, in any process. Returns how many were woken.
+pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> usize {
+    let n = n.min(i32::MAX as u32) as libc::c_int;
+    // SAFETY: `word` is a valid, aligned u32; FUTEX_WAKE does not access memory beyond it.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE,
+            n,
+            std::ptr::null::<libc::timespec>(),
+            std::ptr::null::<u32>(),
+            0u32,
+        )
+    };
+    if r < 0 {
+        0
+    } else {
+        r as usize
+    }
+}
+
+/// Registers `child` to run in the child process after every `fork`.
+pub(crate) fn at_fork_child(child: extern "C" fn()) -> io::Result<()> {
+    // SAFETY: the handler is a plain `extern "C" fn` with no preconditions.
+    let r = unsafe { libc::pthread_atfork(None, None, Some(child)) };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
+    }
+    Ok(())
+}
+
+/// Closes a raw descriptor; used in the fork child handler, where only async-signal-safe
+/// calls are allowed (`close` is one).
+pub(crate) fn close_raw(fd: RawFd) {
+    // SAFETY: the caller owns `fd` and never uses it again.
+    unsafe { libc::close(fd) };
+}
+
+/// Pins the calling thread to one CPU (for benchmarks).
+pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
+    // SAFETY: `cpu_set_t` is plain old data; zeroed is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: `cpu` is below CPU_SETSIZE, checked above.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is a valid cpu_set_t of the size passed; 0 means the calling thread.
+    cvt(unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) })?;
+    Ok(())
+}
+
+/// Whether `e` is the error `open(O_NOFOLLOW)` gives for a symbolic link.
+pub(crate) fn is_symlink_refusal(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ELOOP)
+}
+
+/// `stat` of a path, without following a final symbolic link.
+pub(crate) fn stat_path(path: &str) -> io::Result<FileStat> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(path)?;
+    Ok(FileStat {
+        size: m.size(),
+        mode: m.mode() & 0o7777,
+        uid: m.uid(),
+        dev: m.dev(),
+        ino: m.ino(),
+    })
+}
+
+/// Reads the first `N` bytes of a file with plain reads (no mapping, so a truncated or
+/// hostile file cannot fault us). `None` if the file is shorter.
+pub(crate) fn read_header_bytes<const N: usize>(
+    path: &str,
+) -> io::Result<(FileStat, Option<[u8; N]>)> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    let st = fstat(f.as_raw_fd())?;
+    let mut buf = [0u8; N];
+    match f.read_exact(&mut buf) {
+        Ok(()) => Ok((st, Some(buf))),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok((st, None)),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,357 @@
+//! [`Mutex<T>`]: a robust, process-shared mutual-exclusion lock protecting a `T`.
+//!
+//! `lock` blocks until the lock is free (spinning briefly, then sleeping on a futex);
+//! `try_lock` never blocks; `lock_timeout` gives up after a duration. An uncontended lock
+//! and unlock is one compare-and-swap and one swap, with no system call.
+//!
+//! If a process dies while holding the lock, the next locker gets
+//! [`LockError::OwnerDied`] carrying the guard: it holds the lock, repairs the data, and
+//! calls [`MutexGuard::mark_consistent`]. A guard dropped without that makes the mutex not
+//! recoverable: every later lock fails with [`Error::NotRecoverable`] instead of handing
+//! out data that may be half-updated. Death is detected through a lock that the kernel
+//! releases when the process dies (see `raw_mutex` for why this is not a
+//! `pthread_mutex_t`); detection takes a few milliseconds of a waiter's time.
+//!
+//! ```
+//! use shmkit::Mutex;
+//! # let name = format!("doc-mutex-{}", std::process::id());
+//! let m = Mutex::<[u64; 2]>::create(&name, [0, 0])?;
+//! // In another process: let m = Mutex::<[u64; 2]>::open(&name)?;
+//! {
+//!     let mut g = m.lock()?;
+//!     g[0] += 1;
+//!     g[1] += 1;
+//! }
+//! assert_eq!(*m.lock()?, [1, 1]);
+//! # Ok::<(), shmkit::Error>(())
+//! ```
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
+use std::time::Duration;
+
+use bytemuck::Pod;
+
+use super::raw_mutex::{Acquired, RawMutex};
+use super::wait::Deadline;
+use crate::error::{Error, LockError, LockResult, Result};
+use crate::segment::{CreationMode, Kind, Layout, Options, Segment};
+
+/// A segment whose body is a [`RawMutex`] followed by `len` values of `T`: the storage of
+/// `Mutex`, `Value` and `Array`.
+pub(crate) struct LockedBody<T> {
+    seg: Segment,
+    raw: NonNull<RawMutex>,
+    data: NonNull<T>,
+    len: usize,
+}
+
+// SAFETY: the pointers point into the mapping owned by `seg`; access to the data is
+// serialised by the lock, and `T: Send` values may be handed between threads.
+unsafe impl<T: Send> Send for LockedBody<T> {}
+// SAFETY: shared access only goes through the lock (guards) or copies under it.
+unsafe impl<T: Send> Sync for LockedBody<T> {}
+
+/// Offset of the data after the lock word: 8, or `T`'s alignment if larger.
+const fn data_offset<T>() -> u64 {
+    let a = std::mem::align_of::<T>() as u64;
+    if a > 8 {
+        a
+    } else {
+        8
+    }
+}
+
+fn locked_body_len<T>(cap: u64) -> Option<u64> {
+    (std::mem::size_of::<T>() as u64)
+        .checked_mul(cap)?
+        .checked_add(data_offset::<T>())
+}
+
+impl<T: Pod> LockedBody<T> {
+    /// Creates or opens the segment. `init` fills a new body (`len` values).
+    pub(crate) fn new(
+        name: Option<&str>,
+        kind: Kind,
+        mode: CreationMode,
+        len: usize,
+        opts: &Options,
+        init: &dyn Fn(&mut [T]),
+    ) -> Result<Self> {
+        if std::mem::align_of::<T>() > 4096 {
+            return Err(Error::InvalidArgument(
+                "types aligned to more than a page are not supported".into(),
+            ));
+        }
+        let layout = Layout {
+            kind,
+            elem_size: std::mem::size_of::<T>() as u64,
+            elem_align: std::mem::align_of::<T>() as u64,
+            capacity: len as u64,
+            body_len: locked_body_len::<T>,
+        };
+        let init_body = |seg: &Segment| {
+            let (raw, data, len) = Self::pointers(seg)?;
+            // SAFETY: the body is mapped, large enough (validated layout) and suitably
+            // aligned; nobody else sees the segment before it is published.
+            unsafe {
+                raw.as_ptr().write(RawMutex::new());
+                init(std::slice::from_raw_parts_mut(data.as_ptr(), len));
+            }
+            Ok(())
+        };
+        let seg = match name {
+            Some(name) => Segment::named(name, mode, layout, opts, init_body)?,
+            None => Segment::anon(layout, init_body)?,
+        };
+        let (raw, data, len) = Self::pointers(&seg)?;
+        Ok(LockedBody {
+            seg,
+            raw,
+            data,
+            len,
+        })
+    }
+
+    fn pointers(seg: &Segment) -> Result<(NonNull<RawMutex>, NonNull<T>, usize)> {
+        let len = usize::try_from(seg.capacity())
+            .map_err(|_| Error::corrupt("capacity does not fit in memory"))?;
+        let base = seg.as_ptr();
+        // SAFETY: the body starts 128-aligned and is at least `data_offset + len * size`
+        // bytes long, as `validate` checked against `locked_body_len`.
+        let data = unsafe { base.add(data_offset::<T>() as usize) } as *mut T;
+        Ok((
+            NonNull::new(base as *mut RawMutex).expect("mapping is not null"),
+            NonNull::new(data).expect("mapping is not null"),
+            len,
+        ))
+    }
+
+    pub(crate) fn raw(&self) -> &RawMutex {
+        // SAFETY: points into the live mapping, initialised by the creator, accessed only
+        // through atomics.
+        unsafe { self.raw.as_ref() }
+    }
+
+    pub(crate) fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Locks and returns a guard over the whole data, as `[T]`.
+    pub(crate) fn lock(&self, deadline: Deadline) -> LockResult<MutexGuard<'_, [T]>> {
+        let how = self.raw().lock(&self.seg, deadline)?;
+        Ok(self.guard(how)?)
+    }
+
+    pub(crate) fn try_lock(&self) -> LockResult<MutexGuard<'_, [T]>> {
+        let how = self.raw().try_lock(&self.seg)?;
+        Ok(self.guard(how)?)
+    }
+
+    fn guard(
+        &self,
+        how: Acquired,
+    ) -> std::result::Result<MutexGuard<'_, [T]>, LockError<MutexGuard<'_, [T]>>> {
+        let data = std::ptr::slice_from_raw_parts_mut(self.data.as_ptr(), self.len);
+        let g = MutexGuard {
+            raw: self.raw(),
+            data: NonNull::new(data).expect("mapping is not null"),
+            owner_died: how == Acquired::OwnerDied,
+            _not_send: PhantomData,
+        };
+        match how {
+            Acquired::Clean => Ok(g),
+            Acquired::OwnerDied => Err(LockError::OwnerDied(g)),
+        }
+    }
+}
+
+/// RAII guard of a locked [`Mutex`] (or [`Value`](crate::Value), or
+/// [`Array`](crate::Array)); derefs to the protected data, in place in shared memory.
+/// Unlocks on drop.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct MutexGuard<'a, T: ?Sized> {
+    raw: &'a RawMutex,
+    data: NonNull<T>,
+    owner_died: bool,
+    /// The lock is owned by the process, but guards stay on the thread, as std's do.
+    _not_send: PhantomData<*const ()>,
+}
+
+// SAFETY: a shared guard only hands out `&T`.
+unsafe impl<T: ?Sized + Sync> Sync for MutexGuard<'_, T> {}
+
+impl<'a, T: ?Sized> MutexGuard<'a, T> {
+    /// Marks the protected data consistent again after a previous owner died. Call it
+    /// once the data is repaired; without it, dropping the guard makes the mutex not
+    /// recoverable.
+    pub fn mark_consistent(this: &Self) {
+        this.raw.mark_consistent();
+    }
+
+    /// Whether this guard was obtained from (or after) an owner that died and the data
+    /// has not been marked consistent since.
+    pub fn is_inconsistent(this: &Self) -> bool {
+        this.owner_died && this.raw.is_inconsistent()
+    }
+
+    /// Releases the lock and leaves an inconsistent state as it is (the next locker is
+    /// told `OwnerDied` again) instead of making it not recoverable.
+    pub(crate) fn release_unrepaired(this: Self) {
+        let raw = this.raw;
+        std::mem::forget(this);
+        raw.unlock();
+    }
+
+    /// Narrows the guard to a part of the data (e.g. an element of an array).
+    pub(crate) fn map<U: ?Sized>(
+        this: Self,
+        f: impl FnOnce(&mut T) -> &mut U,
+    ) -> MutexGuard<'a, U> {
+        let mut this = std::mem::ManuallyDrop::new(this);
+        // SAFETY: the guard holds the lock, so we have exclusive access to the data.
+        let data = NonNull::from(f(unsafe { this.data.as_mut() }));
+        MutexGuard {
+            raw: this.raw,
+            data,
+            owner_died: this.owner_died,
+            _not_send: PhantomData,
+        }
+    }
+}
+
+impl<T: ?Sized> Deref for MutexGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard holds the lock: no other guard exists, and cooperating peers
+        // do not write the data without holding the lock.
+        unsafe { self.data.as_ref() }
+    }
+}
+
+impl<T: ?Sized> DerefMut for MutexGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as for `deref`; `&mut self` makes the access unique in this process.
+        unsafe { self.data.as_mut() }
+    }
+}
+
+impl<T: ?Sized> Drop for MutexGuard<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        if self.owner_died && self.raw.is_inconsistent() {
+            self.raw.mark_not_recoverable();
+        }
+        self.raw.unlock();
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for MutexGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+/// A robust, process-shared mutex protecting a `T`. See the [module docs](self).
+pub struct Mutex<T: Pod> {
+    body: LockedBody<T>,
+}
+
+impl<T: Pod> fmt::Debug for Mutex<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mutex")
+            .field("segment", self.body.segment())
+            .finish_non_exhaustive()
+    }
+}
+
+fn one<T: Pod>(body: MutexGuard<'_, [T]>) -> MutexGuard<'_, T> {
+    // A Mutex body holds exactly one value (validated on open).
+    MutexGuard::map(body, |s| &mut s[0])
+}
+
+pub(crate) fn one_result<T: Pod>(
+    r: LockResult<MutexGuard<'_, [T]>>,
+) -> LockResult<MutexGuard<'_, T>> {
+    match r {
+        Ok(g) => Ok(one(g)),
+        Err(e) => Err(e.map(one)),
+    }
+}
+
+impl<T: Pod> Mutex<T> {
+    /// Creates the mutex `name` holding `init`; fails if the name exists.
+    pub fn create(name: &str, init: T) -> Result<Self> {
+        Self::with_options(name, CreationMode::Create, init, &Options::new())
+    }
+
+    /// Opens the existing mutex `name`, checking that it holds a `T`.
+    pub fn open(name: &str) -> Result<Self> {
+        Self::with_options(name, CreationMode::Open, T::zeroed(), &Options::new())
+    }
+
+    /// Opens the mutex `name`, or creates it holding `init`. Of racing processes exactly
+    /// one creates it; [`Mutex::is_creator`] tells which.
+    pub fn open_or_create(name: &str, init: T) -> Result<Self> {
+        Self::with_options(name, CreationMode::OpenOrCreate, init, &Options::new())
+    }
+
+    /// Creates an anonymous mutex holding `init`, shared with children created by `fork`.
+    pub fn anonymous(init: T) -> Result<Self> {
+        let body = LockedBody::new(
+            None,
+            Kind::Mutex,
+            CreationMode::Create,
+            1,
+            &Options::new(),
+            &|d| d[0] = init,
+        )?;
+        Ok(Mutex { body })
+    }
+
+    /// Creates and/or opens as `mode` says, with `opts` (mode bits, keep, trust).
+    pub fn with_options(name: &str, mode: CreationMode, init: T, opts: &Options) -> Result<Self> {
+        let body = LockedBody::new(Some(name), Kind::Mutex, mode, 1, opts, &|d| d[0] = init)?;
+        if body.len() != 1 {
+            return Err(Error::corrupt(
+                "a mutex segment must hold exactly one value",
+            ));
+        }
+        Ok(Mutex { body })
+    }
+
+    /// Locks, blocking until the lock is free.
+    ///
+    /// `Err(LockError::OwnerDied(guard))` means the previous owner died holding the lock;
+    /// the caller holds it now (see the [module docs](self)).
+    #[inline]
+    pub fn lock(&self) -> LockResult<MutexGuard<'_, T>> {
+        one_result(self.body.lock(Deadline::NEVER))
+    }
+
+    /// Locks if that is possible without waiting; otherwise `Error::WouldBlock`.
+    pub fn try_lock(&self) -> LockResult<MutexGuard<'_, T>> {
+        one_result(self.body.try_lock())
+    }
+
+    /// Locks, waiting at most `timeout`; `Error::Timeout` if it could not.
+    pub fn lock_timeout(&self, timeout: Duration) -> LockResult<MutexGuard<'_, T>> {
+        one_result(self.body.lock(Deadline::after(timeout)))
+    }
+
+    /// Whether this handle created the mutex.
+    pub fn is_creator(&self) -> bool {
+        self.body.segment().is_creator()
+    }
+
+    /// The segment the mutex lives in.
+    pub fn segment(&self) -> &Segment {
+        self.body.segment()
+    }
+}

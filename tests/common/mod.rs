@@ -1,0 +1,182 @@
+//! The one helper every multi-process test uses.
+//!
+//! Children are real processes: the test binary re-runs itself (`current_exe()`) with the
+//! `__child` test selected and `SHMKIT_ROLE` naming what to do; every test file has a
+//! `#[test] fn __child()` that calls [`child_main`] with its role table. No test forks
+//! inside the multi-threaded harness.
+//!
+//! Names come from [`Names`], unique per test and process; dropping it removes whatever
+//! segment of its prefix is left, also when the test panics.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+const ROLE_ENV: &str = "SHMKIT_ROLE";
+const ARG_PREFIX: &str = "SHMKIT_ARG_";
+
+/// Runs the role named in the environment, if any, and exits the process with its outcome
+/// (0: the role returned; 101: it panicked). Without a role it returns at once: the
+/// `__child` entry then does nothing in the normal test run.
+pub fn child_main(roles: &[(&str, fn())]) {
+    let Ok(role) = std::env::var(ROLE_ENV) else {
+        return;
+    };
+    let f = roles
+        .iter()
+        .find(|(n, _)| *n == role)
+        .unwrap_or_else(|| panic!("unknown child role {role}"))
+        .1;
+    let ok = std::panic::catch_unwind(f).is_ok();
+    std::process::exit(if ok { 0 } else { 101 });
+}
+
+/// An argument passed to this child process.
+pub fn arg(key: &str) -> String {
+    std::env::var(format!("{ARG_PREFIX}{key}"))
+        .unwrap_or_else(|_| panic!("missing child arg {key}"))
+}
+
+/// An argument parsed.
+pub fn arg_as<T: std::str::FromStr>(key: &str) -> T
+where
+    T::Err: std::fmt::Debug,
+{
+    arg(key).parse().expect("child arg parses")
+}
+
+/// Starts a child running `role`, with `args` (available through [`arg`]). Its stdout is
+/// piped (see [`finish`]); stderr is inherited.
+pub fn spawn(role: &str, args: &[(&str, String)]) -> Child {
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "__child",
+        "--exact",
+        "--nocapture",
+        "--test-threads=1",
+        "-q",
+    ])
+    .env(ROLE_ENV, role)
+    .stdout(Stdio::piped())
+    .stdin(Stdio::null());
+    for (k, v) in args {
+        cmd.env(format!("{ARG_PREFIX}{k}"), v);
+    }
+    cmd.spawn().expect("spawn child")
+}
+
+/// What a child reported: its exit code (`None` if killed by a signal) and the
+/// `key=value` pairs it printed with [`report`].
+#[derive(Debug)]
+pub struct Outcome {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub values: HashMap<String, String>,
+}
+
+impl Outcome {
+    pub fn get<T: std::str::FromStr>(&self, key: &str) -> T
+    where
+        T::Err: std::fmt::Debug,
+    {
+        self.values
+            .get(key)
+            .unwrap_or_else(|| panic!("child did not report {key}: {self:?}"))
+            .parse()
+            .expect("reported value parses")
+    }
+}
+
+/// Waits for a child and collects what it reported.
+pub fn finish(child: Child) -> Outcome {
+    use std::os::unix::process::ExitStatusExt;
+    let out = child.wait_with_output().expect("wait for child");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let values = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("REPORT "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    Outcome {
+        code: out.status.code(),
+        signal: out.status.signal(),
+        values,
+    }
+}
+
+/// Waits for a child and asserts that it exited successfully.
+pub fn finish_ok(child: Child) -> Outcome {
+    let o = finish(child);
+    assert_eq!(o.code, Some(0), "child failed: {o:?}");
+    o
+}
+
+/// Prints a `key=value` pair for the parent (children only).
+pub fn report(key: &str, value: impl std::fmt::Display) {
+    println!("REPORT {key}={value}");
+}
+
+/// Ends this (child) process with SIGKILL: a test-only failpoint at an exact step.
+pub fn die_now() -> ! {
+    // SAFETY: raising a signal has no memory-safety preconditions.
+    unsafe { libc::raise(libc::SIGKILL) };
+    unreachable!("SIGKILL is not survivable")
+}
+
+/// Spins (yielding) until `cond` holds; panics after `limit` so a broken test fails
+/// instead of hanging.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < limit,
+            "condition not reached within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// Unique segment names for one test; removes leftovers on drop.
+pub struct Names {
+    prefix: String,
+}
+
+impl Names {
+    pub fn new(test: &str) -> Names {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        Names {
+            prefix: format!("t.{test}.{}.{n}", std::process::id()),
+        }
+    }
+
+    pub fn name(&self, what: &str) -> String {
+        format!("{}.{what}", self.prefix)
+    }
+
+    /// Our segments still present in /dev/shm.
+    pub fn leftovers(&self) -> Vec<String> {
+        let os_prefix = format!("shmkit.{}.", self.prefix);
+        std::fs::read_dir("/dev/shm")
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|n| n.starts_with(&os_prefix))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Names {
+    fn drop(&mut self) {
+        for f in self.leftovers() {
+            let _ = std::fs::remove_file(format!("/dev/shm/{f}"));
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! Robust mutex, Value and RawValue across real processes: counting, owner death,
+//! recovery, and the creation race.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::{arg, arg_as, die_now, finish, finish_ok, report, spawn, Names};
+use shmkit::{Error, LockError, Mutex, MutexGuard, RawValue, Value};
+
+const ADDS: u64 = 100_000;
+/// Long enough that only a broken lock reaches it; never a timing assertion.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+#[test]
+fn __child() {
+    common::child_main(&[
+        ("add_value", add_value),
+        ("add_raw", add_raw),
+        ("die_holding", die_holding),
+        ("recover_and_die", recover_and_die),
+        ("expect_not_recoverable", expect_not_recoverable),
+        ("race_open_or_create", race_open_or_create),
+        ("try_lock_held", try_lock_held),
+        ("die_holding_value", die_holding_value),
+    ]);
+}
+
+fn add_value() {
+    let v = Value::<u64>::open(&arg("name")).unwrap();
+    for _ in 0..ADDS {
+        *v.lock().unwrap() += 1;
+    }
+}
+
+fn add_raw() {
+    let v = RawValue::<u64>::open(&arg("name")).unwrap();
+    for _ in 0..ADDS {
+        v.atomic().fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn four_processes_add_under_the_value_lock() {
+    let names = Names::new("value_add");
+    let name = names.name("counter");
+    let v = Value::<u64>::create(&name, 0).unwrap();
+    let kids: Vec<_> = (0..4)
+        .map(|_| spawn("add_value", &[("name", name.clone())]))
+        .collect();
+    kids.into_iter().for_each(|c| {
+        finish_ok(c);
+    });
+    assert_eq!(v.get().unwrap(), 4 * ADDS);
+}
+
+#[test]
+fn four_processes_add_to_a_raw_value_atomically() {
+    let names = Names::new("raw_add");
+    let name = names.name("counter");
+    let v = RawValue::<u64>::create(&name, 0).unwrap();
+    let kids: Vec<_> = (0..4)
+        .map(|_| spawn("add_raw", &[("name", name.clone())]))
+        .collect();
+    kids.into_iter().for_each(|c| {
+        finish_ok(c);
+    });
+    assert_eq!(v.get(), 4 * ADDS);
+}
+
+/// Locks the pair, writes the first half of the invariant, and dies before the second.
+fn die_holding() {
+    let m = Mutex::<[u64; 2]>::open(&arg("name")).unwrap();
+    let mut g = match m.lock() {
+        Ok(g) => g,
+        Err(e) => panic!("child could not lock: {e}"),
+    };
+    g[0] += 1;
+    die_now();
+}
+
+/// Inherits a dead owner's lock, starts repairing, and dies before marking consistent.
+fn recover_and_die() {
+    let m = Mutex::<[u64; 2]>::open(&arg("name")).unwrap();
+    match m.lock_timeout(PATIENCE) {
+        Err(LockError::OwnerDied(mut g)) => {
+            g[1] = g[0];
+            die_now();
+        }
+        Ok(_) => std::process::exit(2),
+        Err(LockError::Error(e)) => panic!("unexpected: {e}"),
+    };
+}
+
+fn expect_not_recoverable() {
+    let m = Mutex::<[u64; 2]>::open(&arg("name")).unwrap();
+    match m.lock_timeout(PATIENCE) {
+        Err(LockError::Error(Error::NotRecoverable)) => {}
+        other => panic!("expected NotRecoverable, got {:?}", other.map(|_| ())),
+    };
+}
+
+fn killed_child(name: &str, role: &str) {
+    let o = finish(spawn(role, &[("name", name.to_owned())]));
+    assert_eq!(
+        o.signal,
+        Some(libc::SIGKILL),
+        "child should die by SIGKILL: {o:?}"
+    );
+}
+
+/// The next lock after a death must be `OwnerDied`, carrying a guard over the torn pair.
+fn expect_owner_died(m: &Mutex<[u64; 2]>) -> MutexGuard<'_, [u64; 2]> {
+    match m.lock_timeout(PATIENCE) {
+        Err(LockError::OwnerDied(g)) => g,
+        Ok(_) => panic!("lock succeeded silently after the owner died"),
+        Err(LockError::Error(e)) => panic!("expected OwnerDied, got {e}"),
+    }
+}
+
+#[test]
+fn holder_killed_between_two_writes_is_reported_and_repaired() {
+    let names = Names::new("owner_died");
+    let name = names.name("pair");
+    let m = Mutex::<[u64; 2]>::create(&name, [0, 0]).unwrap();
+    for round in 1..=20 {
+        killed_child(&name, "die_holding");
+        let mut g = expect_owner_died(&m);
+        assert_eq!(
+            *g,
+            [round, round - 1],
+            "the dead child's half-write is visible"
+        );
+        assert!(MutexGuard::is_inconsistent(&g));
+        g[1] = g[0];
+        MutexGuard::mark_consistent(&g);
+        drop(g);
+        let g = m.lock().expect("repaired mutex locks normally");
+        assert_eq!(*g, [round, round]);
+    }
+}
+
+#[test]
+fn a_recoverer_killed_before_marking_consistent_is_reported_again() {
+    let names = Names::new("recoverer_died");
+    let name = names.name("pair");
+    let m = Mutex::<[u64; 2]>::create(&name, [0, 0]).unwrap();
+    killed_child(&name, "die_holding");
+    killed_child(&name, "recover_and_die");
+    let mut g = expect_owner_died(&m);
+    g[1] = g[0];
+    MutexGuard::mark_consistent(&g);
+    drop(g);
+    assert_eq!(*m.lock().unwrap(), [1, 1]);
+}
+
+#[test]
+fn dropping_the_guard_unrepaired_makes_the_mutex_not_recoverable() {
+    let names = Names::new("not_recoverable");
+    let name = names.name("pair");
+    let m = Mutex::<[u64; 2]>::create(&name, [0, 0]).unwrap();
+    killed_child(&name, "die_holding");
+    drop(expect_owner_died(&m));
+    match m.lock_timeout(PATIENCE) {
+        Err(LockError::Error(Error::NotRecoverable)) => {}
+        other => panic!("expected NotRecoverable, got {:?}", other.map(|_| ())),
+    }
+    assert!(matches!(
+        m.try_lock(),
+        Err(LockError::Error(Error::NotRecoverable))
+    ));
+    finish_ok(spawn("expect_not_recoverable", &[("name", name.clone())]));
+}
+
+fn die_holding_value() {
+    let v = Value::<[u64; 2]>::open(&arg("name")).unwrap();
+    let mut g = v.lock().unwrap();
+    g[0] += 1;
+    die_now();
+}
+
+#[test]
+fn value_get_reports_a_dead_holder_until_set_repairs_it() {
+    let names = Names::new("value_died");
+    let name = names.name("value");
+    let v = Value::<[u64; 2]>::create(&name, [7, 7]).unwrap();
+    killed_child(&name, "die_holding_value");
+    // `get` cannot vouch for the data and leaves it marked for the next locker.
+    assert!(matches!(v.get(), Err(Error::OwnerDied)));
+    assert!(matches!(v.get(), Err(Error::OwnerDied)));
+    // `set` overwrites the whole value: that repairs it.
+    v.set([1, 2]).unwrap();
+    assert_eq!(v.get().unwrap(), [1, 2]);
+    assert_eq!(*v.lock().unwrap(), [1, 2]);
+}
+
+fn try_lock_held() {
+    let m = Mutex::<[u64; 2]>::open(&arg("name")).unwrap();
+    match m.try_lock() {
+        Err(LockError::Error(Error::WouldBlock)) => report("try", "would_block"),
+        other => panic!("expected WouldBlock, got {:?}", other.map(|_| ())),
+    }
+    match m.lock_timeout(Duration::from_millis(20)) {
+        Err(LockError::Error(Error::Timeout)) => report("timed", "timeout"),
+        other => panic!("expected Timeout, got {:?}", other.map(|_| ())),
+    };
+}
+
+#[test]
+fn a_lock_held_by_a_live_process_blocks_try_and_timed_lock() {
+    let names = Names::new("held");
+    let name = names.name("pair");
+    let m = Mutex::<[u64; 2]>::create(&name, [0, 0]).unwrap();
+    let g = m.lock().unwrap();
+    let o = finish_ok(spawn("try_lock_held", &[("name", name.clone())]));
+    assert_eq!(o.get::<String>("try"), "would_block");
+    assert_eq!(o.get::<String>("timed"), "timeout");
+    drop(g);
+}
+
+fn race_open_or_create() {
+    let me: u64 = arg_as("me");
+    let arrived = RawValue::<u32>::open(&arg("arrived")).unwrap();
+    let v = Value::<u64>::open_or_create(&arg("name"), 1000 + me).unwrap();
+    report("created", v.is_creator());
+    report("seen", v.get().unwrap());
+    // Stay until everybody has opened: the creator's handle unlinks the name when it drops.
+    arrived.atomic().fetch_add(1, Ordering::SeqCst);
+    common::wait_until(PATIENCE, || arrived.atomic().load(Ordering::SeqCst) == 8);
+}
+
+#[test]
+fn eight_processes_race_open_or_create_and_exactly_one_initialises() {
+    for round in 0..3 {
+        let names = Names::new(&format!("race{round}"));
+        let name = names.name("v");
+        let arrived = RawValue::<u32>::create(&names.name("arrived"), 0).unwrap();
+        let arrived_name = names.name("arrived");
+        let kids: Vec<_> = (0..8)
+            .map(|i| {
+                spawn(
+                    "race_open_or_create",
+                    &[
+                        ("name", name.clone()),
+                        ("me", i.to_string()),
+                        ("arrived", arrived_name.clone()),
+                    ],
+                )
+            })
+            .collect();
+        let outs: Vec<_> = kids.into_iter().map(finish_ok).collect();
+        let creators = outs.iter().filter(|o| o.get::<bool>("created")).count();
+        assert_eq!(creators, 1, "{outs:?}");
+        let seen: Vec<u64> = outs.iter().map(|o| o.get("seen")).collect();
+        assert!(seen.iter().all(|&s| s == seen[0]), "{seen:?}");
+        assert!((1000..1008).contains(&seen[0]));
+        drop(arrived);
+        assert_eq!(
+            names.leftovers(),
+            Vec::<String>::new(),
+            "the creator unlinks on drop"
+        );
+    }
+}
