@@ -148,8 +148,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// guard dropped without that leaves the lock not recoverable, so that nobody later
 /// mistakes half-updated data for valid data.
 ///
-/// Converting into [`Error`] (for example with `?`) drops the guard unrepaired and gives
-/// [`Error::OwnerDied`].
+/// Converting into [`Error`] (for example with `?` in a function returning
+/// `shmkit::Result`) drops the guard unrepaired and gives [`Error::OwnerDied`]. Like std's
+/// `PoisonError<Guard>`, a `LockError` borrows the lock, so it cannot become a
+/// `Box<dyn Error + 'static>` by itself: write `.map_err(shmkit::Error::from)?` there.
 pub enum LockError<G> {
     /// The previous owner died while holding the lock. The caller holds it now.
     OwnerDied(G),

@@ -255,6 +255,9 @@ fn os_path(name: &str) -> Result<String> {
     if name.len() > MAX_NAME_LEN {
         return Err(bad("a name must be at most 200 bytes long"));
     }
+    if !name.as_bytes()[0].is_ascii_alphanumeric() {
+        return Err(bad("a name must start with an ASCII letter or digit"));
+    }
     if !name
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
@@ -1001,7 +1004,17 @@ mod tests {
     #[test]
     fn names_are_validated() {
         assert!(os_path("ok.name_1-2").is_ok());
-        for bad in ["", "a/b", "../x", "sp ace", "ü", &"x".repeat(201)] {
+        for bad in [
+            "",
+            "a/b",
+            "../x",
+            "..",
+            ".hidden",
+            "-x",
+            "sp ace",
+            "ü",
+            &"x".repeat(201),
+        ] {
             assert!(
                 matches!(os_path(bad), Err(Error::InvalidName { .. })),
                 "{bad:?} accepted"
@@ -1033,7 +1046,8 @@ mod tests {
     fn header_validation_rejects_each_bad_field() {
         let l = raw_layout(0).unwrap();
         assert!(validate("t", &good(), 4096, &l).is_ok());
-        let cases: Vec<(fn(&mut Header), bool)> = vec![
+        type Case = (fn(&mut Header), bool);
+        let cases: Vec<Case> = vec![
             (|h| h.magic ^= 1, false),
             (|h| h.version = 2, true),
             (|h| h.header_size = 64, true),
@@ -1050,6 +1064,30 @@ mod tests {
                 Err(Error::LayoutMismatch { .. }) if is_mismatch => {}
                 Err(Error::Corrupt { .. }) if !is_mismatch => {}
                 other => panic!("{h:?}: {other:?}"),
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Arbitrary header bytes and file lengths: validation returns, never panics, and
+        /// accepts only headers whose body fits in the file.
+        #[test]
+        fn validation_of_arbitrary_headers_never_panics(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, HEADER_SIZE),
+            file_len in 0u64..=u64::MAX,
+            magic_ok in proptest::bool::ANY,
+        ) {
+            let mut h: Header = bytemuck::pod_read_unaligned(&bytes);
+            if magic_ok {
+                h.magic = MAGIC;
+                h.version = VERSION;
+                h.header_size = HEADER_SIZE as u32;
+            }
+            for kind in [Kind::Raw, Kind::Value, Kind::Array] {
+                let l = Layout { kind, elem_size: 8, elem_align: 8, capacity: 0, body_len: |c| c.checked_mul(8) };
+                if let Ok(v) = validate("p", &h, file_len, &l) {
+                    proptest::prop_assert!(HEADER_SIZE as u64 + v.body_len <= file_len);
+                }
             }
         }
     }

@@ -146,12 +146,12 @@ impl<T: Pod> LockedBody<T> {
     /// Locks and returns a guard over the whole data, as `[T]`.
     pub(crate) fn lock(&self, deadline: Deadline) -> LockResult<MutexGuard<'_, [T]>> {
         let how = self.raw().lock(&self.seg, deadline)?;
-        Ok(self.guard(how)?)
+        self.guard(how)
     }
 
     pub(crate) fn try_lock(&self) -> LockResult<MutexGuard<'_, [T]>> {
         let how = self.raw().try_lock(&self.seg)?;
-        Ok(self.guard(how)?)
+        self.guard(how)
     }
 
     fn guard(

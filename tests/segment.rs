@@ -1,0 +1,367 @@
+//! Segments: validation on open, modes, squatting, clean-up, anonymous segments over fork.
+
+mod common;
+
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::time::Duration;
+
+use common::{arg, finish_ok, report, spawn, Names};
+use shmkit::{
+    Array, CreationMode, Error, Kind, LockError, Mutex, Options, RawArray, RawValue, Segment, Value,
+};
+
+#[test]
+fn __child() {
+    common::child_main(&[
+        ("umask_modes", umask_modes),
+        ("anonymous_fork", anonymous_fork),
+        (
+            "anonymous_mutex_owner_dies_in_fork_child",
+            anonymous_mutex_owner_dies_in_fork_child,
+        ),
+    ]);
+}
+
+fn path_of(name: &str) -> String {
+    format!("/dev/shm/shmkit.{name}")
+}
+
+fn mode_of(name: &str) -> u32 {
+    std::fs::metadata(path_of(name))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// Writes a file under our prefix by hand, as a squatter or a corrupting peer would.
+fn plant(name: &str, bytes: &[u8], mode: u32) {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path_of(name))
+        .unwrap();
+    std::io::Write::write_all(&mut f, bytes).unwrap();
+    std::fs::set_permissions(path_of(name), std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn opening_with_the_wrong_kind_or_type_is_a_layout_mismatch() {
+    let names = Names::new("mismatch");
+    let v = names.name("value");
+    let m = names.name("mutex");
+    let _value = Value::<u64>::create(&v, 1).unwrap();
+    let _mutex = Mutex::<u64>::create(&m, 1).unwrap();
+    let mismatch =
+        |r: Result<(), Error>| assert!(matches!(r, Err(Error::LayoutMismatch { .. })), "{r:?}");
+    mismatch(Array::<f32>::open(&v).map(drop));
+    mismatch(Value::<u32>::open(&v).map(drop));
+    mismatch(Value::<[u64; 2]>::open(&v).map(drop));
+    mismatch(RawValue::<u64>::open(&v).map(drop));
+    mismatch(Value::<u64>::open(&m).map(drop));
+    mismatch(Segment::open(&m, &Options::new()).map(drop));
+    // The right type opens.
+    assert_eq!(Value::<u64>::open(&v).unwrap().get().unwrap(), 1);
+}
+
+fn valid_header_bytes(name: &str) -> Vec<u8> {
+    // Make a real segment, copy its bytes, and remove it: a template to corrupt.
+    let s = Segment::create(name, 64, &Options::new()).unwrap();
+    let bytes = std::fs::read(path_of(name)).unwrap();
+    drop(s);
+    bytes
+}
+
+#[test]
+fn garbage_truncated_or_absurd_segments_are_corrupt() {
+    let names = Names::new("corrupt");
+    let template = valid_header_bytes(&names.name("template"));
+    let corrupt = |name: &str| {
+        let r = Segment::open(name, &Options::new());
+        assert!(matches!(r, Err(Error::Corrupt { .. })), "{name}: {r:?}");
+        let r = Value::<u64>::open(name);
+        assert!(
+            matches!(
+                r,
+                Err(Error::Corrupt { .. }) | Err(Error::LayoutMismatch { .. })
+            ),
+            "{name}: {r:?}"
+        );
+    };
+
+    // Random bytes.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let random: Vec<u8> = (0..8192)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    plant(&names.name("random"), &random, 0o600);
+    corrupt(&names.name("random"));
+
+    // Empty, and shorter than a header.
+    plant(&names.name("empty"), &[], 0o600);
+    corrupt(&names.name("empty"));
+    plant(&names.name("short"), &template[..40], 0o600);
+    corrupt(&names.name("short"));
+
+    // A valid header, then the file cut below what the header claims.
+    plant(&names.name("cut"), &template[..200], 0o600);
+    corrupt(&names.name("cut"));
+
+    // Valid magic with absurd lengths.
+    let offsets = [
+        (24, "elem_size"),
+        (40, "capacity"),
+        (48, "body_len"),
+        (56, "total_len"),
+    ];
+    for (off, what) in offsets {
+        let mut b = template.clone();
+        b[off..off + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        let n = names.name(what);
+        plant(&n, &b, 0o600);
+        let r = Segment::open(&n, &Options::new());
+        // elem_size is not checked for raw segments; the others must be refused.
+        if what != "elem_size" {
+            assert!(matches!(r, Err(Error::Corrupt { .. })), "{what}: {r:?}");
+        }
+    }
+
+    // Another format version is refused before the rest of the header is read.
+    let mut b = template.clone();
+    b[8..12].copy_from_slice(&99u32.to_le_bytes());
+    b[40..48].copy_from_slice(&u64::MAX.to_le_bytes());
+    plant(&names.name("version"), &b, 0o600);
+    let r = Segment::open(&names.name("version"), &Options::new());
+    assert!(matches!(r, Err(Error::LayoutMismatch { .. })), "{r:?}");
+}
+
+fn umask_modes() {
+    let names = Names::new(&format!("umask{}", arg("umask")));
+    let umask = u32::from_str_radix(&arg("umask"), 8).unwrap();
+    // SAFETY: umask only changes this child process's file-creation mask.
+    unsafe { libc::umask(umask as libc::mode_t) };
+    let a = names.name("default");
+    let b = names.name("custom");
+    let _x = Value::<u64>::create(&a, 0).unwrap();
+    let _y = Value::<u64>::with_options(&b, CreationMode::Create, 0, &Options::new().mode(0o640))
+        .unwrap();
+    report("default", format!("{:o}", mode_of(&a)));
+    report("custom", format!("{:o}", mode_of(&b)));
+}
+
+#[test]
+fn the_mode_is_exactly_what_was_asked_whatever_the_umask() {
+    for umask in ["000", "077"] {
+        let o = finish_ok(spawn("umask_modes", &[("umask", umask.to_string())]));
+        assert_eq!(o.get::<String>("default"), "600", "umask {umask}");
+        assert_eq!(o.get::<String>("custom"), "640", "umask {umask}");
+    }
+}
+
+#[test]
+fn group_writable_segments_are_refused_unless_trusted() {
+    let names = Names::new("groupw");
+    let n = names.name("v");
+    let _v = Value::<u64>::with_options(&n, CreationMode::Create, 5, &Options::new().mode(0o660))
+        .unwrap();
+    assert_eq!(mode_of(&n), 0o660);
+    let r = Value::<u64>::open(&n);
+    assert!(matches!(r, Err(Error::PermissionDenied { .. })), "{r:?}");
+    let trusted = Value::<u64>::with_options(
+        &n,
+        CreationMode::Open,
+        0,
+        &Options::new().trust_shared(true),
+    )
+    .unwrap();
+    assert_eq!(trusted.get().unwrap(), 5);
+}
+
+#[test]
+fn a_squatted_name_is_not_created_over_nor_opened() {
+    let names = Names::new("squat");
+    let n = names.name("v");
+    plant(&n, &[0xAB; 4096], 0o666);
+    let r = Value::<u64>::create(&n, 0);
+    assert!(matches!(r, Err(Error::AlreadyExists { .. })), "{r:?}");
+    let r = Value::<u64>::open(&n);
+    assert!(matches!(r, Err(Error::PermissionDenied { .. })), "{r:?}");
+    let r = Value::<u64>::open_or_create(&n, 0);
+    assert!(matches!(r, Err(Error::PermissionDenied { .. })), "{r:?}");
+    // Trusting it does not make garbage valid.
+    let r = Value::<u64>::with_options(
+        &n,
+        CreationMode::Open,
+        0,
+        &Options::new().trust_shared(true),
+    );
+    assert!(matches!(r, Err(Error::Corrupt { .. })), "{r:?}");
+}
+
+#[test]
+fn a_symlink_under_our_prefix_is_refused() {
+    let names = Names::new("symlink");
+    let target = names.name("target");
+    let link = names.name("link");
+    let _v = Value::<u64>::create(&target, 3).unwrap();
+    std::os::unix::fs::symlink(path_of(&target), path_of(&link)).unwrap();
+    let r = Value::<u64>::open(&link);
+    assert!(matches!(r, Err(Error::PermissionDenied { .. })), "{r:?}");
+}
+
+#[test]
+fn invalid_names_are_refused() {
+    for bad in ["", "a/b", "..", "with space", "nul\0", &"x".repeat(201)] {
+        let r = Value::<u64>::create(bad, 0);
+        assert!(
+            matches!(r, Err(Error::InvalidName { .. })),
+            "{bad:?}: {r:?}"
+        );
+    }
+}
+
+#[test]
+fn the_creator_unlinks_on_drop_unless_kept_and_list_shows_ours() {
+    let names = Names::new("cleanup");
+    let a = names.name("dropped");
+    let b = names.name("kept");
+    let v = Value::<u64>::create(&a, 0).unwrap();
+    let opened = Value::<u64>::open(&a).unwrap();
+    let k = RawArray::<f64>::with_options(
+        &b,
+        CreationMode::Create,
+        &[1.0; 10],
+        &Options::new().keep(true),
+    )
+    .unwrap();
+
+    let listed = shmkit::list().unwrap();
+    let entry = listed.iter().find(|i| i.name == a).expect("listed");
+    assert_eq!(entry.kind, Some(Kind::Value));
+    assert_eq!(entry.creator_pid, std::process::id());
+    assert_eq!(
+        listed.iter().find(|i| i.name == b).unwrap().kind,
+        Some(Kind::RawArray)
+    );
+
+    drop(v);
+    // Gone by name, still usable through the mapping of whoever has it open.
+    assert!(matches!(
+        Value::<u64>::open(&a),
+        Err(Error::NotFound { .. })
+    ));
+    opened.set(9).unwrap();
+    assert_eq!(opened.get().unwrap(), 9);
+
+    drop(k);
+    assert_eq!(RawArray::<f64>::open(&b).unwrap().get(3).unwrap(), 1.0);
+    shmkit::unlink(&b).unwrap();
+    assert!(matches!(shmkit::unlink(&b), Err(Error::NotFound { .. })));
+    assert!(names.leftovers().is_empty());
+}
+
+#[test]
+fn arrays_copy_in_and_out_and_check_bounds() {
+    let names = Names::new("arrays");
+    let n = names.name("a");
+    let a = Array::<f64>::create_zeroed(&n, 8).unwrap();
+    let other = Array::<f64>::open(&n).unwrap();
+    assert_eq!(other.len(), 8);
+    a.copy_from_slice(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0])
+        .unwrap();
+    assert_eq!(other.get(7).unwrap(), 8.0);
+    assert!(matches!(
+        other.get(8),
+        Err(Error::OutOfBounds { index: 8, len: 8 })
+    ));
+    assert!(matches!(other.set(9, 0.0), Err(Error::OutOfBounds { .. })));
+    assert!(matches!(
+        other.copy_from_slice(&[0.0; 3]),
+        Err(Error::OutOfBounds { .. })
+    ));
+    other.lock().unwrap()[0] = -1.0;
+    let mut out = [0.0; 8];
+    a.copy_to_slice(&mut out).unwrap();
+    assert_eq!(out[0], -1.0);
+
+    let r = RawArray::<u32>::create(&names.name("raw"), &[1, 2, 3]).unwrap();
+    assert!(matches!(
+        r.read(2, &mut [0; 2]),
+        Err(Error::OutOfBounds { .. })
+    ));
+    assert!(matches!(
+        r.write(usize::MAX, &[0; 2]),
+        Err(Error::OutOfBounds { .. })
+    ));
+    r.atomics()[1].fetch_add(40, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(r.get(1).unwrap(), 42);
+}
+
+fn fork_and_wait(child: impl FnOnce() -> i32) -> Option<i32> {
+    // SAFETY: the child only touches shared memory and our own atomics, then `_exit`s.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let code = child();
+        // SAFETY: `_exit` ends the child without running the parent's destructors.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status))
+}
+
+/// Runs in a child process of the harness (single purpose), so forking is safe.
+fn anonymous_fork() {
+    let v = RawValue::<u64>::anonymous(1).unwrap();
+    let a = RawArray::<u8>::anonymous_zeroed(16).unwrap();
+    let code = fork_and_wait(|| {
+        v.set(v.get() + 41);
+        a.set(15, 7).unwrap();
+        0
+    });
+    assert_eq!(code, Some(0));
+    report("value", v.get());
+    report("byte", a.get(15).unwrap());
+}
+
+#[test]
+fn an_anonymous_segment_is_shared_with_a_forked_child() {
+    let o = finish_ok(spawn("anonymous_fork", &[]));
+    assert_eq!(o.get::<u64>("value"), 42);
+    assert_eq!(o.get::<u8>("byte"), 7);
+}
+
+fn anonymous_mutex_owner_dies_in_fork_child() {
+    let m = Mutex::<u64>::anonymous(0).unwrap();
+    // Register this process's liveness before forking: the child must not inherit it.
+    *m.lock().unwrap() += 1;
+    let code = fork_and_wait(|| {
+        let mut g = match m.lock() {
+            Ok(g) => g,
+            Err(_) => return 3,
+        };
+        *g += 1;
+        std::mem::forget(g);
+        0 // exits holding the lock
+    });
+    assert_eq!(code, Some(0));
+    match m.lock_timeout(Duration::from_secs(30)) {
+        Err(LockError::OwnerDied(g)) => report("seen", *g),
+        Ok(_) => panic!("the forked child's death went unnoticed"),
+        Err(LockError::Error(e)) => panic!("{e}"),
+    };
+}
+
+#[test]
+fn a_forked_child_that_dies_holding_an_anonymous_mutex_is_detected() {
+    let o = finish_ok(spawn("anonymous_mutex_owner_dies_in_fork_child", &[]));
+    assert_eq!(o.get::<u64>("seen"), 2);
+}
