@@ -91,6 +91,20 @@ pub enum Kind {
     Array = 5,
     /// [`crate::RawArray`].
     RawArray = 6,
+    /// [`crate::Semaphore`].
+    Semaphore = 7,
+    /// [`crate::BoundedSemaphore`].
+    BoundedSemaphore = 8,
+    /// [`crate::Event`].
+    Event = 9,
+    /// [`crate::Condvar`].
+    Condvar = 10,
+    /// [`crate::Barrier`].
+    Barrier = 11,
+    /// [`crate::RwLock`].
+    RwLock = 12,
+    /// [`crate::ReentrantMutex`].
+    ReentrantMutex = 13,
 }
 
 impl Kind {
@@ -102,6 +116,13 @@ impl Kind {
             4 => Kind::RawValue,
             5 => Kind::Array,
             6 => Kind::RawArray,
+            7 => Kind::Semaphore,
+            8 => Kind::BoundedSemaphore,
+            9 => Kind::Event,
+            10 => Kind::Condvar,
+            11 => Kind::Barrier,
+            12 => Kind::RwLock,
+            13 => Kind::ReentrantMutex,
             _ => return None,
         })
     }
@@ -115,6 +136,13 @@ impl Kind {
             Kind::RawValue => "raw-value",
             Kind::Array => "array",
             Kind::RawArray => "raw-array",
+            Kind::Semaphore => "semaphore",
+            Kind::BoundedSemaphore => "bounded-semaphore",
+            Kind::Event => "event",
+            Kind::Condvar => "condvar",
+            Kind::Barrier => "barrier",
+            Kind::RwLock => "rwlock",
+            Kind::ReentrantMutex => "reentrant-mutex",
         }
     }
 }

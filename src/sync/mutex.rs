@@ -161,6 +161,7 @@ impl<T: Pod> LockedBody<T> {
         let data = std::ptr::slice_from_raw_parts_mut(self.data.as_ptr(), self.len);
         let g = MutexGuard {
             raw: self.raw(),
+            seg: &self.seg,
             data: NonNull::new(data).expect("mapping is not null"),
             owner_died: how == Acquired::OwnerDied,
             _not_send: PhantomData,
@@ -178,6 +179,7 @@ impl<T: Pod> LockedBody<T> {
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct MutexGuard<'a, T: ?Sized> {
     raw: &'a RawMutex,
+    seg: &'a Segment,
     data: NonNull<T>,
     owner_died: bool,
     /// The lock is owned by the process, but guards stay on the thread, as std's do.
@@ -209,6 +211,21 @@ impl<'a, T: ?Sized> MutexGuard<'a, T> {
         raw.unlock();
     }
 
+    /// Releases the lock for a condition-variable wait; the guard stays alive but must not
+    /// be used until [`Self::relock`] succeeds.
+    pub(crate) fn unlock_for_wait(this: &Self) {
+        this.raw.unlock();
+    }
+
+    /// Takes the lock again after a condition-variable wait. `Ok(true)` if a previous
+    /// owner died in between (the data may be inconsistent).
+    pub(crate) fn relock(this: &mut Self) -> Result<bool> {
+        let how = this.raw.lock(this.seg, Deadline::NEVER)?;
+        let died = how == Acquired::OwnerDied;
+        this.owner_died |= died;
+        Ok(died)
+    }
+
     /// Narrows the guard to a part of the data (e.g. an element of an array).
     pub(crate) fn map<U: ?Sized>(
         this: Self,
@@ -219,6 +236,7 @@ impl<'a, T: ?Sized> MutexGuard<'a, T> {
         let data = NonNull::from(f(unsafe { this.data.as_mut() }));
         MutexGuard {
             raw: this.raw,
+            seg: this.seg,
             data,
             owner_died: this.owner_died,
             _not_send: PhantomData,

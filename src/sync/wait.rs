@@ -16,6 +16,11 @@ use crate::os;
 /// How many times a waiter re-checks its condition before it sleeps.
 pub(crate) const SPIN_LIMIT: u32 = 200;
 
+/// The longest a waiter sleeps before it re-checks its condition by itself. A notifier
+/// that dies between changing the shared state and making the wake syscall therefore
+/// delays a sleeper by at most this long, never for ever.
+pub(crate) const MAX_SLICE: Duration = Duration::from_millis(100);
+
 /// A point in monotonic time after which a wait gives up; `None` waits for ever.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Deadline(Option<Instant>);
@@ -41,7 +46,8 @@ impl Deadline {
     }
 }
 
-/// Sleeps while `*word == expected`, at most `slice` (if given) and never past `deadline`.
+/// Sleeps while `*word == expected`, at most `slice` (and never more than [`MAX_SLICE`]),
+/// and never past `deadline`.
 ///
 /// Returns `Ok(true)` if woken (or the value changed, or a signal arrived: the caller
 /// re-checks), `Ok(false)` if the slice ran out, and `Err(Timeout)` if the deadline passed.
@@ -54,10 +60,8 @@ pub(crate) fn sleep(
     let Some(left) = deadline.remaining() else {
         return Err(Error::Timeout);
     };
-    let timeout = match (left, slice) {
-        (Some(l), Some(s)) => Some(l.min(s)),
-        (l, s) => l.or(s),
-    };
+    let slice = slice.map_or(MAX_SLICE, |s| s.min(MAX_SLICE));
+    let timeout = Some(left.map_or(slice, |l| l.min(slice)));
     match os::futex_wait(word, expected, timeout) {
         os::FutexWait::Woken => Ok(true),
         os::FutexWait::TimedOut => {
@@ -73,4 +77,39 @@ pub(crate) fn sleep(
 /// Wakes at most `n` sleepers on `word` in any process.
 pub(crate) fn wake(word: &AtomicU32, n: u32) {
     os::futex_wake(word, n);
+}
+
+/// Waits until `ready` returns `Some`, spinning first and then sleeping on `word`.
+///
+/// `announce` is called with the word's current value before each sleep; it sets the
+/// sleeper flag in the word (with a CAS that fails if the word changed) and returns the
+/// value to sleep on, or `None` to re-check at once. The waking side clears or keeps the
+/// flag and wakes; every sleep is sliced (see [`MAX_SLICE`]), so a lost wake-up costs at
+/// most one slice.
+pub(crate) fn wait_for<R>(
+    word: &AtomicU32,
+    deadline: Deadline,
+    mut ready: impl FnMut() -> Result<Option<R>>,
+    mut announce: impl FnMut(u32) -> Option<u32>,
+) -> Result<R> {
+    for _ in 0..SPIN_LIMIT {
+        if let Some(r) = ready()? {
+            return Ok(r);
+        }
+        std::hint::spin_loop();
+    }
+    loop {
+        if let Some(r) = ready()? {
+            return Ok(r);
+        }
+        // Relaxed: `announce` re-validates with a CAS, and the futex compares atomically.
+        let w = word.load(std::sync::atomic::Ordering::Relaxed);
+        let Some(expected) = announce(w) else {
+            continue;
+        };
+        if let Some(r) = ready()? {
+            return Ok(r);
+        }
+        sleep(word, expected, deadline, None)?;
+    }
 }
