@@ -112,6 +112,21 @@ pub enum Error {
         len: usize,
     },
 
+    /// A barrier is broken: a party timed out, died, or called `reset` while others waited
+    /// (Python's `BrokenBarrierError`). Call `reset` to use it again.
+    #[error(
+        "the barrier is broken: a party timed out, died or reset it; call `reset` to reuse it"
+    )]
+    BrokenBarrier,
+
+    /// A counter would exceed its limit: a `BoundedSemaphore` released more often than it
+    /// was acquired (Python's `ValueError`), or a semaphore past its largest value.
+    #[error("released past the limit: the value would exceed {limit}")]
+    Overflow {
+        /// The largest value allowed.
+        limit: u64,
+    },
+
     /// An argument is outside what the call accepts (a zero capacity, a size too large).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

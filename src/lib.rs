@@ -50,7 +50,10 @@ mod value;
 pub use array::{Array, RawArray};
 pub use error::{Error, LockError, LockResult, Result};
 pub use segment::{list, unlink, CreationMode, Kind, Options, Segment, SegmentInfo, MAX_NAME_LEN};
-pub use sync::{Mutex, MutexGuard};
+pub use sync::{
+    Barrier, BarrierWaitResult, BoundedSemaphore, Condvar, Event, Mutex, MutexGuard, Semaphore,
+    SemaphoreGuard, WaitTimeoutResult,
+};
 pub use value::{AtomicPod, RawValue, Value};
 
 /// Support for shmkit's own benchmarks and tests: not part of the stable API.

@@ -109,6 +109,7 @@ pub(crate) struct FileStat {
     pub uid: u32,
     pub dev: u64,
     pub ino: u64,
+    pub is_file: bool,
 }
 
 /// Returns a file's size, mode, owner and identity.
@@ -124,6 +125,7 @@ pub(crate) fn fstat(fd: RawFd) -> io::Result<FileStat> {
         uid: st.st_uid,
         dev: st.st_dev,
         ino: st.st_ino,
+        is_file: st.st_mode & libc::S_IFMT == libc::S_IFREG,
     })
 }
 
@@ -194,6 +196,14 @@ pub(crate) fn ofd_try_lock(fd: RawFd, offset: u64) -> io::Result<bool> {
         Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// Releases an OFD lock taken with [`ofd_try_lock`].
+pub(crate) fn ofd_unlock(fd: RawFd, offset: u64) -> io::Result<()> {
+    let fl = flock_at(libc::F_UNLCK as libc::c_short, offset)?;
+    // SAFETY: `fl` is a valid flock for F_OFD_SETLK.
+    cvt(unsafe { libc::fcntl(fd, libc::F_OFD_SETLK, &fl) })?;
+    Ok(())
 }
 
 /// Whether an open file description other than `fd`'s holds a lock on the byte at `offset`.
@@ -270,10 +280,11 @@ pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> usize {
     }
 }
 
-/// Registers `child` to run in the child process after every `fork`.
-pub(crate) fn at_fork_child(child: extern "C" fn()) -> io::Result<()> {
-    // SAFETY: the handler is a plain `extern "C" fn` with no preconditions.
-    let r = unsafe { libc::pthread_atfork(None, None, Some(child)) };
+/// Registers `prepare` to run in the parent before every `fork`, and `child` in the child
+/// after it.
+pub(crate) fn at_fork(prepare: extern "C" fn(), child: extern "C" fn()) -> io::Result<()> {
+    // SAFETY: the handlers are plain `extern "C" fn`s with no preconditions.
+    let r = unsafe { libc::pthread_atfork(Some(prepare), None, Some(child)) };
     if r != 0 {
         return Err(io::Error::from_raw_os_error(r));
     }
@@ -316,6 +327,7 @@ pub(crate) fn stat_path(path: &str) -> io::Result<FileStat> {
         uid: m.uid(),
         dev: m.dev(),
         ino: m.ino(),
+        is_file: m.file_type().is_file(),
     })
 }
 

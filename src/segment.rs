@@ -43,7 +43,6 @@
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
-use std::sync::Once;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use memmap2::{MmapOptions, MmapRaw};
@@ -237,9 +236,10 @@ impl Options {
     }
 
     /// The permission bits a created segment gets, exactly (set with `fchmod`, so the umask
-    /// does not change them). Only the lower nine bits are used.
+    /// does not change them). Only the lower nine bits are used, and the owner always keeps
+    /// read and write permission (liveness locks reopen the file).
     pub const fn mode(mut self, mode: u32) -> Self {
-        self.mode = mode & 0o777;
+        self.mode = (mode & 0o777) | 0o600;
         self
     }
 
@@ -489,16 +489,27 @@ impl Segment {
         init: &dyn Fn(&Segment) -> Result<()>,
     ) -> Result<Segment> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        // Relaxed: only uniqueness matters.
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp = format!(
-            "{}/{TMP_PREFIX}{}.{}.{}",
-            os::SHM_DIR,
-            os::getpid(),
-            n,
-            now_ns()
-        );
-        let fd = os::create_excl(&tmp).map_err(|e| map_io_err(name, "create", e))?;
+        // The temporary name is private by being unpredictable enough; if somebody squats
+        // on it anyway, take another instead of failing the caller's `create`.
+        let mut attempt = 0;
+        let (tmp, fd) = loop {
+            // Relaxed: only uniqueness matters.
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let tmp = format!(
+                "{}/{TMP_PREFIX}{}.{}.{}",
+                os::SHM_DIR,
+                os::getpid(),
+                n,
+                now_ns()
+            );
+            match os::create_excl(&tmp) {
+                Ok(fd) => break (tmp, fd),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 8 => {
+                    attempt += 1;
+                }
+                Err(e) => return Err(map_io_err(name, "create", e)),
+            }
+        };
         let built = (|| {
             os::fchmod(&fd, opts.mode).map_err(|e| Error::io("fchmod", e))?;
             let mut seg = Self::build(fd, layout)?;
@@ -629,6 +640,12 @@ impl Segment {
             }
         }
         let corrupt = |what: String| Error::corrupt(format!("segment `{name}`: {what}"));
+        if !st.is_file {
+            return Err(Error::PermissionDenied {
+                name: name.to_owned(),
+                reason: "it is not a regular file".into(),
+            });
+        }
         if st.size < HEADER_SIZE as u64 {
             return Err(corrupt(format!(
                 "file is {} bytes long, shorter than the {HEADER_SIZE}-byte header",
@@ -645,8 +662,16 @@ impl Segment {
             .len(st.size as usize)
             .map_raw(fd.as_raw_fd())
             .map_err(|e| Error::io("mmap", e))?;
-        // SAFETY: the mapping is at least HEADER_SIZE bytes (checked above) and page-aligned;
-        // a volatile copy because a peer may write the header concurrently. `Header` is Pod.
+        // SAFETY: the mapping is at least HEADER_SIZE bytes and page-aligned, so the state
+        // word is in bounds and 4-aligned.
+        let state = unsafe { &*(map.as_mut_ptr().add(STATE_OFFSET) as *const AtomicU32) };
+        // Acquire: pairs with the Release store in `publish_ready`: the header and the body
+        // the creator initialised are visible from here on.
+        if state.load(Ordering::Acquire) != STATE_READY {
+            return Err(corrupt("init state is not `ready`".into()));
+        }
+        // SAFETY: as above; a volatile copy because a peer may write the header
+        // concurrently (only `next_token` legitimately changes). `Header` is Pod.
         let header = unsafe { std::ptr::read_volatile(map.as_mut_ptr() as *const Header) };
         let mut seg = Segment {
             map,
@@ -659,11 +684,6 @@ impl Segment {
             liveness: Liveness::new(),
         };
         seg.header = validate(name, &header, st.size, &layout)?;
-        // Acquire: pairs with the Release store in `publish_ready`: the header and the body
-        // the creator initialised are visible from here on.
-        if seg.state_word().load(Ordering::Acquire) != STATE_READY {
-            return Err(corrupt("init state is not `ready`".into()));
-        }
         Ok(seg)
     }
 
@@ -682,12 +702,23 @@ impl Segment {
 
     #[cold]
     fn register_slow(&self) -> Result<u32> {
-        install_fork_handler();
+        install_fork_handlers();
         let gen = fork_generation();
-        let fd = os::reopen(self.fd.as_raw_fd()).map_err(|e| Error::io("reopen segment", e))?;
-        let slot = track_fd(fd.as_raw_fd())?;
-        let fd = std::mem::ManuallyDrop::new(fd); // owned by the tracking table from here on
-        let raw = fd.as_raw_fd();
+        // A fork by another thread between our `reopen` and `track_fd` would give the
+        // child an untracked copy of the descriptor, which would keep our liveness lock
+        // alive after our death. The prepare handler counts forks: if one happened in that
+        // window, drop this descriptor (it holds no lock yet) and open another.
+        let (slot, raw) = loop {
+            // SeqCst: ordered against the prepare handler's increment in another thread.
+            let forks = FORKS_STARTED.load(Ordering::SeqCst);
+            let fd = os::reopen(self.fd.as_raw_fd()).map_err(|e| Error::io("reopen segment", e))?;
+            let raw = std::os::fd::IntoRawFd::into_raw_fd(fd); // owned by the table from here
+            let slot = track_fd(raw)?;
+            if FORKS_STARTED.load(Ordering::SeqCst) == forks {
+                break (slot, raw);
+            }
+            untrack_fd(slot, None);
+        };
         let counter = self.token_counter();
         let mut token = 0;
         for _ in 0..256 {
@@ -704,13 +735,13 @@ impl Segment {
                 }
                 Ok(false) => continue, // a live process holds this token
                 Err(e) => {
-                    untrack_fd(slot);
+                    untrack_fd(slot, None);
                     return Err(Error::io("fcntl(F_OFD_SETLK)", e));
                 }
             }
         }
         if token == 0 {
-            untrack_fd(slot);
+            untrack_fd(slot, None);
             return Err(Error::corrupt(
                 "no free liveness token after 256 tries: the token counter is being tampered with",
             ));
@@ -719,7 +750,7 @@ impl Segment {
         let old = self.liveness.reg.load(Ordering::Relaxed);
         if (old >> 32) as u32 == gen && old != 0 {
             // Another thread of this process registered first: use its token.
-            untrack_fd(slot);
+            untrack_fd(slot, Some(token));
             return Ok(old as u32);
         }
         // Relaxed on both sides: process-local bookkeeping; the lock is already held.
@@ -734,7 +765,7 @@ impl Segment {
                 Ok(token)
             }
             Err(cur) => {
-                untrack_fd(slot);
+                untrack_fd(slot, Some(token));
                 Ok(cur as u32)
             }
         }
@@ -764,7 +795,7 @@ impl Drop for Segment {
         if reg != 0 && (reg >> 32) as u32 == fork_generation() {
             let slot = self.liveness.slot.load(Ordering::Relaxed);
             if slot >= 0 {
-                untrack_fd(slot as usize);
+                untrack_fd(slot as usize, Some(reg as u32));
             }
         }
         let Some(pid) = self.creator_local_pid else {
@@ -992,13 +1023,25 @@ extern "C" fn after_fork_in_child() {
     }
 }
 
-fn install_fork_handler() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // Without the handler a forked child would keep its parent's liveness locks; that
+/// Forks started by this process (bumped by the prepare handler, in the parent).
+static FORKS_STARTED: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn before_fork() {
+    FORKS_STARTED.fetch_add(1, Ordering::SeqCst);
+}
+
+fn install_fork_handlers() {
+    // Not `Once`: a fork while another thread is inside `call_once` would leave the child
+    // with a `Once` that never completes. Two threads racing here both see `true` at most
+    // once; the loser may proceed a moment before the handlers are in place, which only
+    // matters for a fork in that same moment.
+    static INSTALLED: AtomicBool = AtomicBool::new(false);
+    // Relaxed: a one-shot flag; the handlers themselves are registered by libc.
+    if !INSTALLED.swap(true, Ordering::Relaxed) {
+        // Without the handlers a forked child would keep its parent's liveness locks; that
         // only delays dead-owner detection, so a failure here is not fatal.
-        let _ = os::at_fork_child(after_fork_in_child);
-    });
+        let _ = os::at_fork(before_fork, after_fork_in_child);
+    }
 }
 
 fn track_fd(fd: RawFd) -> Result<usize> {
@@ -1018,9 +1061,21 @@ fn track_fd(fd: RawFd) -> Result<usize> {
     )))
 }
 
-fn untrack_fd(slot: usize) {
-    let fd = LIVE_FDS[slot].swap(-1, Ordering::Relaxed);
-    if fd >= 0 {
+/// Closes a tracked liveness descriptor. With `token`, its lock is released explicitly
+/// first, so that a child forked while we close cannot keep it alive.
+fn untrack_fd(slot: usize, token: Option<u32>) {
+    // Relaxed: see `track_fd`.
+    let fd = LIVE_FDS[slot].load(Ordering::Relaxed);
+    if fd < 0 {
+        return;
+    }
+    if let Some(t) = token {
+        let _ = os::ofd_unlock(fd, LIVENESS_BASE + u64::from(t));
+    }
+    if LIVE_FDS[slot]
+        .compare_exchange(fd, -1, Ordering::Relaxed, Ordering::Relaxed)
+        .is_ok()
+    {
         os::close_raw(fd);
     }
 }

@@ -263,3 +263,29 @@ fn eight_processes_race_open_or_create_and_exactly_one_initialises() {
         );
     }
 }
+
+#[test]
+fn short_timeouts_in_a_loop_still_recover_a_dead_owners_lock() {
+    let names = Names::new("short_timeouts");
+    let name = names.name("pair");
+    let m = Mutex::<[u64; 2]>::create(&name, [0, 0]).unwrap();
+    killed_child(&name, "die_holding");
+    // Each call gives up after a millisecond, before any sleep slice could end; the last
+    // attempt at the deadline must still notice the dead owner.
+    let mut attempts = 0;
+    let mut g = loop {
+        attempts += 1;
+        assert!(
+            attempts < 10_000,
+            "short timeouts never recovered the dead owner's lock"
+        );
+        match m.lock_timeout(Duration::from_millis(1)) {
+            Err(LockError::OwnerDied(g)) => break g,
+            Err(LockError::Error(Error::Timeout)) => continue,
+            Ok(_) => panic!("lock succeeded silently after the owner died"),
+            Err(LockError::Error(e)) => panic!("{e}"),
+        }
+    };
+    g[1] = g[0];
+    MutexGuard::mark_consistent(&g);
+}

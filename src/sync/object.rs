@@ -53,8 +53,8 @@ impl<S: Sync> Shared<S> {
             Some(name) => Segment::named(name, mode, layout, opts, init_body)?,
             None => Segment::anon(layout, init_body)?,
         };
-        let ptr = NonNull::new(seg.as_ptr() as *mut S)
-            .ok_or_else(|| Error::corrupt("null mapping"))?;
+        let ptr =
+            NonNull::new(seg.as_ptr() as *mut S).ok_or_else(|| Error::corrupt("null mapping"))?;
         Ok(Shared { seg, ptr })
     }
 

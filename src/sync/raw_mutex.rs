@@ -36,9 +36,17 @@
 //! | `NOT_RECOVERABLE` (2) | a holder released an inconsistent lock without repairing: every later lock fails |
 //!
 //! A holder that dies while repairing leaves `INCONSISTENT`, so the next one is told too.
+//!
+//! # Limits
+//! Tokens are unique among the live processes of a segment (the kernel lock decides), but
+//! a token can be issued again after 2^31 registrations in one segment, or if a peer
+//! rewrites the counter. A process that receives the token of a dead owner still recorded
+//! in a lock word sees that word as held by itself and waits (with `lock_timeout`, until
+//! its deadline). A peer that can write the lock word can always make waiters wait; the
+//! timed forms bound that.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::wait::{self, Deadline, SPIN_LIMIT};
 use crate::error::{Error, Result};
@@ -101,7 +109,9 @@ impl RawMutex {
         let mut spins = 0;
         let mut slept = false;
         let mut slice = FIRST_SLICE;
-        let mut check_owner = false;
+        // Owner checks are driven by the clock, not by how sleeps end: a stream of signals
+        // (each interrupting the futex wait) must not postpone them for ever.
+        let mut next_check = Instant::now() + slice;
         loop {
             // Relaxed: only a hint for which CAS to try; every CAS re-validates.
             let w = self.word.load(Ordering::Relaxed);
@@ -119,19 +129,14 @@ impl RawMutex {
                 }
                 continue;
             }
-            if check_owner && owner != me && !seg.is_alive(owner)? {
-                // The owner died holding the lock. Exactly one waiter wins this CAS.
-                // Acquire: the dead owner's writes (whatever it completed) are visible.
-                if self
-                    .word
-                    .compare_exchange(w, me | (w & PARKED), Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
-                {
-                    return self.adopt_dead();
+            if slept && owner != me && Instant::now() >= next_check {
+                slice = (slice * 2).min(MAX_SLICE);
+                next_check = Instant::now() + slice;
+                if let Some(how) = self.take_over_if_dead(seg, me, w)? {
+                    return Ok(how);
                 }
                 continue;
             }
-            check_owner = false;
             if spins < SPIN_LIMIT && !slept {
                 spins += 1;
                 std::hint::spin_loop();
@@ -150,10 +155,17 @@ impl RawMutex {
                 }
             }
             slept = true;
-            if !wait::sleep(&self.word, w | PARKED, deadline, Some(slice))? {
-                // The slice ran out with the lock still held: is its owner alive?
-                check_owner = true;
-                slice = (slice * 2).min(MAX_SLICE);
+            match wait::sleep(&self.word, w | PARKED, deadline, Some(slice)) {
+                Ok(_) => {}
+                // Out of time: one last attempt, which also takes over from a dead owner, so
+                // that short timeouts in a loop still recover a dead owner's lock.
+                Err(Error::Timeout) => {
+                    return match self.try_lock_with(seg, me) {
+                        Err(Error::WouldBlock) => Err(Error::Timeout),
+                        other => other,
+                    };
+                }
+                Err(e) => return Err(e),
             }
         }
     }
@@ -161,6 +173,10 @@ impl RawMutex {
     /// Tries once, without waiting. A dead owner is detected (one `fcntl`) and taken over.
     pub(crate) fn try_lock(&self, seg: &Segment) -> Result<Acquired> {
         let me = seg.token()?;
+        self.try_lock_with(seg, me)
+    }
+
+    fn try_lock_with(&self, seg: &Segment, me: u32) -> Result<Acquired> {
         // Acquire: as in `lock`.
         let w = match self
             .word
@@ -169,8 +185,7 @@ impl RawMutex {
             Ok(_) => return self.check_state(),
             Err(w) => w,
         };
-        let owner = w & TOKEN_MASK;
-        if owner == 0 {
+        if w & TOKEN_MASK == 0 {
             // Free but PARKED: sleepers remain, keep the flag.
             // Acquire: as in `lock`.
             if self
@@ -182,17 +197,29 @@ impl RawMutex {
             }
             return Err(Error::WouldBlock);
         }
-        if owner != me && !seg.is_alive(owner)? {
-            // Acquire: as in `lock_slow`.
-            if self
-                .word
-                .compare_exchange(w, me | (w & PARKED), Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-            {
-                return self.adopt_dead();
+        if w & TOKEN_MASK != me {
+            if let Some(how) = self.take_over_if_dead(seg, me, w)? {
+                return Ok(how);
             }
         }
         Err(Error::WouldBlock)
+    }
+
+    /// If the owner recorded in `w` is dead, takes the word over (exactly one waiter wins
+    /// the CAS) and reports `OwnerDied`.
+    fn take_over_if_dead(&self, seg: &Segment, me: u32, w: u32) -> Result<Option<Acquired>> {
+        if seg.is_alive(w & TOKEN_MASK)? {
+            return Ok(None);
+        }
+        // Acquire: the dead owner's writes (whatever it completed) are visible.
+        if self
+            .word
+            .compare_exchange(w, me | (w & PARKED), Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            return self.adopt_dead().map(Some);
+        }
+        Ok(None)
     }
 
     /// We hold the word: look at the state the previous holder left.

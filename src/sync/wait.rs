@@ -7,11 +7,15 @@
 //! wake syscall only when a sleeper announced itself, so the uncontended paths make no
 //! syscalls at all.
 
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::os;
+
+/// The sleeper flag every futex word of this crate keeps in bit 31: set by a waiter
+/// before it sleeps, seen by the waker in its read-modify-write of the same word.
+pub(crate) const WAITERS: u32 = 1 << 31;
 
 /// How many times a waiter re-checks its condition before it sleeps.
 pub(crate) const SPIN_LIMIT: u32 = 200;
@@ -103,7 +107,7 @@ pub(crate) fn wait_for<R>(
             return Ok(r);
         }
         // Relaxed: `announce` re-validates with a CAS, and the futex compares atomically.
-        let w = word.load(std::sync::atomic::Ordering::Relaxed);
+        let w = word.load(Ordering::Relaxed);
         let Some(expected) = announce(w) else {
             continue;
         };
@@ -112,4 +116,24 @@ pub(crate) fn wait_for<R>(
         }
         sleep(word, expected, deadline, None)?;
     }
+}
+
+/// Sets the WAITERS bit on `word` (seen as `w`) unless `still_blocked(w)` is false.
+/// Returns the value to sleep on, or `None` to re-check at once.
+pub(crate) fn announce(
+    word: &AtomicU32,
+    w: u32,
+    still_blocked: impl Fn(u32) -> bool,
+) -> Option<u32> {
+    if !still_blocked(w) {
+        return None;
+    }
+    if w & WAITERS != 0 {
+        return Some(w);
+    }
+    // Relaxed: the waker's RMW on the same word either sees the bit or makes this CAS fail;
+    // the futex re-compares the value in the kernel.
+    word.compare_exchange(w, w | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
+        .ok()
+        .map(|_| w | WAITERS)
 }

@@ -1,0 +1,357 @@
+//! [`Barrier`]: a reusable process-shared barrier for a fixed number of parties (Python's
+//! `multiprocessing.Barrier`).
+//!
+//! `wait` blocks until `parties` callers (in any processes) have called it, then releases
+//! them all; exactly one of them is told it is the leader. The barrier is then ready for
+//! the next generation, for ever. If a waiter times out, or a process that holds the
+//! barrier open dies, the barrier breaks: every waiter, present and future, gets
+//! [`Error::BrokenBarrier`] (the one that timed out gets [`Error::Timeout`]) until somebody
+//! calls [`Barrier::reset`], instead of leaving the others waiting for a party that will
+//! never come.
+//!
+//! Members: every handle registers this process's liveness token in a table in the
+//! barrier (up to 252 handles at a time) and removes it on drop; waiters look
+//! for dead members whenever a sleep slice runs out. A handle inherited across `fork` is
+//! the parent's registration: open the barrier again in the child for the child's death
+//! to be noticed.
+//!
+//! ```
+//! use shmkit::Barrier;
+//! # let name = format!("doc-barrier-{}", std::process::id());
+//! let b = Barrier::create(&name, 1)?;
+//! // With more parties, other processes: Barrier::open(&name)?.wait()?;
+//! assert!(b.wait()?.is_leader());
+//! # Ok::<(), shmkit::Error>(())
+//! ```
+
+use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use super::object::Shared;
+use super::wait::{self, Deadline, WAITERS};
+use crate::error::{Error, Result};
+use crate::segment::{CreationMode, Kind, Options, Segment};
+
+/// Most handles registered at once.
+pub const MAX_MEMBERS: usize = 252;
+
+const BROKEN: u32 = 1 << 30;
+const GEN_MASK: u32 = BROKEN - 1;
+
+/// The shared state.
+///
+/// `gen` (the futex word): bits 0..=29 the generation, bumped by each generation's last
+/// arrival; bit 30 BROKEN (sticky until `reset`); bit 31 WAITERS.
+/// `arrived`: how many parties have arrived in the current generation.
+/// `reset_gen`: the generation last ended by `reset` (its waiters are told it broke).
+/// `members`: liveness tokens of the processes holding handles (0: free).
+#[repr(C, align(128))]
+struct BarrierState {
+    gen: AtomicU32,
+    arrived: AtomicU32,
+    reset_gen: AtomicU32,
+    _pad: AtomicU32,
+    members: [AtomicU32; MAX_MEMBERS],
+}
+
+const _: () = assert!(std::mem::size_of::<BarrierState>() == 1024);
+
+/// What [`Barrier::wait`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BarrierWaitResult(bool);
+
+impl BarrierWaitResult {
+    /// Whether this caller was the generation's leader (exactly one per generation: the
+    /// last to arrive).
+    pub fn is_leader(&self) -> bool {
+        self.0
+    }
+}
+
+/// A reusable process-shared barrier. See the [module docs](self).
+pub struct Barrier {
+    shared: Shared<BarrierState>,
+    parties: u32,
+    /// Our slot in the member table.
+    slot: usize,
+}
+
+impl fmt::Debug for Barrier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Barrier")
+            .field("segment", self.shared.segment())
+            .field("parties", &self.parties)
+            .finish()
+    }
+}
+
+impl Barrier {
+    /// Creates the barrier `name` for `parties` parties; fails if the name exists.
+    pub fn create(name: &str, parties: u32) -> Result<Self> {
+        Self::with_options(name, CreationMode::Create, parties, &Options::new())
+    }
+
+    /// Opens the existing barrier `name`.
+    pub fn open(name: &str) -> Result<Self> {
+        Self::with_options(name, CreationMode::Open, 1, &Options::new())
+    }
+
+    /// Opens the barrier `name`, or creates it for `parties` parties.
+    pub fn open_or_create(name: &str, parties: u32) -> Result<Self> {
+        Self::with_options(name, CreationMode::OpenOrCreate, parties, &Options::new())
+    }
+
+    /// Creates an anonymous barrier, shared with children created by `fork` (see the
+    /// module docs about members).
+    pub fn anonymous(parties: u32) -> Result<Self> {
+        Self::build(None, CreationMode::Create, parties, &Options::new())
+    }
+
+    /// Creates and/or opens as `mode` says, with `opts`.
+    pub fn with_options(
+        name: &str,
+        mode: CreationMode,
+        parties: u32,
+        opts: &Options,
+    ) -> Result<Self> {
+        Self::build(Some(name), mode, parties, opts)
+    }
+
+    fn build(name: Option<&str>, mode: CreationMode, parties: u32, opts: &Options) -> Result<Self> {
+        if parties == 0 || parties > GEN_MASK {
+            return Err(Error::InvalidArgument(format!(
+                "a barrier needs between 1 and {GEN_MASK} parties"
+            )));
+        }
+        let shared = Shared::new(name, Kind::Barrier, mode, u64::from(parties), opts, &|_| {
+            BarrierState {
+                gen: AtomicU32::new(0),
+                arrived: AtomicU32::new(0),
+                reset_gen: AtomicU32::new(GEN_MASK),
+                _pad: AtomicU32::new(0),
+                members: [const { AtomicU32::new(0) }; MAX_MEMBERS],
+            }
+        })?;
+        let parties = u32::try_from(shared.capacity())
+            .ok()
+            .filter(|&p| p != 0 && p <= GEN_MASK)
+            .ok_or_else(|| Error::corrupt("barrier party count out of range"))?;
+        let slot = Self::register(&shared)?;
+        Ok(Barrier {
+            shared,
+            parties,
+            slot,
+        })
+    }
+
+    fn register(shared: &Shared<BarrierState>) -> Result<usize> {
+        let seg = shared.segment();
+        let me = seg.token()?;
+        let members = &shared.get().members;
+        for round in 0..2 {
+            for (i, m) in members.iter().enumerate() {
+                // Relaxed: the table only feeds liveness checks, which ask the kernel.
+                let t = m.load(Ordering::Relaxed);
+                // First round: free slots; second round: slots of dead processes.
+                let usable = if round == 0 {
+                    t == 0
+                } else {
+                    t != me && !seg.is_alive(t)?
+                };
+                if usable
+                    && m.compare_exchange(t, me, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    return Ok(i);
+                }
+            }
+        }
+        Err(Error::InvalidArgument(format!(
+            "the barrier already has {MAX_MEMBERS} live handles"
+        )))
+    }
+
+    /// The number of parties.
+    pub fn parties(&self) -> u32 {
+        self.parties
+    }
+
+    /// Waits for all parties; see the [module docs](self).
+    pub fn wait(&self) -> Result<BarrierWaitResult> {
+        self.wait_until(Deadline::NEVER)
+    }
+
+    /// Like [`Barrier::wait`], giving up after `timeout`; a timeout breaks the barrier for
+    /// everybody (as in Python).
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<BarrierWaitResult> {
+        self.wait_until(Deadline::after(timeout))
+    }
+
+    fn wait_until(&self, deadline: Deadline) -> Result<BarrierWaitResult> {
+        let st = self.shared.get();
+        // Acquire: pairs with the leader's Release CAS that started this generation.
+        let g = st.gen.load(Ordering::Acquire);
+        if g & BROKEN != 0 {
+            return Err(Error::BrokenBarrier);
+        }
+        // AcqRel: the last arrival's RMW reads every earlier arrival's (their writes before
+        // `wait` happen before the leader's release of the generation).
+        let n = st.arrived.fetch_add(1, Ordering::AcqRel).wrapping_add(1);
+        if n > self.parties {
+            self.break_barrier();
+            return Err(Error::corrupt(format!(
+                "barrier arrival count {n} exceeds its {} parties",
+                self.parties
+            )));
+        }
+        if n == self.parties {
+            // Leader: reset the count for the next generation, then release this one.
+            // Relaxed: published by the Release CAS below.
+            st.arrived.store(0, Ordering::Relaxed);
+            let mut cur = g;
+            loop {
+                if cur & BROKEN != 0 || (cur & GEN_MASK) != (g & GEN_MASK) {
+                    return Err(Error::BrokenBarrier);
+                }
+                let next = (cur + 1) & GEN_MASK;
+                // Release: publishes the arrivals' writes (and the count reset) to the
+                // waiters' Acquire loads of `gen`.
+                match st
+                    .gen
+                    .compare_exchange_weak(cur, next, Ordering::Release, Ordering::Relaxed)
+                {
+                    Ok(_) => break,
+                    Err(c) => cur = c,
+                }
+            }
+            if cur & WAITERS != 0 {
+                wait::wake(&st.gen, u32::MAX);
+            }
+            return Ok(BarrierWaitResult(true));
+        }
+        self.wait_for_generation(g, deadline)
+    }
+
+    fn wait_for_generation(&self, g: u32, deadline: Deadline) -> Result<BarrierWaitResult> {
+        let st = self.shared.get();
+        let mut spins = 0;
+        loop {
+            // Acquire: pairs with the leader's Release CAS.
+            let cur = st.gen.load(Ordering::Acquire);
+            if cur & BROKEN != 0 {
+                return Err(Error::BrokenBarrier);
+            }
+            if (cur & GEN_MASK) != (g & GEN_MASK) {
+                // Relaxed: `reset` writes it before bumping the generation (Release).
+                return if st.reset_gen.load(Ordering::Relaxed) == (g & GEN_MASK) {
+                    Err(Error::BrokenBarrier)
+                } else {
+                    Ok(BarrierWaitResult(false))
+                };
+            }
+            if spins < wait::SPIN_LIMIT {
+                spins += 1;
+                std::hint::spin_loop();
+                continue;
+            }
+            let Some(expected) = wait::announce(&st.gen, cur, |_| true) else {
+                continue;
+            };
+            match wait::sleep(&st.gen, expected, deadline, None) {
+                Ok(true) => {}
+                // A slice ran out: is every member still alive?
+                Ok(false) => {
+                    if self.some_member_died()? {
+                        self.break_barrier();
+                        return Err(Error::BrokenBarrier);
+                    }
+                }
+                Err(Error::Timeout) => {
+                    self.break_barrier();
+                    return Err(Error::Timeout);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn some_member_died(&self) -> Result<bool> {
+        let seg = self.shared.segment();
+        for m in &self.shared.get().members {
+            // Relaxed: see `register`.
+            let t = m.load(Ordering::Relaxed);
+            if t != 0 && !seg.is_alive(t)? {
+                // Free the slot so the death is reported once per generation of waiters,
+                // not after the barrier is reset.
+                let _ = m.compare_exchange(t, 0, Ordering::Relaxed, Ordering::Relaxed);
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn break_barrier(&self) {
+        let st = self.shared.get();
+        // Release: pairs with the waiters' Acquire loads; they only need the flag.
+        let old = st.gen.fetch_or(BROKEN, Ordering::Release);
+        if old & WAITERS != 0 {
+            wait::wake(&st.gen, u32::MAX);
+        }
+    }
+
+    /// Returns the barrier to its initial state: waiters of the current generation get
+    /// [`Error::BrokenBarrier`], and the next generation starts empty and unbroken.
+    pub fn reset(&self) {
+        let st = self.shared.get();
+        // Relaxed: a hint for the CAS.
+        let mut cur = st.gen.load(Ordering::Relaxed);
+        loop {
+            // Relaxed: published by the Release CAS below.
+            st.reset_gen.store(cur & GEN_MASK, Ordering::Relaxed);
+            st.arrived.store(0, Ordering::Relaxed);
+            let next = (cur + 1) & GEN_MASK;
+            // Release: publishes `reset_gen` and the count to waiters' Acquire loads.
+            match st
+                .gen
+                .compare_exchange_weak(cur, next, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(c) => cur = c,
+            }
+        }
+        if cur & WAITERS != 0 {
+            wait::wake(&st.gen, u32::MAX);
+        }
+    }
+
+    /// Whether the barrier is broken.
+    pub fn is_broken(&self) -> bool {
+        // Relaxed: a snapshot.
+        self.shared.get().gen.load(Ordering::Relaxed) & BROKEN != 0
+    }
+
+    /// Whether this handle created the barrier.
+    pub fn is_creator(&self) -> bool {
+        self.shared.segment().is_creator()
+    }
+
+    /// The segment the barrier lives in.
+    pub fn segment(&self) -> &Segment {
+        self.shared.segment()
+    }
+}
+
+impl Drop for Barrier {
+    fn drop(&mut self) {
+        if let Ok(me) = self.shared.segment().token() {
+            // Relaxed: see `register`. Only our own registration is removed.
+            let _ = self.shared.get().members[self.slot].compare_exchange(
+                me,
+                0,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+    }
+}

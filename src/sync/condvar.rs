@@ -1,0 +1,244 @@
+//! [`Condvar`]: a process-shared condition variable for use with a shmkit
+//! [`Mutex`](crate::Mutex) (Python's `multiprocessing.Condition`).
+//!
+//! Built on a futex sequence word, not on `pthread_cond_t`: a process that dies inside a
+//! pthread condition variable can wedge every other user, while here a waiter holds no
+//! shared state at all while it sleeps, and a notifier only bumps a counter.
+//!
+//! `wait` releases the mutex, sleeps until notified, and locks the mutex again before it
+//! returns. As with `std::sync::Condvar`, wake-ups can be spurious (a waiter also
+//! re-checks the sequence word every 100 ms, so that a notifier killed between its two
+//! steps delays it by at most that long): check your condition in a loop, or use
+//! [`Condvar::wait_while`]. If the mutex's owner died while we waited, `wait` returns
+//! [`LockError::OwnerDied`] with the guard, exactly as `Mutex::lock` does.
+//!
+//! ```
+//! use shmkit::{Condvar, Mutex};
+//! # let (m, c) = (format!("doc-cv-m-{}", std::process::id()), format!("doc-cv-c-{}", std::process::id()));
+//! let ready = Mutex::<u32>::create(&m, 0)?;
+//! let cv = Condvar::create(&c)?;
+//! // Another process: *ready.lock()? = 1; cv.notify_all();
+//! # *ready.lock()? = 1; cv.notify_all();
+//! let g = cv.wait_while(ready.lock()?, |r| *r == 0)?;
+//! assert_eq!(*g, 1);
+//! # Ok::<(), shmkit::Error>(())
+//! ```
+
+use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use super::object::Shared;
+use super::wait::{self, Deadline, WAITERS};
+use crate::error::{Error, LockError, LockResult, Result};
+use crate::segment::{CreationMode, Kind, Options, Segment};
+use crate::MutexGuard;
+
+const SEQ_MASK: u32 = !WAITERS;
+
+/// The shared state: one word on its own line.
+///
+/// | bits | meaning |
+/// |---|---|
+/// | 0..=30 | sequence: bumped by every notification that finds a sleeper |
+/// | 31 | WAITERS: somebody may sleep; `notify_all` clears it |
+#[repr(C, align(128))]
+struct CondState {
+    seq: AtomicU32,
+}
+
+const _: () = assert!(std::mem::size_of::<CondState>() == 128);
+
+/// Whether a timed wait returned because its timeout elapsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitTimeoutResult(bool);
+
+impl WaitTimeoutResult {
+    /// Whether the wait timed out.
+    pub fn timed_out(&self) -> bool {
+        self.0
+    }
+}
+
+/// A process-shared condition variable. See the [module docs](self).
+pub struct Condvar {
+    shared: Shared<CondState>,
+}
+
+impl fmt::Debug for Condvar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Condvar")
+            .field("segment", self.shared.segment())
+            .finish()
+    }
+}
+
+impl Condvar {
+    /// Creates the condition variable `name`; fails if the name exists.
+    pub fn create(name: &str) -> Result<Self> {
+        Self::with_options(name, CreationMode::Create, &Options::new())
+    }
+
+    /// Opens the existing condition variable `name`.
+    pub fn open(name: &str) -> Result<Self> {
+        Self::with_options(name, CreationMode::Open, &Options::new())
+    }
+
+    /// Opens the condition variable `name`, or creates it.
+    pub fn open_or_create(name: &str) -> Result<Self> {
+        Self::with_options(name, CreationMode::OpenOrCreate, &Options::new())
+    }
+
+    /// Creates an anonymous condition variable, shared with children created by `fork`.
+    pub fn anonymous() -> Result<Self> {
+        Self::build(None, CreationMode::Create, &Options::new())
+    }
+
+    /// Creates and/or opens as `mode` says, with `opts`.
+    pub fn with_options(name: &str, mode: CreationMode, opts: &Options) -> Result<Self> {
+        Self::build(Some(name), mode, opts)
+    }
+
+    fn build(name: Option<&str>, mode: CreationMode, opts: &Options) -> Result<Self> {
+        let shared = Shared::new(name, Kind::Condvar, mode, 0, opts, &|_| CondState {
+            seq: AtomicU32::new(0),
+        })?;
+        Ok(Condvar { shared })
+    }
+
+    fn seq(&self) -> &AtomicU32 {
+        &self.shared.get().seq
+    }
+
+    /// Releases the guard's mutex, waits for a notification, and locks it again.
+    pub fn wait<'a, T: ?Sized>(&self, guard: MutexGuard<'a, T>) -> LockResult<MutexGuard<'a, T>> {
+        match self.wait_inner(guard, Deadline::NEVER) {
+            Ok((g, _)) => Ok(g),
+            Err(e) => Err(e.map(|(g, _)| g)),
+        }
+    }
+
+    /// Waits while `condition` holds, re-checking it under the lock after every wake-up.
+    pub fn wait_while<'a, T: ?Sized>(
+        &self,
+        mut guard: MutexGuard<'a, T>,
+        mut condition: impl FnMut(&mut T) -> bool,
+    ) -> LockResult<MutexGuard<'a, T>> {
+        while condition(&mut guard) {
+            guard = self.wait(guard)?;
+        }
+        Ok(guard)
+    }
+
+    /// Like [`Condvar::wait`], giving up after `timeout`.
+    pub fn wait_timeout<'a, T: ?Sized>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        timeout: Duration,
+    ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
+        self.wait_inner(guard, Deadline::after(timeout))
+    }
+
+    /// Like [`Condvar::wait_while`], giving up after `timeout` (then the condition may still
+    /// hold).
+    pub fn wait_timeout_while<'a, T: ?Sized>(
+        &self,
+        mut guard: MutexGuard<'a, T>,
+        timeout: Duration,
+        mut condition: impl FnMut(&mut T) -> bool,
+    ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
+        let deadline = Deadline::after(timeout);
+        while condition(&mut guard) {
+            let (g, t) = self.wait_inner(guard, deadline)?;
+            guard = g;
+            if t.timed_out() {
+                let still = condition(&mut guard);
+                return Ok((guard, WaitTimeoutResult(still)));
+            }
+        }
+        Ok((guard, WaitTimeoutResult(false)))
+    }
+
+    fn wait_inner<'a, T: ?Sized>(
+        &self,
+        mut guard: MutexGuard<'a, T>,
+        deadline: Deadline,
+    ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
+        let seq = self.seq();
+        // Announce ourselves while we still hold the mutex: a notifier that changes the
+        // condition under the mutex after we release it sees WAITERS and wakes us.
+        // AcqRel: the read half pairs with notifiers' Release RMWs, the write half with
+        // their loads (made after they took the mutex we are about to release).
+        let expected = seq.fetch_or(WAITERS, Ordering::AcqRel) | WAITERS;
+        MutexGuard::unlock_for_wait(&guard);
+        let mut timed_out = false;
+        loop {
+            match wait::sleep(seq, expected, deadline, None) {
+                Ok(_) => {
+                    // Woken, or a slice ended: return if anything was notified since.
+                    // Relaxed: only compared; the mutex orders the data.
+                    if seq.load(Ordering::Relaxed) != expected {
+                        break;
+                    }
+                }
+                Err(Error::Timeout) => {
+                    timed_out = true;
+                    break;
+                }
+                Err(e) => return Err(self.relock_failed(guard, e)),
+            }
+        }
+        match MutexGuard::relock(&mut guard) {
+            Ok(false) => Ok((guard, WaitTimeoutResult(timed_out))),
+            Ok(true) => Err(LockError::OwnerDied((guard, WaitTimeoutResult(timed_out)))),
+            Err(e) => Err(self.relock_failed(guard, e)),
+        }
+    }
+
+    /// The mutex could not be taken again: the guard must not unlock on drop.
+    fn relock_failed<G, T: ?Sized>(&self, guard: MutexGuard<'_, T>, e: Error) -> LockError<G> {
+        std::mem::forget(guard);
+        LockError::Error(e)
+    }
+
+    /// Wakes one waiter (or, rarely, more: see the module docs). No syscall if nobody waits.
+    pub fn notify_one(&self) {
+        self.notify(false);
+    }
+
+    /// Wakes every waiter. No syscall if nobody waits.
+    pub fn notify_all(&self) {
+        self.notify(true);
+    }
+
+    fn notify(&self, all: bool) {
+        let seq = self.seq();
+        // Acquire: pairs with the waiters' AcqRel `fetch_or`.
+        let mut w = seq.load(Ordering::Acquire);
+        loop {
+            if w & WAITERS == 0 {
+                return; // nobody announced itself
+            }
+            let next = w.wrapping_add(1) & SEQ_MASK;
+            // notify_all clears WAITERS (everybody is woken); notify_one keeps it for the
+            // sleepers it leaves asleep.
+            let new = if all { next } else { next | WAITERS };
+            // Release: pairs with the waiters' loads of the word after waking.
+            match seq.compare_exchange_weak(w, new, Ordering::Release, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(cur) => w = cur,
+            }
+        }
+        wait::wake(seq, if all { u32::MAX } else { 1 });
+    }
+
+    /// Whether this handle created the condition variable.
+    pub fn is_creator(&self) -> bool {
+        self.shared.segment().is_creator()
+    }
+
+    /// The segment the condition variable lives in.
+    pub fn segment(&self) -> &Segment {
+        self.shared.segment()
+    }
+}

@@ -1,0 +1,174 @@
+//! [`Event`]: a process-shared flag that processes wait for (Python's
+//! `multiprocessing.Event`).
+//!
+//! `set` sets the flag and wakes every waiter in every process (one syscall, and only if
+//! somebody sleeps); `clear` resets it; `wait` blocks until the flag is set;
+//! `wait_timeout` gives up after a duration and says whether the flag was set. A waiter
+//! that was waiting when `set` ran returns `true` even if the flag is cleared again before
+//! it wakes up, as in Python.
+//!
+//! ```
+//! use shmkit::Event;
+//! # let name = format!("doc-event-{}", std::process::id());
+//! let ready = Event::create(&name)?;
+//! // In other processes: Event::open(&name)?.wait()?;
+//! assert!(!ready.wait_timeout(std::time::Duration::from_millis(1))?);
+//! ready.set();
+//! assert!(ready.is_set());
+//! ready.wait()?;
+//! # Ok::<(), shmkit::Error>(())
+//! ```
+
+use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use super::object::Shared;
+use super::wait::{self, announce, Deadline, WAITERS};
+use crate::error::{Error, Result};
+use crate::segment::{CreationMode, Kind, Options, Segment};
+
+const SET: u32 = 1;
+/// Bits 1..=30 count the transitions from unset to set.
+const GEN_ONE: u32 = 2;
+const GEN_MASK: u32 = !(SET | WAITERS);
+
+/// The shared state: one word on its own line.
+///
+/// | bits | meaning |
+/// |---|---|
+/// | 0 | SET |
+/// | 1..=30 | generation: bumped by every `set` of an unset event |
+/// | 31 | WAITERS: somebody may sleep; `set` clears it and wakes all |
+#[repr(C, align(128))]
+struct EventState {
+    word: AtomicU32,
+}
+
+const _: () = assert!(std::mem::size_of::<EventState>() == 128);
+
+/// A process-shared event flag. See the [module docs](self).
+pub struct Event {
+    shared: Shared<EventState>,
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("segment", self.shared.segment())
+            .field("is_set", &self.is_set())
+            .finish()
+    }
+}
+
+impl Event {
+    /// Creates the event `name`, unset; fails if the name exists.
+    pub fn create(name: &str) -> Result<Self> {
+        Self::with_options(name, CreationMode::Create, &Options::new())
+    }
+
+    /// Opens the existing event `name`.
+    pub fn open(name: &str) -> Result<Self> {
+        Self::with_options(name, CreationMode::Open, &Options::new())
+    }
+
+    /// Opens the event `name`, or creates it unset.
+    pub fn open_or_create(name: &str) -> Result<Self> {
+        Self::with_options(name, CreationMode::OpenOrCreate, &Options::new())
+    }
+
+    /// Creates an anonymous event, shared with children created by `fork`.
+    pub fn anonymous() -> Result<Self> {
+        Self::build(None, CreationMode::Create, &Options::new())
+    }
+
+    /// Creates and/or opens as `mode` says, with `opts`.
+    pub fn with_options(name: &str, mode: CreationMode, opts: &Options) -> Result<Self> {
+        Self::build(Some(name), mode, opts)
+    }
+
+    fn build(name: Option<&str>, mode: CreationMode, opts: &Options) -> Result<Self> {
+        let shared = Shared::new(name, Kind::Event, mode, 0, opts, &|_| EventState {
+            word: AtomicU32::new(0),
+        })?;
+        Ok(Event { shared })
+    }
+
+    fn word(&self) -> &AtomicU32 {
+        &self.shared.get().word
+    }
+
+    /// Sets the flag and wakes every waiter.
+    pub fn set(&self) {
+        let word = self.word();
+        // Relaxed: a hint for the CAS.
+        let mut w = word.load(Ordering::Relaxed);
+        loop {
+            if w & SET != 0 {
+                return; // already set: nobody sleeps on a set event
+            }
+            let new = SET | (w.wrapping_add(GEN_ONE) & GEN_MASK);
+            // Release: publishes what we wrote before `set` to the waiters' Acquire loads.
+            match word.compare_exchange_weak(w, new, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(cur) => w = cur,
+            }
+        }
+        if w & WAITERS != 0 {
+            wait::wake(word, u32::MAX);
+        }
+    }
+
+    /// Resets the flag.
+    pub fn clear(&self) {
+        // Relaxed: clearing publishes nothing; waiters keep their WAITERS bit.
+        self.word().fetch_and(!SET, Ordering::Relaxed);
+    }
+
+    /// Whether the flag is set.
+    pub fn is_set(&self) -> bool {
+        // Acquire: pairs with the Release CAS in `set`.
+        self.word().load(Ordering::Acquire) & SET != 0
+    }
+
+    /// Blocks until the flag is set.
+    pub fn wait(&self) -> Result<()> {
+        self.wait_until(Deadline::NEVER).map(drop)
+    }
+
+    /// Blocks until the flag is set or `timeout` passes; returns whether it was set.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
+        match self.wait_until(Deadline::after(timeout)) {
+            Ok(()) => Ok(true),
+            Err(Error::Timeout) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn wait_until(&self, deadline: Deadline) -> Result<()> {
+        let word = self.word();
+        // Acquire: pairs with the Release CAS in `set`.
+        let start = word.load(Ordering::Acquire);
+        let fired = |w: u32| w & SET != 0 || (w & GEN_MASK) != (start & GEN_MASK);
+        if fired(start) {
+            return Ok(());
+        }
+        wait::wait_for(
+            word,
+            deadline,
+            // Acquire: as above.
+            || Ok(fired(word.load(Ordering::Acquire)).then_some(())),
+            |w| announce(word, w, |w| !fired(w)),
+        )
+    }
+
+    /// Whether this handle created the event.
+    pub fn is_creator(&self) -> bool {
+        self.shared.segment().is_creator()
+    }
+
+    /// The segment the event lives in.
+    pub fn segment(&self) -> &Segment {
+        self.shared.segment()
+    }
+}

@@ -1,0 +1,296 @@
+//! [`Semaphore`] and [`BoundedSemaphore`]: process-shared counting semaphores.
+//!
+//! `acquire` takes a permit, blocking while there is none (spinning briefly, then
+//! sleeping on a futex); `try_acquire` never blocks; `acquire_timeout` gives up after a
+//! duration. `release` returns permits and makes the wake syscall only if somebody sleeps.
+//! A `BoundedSemaphore` refuses to be released past its initial value
+//! ([`Error::Overflow`], Python's `ValueError`). Permits are not owned: a process that
+//! dies holding one does not give it back (as in Python); [`Semaphore::acquire_guard`]
+//! gives a guard that releases on drop for the common scoped case.
+//!
+//! A `release` pairs with the `acquire` that takes its permit (Release/Acquire), so data
+//! written before `release` is visible after `acquire`: the FloatChannel hand-off.
+//!
+//! ```
+//! use shmkit::Semaphore;
+//! # let name = format!("doc-sem-{}", std::process::id());
+//! let slots = Semaphore::create(&name, 2)?;
+//! // In other processes: let slots = Semaphore::open(&name)?;
+//! slots.acquire()?;
+//! {
+//!     let _permit = slots.acquire_guard()?;
+//!     assert!(!slots.try_acquire()?); // none left
+//! } // the guard releases
+//! slots.release()?;
+//! assert_eq!(slots.value(), 2);
+//! # Ok::<(), shmkit::Error>(())
+//! ```
+
+use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use super::object::Shared;
+use super::wait::{self, announce, Deadline, WAITERS};
+use crate::error::{Error, Result};
+use crate::segment::{CreationMode, Kind, Options, Segment};
+
+const VALUE: u32 = !WAITERS;
+
+/// The largest value a semaphore can hold.
+pub const MAX_PERMITS: u32 = VALUE;
+
+/// The shared state: one word on its own 128-byte line.
+///
+/// | bits | meaning |
+/// |---|---|
+/// | 0..=30 | permits available |
+/// | 31 | WAITERS: somebody may sleep on the word; the next `release` clears it and wakes all |
+#[repr(C, align(128))]
+struct SemState {
+    word: AtomicU32,
+}
+
+const _: () = assert!(std::mem::size_of::<SemState>() == 128);
+
+/// The implementation both semaphore types share.
+struct RawSemaphore {
+    shared: Shared<SemState>,
+    /// The largest value `release` may produce: the bound, or [`MAX_PERMITS`].
+    limit: u32,
+}
+
+impl RawSemaphore {
+    fn new(
+        name: Option<&str>,
+        kind: Kind,
+        mode: CreationMode,
+        initial: u32,
+        opts: &Options,
+    ) -> Result<Self> {
+        if initial > MAX_PERMITS {
+            return Err(Error::InvalidArgument(format!(
+                "a semaphore holds at most {MAX_PERMITS} permits"
+            )));
+        }
+        let shared = Shared::new(name, kind, mode, u64::from(initial), opts, &|cap| {
+            SemState {
+                word: AtomicU32::new(cap as u32),
+            }
+        })?;
+        let cap = shared.capacity();
+        if cap > u64::from(MAX_PERMITS) {
+            return Err(Error::corrupt(format!(
+                "semaphore capacity {cap} is out of range"
+            )));
+        }
+        let limit = if kind == Kind::BoundedSemaphore {
+            cap as u32
+        } else {
+            MAX_PERMITS
+        };
+        Ok(RawSemaphore { shared, limit })
+    }
+
+    fn word(&self) -> &AtomicU32 {
+        &self.shared.get().word
+    }
+
+    /// One attempt: takes a permit if there is one.
+    #[inline]
+    fn try_take(&self) -> bool {
+        let word = self.word();
+        // Relaxed: a hint for the CAS, which validates it.
+        let mut w = word.load(Ordering::Relaxed);
+        while w & VALUE != 0 {
+            // Acquire: pairs with the Release CAS in `release`, so the releaser's writes
+            // before it are visible to us. The WAITERS bit is kept for other sleepers.
+            match word.compare_exchange_weak(w, w - 1, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(cur) => w = cur,
+            }
+        }
+        false
+    }
+
+    fn acquire(&self, deadline: Deadline) -> Result<()> {
+        if self.try_take() {
+            return Ok(());
+        }
+        let word = self.word();
+        wait::wait_for(
+            word,
+            deadline,
+            || Ok(self.try_take().then_some(())),
+            |w| announce(word, w, |w| w & VALUE == 0),
+        )
+    }
+
+    fn release(&self, n: u32) -> Result<()> {
+        let word = self.word();
+        // Relaxed: a hint for the CAS.
+        let mut w = word.load(Ordering::Relaxed);
+        loop {
+            let v = w & VALUE;
+            let new = match v.checked_add(n) {
+                Some(new) if new <= self.limit => new,
+                _ => {
+                    return Err(Error::Overflow {
+                        limit: u64::from(self.limit),
+                    })
+                }
+            };
+            // Release: publishes our writes to the acquirer's Acquire CAS. Clearing
+            // WAITERS: every sleeper is woken below and re-announces itself if it loses.
+            match word.compare_exchange_weak(w, new, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(cur) => w = cur,
+            }
+        }
+        if w & WAITERS != 0 {
+            wait::wake(word, u32::MAX);
+        }
+        Ok(())
+    }
+
+    fn value(&self) -> u32 {
+        // Relaxed: a snapshot for display; it orders nothing.
+        self.word().load(Ordering::Relaxed) & VALUE
+    }
+}
+
+macro_rules! semaphore_api {
+    ($ty:ident, $kind:expr, $what:literal) => {
+        impl $ty {
+            #[doc = concat!("Creates the ", $what, " `name` with `initial` permits; fails if the name exists.")]
+            pub fn create(name: &str, initial: u32) -> Result<Self> {
+                Self::with_options(name, CreationMode::Create, initial, &Options::new())
+            }
+
+            #[doc = concat!("Opens the existing ", $what, " `name`.")]
+            pub fn open(name: &str) -> Result<Self> {
+                Self::with_options(name, CreationMode::Open, 0, &Options::new())
+            }
+
+            #[doc = concat!("Opens the ", $what, " `name`, or creates it with `initial` permits.")]
+            pub fn open_or_create(name: &str, initial: u32) -> Result<Self> {
+                Self::with_options(name, CreationMode::OpenOrCreate, initial, &Options::new())
+            }
+
+            #[doc = concat!("Creates an anonymous ", $what, ", shared with children created by `fork`.")]
+            pub fn anonymous(initial: u32) -> Result<Self> {
+                Ok($ty(RawSemaphore::new(None, $kind, CreationMode::Create, initial, &Options::new())?))
+            }
+
+            /// Creates and/or opens as `mode` says, with `opts`.
+            pub fn with_options(name: &str, mode: CreationMode, initial: u32, opts: &Options) -> Result<Self> {
+                Ok($ty(RawSemaphore::new(Some(name), $kind, mode, initial, opts)?))
+            }
+
+            /// Takes a permit, blocking until one is available.
+            pub fn acquire(&self) -> Result<()> {
+                self.0.acquire(Deadline::NEVER)
+            }
+
+            /// Takes a permit if one is available now; `Ok(false)` otherwise. Never blocks.
+            pub fn try_acquire(&self) -> Result<bool> {
+                Ok(self.0.try_take())
+            }
+
+            /// Takes a permit, waiting at most `timeout`; `Error::Timeout` if none came.
+            pub fn acquire_timeout(&self, timeout: Duration) -> Result<()> {
+                self.0.acquire(Deadline::after(timeout))
+            }
+
+            /// Takes a permit and returns a guard that releases it on drop.
+            pub fn acquire_guard(&self) -> Result<SemaphoreGuard<'_>> {
+                self.0.acquire(Deadline::NEVER)?;
+                Ok(SemaphoreGuard { sem: &self.0 })
+            }
+
+            /// Returns one permit, waking a sleeper if there is one.
+            pub fn release(&self) -> Result<()> {
+                self.0.release(1)
+            }
+
+            /// Returns `n` permits at once.
+            pub fn release_n(&self, n: u32) -> Result<()> {
+                self.0.release(n)
+            }
+
+            /// The permits available now (a snapshot).
+            pub fn value(&self) -> u32 {
+                self.0.value()
+            }
+
+            #[doc = concat!("Whether this handle created the ", $what, ".")]
+            pub fn is_creator(&self) -> bool {
+                self.0.shared.segment().is_creator()
+            }
+
+            #[doc = concat!("The segment the ", $what, " lives in.")]
+            pub fn segment(&self) -> &Segment {
+                self.0.shared.segment()
+            }
+        }
+
+        impl fmt::Debug for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("segment", self.0.shared.segment())
+                    .field("value", &self.value())
+                    .finish()
+            }
+        }
+    };
+}
+
+/// A process-shared counting semaphore (Python's `multiprocessing.Semaphore`). See the
+/// [module docs](self).
+pub struct Semaphore(RawSemaphore);
+
+/// A process-shared semaphore that may not be released past its initial value (Python's
+/// `multiprocessing.BoundedSemaphore`). See the [module docs](self).
+///
+/// ```
+/// use shmkit::{BoundedSemaphore, Error};
+/// # let name = format!("doc-bsem-{}", std::process::id());
+/// let sem = BoundedSemaphore::create(&name, 1)?;
+/// assert!(matches!(sem.release(), Err(Error::Overflow { limit: 1 })));
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub struct BoundedSemaphore(RawSemaphore);
+
+semaphore_api!(Semaphore, Kind::Semaphore, "semaphore");
+semaphore_api!(
+    BoundedSemaphore,
+    Kind::BoundedSemaphore,
+    "bounded semaphore"
+);
+
+/// A permit that is released when dropped. Returned by `acquire_guard`.
+#[must_use = "the permit is released as soon as the guard is dropped"]
+pub struct SemaphoreGuard<'a> {
+    sem: &'a RawSemaphore,
+}
+
+impl SemaphoreGuard<'_> {
+    /// Keeps the permit: it is not released on drop.
+    pub fn forget(this: Self) {
+        std::mem::forget(this);
+    }
+}
+
+impl Drop for SemaphoreGuard<'_> {
+    fn drop(&mut self) {
+        // Only a peer corrupting the word can make this fail; a guard has no way to report
+        // it, and the permit is then lost, which the peer chose.
+        let _ = self.sem.release(1);
+    }
+}
+
+impl fmt::Debug for SemaphoreGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SemaphoreGuard")
+    }
+}
