@@ -7,14 +7,22 @@
 //!   to the same round trip over a pair of pipes, in the same run, so the ratio holds on a
 //!   noisy machine.
 //!
+//! - `round_trip/*`: semaphore and event ping-pong between two pinned processes, next to
+//!   the floors measured in the same run: the busy cache-line round trip (both sides spin
+//!   on a shared word) and the raw futex round trip (both sides always sleep), and a pipe.
+//! - `float_channel`: the FloatChannel program's throughput (RawArray + two semaphores,
+//!   100,000 `f64` per message).
+//!
 //! Children are this bench binary re-run with `SHMKIT_BENCH_ROLE` set.
 
 use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use criterion::Criterion;
-use shmkit::{__private::pin_to_cpu, Mutex};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use criterion::{Criterion, Throughput};
+use shmkit::{__private::pin_to_cpu, Event, Mutex, RawArray, RawValue, Semaphore};
 
 const ROLE: &str = "SHMKIT_BENCH_ROLE";
 const NAME: &str = "SHMKIT_BENCH_NAME";
@@ -32,6 +40,8 @@ fn main() {
         .configure_from_args();
     uncontended(&mut c);
     handoff(&mut c);
+    round_trips(&mut c);
+    float_channel(&mut c);
     c.final_summary();
 }
 
@@ -67,6 +77,65 @@ fn child(role: &str) {
                 if o.write_all(&buf).and_then(|_| o.flush()).is_err() {
                     return;
                 }
+            }
+        }
+        "sem_pong" => {
+            let ping = Semaphore::open(&format!("{name}.ping")).unwrap();
+            let pong = Semaphore::open(&format!("{name}.pong")).unwrap();
+            let stop = RawValue::<u32>::open(&format!("{name}.stop")).unwrap();
+            loop {
+                ping.acquire().unwrap();
+                if stop.get() != 0 {
+                    return;
+                }
+                pong.release().unwrap();
+            }
+        }
+        "event_pong" => {
+            let ping = Event::open(&format!("{name}.ping")).unwrap();
+            let pong = Event::open(&format!("{name}.pong")).unwrap();
+            let stop = RawValue::<u32>::open(&format!("{name}.stop")).unwrap();
+            loop {
+                ping.wait().unwrap();
+                ping.clear();
+                if stop.get() != 0 {
+                    return;
+                }
+                pong.set();
+            }
+        }
+        "spin_pong" | "futex_pong" => {
+            let words = RawArray::<u32>::open(&name).unwrap();
+            let (ping, pong, stop) = (
+                &words.atomics()[0],
+                &words.atomics()[1],
+                &words.atomics()[2],
+            );
+            let sleep = role == "futex_pong";
+            let mut seen = 0;
+            loop {
+                seen = wait_change(ping, seen, sleep);
+                if stop.load(Ordering::Acquire) != 0 {
+                    return;
+                }
+                pong.store(seen, Ordering::Release);
+                if sleep {
+                    futex_wake(pong);
+                }
+            }
+        }
+        "float_receiver" => {
+            let ch = FloatChannel::open(&name);
+            loop {
+                ch.full.acquire().unwrap();
+                let n = ch.len.get() as usize;
+                if n == usize::MAX >> 1 {
+                    return;
+                }
+                // SAFETY: holding `full`: the sender does not write until we release `empty`.
+                let sum: f64 = unsafe { ch.buf.as_slice()[..n.min(FLOATS)].iter().sum() };
+                std::hint::black_box(sum);
+                ch.empty.release().unwrap();
             }
         }
         other => panic!("unknown role {other}"),
@@ -132,5 +201,185 @@ fn handoff(c: &mut Criterion) {
     });
     drop(to);
     echo.wait().unwrap();
+    g.finish();
+}
+
+/// Waits until `word` differs from `old` and returns its value: spinning, or sleeping on the
+/// futex without spinning (the blocking floor).
+fn wait_change(word: &AtomicU32, old: u32, sleep: bool) -> u32 {
+    loop {
+        let v = word.load(Ordering::Acquire);
+        if v != old {
+            return v;
+        }
+        if sleep {
+            // SAFETY: `word` is a valid u32 in shared memory; FUTEX_WAIT compares and sleeps.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_futex,
+                    word.as_ptr(),
+                    libc::FUTEX_WAIT,
+                    old,
+                    std::ptr::null::<libc::timespec>(),
+                )
+            };
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+fn futex_wake(word: &AtomicU32) {
+    // SAFETY: `word` is a valid u32 in shared memory.
+    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, 1) };
+}
+
+fn round_trips(c: &mut Criterion) {
+    let mut g = c.benchmark_group("round_trip");
+    let base = format!("bench-rt-{}", std::process::id());
+
+    // Floors: raw words in shared memory, spinning or always sleeping.
+    for (role, label) in [
+        ("spin_pong", "floor_cache_line"),
+        ("futex_pong", "floor_futex"),
+    ] {
+        let words = RawArray::<u32>::create_zeroed(&base, 3).unwrap();
+        let mut kid = spawn(role, &base, false);
+        let (ping, pong, stop) = (
+            &words.atomics()[0],
+            &words.atomics()[1],
+            &words.atomics()[2],
+        );
+        let sleep = role == "futex_pong";
+        let mut seq = 0u32;
+        g.bench_function(label, |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    seq = seq.wrapping_add(1).max(1);
+                    ping.store(seq, Ordering::Release);
+                    if sleep {
+                        futex_wake(ping);
+                    }
+                    loop {
+                        let v = pong.load(Ordering::Acquire);
+                        if v == seq {
+                            break;
+                        }
+                        if sleep {
+                            wait_change(pong, v, true);
+                        } else {
+                            std::hint::spin_loop();
+                        }
+                    }
+                }
+                start.elapsed()
+            })
+        });
+        stop.store(1, Ordering::Release);
+        ping.store(seq.wrapping_add(1).max(1), Ordering::Release);
+        futex_wake(ping);
+        kid.wait().unwrap();
+    }
+
+    {
+        let ping = Semaphore::create(&format!("{base}.ping"), 0).unwrap();
+        let pong = Semaphore::create(&format!("{base}.pong"), 0).unwrap();
+        let stop = RawValue::<u32>::create(&format!("{base}.stop"), 0).unwrap();
+        let mut kid = spawn("sem_pong", &base, false);
+        g.bench_function("semaphore", |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    ping.release().unwrap();
+                    pong.acquire().unwrap();
+                }
+                start.elapsed()
+            })
+        });
+        stop.set(1);
+        ping.release().unwrap();
+        kid.wait().unwrap();
+    }
+
+    {
+        let ping = Event::create(&format!("{base}.ping")).unwrap();
+        let pong = Event::create(&format!("{base}.pong")).unwrap();
+        let stop = RawValue::<u32>::create(&format!("{base}.stop"), 0).unwrap();
+        let mut kid = spawn("event_pong", &base, false);
+        g.bench_function("event", |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    ping.set();
+                    pong.wait().unwrap();
+                    pong.clear();
+                }
+                start.elapsed()
+            })
+        });
+        stop.set(1);
+        ping.set();
+        kid.wait().unwrap();
+    }
+    g.finish();
+}
+
+const FLOATS: usize = 100_000;
+
+struct FloatChannel {
+    buf: RawArray<f64>,
+    len: RawValue<u64>,
+    empty: Semaphore,
+    full: Semaphore,
+}
+
+impl FloatChannel {
+    fn create(base: &str) -> FloatChannel {
+        FloatChannel {
+            buf: RawArray::create_zeroed(&format!("{base}.buf"), FLOATS).unwrap(),
+            len: RawValue::create(&format!("{base}.len"), 0).unwrap(),
+            empty: Semaphore::create(&format!("{base}.empty"), 1).unwrap(),
+            full: Semaphore::create(&format!("{base}.full"), 0).unwrap(),
+        }
+    }
+
+    fn open(base: &str) -> FloatChannel {
+        FloatChannel {
+            buf: RawArray::open(&format!("{base}.buf")).unwrap(),
+            len: RawValue::open(&format!("{base}.len")).unwrap(),
+            empty: Semaphore::open(&format!("{base}.empty")).unwrap(),
+            full: Semaphore::open(&format!("{base}.full")).unwrap(),
+        }
+    }
+}
+
+fn float_channel(c: &mut Criterion) {
+    let mut g = c.benchmark_group("float_channel");
+    g.throughput(Throughput::Bytes((FLOATS * 8) as u64));
+    let base = format!("bench-fc-{}", std::process::id());
+    let ch = FloatChannel::create(&base);
+    let mut kid = spawn("float_receiver", &base, false);
+    let msg: Vec<f64> = (0..FLOATS).map(|i| i as f64).collect();
+    g.bench_function("semaphores_100k_f64", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                ch.empty.acquire().unwrap();
+                // SAFETY: holding `empty`: the receiver is not reading.
+                unsafe { ch.buf.as_mut_slice().copy_from_slice(&msg) };
+                ch.len.set(FLOATS as u64);
+                ch.full.release().unwrap();
+            }
+            // The last message has been consumed when `empty` comes back.
+            ch.empty.acquire().unwrap();
+            ch.empty.release().unwrap();
+            start.elapsed()
+        })
+    });
+    ch.empty.acquire().unwrap();
+    ch.len.set((usize::MAX >> 1) as u64);
+    ch.full.release().unwrap();
+    kid.wait().unwrap();
     g.finish();
 }
