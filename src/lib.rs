@@ -43,6 +43,7 @@ compile_error!(
 mod array;
 mod error;
 mod os;
+mod primitive;
 mod segment;
 mod sync;
 mod value;
@@ -54,10 +55,22 @@ pub use sync::{
     Barrier, BarrierWaitResult, BoundedSemaphore, Condvar, Event, Mutex, MutexGuard, Semaphore,
     SemaphoreGuard, WaitTimeoutResult,
 };
+pub use sync::{ReentrantMutex, ReentrantMutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use value::{AtomicPod, RawValue, Value};
 
 /// Support for shmkit's own benchmarks and tests: not part of the stable API.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::os::pin_to_cpu;
+}
+
+/// In-process forms of the synchronisation algorithms, for the loom models in
+/// `tests/loom.rs` (built only with `--cfg loom`).
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod __loom {
+    pub use crate::sync::barrier::BarrierState;
+    pub use crate::sync::condvar::CondState;
+    pub use crate::sync::event::EventState;
+    pub use crate::sync::semaphore::SemState;
 }

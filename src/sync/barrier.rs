@@ -25,12 +25,12 @@
 //! ```
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use super::object::Shared;
 use super::wait::{self, Deadline, WAITERS};
 use crate::error::{Error, Result};
+use crate::primitive::{AtomicU32, Ordering};
 use crate::segment::{CreationMode, Kind, Options, Segment};
 
 /// Most handles registered at once.
@@ -47,7 +47,7 @@ const GEN_MASK: u32 = BROKEN - 1;
 /// `reset_gen`: the generation last ended by `reset` (its waiters are told it broke).
 /// `members`: liveness tokens of the processes holding handles (0: free).
 #[repr(C, align(128))]
-struct BarrierState {
+pub struct BarrierState {
     gen: AtomicU32,
     arrived: AtomicU32,
     reset_gen: AtomicU32,
@@ -55,7 +55,170 @@ struct BarrierState {
     members: [AtomicU32; MAX_MEMBERS],
 }
 
+#[cfg(not(loom))]
 const _: () = assert!(std::mem::size_of::<BarrierState>() == 1024);
+
+impl BarrierState {
+    /// A barrier with no arrivals and no members.
+    pub fn new() -> BarrierState {
+        BarrierState {
+            gen: AtomicU32::new(0),
+            arrived: AtomicU32::new(0),
+            reset_gen: AtomicU32::new(GEN_MASK),
+            _pad: AtomicU32::new(0),
+            members: std::array::from_fn(|_| AtomicU32::new(0)),
+        }
+    }
+
+    /// Waits for `parties` arrivals; `Ok(true)` for the leader. `member_died` is asked
+    /// whenever a sleep slice runs out.
+    pub(crate) fn wait(
+        &self,
+        parties: u32,
+        deadline: Deadline,
+        member_died: &dyn Fn() -> Result<bool>,
+    ) -> Result<bool> {
+        let st = self;
+        // Acquire: pairs with the leader's Release CAS that started this generation.
+        let g = st.gen.load(Ordering::Acquire);
+        if g & BROKEN != 0 {
+            return Err(Error::BrokenBarrier);
+        }
+        // AcqRel: the last arrival's RMW reads every earlier arrival's (their writes before
+        // `wait` happen before the leader's release of the generation).
+        let n = st.arrived.fetch_add(1, Ordering::AcqRel).wrapping_add(1);
+        if n > parties {
+            self.break_barrier();
+            return Err(Error::corrupt(format!(
+                "barrier arrival count {n} exceeds its {parties} parties"
+            )));
+        }
+        if n == parties {
+            // Leader: reset the count for the next generation, then release this one.
+            // Relaxed: published by the Release CAS below.
+            st.arrived.store(0, Ordering::Relaxed);
+            let mut cur = g;
+            loop {
+                if cur & BROKEN != 0 || (cur & GEN_MASK) != (g & GEN_MASK) {
+                    return Err(Error::BrokenBarrier);
+                }
+                let next = (cur + 1) & GEN_MASK;
+                // Release: publishes the arrivals' writes (and the count reset) to the
+                // waiters' Acquire loads of `gen`.
+                match st
+                    .gen
+                    .compare_exchange_weak(cur, next, Ordering::Release, Ordering::Relaxed)
+                {
+                    Ok(_) => break,
+                    Err(c) => cur = c,
+                }
+            }
+            if cur & WAITERS != 0 {
+                wait::wake(&st.gen, u32::MAX);
+            }
+            return Ok(true);
+        }
+        self.wait_for_generation(g, deadline, member_died)
+    }
+
+    /// Waits without a deadline, no member checks (the in-process form, for loom).
+    #[cfg_attr(not(loom), allow(dead_code))]
+    pub fn wait_blocking(&self, parties: u32) -> Result<bool> {
+        self.wait(parties, Deadline::NEVER, &|| Ok(false))
+    }
+
+    fn wait_for_generation(
+        &self,
+        g: u32,
+        deadline: Deadline,
+        member_died: &dyn Fn() -> Result<bool>,
+    ) -> Result<bool> {
+        let st = self;
+        let mut spins = 0;
+        loop {
+            // Acquire: pairs with the leader's Release CAS.
+            let cur = st.gen.load(Ordering::Acquire);
+            if cur & BROKEN != 0 {
+                return Err(Error::BrokenBarrier);
+            }
+            if (cur & GEN_MASK) != (g & GEN_MASK) {
+                // Relaxed: `reset` writes it before bumping the generation (Release).
+                return if st.reset_gen.load(Ordering::Relaxed) == (g & GEN_MASK) {
+                    Err(Error::BrokenBarrier)
+                } else {
+                    Ok(false)
+                };
+            }
+            if spins < wait::SPIN_LIMIT {
+                spins += 1;
+                crate::primitive::spin_hint();
+                continue;
+            }
+            let Some(expected) = wait::announce(&st.gen, cur, |_| true) else {
+                continue;
+            };
+            match wait::sleep(&st.gen, expected, deadline, None) {
+                Ok(true) => {}
+                // A slice ran out: is every member still alive?
+                Ok(false) => {
+                    if member_died()? {
+                        self.break_barrier();
+                        return Err(Error::BrokenBarrier);
+                    }
+                }
+                Err(Error::Timeout) => {
+                    self.break_barrier();
+                    return Err(Error::Timeout);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn break_barrier(&self) {
+        // Release: pairs with the waiters' Acquire loads; they only need the flag.
+        let old = self.gen.fetch_or(BROKEN, Ordering::Release);
+        if old & WAITERS != 0 {
+            wait::wake(&self.gen, u32::MAX);
+        }
+    }
+
+    /// See [`Barrier::reset`].
+    pub fn reset(&self) {
+        let st = self;
+        // Relaxed: a hint for the CAS.
+        let mut cur = st.gen.load(Ordering::Relaxed);
+        loop {
+            // Relaxed: published by the Release CAS below.
+            st.reset_gen.store(cur & GEN_MASK, Ordering::Relaxed);
+            st.arrived.store(0, Ordering::Relaxed);
+            let next = (cur + 1) & GEN_MASK;
+            // Release: publishes `reset_gen` and the count to waiters' Acquire loads.
+            match st
+                .gen
+                .compare_exchange_weak(cur, next, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(c) => cur = c,
+            }
+        }
+        if cur & WAITERS != 0 {
+            wait::wake(&st.gen, u32::MAX);
+        }
+    }
+
+    /// Whether the barrier is broken.
+    pub fn is_broken(&self) -> bool {
+        // Relaxed: a snapshot.
+        self.gen.load(Ordering::Relaxed) & BROKEN != 0
+    }
+}
+
+impl Default for BarrierState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// What [`Barrier::wait`] returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,13 +288,7 @@ impl Barrier {
             )));
         }
         let shared = Shared::new(name, Kind::Barrier, mode, u64::from(parties), opts, &|_| {
-            BarrierState {
-                gen: AtomicU32::new(0),
-                arrived: AtomicU32::new(0),
-                reset_gen: AtomicU32::new(GEN_MASK),
-                _pad: AtomicU32::new(0),
-                members: [const { AtomicU32::new(0) }; MAX_MEMBERS],
-            }
+            BarrierState::new()
         })?;
         let parties = u32::try_from(shared.capacity())
             .ok()
@@ -189,91 +346,11 @@ impl Barrier {
     }
 
     fn wait_until(&self, deadline: Deadline) -> Result<BarrierWaitResult> {
-        let st = self.shared.get();
-        // Acquire: pairs with the leader's Release CAS that started this generation.
-        let g = st.gen.load(Ordering::Acquire);
-        if g & BROKEN != 0 {
-            return Err(Error::BrokenBarrier);
-        }
-        // AcqRel: the last arrival's RMW reads every earlier arrival's (their writes before
-        // `wait` happen before the leader's release of the generation).
-        let n = st.arrived.fetch_add(1, Ordering::AcqRel).wrapping_add(1);
-        if n > self.parties {
-            self.break_barrier();
-            return Err(Error::corrupt(format!(
-                "barrier arrival count {n} exceeds its {} parties",
-                self.parties
-            )));
-        }
-        if n == self.parties {
-            // Leader: reset the count for the next generation, then release this one.
-            // Relaxed: published by the Release CAS below.
-            st.arrived.store(0, Ordering::Relaxed);
-            let mut cur = g;
-            loop {
-                if cur & BROKEN != 0 || (cur & GEN_MASK) != (g & GEN_MASK) {
-                    return Err(Error::BrokenBarrier);
-                }
-                let next = (cur + 1) & GEN_MASK;
-                // Release: publishes the arrivals' writes (and the count reset) to the
-                // waiters' Acquire loads of `gen`.
-                match st
-                    .gen
-                    .compare_exchange_weak(cur, next, Ordering::Release, Ordering::Relaxed)
-                {
-                    Ok(_) => break,
-                    Err(c) => cur = c,
-                }
-            }
-            if cur & WAITERS != 0 {
-                wait::wake(&st.gen, u32::MAX);
-            }
-            return Ok(BarrierWaitResult(true));
-        }
-        self.wait_for_generation(g, deadline)
-    }
-
-    fn wait_for_generation(&self, g: u32, deadline: Deadline) -> Result<BarrierWaitResult> {
-        let st = self.shared.get();
-        let mut spins = 0;
-        loop {
-            // Acquire: pairs with the leader's Release CAS.
-            let cur = st.gen.load(Ordering::Acquire);
-            if cur & BROKEN != 0 {
-                return Err(Error::BrokenBarrier);
-            }
-            if (cur & GEN_MASK) != (g & GEN_MASK) {
-                // Relaxed: `reset` writes it before bumping the generation (Release).
-                return if st.reset_gen.load(Ordering::Relaxed) == (g & GEN_MASK) {
-                    Err(Error::BrokenBarrier)
-                } else {
-                    Ok(BarrierWaitResult(false))
-                };
-            }
-            if spins < wait::SPIN_LIMIT {
-                spins += 1;
-                std::hint::spin_loop();
-                continue;
-            }
-            let Some(expected) = wait::announce(&st.gen, cur, |_| true) else {
-                continue;
-            };
-            match wait::sleep(&st.gen, expected, deadline, None) {
-                Ok(true) => {}
-                // A slice ran out: is every member still alive?
-                Ok(false) => {
-                    if self.some_member_died()? {
-                        self.break_barrier();
-                        return Err(Error::BrokenBarrier);
-                    }
-                }
-                Err(Error::Timeout) => {
-                    self.break_barrier();
-                    return Err(Error::Timeout);
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let died = || self.some_member_died();
+        self.shared
+            .get()
+            .wait(self.parties, deadline, &died)
+            .map(BarrierWaitResult)
     }
 
     fn some_member_died(&self) -> Result<bool> {
@@ -282,8 +359,7 @@ impl Barrier {
             // Relaxed: see `register`.
             let t = m.load(Ordering::Relaxed);
             if t != 0 && !seg.is_alive(t)? {
-                // Free the slot so the death is reported once per generation of waiters,
-                // not after the barrier is reset.
+                // Free the slot so the death is reported once, not again after a reset.
                 let _ = m.compare_exchange(t, 0, Ordering::Relaxed, Ordering::Relaxed);
                 return Ok(true);
             }
@@ -291,44 +367,15 @@ impl Barrier {
         Ok(false)
     }
 
-    fn break_barrier(&self) {
-        let st = self.shared.get();
-        // Release: pairs with the waiters' Acquire loads; they only need the flag.
-        let old = st.gen.fetch_or(BROKEN, Ordering::Release);
-        if old & WAITERS != 0 {
-            wait::wake(&st.gen, u32::MAX);
-        }
-    }
-
     /// Returns the barrier to its initial state: waiters of the current generation get
     /// [`Error::BrokenBarrier`], and the next generation starts empty and unbroken.
     pub fn reset(&self) {
-        let st = self.shared.get();
-        // Relaxed: a hint for the CAS.
-        let mut cur = st.gen.load(Ordering::Relaxed);
-        loop {
-            // Relaxed: published by the Release CAS below.
-            st.reset_gen.store(cur & GEN_MASK, Ordering::Relaxed);
-            st.arrived.store(0, Ordering::Relaxed);
-            let next = (cur + 1) & GEN_MASK;
-            // Release: publishes `reset_gen` and the count to waiters' Acquire loads.
-            match st
-                .gen
-                .compare_exchange_weak(cur, next, Ordering::Release, Ordering::Relaxed)
-            {
-                Ok(_) => break,
-                Err(c) => cur = c,
-            }
-        }
-        if cur & WAITERS != 0 {
-            wait::wake(&st.gen, u32::MAX);
-        }
+        self.shared.get().reset();
     }
 
     /// Whether the barrier is broken.
     pub fn is_broken(&self) -> bool {
-        // Relaxed: a snapshot.
-        self.shared.get().gen.load(Ordering::Relaxed) & BROKEN != 0
+        self.shared.get().is_broken()
     }
 
     /// Whether this handle created the barrier.

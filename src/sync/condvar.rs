@@ -25,12 +25,12 @@
 //! ```
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use super::object::Shared;
 use super::wait::{self, Deadline, WAITERS};
 use crate::error::{Error, LockError, LockResult, Result};
+use crate::primitive::{AtomicU32, Ordering};
 use crate::segment::{CreationMode, Kind, Options, Segment};
 use crate::MutexGuard;
 
@@ -43,11 +43,81 @@ const SEQ_MASK: u32 = !WAITERS;
 /// | 0..=30 | sequence: bumped by every notification that finds a sleeper |
 /// | 31 | WAITERS: somebody may sleep; `notify_all` clears it |
 #[repr(C, align(128))]
-struct CondState {
+pub struct CondState {
     seq: AtomicU32,
 }
 
+#[cfg(not(loom))]
 const _: () = assert!(std::mem::size_of::<CondState>() == 128);
+
+impl CondState {
+    /// A condition variable nobody waits on.
+    pub fn new() -> CondState {
+        CondState {
+            seq: AtomicU32::new(0),
+        }
+    }
+
+    /// Step 1 of a wait, while the caller still holds the mutex: announce a waiter and
+    /// return the value to wait on.
+    pub fn prepare_wait(&self) -> u32 {
+        // AcqRel: the read half pairs with notifiers' Release RMWs, the write half with
+        // their loads (made after they took the mutex the caller is about to release).
+        self.seq.fetch_or(WAITERS, Ordering::AcqRel) | WAITERS
+    }
+
+    /// Step 2, after releasing the mutex: sleep until the word moves on from `expected`.
+    /// Returns whether the deadline passed first.
+    pub(crate) fn wait_changed(&self, expected: u32, deadline: Deadline) -> Result<bool> {
+        loop {
+            match wait::sleep(&self.seq, expected, deadline, None) {
+                Ok(_) => {
+                    // Woken, or a slice ended: return if anything was notified since.
+                    // Relaxed: only compared; the mutex orders the data.
+                    if self.seq.load(Ordering::Relaxed) != expected {
+                        return Ok(false);
+                    }
+                }
+                Err(Error::Timeout) => return Ok(true),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Step 2 without a deadline (the in-process form, for the loom models).
+    #[cfg_attr(not(loom), allow(dead_code))]
+    pub fn wait_changed_blocking(&self, expected: u32) -> Result<()> {
+        self.wait_changed(expected, Deadline::NEVER).map(drop)
+    }
+
+    /// Wakes one waiter (`all == false`) or every waiter.
+    pub fn notify(&self, all: bool) {
+        let seq = &self.seq;
+        // Acquire: pairs with the waiters' AcqRel `fetch_or`.
+        let mut w = seq.load(Ordering::Acquire);
+        loop {
+            if w & WAITERS == 0 {
+                return; // nobody announced itself
+            }
+            let next = w.wrapping_add(1) & SEQ_MASK;
+            // notify_all clears WAITERS (everybody is woken); notify_one keeps it for the
+            // sleepers it leaves asleep.
+            let new = if all { next } else { next | WAITERS };
+            // Release: pairs with the waiters' loads of the word after waking.
+            match seq.compare_exchange_weak(w, new, Ordering::Release, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(cur) => w = cur,
+            }
+        }
+        wait::wake(seq, if all { u32::MAX } else { 1 });
+    }
+}
+
+impl Default for CondState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// Whether a timed wait returned because its timeout elapsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,14 +170,12 @@ impl Condvar {
     }
 
     fn build(name: Option<&str>, mode: CreationMode, opts: &Options) -> Result<Self> {
-        let shared = Shared::new(name, Kind::Condvar, mode, 0, opts, &|_| CondState {
-            seq: AtomicU32::new(0),
-        })?;
+        let shared = Shared::new(name, Kind::Condvar, mode, 0, opts, &|_| CondState::new())?;
         Ok(Condvar { shared })
     }
 
-    fn seq(&self) -> &AtomicU32 {
-        &self.shared.get().seq
+    fn state(&self) -> &CondState {
+        self.shared.get()
     }
 
     /// Releases the guard's mutex, waits for a notification, and locks it again.
@@ -164,30 +232,14 @@ impl Condvar {
         mut guard: MutexGuard<'a, T>,
         deadline: Deadline,
     ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
-        let seq = self.seq();
         // Announce ourselves while we still hold the mutex: a notifier that changes the
         // condition under the mutex after we release it sees WAITERS and wakes us.
-        // AcqRel: the read half pairs with notifiers' Release RMWs, the write half with
-        // their loads (made after they took the mutex we are about to release).
-        let expected = seq.fetch_or(WAITERS, Ordering::AcqRel) | WAITERS;
+        let expected = self.state().prepare_wait();
         MutexGuard::unlock_for_wait(&guard);
-        let mut timed_out = false;
-        loop {
-            match wait::sleep(seq, expected, deadline, None) {
-                Ok(_) => {
-                    // Woken, or a slice ended: return if anything was notified since.
-                    // Relaxed: only compared; the mutex orders the data.
-                    if seq.load(Ordering::Relaxed) != expected {
-                        break;
-                    }
-                }
-                Err(Error::Timeout) => {
-                    timed_out = true;
-                    break;
-                }
-                Err(e) => return Err(self.relock_failed(guard, e)),
-            }
-        }
+        let timed_out = match self.state().wait_changed(expected, deadline) {
+            Ok(t) => t,
+            Err(e) => return Err(self.relock_failed(guard, e)),
+        };
         match MutexGuard::relock(&mut guard) {
             Ok(false) => Ok((guard, WaitTimeoutResult(timed_out))),
             Ok(true) => Err(LockError::OwnerDied((guard, WaitTimeoutResult(timed_out)))),
@@ -212,24 +264,7 @@ impl Condvar {
     }
 
     fn notify(&self, all: bool) {
-        let seq = self.seq();
-        // Acquire: pairs with the waiters' AcqRel `fetch_or`.
-        let mut w = seq.load(Ordering::Acquire);
-        loop {
-            if w & WAITERS == 0 {
-                return; // nobody announced itself
-            }
-            let next = w.wrapping_add(1) & SEQ_MASK;
-            // notify_all clears WAITERS (everybody is woken); notify_one keeps it for the
-            // sleepers it leaves asleep.
-            let new = if all { next } else { next | WAITERS };
-            // Release: pairs with the waiters' loads of the word after waking.
-            match seq.compare_exchange_weak(w, new, Ordering::Release, Ordering::Acquire) {
-                Ok(_) => break,
-                Err(cur) => w = cur,
-            }
-        }
-        wait::wake(seq, if all { u32::MAX } else { 1 });
+        self.state().notify(all);
     }
 
     /// Whether this handle created the condition variable.

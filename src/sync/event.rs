@@ -20,12 +20,12 @@
 //! ```
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use super::object::Shared;
 use super::wait::{self, announce, Deadline, WAITERS};
 use crate::error::{Error, Result};
+use crate::primitive::{AtomicU32, Ordering};
 use crate::segment::{CreationMode, Kind, Options, Segment};
 
 const SET: u32 = 1;
@@ -41,11 +41,84 @@ const GEN_MASK: u32 = !(SET | WAITERS);
 /// | 1..=30 | generation: bumped by every `set` of an unset event |
 /// | 31 | WAITERS: somebody may sleep; `set` clears it and wakes all |
 #[repr(C, align(128))]
-struct EventState {
+pub struct EventState {
     word: AtomicU32,
 }
 
+#[cfg(not(loom))]
 const _: () = assert!(std::mem::size_of::<EventState>() == 128);
+
+impl EventState {
+    /// An unset event.
+    pub fn new() -> EventState {
+        EventState {
+            word: AtomicU32::new(0),
+        }
+    }
+
+    /// Sets the flag and wakes every waiter.
+    pub fn set(&self) {
+        let word = &self.word;
+        // Relaxed: a hint for the CAS.
+        let mut w = word.load(Ordering::Relaxed);
+        loop {
+            if w & SET != 0 {
+                return; // already set: nobody sleeps on a set event
+            }
+            let new = SET | (w.wrapping_add(GEN_ONE) & GEN_MASK);
+            // Release: publishes what we wrote before `set` to the waiters' Acquire loads.
+            match word.compare_exchange_weak(w, new, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(cur) => w = cur,
+            }
+        }
+        if w & WAITERS != 0 {
+            wait::wake(word, u32::MAX);
+        }
+    }
+
+    /// Resets the flag.
+    pub fn clear(&self) {
+        // Relaxed: clearing publishes nothing; waiters keep their WAITERS bit.
+        self.word.fetch_and(!SET, Ordering::Relaxed);
+    }
+
+    /// Whether the flag is set.
+    pub fn is_set(&self) -> bool {
+        // Acquire: pairs with the Release CAS in `set`.
+        self.word.load(Ordering::Acquire) & SET != 0
+    }
+
+    /// Waits until the flag is set (or was set since we started) or the deadline passes.
+    pub(crate) fn wait_until(&self, deadline: Deadline) -> Result<()> {
+        let word = &self.word;
+        // Acquire: pairs with the Release CAS in `set`.
+        let start = word.load(Ordering::Acquire);
+        let fired = |w: u32| w & SET != 0 || (w & GEN_MASK) != (start & GEN_MASK);
+        if fired(start) {
+            return Ok(());
+        }
+        wait::wait_for(
+            word,
+            deadline,
+            // Acquire: as above.
+            || Ok(fired(word.load(Ordering::Acquire)).then_some(())),
+            |w| announce(word, w, |w| !fired(w)),
+        )
+    }
+
+    /// Waits until the flag is set (the in-process form, for the loom models).
+    #[cfg_attr(not(loom), allow(dead_code))]
+    pub fn wait_blocking(&self) -> Result<()> {
+        self.wait_until(Deadline::NEVER)
+    }
+}
+
+impl Default for EventState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// A process-shared event flag. See the [module docs](self).
 pub struct Event {
@@ -88,78 +161,41 @@ impl Event {
     }
 
     fn build(name: Option<&str>, mode: CreationMode, opts: &Options) -> Result<Self> {
-        let shared = Shared::new(name, Kind::Event, mode, 0, opts, &|_| EventState {
-            word: AtomicU32::new(0),
-        })?;
+        let shared = Shared::new(name, Kind::Event, mode, 0, opts, &|_| EventState::new())?;
         Ok(Event { shared })
     }
 
-    fn word(&self) -> &AtomicU32 {
-        &self.shared.get().word
+    fn state(&self) -> &EventState {
+        self.shared.get()
     }
 
     /// Sets the flag and wakes every waiter.
     pub fn set(&self) {
-        let word = self.word();
-        // Relaxed: a hint for the CAS.
-        let mut w = word.load(Ordering::Relaxed);
-        loop {
-            if w & SET != 0 {
-                return; // already set: nobody sleeps on a set event
-            }
-            let new = SET | (w.wrapping_add(GEN_ONE) & GEN_MASK);
-            // Release: publishes what we wrote before `set` to the waiters' Acquire loads.
-            match word.compare_exchange_weak(w, new, Ordering::Release, Ordering::Relaxed) {
-                Ok(_) => break,
-                Err(cur) => w = cur,
-            }
-        }
-        if w & WAITERS != 0 {
-            wait::wake(word, u32::MAX);
-        }
+        self.state().set();
     }
 
     /// Resets the flag.
     pub fn clear(&self) {
-        // Relaxed: clearing publishes nothing; waiters keep their WAITERS bit.
-        self.word().fetch_and(!SET, Ordering::Relaxed);
+        self.state().clear();
     }
 
     /// Whether the flag is set.
     pub fn is_set(&self) -> bool {
-        // Acquire: pairs with the Release CAS in `set`.
-        self.word().load(Ordering::Acquire) & SET != 0
+        self.state().is_set()
     }
 
     /// Blocks until the flag is set.
     pub fn wait(&self) -> Result<()> {
-        self.wait_until(Deadline::NEVER).map(drop)
+        self.state().wait_until(Deadline::NEVER)
     }
 
     /// Blocks until the flag is set or `timeout` passes; returns whether it was set.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
-        match self.wait_until(Deadline::after(timeout)) {
+        match self.state().wait_until(Deadline::after(timeout)) {
             Ok(()) => Ok(true),
             Err(Error::Timeout) => Ok(false),
             Err(e) => Err(e),
         }
-    }
-
-    fn wait_until(&self, deadline: Deadline) -> Result<()> {
-        let word = self.word();
-        // Acquire: pairs with the Release CAS in `set`.
-        let start = word.load(Ordering::Acquire);
-        let fired = |w: u32| w & SET != 0 || (w & GEN_MASK) != (start & GEN_MASK);
-        if fired(start) {
-            return Ok(());
-        }
-        wait::wait_for(
-            word,
-            deadline,
-            // Acquire: as above.
-            || Ok(fired(word.load(Ordering::Acquire)).then_some(())),
-            |w| announce(word, w, |w| !fired(w)),
-        )
     }
 
     /// Whether this handle created the event.

@@ -9,6 +9,8 @@ pub(crate) mod event;
 pub(crate) mod mutex;
 pub(crate) mod object;
 pub(crate) mod raw_mutex;
+pub(crate) mod reentrant;
+pub(crate) mod rwlock;
 pub(crate) mod semaphore;
 pub(crate) mod wait;
 
@@ -16,4 +18,6 @@ pub use barrier::{Barrier, BarrierWaitResult};
 pub use condvar::{Condvar, WaitTimeoutResult};
 pub use event::Event;
 pub use mutex::{Mutex, MutexGuard};
+pub use reentrant::{ReentrantMutex, ReentrantMutexGuard};
+pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};

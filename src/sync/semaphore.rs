@@ -27,12 +27,12 @@
 //! ```
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use super::object::Shared;
 use super::wait::{self, announce, Deadline, WAITERS};
 use crate::error::{Error, Result};
+use crate::primitive::{AtomicU32, Ordering};
 use crate::segment::{CreationMode, Kind, Options, Segment};
 
 const VALUE: u32 = !WAITERS;
@@ -47,11 +47,91 @@ pub const MAX_PERMITS: u32 = VALUE;
 /// | 0..=30 | permits available |
 /// | 31 | WAITERS: somebody may sleep on the word; the next `release` clears it and wakes all |
 #[repr(C, align(128))]
-struct SemState {
+pub struct SemState {
     word: AtomicU32,
 }
 
+#[cfg(not(loom))]
 const _: () = assert!(std::mem::size_of::<SemState>() == 128);
+
+impl SemState {
+    /// A semaphore holding `permits`.
+    pub fn new(permits: u32) -> SemState {
+        SemState {
+            word: AtomicU32::new(permits & VALUE),
+        }
+    }
+
+    /// One attempt: takes a permit if there is one.
+    #[inline]
+    pub fn try_take(&self) -> bool {
+        let word = &self.word;
+        // Relaxed: a hint for the CAS, which validates it.
+        let mut w = word.load(Ordering::Relaxed);
+        while w & VALUE != 0 {
+            // Acquire: pairs with the Release CAS in `release`, so the releaser's writes
+            // before it are visible to us. The WAITERS bit is kept for other sleepers.
+            match word.compare_exchange_weak(w, w - 1, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(cur) => w = cur,
+            }
+        }
+        false
+    }
+
+    pub(crate) fn acquire(&self, deadline: Deadline) -> Result<()> {
+        if self.try_take() {
+            return Ok(());
+        }
+        let word = &self.word;
+        wait::wait_for(
+            word,
+            deadline,
+            || Ok(self.try_take().then_some(())),
+            |w| announce(word, w, |w| w & VALUE == 0),
+        )
+    }
+
+    /// Takes a permit, blocking (the in-process form, for the loom models).
+    #[cfg_attr(not(loom), allow(dead_code))]
+    pub fn acquire_blocking(&self) -> Result<()> {
+        self.acquire(Deadline::NEVER)
+    }
+
+    /// Returns `n` permits unless that would exceed `limit`.
+    pub fn release(&self, n: u32, limit: u32) -> Result<()> {
+        let word = &self.word;
+        // Relaxed: a hint for the CAS.
+        let mut w = word.load(Ordering::Relaxed);
+        loop {
+            let v = w & VALUE;
+            let new = match v.checked_add(n) {
+                Some(new) if new <= limit => new,
+                _ => {
+                    return Err(Error::Overflow {
+                        limit: u64::from(limit),
+                    })
+                }
+            };
+            // Release: publishes our writes to the acquirer's Acquire CAS. Clearing
+            // WAITERS: every sleeper is woken below and re-announces itself if it loses.
+            match word.compare_exchange_weak(w, new, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(cur) => w = cur,
+            }
+        }
+        if w & WAITERS != 0 {
+            wait::wake(word, u32::MAX);
+        }
+        Ok(())
+    }
+
+    /// The permits available now (a snapshot).
+    pub fn value(&self) -> u32 {
+        // Relaxed: a snapshot for display; it orders nothing.
+        self.word.load(Ordering::Relaxed) & VALUE
+    }
+}
 
 /// The implementation both semaphore types share.
 struct RawSemaphore {
@@ -74,9 +154,7 @@ impl RawSemaphore {
             )));
         }
         let shared = Shared::new(name, kind, mode, u64::from(initial), opts, &|cap| {
-            SemState {
-                word: AtomicU32::new(cap as u32),
-            }
+            SemState::new(cap as u32)
         })?;
         let cap = shared.capacity();
         if cap > u64::from(MAX_PERMITS) {
@@ -92,70 +170,25 @@ impl RawSemaphore {
         Ok(RawSemaphore { shared, limit })
     }
 
-    fn word(&self) -> &AtomicU32 {
-        &self.shared.get().word
+    fn state(&self) -> &SemState {
+        self.shared.get()
     }
 
-    /// One attempt: takes a permit if there is one.
     #[inline]
     fn try_take(&self) -> bool {
-        let word = self.word();
-        // Relaxed: a hint for the CAS, which validates it.
-        let mut w = word.load(Ordering::Relaxed);
-        while w & VALUE != 0 {
-            // Acquire: pairs with the Release CAS in `release`, so the releaser's writes
-            // before it are visible to us. The WAITERS bit is kept for other sleepers.
-            match word.compare_exchange_weak(w, w - 1, Ordering::Acquire, Ordering::Relaxed) {
-                Ok(_) => return true,
-                Err(cur) => w = cur,
-            }
-        }
-        false
+        self.state().try_take()
     }
 
     fn acquire(&self, deadline: Deadline) -> Result<()> {
-        if self.try_take() {
-            return Ok(());
-        }
-        let word = self.word();
-        wait::wait_for(
-            word,
-            deadline,
-            || Ok(self.try_take().then_some(())),
-            |w| announce(word, w, |w| w & VALUE == 0),
-        )
+        self.state().acquire(deadline)
     }
 
     fn release(&self, n: u32) -> Result<()> {
-        let word = self.word();
-        // Relaxed: a hint for the CAS.
-        let mut w = word.load(Ordering::Relaxed);
-        loop {
-            let v = w & VALUE;
-            let new = match v.checked_add(n) {
-                Some(new) if new <= self.limit => new,
-                _ => {
-                    return Err(Error::Overflow {
-                        limit: u64::from(self.limit),
-                    })
-                }
-            };
-            // Release: publishes our writes to the acquirer's Acquire CAS. Clearing
-            // WAITERS: every sleeper is woken below and re-announces itself if it loses.
-            match word.compare_exchange_weak(w, new, Ordering::Release, Ordering::Relaxed) {
-                Ok(_) => break,
-                Err(cur) => w = cur,
-            }
-        }
-        if w & WAITERS != 0 {
-            wait::wake(word, u32::MAX);
-        }
-        Ok(())
+        self.state().release(n, self.limit)
     }
 
     fn value(&self) -> u32 {
-        // Relaxed: a snapshot for display; it orders nothing.
-        self.word().load(Ordering::Relaxed) & VALUE
+        self.state().value()
     }
 }
 

@@ -7,18 +7,21 @@
 //! wake syscall only when a sleeper announced itself, so the uncontended paths make no
 //! syscalls at all.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use crate::primitive::{self, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::os;
 
 /// The sleeper flag every futex word of this crate keeps in bit 31: set by a waiter
 /// before it sleeps, seen by the waker in its read-modify-write of the same word.
 pub(crate) const WAITERS: u32 = 1 << 31;
 
 /// How many times a waiter re-checks its condition before it sleeps.
+#[cfg(not(loom))]
 pub(crate) const SPIN_LIMIT: u32 = 200;
+/// Under loom a spin is a yield: keep the state space small.
+#[cfg(loom)]
+pub(crate) const SPIN_LIMIT: u32 = 1;
 
 /// The longest a waiter sleeps before it re-checks its condition by itself. A notifier
 /// that dies between changing the shared state and making the wake syscall therefore
@@ -66,9 +69,9 @@ pub(crate) fn sleep(
     };
     let slice = slice.map_or(MAX_SLICE, |s| s.min(MAX_SLICE));
     let timeout = Some(left.map_or(slice, |l| l.min(slice)));
-    match os::futex_wait(word, expected, timeout) {
-        os::FutexWait::Woken => Ok(true),
-        os::FutexWait::TimedOut => {
+    match primitive::futex_wait(word, expected, timeout) {
+        primitive::FutexWait::Woken => Ok(true),
+        primitive::FutexWait::TimedOut => {
             if deadline.remaining().is_none() {
                 Err(Error::Timeout)
             } else {
@@ -80,7 +83,7 @@ pub(crate) fn sleep(
 
 /// Wakes at most `n` sleepers on `word` in any process.
 pub(crate) fn wake(word: &AtomicU32, n: u32) {
-    os::futex_wake(word, n);
+    primitive::futex_wake(word, n);
 }
 
 /// Waits until `ready` returns `Some`, spinning first and then sleeping on `word`.
@@ -100,7 +103,7 @@ pub(crate) fn wait_for<R>(
         if let Some(r) = ready()? {
             return Ok(r);
         }
-        std::hint::spin_loop();
+        primitive::spin_hint();
     }
     loop {
         if let Some(r) = ready()? {

@@ -1,0 +1,85 @@
+//! The one switch between the real world and the loom model checker.
+//!
+//! The synchronisation algorithms import their atomics, their spin hint and their futex
+//! from here. Normally these are `std`'s atomics and the kernel's futex (through `os`);
+//! under `--cfg loom` they are loom's atomics and a model of the futex, so that the
+//! algorithms can be model-checked in-process (see `tests/loom.rs`). Only the algorithms'
+//! in-process form runs under loom: nothing is mapped there.
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{AtomicU32, Ordering};
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicU32, Ordering};
+
+/// Outcome of [`futex_wait`]; see `os::FutexWait`.
+pub(crate) use crate::os::FutexWait;
+
+/// Sleeps while `*word == expected`, at most `timeout`.
+#[cfg(not(loom))]
+#[inline]
+pub(crate) fn futex_wait(
+    word: &AtomicU32,
+    expected: u32,
+    timeout: Option<std::time::Duration>,
+) -> FutexWait {
+    crate::os::futex_wait(word, expected, timeout)
+}
+
+/// Wakes at most `n` sleepers on `word`.
+#[cfg(not(loom))]
+#[inline]
+pub(crate) fn futex_wake(word: &AtomicU32, n: u32) {
+    crate::os::futex_wake(word, n);
+}
+
+/// A pause inside a spin loop.
+#[cfg(not(loom))]
+#[inline]
+pub(crate) fn spin_hint() {
+    std::hint::spin_loop();
+}
+
+#[cfg(loom)]
+pub(crate) use model::{futex_wait, futex_wake, spin_hint};
+
+/// The futex, modelled: comparing the word and going to sleep happen under one lock, as
+/// the kernel does under its hash-bucket lock, and a wake wakes every sleeper (waking more
+/// than asked is allowed: every caller re-checks). Timeouts are not modelled: a sleeper
+/// sleeps until woken, so a lost wake-up becomes a deadlock that loom reports.
+#[cfg(loom)]
+mod model {
+    use super::{AtomicU32, FutexWait, Ordering};
+    use loom::sync::{Condvar, Mutex};
+
+    loom::lazy_static! {
+        static ref KERNEL: (Mutex<u64>, Condvar) = (Mutex::new(0), Condvar::new());
+    }
+
+    pub(crate) fn futex_wait(
+        word: &AtomicU32,
+        expected: u32,
+        _timeout: Option<std::time::Duration>,
+    ) -> FutexWait {
+        let (lock, cv) = &*KERNEL;
+        let mut wakes = lock.lock().unwrap();
+        if word.load(Ordering::SeqCst) != expected {
+            return FutexWait::Woken;
+        }
+        let seen = *wakes;
+        while *wakes == seen {
+            wakes = cv.wait(wakes).unwrap();
+        }
+        FutexWait::Woken
+    }
+
+    pub(crate) fn futex_wake(_word: &AtomicU32, _n: u32) {
+        let (lock, cv) = &*KERNEL;
+        *lock.lock().unwrap() += 1;
+        cv.notify_all();
+    }
+
+    pub(crate) fn spin_hint() {
+        loom::thread::yield_now();
+    }
+}

@@ -1,0 +1,376 @@
+//! [`ReentrantMutex`]: a robust, process-shared lock that the thread holding it may take
+//! again (Python's `RLock`).
+//!
+//! The lock is owned by one thread of one process. `lock` blocks while another thread (of
+//! any process) holds it, `try_lock` never blocks, `lock_timeout` gives up with
+//! [`Error::Timeout`]; the owning thread re-entering only bumps a count, and the lock is
+//! released when the last of its guards drops. It protects no data (a re-entered lock
+//! cannot hand out `&mut`), so it guards whatever the processes agree it guards. If the
+//! owning process dies holding it, the next locker gets [`LockError::OwnerDied`] carrying
+//! the guard, repairs what the lock protects and calls
+//! [`ReentrantMutexGuard::mark_consistent`]; re-entering meanwhile reports `OwnerDied`
+//! again; the lock released (by its last guard) unrepaired becomes not recoverable: every
+//! later lock fails with [`Error::NotRecoverable`]. Uncontended lock and unlock make no
+//! system call.
+//!
+//! ```
+//! use shmkit::ReentrantMutex;
+//! # let name = format!("doc-rlock-{}", std::process::id());
+//! let m = ReentrantMutex::create(&name)?;
+//! // In another process: let m = ReentrantMutex::open(&name)?;
+//! let outer = m.lock()?;
+//! let inner = m.lock()?; // the same thread may take it again
+//! drop(inner);
+//! drop(outer); // released here
+//! # Ok::<(), shmkit::Error>(())
+//! ```
+//!
+//! # Design
+//! The process-level lock is a `raw_mutex::RawMutex` (owner = the process's liveness
+//! token; dead owners detected through the kernel; `state` tells of a death). Beside it, in
+//! shared memory, written only by the holder:
+//!
+//! | `owner_token` | `owner_thread` | `count` | meaning |
+//! |---|---|---|---|
+//! | `0` | `0` | `0` | not held by any thread (the raw word may still be taken, briefly) |
+//! | `token` | `tid` | `n ≥ 1` | thread `tid` of process `token` holds it, `n` guards deep |
+//!
+//! A thread re-enters when `(owner_token, owner_thread)` is its own pair: only that thread
+//! ever writes that pair, and it clears it before releasing the raw word, so it cannot
+//! read a stale match. Thread ids are process-local numbers (never reused within a
+//! process); the token tells processes apart, including a forked child from its parent.
+
+use std::cell::Cell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::raw_mutex::{Acquired, RawMutex};
+use super::wait::Deadline;
+use crate::error::{Error, LockError, LockResult, Result};
+use crate::segment::{CreationMode, Kind, Layout, Options, Segment};
+
+/// The deepest re-entry; more is taken as corruption.
+const MAX_DEPTH: u32 = 1 << 30;
+
+/// The shared state: the whole body.
+#[repr(C, align(128))]
+struct ReShared {
+    /// The process-level robust lock.
+    raw: RawMutex,
+    /// The holding thread (process-local id), or 0.
+    owner_thread: AtomicU64,
+    /// The holding process's liveness token, or 0.
+    owner_token: AtomicU32,
+    /// How many guards the holding thread has; 0 when not held.
+    count: AtomicU32,
+}
+
+const _: () = assert!(size_of::<ReShared>() == 128);
+const _: () = assert!(align_of::<ReShared>() == 128);
+
+fn body_len(cap: u64) -> Option<u64> {
+    (cap == 1).then_some(size_of::<ReShared>() as u64)
+}
+
+/// This thread's process-local id: nonzero, never reused within the process.
+fn thread_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static ID: Cell<u64> = const { Cell::new(0) };
+    }
+    ID.with(|id| {
+        if id.get() == 0 {
+            // Relaxed: only uniqueness matters.
+            id.set(NEXT.fetch_add(1, Ordering::Relaxed));
+        }
+        id.get()
+    })
+}
+
+/// A robust, process-shared re-entrant lock (Python's `RLock`), owned by one thread of
+/// one process.
+///
+/// The owning thread may lock it again (each guard is one level; the last one dropped
+/// releases it). It protects no data. An owner that dies holding it is reported to the next
+/// locker as [`LockError::OwnerDied`]; the lock released unrepaired (without
+/// [`ReentrantMutexGuard::mark_consistent`]) becomes [`Error::NotRecoverable`].
+///
+/// ```
+/// # let name = format!("doc-rlock-type-{}", std::process::id());
+/// let m = shmkit::ReentrantMutex::create(&name)?;
+/// let outer = m.lock()?;
+/// let inner = m.try_lock()?; // re-entered: never blocks in the owning thread
+/// # drop((inner, outer));
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub struct ReentrantMutex {
+    seg: Segment,
+    shared: NonNull<ReShared>,
+}
+
+// SAFETY: the pointer points into the mapping owned by `seg`, whose shared state is made of
+// atomics only.
+unsafe impl Send for ReentrantMutex {}
+// SAFETY: as above.
+unsafe impl Sync for ReentrantMutex {}
+
+impl fmt::Debug for ReentrantMutex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReentrantMutex")
+            .field("segment", &self.seg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReentrantMutex {
+    /// Creates the lock `name`; fails if the name exists.
+    pub fn create(name: &str) -> Result<Self> {
+        Self::with_options(name, CreationMode::Create, &Options::new())
+    }
+
+    /// Opens the existing lock `name`.
+    pub fn open(name: &str) -> Result<Self> {
+        Self::with_options(name, CreationMode::Open, &Options::new())
+    }
+
+    /// Opens the lock `name`, or creates it. Of racing processes exactly one creates it;
+    /// [`ReentrantMutex::is_creator`] tells which.
+    pub fn open_or_create(name: &str) -> Result<Self> {
+        Self::with_options(name, CreationMode::OpenOrCreate, &Options::new())
+    }
+
+    /// Creates an anonymous lock, shared with children created by `fork`.
+    pub fn anonymous() -> Result<Self> {
+        Self::build(None, CreationMode::Create, &Options::new())
+    }
+
+    /// Creates and/or opens as `mode` says, with `opts` (mode bits, keep, trust).
+    pub fn with_options(name: &str, mode: CreationMode, opts: &Options) -> Result<Self> {
+        Self::build(Some(name), mode, opts)
+    }
+
+    fn build(name: Option<&str>, mode: CreationMode, opts: &Options) -> Result<Self> {
+        let layout = Layout {
+            kind: Kind::ReentrantMutex,
+            elem_size: size_of::<ReShared>() as u64,
+            elem_align: align_of::<ReShared>() as u64,
+            capacity: 1,
+            body_len,
+        };
+        let init_body = |seg: &Segment| {
+            // SAFETY: the body is 128-aligned and `size_of::<ReShared>()` bytes long (the
+            // layout says so); nobody else sees the segment before it is published.
+            unsafe {
+                (seg.as_ptr() as *mut ReShared).write(ReShared {
+                    raw: RawMutex::new(),
+                    owner_thread: AtomicU64::new(0),
+                    owner_token: AtomicU32::new(0),
+                    count: AtomicU32::new(0),
+                })
+            };
+            Ok(())
+        };
+        let seg = match name {
+            Some(name) => Segment::named(name, mode, layout, opts, init_body)?,
+            None => Segment::anon(layout, init_body)?,
+        };
+        // `validate` checked the body length against `body_len` (capacity 1 only).
+        let shared = NonNull::new(seg.as_ptr() as *mut ReShared)
+            .ok_or_else(|| Error::corrupt("null mapping"))?;
+        Ok(ReentrantMutex { seg, shared })
+    }
+
+    fn shared(&self) -> &ReShared {
+        // SAFETY: points into the live mapping, initialised by the creator, made of atomics
+        // only, so shared references are sound whatever peers do.
+        unsafe { self.shared.as_ref() }
+    }
+
+    /// Locks, blocking while another thread holds the lock; re-enters at once if this
+    /// thread holds it.
+    ///
+    /// `Err(LockError::OwnerDied(guard))` means a previous owner died holding the lock (and
+    /// it has not been marked consistent since); the caller holds it now.
+    #[inline]
+    pub fn lock(&self) -> LockResult<ReentrantMutexGuard<'_>> {
+        self.guard(self.acquire(Some(Deadline::NEVER)))
+    }
+
+    /// Locks if that is possible without waiting; otherwise `Error::WouldBlock`.
+    pub fn try_lock(&self) -> LockResult<ReentrantMutexGuard<'_>> {
+        self.guard(self.acquire(None))
+    }
+
+    /// Locks, waiting at most `timeout`; `Error::Timeout` if it could not.
+    pub fn lock_timeout(&self, timeout: Duration) -> LockResult<ReentrantMutexGuard<'_>> {
+        self.guard(self.acquire(Some(Deadline::after(timeout))))
+    }
+
+    /// Whether this handle created the lock.
+    pub fn is_creator(&self) -> bool {
+        self.seg.is_creator()
+    }
+
+    /// The segment the lock lives in.
+    pub fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
+    fn guard(&self, r: Result<Acquired>) -> LockResult<ReentrantMutexGuard<'_>> {
+        let how = r?;
+        let g = ReentrantMutexGuard {
+            lock: self,
+            _not_send: PhantomData,
+        };
+        match how {
+            Acquired::Clean => Ok(g),
+            Acquired::OwnerDied => Err(LockError::OwnerDied(g)),
+        }
+    }
+
+    /// Takes the lock (or one more level of it); `None` for no waiting at all.
+    fn acquire(&self, deadline: Option<Deadline>) -> Result<Acquired> {
+        let me = self.seg.token()?;
+        let tid = thread_id();
+        let s = self.shared();
+        // Relaxed: only this thread ever writes the pair (me, tid), and it clears it before
+        // releasing the raw lock, so program order alone makes a match current.
+        if s.owner_token.load(Ordering::Relaxed) == me
+            && s.owner_thread.load(Ordering::Relaxed) == tid
+        {
+            // Relaxed: we hold the lock; only the holder writes `count`.
+            let n = s.count.load(Ordering::Relaxed);
+            if n == 0 || n >= MAX_DEPTH {
+                return Err(Error::corrupt(format!(
+                    "re-entrant mutex count is {n} while this thread holds it"
+                )));
+            }
+            s.count.store(n + 1, Ordering::Relaxed);
+            return Ok(if s.raw.is_inconsistent() {
+                Acquired::OwnerDied
+            } else {
+                Acquired::Clean
+            });
+        }
+        let how = match deadline {
+            Some(deadline) => s.raw.lock(&self.seg, deadline)?,
+            None => s.raw.try_lock(&self.seg)?,
+        };
+        // Relaxed: we hold the raw lock; these are read by other threads only to compare
+        // with their own pair, and by the next holder after the raw lock's Release/Acquire.
+        s.count.store(1, Ordering::Relaxed);
+        s.owner_thread.store(tid, Ordering::Relaxed);
+        s.owner_token.store(me, Ordering::Relaxed);
+        Ok(how)
+    }
+
+    /// Drops one level; the last one releases the lock.
+    fn release(&self) {
+        let s = self.shared();
+        // Relaxed: we hold the lock; only the holder writes `count`.
+        let n = s.count.load(Ordering::Relaxed);
+        if n > 1 && n < MAX_DEPTH {
+            s.count.store(n - 1, Ordering::Relaxed);
+            return;
+        }
+        // The last level (or a count a peer scribbled on: release rather than keep it).
+        // Relaxed: published by the raw unlock's Release; clearing our pair before the
+        // unlock is what makes the re-entry check sound (program order, same thread).
+        s.owner_token.store(0, Ordering::Relaxed);
+        s.owner_thread.store(0, Ordering::Relaxed);
+        s.count.store(0, Ordering::Relaxed);
+        if s.raw.is_inconsistent() {
+            s.raw.mark_not_recoverable();
+        }
+        s.raw.unlock();
+    }
+}
+
+/// RAII guard of a [`ReentrantMutex`]: one level of the lock, held by this thread. The lock
+/// is released when the last guard drops.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct ReentrantMutexGuard<'a> {
+    lock: &'a ReentrantMutex,
+    /// The lock belongs to this thread: guards stay on it.
+    _not_send: PhantomData<*const ()>,
+}
+
+// SAFETY: a shared guard offers only `mark_consistent` and `is_inconsistent`, atomic
+// operations on shared memory.
+unsafe impl Sync for ReentrantMutexGuard<'_> {}
+
+impl ReentrantMutexGuard<'_> {
+    /// Marks what the lock protects consistent again after a previous owner died. Call it
+    /// once that is repaired; without it, releasing the lock makes it not recoverable.
+    pub fn mark_consistent(this: &Self) {
+        this.lock.shared().raw.mark_consistent();
+    }
+
+    /// Whether a previous owner died and the lock has not been marked consistent since.
+    pub fn is_inconsistent(this: &Self) -> bool {
+        this.lock.shared().raw.is_inconsistent()
+    }
+}
+
+impl Drop for ReentrantMutexGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.lock.release();
+    }
+}
+
+impl fmt::Debug for ReentrantMutexGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReentrantMutexGuard")
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_ids_differ_between_threads_and_stay_put() {
+        let a = thread_id();
+        assert_ne!(a, 0);
+        assert_eq!(a, thread_id());
+        let b = std::thread::spawn(thread_id).join().unwrap();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn another_thread_waits_until_the_last_level_is_released() {
+        let m = ReentrantMutex::anonymous().unwrap();
+        let g1 = m.lock().unwrap();
+        let g2 = m.try_lock().unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                assert!(matches!(
+                    m.try_lock(),
+                    Err(LockError::Error(Error::WouldBlock))
+                ));
+                assert!(matches!(
+                    m.lock_timeout(Duration::from_millis(5)),
+                    Err(LockError::Error(Error::Timeout))
+                ));
+            });
+        });
+        drop(g1);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                assert!(matches!(
+                    m.try_lock(),
+                    Err(LockError::Error(Error::WouldBlock))
+                ));
+            });
+        });
+        drop(g2);
+        std::thread::scope(|s| {
+            s.spawn(|| drop(m.try_lock().unwrap()));
+        });
+    }
+}

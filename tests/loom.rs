@@ -1,0 +1,131 @@
+//! Loom models of the synchronisation algorithms and their sleep/wake handshakes.
+//!
+//! Run with `RUSTFLAGS="--cfg loom" cargo test --release --test loom` (`.ci/run` does).
+//! The futex is modelled exactly (compare-and-sleep under one lock, no timeouts), so a
+//! lost wake-up shows up as a deadlock that loom reports; every interleaving of the
+//! atomics within loom's preemption bound is explored.
+
+#![cfg(loom)]
+
+use loom::sync::{Arc, Mutex};
+use loom::thread;
+use shmkit::__loom::{BarrierState, CondState, EventState, SemState};
+
+const NO_BOUND: u32 = (1 << 31) - 1;
+
+#[test]
+fn semaphore_release_wakes_a_sleeping_acquirer() {
+    loom::model(|| {
+        let s = Arc::new(SemState::new(0));
+        let s2 = s.clone();
+        let t = thread::spawn(move || s2.acquire_blocking().unwrap());
+        s.release(1, NO_BOUND).unwrap();
+        t.join().unwrap();
+        assert_eq!(s.value(), 0);
+    });
+}
+
+#[test]
+fn semaphore_two_acquirers_two_releases_none_lost() {
+    loom::model(|| {
+        let s = Arc::new(SemState::new(0));
+        let ts: Vec<_> = (0..2)
+            .map(|_| {
+                let s = s.clone();
+                thread::spawn(move || s.acquire_blocking().unwrap())
+            })
+            .collect();
+        s.release(1, NO_BOUND).unwrap();
+        s.release(1, NO_BOUND).unwrap();
+        for t in ts {
+            t.join().unwrap();
+        }
+        assert_eq!(s.value(), 0);
+    });
+}
+
+#[test]
+fn bounded_semaphore_never_exceeds_its_bound() {
+    loom::model(|| {
+        let s = Arc::new(SemState::new(1));
+        let s2 = s.clone();
+        let t = thread::spawn(move || s2.release(1, 1).is_ok());
+        let mine = s.release(1, 1).is_ok();
+        let theirs = t.join().unwrap();
+        assert!(!mine && !theirs);
+        assert_eq!(s.value(), 1);
+    });
+}
+
+#[test]
+fn event_set_wakes_every_waiter() {
+    loom::model(|| {
+        let e = Arc::new(EventState::new());
+        let ts: Vec<_> = (0..2)
+            .map(|_| {
+                let e = e.clone();
+                thread::spawn(move || e.wait_blocking().unwrap())
+            })
+            .collect();
+        e.set();
+        for t in ts {
+            t.join().unwrap();
+        }
+        assert!(e.is_set());
+    });
+}
+
+#[test]
+fn a_waiter_sees_a_set_even_if_it_is_cleared_at_once() {
+    loom::model(|| {
+        let e = Arc::new(EventState::new());
+        let e2 = e.clone();
+        let t = thread::spawn(move || e2.wait_blocking().unwrap());
+        e.set();
+        e.clear();
+        t.join().unwrap();
+    });
+}
+
+/// The condvar handshake exactly as `Condvar::wait` runs it: announce under the mutex,
+/// release it, sleep, relock; the notifier changes the condition under the mutex.
+#[test]
+fn condvar_notify_after_a_change_under_the_mutex_is_never_lost() {
+    for all in [false, true] {
+        loom::model(move || {
+            let m = Arc::new(Mutex::new(false));
+            let cv = Arc::new(CondState::new());
+            let (m2, cv2) = (m.clone(), cv.clone());
+            let t = thread::spawn(move || {
+                let mut g = m2.lock().unwrap();
+                while !*g {
+                    let expected = cv2.prepare_wait();
+                    drop(g);
+                    cv2.wait_changed_blocking(expected).unwrap();
+                    g = m2.lock().unwrap();
+                }
+            });
+            *m.lock().unwrap() = true;
+            cv.notify(all);
+            t.join().unwrap();
+        });
+    }
+}
+
+#[test]
+fn barrier_has_exactly_one_leader_per_generation() {
+    loom::model(|| {
+        let b = Arc::new(BarrierState::new());
+        let b2 = b.clone();
+        let t = thread::spawn(move || {
+            let first = b2.wait_blocking(2).unwrap();
+            let second = b2.wait_blocking(2).unwrap();
+            (first, second)
+        });
+        let first = b.wait_blocking(2).unwrap();
+        let second = b.wait_blocking(2).unwrap();
+        let (f, s) = t.join().unwrap();
+        assert!(first ^ f, "one leader in generation 1");
+        assert!(second ^ s, "one leader in generation 2");
+    });
+}
