@@ -215,6 +215,7 @@ pub(crate) fn ofd_is_locked(fd: RawFd, offset: u64) -> io::Result<bool> {
 }
 
 /// The outcome of [`futex_wait`].
+#[cfg_attr(loom, allow(dead_code))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FutexWait {
     /// Woken, or the word no longer held the expected value, or a signal interrupted the
@@ -228,6 +229,7 @@ pub(crate) enum FutexWait {
 ///
 /// The word may live in memory shared with other processes: this uses the shared (not the
 /// process-private) futex operations.
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> FutexWait {
     let ts = timeout.map(|d| libc::timespec {
         tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
@@ -259,6 +261,7 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
 }
 
 /// Wakes at most `n` sleepers on `word`, in any process. Returns how many were woken.
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> usize {
     let n = n.min(i32::MAX as u32) as libc::c_int;
     // SAFETY: `word` is a valid, aligned u32; FUTEX_WAKE does not access memory beyond it.

@@ -46,6 +46,7 @@ const GEN_MASK: u32 = BROKEN - 1;
 /// `arrived`: how many parties have arrived in the current generation.
 /// `reset_gen`: the generation last ended by `reset` (its waiters are told it broke).
 /// `members`: liveness tokens of the processes holding handles (0: free).
+#[derive(Debug)]
 #[repr(C, align(128))]
 pub struct BarrierState {
     gen: AtomicU32,

@@ -42,6 +42,7 @@ const SEQ_MASK: u32 = !WAITERS;
 /// |---|---|
 /// | 0..=30 | sequence: bumped by every notification that finds a sleeper |
 /// | 31 | WAITERS: somebody may sleep; `notify_all` clears it |
+#[derive(Debug)]
 #[repr(C, align(128))]
 pub struct CondState {
     seq: AtomicU32,

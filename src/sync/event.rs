@@ -40,6 +40,7 @@ const GEN_MASK: u32 = !(SET | WAITERS);
 /// | 0 | SET |
 /// | 1..=30 | generation: bumped by every `set` of an unset event |
 /// | 31 | WAITERS: somebody may sleep; `set` clears it and wakes all |
+#[derive(Debug)]
 #[repr(C, align(128))]
 pub struct EventState {
     word: AtomicU32,

@@ -45,11 +45,11 @@
 //! its deadline). A peer that can write the lock word can always make waiters wait; the
 //! timed forms bound that.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::wait::{self, Deadline, SPIN_LIMIT};
 use crate::error::{Error, Result};
+use crate::primitive::{AtomicU32, Ordering};
 use crate::segment::Segment;
 
 const PARKED: u32 = 1 << 31;
@@ -74,7 +74,9 @@ pub(crate) struct RawMutex {
     state: AtomicU32,
 }
 
+#[cfg(not(loom))]
 const _: () = assert!(std::mem::size_of::<RawMutex>() == 8);
+#[cfg(not(loom))]
 const _: () = assert!(std::mem::align_of::<RawMutex>() == 4);
 
 /// How a lock was acquired.
@@ -139,7 +141,7 @@ impl RawMutex {
             }
             if spins < SPIN_LIMIT && !slept {
                 spins += 1;
-                std::hint::spin_loop();
+                crate::primitive::spin_hint();
                 continue;
             }
             if w & PARKED == 0 {
@@ -285,7 +287,7 @@ impl RawMutex {
     }
 
     /// Initial value (for the creator's body initialisation).
-    pub(crate) const fn new() -> RawMutex {
+    pub(crate) fn new() -> RawMutex {
         RawMutex {
             word: AtomicU32::new(0),
             state: AtomicU32::new(CONSISTENT),

@@ -40,11 +40,11 @@
 //! read a stale match. Thread ids are process-local numbers (never reused within a
 //! process); the token tells processes apart, including a forked child from its parent.
 
+use crate::primitive::{AtomicU32, AtomicU64, Ordering};
 use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::raw_mutex::{Acquired, RawMutex};
@@ -68,6 +68,7 @@ struct ReShared {
     count: AtomicU32,
 }
 
+#[cfg(not(loom))]
 const _: () = assert!(size_of::<ReShared>() == 128);
 const _: () = assert!(align_of::<ReShared>() == 128);
 
@@ -77,7 +78,8 @@ fn body_len(cap: u64) -> Option<u64> {
 
 /// This thread's process-local id: nonzero, never reused within the process.
 fn thread_id() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
+    // Process-local: a plain std atomic, also under loom.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     thread_local! {
         static ID: Cell<u64> = const { Cell::new(0) };
     }

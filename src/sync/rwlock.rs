@@ -86,7 +86,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use bytemuck::Pod;
@@ -94,6 +94,7 @@ use bytemuck::Pod;
 use super::raw_mutex::Acquired;
 use super::wait::{self, Deadline, SPIN_LIMIT};
 use crate::error::{Error, LockError, LockResult, Result};
+use crate::primitive::{AtomicU32, AtomicU64, Ordering};
 use crate::segment::{CreationMode, Kind, Layout, Options, Segment, MAX_TOKEN};
 
 const PARKED: u32 = 1 << 31;
@@ -141,13 +142,16 @@ struct RwShared {
     slots: [Slot; READER_SLOTS],
 }
 
+#[cfg(not(loom))]
 const _: () = assert!(size_of::<Head>() == 128);
+#[cfg(not(loom))]
 const _: () = assert!(size_of::<Slot>() == 128);
+#[cfg(not(loom))]
 const _: () = assert!(size_of::<RwShared>() == 128 * (1 + READER_SLOTS));
 const _: () = assert!(align_of::<RwShared>() == 128);
 
 impl RwShared {
-    const fn new() -> RwShared {
+    fn new() -> RwShared {
         RwShared {
             head: Head {
                 word: AtomicU32::new(0),
@@ -155,11 +159,9 @@ impl RwShared {
                 drain: AtomicU32::new(0),
                 high: AtomicU32::new(0),
             },
-            slots: [const {
-                Slot {
-                    word: AtomicU64::new(0),
-                }
-            }; READER_SLOTS],
+            slots: std::array::from_fn(|_| Slot {
+                word: AtomicU64::new(0),
+            }),
         }
     }
 }
@@ -612,7 +614,7 @@ impl<T: Pod> RwLock<T> {
             check_owner = false;
             if spins < SPIN_LIMIT {
                 spins += 1;
-                std::hint::spin_loop();
+                crate::primitive::spin_hint();
                 continue;
             }
             if !self.park(w) {
@@ -735,7 +737,7 @@ impl<T: Pod> RwLock<T> {
             check_owner = false;
             if spins < SPIN_LIMIT {
                 spins += 1;
-                std::hint::spin_loop();
+                crate::primitive::spin_hint();
                 continue;
             }
             if !self.park(w) {
@@ -823,7 +825,7 @@ impl<T: Pod> RwLock<T> {
             };
         };
         for _ in 0..SPIN_LIMIT {
-            std::hint::spin_loop();
+            crate::primitive::spin_hint();
             if !self.readers_present()? {
                 return Ok(());
             }

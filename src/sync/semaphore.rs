@@ -46,6 +46,7 @@ pub const MAX_PERMITS: u32 = VALUE;
 /// |---|---|
 /// | 0..=30 | permits available |
 /// | 31 | WAITERS: somebody may sleep on the word; the next `release` clears it and wakes all |
+#[derive(Debug)]
 #[repr(C, align(128))]
 pub struct SemState {
     word: AtomicU32,
