@@ -1,20 +1,4 @@
 //! [`Array<T>`] (elements with one lock, like `multiprocessing.Array`) and
-//! [`RawArray<T>`] (no lock, like `multiprocessing.RawArray`), mapped in place.
-//!
-//! ```
-//! use shmkit::{Array, RawArray};
-//! # let (a, b) = (format!("doc-a-{}", std::process::id()), format!("doc-ra-{}", std::process::id()));
-//! let totals = Array::<f64>::create_zeroed(&a, 4)?;
-//! totals.set(2, 1.5)?;
-//! totals.lock()?[3] += 2.0; // the guard derefs to `[f64]`, in place
-//! assert_eq!(totals.to_vec()?, vec![0.0, 0.0, 1.5, 2.0]);
-//!
-//! let samples = RawArray::<f64>::create(&b, &[1.0, 2.0, 3.0])?;
-//! let mut out = [0.0; 2];
-//! samples.read(1, &mut out)?;
-//! assert_eq!(out, [2.0, 3.0]);
-//! # Ok::<(), shmkit::Error>(())
-//! ```
 
 use std::fmt;
 use std::time::Duration;
@@ -61,6 +45,24 @@ fn check_len(expected: usize, got: usize) -> Result<()> {
 /// [`Array::lock`] gives a guard that derefs to `[T]` for longer work. If a holder died,
 /// the reads return [`Error::OwnerDied`] and leave the array marked inconsistent for the
 /// next locker; [`Array::copy_from_slice`] overwrites everything and so repairs it.
+///
+/// [`Array<T>`] (elements with one lock, like `multiprocessing.Array`) and
+/// [`RawArray<T>`] (no lock, like `multiprocessing.RawArray`), mapped in place.
+///
+/// ```
+/// use shmkit::{Array, RawArray};
+/// # let (a, b) = (format!("doc-a-{}", std::process::id()), format!("doc-ra-{}", std::process::id()));
+/// let totals = Array::<f64>::create_zeroed(&a, 4)?;
+/// totals.set(2, 1.5)?;
+/// totals.lock()?[3] += 2.0; // the guard derefs to `[f64]`, in place
+/// assert_eq!(totals.to_vec()?, vec![0.0, 0.0, 1.5, 2.0]);
+///
+/// let samples = RawArray::<f64>::create(&b, &[1.0, 2.0, 3.0])?;
+/// let mut out = [0.0; 2];
+/// samples.read(1, &mut out)?;
+/// assert_eq!(out, [2.0, 3.0]);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 pub struct Array<T: Pod> {
     body: LockedBody<T>,
 }

@@ -1,19 +1,4 @@
 //! [`Value<T>`] (a value with its lock, like `multiprocessing.Value`) and [`RawValue<T>`]
-//! (no lock, like `multiprocessing.RawValue`), mapped in place.
-//!
-//! ```
-//! use shmkit::{RawValue, Value};
-//! # let (a, b) = (format!("doc-v-{}", std::process::id()), format!("doc-rv-{}", std::process::id()));
-//! let hits = Value::<u64>::create(&a, 0)?;
-//! *hits.lock()? += 1; // read-modify-write under the lock
-//! hits.set(hits.get()? + 1)?;
-//! assert_eq!(hits.get()?, 2);
-//!
-//! let ticks = RawValue::<u64>::create(&b, 0)?;
-//! ticks.atomic().fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-//! assert_eq!(ticks.get(), 1);
-//! # Ok::<(), shmkit::Error>(())
-//! ```
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -36,6 +21,23 @@ use crate::MutexGuard;
 /// If a holder died, `get` returns [`Error::OwnerDied`] and leaves the value marked
 /// inconsistent for the next locker; `set` overwrites the whole value and so marks it
 /// consistent again.
+///
+/// [`Value<T>`] (a value with its lock, like `multiprocessing.Value`) and [`RawValue<T>`]
+/// (no lock, like `multiprocessing.RawValue`), mapped in place.
+///
+/// ```
+/// use shmkit::{RawValue, Value};
+/// # let (a, b) = (format!("doc-v-{}", std::process::id()), format!("doc-rv-{}", std::process::id()));
+/// let hits = Value::<u64>::create(&a, 0)?;
+/// *hits.lock()? += 1; // read-modify-write under the lock
+/// hits.set(hits.get()? + 1)?;
+/// assert_eq!(hits.get()?, 2);
+///
+/// let ticks = RawValue::<u64>::create(&b, 0)?;
+/// ticks.atomic().fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+/// assert_eq!(ticks.get(), 1);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 pub struct Value<T: Pod> {
     body: LockedBody<T>,
 }

@@ -1,28 +1,4 @@
 //! [`Barrier`]: a reusable process-shared barrier for a fixed number of parties (Python's
-//! `multiprocessing.Barrier`).
-//!
-//! `wait` blocks until `parties` callers (in any processes) have called it, then releases
-//! them all; exactly one of them is told it is the leader. The barrier is then ready for
-//! the next generation, for ever. If a waiter times out, or a process that holds the
-//! barrier open dies, the barrier breaks: every waiter, present and future, gets
-//! [`Error::BrokenBarrier`] (the one that timed out gets [`Error::Timeout`]) until somebody
-//! calls [`Barrier::reset`], instead of leaving the others waiting for a party that will
-//! never come.
-//!
-//! Members: every handle registers this process's liveness token in a table in the
-//! barrier (up to 252 handles at a time) and removes it on drop; waiters look
-//! for dead members whenever a sleep slice runs out. A handle inherited across `fork` is
-//! the parent's registration: open the barrier again in the child for the child's death
-//! to be noticed.
-//!
-//! ```
-//! use shmkit::Barrier;
-//! # let name = format!("doc-barrier-{}", std::process::id());
-//! let b = Barrier::create(&name, 1)?;
-//! // With more parties, other processes: Barrier::open(&name)?.wait()?;
-//! assert!(b.wait()?.is_leader());
-//! # Ok::<(), shmkit::Error>(())
-//! ```
 
 use std::fmt;
 use std::time::Duration;
@@ -233,7 +209,33 @@ impl BarrierWaitResult {
     }
 }
 
-/// A reusable process-shared barrier. See the [module docs](self).
+/// A reusable process-shared barrier.
+///
+/// [`Barrier`]: a reusable process-shared barrier for a fixed number of parties (Python's
+/// `multiprocessing.Barrier`).
+///
+/// `wait` blocks until `parties` callers (in any processes) have called it, then releases
+/// them all; exactly one of them is told it is the leader. The barrier is then ready for
+/// the next generation, for ever. If a waiter times out, or a process that holds the
+/// barrier open dies, the barrier breaks: every waiter, present and future, gets
+/// [`Error::BrokenBarrier`] (the one that timed out gets [`Error::Timeout`]) until somebody
+/// calls [`Barrier::reset`], instead of leaving the others waiting for a party that will
+/// never come.
+///
+/// Members: every handle registers this process's liveness token in a table in the
+/// barrier (up to 252 handles at a time) and removes it on drop; waiters look
+/// for dead members whenever a sleep slice runs out. A handle inherited across `fork` is
+/// the parent's registration: open the barrier again in the child for the child's death
+/// to be noticed.
+///
+/// ```
+/// use shmkit::Barrier;
+/// # let name = format!("doc-barrier-{}", std::process::id());
+/// let b = Barrier::create(&name, 1)?;
+/// // With more parties, other processes: Barrier::open(&name)?.wait()?;
+/// assert!(b.wait()?.is_leader());
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 pub struct Barrier {
     shared: Shared<BarrierState>,
     parties: u32,
@@ -335,7 +337,7 @@ impl Barrier {
         self.parties
     }
 
-    /// Waits for all parties; see the [module docs](self).
+    /// Waits for all parties; see the type docs.
     pub fn wait(&self) -> Result<BarrierWaitResult> {
         self.wait_until(Deadline::NEVER)
     }

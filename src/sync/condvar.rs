@@ -1,28 +1,4 @@
 //! [`Condvar`]: a process-shared condition variable for use with a shmkit
-//! [`Mutex`](crate::Mutex) (Python's `multiprocessing.Condition`).
-//!
-//! Built on a futex sequence word, not on `pthread_cond_t`: a process that dies inside a
-//! pthread condition variable can wedge every other user, while here a waiter holds no
-//! shared state at all while it sleeps, and a notifier only bumps a counter.
-//!
-//! `wait` releases the mutex, sleeps until notified, and locks the mutex again before it
-//! returns. As with `std::sync::Condvar`, wake-ups can be spurious (a waiter also
-//! re-checks the sequence word every 100 ms, so that a notifier killed between its two
-//! steps delays it by at most that long): check your condition in a loop, or use
-//! [`Condvar::wait_while`]. If the mutex's owner died while we waited, `wait` returns
-//! [`LockError::OwnerDied`] with the guard, exactly as `Mutex::lock` does.
-//!
-//! ```
-//! use shmkit::{Condvar, Mutex};
-//! # let (m, c) = (format!("doc-cv-m-{}", std::process::id()), format!("doc-cv-c-{}", std::process::id()));
-//! let ready = Mutex::<u32>::create(&m, 0)?;
-//! let cv = Condvar::create(&c)?;
-//! // Another process: *ready.lock()? = 1; cv.notify_all();
-//! # *ready.lock()? = 1; cv.notify_all();
-//! let g = cv.wait_while(ready.lock()?, |r| *r == 0)?;
-//! assert_eq!(*g, 1);
-//! # Ok::<(), shmkit::Error>(())
-//! ```
 
 use std::fmt;
 use std::time::Duration;
@@ -131,7 +107,33 @@ impl WaitTimeoutResult {
     }
 }
 
-/// A process-shared condition variable. See the [module docs](self).
+/// A process-shared condition variable.
+///
+/// [`Condvar`]: a process-shared condition variable for use with a shmkit
+/// [`Mutex`](crate::Mutex) (Python's `multiprocessing.Condition`).
+///
+/// Built on a futex sequence word, not on `pthread_cond_t`: a process that dies inside a
+/// pthread condition variable can wedge every other user, while here a waiter holds no
+/// shared state at all while it sleeps, and a notifier only bumps a counter.
+///
+/// `wait` releases the mutex, sleeps until notified, and locks the mutex again before it
+/// returns. As with `std::sync::Condvar`, wake-ups can be spurious (a waiter also
+/// re-checks the sequence word every 100 ms, so that a notifier killed between its two
+/// steps delays it by at most that long): check your condition in a loop, or use
+/// [`Condvar::wait_while`]. If the mutex's owner died while we waited, `wait` returns
+/// [`LockError::OwnerDied`] with the guard, exactly as `Mutex::lock` does.
+///
+/// ```
+/// use shmkit::{Condvar, Mutex};
+/// # let (m, c) = (format!("doc-cv-m-{}", std::process::id()), format!("doc-cv-c-{}", std::process::id()));
+/// let ready = Mutex::<u32>::create(&m, 0)?;
+/// let cv = Condvar::create(&c)?;
+/// // Another process: *ready.lock()? = 1; cv.notify_all();
+/// # *ready.lock()? = 1; cv.notify_all();
+/// let g = cv.wait_while(ready.lock()?, |r| *r == 0)?;
+/// assert_eq!(*g, 1);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 pub struct Condvar {
     shared: Shared<CondState>,
 }

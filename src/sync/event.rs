@@ -1,23 +1,4 @@
 //! [`Event`]: a process-shared flag that processes wait for (Python's
-//! `multiprocessing.Event`).
-//!
-//! `set` sets the flag and wakes every waiter in every process (one syscall, and only if
-//! somebody sleeps); `clear` resets it; `wait` blocks until the flag is set;
-//! `wait_timeout` gives up after a duration and says whether the flag was set. A waiter
-//! that was waiting when `set` ran returns `true` even if the flag is cleared again before
-//! it wakes up, as in Python.
-//!
-//! ```
-//! use shmkit::Event;
-//! # let name = format!("doc-event-{}", std::process::id());
-//! let ready = Event::create(&name)?;
-//! // In other processes: Event::open(&name)?.wait()?;
-//! assert!(!ready.wait_timeout(std::time::Duration::from_millis(1))?);
-//! ready.set();
-//! assert!(ready.is_set());
-//! ready.wait()?;
-//! # Ok::<(), shmkit::Error>(())
-//! ```
 
 use std::fmt;
 use std::time::Duration;
@@ -121,7 +102,28 @@ impl Default for EventState {
     }
 }
 
-/// A process-shared event flag. See the [module docs](self).
+/// A process-shared event flag.
+///
+/// [`Event`]: a process-shared flag that processes wait for (Python's
+/// `multiprocessing.Event`).
+///
+/// `set` sets the flag and wakes every waiter in every process (one syscall, and only if
+/// somebody sleeps); `clear` resets it; `wait` blocks until the flag is set;
+/// `wait_timeout` gives up after a duration and says whether the flag was set. A waiter
+/// that was waiting when `set` ran returns `true` even if the flag is cleared again before
+/// it wakes up, as in Python.
+///
+/// ```
+/// use shmkit::Event;
+/// # let name = format!("doc-event-{}", std::process::id());
+/// let ready = Event::create(&name)?;
+/// // In other processes: Event::open(&name)?.wait()?;
+/// assert!(!ready.wait_timeout(std::time::Duration::from_millis(1))?);
+/// ready.set();
+/// assert!(ready.is_set());
+/// ready.wait()?;
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 pub struct Event {
     shared: Shared<EventState>,
 }

@@ -1,30 +1,4 @@
 //! [`Mutex<T>`]: a robust, process-shared mutual-exclusion lock protecting a `T`.
-//!
-//! `lock` blocks until the lock is free (spinning briefly, then sleeping on a futex);
-//! `try_lock` never blocks; `lock_timeout` gives up after a duration. An uncontended lock
-//! and unlock is one compare-and-swap and one swap, with no system call.
-//!
-//! If a process dies while holding the lock, the next locker gets
-//! [`LockError::OwnerDied`] carrying the guard: it holds the lock, repairs the data, and
-//! calls [`MutexGuard::mark_consistent`]. A guard dropped without that makes the mutex not
-//! recoverable: every later lock fails with [`Error::NotRecoverable`] instead of handing
-//! out data that may be half-updated. Death is detected through a lock that the kernel
-//! releases when the process dies (see `raw_mutex` for why this is not a
-//! `pthread_mutex_t`); detection takes a few milliseconds of a waiter's time.
-//!
-//! ```
-//! use shmkit::Mutex;
-//! # let name = format!("doc-mutex-{}", std::process::id());
-//! let m = Mutex::<[u64; 2]>::create(&name, [0, 0])?;
-//! // In another process: let m = Mutex::<[u64; 2]>::open(&name)?;
-//! {
-//!     let mut g = m.lock()?;
-//!     g[0] += 1;
-//!     g[1] += 1;
-//! }
-//! assert_eq!(*m.lock()?, [1, 1]);
-//! # Ok::<(), shmkit::Error>(())
-//! ```
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -278,7 +252,33 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for MutexGuard<'_, T> {
     }
 }
 
-/// A robust, process-shared mutex protecting a `T`. See the [module docs](self).
+/// A robust, process-shared mutex protecting a `T`.
+///
+/// `lock` blocks until the lock is free (spinning briefly, then sleeping on a futex);
+/// `try_lock` never blocks; `lock_timeout` gives up after a duration. An uncontended lock
+/// and unlock is one compare-and-swap and one swap, with no system call.
+///
+/// If a process dies while holding the lock, the next locker gets
+/// [`LockError::OwnerDied`] carrying the guard: it holds the lock, repairs the data, and
+/// calls [`MutexGuard::mark_consistent`]. A guard dropped without that makes the mutex not
+/// recoverable: every later lock fails with [`Error::NotRecoverable`] instead of handing
+/// out data that may be half-updated. Death is detected through a lock that the kernel
+/// releases when the process dies (see `raw_mutex` for why this is not a
+/// `pthread_mutex_t`); detection takes a few milliseconds of a waiter's time.
+///
+/// ```
+/// use shmkit::Mutex;
+/// # let name = format!("doc-mutex-{}", std::process::id());
+/// let m = Mutex::<[u64; 2]>::create(&name, [0, 0])?;
+/// // In another process: let m = Mutex::<[u64; 2]>::open(&name)?;
+/// {
+///     let mut g = m.lock()?;
+///     g[0] += 1;
+///     g[1] += 1;
+/// }
+/// assert_eq!(*m.lock()?, [1, 1]);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 pub struct Mutex<T: Pod> {
     body: LockedBody<T>,
 }
@@ -349,7 +349,7 @@ impl<T: Pod> Mutex<T> {
     /// Locks, blocking until the lock is free.
     ///
     /// `Err(LockError::OwnerDied(guard))` means the previous owner died holding the lock;
-    /// the caller holds it now (see the [module docs](self)).
+    /// the caller holds it now (see the type docs).
     #[inline]
     pub fn lock(&self) -> LockResult<MutexGuard<'_, T>> {
         one_result(self.body.lock(Deadline::NEVER))

@@ -1,30 +1,4 @@
 //! [`Semaphore`] and [`BoundedSemaphore`]: process-shared counting semaphores.
-//!
-//! `acquire` takes a permit, blocking while there is none (spinning briefly, then
-//! sleeping on a futex); `try_acquire` never blocks; `acquire_timeout` gives up after a
-//! duration. `release` returns permits and makes the wake syscall only if somebody sleeps.
-//! A `BoundedSemaphore` refuses to be released past its initial value
-//! ([`Error::Overflow`], Python's `ValueError`). Permits are not owned: a process that
-//! dies holding one does not give it back (as in Python); [`Semaphore::acquire_guard`]
-//! gives a guard that releases on drop for the common scoped case.
-//!
-//! A `release` pairs with the `acquire` that takes its permit (Release/Acquire), so data
-//! written before `release` is visible after `acquire`: the FloatChannel hand-off.
-//!
-//! ```
-//! use shmkit::Semaphore;
-//! # let name = format!("doc-sem-{}", std::process::id());
-//! let slots = Semaphore::create(&name, 2)?;
-//! // In other processes: let slots = Semaphore::open(&name)?;
-//! slots.acquire()?;
-//! {
-//!     let _permit = slots.acquire_guard()?;
-//!     assert!(!slots.try_acquire()?); // none left
-//! } // the guard releases
-//! slots.release()?;
-//! assert_eq!(slots.value(), 2);
-//! # Ok::<(), shmkit::Error>(())
-//! ```
 
 use std::fmt;
 use std::time::Duration;
@@ -279,12 +253,37 @@ macro_rules! semaphore_api {
     };
 }
 
-/// A process-shared counting semaphore (Python's `multiprocessing.Semaphore`). See the
-/// [module docs](self).
+/// A process-shared counting semaphore (Python's `multiprocessing.Semaphore`).
+///
+/// `acquire` takes a permit, blocking while there is none (spinning briefly, then
+/// sleeping on a futex); `try_acquire` never blocks; `acquire_timeout` gives up after a
+/// duration. `release` returns permits and makes the wake syscall only if somebody sleeps.
+/// A `BoundedSemaphore` refuses to be released past its initial value
+/// ([`Error::Overflow`], Python's `ValueError`). Permits are not owned: a process that
+/// dies holding one does not give it back (as in Python); [`Semaphore::acquire_guard`]
+/// gives a guard that releases on drop for the common scoped case.
+///
+/// A `release` pairs with the `acquire` that takes its permit (Release/Acquire), so data
+/// written before `release` is visible after `acquire`: the FloatChannel hand-off.
+///
+/// ```
+/// use shmkit::Semaphore;
+/// # let name = format!("doc-sem-{}", std::process::id());
+/// let slots = Semaphore::create(&name, 2)?;
+/// // In other processes: let slots = Semaphore::open(&name)?;
+/// slots.acquire()?;
+/// {
+///     let _permit = slots.acquire_guard()?;
+///     assert!(!slots.try_acquire()?); // none left
+/// } // the guard releases
+/// slots.release()?;
+/// assert_eq!(slots.value(), 2);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 pub struct Semaphore(RawSemaphore);
 
 /// A process-shared semaphore that may not be released past its initial value (Python's
-/// `multiprocessing.BoundedSemaphore`). See the [module docs](self).
+/// `multiprocessing.BoundedSemaphore`). See the type docs.
 ///
 /// ```
 /// use shmkit::{BoundedSemaphore, Error};
