@@ -112,6 +112,14 @@ pub enum Error {
         len: usize,
     },
 
+    /// The endpoint or resource is held by another live process (a second sender of a
+    /// single-producer channel, for instance).
+    #[error("{what} is held by another live process")]
+    Busy {
+        /// What is held.
+        what: String,
+    },
+
     /// A barrier is broken: a party timed out, died, or called `reset` while others waited
     /// (Python's `BrokenBarrierError`). Call `reset` to use it again.
     #[error(

@@ -41,6 +41,7 @@ compile_error!(
 );
 
 mod array;
+mod channel;
 mod error;
 mod os;
 mod primitive;
@@ -49,6 +50,7 @@ mod sync;
 mod value;
 
 pub use array::{Array, RawArray};
+pub use channel::{spsc, WaitStrategy};
 pub use error::{Error, LockError, LockResult, Result};
 pub use segment::{list, unlink, CreationMode, Kind, Options, Segment, SegmentInfo, MAX_NAME_LEN};
 pub use sync::{

@@ -7,10 +7,10 @@
 //! in-process form runs under loom: nothing is mapped there.
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 /// Outcome of [`futex_wait`]; see `os::FutexWait`.
 pub(crate) use crate::os::FutexWait;

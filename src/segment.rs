@@ -104,6 +104,12 @@ pub enum Kind {
     RwLock = 12,
     /// [`crate::ReentrantMutex`].
     ReentrantMutex = 13,
+    /// [`crate::spsc`] channel.
+    Spsc = 16,
+    /// [`crate::mpmc`] channel.
+    Mpmc = 17,
+    /// [`crate::frames`] channel.
+    Frames = 18,
 }
 
 impl Kind {
@@ -122,6 +128,9 @@ impl Kind {
             11 => Kind::Barrier,
             12 => Kind::RwLock,
             13 => Kind::ReentrantMutex,
+            16 => Kind::Spsc,
+            17 => Kind::Mpmc,
+            18 => Kind::Frames,
             _ => return None,
         })
     }
@@ -142,6 +151,9 @@ impl Kind {
             Kind::Barrier => "barrier",
             Kind::RwLock => "rwlock",
             Kind::ReentrantMutex => "reentrant-mutex",
+            Kind::Spsc => "spsc",
+            Kind::Mpmc => "mpmc",
+            Kind::Frames => "frames",
         }
     }
 }

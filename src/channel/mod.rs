@@ -1,0 +1,245 @@
+//! Zero-copy channels in shared memory: what they share.
+//!
+//! - [`spsc`]: one producer, one consumer, typed slots.
+//! - The wait strategy ([`WaitStrategy`]) and the sleep/wake handshake ([`Signal`]).
+//! - Endpoint registration and dead-peer detection ([`EndpointSlot`]).
+//!
+//! # Sleeping and waking
+//! Each direction has a [`Signal`]: a futex word whose bit 31 says "somebody may sleep
+//! here". A side that must wait spins briefly, then sets the bit, re-checks the ring, and
+//! sleeps; the other side, after publishing, issues a full fence and looks at the bit, and
+//! only if it is set clears it and makes the wake syscall. So the hot path makes no
+//! syscall unless the peer sleeps. Sleeps are sliced: a waiter re-checks the ring, and
+//! its peer's liveness, at least every 64 ms.
+//!
+//! # Liveness
+//! Every endpoint registers in a slot of the channel header: its process's liveness token
+//! (see the `segment` module), held through a lock the kernel drops when the process
+//! dies. A clean drop clears the slot and wakes the peer at once; a killed peer is noticed
+//! when a waiter's sleep slice runs out.
+
+pub mod spsc;
+
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::primitive::{self, AtomicU32, Ordering};
+use crate::segment::Segment;
+use crate::sync::wait::{self, Deadline, WAITERS};
+
+/// How an endpoint waits when it must.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WaitStrategy {
+    /// Spin briefly, then sleep on a futex until the peer wakes us (the default). Costs no
+    /// CPU while waiting; a wake-up costs the peer a syscall and us a scheduler round trip.
+    #[default]
+    Blocking,
+    /// Never sleep: poll the ring in a loop (still checking the peer's liveness now and
+    /// then). The lowest latency, at the price of a busy CPU while waiting.
+    BusyPoll,
+}
+
+/// A process-shared eventcount: one futex word, bit 31 WAITERS, bits 0..=30 a counter
+/// bumped by every wake.
+#[derive(Debug)]
+#[repr(C, align(128))]
+pub(crate) struct Signal {
+    word: AtomicU32,
+}
+
+impl Signal {
+    pub(crate) fn new() -> Signal {
+        Signal {
+            word: AtomicU32::new(0),
+        }
+    }
+
+    /// Called by the publishing side after it published (a stamp store or similar): wakes
+    /// sleepers if there are any. One fence and one load when nobody sleeps.
+    #[inline]
+    pub(crate) fn notify(&self) {
+        // SeqCst fence: orders our publication (a store) before the load of the WAITERS
+        // bit; pairs with the fence in `prepare_wait` on the waiting side (Dekker: either
+        // we see its bit, or it sees our publication when it re-checks).
+        primitive::fence(Ordering::SeqCst);
+        // Relaxed: ordered by the fence above.
+        if self.word.load(Ordering::Relaxed) & WAITERS != 0 {
+            self.wake_all();
+        }
+    }
+
+    #[cold]
+    pub(crate) fn wake_all(&self) {
+        // Bump the counter and clear WAITERS in one CAS: every sleeper wakes, and
+        // re-announces itself if it must sleep again.
+        // Relaxed: the futex syscall orders the wake itself; waiters re-check the ring.
+        let mut w = self.word.load(Ordering::Relaxed);
+        loop {
+            let new = (w & !WAITERS).wrapping_add(1) & !WAITERS;
+            match self
+                .word
+                .compare_exchange_weak(w, new, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(cur) => w = cur,
+            }
+        }
+        wait::wake(&self.word, u32::MAX);
+    }
+
+    /// Step 1 of sleeping: announce a sleeper and return the value to sleep on. The caller
+    /// re-checks its condition after this and before [`Signal::sleep`].
+    pub(crate) fn prepare_wait(&self) -> u32 {
+        // SeqCst: the RMW and the fence pair with the fence in `notify`.
+        let w = self.word.fetch_or(WAITERS, Ordering::SeqCst) | WAITERS;
+        primitive::fence(Ordering::SeqCst);
+        w
+    }
+
+    /// Step 2: sleep while the word is `expected`, at most `slice`, never past `deadline`.
+    /// `Ok(false)` if the slice ran out.
+    pub(crate) fn sleep(&self, expected: u32, deadline: Deadline, slice: Duration) -> Result<bool> {
+        wait::sleep(&self.word, expected, deadline, Some(slice))
+    }
+}
+
+/// An endpoint's registration in a channel header: the liveness token of the process that
+/// holds it (0: free) and its pid (display only).
+#[derive(Debug)]
+#[repr(C)]
+pub(crate) struct EndpointSlot {
+    token: AtomicU32,
+    pid: AtomicU32,
+    /// Non-zero once any process has held the slot: a peer that never came is not gone.
+    ever: AtomicU32,
+}
+
+impl EndpointSlot {
+    pub(crate) fn new() -> EndpointSlot {
+        EndpointSlot {
+            token: AtomicU32::new(0),
+            pid: AtomicU32::new(0),
+            ever: AtomicU32::new(0),
+        }
+    }
+
+    /// Claims the slot for this process: free, or held by a dead process. `Ok(false)` if a
+    /// live process holds it.
+    pub(crate) fn claim(&self, seg: &Segment) -> Result<bool> {
+        let me = seg.token()?;
+        for _ in 0..16 {
+            // Acquire: pairs with the Release in `release`, so the previous holder's last
+            // writes (its position) are visible to us.
+            let cur = self.token.load(Ordering::Acquire);
+            if cur != 0 && (cur == me || seg.is_alive(cur)?) {
+                return Ok(false);
+            }
+            // AcqRel: as above, and publishes our claim.
+            if self
+                .token
+                .compare_exchange(cur, me, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                // Relaxed: display only.
+                self.pid.store(std::process::id(), Ordering::Relaxed);
+                // Relaxed: read together with `token`, whose Acquire/Release orders it.
+                self.ever.store(1, Ordering::Relaxed);
+                return Ok(true);
+            }
+        }
+        Err(Error::corrupt("endpoint slot keeps changing under us"))
+    }
+
+    /// Gives the slot up (clean close).
+    pub(crate) fn release(&self, seg: &Segment) {
+        if let Ok(me) = seg.token() {
+            // Release: publishes our last writes to the next holder's Acquire in `claim`.
+            let _ = self
+                .token
+                .compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the peer is gone: it attached once, and now the slot is free or its
+    /// process is dead. A peer that never attached is not gone (it may still come).
+    pub(crate) fn is_gone(&self, seg: &Segment) -> Result<bool> {
+        // Acquire: a cleared slot means the peer closed after its last publication.
+        let t = self.token.load(Ordering::Acquire);
+        if t == 0 {
+            // Relaxed: set before the token it accompanies was published.
+            return Ok(self.ever.load(Ordering::Relaxed) != 0);
+        }
+        Ok(!seg.is_alive(t)?)
+    }
+}
+
+/// The first sleep slice; slices double up to [`MAX_SLICE`], and the peer's liveness is
+/// checked whenever one runs out.
+const FIRST_SLICE: Duration = Duration::from_millis(1);
+const MAX_SLICE: Duration = Duration::from_millis(64);
+/// A busy-polling waiter checks the peer's liveness this often.
+const BUSY_CHECK: Duration = Duration::from_millis(10);
+
+/// What a waiting loop asks of the ring on each round.
+pub(crate) enum Poll<R> {
+    /// Done.
+    Ready(R),
+    /// Not yet.
+    Pending,
+}
+
+/// The one waiting loop of the channels: poll, spin, then (blocking) announce, re-poll
+/// and sleep on `signal`; check `peer_gone` whenever a slice runs out (or, busy-polling,
+/// every [`BUSY_CHECK`]). `poll` returns errors (corruption) as they are.
+pub(crate) fn wait_until<R>(
+    signal: &Signal,
+    strategy: WaitStrategy,
+    deadline: Deadline,
+    mut poll: impl FnMut() -> Result<Poll<R>>,
+    mut peer_gone: impl FnMut() -> Result<bool>,
+) -> Result<R> {
+    for _ in 0..wait::SPIN_LIMIT {
+        if let Poll::Ready(r) = poll()? {
+            return Ok(r);
+        }
+        primitive::spin_hint();
+    }
+    let mut slice = FIRST_SLICE;
+    let mut next_check = Instant::now() + slice;
+    loop {
+        if let Poll::Ready(r) = poll()? {
+            return Ok(r);
+        }
+        let now = Instant::now();
+        if now >= next_check {
+            if peer_gone()? {
+                // One last look: the peer may have published just before it went.
+                if let Poll::Ready(r) = poll()? {
+                    return Ok(r);
+                }
+                return Err(Error::Disconnected);
+            }
+            slice = (slice * 2).min(MAX_SLICE);
+            next_check = now
+                + if strategy == WaitStrategy::BusyPoll {
+                    BUSY_CHECK
+                } else {
+                    slice
+                };
+        }
+        if deadline.remaining().is_none() {
+            return Err(Error::Timeout);
+        }
+        match strategy {
+            WaitStrategy::BusyPoll => primitive::spin_hint(),
+            WaitStrategy::Blocking => {
+                let expected = signal.prepare_wait();
+                if let Poll::Ready(r) = poll()? {
+                    return Ok(r);
+                }
+                let left = next_check.saturating_duration_since(Instant::now());
+                signal.sleep(expected, deadline, left.max(Duration::from_micros(100)))?;
+            }
+        }
+    }
+}

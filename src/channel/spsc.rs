@@ -1,0 +1,950 @@
+//! A single-producer single-consumer ring of typed slots in shared memory.
+//!
+//! One [`Sender`] and one [`Receiver`], in any two processes (or threads), found by name;
+//! either side may create the channel. `send` blocks while the ring is full, `recv` while
+//! it is empty (see [`WaitStrategy`] for how); `try_` forms never block; `_timeout` forms
+//! give up with [`Error::Timeout`]. Nothing allocates and no syscall is made on the hot
+//! path unless the peer sleeps.
+//!
+//! Zero copies: [`Sender::loan`] hands out the slot in the ring to write in place, and
+//! [`Receiver::recv`] returns a guard that reads the slot in place and frees it on drop.
+//! [`Receiver::recv_copy`] copies out instead, for callers who do not trust the other side
+//! (payloads are `Pod`, so any bytes are a valid `T`, but a misbehaving peer could write a
+//! slot while a guard views it).
+//!
+//! # Design
+//! Every slot carries a sequence stamp next to its value: `pos` while it is free for the
+//! message at position `pos`, `pos + 1` once that message is published, `pos + capacity`
+//! once the consumer released it. Each side keeps its position locally and polls only the
+//! stamp of the slot it needs, so a small message costs one cache-line transfer. The
+//! positions are also published (for `len` and for a new endpoint to resume) but never
+//! polled. Because stamps sit between the values, batches ([`Sender::write_chunk`],
+//! [`Receiver::read_chunk`]) expose slots one by one rather than as slices.
+//!
+//! # When a peer dies
+//! A peer that never attached is awaited, not reported: a receiver may be created before
+//! its sender process starts. A blocked side notices a dead or closed peer within a sleep
+//! slice: `recv` returns
+//! [`Error::Disconnected`] once the sender is gone *and* everything it committed has been
+//! received; `send` returns it when the ring is full and the receiver is gone. A new
+//! endpoint can attach after the old one died: a new sender continues after the last
+//! committed message (a message loaned but not committed is never delivered); a new
+//! receiver resumes at the first message not yet released, so a message the dead receiver
+//! held in a guard is delivered again.
+//!
+//! ```
+//! use shmkit::spsc;
+//! # let name = format!("doc-spsc-{}", std::process::id());
+//! let mut tx = spsc::Sender::<u64>::create(&name, 1024)?;
+//! let mut rx = spsc::Receiver::<u64>::open(&name)?; // usually in another process
+//! tx.send(7)?;
+//! {
+//!     let mut slot = tx.loan()?; // write in place
+//!     *slot = 8;
+//!     slot.commit();
+//! }
+//! assert_eq!(*rx.recv()?, 7); // read in place; the slot is freed when the guard drops
+//! assert_eq!(rx.recv_copy()?, 8);
+//! drop(tx);
+//! assert!(matches!(rx.recv(), Err(shmkit::Error::Disconnected)));
+//! # Ok::<(), shmkit::Error>(())
+//! ```
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
+use std::time::{Duration, Instant};
+
+use bytemuck::Pod;
+
+use super::{wait_until, EndpointSlot, Poll, Signal, WaitStrategy};
+use crate::error::{Error, Result};
+use crate::primitive::{AtomicU64, Ordering};
+use crate::segment::{CreationMode, Kind, Layout, Options, Segment};
+use crate::sync::wait::Deadline;
+
+/// The largest capacity (slots) a ring may have.
+pub const MAX_CAPACITY: u64 = 1 << 32;
+
+#[derive(Debug)]
+#[repr(C, align(128))]
+struct Line<T>(T);
+
+/// The channel header, one 128-byte line per writer so that nothing false-shares.
+#[derive(Debug)]
+#[repr(C)]
+struct Header {
+    /// Endpoint registrations: `[sender, receiver]`.
+    ends: Line<[EndpointSlot; 2]>,
+    /// Position of the next message to publish (written by the sender, never polled).
+    tail: Line<AtomicU64>,
+    /// Position of the next message to release (written by the receiver, never polled).
+    head: Line<AtomicU64>,
+    /// The receiver sleeps here when the ring is empty.
+    data: Signal,
+    /// The sender sleeps here when the ring is full.
+    space: Signal,
+}
+
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<Header>() == 5 * 128);
+
+const SENDER: usize = 0;
+const RECEIVER: usize = 1;
+
+/// A slot: its stamp and its value, side by side.
+#[repr(C)]
+struct Slot<T> {
+    stamp: AtomicU64,
+    value: std::cell::UnsafeCell<T>,
+}
+
+fn body_len<T>(cap: u64) -> Option<u64> {
+    if cap == 0 || !cap.is_power_of_two() || cap > MAX_CAPACITY {
+        return None;
+    }
+    (std::mem::size_of::<Slot<T>>() as u64)
+        .checked_mul(cap)?
+        .checked_add(std::mem::size_of::<Header>() as u64)
+}
+
+/// The mapped ring, shared by both endpoint types.
+struct Ring<T> {
+    seg: Segment,
+    hdr: NonNull<Header>,
+    slots: NonNull<Slot<T>>,
+    cap: u64,
+}
+
+// SAFETY: the ring lives in shared memory accessed through atomics and through slots that
+// the stamp protocol hands to one side at a time; endpoints are used from one thread at a
+// time (`&mut self`), and may move between threads.
+unsafe impl<T: Send> Send for Ring<T> {}
+
+impl<T: Pod> Ring<T> {
+    fn new(
+        name: Option<&str>,
+        mode: CreationMode,
+        capacity: usize,
+        opts: &Options,
+    ) -> Result<Self> {
+        if std::mem::align_of::<T>() > 128 {
+            return Err(Error::InvalidArgument(
+                "channel elements aligned to more than 128 bytes are not supported".into(),
+            ));
+        }
+        let cap = capacity as u64;
+        if mode != CreationMode::Open && body_len::<T>(cap).is_none() {
+            return Err(Error::InvalidArgument(format!(
+                "capacity {capacity} must be a power of two between 1 and {MAX_CAPACITY}"
+            )));
+        }
+        let layout = Layout {
+            kind: Kind::Spsc,
+            elem_size: std::mem::size_of::<T>() as u64,
+            elem_align: std::mem::align_of::<T>() as u64,
+            capacity: cap,
+            body_len: body_len::<T>,
+        };
+        let init = |seg: &Segment| {
+            let base = seg.as_ptr();
+            // SAFETY: the body is 128-aligned and large enough for the header and `cap`
+            // slots (the layout says so); nobody else sees it before it is published.
+            unsafe {
+                (base as *mut Header).write(Header {
+                    ends: Line([EndpointSlot::new(), EndpointSlot::new()]),
+                    tail: Line(AtomicU64::new(0)),
+                    head: Line(AtomicU64::new(0)),
+                    data: Signal::new(),
+                    space: Signal::new(),
+                });
+                let slots = base.add(std::mem::size_of::<Header>()) as *mut Slot<T>;
+                for i in 0..seg.capacity() {
+                    // Value bytes stay zero (a valid `T`); the stamp says "free for i".
+                    std::ptr::addr_of_mut!((*slots.add(i as usize)).stamp).write(AtomicU64::new(i));
+                }
+            }
+            Ok(())
+        };
+        let seg = match name {
+            Some(n) => Segment::named(n, mode, layout, opts, init)?,
+            None => Segment::anon(layout, init)?,
+        };
+        let cap = seg.capacity();
+        let base = seg.as_ptr();
+        // SAFETY: validated: the body holds the header and `cap` slots.
+        let slots = unsafe { base.add(std::mem::size_of::<Header>()) } as *mut Slot<T>;
+        Ok(Ring {
+            hdr: NonNull::new(base as *mut Header).expect("mapping is not null"),
+            slots: NonNull::new(slots).expect("mapping is not null"),
+            cap,
+            seg,
+        })
+    }
+
+    fn hdr(&self) -> &Header {
+        // SAFETY: the header is mapped, initialised by the creator, and all atomics.
+        unsafe { self.hdr.as_ref() }
+    }
+
+    /// The slot for position `pos`.
+    fn slot(&self, pos: u64) -> &Slot<T> {
+        // SAFETY: `pos & (cap - 1) < cap` (cap is a validated power of two), so the slot is
+        // inside the mapping; its stamp is atomic and its value is behind an UnsafeCell.
+        unsafe { &*self.slots.as_ptr().add((pos & (self.cap - 1)) as usize) }
+    }
+
+    fn corrupt(&self, what: &str, pos: u64, stamp: u64) -> Error {
+        Error::corrupt(format!(
+            "spsc slot for position {pos} has stamp {stamp} ({what})"
+        ))
+    }
+
+    fn claim(&self, end: usize, role: &str) -> Result<()> {
+        if self.hdr().ends.0[end].claim(&self.seg)? {
+            Ok(())
+        } else {
+            Err(Error::Busy {
+                what: format!(
+                    "the {role} of channel `{}`",
+                    self.seg.name().unwrap_or("(anonymous)")
+                ),
+            })
+        }
+    }
+}
+
+/// Tracks when a non-blocking call may next ask the kernel about the peer.
+struct PeerCheck {
+    next: Option<Instant>,
+}
+
+impl PeerCheck {
+    /// Whether the peer in `slot` is gone, asking the kernel at most every 10 ms (a cleared
+    /// slot is seen at once).
+    fn gone(&mut self, seg: &Segment, slot: &EndpointSlot) -> Result<bool> {
+        let now = Instant::now();
+        if self.next.is_some_and(|n| now < n) {
+            return Ok(false);
+        }
+        self.next = Some(now + Duration::from_millis(10));
+        slot.is_gone(seg)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Sender
+
+/// The producing end of an SPSC channel. See the [module docs](crate::spsc).
+pub struct Sender<T: Pod> {
+    ring: Ring<T>,
+    pos: u64,
+    strategy: WaitStrategy,
+    peer: PeerCheck,
+}
+
+/// A value that could not be sent, and why ([`Error::WouldBlock`] when full,
+/// [`Error::Timeout`], [`Error::Disconnected`], or [`Error::Corrupt`]).
+#[derive(Debug)]
+pub struct SendError<T> {
+    /// The value, handed back.
+    pub value: T,
+    /// Why it was not sent.
+    pub error: Error,
+}
+
+impl<T> SendError<T> {
+    /// The value that was not sent.
+    pub fn into_inner(self) -> T {
+        self.value
+    }
+}
+
+impl<T> fmt::Display for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "send failed: {}", self.error)
+    }
+}
+
+impl<T: fmt::Debug> std::error::Error for SendError<T> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+impl<T> From<SendError<T>> for Error {
+    fn from(e: SendError<T>) -> Error {
+        e.error
+    }
+}
+
+macro_rules! constructors {
+    ($end:expr, $role:literal) => {
+        /// Creates the channel `name` with `capacity` slots (a power of two) and takes this
+        /// end; fails if the name exists.
+        pub fn create(name: &str, capacity: usize) -> Result<Self> {
+            Self::with_options(name, CreationMode::Create, capacity, &Options::new())
+        }
+
+        /// Opens the existing channel `name` and takes this end.
+        pub fn open(name: &str) -> Result<Self> {
+            Self::with_options(name, CreationMode::Open, 1, &Options::new())
+        }
+
+        /// Opens the channel `name`, or creates it with `capacity` slots, and takes this end.
+        pub fn open_or_create(name: &str, capacity: usize) -> Result<Self> {
+            Self::with_options(name, CreationMode::OpenOrCreate, capacity, &Options::new())
+        }
+
+        /// Creates and/or opens as `mode` says, with `opts`, and takes this end. Fails with
+        #[doc = concat!("[`Error::Busy`] if a live process holds the ", $role, ".")]
+        pub fn with_options(
+            name: &str,
+            mode: CreationMode,
+            capacity: usize,
+            opts: &Options,
+        ) -> Result<Self> {
+            let ring = Ring::new(Some(name), mode, capacity, opts)?;
+            ring.claim($end, $role)?;
+            Self::attach(ring)
+        }
+
+        /// The waiting strategy of this end (default [`WaitStrategy::Blocking`]).
+        pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+            self.strategy = strategy;
+        }
+
+        /// The number of slots.
+        pub fn capacity(&self) -> usize {
+            self.ring.cap as usize
+        }
+
+        /// Messages published and not yet released (a snapshot).
+        pub fn len(&self) -> usize {
+            let h = self.ring.hdr();
+            // Relaxed: a snapshot of counters; nothing is read through it.
+            let tail = h.tail.0.load(Ordering::Relaxed);
+            let head = h.head.0.load(Ordering::Relaxed);
+            tail.wrapping_sub(head).min(self.ring.cap) as usize
+        }
+
+        /// Whether no message is waiting (a snapshot).
+        pub fn is_empty(&self) -> bool {
+            self.len() == 0
+        }
+
+        /// The segment the channel lives in.
+        pub fn segment(&self) -> &Segment {
+            &self.ring.seg
+        }
+    };
+}
+
+impl<T: Pod> Sender<T> {
+    constructors!(SENDER, "sender");
+
+    fn attach(ring: Ring<T>) -> Result<Self> {
+        // Resume after the last committed message: the published tail, plus any message
+        // published after the previous sender's last tail update.
+        // Acquire: pairs with the previous sender's Release in its endpoint release.
+        let mut pos = ring.hdr().tail.0.load(Ordering::Acquire);
+        for _ in 0..=ring.cap {
+            // Acquire: pairs with the stamp stores of both sides.
+            let stamp = ring.slot(pos).stamp.load(Ordering::Acquire);
+            if stamp == pos.wrapping_add(1) {
+                pos = pos.wrapping_add(1);
+            } else if stamp == pos || stamp == pos.wrapping_add(1).wrapping_sub(ring.cap) {
+                return Ok(Sender {
+                    ring,
+                    pos,
+                    strategy: WaitStrategy::Blocking,
+                    peer: PeerCheck { next: None },
+                });
+            } else {
+                return Err(ring.corrupt("on attach", pos, stamp));
+            }
+        }
+        Err(Error::corrupt(
+            "spsc: every slot claims to be newly published",
+        ))
+    }
+
+    /// Polls the slot at our position: free, full, or corrupt.
+    #[inline]
+    fn poll_free(&self) -> Result<Poll<()>> {
+        let pos = self.pos;
+        // Acquire: pairs with the receiver's Release stamp store when it released the slot
+        // (its reads of the old value are done before we overwrite it).
+        let stamp = self.ring.slot(pos).stamp.load(Ordering::Acquire);
+        if stamp == pos {
+            Ok(Poll::Ready(()))
+        } else if stamp == pos.wrapping_add(1).wrapping_sub(self.ring.cap) {
+            Ok(Poll::Pending) // still holds the message of the previous lap
+        } else {
+            Err(self.ring.corrupt("sender", pos, stamp))
+        }
+    }
+
+    fn wait_free(&mut self, deadline: Deadline) -> Result<()> {
+        if let Poll::Ready(()) = self.poll_free()? {
+            return Ok(());
+        }
+        let ring = &self.ring;
+        let this = &*self;
+        wait_until(
+            &ring.hdr().space,
+            self.strategy,
+            deadline,
+            || this.poll_free(),
+            || ring.hdr().ends.0[RECEIVER].is_gone(&ring.seg),
+        )
+    }
+
+    fn try_free(&mut self) -> Result<()> {
+        match self.poll_free()? {
+            Poll::Ready(()) => Ok(()),
+            Poll::Pending => {
+                let ring = &self.ring;
+                if self.peer.gone(&ring.seg, &ring.hdr().ends.0[RECEIVER])? {
+                    Err(Error::Disconnected)
+                } else {
+                    Err(Error::WouldBlock)
+                }
+            }
+        }
+    }
+
+    /// Publishes the slot at our position (its value is written).
+    #[inline]
+    fn publish(&mut self) {
+        let pos = self.pos;
+        // Release: publishes the value written into the slot to the receiver's Acquire
+        // load of the stamp.
+        self.ring
+            .slot(pos)
+            .stamp
+            .store(pos.wrapping_add(1), Ordering::Release);
+        self.pos = pos.wrapping_add(1);
+        // Relaxed: a published counter for `len` and for a new sender; never polled.
+        self.ring.hdr().tail.0.store(self.pos, Ordering::Relaxed);
+        self.ring.hdr().data.notify();
+    }
+
+    fn write_value(&mut self, v: T) {
+        // SAFETY: the stamp said the slot is free for our position: the receiver does not
+        // read it until we publish, and we are the only sender.
+        unsafe { *self.ring.slot(self.pos).value.get() = v };
+    }
+
+    fn send_with(&mut self, v: T, deadline: Deadline) -> std::result::Result<(), SendError<T>> {
+        match self.wait_free(deadline) {
+            Ok(()) => {
+                self.write_value(v);
+                self.publish();
+                Ok(())
+            }
+            Err(error) => Err(SendError { value: v, error }),
+        }
+    }
+
+    /// Sends `v`, blocking while the ring is full. [`Error::Disconnected`] if the ring is
+    /// full and the receiver is gone.
+    #[inline]
+    pub fn send(&mut self, v: T) -> std::result::Result<(), SendError<T>> {
+        if let Ok(Poll::Ready(())) = self.poll_free() {
+            self.write_value(v);
+            self.publish();
+            return Ok(());
+        }
+        self.send_with(v, Deadline::NEVER)
+    }
+
+    /// Sends `v` if there is room now; never blocks.
+    pub fn try_send(&mut self, v: T) -> std::result::Result<(), SendError<T>> {
+        match self.try_free() {
+            Ok(()) => {
+                self.write_value(v);
+                self.publish();
+                Ok(())
+            }
+            Err(error) => Err(SendError { value: v, error }),
+        }
+    }
+
+    /// Sends `v`, waiting at most `timeout` for room.
+    pub fn send_timeout(
+        &mut self,
+        v: T,
+        timeout: Duration,
+    ) -> std::result::Result<(), SendError<T>> {
+        self.send_with(v, Deadline::after(timeout))
+    }
+
+    /// Waits for a free slot and lends it out to be written in place; [`Loan::commit`]
+    /// publishes it. A loan dropped without `commit` publishes nothing.
+    pub fn loan(&mut self) -> Result<Loan<'_, T>> {
+        self.wait_free(Deadline::NEVER)?;
+        Ok(Loan { tx: self })
+    }
+
+    /// Lends the next slot if it is free now; never blocks.
+    pub fn try_loan(&mut self) -> Result<Loan<'_, T>> {
+        self.try_free()?;
+        Ok(Loan { tx: self })
+    }
+
+    /// Waits until at least one slot is free, then lends up to `n` consecutive free slots
+    /// for writing in place; [`WriteChunk::commit`] publishes a prefix of them at once.
+    pub fn write_chunk(&mut self, n: usize) -> Result<WriteChunk<'_, T>> {
+        self.wait_free(Deadline::NEVER)?;
+        let mut len = 1;
+        while len < n.min(self.ring.cap as usize) {
+            let pos = self.pos.wrapping_add(len as u64);
+            // Acquire: as in `poll_free`.
+            if self.ring.slot(pos).stamp.load(Ordering::Acquire) != pos {
+                break;
+            }
+            len += 1;
+        }
+        Ok(WriteChunk { tx: self, len })
+    }
+
+    /// Whether the receiver is gone: one attached, and it closed or its process died.
+    pub fn is_disconnected(&self) -> bool {
+        self.ring.hdr().ends.0[RECEIVER]
+            .is_gone(&self.ring.seg)
+            .unwrap_or(true)
+    }
+}
+
+impl<T: Pod> Drop for Sender<T> {
+    fn drop(&mut self) {
+        let h = self.ring.hdr();
+        h.ends.0[SENDER].release(&self.ring.seg);
+        // Wake a sleeping receiver so that it sees the close at once.
+        h.data.wake_all();
+    }
+}
+
+impl<T: Pod> fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("spsc::Sender")
+            .field("segment", &self.ring.seg)
+            .field("capacity", &self.ring.cap)
+            .field("position", &self.pos)
+            .finish()
+    }
+}
+
+/// A slot lent by [`Sender::loan`]: derefs to the `T` in the ring.
+#[must_use = "a loan publishes nothing unless committed"]
+pub struct Loan<'a, T: Pod> {
+    tx: &'a mut Sender<T>,
+}
+
+impl<T: Pod> Loan<'_, T> {
+    /// Publishes the slot.
+    pub fn commit(self) {
+        self.tx.publish();
+    }
+}
+
+impl<T: Pod> Deref for Loan<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the slot is free for our position: only we access it until we publish.
+        unsafe { &*self.tx.ring.slot(self.tx.pos).value.get() }
+    }
+}
+
+impl<T: Pod> DerefMut for Loan<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`; `&mut self` makes the access unique.
+        unsafe { &mut *self.tx.ring.slot(self.tx.pos).value.get() }
+    }
+}
+
+impl<T: Pod> fmt::Debug for Loan<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Loan")
+            .field("position", &self.tx.pos)
+            .finish()
+    }
+}
+
+/// Consecutive free slots lent by [`Sender::write_chunk`].
+#[must_use = "a chunk publishes nothing unless committed"]
+pub struct WriteChunk<'a, T: Pod> {
+    tx: &'a mut Sender<T>,
+    len: usize,
+}
+
+impl<T: Pod> WriteChunk<'_, T> {
+    /// How many slots were lent.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no slot was lent (never: a chunk has at least one).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Slot `i` of the chunk, to write in place.
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        (i < self.len).then(|| {
+            let pos = self.tx.pos.wrapping_add(i as u64);
+            // SAFETY: slots `pos..pos + len` were free for their positions when lent, and
+            // stay ours until we publish them.
+            unsafe { &mut *self.tx.ring.slot(pos).value.get() }
+        })
+    }
+
+    /// Fills the chunk from `values` (as many as fit) and returns how many were written;
+    /// they are published by `commit`.
+    pub fn fill_from(&mut self, values: impl IntoIterator<Item = T>) -> usize {
+        let mut n = 0;
+        for v in values.into_iter().take(self.len) {
+            *self.get_mut(n).expect("n < len") = v;
+            n += 1;
+        }
+        n
+    }
+
+    /// Publishes the first `n` slots (at most the chunk's length), in order.
+    pub fn commit(self, n: usize) {
+        let n = n.min(self.len);
+        for _ in 0..n {
+            let pos = self.tx.pos;
+            // Release: as in `publish`.
+            self.tx
+                .ring
+                .slot(pos)
+                .stamp
+                .store(pos.wrapping_add(1), Ordering::Release);
+            self.tx.pos = pos.wrapping_add(1);
+        }
+        if n > 0 {
+            // Relaxed: see `publish`.
+            self.tx
+                .ring
+                .hdr()
+                .tail
+                .0
+                .store(self.tx.pos, Ordering::Relaxed);
+            self.tx.ring.hdr().data.notify();
+        }
+    }
+
+    /// Publishes every slot of the chunk.
+    pub fn commit_all(self) {
+        let n = self.len;
+        self.commit(n);
+    }
+}
+
+impl<T: Pod> fmt::Debug for WriteChunk<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteChunk")
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Receiver
+
+/// The consuming end of an SPSC channel. See the [module docs](crate::spsc).
+pub struct Receiver<T: Pod> {
+    ring: Ring<T>,
+    pos: u64,
+    strategy: WaitStrategy,
+    peer: PeerCheck,
+}
+
+impl<T: Pod> Receiver<T> {
+    constructors!(RECEIVER, "receiver");
+
+    fn attach(ring: Ring<T>) -> Result<Self> {
+        // Resume at the first message not yet released.
+        // Acquire: pairs with the previous receiver's Release in its endpoint release.
+        let mut pos = ring.hdr().head.0.load(Ordering::Acquire);
+        for _ in 0..=ring.cap {
+            // Acquire: pairs with the stamp stores of both sides.
+            let stamp = ring.slot(pos).stamp.load(Ordering::Acquire);
+            if stamp == pos.wrapping_add(ring.cap) {
+                pos = pos.wrapping_add(1); // released after the last head update
+            } else if stamp == pos || stamp == pos.wrapping_add(1) {
+                return Ok(Receiver {
+                    ring,
+                    pos,
+                    strategy: WaitStrategy::Blocking,
+                    peer: PeerCheck { next: None },
+                });
+            } else {
+                return Err(ring.corrupt("on attach", pos, stamp));
+            }
+        }
+        Err(Error::corrupt(
+            "spsc: every slot claims to be newly released",
+        ))
+    }
+
+    #[inline]
+    fn poll_ready(&self) -> Result<Poll<()>> {
+        let pos = self.pos;
+        // Acquire: pairs with the sender's Release stamp store: the value is visible.
+        let stamp = self.ring.slot(pos).stamp.load(Ordering::Acquire);
+        if stamp == pos.wrapping_add(1) {
+            Ok(Poll::Ready(()))
+        } else if stamp == pos {
+            Ok(Poll::Pending)
+        } else {
+            Err(self.ring.corrupt("receiver", pos, stamp))
+        }
+    }
+
+    fn wait_ready(&mut self, deadline: Deadline) -> Result<()> {
+        if let Poll::Ready(()) = self.poll_ready()? {
+            return Ok(());
+        }
+        let ring = &self.ring;
+        let this = &*self;
+        wait_until(
+            &ring.hdr().data,
+            self.strategy,
+            deadline,
+            || this.poll_ready(),
+            || ring.hdr().ends.0[SENDER].is_gone(&ring.seg),
+        )
+    }
+
+    fn try_ready(&mut self) -> Result<()> {
+        match self.poll_ready()? {
+            Poll::Ready(()) => Ok(()),
+            Poll::Pending => {
+                let ring = &self.ring;
+                if self.peer.gone(&ring.seg, &ring.hdr().ends.0[SENDER])? {
+                    // The sender may have published just before it went.
+                    match self.poll_ready()? {
+                        Poll::Ready(()) => Ok(()),
+                        Poll::Pending => Err(Error::Disconnected),
+                    }
+                } else {
+                    Err(Error::WouldBlock)
+                }
+            }
+        }
+    }
+
+    /// Releases the slot at our position.
+    #[inline]
+    fn release(&mut self) {
+        let pos = self.pos;
+        // Release: our reads of the value are done before the sender may overwrite it
+        // (pairs with its Acquire load in `poll_free`).
+        self.ring
+            .slot(pos)
+            .stamp
+            .store(pos.wrapping_add(self.ring.cap), Ordering::Release);
+        self.pos = pos.wrapping_add(1);
+        // Relaxed: a published counter for `len` and for a new receiver; never polled.
+        self.ring.hdr().head.0.store(self.pos, Ordering::Relaxed);
+        self.ring.hdr().space.notify();
+    }
+
+    fn guard(&mut self) -> RecvGuard<'_, T> {
+        RecvGuard { rx: self }
+    }
+
+    /// Receives the next message, blocking while the ring is empty; the guard reads it in
+    /// place and frees the slot when dropped. [`Error::Disconnected`] once the sender is
+    /// gone and everything it committed has been received.
+    #[inline]
+    pub fn recv(&mut self) -> Result<RecvGuard<'_, T>> {
+        if let Poll::Ready(()) = self.poll_ready()? {
+            return Ok(self.guard());
+        }
+        self.wait_ready(Deadline::NEVER)?;
+        Ok(self.guard())
+    }
+
+    /// Receives a message if one is ready; never blocks ([`Error::WouldBlock`] if empty).
+    pub fn try_recv(&mut self) -> Result<RecvGuard<'_, T>> {
+        self.try_ready()?;
+        Ok(self.guard())
+    }
+
+    /// Receives, waiting at most `timeout`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<RecvGuard<'_, T>> {
+        self.wait_ready(Deadline::after(timeout))?;
+        Ok(self.guard())
+    }
+
+    /// Receives the next message as a copy (for callers who do not trust the sender to
+    /// leave a slot alone while it is viewed).
+    pub fn recv_copy(&mut self) -> Result<T> {
+        Ok(*self.recv()?)
+    }
+
+    /// Waits until at least one message is ready, then lends up to `n` consecutive ready
+    /// messages to read in place; [`ReadChunk::commit_all`] releases them.
+    pub fn read_chunk(&mut self, n: usize) -> Result<ReadChunk<'_, T>> {
+        self.wait_ready(Deadline::NEVER)?;
+        let mut len = 1;
+        while len < n.min(self.ring.cap as usize) {
+            let pos = self.pos.wrapping_add(len as u64);
+            // Acquire: as in `poll_ready`.
+            if self.ring.slot(pos).stamp.load(Ordering::Acquire) != pos.wrapping_add(1) {
+                break;
+            }
+            len += 1;
+        }
+        Ok(ReadChunk { rx: self, len })
+    }
+
+    /// A blocking iterator of copies, ending when the sender is gone and the ring drained
+    /// (or on an error).
+    pub fn iter(&mut self) -> impl Iterator<Item = T> + '_ {
+        std::iter::from_fn(move || self.recv_copy().ok())
+    }
+
+    /// An iterator of copies of the messages ready now.
+    pub fn try_iter(&mut self) -> impl Iterator<Item = T> + '_ {
+        std::iter::from_fn(move || self.try_recv().ok().map(|g| *g))
+    }
+
+    /// Whether the sender is gone: one attached, and it closed or its process died.
+    pub fn is_disconnected(&self) -> bool {
+        self.ring.hdr().ends.0[SENDER]
+            .is_gone(&self.ring.seg)
+            .unwrap_or(true)
+    }
+}
+
+impl<T: Pod> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        let h = self.ring.hdr();
+        h.ends.0[RECEIVER].release(&self.ring.seg);
+        h.space.wake_all();
+    }
+}
+
+impl<T: Pod> fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("spsc::Receiver")
+            .field("segment", &self.ring.seg)
+            .field("capacity", &self.ring.cap)
+            .field("position", &self.pos)
+            .finish()
+    }
+}
+
+/// A received message, read in place; the slot is freed when the guard drops.
+#[must_use = "dropping the guard frees the slot at once"]
+pub struct RecvGuard<'a, T: Pod> {
+    rx: &'a mut Receiver<T>,
+}
+
+impl<T: Pod> Deref for RecvGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the stamp said the message at our position is published; the sender does
+        // not touch the slot until we release it (a cooperating sender; see the module
+        // docs for `recv_copy`).
+        unsafe { &*self.rx.ring.slot(self.rx.pos).value.get() }
+    }
+}
+
+impl<T: Pod> Drop for RecvGuard<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        self.rx.release();
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for RecvGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+/// Consecutive ready messages lent by [`Receiver::read_chunk`].
+#[must_use = "a chunk releases nothing unless committed"]
+pub struct ReadChunk<'a, T: Pod> {
+    rx: &'a mut Receiver<T>,
+    len: usize,
+}
+
+impl<T: Pod> ReadChunk<'_, T> {
+    /// How many messages were lent.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no message was lent (never: a chunk has at least one).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Message `i` of the chunk, in place.
+    pub fn get(&self, i: usize) -> Option<&T> {
+        (i < self.len).then(|| {
+            let pos = self.rx.pos.wrapping_add(i as u64);
+            // SAFETY: messages `pos..pos + len` were published when lent and stay ours
+            // until released.
+            unsafe { &*self.rx.ring.slot(pos).value.get() }
+        })
+    }
+
+    /// The messages, in place.
+    pub fn iter(&self) -> impl Iterator<Item = &T> + '_ {
+        (0..self.len).filter_map(move |i| self.get(i))
+    }
+
+    /// Releases the first `n` messages (at most the chunk's length).
+    pub fn commit(self, n: usize) {
+        let n = n.min(self.len);
+        let cap = self.rx.ring.cap;
+        for _ in 0..n {
+            let pos = self.rx.pos;
+            // Release: as in `release`.
+            self.rx
+                .ring
+                .slot(pos)
+                .stamp
+                .store(pos.wrapping_add(cap), Ordering::Release);
+            self.rx.pos = pos.wrapping_add(1);
+        }
+        if n > 0 {
+            // Relaxed: see `release`.
+            self.rx
+                .ring
+                .hdr()
+                .head
+                .0
+                .store(self.rx.pos, Ordering::Relaxed);
+            self.rx.ring.hdr().space.notify();
+        }
+    }
+
+    /// Releases every message of the chunk.
+    pub fn commit_all(self) {
+        let n = self.len;
+        self.commit(n);
+    }
+}
+
+impl<T: Pod> fmt::Debug for ReadChunk<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadChunk").field("len", &self.len).finish()
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send<T: Pod + Send>() {
+    fn is_send<X: Send>(_: PhantomData<X>) {}
+    is_send(PhantomData::<Sender<T>>);
+    is_send(PhantomData::<Receiver<T>>);
+}
