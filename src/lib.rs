@@ -50,7 +50,7 @@ mod sync;
 mod value;
 
 pub use array::{Array, RawArray};
-pub use channel::{spsc, WaitStrategy};
+pub use channel::{frames, spsc, WaitStrategy};
 pub use error::{Error, LockError, LockResult, Result};
 pub use segment::{list, unlink, CreationMode, Kind, Options, Segment, SegmentInfo, MAX_NAME_LEN};
 pub use sync::{

@@ -18,14 +18,84 @@
 //! dies. A clean drop clears the slot and wakes the peer at once; a killed peer is noticed
 //! when a waiter's sleep slice runs out.
 
+pub mod frames;
 pub mod spsc;
 
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::primitive::{self, AtomicU32, Ordering};
+use crate::primitive::{self, AtomicU32, AtomicU64, Ordering};
 use crate::segment::Segment;
 use crate::sync::wait::{self, Deadline, WAITERS};
+
+/// A value on its own 128-byte line (two lines of the adjacent-line prefetcher).
+#[derive(Debug)]
+#[repr(C, align(128))]
+pub(crate) struct Line<T>(pub(crate) T);
+
+/// The header of a one-sender one-receiver channel (spsc, frames): one line per writer so
+/// that nothing false-shares.
+#[derive(Debug)]
+#[repr(C)]
+pub(crate) struct Header {
+    /// Endpoint registrations: `[sender, receiver]`.
+    pub(crate) ends: Line<[EndpointSlot; 2]>,
+    /// Position of the next message to publish (written by the sender; the frame ring's
+    /// sender also polls nothing here, it is for `len` and for a new sender).
+    pub(crate) tail: Line<AtomicU64>,
+    /// Position of the next message to release (written by the receiver).
+    pub(crate) head: Line<AtomicU64>,
+    /// The receiver sleeps here when the ring is empty.
+    pub(crate) data: Signal,
+    /// The sender sleeps here when the ring is full.
+    pub(crate) space: Signal,
+}
+
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<Header>() == 5 * 128);
+
+/// Index of the sender's slot in [`Header::ends`].
+pub(crate) const SENDER: usize = 0;
+/// Index of the receiver's slot in [`Header::ends`].
+pub(crate) const RECEIVER: usize = 1;
+
+impl Header {
+    pub(crate) fn new() -> Header {
+        Header {
+            ends: Line([EndpointSlot::new(), EndpointSlot::new()]),
+            tail: Line(AtomicU64::new(0)),
+            head: Line(AtomicU64::new(0)),
+            data: Signal::new(),
+            space: Signal::new(),
+        }
+    }
+}
+
+/// Rate-limits the liveness question of non-blocking calls.
+#[derive(Debug)]
+pub(crate) struct PeerCheck {
+    next: Option<Instant>,
+}
+
+impl PeerCheck {
+    pub(crate) fn new() -> PeerCheck {
+        PeerCheck { next: None }
+    }
+
+    /// Whether the peer in `slot` is gone, asking the kernel at most every 10 ms (a cleared
+    /// slot is seen at once).
+    pub(crate) fn gone(&mut self, seg: &Segment, slot: &EndpointSlot) -> Result<bool> {
+        let now = Instant::now();
+        if self.next.is_some_and(|n| now < n) {
+            // Relaxed: a cleared slot is cheap to notice without the kernel.
+            return Ok(
+                slot.token.load(Ordering::Relaxed) == 0 && slot.ever.load(Ordering::Relaxed) != 0
+            );
+        }
+        self.next = Some(now + Duration::from_millis(10));
+        slot.is_gone(seg)
+    }
+}
 
 /// How an endpoint waits when it must.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -54,11 +54,11 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytemuck::Pod;
 
-use super::{wait_until, EndpointSlot, Poll, Signal, WaitStrategy};
+use super::{wait_until, Header, PeerCheck, Poll, WaitStrategy, RECEIVER, SENDER};
 use crate::error::{Error, Result};
 use crate::primitive::{AtomicU64, Ordering};
 use crate::segment::{CreationMode, Kind, Layout, Options, Segment};
@@ -66,32 +66,6 @@ use crate::sync::wait::Deadline;
 
 /// The largest capacity (slots) a ring may have.
 pub const MAX_CAPACITY: u64 = 1 << 32;
-
-#[derive(Debug)]
-#[repr(C, align(128))]
-struct Line<T>(T);
-
-/// The channel header, one 128-byte line per writer so that nothing false-shares.
-#[derive(Debug)]
-#[repr(C)]
-struct Header {
-    /// Endpoint registrations: `[sender, receiver]`.
-    ends: Line<[EndpointSlot; 2]>,
-    /// Position of the next message to publish (written by the sender, never polled).
-    tail: Line<AtomicU64>,
-    /// Position of the next message to release (written by the receiver, never polled).
-    head: Line<AtomicU64>,
-    /// The receiver sleeps here when the ring is empty.
-    data: Signal,
-    /// The sender sleeps here when the ring is full.
-    space: Signal,
-}
-
-#[cfg(not(loom))]
-const _: () = assert!(std::mem::size_of::<Header>() == 5 * 128);
-
-const SENDER: usize = 0;
-const RECEIVER: usize = 1;
 
 /// A slot: its stamp and its value, side by side.
 #[repr(C)]
@@ -152,13 +126,7 @@ impl<T: Pod> Ring<T> {
             // SAFETY: the body is 128-aligned and large enough for the header and `cap`
             // slots (the layout says so); nobody else sees it before it is published.
             unsafe {
-                (base as *mut Header).write(Header {
-                    ends: Line([EndpointSlot::new(), EndpointSlot::new()]),
-                    tail: Line(AtomicU64::new(0)),
-                    head: Line(AtomicU64::new(0)),
-                    data: Signal::new(),
-                    space: Signal::new(),
-                });
+                (base as *mut Header).write(Header::new());
                 let slots = base.add(std::mem::size_of::<Header>()) as *mut Slot<T>;
                 for i in 0..seg.capacity() {
                     // Value bytes stay zero (a valid `T`); the stamp says "free for i".
@@ -212,24 +180,6 @@ impl<T: Pod> Ring<T> {
                 ),
             })
         }
-    }
-}
-
-/// Tracks when a non-blocking call may next ask the kernel about the peer.
-struct PeerCheck {
-    next: Option<Instant>,
-}
-
-impl PeerCheck {
-    /// Whether the peer in `slot` is gone, asking the kernel at most every 10 ms (a cleared
-    /// slot is seen at once).
-    fn gone(&mut self, seg: &Segment, slot: &EndpointSlot) -> Result<bool> {
-        let now = Instant::now();
-        if self.next.is_some_and(|n| now < n) {
-            return Ok(false);
-        }
-        self.next = Some(now + Duration::from_millis(10));
-        slot.is_gone(seg)
     }
 }
 
@@ -359,7 +309,7 @@ impl<T: Pod> Sender<T> {
                     ring,
                     pos,
                     strategy: WaitStrategy::Blocking,
-                    peer: PeerCheck { next: None },
+                    peer: PeerCheck::new(),
                 });
             } else {
                 return Err(ring.corrupt("on attach", pos, stamp));
@@ -680,7 +630,7 @@ impl<T: Pod> Receiver<T> {
                     ring,
                     pos,
                     strategy: WaitStrategy::Blocking,
-                    peer: PeerCheck { next: None },
+                    peer: PeerCheck::new(),
                 });
             } else {
                 return Err(ring.corrupt("on attach", pos, stamp));

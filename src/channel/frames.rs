@@ -1,0 +1,728 @@
+//! A single-producer single-consumer ring of variable-length records (frames) in shared
+//! memory: the FloatChannel done right.
+//!
+//! [`Sender::send`] copies a byte slice in; [`Sender::loan`] lends `len` bytes inside the
+//! ring to fill in place and [`FrameLoan::commit`] publishes them. [`Receiver::recv`]
+//! returns a [`Frame`] that views the record in place as `&[u8]`, or as `&[T]` for any
+//! `T: Pod` through [`Frame::as_slice`] (payloads start 16-byte aligned); the space is
+//! released when the frame drops. Every record is contiguous: at the end of the ring a
+//! padding record fills the rest. A record larger than [`Sender::max_frame`] is an error
+//! at send ([`Error::InvalidArgument`]), never a hang. Blocking, waking, timeouts and
+//! peer death behave as in [`spsc`](crate::spsc).
+//!
+//! # Layout
+//! Records are 16-byte aligned: `[stamp: u64][len | PAD: u64][payload][padding]`. The
+//! stamp is `pos + 1` once the record at byte position `pos` is published. Before it
+//! publishes a record, the sender zeroes the stamp of the record that will follow it, so
+//! the receiver, which polls only the stamp at its position, never mistakes old payload
+//! bytes of a previous lap for a header. The sender learns about free space from the
+//! receiver's published position, which it caches and reloads only when the cache says
+//! the ring is full.
+//!
+//! ```
+//! use shmkit::frames;
+//! # let name = format!("doc-frames-{}", std::process::id());
+//! let mut tx = frames::Sender::create(&name, 1 << 16)?;
+//! let mut rx = frames::Receiver::open(&name)?; // usually in another process
+//! tx.send(b"hello")?;
+//! tx.send_slice(&[1.5f64, 2.5])?;
+//! {
+//!     let mut loan = tx.loan(3)?; // write in place
+//!     loan.copy_from_slice(b"abc");
+//!     loan.commit();
+//! }
+//! assert_eq!(&*rx.recv()?, b"hello");
+//! assert_eq!(rx.recv()?.as_slice::<f64>()?, &[1.5, 2.5]);
+//! assert_eq!(&*rx.recv()?, b"abc");
+//! # Ok::<(), shmkit::Error>(())
+//! ```
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
+use std::time::Duration;
+
+use bytemuck::Pod;
+
+use super::{wait_until, Header, PeerCheck, Poll, WaitStrategy, RECEIVER, SENDER};
+use crate::error::{Error, Result};
+use crate::primitive::{AtomicU64, Ordering};
+use crate::segment::{CreationMode, Kind, Layout, Options, Segment};
+use crate::sync::wait::Deadline;
+
+/// Size of a record header.
+const REC_HDR: u64 = 16;
+/// Records start at multiples of this.
+const ALIGN: u64 = 16;
+/// Marks a padding record in the length word.
+const PAD: u64 = 1 << 63;
+/// The smallest and largest ring sizes (bytes).
+pub const MIN_CAPACITY: u64 = 64;
+/// The largest ring (bytes).
+pub const MAX_CAPACITY: u64 = 1 << 36;
+
+fn body_len(cap: u64) -> Option<u64> {
+    if !(MIN_CAPACITY..=MAX_CAPACITY).contains(&cap) || !cap.is_power_of_two() {
+        return None;
+    }
+    cap.checked_add(std::mem::size_of::<Header>() as u64)
+}
+
+fn record_size(len: u64) -> u64 {
+    REC_HDR + len.next_multiple_of(ALIGN)
+}
+
+struct Ring {
+    seg: Segment,
+    hdr: NonNull<Header>,
+    data: NonNull<u8>,
+    cap: u64,
+}
+
+// SAFETY: shared memory reached through atomics and through byte ranges that the protocol
+// hands to one side at a time; endpoints are used through `&mut self`.
+unsafe impl Send for Ring {}
+
+impl Ring {
+    fn new(name: &str, mode: CreationMode, capacity: usize, opts: &Options) -> Result<Ring> {
+        let cap = capacity as u64;
+        if mode != CreationMode::Open && body_len(cap).is_none() {
+            return Err(Error::InvalidArgument(format!(
+                "a frame ring's capacity must be a power of two between {MIN_CAPACITY} and \
+                 {MAX_CAPACITY} bytes, not {capacity}"
+            )));
+        }
+        let layout = Layout {
+            kind: Kind::Frames,
+            elem_size: 1,
+            elem_align: 1,
+            capacity: cap,
+            body_len,
+        };
+        let init = |seg: &Segment| {
+            // SAFETY: the body is 128-aligned and holds the header and `cap` bytes; nobody
+            // else sees it yet. The data bytes are zero (ftruncate): every stamp reads 0,
+            // "not published".
+            unsafe { (seg.as_ptr() as *mut Header).write(Header::new()) };
+            Ok(())
+        };
+        let seg = Segment::named(name, mode, layout, opts, init)?;
+        let base = seg.as_ptr();
+        Ok(Ring {
+            hdr: NonNull::new(base as *mut Header).expect("mapping is not null"),
+            // SAFETY: validated: the body holds the header and then `cap` bytes.
+            data: NonNull::new(unsafe { base.add(std::mem::size_of::<Header>()) })
+                .expect("mapping is not null"),
+            cap: seg.capacity(),
+            seg,
+        })
+    }
+
+    fn hdr(&self) -> &Header {
+        // SAFETY: the header is mapped, initialised by the creator, and all atomics.
+        unsafe { self.hdr.as_ref() }
+    }
+
+    fn offset(&self, pos: u64) -> u64 {
+        pos & (self.cap - 1)
+    }
+
+    /// The stamp word of the record at `pos` (16-aligned).
+    fn stamp(&self, pos: u64) -> &AtomicU64 {
+        // SAFETY: `offset(pos)` is a multiple of 16 below `cap`, so the word is inside the
+        // data area and 8-aligned (the area starts 128-aligned).
+        unsafe { &*(self.data.as_ptr().add(self.offset(pos) as usize) as *const AtomicU64) }
+    }
+
+    /// The length word of the record at `pos`.
+    fn len_word(&self, pos: u64) -> &AtomicU64 {
+        // SAFETY: as in `stamp`, 8 bytes further: still inside (records are 16 bytes min).
+        unsafe { &*(self.data.as_ptr().add(self.offset(pos) as usize + 8) as *const AtomicU64) }
+    }
+
+    /// Payload pointer of the record at `pos`.
+    fn payload(&self, pos: u64) -> *mut u8 {
+        // SAFETY: callers only use it for records that fit before the end of the data area
+        // (checked), so `offset + 16 .. offset + 16 + len` is inside it.
+        unsafe {
+            self.data
+                .as_ptr()
+                .add((self.offset(pos) + REC_HDR) as usize)
+        }
+    }
+
+    fn claim(&self, end: usize, role: &str) -> Result<()> {
+        if self.hdr().ends.0[end].claim(&self.seg)? {
+            Ok(())
+        } else {
+            Err(Error::Busy {
+                what: format!(
+                    "the {role} of frame channel `{}`",
+                    self.seg.name().unwrap_or("(anonymous)")
+                ),
+            })
+        }
+    }
+
+    /// Reads and validates the record published at `pos`: `(payload length, is padding)`.
+    fn record_at(&self, pos: u64) -> Result<(u64, bool)> {
+        // Relaxed: read after the Acquire load of the stamp that published it.
+        let w = self.len_word(pos).load(Ordering::Relaxed);
+        let room = self.cap - self.offset(pos);
+        if w & PAD != 0 {
+            let n = w & !PAD;
+            if n != room {
+                return Err(Error::corrupt(format!(
+                    "frame ring: padding record of {n} bytes at offset {} (expected {room})",
+                    self.offset(pos)
+                )));
+            }
+            return Ok((n, true));
+        }
+        if record_size(w) > room || w > self.cap {
+            return Err(Error::corrupt(format!(
+                "frame ring: record of {w} bytes at offset {} does not fit",
+                self.offset(pos)
+            )));
+        }
+        Ok((w, false))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Sender
+
+/// The producing end of a frame channel. See the [module docs](crate::frames).
+pub struct Sender {
+    ring: Ring,
+    pos: u64,
+    /// Our cached copy of the receiver's published position.
+    head: u64,
+    strategy: WaitStrategy,
+    peer: PeerCheck,
+}
+
+macro_rules! constructors {
+    ($end:expr, $role:literal) => {
+        /// Creates the channel `name` with a ring of `capacity` bytes (a power of two) and
+        /// takes this end; fails if the name exists.
+        pub fn create(name: &str, capacity: usize) -> Result<Self> {
+            Self::with_options(name, CreationMode::Create, capacity, &Options::new())
+        }
+
+        /// Opens the existing channel `name` and takes this end.
+        pub fn open(name: &str) -> Result<Self> {
+            Self::with_options(name, CreationMode::Open, 0, &Options::new())
+        }
+
+        /// Opens the channel `name`, or creates it with `capacity` bytes, and takes this end.
+        pub fn open_or_create(name: &str, capacity: usize) -> Result<Self> {
+            Self::with_options(name, CreationMode::OpenOrCreate, capacity, &Options::new())
+        }
+
+        /// Creates and/or opens as `mode` says, with `opts`, and takes this end. Fails with
+        #[doc = concat!("[`Error::Busy`] if a live process holds the ", $role, ".")]
+        pub fn with_options(
+            name: &str,
+            mode: CreationMode,
+            capacity: usize,
+            opts: &Options,
+        ) -> Result<Self> {
+            let ring = Ring::new(name, mode, capacity, opts)?;
+            ring.claim($end, $role)?;
+            Self::attach(ring)
+        }
+
+        /// The waiting strategy of this end (default [`WaitStrategy::Blocking`]).
+        pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+            self.strategy = strategy;
+        }
+
+        /// The ring's size in bytes.
+        pub fn capacity(&self) -> usize {
+            self.ring.cap as usize
+        }
+
+        /// The largest payload one frame can carry.
+        pub fn max_frame(&self) -> usize {
+            // A record, plus the header of the next one that the sender clears.
+            (self.ring.cap - 2 * REC_HDR) as usize
+        }
+
+        /// Bytes published and not yet released (a snapshot).
+        pub fn len(&self) -> usize {
+            let h = self.ring.hdr();
+            // Relaxed: a snapshot of counters; nothing is read through it.
+            let tail = h.tail.0.load(Ordering::Relaxed);
+            let head = h.head.0.load(Ordering::Relaxed);
+            tail.wrapping_sub(head).min(self.ring.cap) as usize
+        }
+
+        /// Whether nothing is waiting (a snapshot).
+        pub fn is_empty(&self) -> bool {
+            self.len() == 0
+        }
+
+        /// The segment the channel lives in.
+        pub fn segment(&self) -> &Segment {
+            &self.ring.seg
+        }
+    };
+}
+
+impl Sender {
+    constructors!(SENDER, "sender");
+
+    fn attach(ring: Ring) -> Result<Sender> {
+        let h = ring.hdr();
+        // Acquire: pairs with the previous endpoints' Release in their endpoint release.
+        let mut pos = h.tail.0.load(Ordering::Acquire);
+        let head = h.head.0.load(Ordering::Acquire);
+        // Skip records published after the last tail update (a sender that died between
+        // its stamp and its tail store).
+        for _ in 0..=(ring.cap / REC_HDR) {
+            if pos.wrapping_sub(head) > ring.cap || pos % ALIGN != 0 {
+                return Err(Error::corrupt(format!(
+                    "frame ring positions out of range: tail {pos}, head {head}"
+                )));
+            }
+            // Acquire: pairs with the previous sender's Release stamp store.
+            if ring.stamp(pos).load(Ordering::Acquire) != pos.wrapping_add(1) {
+                return Ok(Sender {
+                    ring,
+                    pos,
+                    head,
+                    strategy: WaitStrategy::Blocking,
+                    peer: PeerCheck::new(),
+                });
+            }
+            let (n, pad) = ring.record_at(pos)?;
+            pos = pos.wrapping_add(if pad { n } else { record_size(n) });
+        }
+        Err(Error::corrupt(
+            "frame ring: endless chain of published records",
+        ))
+    }
+
+    /// Whether `need` bytes from our position are free (refreshing the cached head).
+    fn poll_space(&mut self, need: u64) -> Result<Poll<()>> {
+        if self.ring.cap - self.pos.wrapping_sub(self.head) >= need {
+            return Ok(Poll::Ready(()));
+        }
+        // Acquire: pairs with the receiver's Release store of `head` after it finished
+        // reading the bytes it released.
+        let head = self.ring.hdr().head.0.load(Ordering::Acquire);
+        let used = self.pos.wrapping_sub(head);
+        if used > self.ring.cap {
+            return Err(Error::corrupt(format!(
+                "frame ring: receiver position {head} is not within a ring of our position {}",
+                self.pos
+            )));
+        }
+        self.head = head;
+        Ok(if self.ring.cap - used >= need {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        })
+    }
+
+    fn wait_space(&mut self, need: u64, deadline: Option<Deadline>) -> Result<()> {
+        if let Poll::Ready(()) = self.poll_space(need)? {
+            return Ok(());
+        }
+        let Some(deadline) = deadline else {
+            let gone = {
+                let ring = &self.ring;
+                self.peer.gone(&ring.seg, &ring.hdr().ends.0[RECEIVER])?
+            };
+            return Err(if gone {
+                Error::Disconnected
+            } else {
+                Error::WouldBlock
+            });
+        };
+        let strategy = self.strategy;
+        // Disjoint field borrows: the ring for both closures, the cached head for `poll`.
+        let (ring, pos, head) = (&self.ring, self.pos, &mut self.head);
+        let signal = &ring.hdr().space;
+        let mut poll = || -> Result<Poll<()>> {
+            // Acquire: as in `poll_space`.
+            let h = ring.hdr().head.0.load(Ordering::Acquire);
+            let used = pos.wrapping_sub(h);
+            if used > ring.cap {
+                return Err(Error::corrupt("frame ring: receiver position out of range"));
+            }
+            *head = h;
+            Ok(if ring.cap - used >= need {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            })
+        };
+        wait_until(signal, strategy, deadline, &mut poll, || {
+            ring.hdr().ends.0[RECEIVER].is_gone(&ring.seg)
+        })
+    }
+
+    /// Reserves a record of `len` bytes at our position (writing a padding record first if
+    /// it would not fit before the end). `deadline: None` means do not wait.
+    fn reserve(&mut self, len: usize, deadline: Option<Deadline>) -> Result<u64> {
+        let len = len as u64;
+        if len > self.ring.cap - 2 * REC_HDR {
+            return Err(Error::InvalidArgument(format!(
+                "a frame of {len} bytes does not fit in a ring of {} bytes (at most {})",
+                self.ring.cap,
+                self.ring.cap - 2 * REC_HDR
+            )));
+        }
+        let size = record_size(len);
+        let room = self.ring.cap - self.ring.offset(self.pos);
+        if size > room {
+            // Pad to the end of the ring; the record goes to offset 0.
+            self.wait_space(room + REC_HDR, deadline)?;
+            let pos = self.pos;
+            // Relaxed: published by the Release stamp store below.
+            self.ring.len_word(pos).store(PAD | room, Ordering::Relaxed);
+            self.finish(pos, room);
+        }
+        // The record, and the header of the next one (cleared before we publish).
+        self.wait_space(size + REC_HDR, deadline)?;
+        Ok(size)
+    }
+
+    /// Clears the next record's stamp and publishes the record at `pos` spanning `size`.
+    fn finish(&mut self, pos: u64, size: u64) {
+        let next = pos.wrapping_add(size);
+        // Relaxed: ordered before the Release stamp store below, which the receiver's
+        // Acquire load of that stamp synchronises with; the receiver reads `next`'s stamp
+        // only after that.
+        self.ring.stamp(next).store(0, Ordering::Relaxed);
+        // Release: publishes the length word, the payload and the cleared next stamp to the
+        // receiver's Acquire load of this stamp.
+        self.ring
+            .stamp(pos)
+            .store(pos.wrapping_add(1), Ordering::Release);
+        self.pos = next;
+        // Relaxed: a published counter for `len` and for a new sender; never polled.
+        self.ring.hdr().tail.0.store(next, Ordering::Relaxed);
+        self.ring.hdr().data.notify();
+    }
+
+    fn commit(&mut self, len: u64, size: u64) {
+        let pos = self.pos;
+        // Relaxed: published by the Release stamp store in `finish`.
+        self.ring.len_word(pos).store(len, Ordering::Relaxed);
+        self.finish(pos, size);
+    }
+
+    fn send_with(&mut self, bytes: &[u8], deadline: Option<Deadline>) -> Result<()> {
+        let size = self.reserve(bytes.len(), deadline)?;
+        // SAFETY: the reserved record lies inside the data area (checked by `reserve`) and
+        // the receiver does not read it before we publish it.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.ring.payload(self.pos), bytes.len())
+        };
+        self.commit(bytes.len() as u64, size);
+        Ok(())
+    }
+
+    /// Sends a copy of `bytes`, blocking while the ring lacks room.
+    pub fn send(&mut self, bytes: &[u8]) -> Result<()> {
+        self.send_with(bytes, Some(Deadline::NEVER))
+    }
+
+    /// Sends `values` as one frame (their bytes).
+    pub fn send_slice<T: Pod>(&mut self, values: &[T]) -> Result<()> {
+        self.send(bytemuck::cast_slice(values))
+    }
+
+    /// Sends if there is room now; never blocks ([`Error::WouldBlock`] if full).
+    pub fn try_send(&mut self, bytes: &[u8]) -> Result<()> {
+        self.send_with(bytes, None)
+    }
+
+    /// Sends, waiting at most `timeout` for room.
+    pub fn send_timeout(&mut self, bytes: &[u8], timeout: Duration) -> Result<()> {
+        self.send_with(bytes, Some(Deadline::after(timeout)))
+    }
+
+    /// Waits for room and lends `len` bytes of the ring to fill in place;
+    /// [`FrameLoan::commit`] publishes them. A loan dropped uncommitted publishes nothing.
+    pub fn loan(&mut self, len: usize) -> Result<FrameLoan<'_>> {
+        let size = self.reserve(len, Some(Deadline::NEVER))?;
+        Ok(FrameLoan {
+            tx: self,
+            len: len as u64,
+            size,
+        })
+    }
+
+    /// Lends `len` bytes if there is room now; never blocks.
+    pub fn try_loan(&mut self, len: usize) -> Result<FrameLoan<'_>> {
+        let size = self.reserve(len, None)?;
+        Ok(FrameLoan {
+            tx: self,
+            len: len as u64,
+            size,
+        })
+    }
+
+    /// Whether the receiver is gone: one attached, and it closed or its process died.
+    pub fn is_disconnected(&self) -> bool {
+        self.ring.hdr().ends.0[RECEIVER]
+            .is_gone(&self.ring.seg)
+            .unwrap_or(true)
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        let h = self.ring.hdr();
+        h.ends.0[SENDER].release(&self.ring.seg);
+        h.data.wake_all();
+    }
+}
+
+impl fmt::Debug for Sender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("frames::Sender")
+            .field("segment", &self.ring.seg)
+            .field("capacity", &self.ring.cap)
+            .field("position", &self.pos)
+            .finish()
+    }
+}
+
+/// Bytes of the ring lent by [`Sender::loan`], to fill in place.
+#[must_use = "a loan publishes nothing unless committed"]
+pub struct FrameLoan<'a> {
+    tx: &'a mut Sender,
+    len: u64,
+    size: u64,
+}
+
+impl FrameLoan<'_> {
+    /// Publishes the frame.
+    pub fn commit(self) {
+        let (len, size) = (self.len, self.size);
+        self.tx.commit(len, size);
+    }
+
+    /// The lent bytes viewed as `T`s (the length must be a multiple of `T`'s size).
+    pub fn as_mut_slice<T: Pod>(&mut self) -> Result<&mut [T]> {
+        bytemuck::try_cast_slice_mut(self)
+            .map_err(|e| Error::InvalidArgument(format!("cannot view the frame as that type: {e}")))
+    }
+}
+
+impl Deref for FrameLoan<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the reserved record lies inside the data area and is ours until published.
+        unsafe { std::slice::from_raw_parts(self.tx.ring.payload(self.tx.pos), self.len as usize) }
+    }
+}
+
+impl DerefMut for FrameLoan<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`; `&mut self` makes the access unique.
+        unsafe {
+            std::slice::from_raw_parts_mut(self.tx.ring.payload(self.tx.pos), self.len as usize)
+        }
+    }
+}
+
+impl fmt::Debug for FrameLoan<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FrameLoan").field("len", &self.len).finish()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Receiver
+
+/// The consuming end of a frame channel. See the [module docs](crate::frames).
+pub struct Receiver {
+    ring: Ring,
+    pos: u64,
+    strategy: WaitStrategy,
+    peer: PeerCheck,
+}
+
+impl Receiver {
+    constructors!(RECEIVER, "receiver");
+
+    fn attach(ring: Ring) -> Result<Receiver> {
+        let h = ring.hdr();
+        // Acquire: pairs with the previous receiver's Release in its endpoint release.
+        let pos = h.head.0.load(Ordering::Acquire);
+        if pos % ALIGN != 0 {
+            return Err(Error::corrupt(format!(
+                "frame ring: receiver position {pos} is not aligned"
+            )));
+        }
+        Ok(Receiver {
+            ring,
+            pos,
+            strategy: WaitStrategy::Blocking,
+            peer: PeerCheck::new(),
+        })
+    }
+
+    fn poll_frame(&mut self) -> Result<Poll<u64>> {
+        poll_frame(&self.ring, &mut self.pos)
+    }
+
+    fn wait_frame(&mut self, deadline: Option<Deadline>) -> Result<u64> {
+        if let Poll::Ready(n) = self.poll_frame()? {
+            return Ok(n);
+        }
+        let Some(deadline) = deadline else {
+            let gone = {
+                let ring = &self.ring;
+                self.peer.gone(&ring.seg, &ring.hdr().ends.0[SENDER])?
+            };
+            if gone {
+                if let Poll::Ready(n) = self.poll_frame()? {
+                    return Ok(n);
+                }
+                return Err(Error::Disconnected);
+            }
+            return Err(Error::WouldBlock);
+        };
+        let (ring, pos) = (&self.ring, &mut self.pos);
+        wait_until(
+            &ring.hdr().data,
+            self.strategy,
+            deadline,
+            || poll_frame(ring, pos),
+            || ring.hdr().ends.0[SENDER].is_gone(&ring.seg),
+        )
+    }
+
+    /// Releases `size` bytes at our position.
+    fn release(&mut self, size: u64) {
+        release(&self.ring, &mut self.pos, size);
+    }
+
+    fn frame(&mut self, len: u64) -> Frame<'_> {
+        Frame { rx: self, len }
+    }
+
+    /// Receives the next frame, blocking while there is none; the [`Frame`] views it in
+    /// place and releases it when dropped. [`Error::Disconnected`] once the sender is gone
+    /// and everything it committed has been received.
+    pub fn recv(&mut self) -> Result<Frame<'_>> {
+        let n = self.wait_frame(Some(Deadline::NEVER))?;
+        Ok(self.frame(n))
+    }
+
+    /// Receives a frame if one is ready; never blocks ([`Error::WouldBlock`] if none).
+    pub fn try_recv(&mut self) -> Result<Frame<'_>> {
+        let n = self.wait_frame(None)?;
+        Ok(self.frame(n))
+    }
+
+    /// Receives, waiting at most `timeout`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Frame<'_>> {
+        let n = self.wait_frame(Some(Deadline::after(timeout)))?;
+        Ok(self.frame(n))
+    }
+
+    /// Receives the next frame as an owned copy (for callers who do not trust the sender
+    /// to leave the bytes alone while they are viewed).
+    pub fn recv_vec(&mut self) -> Result<Vec<u8>> {
+        Ok(self.recv()?.to_vec())
+    }
+
+    /// Whether the sender is gone: one attached, and it closed or its process died.
+    pub fn is_disconnected(&self) -> bool {
+        self.ring.hdr().ends.0[SENDER]
+            .is_gone(&self.ring.seg)
+            .unwrap_or(true)
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let h = self.ring.hdr();
+        h.ends.0[RECEIVER].release(&self.ring.seg);
+        h.space.wake_all();
+    }
+}
+
+impl fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("frames::Receiver")
+            .field("segment", &self.ring.seg)
+            .field("capacity", &self.ring.cap)
+            .field("position", &self.pos)
+            .finish()
+    }
+}
+
+/// Polls for a record at `pos`, consuming padding records; `Ready(len)`.
+fn poll_frame(ring: &Ring, pos: &mut u64) -> Result<Poll<u64>> {
+    for _ in 0..2 {
+        let p = *pos;
+        // Acquire: pairs with the sender's Release stamp store: the length word and the
+        // payload are visible.
+        if ring.stamp(p).load(Ordering::Acquire) != p.wrapping_add(1) {
+            return Ok(Poll::Pending);
+        }
+        let (n, pad) = ring.record_at(p)?;
+        if !pad {
+            return Ok(Poll::Ready(n));
+        }
+        release(ring, pos, n);
+    }
+    Err(Error::corrupt("frame ring: two padding records in a row"))
+}
+
+/// Releases `size` bytes at `pos`.
+fn release(ring: &Ring, pos: &mut u64, size: u64) {
+    *pos = pos.wrapping_add(size);
+    // Release: our reads of the released bytes are done before the sender reuses them
+    // (pairs with its Acquire load of `head`).
+    ring.hdr().head.0.store(*pos, Ordering::Release);
+    ring.hdr().space.notify();
+}
+
+/// A received frame, viewed in place; released when dropped.
+#[must_use = "dropping the frame releases it at once"]
+pub struct Frame<'a> {
+    rx: &'a mut Receiver,
+    len: u64,
+}
+
+impl Frame<'_> {
+    /// The frame viewed as `T`s, in place (payloads are 16-byte aligned; the length must
+    /// be a multiple of `T`'s size).
+    pub fn as_slice<T: Pod>(&self) -> Result<&[T]> {
+        bytemuck::try_cast_slice(self)
+            .map_err(|e| Error::InvalidArgument(format!("cannot view the frame as that type: {e}")))
+    }
+}
+
+impl Deref for Frame<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the record at our position is published, validated to fit inside the
+        // data area, and not reused by the sender before we release it.
+        unsafe { std::slice::from_raw_parts(self.rx.ring.payload(self.rx.pos), self.len as usize) }
+    }
+}
+
+impl Drop for Frame<'_> {
+    fn drop(&mut self) {
+        let size = record_size(self.len);
+        self.rx.release(size);
+    }
+}
+
+impl fmt::Debug for Frame<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Frame").field("len", &self.len).finish()
+    }
+}
