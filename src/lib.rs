@@ -50,6 +50,7 @@ mod sync;
 mod value;
 
 pub use array::{Array, RawArray};
+pub use channel::pipe::Pipe;
 pub use channel::{frames, spsc, WaitStrategy};
 pub use error::{Error, LockError, LockResult, Result};
 pub use segment::{list, unlink, CreationMode, Kind, Options, Segment, SegmentInfo, MAX_NAME_LEN};

@@ -630,6 +630,12 @@ impl Receiver {
         Ok(self.frame(n))
     }
 
+    /// Waits (at most `timeout`; `None`: not at all) until a frame is ready, without
+    /// receiving it.
+    pub(crate) fn peek(&mut self, timeout: Option<Duration>) -> Result<()> {
+        self.wait_frame(timeout.map(Deadline::after)).map(drop)
+    }
+
     /// Receives the next frame as an owned copy (for callers who do not trust the sender
     /// to leave the bytes alone while they are viewed).
     pub fn recv_vec(&mut self) -> Result<Vec<u8>> {

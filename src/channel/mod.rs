@@ -19,6 +19,7 @@
 //! when a waiter's sleep slice runs out.
 
 pub mod frames;
+pub(crate) mod pipe;
 pub mod spsc;
 
 use std::time::{Duration, Instant};
