@@ -72,6 +72,7 @@ pub mod __private {
 #[cfg(loom)]
 #[doc(hidden)]
 pub mod __loom {
+    pub use crate::channel::HandshakeModel;
     pub use crate::sync::barrier::BarrierState;
     pub use crate::sync::condvar::CondState;
     pub use crate::sync::event::EventState;

@@ -4,12 +4,16 @@
 //! The futex is modelled exactly (compare-and-sleep under one lock, no timeouts), so a
 //! lost wake-up shows up as a deadlock that loom reports; every interleaving of the
 //! atomics within loom's preemption bound is explored.
+//!
+//! Each model has at least two waiters: checked by mutation (deleting a wake), a model
+//! with a single waiter can miss the lost wake-up, because a spinning waiter's yield hands
+//! the schedule back to the notifier; with two waiters loom finds it.
 
 #![cfg(loom)]
 
 use loom::sync::{Arc, Mutex};
 use loom::thread;
-use shmkit::__loom::{BarrierState, CondState, EventState, SemState};
+use shmkit::__loom::{BarrierState, CondState, EventState, HandshakeModel, SemState};
 
 const NO_BOUND: u32 = (1 << 31) - 1;
 
@@ -99,19 +103,28 @@ fn condvar_notify_after_a_change_under_the_mutex_is_never_lost() {
         loom::model(move || {
             let m = Arc::new(Mutex::new(false));
             let cv = Arc::new(CondState::new());
-            let (m2, cv2) = (m.clone(), cv.clone());
-            let t = thread::spawn(move || {
-                let mut g = m2.lock().unwrap();
-                while !*g {
-                    let expected = cv2.prepare_wait();
-                    drop(g);
-                    cv2.wait_changed_blocking(expected).unwrap();
-                    g = m2.lock().unwrap();
-                }
-            });
+            let ts: Vec<_> = (0..2)
+                .map(|_| {
+                    let (m, cv) = (m.clone(), cv.clone());
+                    thread::spawn(move || {
+                        let mut g = m.lock().unwrap();
+                        while !*g {
+                            let expected = cv.prepare_wait();
+                            drop(g);
+                            cv.wait_changed_blocking(expected).unwrap();
+                            g = m.lock().unwrap();
+                        }
+                    })
+                })
+                .collect();
             *m.lock().unwrap() = true;
             cv.notify(all);
-            t.join().unwrap();
+            if !all {
+                cv.notify(false);
+            }
+            for t in ts {
+                t.join().unwrap();
+            }
         });
     }
 }
@@ -131,5 +144,24 @@ fn barrier_has_exactly_one_leader_per_generation() {
         let (f, s) = t.join().unwrap();
         assert!(first ^ f, "one leader in generation 1");
         assert!(second ^ s, "one leader in generation 2");
+    });
+}
+
+/// The channels' eventcount: receivers that announce themselves and sleep are always
+/// woken by the sender's publish-then-notify, in every order of the race.
+#[test]
+fn channel_sleep_wake_handshake_never_loses_a_wake_up() {
+    loom::model(|| {
+        let h = Arc::new(HandshakeModel::new());
+        let ts: Vec<_> = (0..2)
+            .map(|_| {
+                let h = h.clone();
+                thread::spawn(move || h.wait_for(1).unwrap())
+            })
+            .collect();
+        h.publish(1);
+        for t in ts {
+            t.join().unwrap();
+        }
     });
 }

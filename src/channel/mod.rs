@@ -314,3 +314,54 @@ pub(crate) fn wait_until<R>(
         }
     }
 }
+
+/// The channels' sleep/wake handshake on one published word, in-process, for the loom
+/// models: `publish` stores a stamp and notifies, as a sender does after writing a slot;
+/// `wait_for` waits for it with the real waiting loop, as a blocked receiver does.
+#[cfg(loom)]
+#[derive(Debug)]
+pub struct HandshakeModel {
+    stamp: AtomicU64,
+    signal: Signal,
+}
+
+#[cfg(loom)]
+impl HandshakeModel {
+    /// Nothing published.
+    pub fn new() -> Self {
+        HandshakeModel {
+            stamp: AtomicU64::new(0),
+            signal: Signal::new(),
+        }
+    }
+
+    /// Publishes `stamp` (Release) and wakes a sleeper, exactly as `spsc` and `frames` do.
+    pub fn publish(&self, stamp: u64) {
+        self.stamp.store(stamp, Ordering::Release);
+        self.signal.notify();
+    }
+
+    /// Blocks until the stamp is at least `stamp`, with the real waiting loop.
+    pub fn wait_for(&self, stamp: u64) -> Result<()> {
+        wait_until(
+            &self.signal,
+            WaitStrategy::Blocking,
+            Deadline::NEVER,
+            || {
+                Ok(if self.stamp.load(Ordering::Acquire) >= stamp {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                })
+            },
+            || Ok(false),
+        )
+    }
+}
+
+#[cfg(loom)]
+impl Default for HandshakeModel {
+    fn default() -> Self {
+        Self::new()
+    }
+}
