@@ -65,7 +65,7 @@ fn child(role: &str) {
                 if *g == STOP {
                     return;
                 }
-                if *g % 2 == 1 {
+                if !g.is_multiple_of(2) {
                     *g += 1;
                 }
             }
@@ -171,14 +171,14 @@ fn handoff(c: &mut Criterion) {
             for _ in 0..iters {
                 loop {
                     let mut v = m.lock().unwrap();
-                    if *v % 2 == 0 {
+                    if v.is_multiple_of(2) {
                         *v += 1;
                         break;
                     }
                 }
             }
             // Wait for the last answer so every iteration is a full round trip.
-            while *m.lock().unwrap() % 2 == 1 {}
+            while !m.lock().unwrap().is_multiple_of(2) {}
             start.elapsed()
         })
     });

@@ -51,7 +51,7 @@ mod value;
 
 pub use array::{Array, RawArray};
 pub use channel::pipe::Pipe;
-pub use channel::{frames, spsc, WaitStrategy};
+pub use channel::{frames, mpmc, spsc, WaitStrategy};
 pub use error::{Error, LockError, LockResult, Result};
 pub use segment::{list, unlink, CreationMode, Kind, Options, Segment, SegmentInfo, MAX_NAME_LEN};
 pub use sync::{

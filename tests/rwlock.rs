@@ -79,7 +79,7 @@ fn rw_worker() {
         bad.atomic(),
     );
     for i in 0..ITERS {
-        if (i + me) % 4 == 0 {
+        if (i + me).is_multiple_of(4) {
             let mut g = l.write().unwrap();
             let w = writers.fetch_add(1, Ordering::SeqCst) + 1;
             max_writers.fetch_max(w, Ordering::SeqCst);

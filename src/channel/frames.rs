@@ -281,7 +281,7 @@ impl Sender {
         // Skip records published after the last tail update (a sender that died between
         // its stamp and its tail store).
         for _ in 0..=(ring.cap / REC_HDR) {
-            if pos.wrapping_sub(head) > ring.cap || pos % ALIGN != 0 {
+            if pos.wrapping_sub(head) > ring.cap || !pos.is_multiple_of(ALIGN) {
                 return Err(Error::corrupt(format!(
                     "frame ring positions out of range: tail {pos}, head {head}"
                 )));
@@ -557,7 +557,7 @@ impl Receiver {
         let h = ring.hdr();
         // Acquire: pairs with the previous receiver's Release in its endpoint release.
         let pos = h.head.0.load(Ordering::Acquire);
-        if pos % ALIGN != 0 {
+        if !pos.is_multiple_of(ALIGN) {
             return Err(Error::corrupt(format!(
                 "frame ring: receiver position {pos} is not aligned"
             )));

@@ -1,6 +1,7 @@
 //! Zero-copy channels in shared memory: what they share.
 //!
 //! - [`spsc`]: one producer, one consumer, typed slots.
+//! - [`mpmc`]: any number of producers and consumers, typed slots.
 //! - The wait strategy ([`WaitStrategy`]) and the sleep/wake handshake ([`Signal`]).
 //! - Endpoint registration and dead-peer detection ([`EndpointSlot`]).
 //!
@@ -19,6 +20,7 @@
 //! when a waiter's sleep slice runs out.
 
 pub mod frames;
+pub mod mpmc;
 pub(crate) mod pipe;
 pub mod spsc;
 

@@ -75,7 +75,9 @@ struct Slot<T> {
 }
 
 fn body_len<T>(cap: u64) -> Option<u64> {
-    if cap == 0 || !cap.is_power_of_two() || cap > MAX_CAPACITY {
+    // With one slot, "published for pos" (pos + 1) and "free for the next position"
+    // (pos + 1) would be the same stamp: at least two.
+    if cap < 2 || !cap.is_power_of_two() || cap > MAX_CAPACITY {
         return None;
     }
     (std::mem::size_of::<Slot<T>>() as u64)
@@ -111,7 +113,7 @@ impl<T: Pod> Ring<T> {
         let cap = capacity as u64;
         if mode != CreationMode::Open && body_len::<T>(cap).is_none() {
             return Err(Error::InvalidArgument(format!(
-                "capacity {capacity} must be a power of two between 1 and {MAX_CAPACITY}"
+                "capacity {capacity} must be a power of two between 2 and {MAX_CAPACITY}"
             )));
         }
         let layout = Layout {

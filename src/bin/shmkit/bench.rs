@@ -1,0 +1,876 @@
+//! `shmkit bench`: shmkit against a pipe, a Unix socket and the hardware floors.
+//!
+//! Every case runs across two processes, this one pinned to CPU 0 and a peer (this binary
+//! re-run as `shmkit __peer`) pinned to CPU 1. All cases run in several rounds,
+//! interleaved (round 1 of every case, then round 2 of every case, ...), so that a change
+//! in the machine's state during the run hits every case alike and ratios hold.
+//!
+//! Round trips: one 8-byte request and its reply; every round trip is timed, and the
+//! percentiles are over all of them. Floors: the busy cache-line round trip (both sides
+//! spin on a shared word) and the futex round trip (both sides always sleep). The
+//! "sleeping" cases wait 50 µs (untimed) before each request so that the peer has gone to
+//! sleep: they measure a wake-up.
+//!
+//! Throughput: one way, from the first send to the peer's acknowledgement of the last
+//! message; the receiver reads every byte of every message (an xor over its words) in all
+//! cases alike.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use shmkit::__private::pin_to_cpu;
+use std::time::{Duration, Instant};
+
+use shmkit::{frames, spsc, Error, RawArray, WaitStrategy};
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// Options of `shmkit bench`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// More rounds and more messages (several minutes).
+    #[arg(long, conflicts_with = "quick")]
+    full: bool,
+    /// The default: a quick run (under a minute).
+    #[arg(long)]
+    quick: bool,
+    /// Prints the results as JSON on stdout (the table goes to stderr).
+    #[arg(long)]
+    json: bool,
+    /// Writes `results.json` and `chart.svg` into this directory.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+struct Plan {
+    rounds: usize,
+    /// Most time one case may take in one round; a case that reaches it stops early and
+    /// reports what it measured (busy-polling on a host that time-slices our two vCPUs
+    /// onto one core can cost milliseconds per round trip).
+    budget: Duration,
+    round_trips: usize,
+    small_messages: u64,
+    bytes_per_size: u64,
+}
+
+const QUICK: Plan = Plan {
+    rounds: 3,
+    budget: Duration::from_millis(700),
+    round_trips: 20_000,
+    small_messages: 300_000,
+    bytes_per_size: 64 << 20,
+};
+
+const FULL: Plan = Plan {
+    rounds: 7,
+    budget: Duration::from_secs(4),
+    round_trips: 100_000,
+    small_messages: 2_000_000,
+    bytes_per_size: 512 << 20,
+};
+
+#[derive(Clone, Copy, PartialEq)]
+enum Measure {
+    RoundTrip,
+    Throughput,
+}
+
+#[derive(Clone, Copy)]
+struct Case {
+    id: &'static str,
+    label: &'static str,
+    size: usize,
+    measure: Measure,
+    /// The case this one is compared to as its floor (round trips).
+    floor: Option<&'static str>,
+    /// The case this one is compared to as the pipe baseline.
+    pipe: Option<&'static str>,
+}
+
+const SIZES: [usize; 4] = [64, 1024, 64 << 10, 1 << 20];
+
+fn cases() -> Vec<Case> {
+    let rt = |id, label, floor, pipe| Case {
+        id,
+        label,
+        size: 8,
+        measure: Measure::RoundTrip,
+        floor,
+        pipe,
+    };
+    let mut v = vec![
+        rt(
+            "rt_floor_spin",
+            "floor: cache-line ping-pong (spin)",
+            None,
+            Some("rt_pipe"),
+        ),
+        rt(
+            "rt_spsc_busy",
+            "shmkit spsc, busy-poll",
+            Some("rt_floor_spin"),
+            Some("rt_pipe"),
+        ),
+        rt(
+            "rt_spsc_block",
+            "shmkit spsc, blocking",
+            Some("rt_floor_spin"),
+            Some("rt_pipe"),
+        ),
+        rt(
+            "rt_futex_sleeping",
+            "floor: futex wake, peer asleep",
+            None,
+            Some("rt_pipe_sleeping"),
+        ),
+        rt(
+            "rt_spsc_sleeping",
+            "shmkit spsc, blocking, peer asleep",
+            Some("rt_futex_sleeping"),
+            Some("rt_pipe_sleeping"),
+        ),
+        rt("rt_pipe", "pipe", None, None),
+        rt("rt_pipe_sleeping", "pipe, peer asleep", None, None),
+        rt("rt_socket", "unix socket", None, Some("rt_pipe")),
+    ];
+    let tp = |id, label, size, pipe| Case {
+        id,
+        label,
+        size,
+        measure: Measure::Throughput,
+        floor: None,
+        pipe,
+    };
+    v.push(tp(
+        "tp_spsc",
+        "shmkit spsc u64 (chunks)",
+        8,
+        Some("tp_pipe"),
+    ));
+    v.push(tp("tp_pipe", "pipe", 8, None));
+    v.push(tp("tp_socket", "unix socket", 8, Some("tp_pipe")));
+    for size in SIZES {
+        v.push(tp("tp_frames", "shmkit frames", size, Some("tp_pipe")));
+        v.push(tp("tp_pipe", "pipe", size, None));
+        v.push(tp("tp_socket", "unix socket", size, Some("tp_pipe")));
+    }
+    v
+}
+
+/// What one case measured, pooled over rounds.
+#[derive(Default, Clone)]
+struct Samples {
+    /// Round trips: every round trip, in nanoseconds.
+    rtt_ns: Vec<u64>,
+    /// Throughput: (messages, bytes, seconds) per round.
+    rounds: Vec<(u64, u64, f64)>,
+}
+
+pub fn run(args: &Args) -> Res<()> {
+    let plan = if args.full { FULL } else { QUICK };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus > 1 {
+        pin_to_cpu(0)?;
+    }
+    let cases = cases();
+    let mut samples = vec![Samples::default(); cases.len()];
+    let start = Instant::now();
+    for round in 0..plan.rounds {
+        for (i, case) in cases.iter().enumerate() {
+            eprint!(
+                "\r\x1b[2Kround {}/{}: {} ({} B)",
+                round + 1,
+                plan.rounds,
+                case.label,
+                case.size
+            );
+            let _ = std::io::stderr().flush();
+            run_case(case, &plan, &mut samples[i])?;
+        }
+    }
+    eprintln!("\r\x1b[2Kdone in {:.1} s", start.elapsed().as_secs_f64());
+    let report = Report::new(&cases, &samples, &plan, cpus);
+    if args.json {
+        eprint!("{}", report.table());
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.table());
+    }
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("results.json"), report.json())?;
+        std::fs::write(dir.join("chart.svg"), report.svg())?;
+        eprintln!(
+            "wrote {} and {}",
+            dir.join("results.json").display(),
+            dir.join("chart.svg").display()
+        );
+    }
+    Ok(())
+}
+
+fn unique_name(case: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "bench.{}.{}.{}",
+        std::process::id(),
+        case,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn spawn_peer(
+    case: &str,
+    name: &str,
+    size: usize,
+    count: u64,
+    stdio: Option<(OwnedFd, OwnedFd)>,
+) -> Res<Child> {
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args(["__peer", case, name, &size.to_string(), &count.to_string()]);
+    if let Some((input, output)) = stdio {
+        cmd.stdin(Stdio::from(input)).stdout(Stdio::from(output));
+    } else {
+        cmd.stdin(Stdio::null());
+    }
+    Ok(cmd.spawn()?)
+}
+
+fn spin_for(d: Duration) {
+    let until = Instant::now() + d;
+    while Instant::now() < until {
+        std::hint::spin_loop();
+    }
+}
+
+fn run_case(case: &Case, plan: &Plan, out: &mut Samples) -> Res<()> {
+    let name = unique_name(case.id);
+    // Round trips of this round; the first tenth is warm-up and is dropped at the end.
+    let mut local: Vec<u64> = Vec::new();
+    match case.id {
+        "rt_floor_spin" | "rt_futex_sleeping" => {
+            let words = RawArray::<u32>::create_zeroed(&name, 3)?;
+            let mut kid = spawn_peer(case.id, &name, 8, 0, None)?;
+            let (ping, pong, stop) = (
+                &words.atomics()[0],
+                &words.atomics()[1],
+                &words.atomics()[2],
+            );
+            let sleeping = case.id == "rt_futex_sleeping";
+            let n = if sleeping {
+                plan.round_trips / 10
+            } else {
+                plan.round_trips
+            };
+            let mut seq = 0u32;
+            let t0 = Instant::now();
+            for i in 0..n + n / 10 {
+                if i % 64 == 0 && t0.elapsed() > plan.budget {
+                    break;
+                }
+                if sleeping {
+                    spin_for(Duration::from_micros(50));
+                }
+                seq = seq.wrapping_add(1).max(1);
+                let t = Instant::now();
+                ping.store(seq, Ordering::Release);
+                if sleeping {
+                    futex_wake(ping);
+                }
+                loop {
+                    let v = pong.load(Ordering::Acquire);
+                    if v == seq {
+                        break;
+                    }
+                    if sleeping {
+                        futex_wait(pong, v);
+                    } else {
+                        std::hint::spin_loop();
+                    }
+                }
+                local.push(t.elapsed().as_nanos() as u64);
+            }
+            stop.store(1, Ordering::Release);
+            ping.store(seq.wrapping_add(1).max(1), Ordering::Release);
+            futex_wake(ping);
+            kid.wait()?;
+        }
+        "rt_spsc_busy" | "rt_spsc_block" | "rt_spsc_sleeping" => {
+            let mut req = spsc::Sender::<u64>::create(&format!("{name}.req"), 64)?;
+            let mut resp = spsc::Receiver::<u64>::create(&format!("{name}.resp"), 64)?;
+            let busy = case.id == "rt_spsc_busy";
+            let sleeping = case.id == "rt_spsc_sleeping";
+            if busy {
+                req.set_wait_strategy(WaitStrategy::BusyPoll);
+                resp.set_wait_strategy(WaitStrategy::BusyPoll);
+            }
+            let mut kid = spawn_peer(case.id, &name, 8, 0, None)?;
+            let n = if sleeping {
+                plan.round_trips / 10
+            } else {
+                plan.round_trips
+            };
+            let t0 = Instant::now();
+            for i in 0..(n + n / 10) as u64 {
+                if i % 64 == 0 && t0.elapsed() > plan.budget {
+                    break;
+                }
+                if sleeping {
+                    spin_for(Duration::from_micros(50));
+                }
+                let t = Instant::now();
+                req.send(i).map_err(Error::from)?;
+                let v = *resp.recv()?;
+                local.push(t.elapsed().as_nanos() as u64);
+                if v != i {
+                    return Err(format!("peer echoed {v}, expected {i}").into());
+                }
+            }
+            drop(req);
+            kid.wait()?;
+        }
+        "rt_pipe" | "rt_pipe_sleeping" | "rt_socket" => {
+            let (mut to, mut from, stdio) = endpoints(case.id == "rt_socket")?;
+            let mut kid = spawn_peer("echo", &name, 8, 0, Some(stdio))?;
+            let sleeping = case.id == "rt_pipe_sleeping";
+            let n = if sleeping {
+                plan.round_trips / 10
+            } else {
+                plan.round_trips
+            };
+            let mut buf = [0u8; 8];
+            let t0 = Instant::now();
+            for i in 0..(n + n / 10) as u64 {
+                if i % 64 == 0 && t0.elapsed() > plan.budget {
+                    break;
+                }
+                if sleeping {
+                    spin_for(Duration::from_micros(50));
+                }
+                let t = Instant::now();
+                to.write_all(&i.to_le_bytes())?;
+                from.read_exact(&mut buf)?;
+                local.push(t.elapsed().as_nanos() as u64);
+            }
+            // Close both of our ends (for a socket, both are the same connection).
+            drop((to, from));
+            kid.wait()?;
+        }
+        "tp_spsc" => {
+            let mut tx = spsc::Sender::<u64>::create(&format!("{name}.req"), 4096)?;
+            let mut ack = spsc::Receiver::<u64>::create(&format!("{name}.resp"), 64)?;
+            let n = plan.small_messages * 10;
+            let mut kid = spawn_peer(case.id, &name, 8, n, None)?;
+            // Wait for the peer to be ready, so that process start-up is not timed.
+            tx.send(u64::MAX).map_err(Error::from)?;
+            let _ = *ack.recv()?;
+            let t = Instant::now();
+            let mut i = 0;
+            while i < n {
+                let mut chunk = tx.write_chunk(256)?;
+                let k = chunk.fill_from(i..n);
+                chunk.commit(k);
+                i += k as u64;
+            }
+            let _ = *ack.recv()?;
+            out.rounds.push((n, n * 8, t.elapsed().as_secs_f64()));
+            drop(tx);
+            kid.wait()?;
+        }
+        "tp_frames" => {
+            let ring = (case.size * 8).next_power_of_two().max(1 << 20);
+            let mut tx = frames::Sender::create(&format!("{name}.req"), ring)?;
+            let mut ack = spsc::Receiver::<u64>::create(&format!("{name}.resp"), 64)?;
+            let n = messages_for(case.size, plan);
+            let mut kid = spawn_peer(case.id, &name, case.size, n, None)?;
+            let payload = vec![0x5au8; case.size];
+            tx.send(&payload)?;
+            let _ = *ack.recv()?;
+            let t = Instant::now();
+            for _ in 0..n {
+                tx.send(&payload)?;
+            }
+            let _ = *ack.recv()?;
+            out.rounds
+                .push((n, n * case.size as u64, t.elapsed().as_secs_f64()));
+            drop(tx);
+            kid.wait()?;
+        }
+        "tp_pipe" | "tp_socket" => {
+            let (mut to, mut from, stdio) = endpoints(case.id == "tp_socket")?;
+            let n = if case.size == 8 {
+                plan.small_messages
+            } else {
+                messages_for(case.size, plan)
+            };
+            let mut kid = spawn_peer("sink", &name, case.size, n, Some(stdio))?;
+            // Length-prefixed frames, one write per message.
+            let mut msg = vec![0x5au8; 4 + case.size];
+            msg[..4].copy_from_slice(&(case.size as u32).to_le_bytes());
+            let mut ackb = [0u8; 1];
+            to.write_all(&msg)?;
+            from.read_exact(&mut ackb)?;
+            let t = Instant::now();
+            for _ in 0..n {
+                to.write_all(&msg)?;
+            }
+            to.write_all(&u32::MAX.to_le_bytes())?; // end marker
+            from.read_exact(&mut ackb)?;
+            out.rounds
+                .push((n, n * case.size as u64, t.elapsed().as_secs_f64()));
+            // Close both of our ends (for a socket, both are the same connection).
+            drop((to, from));
+            kid.wait()?;
+        }
+        other => return Err(format!("unknown case {other}").into()),
+    }
+    out.rtt_ns.extend_from_slice(&local[local.len() / 10..]);
+    Ok(())
+}
+
+fn messages_for(size: usize, plan: &Plan) -> u64 {
+    (plan.bytes_per_size / size as u64).clamp(200, plan.small_messages)
+}
+
+/// A pipe pair or a socket pair: our write end, our read end, and the peer's (stdin,
+/// stdout).
+fn endpoints(socket: bool) -> Res<(File, File, (OwnedFd, OwnedFd))> {
+    if socket {
+        let (ours, theirs) = UnixStream::pair()?;
+        let ours2 = ours.try_clone()?;
+        let theirs2 = theirs.try_clone()?;
+        Ok((
+            File::from(OwnedFd::from(ours)),
+            File::from(OwnedFd::from(ours2)),
+            (OwnedFd::from(theirs), OwnedFd::from(theirs2)),
+        ))
+    } else {
+        let (req_r, req_w) = std::io::pipe()?;
+        let (resp_r, resp_w) = std::io::pipe()?;
+        Ok((
+            File::from(OwnedFd::from(req_w)),
+            File::from(OwnedFd::from(resp_r)),
+            (OwnedFd::from(req_r), OwnedFd::from(resp_w)),
+        ))
+    }
+}
+
+fn xor_words(bytes: &[u8]) -> u64 {
+    let mut x = 0u64;
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        x ^= u64::from_le_bytes(c.try_into().expect("8 bytes"));
+    }
+    for &b in chunks.remainder() {
+        x ^= u64::from(b);
+    }
+    x
+}
+
+/// The peer side of every case.
+pub fn peer(case: &str, name: &str, size: usize, count: u64) -> Res<()> {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
+        pin_to_cpu(1)?;
+    }
+    match case {
+        "rt_floor_spin" | "rt_futex_sleeping" => {
+            let words = RawArray::<u32>::open(name)?;
+            let (ping, pong, stop) = (
+                &words.atomics()[0],
+                &words.atomics()[1],
+                &words.atomics()[2],
+            );
+            let sleeping = case == "rt_futex_sleeping";
+            let mut seen = 0;
+            loop {
+                let v = ping.load(Ordering::Acquire);
+                if v == seen {
+                    if sleeping {
+                        futex_wait(ping, v);
+                    } else {
+                        std::hint::spin_loop();
+                    }
+                    continue;
+                }
+                seen = v;
+                if stop.load(Ordering::Acquire) != 0 {
+                    return Ok(());
+                }
+                pong.store(v, Ordering::Release);
+                if sleeping {
+                    futex_wake(pong);
+                }
+            }
+        }
+        "rt_spsc_busy" | "rt_spsc_block" | "rt_spsc_sleeping" => {
+            let mut req = spsc::Receiver::<u64>::open(&format!("{name}.req"))?;
+            let mut resp = spsc::Sender::<u64>::open(&format!("{name}.resp"))?;
+            if case == "rt_spsc_busy" {
+                req.set_wait_strategy(WaitStrategy::BusyPoll);
+                resp.set_wait_strategy(WaitStrategy::BusyPoll);
+            }
+            loop {
+                let v = match req.recv() {
+                    Ok(g) => *g,
+                    Err(Error::Disconnected) => return Ok(()),
+                    Err(e) => return Err(e.into()),
+                };
+                resp.send(v).map_err(Error::from)?;
+            }
+        }
+        "echo" => {
+            // SAFETY: fds 0 and 1 are the pipe or socket ends the parent gave us, owned by
+            // nobody else in this process.
+            let (mut input, mut output) = unsafe { (File::from_raw_fd(0), File::from_raw_fd(1)) };
+            let mut buf = [0u8; 8];
+            while input.read_exact(&mut buf).is_ok() {
+                output.write_all(&buf)?;
+            }
+            Ok(())
+        }
+        "sink" => {
+            // SAFETY: as for "echo".
+            let (mut input, mut output) = unsafe { (File::from_raw_fd(0), File::from_raw_fd(1)) };
+            let mut buf = vec![0u8; size];
+            let mut len = [0u8; 4];
+            let mut acc = 0u64;
+            // The first message says we are ready; then `count` messages and an end marker.
+            for i in 0..=count + 1 {
+                input.read_exact(&mut len)?;
+                let n = u32::from_le_bytes(len);
+                if n == u32::MAX {
+                    break;
+                }
+                let n = (n as usize).min(size);
+                input.read_exact(&mut buf[..n])?;
+                acc ^= xor_words(&buf[..n]);
+                if i == 0 {
+                    output.write_all(&[1])?;
+                }
+            }
+            std::hint::black_box(acc);
+            output.write_all(&[1])?;
+            Ok(())
+        }
+        "tp_spsc" => {
+            let mut rx = spsc::Receiver::<u64>::open(&format!("{name}.req"))?;
+            let mut ack = spsc::Sender::<u64>::open(&format!("{name}.resp"))?;
+            let _ = *rx.recv()?;
+            ack.send(0).map_err(Error::from)?;
+            let mut acc = 0u64;
+            let mut got = 0u64;
+            while got < count {
+                let chunk = rx.read_chunk(256)?;
+                for v in chunk.iter() {
+                    acc ^= *v;
+                }
+                got += chunk.len() as u64;
+                chunk.commit_all();
+            }
+            ack.send(acc).map_err(Error::from)?;
+            Ok(())
+        }
+        "tp_frames" => {
+            let mut rx = frames::Receiver::open(&format!("{name}.req"))?;
+            let mut ack = spsc::Sender::<u64>::open(&format!("{name}.resp"))?;
+            let mut acc = 0u64;
+            let _ = rx.recv()?.len();
+            ack.send(0).map_err(Error::from)?;
+            for _ in 0..count {
+                acc ^= xor_words(&rx.recv()?);
+            }
+            ack.send(acc).map_err(Error::from)?;
+            Ok(())
+        }
+        other => Err(format!("unknown peer case {other}").into()),
+    }
+}
+
+fn futex_wait(word: &AtomicU32, expected: u32) {
+    // SAFETY: `word` is a valid u32 in shared memory; FUTEX_WAIT compares and sleeps.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            std::ptr::null::<libc::timespec>(),
+        )
+    };
+}
+
+fn futex_wake(word: &AtomicU32) {
+    // SAFETY: `word` is a valid u32 in shared memory.
+    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, 1) };
+}
+
+// ---------------------------------------------------------------------------------------
+// Reporting
+
+struct Row {
+    case: Case,
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    msgs_per_s: f64,
+    bytes_per_s: f64,
+}
+
+struct Report {
+    rows: Vec<Row>,
+    rounds: usize,
+    cpus: usize,
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i] as f64
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+impl Report {
+    fn new(cases: &[Case], samples: &[Samples], plan: &Plan, cpus: usize) -> Report {
+        let rows = cases
+            .iter()
+            .zip(samples)
+            .map(|(case, s)| {
+                let mut rtt = s.rtt_ns.clone();
+                rtt.sort_unstable();
+                Row {
+                    case: *case,
+                    p50: percentile(&rtt, 0.5),
+                    p99: percentile(&rtt, 0.99),
+                    p999: percentile(&rtt, 0.999),
+                    msgs_per_s: median(s.rounds.iter().map(|r| r.0 as f64 / r.2).collect()),
+                    bytes_per_s: median(s.rounds.iter().map(|r| r.1 as f64 / r.2).collect()),
+                }
+            })
+            .collect();
+        Report {
+            rows,
+            rounds: plan.rounds,
+            cpus,
+        }
+    }
+
+    fn find(&self, id: &str, size: usize) -> Option<&Row> {
+        self.rows
+            .iter()
+            .find(|r| r.case.id == id && r.case.size == size)
+    }
+
+    fn table(&self) -> String {
+        let mut s = String::new();
+        s += &format!(
+            "shmkit bench: {} interleaved rounds, {} CPUs{}\n\n",
+            self.rounds,
+            self.cpus,
+            if self.cpus > 1 {
+                ", pinned to CPUs 0 and 1"
+            } else {
+                " (not pinned)"
+            }
+        );
+        s += "Round trip, 8-byte request and reply (ns)\n";
+        s += &format!(
+            "{:<38} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+            "case", "p50", "p99", "p99.9", "vs pipe", "vs floor"
+        );
+        for r in self
+            .rows
+            .iter()
+            .filter(|r| r.case.measure == Measure::RoundTrip)
+        {
+            let vs = |other: Option<&str>| {
+                other
+                    .and_then(|id| self.find(id, 8))
+                    .filter(|o| o.p50.is_finite() && r.p50.is_finite())
+                    .map_or("".to_string(), |o| format!("{:.2}x", r.p50 / o.p50))
+            };
+            let ns = |x: f64| {
+                if x.is_finite() {
+                    format!("{x:.0}")
+                } else {
+                    "n/a".into()
+                }
+            };
+            s += &format!(
+                "{:<38} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+                r.case.label,
+                ns(r.p50),
+                ns(r.p99),
+                ns(r.p999),
+                vs(r.case.pipe),
+                vs(r.case.floor)
+            );
+        }
+        if let Some(floor) = self.find("rt_floor_spin", 8) {
+            if floor.p50.is_nan() || floor.p50 >= 5_000.0 {
+                s += "warning: the cache-line floor is above 5 us or could not be measured: the host is\n\
+                      time-slicing our two CPUs onto one core, so spinning costs a time slice per hand-off.\n\
+                      Busy-poll numbers from this run are not meaningful; run again later.\n";
+            }
+        }
+        s += "\nOne-way throughput (median of rounds)\n";
+        s += &format!(
+            "{:<30} {:>8} {:>12} {:>10} {:>9}\n",
+            "case", "size", "msgs/s", "GB/s", "vs pipe"
+        );
+        for r in self
+            .rows
+            .iter()
+            .filter(|r| r.case.measure == Measure::Throughput)
+        {
+            let vs = r
+                .case
+                .pipe
+                .and_then(|id| self.find(id, r.case.size))
+                .map_or("".to_string(), |o| {
+                    format!("{:.1}x", r.bytes_per_s / o.bytes_per_s)
+                });
+            s += &format!(
+                "{:<30} {:>8} {:>12.0} {:>10.3} {:>9}\n",
+                r.case.label,
+                human(r.case.size),
+                r.msgs_per_s,
+                r.bytes_per_s / 1e9,
+                vs
+            );
+        }
+        s
+    }
+
+    fn json(&self) -> String {
+        let rows: Vec<String> = self
+            .rows
+            .iter()
+            .map(|r| {
+                let num = |x: f64| if x.is_finite() { format!("{x:.1}") } else { "null".into() };
+                format!(
+                    "{{\"case\":{:?},\"label\":{:?},\"size\":{},\"p50_ns\":{},\"p99_ns\":{},\"p999_ns\":{},\"msgs_per_s\":{},\"bytes_per_s\":{}}}",
+                    r.case.id,
+                    r.case.label,
+                    r.case.size,
+                    num(r.p50),
+                    num(r.p99),
+                    num(r.p999),
+                    num(r.msgs_per_s),
+                    num(r.bytes_per_s)
+                )
+            })
+            .collect();
+        format!(
+            "{{\"rounds\":{},\"cpus\":{},\"results\":[{}]}}\n",
+            self.rounds,
+            self.cpus,
+            rows.join(",")
+        )
+    }
+
+    /// Two bar charts: round-trip p50 (log scale) and throughput by size (log scale).
+    fn svg(&self) -> String {
+        let (w, h) = (900.0, 760.0);
+        let mut s = format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+        );
+        // Panel 1: round trips.
+        s += "<text x=\"20\" y=\"24\" font-size=\"16\">Round trip p50, 8 bytes (ns, log scale; shorter is better)</text>\n";
+        let rts: Vec<&Row> = self
+            .rows
+            .iter()
+            .filter(|r| r.case.measure == Measure::RoundTrip && r.p50.is_finite())
+            .collect();
+        let max = rts.iter().map(|r| r.p50).fold(1.0, f64::max).log10().ceil();
+        for (i, r) in rts.iter().enumerate() {
+            let y = 40.0 + i as f64 * 26.0;
+            let len = (r.p50.max(1.0).log10() / max) * 520.0;
+            let color = if r.case.label.starts_with("shmkit") {
+                "#2a7ab9"
+            } else if r.case.label.starts_with("floor") {
+                "#999999"
+            } else {
+                "#d9822b"
+            };
+            s += &format!(
+                "<text x=\"20\" y=\"{:.0}\">{}</text><rect x=\"300\" y=\"{:.0}\" width=\"{len:.0}\" height=\"18\" fill=\"{color}\"/><text x=\"{:.0}\" y=\"{:.0}\">{:.0} ns</text>\n",
+                y + 13.0,
+                xml(r.case.label),
+                y,
+                305.0 + len,
+                y + 13.0,
+                r.p50
+            );
+        }
+        // Panel 2: throughput by size.
+        let top = 60.0 + rts.len() as f64 * 26.0;
+        s += &format!(
+            "<text x=\"20\" y=\"{:.0}\" font-size=\"16\">One-way throughput by message size (GB/s, log scale; longer is better)</text>\n",
+            top
+        );
+        let series = [
+            ("tp_frames", "#2a7ab9", "shmkit frames"),
+            ("tp_spsc", "#2a7ab9", "shmkit spsc"),
+            ("tp_pipe", "#d9822b", "pipe"),
+            ("tp_socket", "#8c5fb0", "unix socket"),
+        ];
+        let mut y = top + 16.0;
+        let mut sizes: Vec<usize> = vec![8];
+        sizes.extend(SIZES);
+        for size in sizes {
+            s += &format!(
+                "<text x=\"20\" y=\"{:.0}\" font-weight=\"bold\">{}</text>\n",
+                y + 13.0,
+                human(size)
+            );
+            for (id, color, label) in series {
+                let Some(r) = self.find(id, size) else {
+                    continue;
+                };
+                if !r.bytes_per_s.is_finite() {
+                    continue;
+                }
+                // log10 from 1 MB/s (0) to 100 GB/s (5).
+                let v = (r.bytes_per_s / 1e6).max(1.0).log10();
+                let len = v / 5.0 * 480.0;
+                s += &format!(
+                    "<text x=\"90\" y=\"{:.0}\">{label}</text><rect x=\"300\" y=\"{y:.0}\" width=\"{len:.0}\" height=\"16\" fill=\"{color}\"/><text x=\"{:.0}\" y=\"{:.0}\">{:.3} GB/s</text>\n",
+                    y + 12.0,
+                    305.0 + len,
+                    y + 12.0,
+                    r.bytes_per_s / 1e9
+                );
+                y += 20.0;
+            }
+            y += 6.0;
+        }
+        s += "</svg>\n";
+        s
+    }
+}
+
+fn human(size: usize) -> String {
+    match size {
+        s if s >= 1 << 20 => format!("{} MiB", s >> 20),
+        s if s >= 1 << 10 => format!("{} KiB", s >> 10),
+        s => format!("{s} B"),
+    }
+}
+
+fn xml(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;")
+}
