@@ -77,13 +77,6 @@ pub enum Error {
     )]
     NotRecoverable,
 
-    /// The process that was creating a segment died before it finished.
-    #[error("the creator of `{name}` died before it finished initialising it")]
-    CreatorDied {
-        /// The user-facing name.
-        name: String,
-    },
-
     /// The segment is not ours to trust (another owner, or writable by group or others), or
     /// the operating system refused access.
     #[error("permission denied for `{name}`: {reason}")]

@@ -8,7 +8,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use common::Names;
-use shmkit::{frames, spsc, Event, Mutex, Semaphore};
+use shmkit::{frames, mpmc, spsc, Event, Mutex, Semaphore};
 
 struct Counting;
 
@@ -51,16 +51,18 @@ fn sending_receiving_and_locking_allocate_nothing() {
     let mut rx = spsc::Receiver::<u64>::open(&names.name("spsc")).unwrap();
     let mut ftx = frames::Sender::create(&names.name("frames"), 4096).unwrap();
     let mut frx = frames::Receiver::open(&names.name("frames")).unwrap();
+    let mut mtx = mpmc::Sender::<u64>::create(&names.name("mpmc"), 64).unwrap();
+    let mut mrx = mpmc::Receiver::<u64>::open(&names.name("mpmc")).unwrap();
     let m = Mutex::<u64>::create(&names.name("m"), 0).unwrap();
     let sem = Semaphore::create(&names.name("sem"), 0).unwrap();
     let ev = Event::create(&names.name("ev")).unwrap();
     let payload = [7u8; 100];
 
-    let round = |i: u64,
-                 tx: &mut spsc::Sender<u64>,
-                 rx: &mut spsc::Receiver<u64>,
-                 ftx: &mut frames::Sender,
-                 frx: &mut frames::Receiver| {
+    let mut round = |i: u64,
+                     tx: &mut spsc::Sender<u64>,
+                     rx: &mut spsc::Receiver<u64>,
+                     ftx: &mut frames::Sender,
+                     frx: &mut frames::Receiver| {
         tx.send(i).unwrap();
         let mut slot = tx.loan().unwrap();
         *slot = i + 1;
@@ -73,6 +75,10 @@ fn sending_receiving_and_locking_allocate_nothing() {
         loan.commit();
         assert_eq!(frx.recv().unwrap().len(), 100);
         assert_eq!(frx.try_recv().unwrap().len(), 8);
+        mtx.send(i).unwrap();
+        assert_eq!(*mrx.recv().unwrap(), i);
+        mtx.try_send(i).unwrap();
+        assert_eq!(*mrx.try_recv().unwrap(), i);
         *m.lock().unwrap() += 1;
         sem.release().unwrap();
         sem.acquire().unwrap();
