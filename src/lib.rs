@@ -43,6 +43,7 @@ compile_error!(
 mod array;
 mod channel;
 mod error;
+mod failpoint;
 mod os;
 mod primitive;
 mod segment;

@@ -301,6 +301,17 @@ pub(crate) fn close_raw(fd: RawFd) {
     unsafe { libc::close(fd) };
 }
 
+/// Kills this process with SIGKILL, as a crash would (test failpoints only).
+#[cfg(feature = "failpoints")]
+pub(crate) fn kill_self() -> ! {
+    // SAFETY: plain syscalls with valid arguments; SIGKILL cannot be caught, so `kill`
+    // does not return; `abort` is the fallback should it somehow fail.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+    }
+    std::process::abort()
+}
+
 /// Pins the calling thread to one CPU (for benchmarks).
 pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
     // SAFETY: `cpu_set_t` is plain old data; zeroed is the empty set.

@@ -41,6 +41,7 @@
 //! whoever still has it open. [`list`] shows this crate's segments and [`unlink`] removes
 //! one by name.
 
+use crate::failpoint::failpoint;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -539,6 +540,7 @@ impl Segment {
                 return Err(e);
             }
         };
+        failpoint!("segment.before_publish");
         match os::rename_noreplace(&tmp, path) {
             Ok(()) => Ok(seg),
             Err(e) => {

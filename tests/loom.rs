@@ -169,7 +169,11 @@ fn channel_sleep_wake_handshake_never_loses_a_wake_up() {
 fn unique(tag: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("loom.{tag}.{}.{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "loom.{tag}.{}.{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// The real spsc ring (stamps, positions, eventcounts, endpoint slots are loom atomics in a

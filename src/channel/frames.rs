@@ -37,6 +37,7 @@
 //! # Ok::<(), shmkit::Error>(())
 //! ```
 
+use crate::failpoint::failpoint;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
@@ -230,7 +231,14 @@ macro_rules! constructors {
         ) -> Result<Self> {
             let ring = Ring::new(name, mode, capacity, opts)?;
             ring.claim($end, $role)?;
-            Self::attach(ring)
+            match Self::resume(&ring) {
+                Ok(at) => Ok(Self::at(ring, at)),
+                Err(e) => {
+                    // Nothing can be resumed: give the claim back before reporting.
+                    ring.hdr().ends.0[$end].release(&ring.seg);
+                    Err(e)
+                }
+            }
         }
 
         /// The waiting strategy of this end (default [`WaitStrategy::Blocking`]).
@@ -273,28 +281,42 @@ macro_rules! constructors {
 impl Sender {
     constructors!(SENDER, "sender");
 
-    fn attach(ring: Ring) -> Result<Sender> {
+    fn at(ring: Ring, (pos, head): (u64, u64)) -> Self {
+        Sender {
+            ring,
+            pos,
+            head,
+            strategy: WaitStrategy::Blocking,
+            peer: PeerCheck::new(),
+        }
+    }
+
+    /// Where this end resumes, from the shared state (after the claim).
+    fn resume(ring: &Ring) -> Result<(u64, u64)> {
         let h = ring.hdr();
         // Acquire: pairs with the previous endpoints' Release in their endpoint release.
         let mut pos = h.tail.0.load(Ordering::Acquire);
         let head = h.head.0.load(Ordering::Acquire);
         // Skip records published after the last tail update (a sender that died between
-        // its stamp and its tail store).
+        // its stamp and its tail store). The receiver may have consumed those already, so
+        // until the walk ends the head may be ahead of the stale tail, by at most a ring.
+        let out_of_range = |pos: u64| {
+            Error::corrupt(format!(
+                "frame ring positions out of range: tail {pos}, head {head}"
+            ))
+        };
         for _ in 0..=(ring.cap / REC_HDR) {
-            if pos.wrapping_sub(head) > ring.cap || !pos.is_multiple_of(ALIGN) {
-                return Err(Error::corrupt(format!(
-                    "frame ring positions out of range: tail {pos}, head {head}"
-                )));
+            if (pos.wrapping_sub(head) > ring.cap && head.wrapping_sub(pos) > ring.cap)
+                || !pos.is_multiple_of(ALIGN)
+            {
+                return Err(out_of_range(pos));
             }
             // Acquire: pairs with the previous sender's Release stamp store.
             if ring.stamp(pos).load(Ordering::Acquire) != pos.wrapping_add(1) {
-                return Ok(Sender {
-                    ring,
-                    pos,
-                    head,
-                    strategy: WaitStrategy::Blocking,
-                    peer: PeerCheck::new(),
-                });
+                if pos.wrapping_sub(head) > ring.cap {
+                    return Err(out_of_range(pos));
+                }
+                return Ok((pos, head));
             }
             let (n, pad) = ring.record_at(pos)?;
             pos = pos.wrapping_add(if pad { n } else { record_size(n) });
@@ -360,8 +382,8 @@ impl Sender {
                 Poll::Pending
             })
         };
-        wait_until(signal, strategy, deadline, &mut poll, || {
-            ring.hdr().ends.0[RECEIVER].is_gone(&ring.seg)
+        wait_until(signal, strategy, deadline, &mut poll, |check| {
+            ring.hdr().ends.0[RECEIVER].is_gone_by(&ring.seg, check)
         })
     }
 
@@ -404,6 +426,7 @@ impl Sender {
             .stamp(pos)
             .store(pos.wrapping_add(1), Ordering::Release);
         self.pos = next;
+        failpoint!("frames.published");
         // Relaxed: a published counter for `len` and for a new sender; never polled.
         self.ring.hdr().tail.0.store(next, Ordering::Relaxed);
         self.ring.hdr().data.notify();
@@ -553,21 +576,32 @@ pub struct Receiver {
 impl Receiver {
     constructors!(RECEIVER, "receiver");
 
-    fn attach(ring: Ring) -> Result<Receiver> {
-        let h = ring.hdr();
-        // Acquire: pairs with the previous receiver's Release in its endpoint release.
-        let pos = h.head.0.load(Ordering::Acquire);
-        if !pos.is_multiple_of(ALIGN) {
-            return Err(Error::corrupt(format!(
-                "frame ring: receiver position {pos} is not aligned"
-            )));
-        }
-        Ok(Receiver {
+    fn at(ring: Ring, pos: u64) -> Self {
+        Receiver {
             ring,
             pos,
             strategy: WaitStrategy::Blocking,
             peer: PeerCheck::new(),
-        })
+        }
+    }
+
+    /// Where this end resumes, from the shared state (after the claim).
+    fn resume(ring: &Ring) -> Result<u64> {
+        let h = ring.hdr();
+        // Acquire: pairs with the previous receiver's Release in its endpoint release.
+        let pos = h.head.0.load(Ordering::Acquire);
+        // Relaxed: only checked for plausibility; the stamps decide what is published.
+        let tail = h.tail.0.load(Ordering::Relaxed);
+        // The tail may lag the head by a record or so (a sender that died between its stamp
+        // and its tail store, then the record was received); never by more than a ring.
+        if !pos.is_multiple_of(ALIGN)
+            || (tail.wrapping_sub(pos) > ring.cap && pos.wrapping_sub(tail) > ring.cap)
+        {
+            return Err(Error::corrupt(format!(
+                "frame ring: receiver position {pos} is not aligned or not within a ring of the sender's {tail}"
+            )));
+        }
+        Ok(pos)
     }
 
     fn poll_frame(&mut self) -> Result<Poll<u64>> {
@@ -597,7 +631,7 @@ impl Receiver {
             self.strategy,
             deadline,
             || poll_frame(ring, pos),
-            || ring.hdr().ends.0[SENDER].is_gone(&ring.seg),
+            |check| ring.hdr().ends.0[SENDER].is_gone_by(&ring.seg, check),
         )
     }
 
@@ -692,6 +726,7 @@ fn release(ring: &Ring, pos: &mut u64, size: u64) {
     // Release: our reads of the released bytes are done before the sender reuses them
     // (pairs with its Acquire load of `head`).
     ring.hdr().head.0.store(*pos, Ordering::Release);
+    failpoint!("frames.released");
     ring.hdr().space.notify();
 }
 

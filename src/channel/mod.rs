@@ -90,10 +90,7 @@ impl PeerCheck {
     pub(crate) fn gone(&mut self, seg: &Segment, slot: &EndpointSlot) -> Result<bool> {
         let now = Instant::now();
         if self.next.is_some_and(|n| now < n) {
-            // Relaxed: a cleared slot is cheap to notice without the kernel.
-            return Ok(
-                slot.token.load(Ordering::Relaxed) == 0 && slot.ever.load(Ordering::Relaxed) != 0
-            );
+            return Ok(slot.is_closed());
         }
         self.next = Some(now + Duration::from_millis(10));
         slot.is_gone(seg)
@@ -233,6 +230,23 @@ impl EndpointSlot {
         }
     }
 
+    /// Whether the peer closed its end cleanly: a cheap check, no syscall.
+    pub(crate) fn is_closed(&self) -> bool {
+        // Acquire: pairs with the Release in `release`, so everything the peer published
+        // before it closed is visible to the final poll that follows a `true`.
+        self.token.load(Ordering::Acquire) == 0
+        // Relaxed: set before the token it accompanies was published.
+            && self.ever.load(Ordering::Relaxed) != 0
+    }
+
+    /// [`EndpointSlot::is_closed`] or [`EndpointSlot::is_gone`], as `check` says.
+    pub(crate) fn is_gone_by(&self, seg: &Segment, check: Check) -> Result<bool> {
+        match check {
+            Check::Cheap => Ok(self.is_closed()),
+            Check::Full => self.is_gone(seg),
+        }
+    }
+
     /// Whether the peer is gone: it attached once, and now the slot is free or its
     /// process is dead. A peer that never attached is not gone (it may still come).
     pub(crate) fn is_gone(&self, seg: &Segment) -> Result<bool> {
@@ -261,15 +275,26 @@ pub(crate) enum Poll<R> {
     Pending,
 }
 
+/// How thoroughly [`wait_until`] asks whether the peer is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// Only what shared memory says (a cleanly closed end): no syscall. Asked after every
+    /// wake-up that found nothing, since a closing end wakes its sleeping peers.
+    Cheap,
+    /// Also ask the kernel whether the holder is alive. Asked whenever a slice runs out.
+    Full,
+}
+
 /// The one waiting loop of the channels: poll, spin, then (blocking) announce, re-poll
-/// and sleep on `signal`; check `peer_gone` whenever a slice runs out (or, busy-polling,
-/// every [`BUSY_CHECK`]). `poll` returns errors (corruption) as they are.
+/// and sleep on `signal`; ask `peer_gone` ([`Check::Full`]) whenever a slice runs out (or,
+/// busy-polling, every [`BUSY_CHECK`]) and ([`Check::Cheap`]) after a wake-up that found
+/// nothing. `poll` returns errors (corruption) as they are.
 pub(crate) fn wait_until<R>(
     signal: &Signal,
     strategy: WaitStrategy,
     deadline: Deadline,
     mut poll: impl FnMut() -> Result<Poll<R>>,
-    mut peer_gone: impl FnMut() -> Result<bool>,
+    mut peer_gone: impl FnMut(Check) -> Result<bool>,
 ) -> Result<R> {
     for _ in 0..wait::SPIN_LIMIT {
         if let Poll::Ready(r) = poll()? {
@@ -279,19 +304,30 @@ pub(crate) fn wait_until<R>(
     }
     let mut slice = FIRST_SLICE;
     let mut next_check = Instant::now() + slice;
+    let mut woken = false;
     loop {
         if let Poll::Ready(r) = poll()? {
             return Ok(r);
         }
         let now = Instant::now();
-        if now >= next_check {
-            if peer_gone()? {
+        let check = if now >= next_check {
+            Some(Check::Full)
+        } else if woken {
+            Some(Check::Cheap)
+        } else {
+            None
+        };
+        woken = false;
+        if let Some(check) = check {
+            if peer_gone(check)? {
                 // One last look: the peer may have published just before it went.
                 if let Poll::Ready(r) = poll()? {
                     return Ok(r);
                 }
                 return Err(Error::Disconnected);
             }
+        }
+        if check == Some(Check::Full) {
             slice = (slice * 2).min(MAX_SLICE);
             next_check = now
                 + if strategy == WaitStrategy::BusyPoll {
@@ -311,7 +347,7 @@ pub(crate) fn wait_until<R>(
                     return Ok(r);
                 }
                 let left = next_check.saturating_duration_since(Instant::now());
-                signal.sleep(expected, deadline, left.max(Duration::from_micros(100)))?;
+                woken = signal.sleep(expected, deadline, left.max(Duration::from_micros(100)))?;
             }
         }
     }
@@ -356,7 +392,7 @@ impl HandshakeModel {
                     Poll::Pending
                 })
             },
-            || Ok(false),
+            |_| Ok(false),
         )
     }
 }

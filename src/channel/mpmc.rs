@@ -111,6 +111,7 @@
 //! against the positions, distances between `head` and `tail`, pending words. A bad value
 //! is [`Error::Corrupt`]; every retry loop is bounded.
 
+use crate::failpoint::failpoint;
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
@@ -120,7 +121,7 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use super::{wait_until, EndpointSlot, Line, Poll, Signal, WaitStrategy};
+use super::{wait_until, Check, EndpointSlot, Line, Poll, Signal, WaitStrategy};
 use crate::error::{Error, Result};
 use crate::primitive::{AtomicU64, Ordering};
 use crate::segment::{CreationMode, Kind, Layout, Options, Segment};
@@ -1053,7 +1054,10 @@ impl<T: Pod> Sender<T> {
             self.strategy,
             deadline,
             || ring.poll_send(reg),
-            || ring.stalled(Side::Send),
+            |check| match check {
+                Check::Cheap => Ok(ring.all_closed(Side::Recv)),
+                Check::Full => ring.stalled(Side::Send),
+            },
         )
     }
 
@@ -1088,6 +1092,7 @@ impl<T: Pod> Sender<T> {
                 Ok(pos) => pos,
                 Err(error) => return Err(SendError { value: v, error }),
             };
+            failpoint!("mpmc.send.claimed");
             // SAFETY: we claimed `pos`: no receiver reads the slot until we publish it, and
             // no other sender writes it (it is not free for anyone else).
             unsafe { self.ring.claimed_slot(pos).value.get().write(v) };
@@ -1279,7 +1284,10 @@ impl<T: Pod> Receiver<T> {
             self.strategy,
             deadline,
             || ring.poll_recv(reg),
-            || ring.stalled(Side::Recv),
+            |check| match check {
+                Check::Cheap => Ok(ring.all_closed(Side::Send)),
+                Check::Full => ring.stalled(Side::Recv),
+            },
         )
     }
 
@@ -1304,6 +1312,7 @@ impl<T: Pod> Receiver<T> {
 
     fn guard(&mut self, pos: u64) -> RecvGuard<'_, T> {
         self.held = Some(pos);
+        failpoint!("mpmc.recv.claimed");
         RecvGuard { rx: self, pos }
     }
 

@@ -50,6 +50,7 @@
 //! # Ok::<(), shmkit::Error>(())
 //! ```
 
+use crate::failpoint::failpoint;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
@@ -259,7 +260,14 @@ macro_rules! constructors {
         ) -> Result<Self> {
             let ring = Ring::new(Some(name), mode, capacity, opts)?;
             ring.claim($end, $role)?;
-            Self::attach(ring)
+            match Self::resume(&ring) {
+                Ok(at) => Ok(Self::at(ring, at)),
+                Err(e) => {
+                    // Nothing can be resumed: give the claim back before reporting.
+                    ring.hdr().ends.0[$end].release(&ring.seg);
+                    Err(e)
+                }
+            }
         }
 
         /// The waiting strategy of this end (default [`WaitStrategy::Blocking`]).
@@ -296,7 +304,17 @@ macro_rules! constructors {
 impl<T: Pod> Sender<T> {
     constructors!(SENDER, "sender");
 
-    fn attach(ring: Ring<T>) -> Result<Self> {
+    fn at(ring: Ring<T>, pos: u64) -> Self {
+        Sender {
+            ring,
+            pos,
+            strategy: WaitStrategy::Blocking,
+            peer: PeerCheck::new(),
+        }
+    }
+
+    /// Where this end resumes, from the shared state (after the claim).
+    fn resume(ring: &Ring<T>) -> Result<u64> {
         // Resume after the last committed message: the published tail, plus any message
         // published after the previous sender's last tail update.
         // Acquire: pairs with the previous sender's Release in its endpoint release.
@@ -304,15 +322,12 @@ impl<T: Pod> Sender<T> {
         for _ in 0..=ring.cap {
             // Acquire: pairs with the stamp stores of both sides.
             let stamp = ring.slot(pos).stamp.load(Ordering::Acquire);
-            if stamp == pos.wrapping_add(1) {
+            // Published (`pos + 1`), or published and already released (`pos + cap`): the
+            // message at `pos` was committed; go on.
+            if stamp == pos.wrapping_add(1) || stamp == pos.wrapping_add(ring.cap) {
                 pos = pos.wrapping_add(1);
             } else if stamp == pos || stamp == pos.wrapping_add(1).wrapping_sub(ring.cap) {
-                return Ok(Sender {
-                    ring,
-                    pos,
-                    strategy: WaitStrategy::Blocking,
-                    peer: PeerCheck::new(),
-                });
+                return Ok(pos);
             } else {
                 return Err(ring.corrupt("on attach", pos, stamp));
             }
@@ -349,7 +364,7 @@ impl<T: Pod> Sender<T> {
             self.strategy,
             deadline,
             || this.poll_free(),
-            || ring.hdr().ends.0[RECEIVER].is_gone(&ring.seg),
+            |check| ring.hdr().ends.0[RECEIVER].is_gone_by(&ring.seg, check),
         )
     }
 
@@ -378,6 +393,7 @@ impl<T: Pod> Sender<T> {
             .stamp
             .store(pos.wrapping_add(1), Ordering::Release);
         self.pos = pos.wrapping_add(1);
+        failpoint!("spsc.published");
         // Relaxed: a published counter for `len` and for a new sender; never polled.
         self.ring.hdr().tail.0.store(self.pos, Ordering::Relaxed);
         self.ring.hdr().data.notify();
@@ -576,6 +592,7 @@ impl<T: Pod> WriteChunk<'_, T> {
                 .stamp
                 .store(pos.wrapping_add(1), Ordering::Release);
             self.tx.pos = pos.wrapping_add(1);
+            failpoint!("spsc.published");
         }
         if n > 0 {
             // Relaxed: see `publish`.
@@ -618,22 +635,30 @@ pub struct Receiver<T: Pod> {
 impl<T: Pod> Receiver<T> {
     constructors!(RECEIVER, "receiver");
 
-    fn attach(ring: Ring<T>) -> Result<Self> {
+    fn at(ring: Ring<T>, pos: u64) -> Self {
+        Receiver {
+            ring,
+            pos,
+            strategy: WaitStrategy::Blocking,
+            peer: PeerCheck::new(),
+        }
+    }
+
+    /// Where this end resumes, from the shared state (after the claim).
+    fn resume(ring: &Ring<T>) -> Result<u64> {
         // Resume at the first message not yet released.
         // Acquire: pairs with the previous receiver's Release in its endpoint release.
         let mut pos = ring.hdr().head.0.load(Ordering::Acquire);
         for _ in 0..=ring.cap {
             // Acquire: pairs with the stamp stores of both sides.
             let stamp = ring.slot(pos).stamp.load(Ordering::Acquire);
-            if stamp == pos.wrapping_add(ring.cap) {
-                pos = pos.wrapping_add(1); // released after the last head update
+            // Released after the last head update (`pos + cap`), and perhaps already
+            // refilled by the sender for the next lap (`pos + cap + 1`): go on.
+            let next_lap = pos.wrapping_add(ring.cap);
+            if stamp == next_lap || stamp == next_lap.wrapping_add(1) {
+                pos = pos.wrapping_add(1);
             } else if stamp == pos || stamp == pos.wrapping_add(1) {
-                return Ok(Receiver {
-                    ring,
-                    pos,
-                    strategy: WaitStrategy::Blocking,
-                    peer: PeerCheck::new(),
-                });
+                return Ok(pos);
             } else {
                 return Err(ring.corrupt("on attach", pos, stamp));
             }
@@ -668,7 +693,7 @@ impl<T: Pod> Receiver<T> {
             self.strategy,
             deadline,
             || this.poll_ready(),
-            || ring.hdr().ends.0[SENDER].is_gone(&ring.seg),
+            |check| ring.hdr().ends.0[SENDER].is_gone_by(&ring.seg, check),
         )
     }
 
@@ -701,6 +726,7 @@ impl<T: Pod> Receiver<T> {
             .stamp
             .store(pos.wrapping_add(self.ring.cap), Ordering::Release);
         self.pos = pos.wrapping_add(1);
+        failpoint!("spsc.released");
         // Relaxed: a published counter for `len` and for a new receiver; never polled.
         self.ring.hdr().head.0.store(self.pos, Ordering::Relaxed);
         self.ring.hdr().space.notify();
@@ -868,6 +894,7 @@ impl<T: Pod> ReadChunk<'_, T> {
                 .stamp
                 .store(pos.wrapping_add(cap), Ordering::Release);
             self.rx.pos = pos.wrapping_add(1);
+            failpoint!("spsc.released");
         }
         if n > 0 {
             // Relaxed: see `release`.

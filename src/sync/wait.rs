@@ -105,6 +105,7 @@ pub(crate) fn wait_for<R>(
         }
         primitive::spin_hint();
     }
+    let mut busy = 0u32;
     loop {
         if let Some(r) = ready()? {
             return Ok(r);
@@ -112,8 +113,21 @@ pub(crate) fn wait_for<R>(
         // Relaxed: `announce` re-validates with a CAS, and the futex compares atomically.
         let w = word.load(Ordering::Relaxed);
         let Some(expected) = announce(w) else {
+            // The word moved, or says we need not sleep while `ready` disagrees: normally a
+            // race that settles at once; a peer scribbling on the word must not keep us
+            // here past the deadline, nor on a CPU.
+            if deadline.remaining().is_none() {
+                return Err(Error::Timeout);
+            }
+            busy = busy.wrapping_add(1);
+            #[cfg(not(loom))]
+            if busy.is_multiple_of(64) {
+                std::thread::yield_now();
+            }
+            primitive::spin_hint();
             continue;
         };
+        busy = 0;
         if let Some(r) = ready()? {
             return Ok(r);
         }

@@ -51,6 +51,11 @@ where
 /// Starts a child running `role`, with `args` (available through [`arg`]). Its stdout is
 /// piped (see [`finish`]); stderr is inherited.
 pub fn spawn(role: &str, args: &[(&str, String)]) -> Child {
+    spawn_with_env(role, args, &[])
+}
+
+/// [`spawn`], with extra environment variables (such as `SHMKIT_FAILPOINT`).
+pub fn spawn_with_env(role: &str, args: &[(&str, String)], env: &[(&str, &str)]) -> Child {
     let exe = std::env::current_exe().expect("current_exe");
     let mut cmd = Command::new(exe);
     cmd.args([
@@ -65,6 +70,9 @@ pub fn spawn(role: &str, args: &[(&str, String)]) -> Child {
     .stdin(Stdio::null());
     for (k, v) in args {
         cmd.env(format!("{ARG_PREFIX}{k}"), v);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
     }
     cmd.spawn().expect("spawn child")
 }

@@ -1,0 +1,212 @@
+//! Deaths at exact protocol steps, through the `failpoints` feature
+//! (`SHMKIT_FAILPOINT=NAME@N` kills the child at the `N`th hit of a point; see
+//! `src/failpoint.rs`). Run with `cargo test --features failpoints`; without the feature
+//! this file is empty.
+//!
+//! The steps covered here are those between two stores of the library itself, which a
+//! test cannot reach from outside: a sender that dies after a slot's stamp says
+//! "published" but before it moved the shared tail, a receiver that dies after a slot's
+//! stamp says "released" but before it moved the shared head, a creator that dies before
+//! it publishes its segment. A new endpoint must attach and resume exactly where the dead
+//! one stopped.
+#![cfg(feature = "failpoints")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{arg, finish, spawn_with_env, Names};
+use shmkit::{frames, mpmc, spsc, Error};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+#[test]
+fn __child() {
+    common::child_main(&[
+        ("spsc_send", spsc_send),
+        ("spsc_recv", spsc_recv),
+        ("frames_send", frames_send),
+        ("frames_recv", frames_recv),
+        ("mpmc_send", mpmc_send),
+    ]);
+}
+
+fn killed_at(role: &str, name: &str, point: &str) -> std::process::Child {
+    spawn_with_env(
+        role,
+        &[("name", name.to_owned())],
+        &[("SHMKIT_FAILPOINT", point)],
+    )
+}
+
+fn assert_killed(kid: std::process::Child) {
+    let o = finish(kid);
+    assert_eq!(
+        o.signal,
+        Some(libc::SIGKILL),
+        "the failpoint did not fire: {o:?}"
+    );
+}
+
+fn spsc_send() {
+    let mut tx = spsc::Sender::<u64>::open(&arg("name")).unwrap();
+    for i in 0.. {
+        tx.send(i).unwrap();
+    }
+}
+
+fn spsc_recv() {
+    let mut rx = spsc::Receiver::<u64>::open(&arg("name")).unwrap();
+    for i in 0.. {
+        assert_eq!(rx.recv_copy().unwrap(), i);
+    }
+}
+
+#[test]
+fn a_sender_killed_between_its_stamp_and_its_tail_is_resumed_after_its_last_message() {
+    let names = Names::new("fault_spsc_tx");
+    let name = names.name("ch");
+    // Room for all six, so that the sender dies without waiting for us.
+    let mut rx = spsc::Receiver::<u64>::create(&name, 8).unwrap();
+    // The 6th publication dies before its tail store: messages 0..=5 are committed.
+    assert_killed(killed_at("spsc_send", &name, "spsc.published@6"));
+    for i in 0..6 {
+        assert_eq!(rx.recv_copy().unwrap(), i);
+    }
+    assert!(matches!(rx.try_recv(), Err(Error::Disconnected)));
+    // Message 5's slot now says "released" while the tail still points at it: a new
+    // sender must see that it was committed and continue after it.
+    let mut tx = spsc::Sender::<u64>::open(&name).unwrap();
+    for i in 6..20 {
+        tx.send(i).unwrap();
+        assert_eq!(rx.recv_copy().unwrap(), i);
+    }
+}
+
+#[test]
+fn a_sender_killed_between_its_stamp_and_its_tail_with_the_message_unread_is_resumed() {
+    let names = Names::new("fault_spsc_tx_unread");
+    let name = names.name("ch");
+    let mut rx = spsc::Receiver::<u64>::create(&name, 8).unwrap();
+    assert_killed(killed_at("spsc_send", &name, "spsc.published@3"));
+    // Nothing received yet: the new sender walks over the published slot.
+    let mut tx = spsc::Sender::<u64>::open(&name).unwrap();
+    tx.send(3).unwrap();
+    for i in 0..4 {
+        assert_eq!(rx.recv_copy().unwrap(), i);
+    }
+}
+
+#[test]
+fn a_receiver_killed_between_its_release_and_its_head_is_resumed_after_its_last_message() {
+    let names = Names::new("fault_spsc_rx");
+    let name = names.name("ch");
+    let mut tx = spsc::Sender::<u64>::create(&name, 4).unwrap();
+    let kid = killed_at("spsc_recv", &name, "spsc.released@3");
+    // Fill until the dead receiver is noticed: the released slot gets refilled for the
+    // next lap, so its stamp is one lap and one ahead of the stale head.
+    let mut sent = 0u64;
+    loop {
+        match tx.send_timeout(sent, PATIENCE) {
+            Ok(()) => sent += 1,
+            Err(e) if matches!(e.error, Error::Disconnected) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_killed(kid);
+    assert_eq!(sent, 3 + 4, "three received, then a full ring");
+    let mut rx = spsc::Receiver::<u64>::open(&name).unwrap();
+    for i in 3..sent {
+        assert_eq!(rx.recv_copy().unwrap(), i);
+    }
+    assert!(matches!(rx.try_recv(), Err(Error::WouldBlock)));
+    tx.send(sent).unwrap();
+    assert_eq!(rx.recv_copy().unwrap(), sent);
+}
+
+fn frame(seq: u64) -> Vec<u8> {
+    let len = 40 + (seq as usize * 24) % 200;
+    let mut v = vec![seq as u8; len];
+    v[..8].copy_from_slice(&seq.to_le_bytes());
+    v
+}
+
+fn frames_send() {
+    let mut tx = frames::Sender::open(&arg("name")).unwrap();
+    for seq in 0.. {
+        tx.send(&frame(seq)).unwrap();
+    }
+}
+
+fn frames_recv() {
+    let mut rx = frames::Receiver::open(&arg("name")).unwrap();
+    for seq in 0.. {
+        assert_eq!(&*rx.recv().unwrap(), &frame(seq)[..]);
+    }
+}
+
+#[test]
+fn a_frame_sender_killed_between_its_stamp_and_its_tail_is_resumed_after_its_last_record() {
+    let names = Names::new("fault_frames_tx");
+    let name = names.name("ch");
+    let mut rx = frames::Receiver::create(&name, 1024).unwrap();
+    assert_killed(killed_at("frames_send", &name, "frames.published@5"));
+    for seq in 0..5 {
+        assert_eq!(&*rx.recv().unwrap(), &frame(seq)[..]);
+    }
+    assert!(matches!(rx.try_recv(), Err(Error::Disconnected)));
+    // The receiver's head is now ahead of the stale tail.
+    let mut tx = frames::Sender::open(&name).unwrap();
+    for seq in 5..40 {
+        tx.send(&frame(seq)).unwrap();
+        assert_eq!(&*rx.recv().unwrap(), &frame(seq)[..]);
+    }
+}
+
+#[test]
+fn a_frame_receiver_killed_after_moving_its_head_does_not_stall_the_sender() {
+    let names = Names::new("fault_frames_rx");
+    let name = names.name("ch");
+    let mut tx = frames::Sender::create(&name, 1024).unwrap();
+    let kid = killed_at("frames_recv", &name, "frames.released@4");
+    let mut sent = 0u64;
+    loop {
+        match tx.send_timeout(&frame(sent), PATIENCE) {
+            Ok(()) => sent += 1,
+            Err(Error::Disconnected) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_killed(kid);
+    let mut rx = frames::Receiver::open(&name).unwrap();
+    for seq in 4..sent {
+        assert_eq!(&*rx.recv().unwrap(), &frame(seq)[..]);
+    }
+    assert!(matches!(rx.try_recv(), Err(Error::WouldBlock)));
+}
+
+fn mpmc_send() {
+    let mut tx = mpmc::Sender::<u64>::open(&arg("name")).unwrap();
+    for i in 0.. {
+        tx.send(i).unwrap();
+    }
+}
+
+#[test]
+fn an_mpmc_sender_killed_holding_a_claimed_slot_is_skipped_and_counted() {
+    let names = Names::new("fault_mpmc_tx");
+    let name = names.name("ch");
+    let mut rx = mpmc::Receiver::<u64>::create(&name, 8).unwrap();
+    let mut other = mpmc::Sender::<u64>::open(&name).unwrap();
+    // The 5th claim dies before writing: 0..4 were committed, slot 4 never will be.
+    assert_killed(killed_at("mpmc_send", &name, "mpmc.send.claimed@5"));
+    for i in 0..4 {
+        assert_eq!(rx.recv_timeout(PATIENCE).unwrap().to_owned(), i);
+    }
+    // A live sender keeps flowing past the dead one's slot.
+    for i in 100..130 {
+        other.send(i).unwrap();
+        assert_eq!(rx.recv_timeout(PATIENCE).map(|g| *g).unwrap(), i);
+    }
+    assert_eq!(rx.lost(), 1);
+}
