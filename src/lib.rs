@@ -44,6 +44,7 @@ mod array;
 mod channel;
 mod error;
 mod failpoint;
+mod inspect;
 mod os;
 mod primitive;
 mod segment;
@@ -54,7 +55,10 @@ pub use array::{Array, RawArray};
 pub use channel::pipe::Pipe;
 pub use channel::{frames, mpmc, spsc, WaitStrategy};
 pub use error::{Error, LockError, LockResult, Result};
-pub use segment::{list, unlink, CreationMode, Kind, Options, Segment, SegmentInfo, MAX_NAME_LEN};
+pub use inspect::{inspect, Inspection};
+pub use segment::{
+    clean, list, unlink, CleanMode, CreationMode, Kind, Options, Segment, SegmentInfo, MAX_NAME_LEN,
+};
 pub use sync::{
     Barrier, BarrierWaitResult, BoundedSemaphore, Condvar, Event, Mutex, MutexGuard, Semaphore,
     SemaphoreGuard, WaitTimeoutResult,

@@ -189,7 +189,17 @@ fn flock_at(kind: libc::c_short, offset: u64) -> io::Result<libc::flock> {
 /// file description holds a conflicting lock. The kernel drops the lock when the last
 /// descriptor of this open file description closes, in particular when the process dies.
 pub(crate) fn ofd_try_lock(fd: RawFd, offset: u64) -> io::Result<bool> {
-    let fl = flock_at(libc::F_WRLCK as libc::c_short, offset)?;
+    ofd_try(fd, offset, libc::F_WRLCK as libc::c_short)
+}
+
+/// [`ofd_try_lock`] for a shared (read) lock: any number of open file descriptions may
+/// hold one together; it conflicts only with write locks.
+pub(crate) fn ofd_try_read_lock(fd: RawFd, offset: u64) -> io::Result<bool> {
+    ofd_try(fd, offset, libc::F_RDLCK as libc::c_short)
+}
+
+fn ofd_try(fd: RawFd, offset: u64, kind: libc::c_short) -> io::Result<bool> {
+    let fl = flock_at(kind, offset)?;
     // SAFETY: `fl` is a valid flock for F_OFD_SETLK.
     match cvt(unsafe { libc::fcntl(fd, libc::F_OFD_SETLK, &fl) }) {
         Ok(_) => Ok(true),
@@ -345,22 +355,24 @@ pub(crate) fn stat_path(path: &str) -> io::Result<FileStat> {
     })
 }
 
-/// Reads the first `N` bytes of a file with plain reads (no mapping, so a truncated or
-/// hostile file cannot fault us). `None` if the file is shorter.
-pub(crate) fn read_header_bytes<const N: usize>(
-    path: &str,
-) -> io::Result<(FileStat, Option<[u8; N]>)> {
-    use std::io::Read;
+/// Opens a file for reading with plain reads (never follows a symbolic link, never blocks
+/// on a FIFO), with its `fstat`.
+pub(crate) fn open_read(path: &str) -> io::Result<(std::fs::File, FileStat)> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
+    let f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)?;
     let st = fstat(f.as_raw_fd())?;
-    let mut buf = [0u8; N];
-    match f.read_exact(&mut buf) {
-        Ok(()) => Ok((st, Some(buf))),
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok((st, None)),
+    Ok((f, st))
+}
+
+/// Reads exactly `buf.len()` bytes at `offset`; `Ok(false)` if the file is shorter.
+pub(crate) fn read_exact_at(f: &std::fs::File, buf: &mut [u8], offset: u64) -> io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    match f.read_exact_at(buf, offset) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
         Err(e) => Err(e),
     }
 }

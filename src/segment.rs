@@ -13,8 +13,8 @@
 //! - `open_or_create` is race-free: of any number of racing processes exactly one
 //!   initialises, and every other one opens the winner's segment;
 //! - an opener never waits for a creator, and a creator that dies mid-initialisation
-//!   leaves only its temporary file (named `shmkit~…`), never a half-initialised segment
-//!   under the real name.
+//!   leaves only its temporary file (named `shmkit~NAME~…`), never a half-initialised
+//!   segment under the real name; [`clean`] removes such files once nobody holds them.
 //!
 //! # Opening with checks
 //! `open` checks, before it reads anything past the fixed header prefix: the owner (our
@@ -39,7 +39,11 @@
 //! Dropping the creator's handle unlinks the name (unless [`Options::keep`] asked
 //! otherwise, or the name now refers to another segment); every mapping stays valid for
 //! whoever still has it open. [`list`] shows this crate's segments and [`unlink`] removes
-//! one by name.
+//! one by name. Every open handle of a named segment holds a shared OFD lock on one byte
+//! of its file for as long as it is open, so the kernel knows whether any live process
+//! holds a segment: [`clean`] removes exactly the segments (and creators' temporary files)
+//! that nobody holds, taking that byte exclusively first, so that it never races an
+//! opener.
 
 use crate::failpoint::failpoint;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -61,6 +65,11 @@ pub const HEADER_SIZE: usize = 128;
 const MAX_TOTAL_LEN: u64 = 1 << 40;
 /// Offset of the first liveness byte in a segment's file: far past any body.
 const LIVENESS_BASE: u64 = 1 << 41;
+/// The byte every handle of a named segment holds a shared OFD lock on, through its own
+/// open file description, for as long as it is open: "held by a live process" for
+/// [`list`] and [`clean`], decided by the kernel. A cleaner takes a write lock on it, so
+/// that it never removes a segment somebody holds, and nobody opens one being removed.
+const HOLDER_BYTE: u64 = LIVENESS_BASE - 1;
 /// Liveness tokens are in `1..=MAX_TOKEN`; they fit in 31 bits so that lock words can
 /// keep a flag bit beside them.
 pub(crate) const MAX_TOKEN: u32 = (1 << 31) - 1;
@@ -508,15 +517,28 @@ impl Segment {
         let (tmp, fd) = loop {
             // Relaxed: only uniqueness matters.
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            // `shmkit~NAME~PID.N.NS` in hex: within NAME_MAX (255) for the longest name.
             let tmp = format!(
-                "{}/{TMP_PREFIX}{}.{}.{}",
+                "{}/{TMP_PREFIX}{name}~{:x}.{:x}.{:x}",
                 os::SHM_DIR,
                 os::getpid(),
                 n,
-                now_ns()
+                now_ns() as u32
             );
             match os::create_excl(&tmp) {
-                Ok(fd) => break (tmp, fd),
+                Ok(fd) => {
+                    if hold(&fd, &tmp)? {
+                        break (tmp, fd);
+                    }
+                    // A cleaner removed the new file before we held it: take another.
+                    if attempt >= 8 {
+                        return Err(Error::io(
+                            "create",
+                            std::io::Error::other("temporary files keep being removed under us"),
+                        ));
+                    }
+                    attempt += 1;
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 8 => {
                     attempt += 1;
                 }
@@ -631,6 +653,12 @@ impl Segment {
 
     fn open_path(name: &str, path: &str, layout: Layout, opts: &Options) -> Result<Segment> {
         let fd = os::open_rw(path).map_err(|e| map_io_err(name, "open", e))?;
+        if !hold(&fd, path)? {
+            // A cleaner is removing it (or removed it after we opened it): it is gone.
+            return Err(Error::NotFound {
+                name: name.to_owned(),
+            });
+        }
         let st = os::fstat(fd.as_raw_fd()).map_err(|e| Error::io("fstat", e))?;
         if !opts.trust_shared {
             if st.uid != os::geteuid() {
@@ -830,6 +858,18 @@ impl Drop for Segment {
     }
 }
 
+/// Takes the shared holder lock on `fd` and checks that `path` still names its file.
+/// `Ok(false)` if a cleaner holds the file (it is being removed) or removed it already.
+fn hold(fd: &OwnedFd, path: &str) -> Result<bool> {
+    if !os::ofd_try_read_lock(fd.as_raw_fd(), HOLDER_BYTE)
+        .map_err(|e| Error::io("fcntl(F_OFD_SETLK)", e))?
+    {
+        return Ok(false);
+    }
+    let ours = os::fstat(fd.as_raw_fd()).map_err(|e| Error::io("fstat", e))?;
+    Ok(os::stat_path(path).is_ok_and(|now| (now.dev, now.ino) == (ours.dev, ours.ino)))
+}
+
 fn raw_layout(len: usize) -> Result<Layout> {
     Ok(Layout {
         kind: Kind::Raw,
@@ -957,6 +997,9 @@ pub struct SegmentInfo {
     pub mode: u32,
     /// The owner's uid.
     pub uid: u32,
+    /// Whether a live process has it open (decided by the kernel, through the lock each
+    /// open handle holds; never by pid). [`clean`] removes only segments nobody holds.
+    pub held: bool,
 }
 
 /// Lists this crate's named segments (files in `/dev/shm` with our prefix). Reads headers
@@ -973,10 +1016,14 @@ pub fn list() -> Result<Vec<SegmentInfo>> {
             continue;
         };
         let path = format!("{}/{fname}", os::SHM_DIR);
-        let Ok((st, h)) = os::read_header_bytes::<HEADER_SIZE>(&path) else {
+        let Ok((f, st)) = os::open_read(&path) else {
             continue;
         };
-        let h: Option<Header> = h.map(|b| bytemuck::pod_read_unaligned(&b));
+        let mut b = [0u8; HEADER_SIZE];
+        let h: Option<Header> = os::read_exact_at(&f, &mut b, 0)
+            .unwrap_or(false)
+            .then(|| bytemuck::pod_read_unaligned(&b));
+        let held = os::ofd_is_locked(f.as_raw_fd(), HOLDER_BYTE).unwrap_or(true);
         let valid = h.filter(|h| h.magic == MAGIC && h.version == VERSION);
         out.push(SegmentInfo {
             name: name.to_owned(),
@@ -986,9 +1033,181 @@ pub fn list() -> Result<Vec<SegmentInfo>> {
             created: valid.map(|h| UNIX_EPOCH + Duration::from_nanos(h.created_ns)),
             mode: st.mode,
             uid: st.uid,
+            held,
         });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// A snapshot of a named segment's header for inspection: read with plain reads (nothing
+/// mapped), the fixed prefix checked; everything else is only for display.
+pub(crate) struct Snapshot {
+    pub(crate) file: std::fs::File,
+    pub(crate) header: Header,
+    pub(crate) info: SegmentInfo,
+}
+
+impl Snapshot {
+    /// Reads `name`'s header.
+    pub(crate) fn read(name: &str) -> Result<Snapshot> {
+        let path = os_path(name)?;
+        let (file, st) = os::open_read(&path).map_err(|e| map_io_err(name, "open", e))?;
+        if !st.is_file {
+            return Err(Error::PermissionDenied {
+                name: name.to_owned(),
+                reason: "it is not a regular file".into(),
+            });
+        }
+        let mut b = [0u8; HEADER_SIZE];
+        if !os::read_exact_at(&file, &mut b, 0).map_err(|e| Error::io("read", e))? {
+            return Err(Error::corrupt(format!(
+                "segment `{name}`: {} bytes, shorter than a header",
+                st.size
+            )));
+        }
+        let h: Header = bytemuck::pod_read_unaligned(&b);
+        if h.magic != MAGIC {
+            return Err(Error::corrupt(format!(
+                "segment `{name}`: bad magic {:#018x}",
+                h.magic
+            )));
+        }
+        if h.version != VERSION || h.header_size != HEADER_SIZE as u32 {
+            return Err(Error::LayoutMismatch {
+                name: name.to_owned(),
+                what: format!(
+                    "format version {} with a {}-byte header (this build reads version {VERSION})",
+                    h.version, h.header_size
+                ),
+            });
+        }
+        let held = os::ofd_is_locked(file.as_raw_fd(), HOLDER_BYTE).unwrap_or(true);
+        let info = SegmentInfo {
+            name: name.to_owned(),
+            kind: Kind::from_u32(h.kind),
+            size: st.size,
+            creator_pid: h.creator_pid,
+            created: Some(UNIX_EPOCH + Duration::from_nanos(h.created_ns)),
+            mode: st.mode,
+            uid: st.uid,
+            held,
+        };
+        Ok(Snapshot {
+            file,
+            header: h,
+            info,
+        })
+    }
+
+    /// Up to `max` bytes of the body (fewer if the file is shorter).
+    pub(crate) fn body(&self, max: usize) -> Vec<u8> {
+        let len = (self
+            .header
+            .body_len
+            .min(self.info.size.saturating_sub(HEADER_SIZE as u64)) as usize)
+            .min(max);
+        let mut b = vec![0u8; len];
+        match os::read_exact_at(&self.file, &mut b, HEADER_SIZE as u64) {
+            Ok(true) => b,
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether the process that registered liveness `token` in this segment is alive.
+    pub(crate) fn alive(&self, token: u32) -> bool {
+        token != 0
+            && token <= MAX_TOKEN
+            && os::ofd_is_locked(self.file.as_raw_fd(), LIVENESS_BASE + u64::from(token))
+                .unwrap_or(false)
+    }
+}
+
+/// What [`clean`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CleanMode {
+    /// Report what would be removed; remove nothing.
+    DryRun,
+    /// Remove.
+    Remove,
+}
+
+/// Removes this crate's segments that no live process holds: named segments left behind by
+/// processes that died (or kept on purpose with [`Options::keep`] and no longer open), and
+/// temporary files of creators that died before publishing. Returns the OS file names (in
+/// `/dev/shm`) removed, or that would be with [`CleanMode::DryRun`]. Only segments whose
+/// name starts with `prefix` are considered (`""`: all of them).
+///
+/// ```
+/// # let name = format!("doc-clean-{}", std::process::id());
+/// let opts = shmkit::Options::new().keep(true);
+/// drop(shmkit::Segment::create(&name, 64, &opts)?); // kept, and nobody holds it now
+/// let live = shmkit::Segment::create(&format!("{name}.live"), 64, &shmkit::Options::new())?;
+/// let removed = shmkit::clean(&name, shmkit::CleanMode::Remove)?;
+/// assert_eq!(removed, [format!("shmkit.{name}")]); // the held one stays
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+///
+/// Safe to run at any time and from several processes at once: a segment that any live
+/// process has open is never touched (each open handle holds a shared kernel lock on its
+/// file, which a cleaner must take exclusively before it unlinks), a process never opens a
+/// segment that is being removed, and each stale file is removed by exactly one cleaner.
+/// Files of other users are left alone.
+pub fn clean(prefix: &str, mode: CleanMode) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let dir = std::fs::read_dir(os::SHM_DIR).map_err(|e| Error::io("read_dir /dev/shm", e))?;
+    for entry in dir.flatten() {
+        let file_name = entry.file_name();
+        let Some(fname) = file_name.to_str() else {
+            continue;
+        };
+        // Published `shmkit.NAME`, or a creator's temporary `shmkit~NAME~UNIQUE`.
+        let user_name = match fname.strip_prefix(PREFIX) {
+            Some(n) => n,
+            None => match fname.strip_prefix(TMP_PREFIX) {
+                Some(rest) => rest.rsplit_once('~').map_or(rest, |(n, _)| n),
+                None => continue,
+            },
+        };
+        if !user_name.starts_with(prefix) {
+            continue;
+        }
+        let path = format!("{}/{fname}", os::SHM_DIR);
+        // Our own open file description: the write lock below conflicts with every
+        // holder's shared lock, whoever it is.
+        let Ok(fd) = os::open_rw(&path) else {
+            continue; // gone already, or not ours to open
+        };
+        let Ok(st) = os::fstat(fd.as_raw_fd()) else {
+            continue;
+        };
+        if st.uid != os::geteuid() || !st.is_file {
+            continue;
+        }
+        if mode == CleanMode::DryRun {
+            // Only look (a lock taken here would make a concurrent open fail).
+            if !os::ofd_is_locked(fd.as_raw_fd(), HOLDER_BYTE).unwrap_or(true) {
+                out.push(fname.to_owned());
+            }
+            continue;
+        }
+        if !os::ofd_try_lock(fd.as_raw_fd(), HOLDER_BYTE)
+            .map_err(|e| Error::io("fcntl(F_OFD_SETLK)", e))?
+        {
+            continue; // held by a live process, or another cleaner is on it
+        }
+        // The name may have been removed and reused since we opened it.
+        if !os::stat_path(&path).is_ok_and(|now| (now.dev, now.ino) == (st.dev, st.ino)) {
+            continue;
+        }
+        // Exactly one cleaner gets here for a given file: the others found the write lock
+        // taken, or (after we close) the name gone or naming another file.
+        if os::unlink(&path).is_ok() {
+            out.push(fname.to_owned());
+        }
+        // Dropping `fd` releases the lock.
+    }
+    out.sort();
     Ok(out)
 }
 

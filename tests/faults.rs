@@ -15,8 +15,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{arg, finish, spawn_with_env, Names};
-use shmkit::{frames, mpmc, spsc, Error};
+use common::{arg, arg_as, finish, report, spawn_with_env, Names};
+use shmkit::{frames, mpmc, spsc, CleanMode, CreationMode, Error, Options, Value};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -28,6 +28,7 @@ fn __child() {
         ("frames_send", frames_send),
         ("frames_recv", frames_recv),
         ("mpmc_send", mpmc_send),
+        ("racer", racer),
     ]);
 }
 
@@ -209,4 +210,70 @@ fn an_mpmc_sender_killed_holding_a_claimed_slot_is_skipped_and_counted() {
         assert_eq!(rx.recv_timeout(PATIENCE).map(|g| *g).unwrap(), i);
     }
     assert_eq!(rx.lost(), 1);
+}
+
+fn racer() {
+    let barrier = shmkit::Barrier::open(&arg("barrier")).unwrap();
+    let id: u64 = arg_as("id");
+    barrier.wait().unwrap();
+    // Kept, so that a creator that finishes early does not take the name with it.
+    let opts = Options::new().keep(true);
+    let v =
+        Value::<u64>::with_options(&arg("name"), CreationMode::OpenOrCreate, id, &opts).unwrap();
+    report("created", v.is_creator());
+    report("value", v.get().unwrap());
+}
+
+/// RELIABILITY.md scenario 11: 32 processes race `open_or_create`; half of them die if
+/// they get to publish a segment. Exactly one survivor initialises, everyone sees its
+/// value, and the dead creators' temporary files are found and removed by `clean`.
+#[test]
+fn thirty_two_racing_creators_some_killed_before_publishing_agree_on_one_segment() {
+    let names = Names::new("fault_create_race");
+    let name = names.name("value");
+    let barrier_name = names.name("barrier");
+    let _barrier = shmkit::Barrier::create(&barrier_name, 32).unwrap();
+    let kids: Vec<_> = (0..32u64)
+        .map(|id| {
+            let point = if id % 2 == 1 {
+                "segment.before_publish"
+            } else {
+                ""
+            };
+            spawn_with_env(
+                "racer",
+                &[
+                    ("name", name.clone()),
+                    ("barrier", barrier_name.clone()),
+                    ("id", id.to_string()),
+                ],
+                &[("SHMKIT_FAILPOINT", point)],
+            )
+        })
+        .collect();
+    let outcomes: Vec<_> = kids.into_iter().map(finish).collect();
+    let killed = outcomes
+        .iter()
+        .filter(|o| o.signal == Some(libc::SIGKILL))
+        .count();
+    let survivors: Vec<_> = outcomes.iter().filter(|o| o.code == Some(0)).collect();
+    assert_eq!(killed + survivors.len(), 32, "{outcomes:?}");
+    let creators: Vec<_> = survivors
+        .iter()
+        .filter(|o| o.get::<bool>("created"))
+        .collect();
+    assert_eq!(creators.len(), 1, "exactly one initialises: {outcomes:?}");
+    let winner: u64 = creators[0].get("value");
+    assert_eq!(winner % 2, 0, "an armed creator would have died");
+    for o in &survivors {
+        assert_eq!(o.get::<u64>("value"), winner);
+    }
+    // Hold the published segment; the rest is what the dead creators left.
+    let v = Value::<u64>::open(&name).unwrap();
+    let removed = shmkit::clean(names.prefix(), CleanMode::Remove).unwrap();
+    assert_eq!(removed.len(), killed, "{removed:?}");
+    assert!(removed
+        .iter()
+        .all(|f| f.starts_with(&format!("shmkit~{name}~"))));
+    assert_eq!(v.get().unwrap(), winner);
 }

@@ -353,6 +353,68 @@ pub(crate) fn wait_until<R>(
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// Inspection (for `shmkit inspect`): decoding a snapshot of a channel header read with
+// plain reads. The bytes are a peer-written snapshot: every value is only displayed.
+
+/// A `u32` at `off` in `b`, if in bounds.
+fn u32_at(b: &[u8], off: usize) -> Option<u32> {
+    Some(u32::from_ne_bytes(b.get(off..off + 4)?.try_into().ok()?))
+}
+
+/// A `u64` at `off` in `b`, if in bounds.
+fn u64_at(b: &[u8], off: usize) -> Option<u64> {
+    Some(u64::from_ne_bytes(b.get(off..off + 8)?.try_into().ok()?))
+}
+
+/// What an endpoint slot at `off` says: `None` if out of bounds.
+fn describe_end(b: &[u8], off: usize, alive: &dyn Fn(u32) -> bool) -> Option<String> {
+    let token = u32_at(b, off + std::mem::offset_of!(EndpointSlot, token))?;
+    let pid = u32_at(b, off + std::mem::offset_of!(EndpointSlot, pid))?;
+    let ever = u32_at(b, off + std::mem::offset_of!(EndpointSlot, ever))?;
+    Some(if token != 0 {
+        format!("pid {pid}, {}", if alive(token) { "alive" } else { "dead" })
+    } else if ever != 0 {
+        format!("closed (last held by pid {pid})")
+    } else {
+        "never attached".to_owned()
+    })
+}
+
+/// The fields of a one-sender one-receiver channel header (spsc, frames) in `body`;
+/// `unit` names what the positions count.
+pub(crate) fn describe_pair(
+    body: &[u8],
+    capacity: u64,
+    unit: &str,
+    alive: &dyn Fn(u32) -> bool,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let ends = std::mem::offset_of!(Header, ends);
+    let size = std::mem::size_of::<EndpointSlot>();
+    for (i, role) in [(SENDER, "sender"), (RECEIVER, "receiver")] {
+        if let Some(d) = describe_end(body, ends + i * size, alive) {
+            out.push((role.to_owned(), d));
+        }
+    }
+    let tail = u64_at(body, std::mem::offset_of!(Header, tail));
+    let head = u64_at(body, std::mem::offset_of!(Header, head));
+    if let (Some(tail), Some(head)) = (tail, head) {
+        out.push((format!("published ({unit})"), tail.to_string()));
+        out.push((format!("released ({unit})"), head.to_string()));
+        let depth = tail.wrapping_sub(head);
+        out.push((
+            format!("depth ({unit})"),
+            if depth <= capacity {
+                depth.to_string()
+            } else {
+                format!("{depth} (inconsistent: more than the capacity)")
+            },
+        ));
+    }
+    out
+}
+
 /// The channels' sleep/wake handshake on one published word, in-process, for the loom
 /// models: `publish` stores a stamp and notifies, as a sender does after writing a slot;
 /// `wait_for` waits for it with the real waiting loop, as a blocked receiver does.

@@ -167,14 +167,20 @@ impl Names {
         format!("{}.{what}", self.prefix)
     }
 
-    /// Our segments still present in /dev/shm.
+    /// The prefix of every name this gives out.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Our segments (and creators' temporary files) still present in /dev/shm.
     pub fn leftovers(&self) -> Vec<String> {
         let os_prefix = format!("shmkit.{}.", self.prefix);
+        let tmp_prefix = format!("shmkit~{}.", self.prefix);
         std::fs::read_dir("/dev/shm")
             .map(|d| {
                 d.flatten()
                     .filter_map(|e| e.file_name().into_string().ok())
-                    .filter(|n| n.starts_with(&os_prefix))
+                    .filter(|n| n.starts_with(&os_prefix) || n.starts_with(&tmp_prefix))
                     .collect()
             })
             .unwrap_or_default()
