@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use common::{arg, arg_as, die_now, finish, finish_ok, report, spawn, Names};
 use shmkit::{
-    Barrier, BoundedSemaphore, Condvar, Error, Event, Mutex, RawArray, RawValue, Semaphore,
+    Barrier, BoundedSemaphore, Condvar, Error, Event, Mutex, RawArray, RawValue, ReentrantMutex,
+    RwLock, Semaphore,
 };
 
 /// Long enough that only a bug reaches it; never a timing assertion.
@@ -30,6 +31,9 @@ fn __child() {
         ("pong_event", pong_event),
         ("pong_barrier", pong_barrier),
         ("pong_condvar", pong_condvar),
+        ("turns_mutex", turns_mutex),
+        ("turns_rwlock", turns_rwlock),
+        ("turns_reentrant", turns_reentrant),
         ("kill_storm", kill_storm),
     ]);
 }
@@ -490,6 +494,96 @@ fn no_lost_wake_up_in_10k_condvar_round_trips() {
         cv.notify_all();
     }
     finish_ok(kid);
+}
+
+// Locks handed back and forth 10,000 times between two processes: each side takes the
+// lock, and gives it up at once unless it is its turn, so the lock is contended all the
+// time and every release may have to wake a sleeper in the other process.
+
+fn take_turns(me: u64, mut turn: impl FnMut(&mut dyn FnMut(&mut u64) -> bool)) {
+    for i in 0..ROUNDS {
+        let want = 2 * i + me;
+        let mut done = false;
+        while !done {
+            turn(&mut |v: &mut u64| {
+                if *v == want {
+                    *v += 1;
+                    done = true;
+                }
+                assert!(*v <= want + 1, "turn {want} was taken twice");
+                done
+            });
+        }
+    }
+}
+
+fn turns_mutex() {
+    let m = Mutex::<u64>::open(&arg("lock")).unwrap();
+    take_turns(arg_as("me"), |f| {
+        f(&mut m.lock_timeout(PATIENCE).unwrap());
+    });
+}
+
+fn turns_rwlock() {
+    let l = RwLock::<u64>::open(&arg("lock")).unwrap();
+    take_turns(arg_as("me"), |f| {
+        // Look under a read lock first, so readers and writers both contend.
+        let ready = *l.read_timeout(PATIENCE).unwrap() % 2 == arg_as::<u64>("me");
+        if ready {
+            f(&mut l.write_timeout(PATIENCE).unwrap());
+        }
+    });
+}
+
+fn turns_reentrant() {
+    let m = ReentrantMutex::open(&arg("lock")).unwrap();
+    let v = RawValue::<u64>::open(&arg("value")).unwrap();
+    take_turns(arg_as("me"), |f| {
+        let _outer = m.lock_timeout(PATIENCE).unwrap();
+        let _inner = m.lock_timeout(PATIENCE).unwrap(); // re-entered
+        let mut x = v.atomic().load(Ordering::Relaxed);
+        f(&mut x);
+        v.atomic().store(x, Ordering::Relaxed);
+    });
+}
+
+fn two_take_turns(role: &str, args: &[(&str, String)]) {
+    let with = |me: &str| {
+        let mut a = args.to_vec();
+        a.push(("me", me.to_owned()));
+        spawn(role, &a)
+    };
+    let (a, b) = (with("0"), with("1"));
+    finish_ok(a);
+    finish_ok(b);
+}
+
+#[test]
+fn a_mutex_handed_back_and_forth_10k_times_never_loses_a_wake_up() {
+    let names = Names::new("turns_mutex");
+    let m = Mutex::<u64>::create(&names.name("lock"), 0).unwrap();
+    two_take_turns("turns_mutex", &[("lock", names.name("lock"))]);
+    assert_eq!(*m.lock().unwrap(), 2 * ROUNDS);
+}
+
+#[test]
+fn an_rwlock_handed_back_and_forth_10k_times_never_loses_a_wake_up() {
+    let names = Names::new("turns_rw");
+    let l = RwLock::<u64>::create(&names.name("lock"), 0).unwrap();
+    two_take_turns("turns_rwlock", &[("lock", names.name("lock"))]);
+    assert_eq!(*l.read().unwrap(), 2 * ROUNDS);
+}
+
+#[test]
+fn a_reentrant_mutex_handed_back_and_forth_10k_times_never_loses_a_wake_up() {
+    let names = Names::new("turns_re");
+    let _m = ReentrantMutex::create(&names.name("lock")).unwrap();
+    let v = RawValue::<u64>::create(&names.name("value"), 0).unwrap();
+    two_take_turns(
+        "turns_reentrant",
+        &[("lock", names.name("lock")), ("value", names.name("value"))],
+    );
+    assert_eq!(v.atomic().load(Ordering::Relaxed), 2 * ROUNDS);
 }
 
 // ---------------------------------------------------------------------------------------
