@@ -155,7 +155,15 @@ fn cases() -> Vec<Case> {
     v.push(tp("tp_pipe", "pipe", 8, None));
     v.push(tp("tp_socket", "unix socket", 8, Some("tp_pipe")));
     for size in SIZES {
-        v.push(tp("tp_frames", "shmkit frames", size, Some("tp_pipe")));
+        let mut frames = tp("tp_frames", "shmkit frames", size, Some("tp_pipe"));
+        frames.floor = Some("tp_copy");
+        v.push(frames);
+        v.push(tp(
+            "tp_copy",
+            "floor: copy in, read in place",
+            size,
+            Some("tp_pipe"),
+        ));
         v.push(tp("tp_pipe", "pipe", size, None));
         v.push(tp("tp_socket", "unix socket", size, Some("tp_pipe")));
     }
@@ -401,6 +409,40 @@ fn run_case(case: &Case, plan: &Plan, out: &mut Samples) -> Res<()> {
             drop(tx);
             kid.wait()?;
         }
+        "tp_copy" => {
+            // The floor for frames: the same bytes copied into shared memory and read in
+            // place on the other side, through a double buffer and two spin flags, with
+            // nothing else (no headers, no wrap, no wake-ups).
+            let data = RawArray::<u8>::create_zeroed(&format!("{name}.data"), 2 * case.size)?;
+            let flags = RawArray::<u32>::create_zeroed(&format!("{name}.flags"), 2)?;
+            let mut ack = spsc::Receiver::<u64>::create(&format!("{name}.resp"), 64)?;
+            let n = messages_for(case.size, plan);
+            let mut kid = spawn_peer(case.id, &name, case.size, n, None)?;
+            let payload = vec![0x5au8; case.size];
+            let _ = *ack.recv()?;
+            let t = Instant::now();
+            for i in 0..n as usize {
+                let slot = i % 2;
+                // Acquire: pairs with the reader's Release after it finished reading.
+                while flags.atomics()[slot].load(Ordering::Acquire) != 0 {
+                    std::hint::spin_loop();
+                }
+                // SAFETY: the slot is ours while its flag is 0, and inside the array.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        payload.as_ptr(),
+                        data.as_ptr().add(slot * case.size),
+                        case.size,
+                    )
+                };
+                // Release: publishes the bytes to the reader's Acquire load.
+                flags.atomics()[slot].store(1, Ordering::Release);
+            }
+            let _ = *ack.recv()?;
+            out.rounds
+                .push((n, n * case.size as u64, t.elapsed().as_secs_f64()));
+            kid.wait()?;
+        }
         "tp_pipe" | "tp_socket" => {
             let (mut to, mut from, stdio) = endpoints(case.id == "tp_socket")?;
             let n = if case.size == 8 {
@@ -587,6 +629,32 @@ pub fn peer(case: &str, name: &str, size: usize, count: u64) -> Res<()> {
             ack.send(acc).map_err(Error::from)?;
             Ok(())
         }
+        "tp_copy" => {
+            let data = RawArray::<u8>::open(&format!("{name}.data"))?;
+            let flags = RawArray::<u32>::open(&format!("{name}.flags"))?;
+            let mut ack = spsc::Sender::<u64>::open(&format!("{name}.resp"))?;
+            if data.len() != 2 * size {
+                return Err("copy floor: buffer of the wrong size".into());
+            }
+            ack.send(0).map_err(Error::from)?;
+            let mut acc = 0u64;
+            for i in 0..count as usize {
+                let slot = i % 2;
+                // Acquire: pairs with the writer's Release after it filled the slot.
+                while flags.atomics()[slot].load(Ordering::Acquire) != 1 {
+                    std::hint::spin_loop();
+                }
+                // SAFETY: the slot is ours while its flag is 1 (the writer waits for 0),
+                // and inside the array (length checked above).
+                let bytes =
+                    unsafe { std::slice::from_raw_parts(data.as_ptr().add(slot * size), size) };
+                acc ^= xor_words(bytes);
+                // Release: our reads are done before the writer reuses the slot.
+                flags.atomics()[slot].store(0, Ordering::Release);
+            }
+            ack.send(acc).map_err(Error::from)?;
+            Ok(())
+        }
         other => Err(format!("unknown peer case {other}").into()),
     }
 }
@@ -728,28 +796,29 @@ impl Report {
         }
         s += "\nOne-way throughput (median of rounds)\n";
         s += &format!(
-            "{:<30} {:>8} {:>12} {:>10} {:>9}\n",
-            "case", "size", "msgs/s", "GB/s", "vs pipe"
+            "{:<30} {:>8} {:>12} {:>10} {:>9} {:>9}\n",
+            "case", "size", "msgs/s", "GB/s", "vs pipe", "vs floor"
         );
         for r in self
             .rows
             .iter()
             .filter(|r| r.case.measure == Measure::Throughput)
         {
-            let vs = r
-                .case
-                .pipe
-                .and_then(|id| self.find(id, r.case.size))
-                .map_or("".to_string(), |o| {
-                    format!("{:.1}x", r.bytes_per_s / o.bytes_per_s)
-                });
+            let vs = |other: Option<&str>, digits: usize| {
+                other
+                    .and_then(|id| self.find(id, r.case.size))
+                    .map_or("".to_string(), |o| {
+                        format!("{:.digits$}x", r.bytes_per_s / o.bytes_per_s)
+                    })
+            };
             s += &format!(
-                "{:<30} {:>8} {:>12.0} {:>10.3} {:>9}\n",
+                "{:<30} {:>8} {:>12.0} {:>10.3} {:>9} {:>9}\n",
                 r.case.label,
                 human(r.case.size),
                 r.msgs_per_s,
                 r.bytes_per_s / 1e9,
-                vs
+                vs(r.case.pipe, 1),
+                vs(r.case.floor, 2)
             );
         }
         s
@@ -784,7 +853,7 @@ impl Report {
 
     /// Two bar charts: round-trip p50 (log scale) and throughput by size (log scale).
     fn svg(&self) -> String {
-        let (w, h) = (900.0, 760.0);
+        let (w, h) = (900.0, 880.0);
         let mut s = format!(
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
         );
@@ -825,6 +894,7 @@ impl Report {
         let series = [
             ("tp_frames", "#2a7ab9", "shmkit frames"),
             ("tp_spsc", "#2a7ab9", "shmkit spsc"),
+            ("tp_copy", "#999999", "floor: copy in, read in place"),
             ("tp_pipe", "#d9822b", "pipe"),
             ("tp_socket", "#8c5fb0", "unix socket"),
         ];
