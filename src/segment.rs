@@ -704,8 +704,21 @@ impl Segment {
             .len(st.size as usize)
             .map_raw(fd.as_raw_fd())
             .map_err(|e| Error::io("mmap", e))?;
-        // SAFETY: the mapping is at least HEADER_SIZE bytes and page-aligned, so the state
-        // word is in bounds and 4-aligned.
+        // The fixed prefix (magic, version, header size) before anything else: a segment
+        // of another format version may lay out the rest differently.
+        // SAFETY: the mapping is at least HEADER_SIZE bytes and page-aligned, so the first
+        // 16 bytes are in bounds and aligned; volatile, as a peer may write them; plain
+        // integers, so any bytes are valid.
+        let (magic, version, header_size) = unsafe {
+            let base = map.as_mut_ptr();
+            (
+                std::ptr::read_volatile(base as *const u64),
+                std::ptr::read_volatile(base.add(8) as *const u32),
+                std::ptr::read_volatile(base.add(12) as *const u32),
+            )
+        };
+        check_prefix(name, magic, version, header_size)?;
+        // SAFETY: as above, the state word is in bounds and 4-aligned.
         let state = unsafe { &*(map.as_mut_ptr().add(STATE_OFFSET) as *const AtomicU32) };
         // Acquire: pairs with the Release store in `publish_ready`: the header and the body
         // the creator initialised are visible from here on.
@@ -882,6 +895,30 @@ fn raw_layout(len: usize) -> Result<Layout> {
 
 /// Checks a header copy against the file's real size and the caller's expectations, and
 /// returns it. Public to the crate for the fuzz target.
+/// Checks the fixed prefix that every format version keeps: magic, version, header size.
+fn check_prefix(name: &str, magic: u64, version: u32, header_size: u32) -> Result<()> {
+    if magic != MAGIC {
+        return Err(Error::corrupt(format!(
+            "segment `{name}`: bad magic {magic:#018x}: this is not a shmkit segment"
+        )));
+    }
+    let mismatch = |what: String| Error::LayoutMismatch {
+        name: name.to_owned(),
+        what,
+    };
+    if version != VERSION {
+        return Err(mismatch(format!(
+            "format version {version} (this build of shmkit reads version {VERSION})"
+        )));
+    }
+    if header_size != HEADER_SIZE as u32 {
+        return Err(mismatch(format!(
+            "header size {header_size} (expected {HEADER_SIZE})"
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn validate(name: &str, h: &Header, file_len: u64, layout: &Layout) -> Result<Header> {
     let corrupt = |what: String| Error::corrupt(format!("segment `{name}`: {what}"));
     let mismatch = |what: String| Error::LayoutMismatch {
@@ -889,24 +926,7 @@ pub(crate) fn validate(name: &str, h: &Header, file_len: u64, layout: &Layout) -
         what,
     };
     // The fixed prefix first.
-    if h.magic != MAGIC {
-        return Err(corrupt(format!(
-            "bad magic {:#018x}: this is not a shmkit segment",
-            h.magic
-        )));
-    }
-    if h.version != VERSION {
-        return Err(mismatch(format!(
-            "format version {} (this build of shmkit reads version {VERSION})",
-            h.version
-        )));
-    }
-    if h.header_size != HEADER_SIZE as u32 {
-        return Err(mismatch(format!(
-            "header size {} (expected {HEADER_SIZE})",
-            h.header_size
-        )));
-    }
+    check_prefix(name, h.magic, h.version, h.header_size)?;
     let Some(kind) = Kind::from_u32(h.kind) else {
         return Err(corrupt(format!("unknown object kind {}", h.kind)));
     };
