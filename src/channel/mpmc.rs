@@ -1188,6 +1188,7 @@ impl<T: Pod> Sender<T> {
             tx: self,
             pos,
             done: false,
+            blocking: true,
         })
     }
 
@@ -1199,6 +1200,7 @@ impl<T: Pod> Sender<T> {
             tx: self,
             pos,
             done: false,
+            blocking: false,
         })
     }
 
@@ -1233,12 +1235,16 @@ pub struct Loan<'a, T: Pod> {
     tx: &'a mut Sender<T>,
     pos: u64,
     done: bool,
+    /// Whether the loan came from the blocking `loan` (else from `try_loan`).
+    blocking: bool,
 }
 
 impl<T: Pod> Loan<'_, T> {
     /// Publishes the slot. If the slot was skipped meanwhile (only possible if this process
     /// was taken for dead, that is, if the shared state was tampered with), its value is
-    /// sent again at a new position, blocking, and that send's error is returned.
+    /// sent again at a new position, as the loan was taken: blocking after
+    /// [`Sender::loan`], never blocking after [`Sender::try_loan`] (then
+    /// [`Error::WouldBlock`] if there is no room); that send's error is returned.
     pub fn commit(mut self) -> Result<()> {
         self.done = true;
         self.tx.loaned = None;
@@ -1248,7 +1254,11 @@ impl<T: Pod> Loan<'_, T> {
         // SAFETY: in bounds (a claimed position); a volatile read of a Pod value, which
         // is valid whatever its bytes.
         let v = unsafe { std::ptr::read_volatile(self.tx.ring.claimed_slot(self.pos).value.get()) };
-        self.tx.send(v).map_err(|e| e.error)
+        if self.blocking {
+            self.tx.send(v).map_err(|e| e.error)
+        } else {
+            self.tx.try_send(v).map_err(|e| e.error)
+        }
     }
 }
 
