@@ -1,7 +1,8 @@
 //! Synchronisation benchmarks.
 //!
 //! - `uncontended/*`: lock + unlock with nobody else around: shmkit's robust `Mutex` next
-//!   to `std::sync::Mutex` (goal: within 2x).
+//!   to `std::sync::Mutex` (goal: within 2x) and to `raw_sync`'s process-shared (not
+//!   robust) pthread mutex, an unmaintained crate used here as a baseline only.
 //! - `handoff/*`: two processes pinned to different CPUs pass a turn back and forth; one
 //!   iteration is a round trip (two hand-offs). The shmkit mutex hand-off is measured next
 //!   to the same round trip over a pair of pipes, in the same run, so the ratio holds on a
@@ -157,6 +158,26 @@ fn uncontended(c: &mut Criterion) {
             *s.lock().unwrap() += 1;
         })
     });
+    // raw_sync (unmaintained; a baseline only): a PTHREAD_PROCESS_SHARED pthread mutex (not
+    // robust) at the start of a 128-byte shmkit segment, guarding the u64 at byte 64.
+    let raw = RawArray::<u64>::create_zeroed(&format!("{name}.raw"), 16).unwrap();
+    let base = raw.as_ptr() as *mut u8;
+    // SAFETY: `raw` maps 128 bytes, 8-aligned, for longer than `lock` lives (dropped below,
+    // before `raw`); raw_sync initialises a pthread_mutex_t (40 bytes) at `base` and hands
+    // back `base + 64` as its data pointer; no other process maps this segment.
+    let (lock, _) =
+        unsafe { <raw_sync::locks::Mutex as raw_sync::locks::LockInit>::new(base, base.add(64)) }
+            .unwrap();
+    g.bench_function("raw_sync_mutex", |b| {
+        b.iter(|| {
+            let guard = lock.lock().unwrap();
+            // SAFETY: the guard holds the mutex; `*guard` is `base + 64`, an aligned u64
+            // inside the segment that only this loop touches.
+            unsafe { *(*guard as *mut u64) += 1 };
+        })
+    });
+    drop(lock);
+    drop(raw);
     g.finish();
 }
 
