@@ -58,8 +58,7 @@ echo "== build (sanitizer none, debug assertions and overflow checks on)"
 targets=${FUZZ_TARGETS:-$(cd fuzz && cargo fuzz list)}
 failed=()
 
-# Inputs that once found a bug (fuzz/regressions/<target>/) must pass: the targets step
-# around known bugs unless SHMKIT_FUZZ_KNOWN_BUGS=1 (see fuzz/README.md).
+# Inputs that once found a bug (fuzz/regressions/<target>/) must pass.
 for t in $targets; do
   [ -d "fuzz/regressions/$t" ] || continue
   echo "== replay fuzz/regressions/$t"

@@ -11,8 +11,10 @@
 //! - `round_trip/*`: semaphore and event ping-pong between two pinned processes, next to
 //!   the floors measured in the same run: the busy cache-line round trip (both sides spin
 //!   on a shared word) and the raw futex round trip (both sides always sleep), and a pipe.
-//! - `float_channel`: the FloatChannel program's throughput (RawArray + two semaphores,
-//!   100,000 `f64` per message).
+//! - `float_channel`: the FloatChannel program's throughput, 100,000 `f64` per message,
+//!   three ways in the same run: the Python shape (a `RawArray` and two semaphores, one
+//!   copy in), zero-copy frames (the sender writes into a loan in the ring, the receiver
+//!   sums in place), and a pipe (length-prefixed, copied in and out of the kernel).
 //!
 //! Children are this bench binary re-run with `SHMKIT_BENCH_ROLE` set.
 
@@ -23,7 +25,7 @@ use std::time::{Duration, Instant};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use criterion::{Criterion, Throughput};
-use shmkit::{__private::pin_to_cpu, Event, Mutex, RawArray, RawValue, Semaphore};
+use shmkit::{__private::pin_to_cpu, frames, spsc, Event, Mutex, RawArray, RawValue, Semaphore};
 
 const ROLE: &str = "SHMKIT_BENCH_ROLE";
 const NAME: &str = "SHMKIT_BENCH_NAME";
@@ -137,6 +139,39 @@ fn child(role: &str) {
                 let sum: f64 = unsafe { ch.buf.as_slice()[..n.min(FLOATS)].iter().sum() };
                 std::hint::black_box(sum);
                 ch.empty.release().unwrap();
+            }
+        }
+        "float_frames" => {
+            let mut rx = frames::Receiver::open(&name).unwrap();
+            let mut ack = spsc::Sender::<u64>::open(&format!("{name}.ack")).unwrap();
+            loop {
+                let f = match rx.recv() {
+                    Ok(f) => f,
+                    Err(_) => return, // the bench closed the channel
+                };
+                let sum: f64 = f.as_slice::<f64>().unwrap().iter().sum();
+                std::hint::black_box(sum);
+                let last = f.len() == 8;
+                drop(f);
+                if last {
+                    ack.send(0).unwrap(); // a batch's end marker
+                }
+            }
+        }
+        "float_pipe" => {
+            let (mut i, mut o) = (std::io::stdin().lock(), std::io::stdout().lock());
+            let mut buf = vec![0u8; FLOATS * 8];
+            let mut len = [0u8; 8];
+            while i.read_exact(&mut len).is_ok() {
+                let n = (u64::from_le_bytes(len) as usize).min(buf.len());
+                if n == 0 {
+                    o.write_all(&[1]).unwrap(); // a batch's end marker
+                    o.flush().unwrap();
+                    continue;
+                }
+                i.read_exact(&mut buf[..n]).unwrap();
+                let floats: &[f64] = bytemuck::cast_slice(&buf[..n]);
+                std::hint::black_box(floats.iter().sum::<f64>());
             }
         }
         other => panic!("unknown role {other}"),
@@ -401,6 +436,48 @@ fn float_channel(c: &mut Criterion) {
     ch.empty.acquire().unwrap();
     ch.len.set((usize::MAX >> 1) as u64);
     ch.full.release().unwrap();
+    kid.wait().unwrap();
+
+    // Zero-copy frames: room for several messages, so the sender runs ahead.
+    let fname = format!("{base}.frames");
+    let mut tx = frames::Sender::create(&fname, 8 << 20).unwrap();
+    let mut ack = spsc::Receiver::<u64>::create(&format!("{fname}.ack"), 4).unwrap();
+    let mut kid = spawn("float_frames", &fname, false);
+    g.bench_function("frames_zero_copy_100k_f64", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                let mut loan = tx.loan(FLOATS * 8).unwrap();
+                loan.as_mut_slice::<f64>().unwrap().copy_from_slice(&msg);
+                loan.commit();
+            }
+            tx.send(&[0u8; 8]).unwrap(); // end of batch: wait until all were summed
+            let _ = ack.recv_copy().unwrap();
+            start.elapsed()
+        })
+    });
+    drop(tx);
+    kid.wait().unwrap();
+
+    // A pipe: what `multiprocessing.Queue` does underneath, without the pickling.
+    let mut kid = spawn("float_pipe", "", true);
+    let (mut to, mut from) = (kid.stdin.take().unwrap(), kid.stdout.take().unwrap());
+    let bytes: &[u8] = bytemuck::cast_slice(&msg);
+    g.bench_function("pipe_100k_f64", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            for _ in 0..iters {
+                to.write_all(&(bytes.len() as u64).to_le_bytes()).unwrap();
+                to.write_all(bytes).unwrap();
+            }
+            to.write_all(&0u64.to_le_bytes()).unwrap();
+            to.flush().unwrap();
+            let mut done = [0u8; 1];
+            from.read_exact(&mut done).unwrap();
+            start.elapsed()
+        })
+    });
+    drop((to, from));
     kid.wait().unwrap();
     g.finish();
 }

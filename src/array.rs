@@ -255,8 +255,8 @@ impl<T: Pod> Array<T> {
 /// Elements of `T` in shared memory without a lock: `multiprocessing.RawArray`.
 ///
 /// # Data races
-/// Other processes may write any element at any time. The safe methods copy with volatile
-/// accesses, element by element: each element no wider than a machine word is read or
+/// Other processes may write any element at any time. The safe methods copy element by
+/// element, with volatile accesses for elements of up to 16 bytes: each element no wider than a machine word is read or
 /// written whole, but a copy of several elements is not a snapshot, and nothing is
 /// ordered with respect to other memory. Synchronise with a [`Semaphore`]-style protocol
 /// or use [`Array`] when that matters. [`RawArray::as_slice`] and
@@ -381,7 +381,7 @@ impl<T: Pod> RawArray<T> {
         self.check_range(at, dst.len())?;
         for (k, d) in dst.iter_mut().enumerate() {
             // SAFETY: `at + k < len` (checked above): inside the mapping and aligned.
-            *d = unsafe { self.body.ptr().add(at + k).read_volatile() };
+            *d = unsafe { crate::primitive::read_shared(self.body.ptr().add(at + k)) };
         }
         Ok(())
     }
@@ -391,7 +391,7 @@ impl<T: Pod> RawArray<T> {
         self.check_range(at, src.len())?;
         for (k, s) in src.iter().enumerate() {
             // SAFETY: as in `read`.
-            unsafe { self.body.ptr().add(at + k).write_volatile(*s) };
+            unsafe { crate::primitive::write_shared(self.body.ptr().add(at + k), *s) };
         }
         Ok(())
     }

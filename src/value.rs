@@ -259,7 +259,7 @@ impl<T: Pod> PlainBody<T> {
         }
         // SAFETY: `i < len`, so the element is inside the mapping and aligned; volatile
         // because another process may write it; any bit pattern is a valid `T` (Pod).
-        Ok(unsafe { self.data.as_ptr().add(i).read_volatile() })
+        Ok(unsafe { crate::primitive::read_shared(self.data.as_ptr().add(i)) })
     }
 
     /// Volatile write of element `i` (checked).
@@ -271,7 +271,7 @@ impl<T: Pod> PlainBody<T> {
             });
         }
         // SAFETY: as in `read`.
-        unsafe { self.data.as_ptr().add(i).write_volatile(v) };
+        unsafe { crate::primitive::write_shared(self.data.as_ptr().add(i), v) };
         Ok(())
     }
 
@@ -289,9 +289,9 @@ impl<T: Pod> PlainBody<T> {
 
 /// A `T` in shared memory without a lock: `multiprocessing.RawValue`.
 ///
-/// [`RawValue::get`] and [`RawValue::set`] are single volatile accesses: for types no wider
-/// than a machine word and naturally aligned they are not torn on x86-64 and arm64, but
-/// they order nothing. For integer types, [`RawValue::atomic`] gives the standard atomic
+/// [`RawValue::get`] and [`RawValue::set`] are single volatile accesses for types of up to
+/// 16 bytes (plain copies for larger ones): for types no wider than a machine word and
+/// naturally aligned they are not torn on x86-64 and arm64, but they order nothing. For integer types, [`RawValue::atomic`] gives the standard atomic
 /// type in place, with every operation and ordering it has. For anything larger, use
 /// [`Value`] (or your own protocol, with a semaphore for instance).
 pub struct RawValue<T: Pod> {
@@ -342,17 +342,17 @@ impl<T: Pod> RawValue<T> {
         Ok(RawValue { body })
     }
 
-    /// A volatile read of the value (see the type docs for what that guarantees).
+    /// A read of the value (see the type docs for what that guarantees).
     pub fn get(&self) -> T {
         // SAFETY: `ptr()` points to one valid, aligned `T` in the mapping; volatile because
         // other processes write it; any bit pattern is a valid `T`.
-        unsafe { self.body.ptr().read_volatile() }
+        unsafe { crate::primitive::read_shared(self.body.ptr()) }
     }
 
-    /// A volatile write of the value (see the type docs).
+    /// A write of the value (see the type docs).
     pub fn set(&self, v: T) {
         // SAFETY: as in `get`.
-        unsafe { self.body.ptr().write_volatile(v) }
+        unsafe { crate::primitive::write_shared(self.body.ptr(), v) }
     }
 
     /// Pointer to the value in shared memory.

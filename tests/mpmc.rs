@@ -761,3 +761,24 @@ fn corrupted_stamps_and_positions_are_errors_not_hangs() {
     drop((tx, rx));
     assert!(names.leftovers().is_empty());
 }
+
+/// Found by the `channel_model` fuzz target: a slot given back twice while `head` still
+/// waited behind it is two laps ahead; the message after it must still be delivered.
+#[test]
+fn slots_given_back_repeatedly_behind_a_waiting_head_do_not_block_later_messages() {
+    let names = Names::new("mpmc_double_skip");
+    let name = names.name("q");
+    let mut tx = mpmc::Sender::<u64>::create(&name, 2).unwrap();
+    let mut rx = mpmc::Receiver::<u64>::open(&name).unwrap();
+    tx.send(1).unwrap();
+    drop(tx.loan().unwrap()); // position 1 given back
+    assert_eq!(rx.recv_copy().unwrap(), 1);
+    for _ in 0..5 {
+        drop(tx.loan().unwrap()); // given back again and again, head still behind
+    }
+    tx.send(2).unwrap();
+    assert_eq!(rx.try_recv().map(|g| *g).unwrap(), 2);
+    tx.send(3).unwrap();
+    assert_eq!(rx.recv_copy().unwrap(), 3);
+    assert!(matches!(rx.try_recv(), Err(Error::WouldBlock)));
+}

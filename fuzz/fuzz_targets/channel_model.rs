@@ -26,8 +26,7 @@ use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use shmkit::{frames, mpmc, spsc, CreationMode, Error, Options};
 use shmkit_fuzz::{
-    hit_known_bugs, install_cleanup_hook, mpmc as mlayout, pair, poke64, unique_name, Mapping,
-    NameGuard,
+    install_cleanup_hook, mpmc as mlayout, pair, poke64, unique_name, Mapping, NameGuard,
 };
 
 const SLOT: usize = 16;
@@ -363,14 +362,6 @@ impl MpmcModel {
         n < self.cap || self.q[n - self.cap] == Entry::Skipped
     }
 
-    /// Whether a loan dropped now would skip, a second time, a slot whose previous skip
-    /// `head` has not passed yet: the known bug that
-    /// `shmkit_fuzz::MPMC_DOUBLE_SKIP_KNOWN_BUG` describes.
-    fn would_skip_twice(&self) -> bool {
-        let n = self.q.len();
-        n >= self.cap && self.q[n - self.cap] == Entry::Skipped
-    }
-
     fn senders_gone(&self) -> bool {
         self.tx.iter().all(Option::is_none)
     }
@@ -420,9 +411,6 @@ impl MpmcModel {
                 }
             }
             MOp::Loan { who, commit } => {
-                // Known bug: commit instead of dropping where dropping would wedge the
-                // receivers (see `would_skip_twice`).
-                let commit = commit || (!hit_known_bugs() && self.would_skip_twice());
                 let Some(tx) = &mut self.tx[i(who)] else {
                     return;
                 };

@@ -405,37 +405,6 @@ pub unsafe fn poke64(base: *mut u8, off: usize, v: u64) {
     unsafe { std::ptr::write_volatile(base.add(off) as *mut u64, v) }
 }
 
-// ---------------------------------------------------------------------------------------
-// Known library bugs.
-
-/// Whether the targets should walk into the library bugs they know of (set
-/// `SHMKIT_FUZZ_KNOWN_BUGS=1` to check a fix). By default they step around them, so that
-/// a CI run finds new bugs instead of the same one again.
-pub fn hit_known_bugs() -> bool {
-    static HIT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HIT.get_or_init(|| std::env::var_os("SHMKIT_FUZZ_KNOWN_BUGS").is_some_and(|v| v == "1"))
-}
-
-/// Known bug: `Barrier::reset` computes `cur + 1` on the generation word as loaded, so a
-/// peer that stored `u32::MAX` there makes it panic with "attempt to add with overflow"
-/// in any build with overflow checks (`src/sync/barrier.rs`, `BarrierState::reset`).
-/// True when `reset` on the barrier whose segment body starts at `body` would hit it.
-pub fn barrier_reset_would_overflow(body: *mut u8) -> bool {
-    // SAFETY: `body` is the body of a barrier's segment: at least its 1024-byte state,
-    // 128-aligned; the generation word is its first u32.
-    let gen = unsafe { std::ptr::read_volatile(body as *const u32) };
-    !hit_known_bugs() && gen == u32::MAX
-}
-
-/// Known bug (documentation only; `channel_model` steps around it): an mpmc slot given
-/// back twice while `head` still points at its first skipped position (a loan dropped at
-/// position `p` behind an unreceived message, then, one lap later, another loan dropped at
-/// `p + one_lap` before any receiver polled) holds stamp `p + 2 * one_lap`, which
-/// `Ring::poll_recv` (`src/channel/mpmc.rs`) only accepts one lap ahead: every receive
-/// then fails with `Error::Corrupt`, and the messages committed after it are never
-/// delivered.
-pub const MPMC_DOUBLE_SKIP_KNOWN_BUG: () = ();
-
 /// A short timeout chosen by the input: zero most of the time, at most 255 µs.
 pub fn micros(t: u8) -> std::time::Duration {
     if t < 128 {

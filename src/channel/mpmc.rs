@@ -582,10 +582,16 @@ impl<T: Pod> Ring<T> {
                 // Not published yet (empty, or a sender is writing), or the previous lap's
                 // message is still held there (then nothing was sent at `head` either).
                 return Ok(Poll::Pending);
-            } else if stamp == ahead || stamp == ahead.wrapping_add(1) {
+            } else if stamp == ahead
+                || stamp == ahead.wrapping_add(1)
+                || self.laps_ahead(head, stamp)
+            {
                 // Message `head` was received or skipped. If `head` still says so, it was a
                 // skip whose skipper has not moved `head` yet (or died before it could):
-                // move it. AcqRel/Relaxed: as the claiming CAS.
+                // move it. (A slot's stamp only grows, and only through each of its
+                // positions in turn, so any later lap means `head`'s turn is over: slots
+                // given back repeatedly while `head` waited further back can be several
+                // laps ahead.) AcqRel/Relaxed: as the claiming CAS.
                 let next = self.geo.next(head);
                 head = match h.head.0.compare_exchange_weak(
                     head,
@@ -626,6 +632,15 @@ impl<T: Pod> Ring<T> {
     /// Marks the claimed, unpublished position `pos` as skipped, as if received, and moves
     /// `head` past it if it is there. `count`: a message lost to a dead sender (not a loan
     /// given back). `false` if the stamp was no longer `pos` (published or skipped).
+    /// Whether `stamp` is a later lap of `head`'s slot (free or published for a position
+    /// at least two laps on): `head`'s own turn at the slot is over.
+    fn laps_ahead(&self, head: u64, stamp: u64) -> bool {
+        // `stamp - head` is `k` laps (free for that position) or `k` laps and one
+        // (published there), `k >= 2`; far ahead (a quarter of the counter) is corrupt.
+        let d = stamp.wrapping_sub(head);
+        d & self.geo.mask <= 1 && d >= 2 * self.geo.one_lap && d < 1 << 62
+    }
+
     fn skip(&self, pos: u64, count: bool) -> bool {
         // AcqRel: Release, so that a sender that reuses the slot is ordered after us;
         // Acquire, to see the claimer's last writes (nothing is read, but it is cheap).
@@ -1253,7 +1268,9 @@ impl<T: Pod> Loan<'_, T> {
         }
         // SAFETY: in bounds (a claimed position); a volatile read of a Pod value, which
         // is valid whatever its bytes.
-        let v = unsafe { std::ptr::read_volatile(self.tx.ring.claimed_slot(self.pos).value.get()) };
+        let v = unsafe {
+            crate::primitive::read_shared(self.tx.ring.claimed_slot(self.pos).value.get())
+        };
         if self.blocking {
             self.tx.send(v).map_err(|e| e.error)
         } else {
@@ -1401,7 +1418,7 @@ impl<T: Pod> Receiver<T> {
         let g = self.recv()?;
         // SAFETY: the slot is ours until the guard drops; a volatile read of a Pod value,
         // valid whatever bytes a misbehaving peer put there.
-        Ok(unsafe { std::ptr::read_volatile(g.rx.ring.claimed_slot(g.pos).value.get()) })
+        Ok(unsafe { crate::primitive::read_shared(g.rx.ring.claimed_slot(g.pos).value.get()) })
     }
 
     /// A blocking iterator of copies, ending when every sender is gone and the queue is

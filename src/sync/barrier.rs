@@ -79,7 +79,7 @@ impl BarrierState {
                 if cur & BROKEN != 0 || (cur & GEN_MASK) != (g & GEN_MASK) {
                     return Err(Error::BrokenBarrier);
                 }
-                let next = (cur + 1) & GEN_MASK;
+                let next = cur.wrapping_add(1) & GEN_MASK;
                 // Release: publishes the arrivals' writes (and the count reset) to the
                 // waiters' Acquire loads of `gen`.
                 match st
@@ -169,7 +169,7 @@ impl BarrierState {
             // Relaxed: published by the Release CAS below.
             st.reset_gen.store(cur & GEN_MASK, Ordering::Relaxed);
             st.arrived.store(0, Ordering::Relaxed);
-            let next = (cur + 1) & GEN_MASK;
+            let next = cur.wrapping_add(1) & GEN_MASK;
             // Release: publishes `reset_gen` and the count to waiters' Acquire loads.
             match st
                 .gen

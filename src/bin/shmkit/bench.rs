@@ -516,9 +516,10 @@ fn xor_words(bytes: &[u8]) -> u64 {
 
 /// The peer side of every case.
 pub fn peer(case: &str, name: &str, size: usize, count: u64) -> Res<()> {
-    if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
-        pin_to_cpu(1)?;
-    }
+    // Not conditional on `available_parallelism`: we inherit the parent's affinity (CPU 0
+    // only), so that would say 1 and leave both processes on one CPU. On a one-CPU
+    // machine this fails and we stay where we are.
+    let _ = pin_to_cpu(1);
     match case {
         "rt_floor_spin" | "rt_futex_sleeping" => {
             let words = RawArray::<u32>::open(name)?;
