@@ -78,6 +78,34 @@ struct Ring {
     hdr: NonNull<Header>,
     data: NonNull<u8>,
     cap: u64,
+    /// Under loom: the stamp and length words, which live in plain ring bytes for real
+    /// and which loom can only model as atomics it constructed itself.
+    #[cfg(loom)]
+    words: loom_words::Words,
+}
+
+/// Under loom, the record header words of each ring (by segment name): the model is one
+/// process, so a table beside the mapping stands for the words in the ring's bytes.
+#[cfg(loom)]
+mod loom_words {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    use crate::primitive::AtomicU64;
+
+    /// `(stamps, lengths)`, one of each per 16-byte record position.
+    pub(super) type Words = Arc<(Vec<AtomicU64>, Vec<AtomicU64>)>;
+
+    pub(super) fn of(name: &str, cap: u64) -> Words {
+        static TABLES: Mutex<Option<HashMap<String, Words>>> = Mutex::new(None);
+        let mut t = TABLES.lock().unwrap_or_else(|e| e.into_inner());
+        let n = (cap / super::ALIGN) as usize;
+        let new = || (0..n).map(|_| AtomicU64::new(0)).collect::<Vec<_>>();
+        t.get_or_insert_with(HashMap::new)
+            .entry(name.to_owned())
+            .or_insert_with(|| Arc::new((new(), new())))
+            .clone()
+    }
 }
 
 // SAFETY: shared memory reached through atomics and through byte ranges that the protocol
@@ -115,6 +143,8 @@ impl Ring {
             data: NonNull::new(unsafe { base.add(std::mem::size_of::<Header>()) })
                 .expect("mapping is not null"),
             cap: seg.capacity(),
+            #[cfg(loom)]
+            words: loom_words::of(name, seg.capacity()),
             seg,
         })
     }
@@ -129,6 +159,7 @@ impl Ring {
     }
 
     /// The stamp word of the record at `pos` (16-aligned).
+    #[cfg(not(loom))]
     fn stamp(&self, pos: u64) -> &AtomicU64 {
         // SAFETY: `offset(pos)` is a multiple of 16 below `cap`, so the word is inside the
         // data area and 8-aligned (the area starts 128-aligned).
@@ -136,9 +167,20 @@ impl Ring {
     }
 
     /// The length word of the record at `pos`.
+    #[cfg(not(loom))]
     fn len_word(&self, pos: u64) -> &AtomicU64 {
         // SAFETY: as in `stamp`, 8 bytes further: still inside (records are 16 bytes min).
         unsafe { &*(self.data.as_ptr().add(self.offset(pos) as usize + 8) as *const AtomicU64) }
+    }
+
+    #[cfg(loom)]
+    fn stamp(&self, pos: u64) -> &AtomicU64 {
+        &self.words.0[(self.offset(pos) / ALIGN) as usize]
+    }
+
+    #[cfg(loom)]
+    fn len_word(&self, pos: u64) -> &AtomicU64 {
+        &self.words.1[(self.offset(pos) / ALIGN) as usize]
     }
 
     /// Payload pointer of the record at `pos`.
