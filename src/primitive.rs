@@ -98,12 +98,17 @@ pub(crate) unsafe fn read_shared<T: bytemuck::Pod>(src: *const T) -> T {
         unsafe { src.read_volatile() }
     } else {
         let mut v = std::mem::MaybeUninit::<T>::uninit();
+        // The fences keep the copy where it is: the compiler may not hoist it out of a
+        // polling loop nor reuse an earlier read, as it could with a plain copy.
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
         // SAFETY: the caller's contract for `src`; `v` is a fresh local of the same type,
         // fully written by the copy, and every bit pattern is a valid `T` (`Pod`).
-        unsafe {
+        let v = unsafe {
             std::ptr::copy_nonoverlapping(src, v.as_mut_ptr(), 1);
             v.assume_init()
-        }
+        };
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+        v
     }
 }
 
@@ -117,7 +122,10 @@ pub(crate) unsafe fn write_shared<T: bytemuck::Pod>(dst: *mut T, v: T) {
         // SAFETY: the caller's contract.
         unsafe { dst.write_volatile(v) }
     } else {
+        // As in `read_shared`: the copy stays where it is written.
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
         // SAFETY: the caller's contract; `v` is a local, so the regions do not overlap.
-        unsafe { std::ptr::copy_nonoverlapping(&v, dst, 1) }
+        unsafe { std::ptr::copy_nonoverlapping(&v, dst, 1) };
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
     }
 }

@@ -527,8 +527,13 @@ impl Segment {
             );
             match os::create_excl(&tmp) {
                 Ok(fd) => {
-                    if hold(&fd, &tmp)? {
-                        break (tmp, fd);
+                    match hold(&fd, &tmp) {
+                        Ok(true) => break (tmp, fd),
+                        Ok(false) => {}
+                        Err(e) => {
+                            let _ = os::unlink(&tmp);
+                            return Err(e);
+                        }
                     }
                     // A cleaner removed the new file before we held it: take another.
                     if attempt >= 8 {
@@ -836,8 +841,9 @@ impl Segment {
         if reg != 0 && (reg >> 32) as u32 == fork_generation() && reg as u32 == token {
             return Ok(true);
         }
-        // The main descriptor holds no lock, so any lock on that byte belongs to another
-        // open file description: a live registered process.
+        // The main descriptor holds no lock on liveness bytes (only on the holder byte),
+        // so any lock on that byte belongs to another open file description: a live
+        // registered process.
         os::ofd_is_locked(self.fd.as_raw_fd(), LIVENESS_BASE + u64::from(token))
             .map_err(|e| Error::io("fcntl(F_OFD_GETLK)", e))
     }
@@ -893,8 +899,6 @@ fn raw_layout(len: usize) -> Result<Layout> {
     })
 }
 
-/// Checks a header copy against the file's real size and the caller's expectations, and
-/// returns it. Public to the crate for the fuzz target.
 /// Checks the fixed prefix that every format version keeps: magic, version, header size.
 fn check_prefix(name: &str, magic: u64, version: u32, header_size: u32) -> Result<()> {
     if magic != MAGIC {
@@ -919,6 +923,8 @@ fn check_prefix(name: &str, magic: u64, version: u32, header_size: u32) -> Resul
     Ok(())
 }
 
+/// Checks a header copy against the file's real size and the caller's expectations, and
+/// returns it. Public to the crate for the fuzz target.
 pub(crate) fn validate(name: &str, h: &Header, file_len: u64, layout: &Layout) -> Result<Header> {
     let corrupt = |what: String| Error::corrupt(format!("segment `{name}`: {what}"));
     let mismatch = |what: String| Error::LayoutMismatch {
@@ -997,6 +1003,15 @@ fn map_io_err(name: &str, op: &'static str, e: std::io::Error) -> Error {
 /// Removes the named segment `name`. Processes that have it mapped keep their mapping.
 pub fn unlink(name: &str) -> Result<()> {
     let path = os_path(name)?;
+    // Hold it while removing it, as an opener would: a cleaner that holds it exclusively
+    // is removing it already, and one that comes later finds the name gone or reused, so
+    // it can never remove a segment created under the same name after ours.
+    let fd = os::open_rw(&path).map_err(|e| map_io_err(name, "open", e))?;
+    if !hold(&fd, &path)? {
+        return Err(Error::NotFound {
+            name: name.to_owned(),
+        });
+    }
     os::unlink(&path).map_err(|e| map_io_err(name, "unlink", e))
 }
 
@@ -1211,10 +1226,8 @@ pub fn clean(prefix: &str, mode: CleanMode) -> Result<Vec<String>> {
             }
             continue;
         }
-        if !os::ofd_try_lock(fd.as_raw_fd(), HOLDER_BYTE)
-            .map_err(|e| Error::io("fcntl(F_OFD_SETLK)", e))?
-        {
-            continue; // held by a live process, or another cleaner is on it
+        if !os::ofd_try_lock(fd.as_raw_fd(), HOLDER_BYTE).unwrap_or(false) {
+            continue; // held by a live process, another cleaner is on it, or unlockable
         }
         // The name may have been removed and reused since we opened it.
         if !os::stat_path(&path).is_ok_and(|now| (now.dev, now.ino) == (st.dev, st.ino)) {

@@ -776,9 +776,23 @@ fn slots_given_back_repeatedly_behind_a_waiting_head_do_not_block_later_messages
     for _ in 0..5 {
         drop(tx.loan().unwrap()); // given back again and again, head still behind
     }
-    tx.send(2).unwrap();
-    assert_eq!(rx.try_recv().map(|g| *g).unwrap(), 2);
-    tx.send(3).unwrap();
-    assert_eq!(rx.recv_copy().unwrap(), 3);
+    // Fill it: a sender blocked on the full queue, with `head` laps behind, is told
+    // "timeout", not "corrupt", when it checks for dead peers.
+    let mut sent = Vec::new();
+    for v in 2.. {
+        match tx.try_send(v) {
+            Ok(()) => sent.push(v),
+            Err(e) if matches!(e.error, Error::WouldBlock) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(!sent.is_empty());
+    let e = tx.send_timeout(99, Duration::from_millis(50)).unwrap_err();
+    assert!(matches!(e.error, Error::Timeout), "{e}");
+    for v in sent {
+        assert_eq!(rx.try_recv().map(|g| *g).unwrap(), v);
+    }
+    tx.send(100).unwrap();
+    assert_eq!(rx.recv_copy().unwrap(), 100);
     assert!(matches!(rx.try_recv(), Err(Error::WouldBlock)));
 }

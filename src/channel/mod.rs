@@ -213,8 +213,10 @@ impl EndpointSlot {
             {
                 // Relaxed: display only.
                 self.pid.store(std::process::id(), Ordering::Relaxed);
-                // Relaxed: read together with `token`, whose Acquire/Release orders it.
-                self.ever.store(1, Ordering::Relaxed);
+                // Release: after our token; readers load `ever` (Acquire) before `token`,
+                // so one that sees `ever` also sees our token, never a stale 0 from
+                // before the claim (which would read as "closed").
+                self.ever.store(1, Ordering::Release);
                 return Ok(true);
             }
         }
@@ -233,11 +235,11 @@ impl EndpointSlot {
 
     /// Whether the peer closed its end cleanly: a cheap check, no syscall.
     pub(crate) fn is_closed(&self) -> bool {
+        // Acquire: pairs with the Release store in `claim`; loaded first (see there).
+        self.ever.load(Ordering::Acquire) != 0
         // Acquire: pairs with the Release in `release`, so everything the peer published
         // before it closed is visible to the final poll that follows a `true`.
-        self.token.load(Ordering::Acquire) == 0
-        // Relaxed: set before the token it accompanies was published.
-            && self.ever.load(Ordering::Relaxed) != 0
+            && self.token.load(Ordering::Acquire) == 0
     }
 
     /// [`EndpointSlot::is_closed`] or [`EndpointSlot::is_gone`], as `check` says.
@@ -251,11 +253,12 @@ impl EndpointSlot {
     /// Whether the peer is gone: it attached once, and now the slot is free or its
     /// process is dead. A peer that never attached is not gone (it may still come).
     pub(crate) fn is_gone(&self, seg: &Segment) -> Result<bool> {
+        // Acquire: pairs with the Release store in `claim`; loaded first (see there).
+        let ever = self.ever.load(Ordering::Acquire) != 0;
         // Acquire: a cleared slot means the peer closed after its last publication.
         let t = self.token.load(Ordering::Acquire);
         if t == 0 {
-            // Relaxed: set before the token it accompanies was published.
-            return Ok(self.ever.load(Ordering::Relaxed) != 0);
+            return Ok(ever);
         }
         Ok(!seg.is_alive(t)?)
     }

@@ -629,9 +629,6 @@ impl<T: Pod> Ring<T> {
         self.hdr().space.notify();
     }
 
-    /// Marks the claimed, unpublished position `pos` as skipped, as if received, and moves
-    /// `head` past it if it is there. `count`: a message lost to a dead sender (not a loan
-    /// given back). `false` if the stamp was no longer `pos` (published or skipped).
     /// Whether `stamp` is a later lap of `head`'s slot (free or published for a position
     /// at least two laps on): `head`'s own turn at the slot is over.
     fn laps_ahead(&self, head: u64, stamp: u64) -> bool {
@@ -641,6 +638,9 @@ impl<T: Pod> Ring<T> {
         d & self.geo.mask <= 1 && d >= 2 * self.geo.one_lap && d < 1 << 62
     }
 
+    /// Marks the claimed, unpublished position `pos` as skipped, as if received, and moves
+    /// `head` past it if it is there. `count`: a message lost to a dead sender (not a loan
+    /// given back). `false` if the stamp was no longer `pos` (published or skipped).
     fn skip(&self, pos: u64, count: bool) -> bool {
         // AcqRel: Release, so that a sender that reuses the slot is ordered after us;
         // Acquire, to see the claimer's last writes (nothing is read, but it is cheap).
@@ -818,8 +818,10 @@ impl<T: Pod> Ring<T> {
             let head = h.head.0.load(Ordering::Acquire);
             if self.geo.passed(prev, head) {
                 self.free_dead_hold(prev) // received, not released
-            } else if matches!(self.geo.distance(head, prev), Some(d) if d <= 2 * self.geo.cap) {
-                Ok(false) // not received yet: plainly full
+            } else if prev.wrapping_sub(head) < 1 << 62 {
+                // Not received yet: plainly full. (`head` may be several laps behind: slots
+                // given back while it waited, see `laps_ahead`; receivers move it on.)
+                Ok(false)
             } else {
                 Err(self.corrupt_positions(head, tail))
             }
@@ -833,6 +835,9 @@ impl<T: Pod> Ring<T> {
         let mut ever = false;
         for line in self.table(side) {
             let end = &line.0.end;
+            // Acquire: pairs with the Release store of `ever` after the token in
+            // `EndpointSlot::claim`; loaded first, so a claim is never missed half-way.
+            let was = end.ever.load(Ordering::Acquire) != 0;
             // Acquire: a cleared registration means its endpoint closed after its last
             // publication (pairs with the Release in `EndpointSlot::release`).
             let t = end.token.load(Ordering::Acquire);
@@ -841,8 +846,7 @@ impl<T: Pod> Ring<T> {
                     return Ok(false);
                 }
                 ever = true;
-            } else if end.ever.load(Ordering::Relaxed) != 0 {
-                // Relaxed: set with the token, whose Acquire/Release orders it.
+            } else if was {
                 ever = true;
             }
         }
@@ -854,12 +858,12 @@ impl<T: Pod> Ring<T> {
         let mut ever = false;
         for line in self.table(side) {
             let end = &line.0.end;
-            // Acquire: as in `all_gone`.
+            // Acquire (both), `ever` first: as in `all_gone`.
+            let was = end.ever.load(Ordering::Acquire) != 0;
             if end.token.load(Ordering::Acquire) != 0 {
                 return false;
             }
-            // Relaxed: as in `all_gone`.
-            ever |= end.ever.load(Ordering::Relaxed) != 0;
+            ever |= was;
         }
         ever
     }
