@@ -10,6 +10,8 @@
 
 #![allow(dead_code)]
 
+pub mod msg;
+
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
