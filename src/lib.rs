@@ -78,6 +78,7 @@ pub mod __private {
 #[doc(hidden)]
 pub mod __loom {
     pub use crate::channel::HandshakeModel;
+    pub use crate::primitive::process::{die_after, quiet_kills, Killed};
     pub use crate::sync::barrier::BarrierState;
     pub use crate::sync::condvar::CondState;
     pub use crate::sync::event::EventState;

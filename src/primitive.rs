@@ -10,7 +10,9 @@
 pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+pub(crate) use loom::sync::atomic::{fence, Ordering};
+#[cfg(loom)]
+pub(crate) use process::{AtomicU32, AtomicU64};
 
 /// Outcome of [`futex_wait`]; see `os::FutexWait`.
 pub(crate) use crate::os::FutexWait;
@@ -49,39 +51,297 @@ pub(crate) use model::{futex_wait, futex_wake, spin_hint};
 /// sleeps until woken, so a lost wake-up becomes a deadlock that loom reports.
 #[cfg(loom)]
 mod model {
-    use super::{AtomicU32, FutexWait, Ordering};
+    use super::{AtomicU32, FutexWait};
     use loom::sync::{Condvar, Mutex};
 
     loom::lazy_static! {
-        static ref KERNEL: (Mutex<u64>, Condvar) = (Mutex::new(0), Condvar::new());
+        static ref KERNEL: (Mutex<Kernel>, Condvar) = (Mutex::new(Kernel::default()), Condvar::new());
     }
 
+    /// What the modelled kernel counts: wake calls, and deaths of modelled processes.
+    #[derive(Default)]
+    pub(super) struct Kernel {
+        wakes: u64,
+        deaths: u64,
+    }
+
+    loom::thread_local! {
+        /// The deaths this thread has already "timed out" on (see [`futex_wait`]).
+        static DEATHS_SEEN: std::cell::Cell<u64> = std::cell::Cell::new(0);
+    }
+
+    /// A timed wait returns `TimedOut` once for every death of another modelled process
+    /// since this thread's last timed-out wait: a real sleeper's slice runs out some time
+    /// after a peer's death, and that is when it checks its peers' liveness. Otherwise a
+    /// sleeper sleeps until woken (a lost wake-up is a deadlock that loom reports).
     pub(crate) fn futex_wait(
         word: &AtomicU32,
         expected: u32,
-        _timeout: Option<std::time::Duration>,
+        timeout: Option<std::time::Duration>,
     ) -> FutexWait {
-        let (lock, cv) = &*KERNEL;
-        let mut wakes = lock.lock().unwrap();
-        if word.load(Ordering::SeqCst) != expected {
+        if !super::process::step() {
             return FutexWait::Woken;
         }
-        let seen = *wakes;
-        while *wakes == seen {
-            wakes = cv.wait(wakes).unwrap();
+        let (lock, cv) = &*KERNEL;
+        let mut k = lock.lock().unwrap();
+        if word.kernel_load() != expected {
+            return FutexWait::Woken;
+        }
+        let timed = timeout.is_some();
+        let timed_out = |k: &Kernel| {
+            timed
+                && DEATHS_SEEN.with(|seen| {
+                    let out = k.deaths > seen.get();
+                    seen.set(k.deaths);
+                    out
+                })
+        };
+        if timed_out(&k) {
+            return FutexWait::TimedOut;
+        }
+        let wakes = k.wakes;
+        while k.wakes == wakes {
+            k = cv.wait(k).unwrap();
+            if timed_out(&k) {
+                return FutexWait::TimedOut;
+            }
         }
         FutexWait::Woken
     }
 
     pub(crate) fn futex_wake(_word: &AtomicU32, _n: u32) {
+        if !super::process::step() {
+            return;
+        }
         let (lock, cv) = &*KERNEL;
-        *lock.lock().unwrap() += 1;
+        lock.lock().unwrap().wakes += 1;
+        cv.notify_all();
+    }
+
+    /// The kernel's part in a modelled process's death: sleepers' slices run out.
+    pub(super) fn death() {
+        let (lock, cv) = &*KERNEL;
+        lock.lock().unwrap().deaths += 1;
         cv.notify_all();
     }
 
     pub(crate) fn spin_hint() {
         loom::thread::yield_now();
     }
+}
+
+/// Processes, modelled: under loom every thread stands for a process, with its own
+/// liveness token, and a model can kill one after any number of its steps.
+///
+/// A step is one operation on shared memory (an atomic load, store or read-modify-write)
+/// or one futex call; [`die_after`] runs a closure that is killed, by an unwinding panic
+/// caught at its end, just before its `n`-th step. From then on the thread is a ghost:
+/// its shared-memory operations do nothing (loads read 0, compare-exchanges pretend to
+/// succeed, futex calls return at once), so the destructors that run while it unwinds
+/// release what the kernel would release for a killed process (descriptors, mappings) and
+/// touch no shared memory. What the victim leaves behind is then exactly what `kill -9`
+/// leaves: the steps it made, none of those it did not. The kernel's part follows at
+/// once: the process's liveness token is dead and every sleeper's slice runs out (see
+/// `model::futex_wait`).
+#[cfg(loom)]
+pub mod process {
+    use std::cell::Cell;
+    use std::panic::{self, AssertUnwindSafe};
+
+    use super::Ordering;
+
+    /// How many more steps this thread may make.
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    enum Budget {
+        Unlimited,
+        Left(u32),
+        Killed,
+    }
+
+    /// The payload of the panic that kills a modelled process.
+    #[derive(Debug)]
+    pub struct Killed;
+
+    /// Liveness tokens handed out in this execution, and those of dead processes. Not a
+    /// loom object: a token's liveness is the kernel's business, asked in one system
+    /// call, not a memory access to interleave.
+    #[derive(Default)]
+    struct Registry {
+        issued: u32,
+        dead: Vec<u32>,
+    }
+
+    loom::lazy_static! {
+        static ref REGISTRY: std::sync::Mutex<Registry> = std::sync::Mutex::new(Registry::default());
+    }
+
+    loom::thread_local! {
+        static BUDGET: Cell<Budget> = Cell::new(Budget::Unlimited);
+        static TOKEN: Cell<u32> = Cell::new(0);
+    }
+
+    fn registry() -> std::sync::MutexGuard<'static, Registry> {
+        REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts one step of this thread, and kills it if its budget is spent. `false` if the
+    /// thread is a ghost (killed): the step must have no effect.
+    pub(crate) fn step() -> bool {
+        match BUDGET.with(Cell::get) {
+            Budget::Unlimited => true,
+            Budget::Left(0) => {
+                BUDGET.with(|b| b.set(Budget::Killed));
+                panic::panic_any(Killed);
+            }
+            Budget::Left(n) => {
+                BUDGET.with(|b| b.set(Budget::Left(n - 1)));
+                true
+            }
+            Budget::Killed => false,
+        }
+    }
+
+    /// This thread's liveness token (tokens start at 1).
+    pub(crate) fn token() -> u32 {
+        TOKEN.with(|t| {
+            if t.get() == 0 {
+                let mut r = registry();
+                r.issued += 1;
+                t.set(r.issued);
+            }
+            t.get()
+        })
+    }
+
+    /// Whether the modelled process that holds `token` is alive.
+    pub(crate) fn is_alive(token: u32) -> bool {
+        let r = registry();
+        token != 0 && token <= r.issued && !r.dead.contains(&token)
+    }
+
+    /// Runs `f` as a process that is killed just before its `steps`-th step (counted
+    /// from 0): `Some` with `f`'s result if it was not, `None` if it was. Either way the
+    /// thread is dead afterwards (a ghost), as a process that exits, and its token with
+    /// it. What `f` owns is dropped as it unwinds, as a ghost: see the module docs.
+    pub fn die_after<R>(steps: u32, f: impl FnOnce() -> R) -> Option<R> {
+        BUDGET.with(|b| b.set(Budget::Left(steps)));
+        let out = match panic::catch_unwind(AssertUnwindSafe(f)) {
+            Ok(r) => Some(r),
+            Err(p) if p.is::<Killed>() => None,
+            Err(p) => panic::resume_unwind(p),
+        };
+        BUDGET.with(|b| b.set(Budget::Killed));
+        let me = token();
+        registry().dead.push(me);
+        super::model::death();
+        out
+    }
+
+    /// Installs (once) a panic hook that keeps quiet about [`Killed`] panics.
+    pub fn quiet_kills() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            let prev = panic::take_hook();
+            panic::set_hook(Box::new(move |info| {
+                if !info.payload().is::<Killed>() {
+                    prev(info);
+                }
+            }));
+        });
+    }
+
+    macro_rules! atomic {
+        ($name:ident, $int:ty) => {
+            /// loom's atomic, each operation counted as a step of the modelled process.
+            #[derive(Debug)]
+            #[repr(transparent)]
+            pub(crate) struct $name(loom::sync::atomic::$name);
+
+            #[allow(dead_code)]
+            impl $name {
+                pub(crate) fn new(v: $int) -> Self {
+                    $name(loom::sync::atomic::$name::new(v))
+                }
+                pub(crate) fn load(&self, o: Ordering) -> $int {
+                    if !step() {
+                        return 0;
+                    }
+                    self.0.load(o)
+                }
+                /// The futex's compare: the kernel's read, not a step of the caller.
+                pub(crate) fn kernel_load(&self) -> $int {
+                    self.0.load(Ordering::SeqCst)
+                }
+                pub(crate) fn store(&self, v: $int, o: Ordering) {
+                    if step() {
+                        self.0.store(v, o)
+                    }
+                }
+                pub(crate) fn swap(&self, v: $int, o: Ordering) -> $int {
+                    if !step() {
+                        return 0;
+                    }
+                    self.0.swap(v, o)
+                }
+                pub(crate) fn compare_exchange(
+                    &self,
+                    cur: $int,
+                    new: $int,
+                    s: Ordering,
+                    f: Ordering,
+                ) -> Result<$int, $int> {
+                    if !step() {
+                        return Ok(cur);
+                    }
+                    self.0.compare_exchange(cur, new, s, f)
+                }
+                pub(crate) fn compare_exchange_weak(
+                    &self,
+                    cur: $int,
+                    new: $int,
+                    s: Ordering,
+                    f: Ordering,
+                ) -> Result<$int, $int> {
+                    if !step() {
+                        return Ok(cur);
+                    }
+                    self.0.compare_exchange_weak(cur, new, s, f)
+                }
+                pub(crate) fn fetch_add(&self, v: $int, o: Ordering) -> $int {
+                    if !step() {
+                        return 0;
+                    }
+                    self.0.fetch_add(v, o)
+                }
+                pub(crate) fn fetch_sub(&self, v: $int, o: Ordering) -> $int {
+                    if !step() {
+                        return 0;
+                    }
+                    self.0.fetch_sub(v, o)
+                }
+                pub(crate) fn fetch_and(&self, v: $int, o: Ordering) -> $int {
+                    if !step() {
+                        return 0;
+                    }
+                    self.0.fetch_and(v, o)
+                }
+                pub(crate) fn fetch_or(&self, v: $int, o: Ordering) -> $int {
+                    if !step() {
+                        return 0;
+                    }
+                    self.0.fetch_or(v, o)
+                }
+                pub(crate) fn fetch_max(&self, v: $int, o: Ordering) -> $int {
+                    if !step() {
+                        return 0;
+                    }
+                    self.0.fetch_max(v, o)
+                }
+            }
+        };
+    }
+    atomic!(AtomicU32, u32);
+    atomic!(AtomicU64, u64);
 }
 
 /// Reads a value that another process may write at the same time, as one volatile load

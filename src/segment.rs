@@ -751,6 +751,11 @@ impl Segment {
     /// again in a forked child). The fast path is two relaxed loads and a compare.
     #[inline]
     pub(crate) fn token(&self) -> Result<u32> {
+        // Under loom each thread is a modelled process with its own token.
+        #[cfg(loom)]
+        if cfg!(loom) {
+            return Ok(crate::primitive::process::token());
+        }
         // Relaxed: the registration word is process-local and written only by this process;
         // a stale read sends us to the slow path, which re-checks under a CAS.
         let reg = self.liveness.reg.load(Ordering::Relaxed);
@@ -836,6 +841,10 @@ impl Segment {
     pub(crate) fn is_alive(&self, token: u32) -> Result<bool> {
         if token == 0 || token > MAX_TOKEN {
             return Ok(false);
+        }
+        #[cfg(loom)]
+        if cfg!(loom) {
+            return Ok(crate::primitive::process::is_alive(token));
         }
         let reg = self.liveness.reg.load(Ordering::Relaxed);
         if reg != 0 && (reg >> 32) as u32 == fork_generation() && reg as u32 == token {

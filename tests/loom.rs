@@ -253,3 +253,352 @@ fn frame_ring_delivers_whole_records_through_padding_and_waits() {
         t.join().unwrap();
     });
 }
+
+// ---------------------------------------------------------------------------------------
+// Killed processes. Each model below runs once for every step at which its victim can be
+// killed: `die_after(k, ..)` kills the victim thread just before its k-th step (atomic
+// operation or futex call), leaving shared memory exactly as `kill -9` would, and the
+// kernel's part follows (its liveness token dies, sleepers' slices run out). The driver
+// raises k until no execution kills the victim any more, so every step of attaching,
+// sending or receiving, waiting and closing is covered, in every interleaving within the
+// preemption bound. The survivors must neither hang (loom reports a deadlock) nor see
+// anything but an in-order, duplicate-free stream, and a successor must attach in the dead
+// endpoint's place and carry on.
+
+use shmkit::__loom::{die_after, quiet_kills};
+use shmkit::{CreationMode, Error, Options};
+use std::sync::atomic::{AtomicBool as StdBool, AtomicU64 as StdU64, Ordering::Relaxed};
+
+/// Messages the victim sends or receives.
+const MSGS: u64 = 3;
+/// What the successor sender sends.
+const LAST: u64 = 100;
+
+/// One channel kind, seen through `u64` messages.
+trait Chan: 'static {
+    type Tx: Send + 'static;
+    type Rx: Send + 'static;
+    /// The capacity the models use (slots, or bytes of ring).
+    const CAP: usize;
+    /// A message held by a killed receiver is lost (mpmc frees its slot) rather than
+    /// delivered again to the next receiver (spsc, frames resume at the unreleased one).
+    const AT_MOST_ONCE: bool;
+    fn tx_create(name: &str) -> Self::Tx;
+    fn rx_create(name: &str) -> Self::Rx;
+    fn tx_open(name: &str) -> Self::Tx;
+    fn rx_open(name: &str) -> Self::Rx;
+    fn send(tx: &mut Self::Tx, v: u64) -> Result<(), Error>;
+    /// Receives a message and hands it to `seen` before releasing it.
+    fn recv_with(rx: &mut Self::Rx, seen: impl FnOnce(u64)) -> Result<(), Error>;
+    fn recv(rx: &mut Self::Rx) -> Result<u64, Error> {
+        let mut v = None;
+        Self::recv_with(rx, |x| v = Some(x))?;
+        Ok(v.expect("seen"))
+    }
+}
+
+struct Spsc;
+impl Chan for Spsc {
+    type Tx = shmkit::spsc::Sender<u64>;
+    type Rx = shmkit::spsc::Receiver<u64>;
+    const CAP: usize = 2;
+    const AT_MOST_ONCE: bool = false;
+    fn tx_create(name: &str) -> Self::Tx {
+        Self::Tx::with_options(name, CreationMode::Create, Self::CAP, &kept()).unwrap()
+    }
+    fn rx_create(name: &str) -> Self::Rx {
+        Self::Rx::with_options(name, CreationMode::Create, Self::CAP, &kept()).unwrap()
+    }
+    fn tx_open(name: &str) -> Self::Tx {
+        Self::Tx::open(name).unwrap()
+    }
+    fn rx_open(name: &str) -> Self::Rx {
+        Self::Rx::open(name).unwrap()
+    }
+    fn send(tx: &mut Self::Tx, v: u64) -> Result<(), Error> {
+        tx.send(v).map_err(Error::from)
+    }
+    fn recv_with(rx: &mut Self::Rx, seen: impl FnOnce(u64)) -> Result<(), Error> {
+        let g = rx.recv()?;
+        seen(*g);
+        drop(g);
+        Ok(())
+    }
+}
+
+struct Mpmc;
+impl Chan for Mpmc {
+    type Tx = shmkit::mpmc::Sender<u64>;
+    type Rx = shmkit::mpmc::Receiver<u64>;
+    const CAP: usize = 1;
+    const AT_MOST_ONCE: bool = true;
+    fn tx_create(name: &str) -> Self::Tx {
+        Self::Tx::with_options(name, CreationMode::Create, Self::CAP, &kept()).unwrap()
+    }
+    fn rx_create(name: &str) -> Self::Rx {
+        Self::Rx::with_options(name, CreationMode::Create, Self::CAP, &kept()).unwrap()
+    }
+    fn tx_open(name: &str) -> Self::Tx {
+        Self::Tx::open(name).unwrap()
+    }
+    fn rx_open(name: &str) -> Self::Rx {
+        Self::Rx::open(name).unwrap()
+    }
+    fn send(tx: &mut Self::Tx, v: u64) -> Result<(), Error> {
+        tx.send(v).map_err(Error::from)
+    }
+    fn recv_with(rx: &mut Self::Rx, seen: impl FnOnce(u64)) -> Result<(), Error> {
+        let g = rx.recv()?;
+        seen(*g);
+        drop(g);
+        Ok(())
+    }
+}
+
+struct Frames;
+impl Chan for Frames {
+    type Tx = shmkit::frames::Sender;
+    type Rx = shmkit::frames::Receiver;
+    /// Two 8-byte records fit (each with its header), so the ring wraps and fills.
+    const CAP: usize = 64;
+    const AT_MOST_ONCE: bool = false;
+    fn tx_create(name: &str) -> Self::Tx {
+        Self::Tx::with_options(name, CreationMode::Create, Self::CAP, &kept()).unwrap()
+    }
+    fn rx_create(name: &str) -> Self::Rx {
+        Self::Rx::with_options(name, CreationMode::Create, Self::CAP, &kept()).unwrap()
+    }
+    fn tx_open(name: &str) -> Self::Tx {
+        Self::Tx::open(name).unwrap()
+    }
+    fn rx_open(name: &str) -> Self::Rx {
+        Self::Rx::open(name).unwrap()
+    }
+    fn send(tx: &mut Self::Tx, v: u64) -> Result<(), Error> {
+        tx.send(&v.to_le_bytes())
+    }
+    fn recv_with(rx: &mut Self::Rx, seen: impl FnOnce(u64)) -> Result<(), Error> {
+        let f = rx.recv()?;
+        let bytes: [u8; 8] = (&*f)
+            .try_into()
+            .unwrap_or_else(|_| panic!("a record of {} bytes", f.len()));
+        seen(u64::from_le_bytes(bytes));
+        drop(f);
+        Ok(())
+    }
+}
+
+/// The models' channels outlive their creators (a successor may attach after the creator
+/// closed); [`Name`] unlinks them.
+fn kept() -> Options {
+    Options::new().keep(true)
+}
+
+/// A channel name, unlinked when dropped (also when a model fails).
+struct Name(String);
+
+impl Drop for Name {
+    fn drop(&mut self) {
+        let _ = shmkit::unlink(&self.0);
+    }
+}
+
+/// Receives until `stop` arrives or the channel is disconnected.
+fn drain<C: Chan>(rx: &mut C::Rx, got: &mut Vec<u64>, stop: Option<u64>) {
+    loop {
+        match C::recv(rx) {
+            Ok(v) => {
+                got.push(v);
+                if Some(v) == stop {
+                    return;
+                }
+            }
+            Err(Error::Disconnected) => return,
+            Err(e) => panic!("receiver: {e}"),
+        }
+    }
+}
+
+fn big<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> thread::JoinHandle<T> {
+    thread::Builder::new().stack_size(8 << 20).spawn(f).unwrap()
+}
+
+/// Runs `model(k)` for k = 0, 1, … until no execution of it kills its victim (the model
+/// returns whether it did). Returns the number of kill points covered.
+fn at_every_kill_point(
+    preemptions: usize,
+    model: impl Fn(u32) -> bool + Clone + Send + Sync + 'static,
+) -> u32 {
+    quiet_kills();
+    for k in 0..10_000 {
+        if std::env::var_os("SHMKIT_LOOM_VERBOSE").is_some() {
+            eprintln!("kill point {k}");
+        }
+        let killed = std::sync::Arc::new(StdBool::new(false));
+        let (m, any) = (model.clone(), killed.clone());
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(
+            b.preemption_bound
+                .map_or(preemptions, |p| p.min(preemptions)),
+        );
+        // An mpmc wait scans 64 registrations before it sleeps: many loads, no spinning.
+        b.max_branches = b.max_branches.max(100_000);
+        // The mpmc header needs larger coroutine stacks than loom's default.
+        b.check(move || {
+            let m = m.clone();
+            if big(move || m(k)).join().unwrap() {
+                any.store(true, Relaxed);
+            }
+        });
+        if !killed.load(Relaxed) {
+            eprintln!("{k} kill points, each in every interleaving");
+            return k;
+        }
+    }
+    panic!("the victim is still killed after 10,000 steps: it never ends");
+}
+
+/// The sender is killed at step `k` of attaching, sending `MSGS` messages and closing,
+/// while the receiver drains; then a successor sender attaches and sends `LAST`. The
+/// receiver gets the killed sender's messages in order (every one whose `send` returned,
+/// plus perhaps the one published just before the kill), then `LAST`; it never hangs.
+/// (Every endpoint stays in the thread that made it: a thread is a process here.)
+fn sender_killed<C: Chan>(k: u32) -> bool {
+    let name = unique("kill-tx");
+    let _unlink = Name(name.clone());
+    let mut rx = C::rx_create(&name);
+    let sent = std::sync::Arc::new(StdU64::new(0));
+    let victim = {
+        let (name, sent) = (name.clone(), sent.clone());
+        big(move || {
+            die_after(k, || {
+                let mut tx = C::tx_open(&name);
+                for i in 0..MSGS {
+                    C::send(&mut tx, i).unwrap();
+                    sent.store(i + 1, Relaxed);
+                }
+                drop(tx);
+            })
+            .is_none()
+        })
+    };
+    let successor = big(move || {
+        let killed = victim.join().unwrap();
+        let mut tx = C::tx_open(&name);
+        C::send(&mut tx, LAST).unwrap();
+        killed
+    });
+    let mut got = Vec::new();
+    drain::<C>(&mut rx, &mut got, Some(LAST));
+    let killed = successor.join().unwrap();
+    if got.last() != Some(&LAST) {
+        drain::<C>(&mut rx, &mut got, None);
+    }
+    assert_eq!(got.pop(), Some(LAST), "k={k}: {got:?}");
+    let n = got.len() as u64;
+    assert!(
+        got.iter().copied().eq(0..n),
+        "k={k}: in order, no gap: {got:?}"
+    );
+    let sent = sent.load(Relaxed);
+    assert!(
+        n == sent || (killed && n == sent + 1),
+        "k={k}: {sent} sent, {got:?} received"
+    );
+    killed
+}
+
+/// The receiver is killed at step `k` of attaching, receiving two messages and closing,
+/// while a sender sends `MSGS` (stopping if it sees the receiver gone); then a successor
+/// receiver attaches and drains. Together they get every message whose `send` returned,
+/// in order: the victim sees each message before it releases it, and the one it held when
+/// killed is delivered again (spsc, frames: it was not released) or, if claimed and not
+/// yet seen, lost (mpmc: its slot is freed and counted in `lost`).
+fn receiver_killed<C: Chan>(k: u32) -> bool {
+    let name = unique("kill-rx");
+    let _unlink = Name(name.clone());
+    let mut tx = C::tx_create(&name);
+    let victim_got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let victim = {
+        let (name, got) = (name.clone(), victim_got.clone());
+        big(move || {
+            die_after(k, || {
+                let mut rx = C::rx_open(&name);
+                for _ in 0..2 {
+                    C::recv_with(&mut rx, |v| got.lock().unwrap().push(v)).unwrap();
+                }
+                drop(rx);
+            })
+            .is_none()
+        })
+    };
+    let successor = big(move || {
+        let killed = victim.join().unwrap();
+        let mut rx = C::rx_open(&name);
+        let mut got = Vec::new();
+        drain::<C>(&mut rx, &mut got, None);
+        (killed, got)
+    });
+    let mut ok = 0;
+    for i in 0..MSGS {
+        match C::send(&mut tx, i) {
+            Ok(()) => ok += 1,
+            Err(Error::Disconnected) => break,
+            Err(e) => panic!("sender: {e}"),
+        }
+    }
+    drop(tx);
+    let (killed, got) = successor.join().unwrap();
+    let first = victim_got.lock().unwrap().clone();
+    let a = first.len() as u64;
+    assert!(first.iter().copied().eq(0..a), "k={k}: {first:?}");
+    let from = ok - got.len() as u64;
+    assert!(
+        got.iter().copied().eq(from..ok),
+        "k={k}: {got:?} after {first:?}"
+    );
+    let fine = from == a
+        || (killed && C::AT_MOST_ONCE && from == a + 1)
+        || (killed && !C::AT_MOST_ONCE && from + 1 == a);
+    assert!(
+        fine,
+        "k={k}: victim {first:?}, successor {got:?}, {ok} sent"
+    );
+    killed
+}
+
+#[test]
+fn spsc_survives_a_sender_killed_at_any_step() {
+    let n = at_every_kill_point(2, sender_killed::<Spsc>);
+    assert!(n > 10, "{n} kill points");
+}
+
+#[test]
+fn spsc_survives_a_receiver_killed_at_any_step() {
+    let n = at_every_kill_point(2, receiver_killed::<Spsc>);
+    assert!(n > 10, "{n} kill points");
+}
+
+#[test]
+fn frame_ring_survives_a_sender_killed_at_any_step() {
+    let n = at_every_kill_point(2, sender_killed::<Frames>);
+    assert!(n > 10, "{n} kill points");
+}
+
+#[test]
+fn frame_ring_survives_a_receiver_killed_at_any_step() {
+    let n = at_every_kill_point(2, receiver_killed::<Frames>);
+    assert!(n > 10, "{n} kill points");
+}
+
+#[test]
+fn mpmc_survives_a_sender_killed_at_any_step() {
+    let n = at_every_kill_point(1, sender_killed::<Mpmc>);
+    assert!(n > 10, "{n} kill points");
+}
+
+#[test]
+fn mpmc_survives_a_receiver_killed_at_any_step() {
+    let n = at_every_kill_point(1, receiver_killed::<Mpmc>);
+    assert!(n > 10, "{n} kill points");
+}

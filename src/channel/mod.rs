@@ -143,13 +143,16 @@ impl Signal {
     pub(crate) fn wake_all(&self) {
         // Bump the counter and clear WAITERS in one CAS: every sleeper wakes, and
         // re-announces itself if it must sleep again.
-        // Relaxed: the futex syscall orders the wake itself; waiters re-check the ring.
+        // Release: a closing end clears its slot before it wakes; a waiter whose announcing
+        // RMW (`prepare_wait`, Acquire) reads this bump, or a later value, then sees the
+        // cleared slot in its cheap check (see `wait_until`). Relaxed load and failure:
+        // only the value to replace.
         let mut w = self.word.load(Ordering::Relaxed);
         loop {
             let new = (w & !WAITERS).wrapping_add(1) & !WAITERS;
             match self
                 .word
-                .compare_exchange_weak(w, new, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange_weak(w, new, Ordering::Release, Ordering::Relaxed)
             {
                 Ok(_) => break,
                 Err(cur) => w = cur,
@@ -282,17 +285,18 @@ pub(crate) enum Poll<R> {
 /// How thoroughly [`wait_until`] asks whether the peer is gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Check {
-    /// Only what shared memory says (a cleanly closed end): no syscall. Asked after every
-    /// wake-up that found nothing, since a closing end wakes its sleeping peers.
+    /// Only what shared memory says (a cleanly closed end): no syscall. Asked before
+    /// every sleep, after announcing it: a closing end clears its slot and then bumps the
+    /// signal word, so either the close is seen here or the bump stops the sleep.
     Cheap,
     /// Also ask the kernel whether the holder is alive. Asked whenever a slice runs out.
     Full,
 }
 
-/// The one waiting loop of the channels: poll, spin, then (blocking) announce, re-poll
-/// and sleep on `signal`; ask `peer_gone` ([`Check::Full`]) whenever a slice runs out (or,
-/// busy-polling, every [`BUSY_CHECK`]) and ([`Check::Cheap`]) after a wake-up that found
-/// nothing. `poll` returns errors (corruption) as they are.
+/// The one waiting loop of the channels: poll, spin, then (blocking) announce, re-poll,
+/// ask `peer_gone` ([`Check::Cheap`]) and sleep on `signal`; ask it ([`Check::Full`])
+/// whenever a slice runs out (or, busy-polling, every [`BUSY_CHECK`]). `poll` returns
+/// errors (corruption) as they are.
 pub(crate) fn wait_until<R>(
     signal: &Signal,
     strategy: WaitStrategy,
@@ -308,32 +312,28 @@ pub(crate) fn wait_until<R>(
     }
     let mut slice = FIRST_SLICE;
     let mut next_check = Instant::now() + slice;
-    let mut woken = false;
+    let mut slice_out = false;
+    // The peer is gone: one last look, as it may have published just before it went.
+    let gone = |poll: &mut dyn FnMut() -> Result<Poll<R>>| match poll()? {
+        Poll::Ready(r) => Ok(r),
+        Poll::Pending => Err(Error::Disconnected),
+    };
     loop {
         if let Poll::Ready(r) = poll()? {
             return Ok(r);
         }
         let now = Instant::now();
-        // Under loom the clock must not steer the model (it would not be deterministic),
-        // and no peer dies there: only the wake-up's cheap check runs.
-        let check = if now >= next_check && cfg!(not(loom)) {
-            Some(Check::Full)
-        } else if woken {
-            Some(Check::Cheap)
+        // Under loom the clock must not steer the model (it would not be deterministic):
+        // a slice runs out there when a modelled process dies (see `primitive::model`).
+        let due = if cfg!(loom) {
+            std::mem::take(&mut slice_out)
         } else {
-            None
+            now >= next_check
         };
-        woken = false;
-        if let Some(check) = check {
-            if peer_gone(check)? {
-                // One last look: the peer may have published just before it went.
-                if let Poll::Ready(r) = poll()? {
-                    return Ok(r);
-                }
-                return Err(Error::Disconnected);
+        if due {
+            if peer_gone(Check::Full)? {
+                return gone(&mut poll);
             }
-        }
-        if check == Some(Check::Full) {
             slice = (slice * 2).min(MAX_SLICE);
             next_check = now
                 + if strategy == WaitStrategy::BusyPoll {
@@ -352,8 +352,16 @@ pub(crate) fn wait_until<R>(
                 if let Poll::Ready(r) = poll()? {
                     return Ok(r);
                 }
+                // After the announcement: a peer that closed before it is seen here; one
+                // that closes after it bumps the word, and the sleep does not happen or
+                // ends (see `EndpointSlot::release` and `Signal::wake_all`).
+                if peer_gone(Check::Cheap)? {
+                    return gone(&mut poll);
+                }
                 let left = next_check.saturating_duration_since(Instant::now());
-                woken = signal.sleep(expected, deadline, left.max(Duration::from_micros(100)))?;
+                let woken =
+                    signal.sleep(expected, deadline, left.max(Duration::from_micros(100)))?;
+                slice_out = !woken;
             }
         }
     }

@@ -480,8 +480,12 @@ impl<T: Pod> Ring<T> {
     fn poll_send(&self, reg: usize) -> Result<Poll<u64>> {
         let h = self.hdr();
         let pending = self.pending(Side::Send, reg);
-        // Relaxed: a starting point; the stamp (Acquire) decides and the CAS validates.
-        let mut tail = h.tail.0.load(Ordering::Relaxed);
+        // Acquire: pairs with the Release of the claiming CAS that moved `tail` here (and,
+        // through the release sequence, the earlier ones): whoever claimed this slot's
+        // previous lap had seen it free, so the stamp we load next is no older than that
+        // lap. With Relaxed, a stale stamp two laps behind would read as corruption (loom
+        // finds it).
+        let mut tail = h.tail.0.load(Ordering::Acquire);
         for _ in 0..RETRIES {
             let slot = self.slot(tail)?;
             // Acquire: pairs with the Release CAS that freed the slot (a receiver's
@@ -496,11 +500,12 @@ impl<T: Pod> Ring<T> {
                 // AcqRel: Release publishes the pending word to whoever reads this tail or
                 // a later one with Acquire (a recovering peer); Acquire orders our write
                 // of the value after the claim.
+                // Acquire on failure: as the load of `tail` above, for the value we retry.
                 match h.tail.0.compare_exchange_weak(
                     tail,
                     self.geo.next(tail),
                     Ordering::AcqRel,
-                    Ordering::Relaxed,
+                    Ordering::Acquire,
                 ) {
                     Ok(_) => return Ok(Poll::Ready(tail)),
                     Err(cur) => {
@@ -514,8 +519,8 @@ impl<T: Pod> Ring<T> {
                 // received, or held by a receiver): full.
                 return Ok(Poll::Pending);
             } else {
-                // Relaxed: as above.
-                let now = h.tail.0.load(Ordering::Relaxed);
+                // Acquire: as above.
+                let now = h.tail.0.load(Ordering::Acquire);
                 if now == tail {
                     // A stamp ahead of a tail that has not moved: nobody wrote that.
                     return Err(self.corrupt("sender", tail, stamp));
@@ -553,8 +558,12 @@ impl<T: Pod> Ring<T> {
     fn poll_recv(&self, reg: usize) -> Result<Poll<u64>> {
         let h = self.hdr();
         let pending = self.pending(Side::Recv, reg);
-        // Relaxed: a starting point; the stamp (Acquire) decides and the CAS validates.
-        let mut head = h.head.0.load(Ordering::Relaxed);
+        // Acquire: pairs with the Release of the CAS that moved `head` here (a claim, or a
+        // skip, which frees the slot before it moves `head`): the stamp we load next is
+        // then no older than that. With Relaxed, a receiver could see `head` moved past a
+        // skipped slot and the slot's stamp from before the skip, and report corruption
+        // (found by the loom model of a sender killed after its claim).
+        let mut head = h.head.0.load(Ordering::Acquire);
         for _ in 0..RETRIES {
             let slot = self.slot(head)?;
             // Acquire: pairs with the sender's Release CAS in `publish`: the value is
@@ -564,12 +573,12 @@ impl<T: Pod> Ring<T> {
             if stamp == head.wrapping_add(1) {
                 // Published: claim it. Release (both): as in `poll_send`.
                 pending.store(head, Ordering::Release);
-                // AcqRel: as in `poll_send`.
+                // AcqRel, and Acquire on failure: as in `poll_send`.
                 match h.head.0.compare_exchange_weak(
                     head,
                     self.geo.next(head),
                     Ordering::AcqRel,
-                    Ordering::Relaxed,
+                    Ordering::Acquire,
                 ) {
                     Ok(_) => return Ok(Poll::Ready(head)),
                     Err(cur) => {
@@ -591,20 +600,20 @@ impl<T: Pod> Ring<T> {
                 // move it. (A slot's stamp only grows, and only through each of its
                 // positions in turn, so any later lap means `head`'s turn is over: slots
                 // given back repeatedly while `head` waited further back can be several
-                // laps ahead.) AcqRel/Relaxed: as the claiming CAS.
+                // laps ahead.) AcqRel/Acquire: as the claiming CAS.
                 let next = self.geo.next(head);
                 head = match h.head.0.compare_exchange_weak(
                     head,
                     next,
                     Ordering::AcqRel,
-                    Ordering::Relaxed,
+                    Ordering::Acquire,
                 ) {
                     Ok(_) => next,
                     Err(cur) => cur,
                 };
             } else {
-                // Relaxed: as above.
-                let now = h.head.0.load(Ordering::Relaxed);
+                // Acquire: as above.
+                let now = h.head.0.load(Ordering::Acquire);
                 if now == head {
                     return Err(self.corrupt("receiver", head, stamp));
                 }
