@@ -187,6 +187,11 @@ pub mod process {
     /// Counts one step of this thread, and kills it if its budget is spent. `false` if the
     /// thread is a ghost (killed): the step must have no effect.
     pub(crate) fn step() -> bool {
+        // Unwinding: a killed process's destructors, or loom tearing a failed execution
+        // down (when loom's thread state may no longer be reached). Either way, a ghost.
+        if std::thread::panicking() {
+            return false;
+        }
         match BUDGET.with(Cell::get) {
             Budget::Unlimited => true,
             Budget::Left(0) => {
@@ -203,6 +208,9 @@ pub mod process {
 
     /// This thread's liveness token (tokens start at 1).
     pub(crate) fn token() -> u32 {
+        if std::thread::panicking() {
+            return 0; // a ghost's token: only used in steps that have no effect
+        }
         TOKEN.with(|t| {
             if t.get() == 0 {
                 let mut r = registry();

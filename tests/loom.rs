@@ -425,11 +425,15 @@ fn big<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> thread::Joi
 
 /// Runs `model(k)` for k = 0, 1, … until no execution of it kills its victim (the model
 /// returns whether it did). Returns the number of kill points covered.
-fn at_every_kill_point(
-    preemptions: usize,
-    model: impl Fn(u32) -> bool + Clone + Send + Sync + 'static,
-) -> u32 {
+///
+/// One preemption by default, to keep CI within its budget (every execution maps real
+/// segments); `SHMKIT_LOOM_KILL_PREEMPTIONS=2` explores more (minutes to an hour).
+fn at_every_kill_point(model: impl Fn(u32) -> bool + Clone + Send + Sync + 'static) -> u32 {
     quiet_kills();
+    let preemptions = std::env::var("SHMKIT_LOOM_KILL_PREEMPTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     for k in 0..10_000 {
         if std::env::var_os("SHMKIT_LOOM_VERBOSE").is_some() {
             eprintln!("kill point {k}");
@@ -569,36 +573,97 @@ fn receiver_killed<C: Chan>(k: u32) -> bool {
 
 #[test]
 fn spsc_survives_a_sender_killed_at_any_step() {
-    let n = at_every_kill_point(2, sender_killed::<Spsc>);
+    let n = at_every_kill_point(sender_killed::<Spsc>);
     assert!(n > 10, "{n} kill points");
 }
 
 #[test]
 fn spsc_survives_a_receiver_killed_at_any_step() {
-    let n = at_every_kill_point(2, receiver_killed::<Spsc>);
+    let n = at_every_kill_point(receiver_killed::<Spsc>);
     assert!(n > 10, "{n} kill points");
 }
 
 #[test]
 fn frame_ring_survives_a_sender_killed_at_any_step() {
-    let n = at_every_kill_point(2, sender_killed::<Frames>);
+    let n = at_every_kill_point(sender_killed::<Frames>);
     assert!(n > 10, "{n} kill points");
 }
 
 #[test]
 fn frame_ring_survives_a_receiver_killed_at_any_step() {
-    let n = at_every_kill_point(2, receiver_killed::<Frames>);
+    let n = at_every_kill_point(receiver_killed::<Frames>);
     assert!(n > 10, "{n} kill points");
 }
 
 #[test]
 fn mpmc_survives_a_sender_killed_at_any_step() {
-    let n = at_every_kill_point(1, sender_killed::<Mpmc>);
+    let n = at_every_kill_point(sender_killed::<Mpmc>);
     assert!(n > 10, "{n} kill points");
 }
 
 #[test]
 fn mpmc_survives_a_receiver_killed_at_any_step() {
-    let n = at_every_kill_point(1, receiver_killed::<Mpmc>);
+    let n = at_every_kill_point(receiver_killed::<Mpmc>);
     assert!(n > 10, "{n} kill points");
+}
+
+/// The robust mutex: a holder killed at any step of opening, locking twice and unlocking
+/// (the count it protects is written between its steps). The survivor, which locks twice
+/// too, never hangs: it takes a dead holder's lock over and is told `OwnerDied` (then it
+/// repairs and marks the data consistent), and only if the victim was killed holding it.
+/// No increment is lost, none is made twice.
+#[test]
+fn mutex_survives_a_holder_killed_at_any_step() {
+    /// Adds `add`; returns the count before, and whether the lock came from a dead owner.
+    fn lock_and_add(m: &shmkit::Mutex<u64>, add: u64) -> (u64, bool) {
+        let (mut g, died) = match m.lock() {
+            Ok(g) => (g, false),
+            Err(shmkit::LockError::OwnerDied(g)) => {
+                shmkit::MutexGuard::mark_consistent(&g);
+                (g, true)
+            }
+            Err(shmkit::LockError::Error(e)) => panic!("lock: {e}"),
+        };
+        let before = *g;
+        *g += add;
+        (before, died)
+    }
+    let n = at_every_kill_point(|k| {
+        let name = unique("kill-mutex");
+        let _unlink = Name(name.clone());
+        let m = shmkit::Mutex::with_options(&name, CreationMode::Create, 0u64, &kept()).unwrap();
+        let locked = std::sync::Arc::new(StdU64::new(0));
+        let victim = {
+            let (name, locked) = (name.clone(), locked.clone());
+            big(move || {
+                die_after(k, || {
+                    let m = shmkit::Mutex::<u64>::open(&name).unwrap();
+                    for _ in 0..2 {
+                        let mut g = m
+                            .lock()
+                            .unwrap_or_else(|_| panic!("the victim is told OwnerDied"));
+                        locked.fetch_add(1, Relaxed);
+                        *g += 1;
+                    }
+                })
+                .is_none()
+            })
+        };
+        let survivor = big(move || {
+            let m = shmkit::Mutex::<u64>::open(&name).unwrap();
+            (0..2).filter(|_| lock_and_add(&m, 1).1).count()
+        });
+        let killed = victim.join().unwrap();
+        let mut died = survivor.join().unwrap();
+        // The victim may have died holding the lock after the survivor was done.
+        let (count, last) = lock_and_add(&m, 0);
+        died += usize::from(last);
+        assert!(
+            died <= 1 && (died == 0 || killed),
+            "k={k}: OwnerDied {died} times, killed {killed}"
+        );
+        assert_eq!(count, 2 + locked.load(Relaxed), "k={k}");
+        killed
+    });
+    assert!(n > 5, "{n} kill points");
 }

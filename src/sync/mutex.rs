@@ -31,11 +31,11 @@ unsafe impl<T: Send> Sync for LockedBody<T> {}
 /// Offset of the data after the lock word: 8, or `T`'s alignment if larger.
 const fn data_offset<T>() -> u64 {
     let a = std::mem::align_of::<T>() as u64;
-    if a > 8 {
-        a
-    } else {
-        8
-    }
+    let a = if a > 8 { a } else { 8 };
+    // The lock word pair: 8 bytes (asserted in `raw_mutex`), more under loom, whose
+    // atomics are larger. The data follows it, aligned.
+    let raw = std::mem::size_of::<RawMutex>() as u64;
+    raw.div_ceil(a) * a
 }
 
 fn locked_body_len<T>(cap: u64) -> Option<u64> {

@@ -114,6 +114,9 @@ impl RawMutex {
         // Owner checks are driven by the clock, not by how sleeps end: a stream of signals
         // (each interrupting the futex wait) must not postpone them for ever.
         let mut next_check = Instant::now() + slice;
+        // Under loom, where the clock must not steer the model: whether the last sleep's
+        // slice ran out (it does when a modelled process dies; see `primitive::model`).
+        let mut slice_out = false;
         loop {
             // Relaxed: only a hint for which CAS to try; every CAS re-validates.
             let w = self.word.load(Ordering::Relaxed);
@@ -131,7 +134,12 @@ impl RawMutex {
                 }
                 continue;
             }
-            if slept && owner != me && Instant::now() >= next_check {
+            let due = if cfg!(loom) {
+                std::mem::take(&mut slice_out)
+            } else {
+                Instant::now() >= next_check
+            };
+            if slept && owner != me && due {
                 slice = (slice * 2).min(MAX_SLICE);
                 next_check = Instant::now() + slice;
                 if let Some(how) = self.take_over_if_dead(seg, me, w)? {
@@ -158,7 +166,7 @@ impl RawMutex {
             }
             slept = true;
             match wait::sleep(&self.word, w | PARKED, deadline, Some(slice)) {
-                Ok(_) => {}
+                Ok(woken) => slice_out = !woken,
                 // Out of time: one last attempt, which also takes over from a dead owner, so
                 // that short timeouts in a loop still recover a dead owner's lock.
                 Err(Error::Timeout) => {
