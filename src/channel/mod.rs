@@ -89,7 +89,8 @@ impl PeerCheck {
     /// slot is seen at once).
     pub(crate) fn gone(&mut self, seg: &Segment, slot: &EndpointSlot) -> Result<bool> {
         let now = Instant::now();
-        // Under loom the clock must not steer the model, and no peer dies there.
+        // Under loom the clock must not steer the model: only the cheap question (the
+        // models kill peers around blocking calls, whose slices run out; see `wait_until`).
         if cfg!(loom) || self.next.is_some_and(|n| now < n) {
             return Ok(slot.is_closed());
         }
