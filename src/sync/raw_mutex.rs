@@ -134,12 +134,14 @@ impl RawMutex {
                 }
                 continue;
             }
-            let due = if cfg!(loom) {
-                std::mem::take(&mut slice_out)
-            } else {
-                Instant::now() >= next_check
+            let due = |slice_out: &mut bool| {
+                if cfg!(loom) {
+                    std::mem::take(slice_out)
+                } else {
+                    Instant::now() >= next_check
+                }
             };
-            if slept && owner != me && due {
+            if slept && owner != me && due(&mut slice_out) {
                 slice = (slice * 2).min(MAX_SLICE);
                 next_check = Instant::now() + slice;
                 if let Some(how) = self.take_over_if_dead(seg, me, w)? {
