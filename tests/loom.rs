@@ -427,7 +427,8 @@ fn big<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> thread::Joi
 /// returns whether it did). Returns the number of kill points covered.
 ///
 /// One preemption by default, to keep CI within its budget (every execution maps real
-/// segments); `SHMKIT_LOOM_KILL_PREEMPTIONS=2` explores more (minutes to an hour).
+/// segments); `SHMKIT_LOOM_KILL_PREEMPTIONS=2` explores more (about twenty minutes for
+/// all seven models on one thread). `SHMKIT_LOOM_VERBOSE=1` prints each kill point.
 fn at_every_kill_point(model: impl Fn(u32) -> bool + Clone + Send + Sync + 'static) -> u32 {
     quiet_kills();
     let preemptions = std::env::var("SHMKIT_LOOM_KILL_PREEMPTIONS")
@@ -455,7 +456,7 @@ fn at_every_kill_point(model: impl Fn(u32) -> bool + Clone + Send + Sync + 'stat
             }
         });
         if !killed.load(Relaxed) {
-            eprintln!("{k} kill points, each in every interleaving");
+            eprintln!("{k} kill points, each in every interleaving within the bound");
             return k;
         }
     }
