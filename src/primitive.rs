@@ -258,6 +258,18 @@ pub mod process {
         });
     }
 
+    /// Read-modify-writes of one operand: a ghost's read 0 and change nothing.
+    macro_rules! fetch {
+        ($int:ty; $($op:ident),*) => {$(
+            pub(crate) fn $op(&self, v: $int, o: Ordering) -> $int {
+                if !step() {
+                    return 0;
+                }
+                self.0.$op(v, o)
+            }
+        )*};
+    }
+
     macro_rules! atomic {
         ($name:ident, $int:ty) => {
             /// loom's atomic, each operation counted as a step of the modelled process.
@@ -285,12 +297,6 @@ pub mod process {
                         self.0.store(v, o)
                     }
                 }
-                pub(crate) fn swap(&self, v: $int, o: Ordering) -> $int {
-                    if !step() {
-                        return 0;
-                    }
-                    self.0.swap(v, o)
-                }
                 pub(crate) fn compare_exchange(
                     &self,
                     cur: $int,
@@ -315,36 +321,7 @@ pub mod process {
                     }
                     self.0.compare_exchange_weak(cur, new, s, f)
                 }
-                pub(crate) fn fetch_add(&self, v: $int, o: Ordering) -> $int {
-                    if !step() {
-                        return 0;
-                    }
-                    self.0.fetch_add(v, o)
-                }
-                pub(crate) fn fetch_sub(&self, v: $int, o: Ordering) -> $int {
-                    if !step() {
-                        return 0;
-                    }
-                    self.0.fetch_sub(v, o)
-                }
-                pub(crate) fn fetch_and(&self, v: $int, o: Ordering) -> $int {
-                    if !step() {
-                        return 0;
-                    }
-                    self.0.fetch_and(v, o)
-                }
-                pub(crate) fn fetch_or(&self, v: $int, o: Ordering) -> $int {
-                    if !step() {
-                        return 0;
-                    }
-                    self.0.fetch_or(v, o)
-                }
-                pub(crate) fn fetch_max(&self, v: $int, o: Ordering) -> $int {
-                    if !step() {
-                        return 0;
-                    }
-                    self.0.fetch_max(v, o)
-                }
+                fetch!($int; swap, fetch_add, fetch_sub, fetch_and, fetch_or, fetch_max);
             }
         };
     }

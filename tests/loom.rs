@@ -297,63 +297,42 @@ trait Chan: 'static {
     }
 }
 
-struct Spsc;
-impl Chan for Spsc {
-    type Tx = shmkit::spsc::Sender<u64>;
-    type Rx = shmkit::spsc::Receiver<u64>;
-    const CAP: usize = 2;
-    const AT_MOST_ONCE: bool = false;
-    fn tx_create(name: &str) -> Self::Tx {
-        Self::Tx::with_options(name, CreationMode::Create, Self::CAP, &kept()).unwrap()
-    }
-    fn rx_create(name: &str) -> Self::Rx {
-        Self::Rx::with_options(name, CreationMode::Create, Self::CAP, &kept()).unwrap()
-    }
-    fn tx_open(name: &str) -> Self::Tx {
-        Self::Tx::open(name).unwrap()
-    }
-    fn rx_open(name: &str) -> Self::Rx {
-        Self::Rx::open(name).unwrap()
-    }
-    fn send(tx: &mut Self::Tx, v: u64) -> Result<(), Error> {
-        tx.send(v).map_err(Error::from)
-    }
-    fn recv_with(rx: &mut Self::Rx, seen: impl FnOnce(u64)) -> Result<(), Error> {
-        let g = rx.recv()?;
-        seen(*g);
-        drop(g);
-        Ok(())
-    }
+/// A typed ring (spsc, mpmc) of `u64`, as a [`Chan`].
+macro_rules! typed_chan {
+    ($kind:ident, $module:ident, $cap:expr, $at_most_once:expr) => {
+        struct $kind;
+        impl Chan for $kind {
+            type Tx = shmkit::$module::Sender<u64>;
+            type Rx = shmkit::$module::Receiver<u64>;
+            const CAP: usize = $cap;
+            const AT_MOST_ONCE: bool = $at_most_once;
+            fn tx_create(name: &str) -> Self::Tx {
+                Self::Tx::with_options(name, CreationMode::Create, Self::CAP, &kept()).unwrap()
+            }
+            fn rx_create(name: &str) -> Self::Rx {
+                Self::Rx::with_options(name, CreationMode::Create, Self::CAP, &kept()).unwrap()
+            }
+            fn tx_open(name: &str) -> Self::Tx {
+                Self::Tx::open(name).unwrap()
+            }
+            fn rx_open(name: &str) -> Self::Rx {
+                Self::Rx::open(name).unwrap()
+            }
+            fn send(tx: &mut Self::Tx, v: u64) -> Result<(), Error> {
+                tx.send(v).map_err(Error::from)
+            }
+            fn recv_with(rx: &mut Self::Rx, seen: impl FnOnce(u64)) -> Result<(), Error> {
+                let g = rx.recv()?;
+                seen(*g);
+                drop(g);
+                Ok(())
+            }
+        }
+    };
 }
 
-struct Mpmc;
-impl Chan for Mpmc {
-    type Tx = shmkit::mpmc::Sender<u64>;
-    type Rx = shmkit::mpmc::Receiver<u64>;
-    const CAP: usize = 1;
-    const AT_MOST_ONCE: bool = true;
-    fn tx_create(name: &str) -> Self::Tx {
-        Self::Tx::with_options(name, CreationMode::Create, Self::CAP, &kept()).unwrap()
-    }
-    fn rx_create(name: &str) -> Self::Rx {
-        Self::Rx::with_options(name, CreationMode::Create, Self::CAP, &kept()).unwrap()
-    }
-    fn tx_open(name: &str) -> Self::Tx {
-        Self::Tx::open(name).unwrap()
-    }
-    fn rx_open(name: &str) -> Self::Rx {
-        Self::Rx::open(name).unwrap()
-    }
-    fn send(tx: &mut Self::Tx, v: u64) -> Result<(), Error> {
-        tx.send(v).map_err(Error::from)
-    }
-    fn recv_with(rx: &mut Self::Rx, seen: impl FnOnce(u64)) -> Result<(), Error> {
-        let g = rx.recv()?;
-        seen(*g);
-        drop(g);
-        Ok(())
-    }
-}
+typed_chan!(Spsc, spsc, 2, false);
+typed_chan!(Mpmc, mpmc, 1, true);
 
 struct Frames;
 impl Chan for Frames {
