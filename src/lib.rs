@@ -40,25 +40,23 @@ compile_error!(
      Ports add their own `os` module."
 );
 
+mod admin;
 mod array;
 mod channel;
 mod error;
 mod failpoint;
-mod inspect;
 mod os;
 mod primitive;
 mod segment;
 mod sync;
 mod value;
 
+pub use admin::{clean, inspect, list, unlink, CleanMode, Inspection, SegmentInfo};
 pub use array::{Array, RawArray};
 pub use channel::pipe::Pipe;
 pub use channel::{frames, mpmc, spsc, WaitStrategy};
 pub use error::{Error, LockError, LockResult, Result};
-pub use inspect::{inspect, Inspection};
-pub use segment::{
-    clean, list, unlink, CleanMode, CreationMode, Kind, Options, Segment, SegmentInfo, MAX_NAME_LEN,
-};
+pub use segment::{CreationMode, Kind, Options, Segment, MAX_NAME_LEN};
 pub use sync::{
     Barrier, BarrierWaitResult, BoundedSemaphore, Condvar, Event, Mutex, MutexGuard, Semaphore,
     SemaphoreGuard, WaitTimeoutResult,
