@@ -6,23 +6,40 @@ use std::time::Duration;
 use bytemuck::Pod;
 
 use crate::error::{Error, LockError, LockResult, Result};
+use crate::object::{constructors, Len};
 use crate::segment::{CreationMode, Kind, Options, Segment};
 use crate::sync::mutex::LockedBody;
+use crate::sync::raw_mutex::RawMutex;
 use crate::sync::wait::Deadline;
 use crate::value::{AtomicPod, PlainBody};
 use crate::MutexGuard;
 
 /// How a new array's elements are filled.
 enum Fill<'a, T> {
-    Zero,
+    /// `n` zeroed elements.
+    Zero(usize),
+    /// A copy of these.
     From(&'a [T]),
 }
 
+impl<'a, T> From<&'a [T]> for Fill<'a, T> {
+    fn from(data: &'a [T]) -> Self {
+        Fill::From(data)
+    }
+}
+
 impl<T: Pod> Fill<'_, T> {
+    fn len(&self) -> u64 {
+        match self {
+            Fill::Zero(n) => *n as u64,
+            Fill::From(src) => src.len() as u64,
+        }
+    }
+
     fn apply(&self, dst: &mut [T]) {
         match self {
             // The file is zero-filled by `ftruncate`, and zero is a valid `T`.
-            Fill::Zero => {}
+            Fill::Zero(_) => {}
             Fill::From(src) => dst.copy_from_slice(src),
         }
     }
@@ -77,75 +94,39 @@ impl<T: Pod> fmt::Debug for Array<T> {
 }
 
 impl<T: Pod> Array<T> {
-    /// Creates the array `name` holding a copy of `data`; fails if the name exists.
-    pub fn create(name: &str, data: &[T]) -> Result<Self> {
-        Self::build(
-            Some(name),
-            CreationMode::Create,
-            data.len(),
-            Fill::From(data),
-            &Options::new(),
-        )
-    }
+    constructors!("array", data: &[T], open: Fill::Zero(0));
 
     /// Creates the array `name` of `len` zeroed elements; fails if the name exists.
     pub fn create_zeroed(name: &str, len: usize) -> Result<Self> {
         Self::build(
             Some(name),
             CreationMode::Create,
-            len,
-            Fill::Zero,
+            Fill::Zero(len),
             &Options::new(),
         )
     }
 
-    /// Opens the existing array `name`, checking its element type; its length is whatever
-    /// it was created with.
-    pub fn open(name: &str) -> Result<Self> {
-        Self::build(
-            Some(name),
-            CreationMode::Open,
-            0,
-            Fill::Zero,
-            &Options::new(),
-        )
-    }
-
-    /// Opens the array `name`, or creates it holding a copy of `data`.
-    pub fn open_or_create(name: &str, data: &[T]) -> Result<Self> {
-        Self::with_options(name, CreationMode::OpenOrCreate, data, &Options::new())
-    }
-
-    /// Creates an anonymous array holding a copy of `data`, shared with children created by
-    /// `fork`.
-    pub fn anonymous(data: &[T]) -> Result<Self> {
-        Self::build(
-            None,
-            CreationMode::Create,
-            data.len(),
-            Fill::From(data),
-            &Options::new(),
-        )
-    }
-
-    /// Creates and/or opens as `mode` says, with `opts`; a new array holds a copy of `data`.
-    pub fn with_options(
-        name: &str,
-        mode: CreationMode,
-        data: &[T],
-        opts: &Options,
-    ) -> Result<Self> {
-        Self::build(Some(name), mode, data.len(), Fill::From(data), opts)
+    /// Creates an anonymous array of `len` zeroed elements, shared with children created
+    /// by `fork`.
+    pub fn anonymous_zeroed(len: usize) -> Result<Self> {
+        Self::build(None, CreationMode::Create, Fill::Zero(len), &Options::new())
     }
 
     fn build(
         name: Option<&str>,
         mode: CreationMode,
-        len: usize,
         fill: Fill<'_, T>,
         opts: &Options,
     ) -> Result<Self> {
-        let body = LockedBody::new(name, Kind::Array, mode, len, opts, &|d| fill.apply(d))?;
+        let body = LockedBody::new(
+            name,
+            mode,
+            opts,
+            Kind::Array,
+            Len::Create(fill.len()),
+            RawMutex::new,
+            |d| fill.apply(d),
+        )?;
         Ok(Array { body })
     }
 
@@ -281,68 +262,39 @@ impl<T: Pod> fmt::Debug for RawArray<T> {
 }
 
 impl<T: Pod> RawArray<T> {
-    /// Creates the raw array `name` holding a copy of `data`; fails if the name exists.
-    pub fn create(name: &str, data: &[T]) -> Result<Self> {
-        Self::build(
-            Some(name),
-            CreationMode::Create,
-            data.len(),
-            Fill::From(data),
-            &Options::new(),
-        )
-    }
+    constructors!("raw array", data: &[T], open: Fill::Zero(0));
 
     /// Creates the raw array `name` of `len` zeroed elements; fails if the name exists.
     pub fn create_zeroed(name: &str, len: usize) -> Result<Self> {
         Self::build(
             Some(name),
             CreationMode::Create,
-            len,
-            Fill::Zero,
+            Fill::Zero(len),
             &Options::new(),
         )
-    }
-
-    /// Opens the existing raw array `name`, checking its element type.
-    pub fn open(name: &str) -> Result<Self> {
-        Self::build(
-            Some(name),
-            CreationMode::Open,
-            0,
-            Fill::Zero,
-            &Options::new(),
-        )
-    }
-
-    /// Opens the raw array `name`, or creates it holding a copy of `data`.
-    pub fn open_or_create(name: &str, data: &[T]) -> Result<Self> {
-        Self::with_options(name, CreationMode::OpenOrCreate, data, &Options::new())
     }
 
     /// Creates an anonymous raw array of `len` zeroed elements, shared with children
     /// created by `fork`.
     pub fn anonymous_zeroed(len: usize) -> Result<Self> {
-        Self::build(None, CreationMode::Create, len, Fill::Zero, &Options::new())
-    }
-
-    /// Creates and/or opens as `mode` says, with `opts`; a new array holds a copy of `data`.
-    pub fn with_options(
-        name: &str,
-        mode: CreationMode,
-        data: &[T],
-        opts: &Options,
-    ) -> Result<Self> {
-        Self::build(Some(name), mode, data.len(), Fill::From(data), opts)
+        Self::build(None, CreationMode::Create, Fill::Zero(len), &Options::new())
     }
 
     fn build(
         name: Option<&str>,
         mode: CreationMode,
-        len: usize,
         fill: Fill<'_, T>,
         opts: &Options,
     ) -> Result<Self> {
-        let body = PlainBody::new(name, Kind::RawArray, mode, len, opts, &|d| fill.apply(d))?;
+        let body = PlainBody::new(
+            name,
+            mode,
+            opts,
+            Kind::RawArray,
+            Len::Create(fill.len()),
+            || (),
+            |d| fill.apply(d),
+        )?;
         Ok(RawArray { body })
     }
 

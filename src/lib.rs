@@ -45,6 +45,7 @@ mod array;
 mod channel;
 mod error;
 mod failpoint;
+mod object;
 mod os;
 mod primitive;
 mod segment;

@@ -1,16 +1,16 @@
 //! [`Value<T>`] (a value with its lock, like `multiprocessing.Value`) and [`RawValue<T>`]
 
 use std::fmt;
-use std::marker::PhantomData;
-use std::ptr::NonNull;
 use std::sync::atomic;
 use std::time::Duration;
 
 use bytemuck::Pod;
 
 use crate::error::{Error, LockError, LockResult, Result};
-use crate::segment::{CreationMode, Kind, Layout, Options, Segment};
+use crate::object::{constructors, Body, Len};
+use crate::segment::{CreationMode, Kind, Options, Segment};
 use crate::sync::mutex::{one_result, LockedBody};
+use crate::sync::raw_mutex::RawMutex;
 use crate::sync::wait::Deadline;
 use crate::MutexGuard;
 
@@ -51,38 +51,18 @@ impl<T: Pod> fmt::Debug for Value<T> {
 }
 
 impl<T: Pod> Value<T> {
-    /// Creates the value `name` holding `init`; fails if the name exists.
-    pub fn create(name: &str, init: T) -> Result<Self> {
-        Self::with_options(name, CreationMode::Create, init, &Options::new())
-    }
-
-    /// Opens the existing value `name`, checking that it holds a `T`.
-    pub fn open(name: &str) -> Result<Self> {
-        Self::with_options(name, CreationMode::Open, T::zeroed(), &Options::new())
-    }
-
-    /// Opens the value `name`, or creates it holding `init` (exactly one racer creates).
-    pub fn open_or_create(name: &str, init: T) -> Result<Self> {
-        Self::with_options(name, CreationMode::OpenOrCreate, init, &Options::new())
-    }
-
-    /// Creates an anonymous value, shared with children created by `fork`.
-    pub fn anonymous(init: T) -> Result<Self> {
-        Self::build(None, CreationMode::Create, init, &Options::new())
-    }
-
-    /// Creates and/or opens as `mode` says, with `opts`.
-    pub fn with_options(name: &str, mode: CreationMode, init: T, opts: &Options) -> Result<Self> {
-        Self::build(Some(name), mode, init, opts)
-    }
+    constructors!("value", init: T, open: T::zeroed());
 
     fn build(name: Option<&str>, mode: CreationMode, init: T, opts: &Options) -> Result<Self> {
-        let body = LockedBody::new(name, Kind::Value, mode, 1, opts, &|d| d[0] = init)?;
-        if body.len() != 1 {
-            return Err(Error::corrupt(
-                "a value segment must hold exactly one value",
-            ));
-        }
+        let body = LockedBody::new(
+            name,
+            mode,
+            opts,
+            Kind::Value,
+            Len::Exactly(1),
+            RawMutex::new,
+            |d| d[0] = init,
+        )?;
         Ok(Value { body })
     }
 
@@ -170,108 +150,34 @@ atomic_pod! {
     usize => atomic::AtomicUsize, isize => atomic::AtomicIsize,
 }
 
-/// A segment whose body is `len` values of `T` at offset 0, with no lock: the storage of
-/// `RawValue` and `RawArray`.
-pub(crate) struct PlainBody<T> {
-    seg: Segment,
-    data: NonNull<T>,
-    len: usize,
-    _t: PhantomData<T>,
-}
-
-// SAFETY: the pointer points into the mapping owned by `seg`; the types built on this only
-// hand out copies, atomics, or `unsafe` views whose contracts are the caller's.
-unsafe impl<T: Send> Send for PlainBody<T> {}
-// SAFETY: as above.
-unsafe impl<T: Send> Sync for PlainBody<T> {}
-
-fn plain_body_len<T>(cap: u64) -> Option<u64> {
-    (std::mem::size_of::<T>() as u64).checked_mul(cap)
-}
+/// The storage of `RawValue` and `RawArray`: `len` values of `T` at offset 0, with no lock
+/// (see [`crate::object`]).
+pub(crate) type PlainBody<T> = Body<(), T>;
 
 impl<T: Pod> PlainBody<T> {
-    pub(crate) fn new(
-        name: Option<&str>,
-        kind: Kind,
-        mode: CreationMode,
-        len: usize,
-        opts: &Options,
-        init: &dyn Fn(&mut [T]),
-    ) -> Result<Self> {
-        if std::mem::align_of::<T>() > 128 {
-            return Err(Error::InvalidArgument(
-                "raw values aligned to more than 128 bytes are not supported".into(),
-            ));
-        }
-        let layout = Layout {
-            kind,
-            elem_size: std::mem::size_of::<T>() as u64,
-            elem_align: std::mem::align_of::<T>() as u64,
-            capacity: len as u64,
-            body_len: plain_body_len::<T>,
-        };
-        let init_body = |seg: &Segment| {
-            let (data, len) = Self::pointers(seg)?;
-            // SAFETY: the body is mapped, 128-aligned, `len * size_of::<T>()` bytes long, and
-            // not yet visible to anyone else.
-            init(unsafe { std::slice::from_raw_parts_mut(data.as_ptr(), len) });
-            Ok(())
-        };
-        let seg = match name {
-            Some(name) => Segment::named(name, mode, layout, opts, init_body)?,
-            None => Segment::anon(layout, init_body)?,
-        };
-        let (data, len) = Self::pointers(&seg)?;
-        Ok(PlainBody {
-            seg,
-            data,
-            len,
-            _t: PhantomData,
-        })
-    }
-
-    fn pointers(seg: &Segment) -> Result<(NonNull<T>, usize)> {
-        let len = usize::try_from(seg.capacity())
-            .map_err(|_| Error::corrupt("capacity does not fit in memory"))?;
-        let data = NonNull::new(seg.as_ptr() as *mut T).expect("mapping is not null");
-        Ok((data, len))
-    }
-
-    pub(crate) fn segment(&self) -> &Segment {
-        &self.seg
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
-    pub(crate) fn ptr(&self) -> *mut T {
-        self.data.as_ptr()
-    }
-
     /// Volatile read of element `i` (checked).
     pub(crate) fn read(&self, i: usize) -> Result<T> {
-        if i >= self.len {
+        if i >= self.len() {
             return Err(Error::OutOfBounds {
                 index: i,
-                len: self.len,
+                len: self.len(),
             });
         }
         // SAFETY: `i < len`, so the element is inside the mapping and aligned; volatile
         // because another process may write it; any bit pattern is a valid `T` (Pod).
-        Ok(unsafe { crate::primitive::read_shared(self.data.as_ptr().add(i)) })
+        Ok(unsafe { crate::primitive::read_shared(self.ptr().add(i)) })
     }
 
     /// Volatile write of element `i` (checked).
     pub(crate) fn write(&self, i: usize, v: T) -> Result<()> {
-        if i >= self.len {
+        if i >= self.len() {
             return Err(Error::OutOfBounds {
                 index: i,
-                len: self.len,
+                len: self.len(),
             });
         }
         // SAFETY: as in `read`.
-        unsafe { crate::primitive::write_shared(self.data.as_ptr().add(i), v) };
+        unsafe { crate::primitive::write_shared(self.ptr().add(i), v) };
         Ok(())
     }
 
@@ -283,7 +189,7 @@ impl<T: Pod> PlainBody<T> {
         // SAFETY: `T::Atomic` has the size and alignment of `T` (asserted per type), the
         // memory is mapped for as long as `self` lives, and atomics tolerate concurrent
         // access from other processes.
-        unsafe { std::slice::from_raw_parts(self.data.as_ptr() as *const T::Atomic, self.len) }
+        unsafe { std::slice::from_raw_parts(self.ptr() as *const T::Atomic, self.len()) }
     }
 }
 
@@ -307,38 +213,18 @@ impl<T: Pod> fmt::Debug for RawValue<T> {
 }
 
 impl<T: Pod> RawValue<T> {
-    /// Creates the raw value `name` holding `init`; fails if the name exists.
-    pub fn create(name: &str, init: T) -> Result<Self> {
-        Self::with_options(name, CreationMode::Create, init, &Options::new())
-    }
-
-    /// Opens the existing raw value `name`, checking that it holds a `T`.
-    pub fn open(name: &str) -> Result<Self> {
-        Self::with_options(name, CreationMode::Open, T::zeroed(), &Options::new())
-    }
-
-    /// Opens the raw value `name`, or creates it holding `init` (exactly one racer creates).
-    pub fn open_or_create(name: &str, init: T) -> Result<Self> {
-        Self::with_options(name, CreationMode::OpenOrCreate, init, &Options::new())
-    }
-
-    /// Creates an anonymous raw value, shared with children created by `fork`.
-    pub fn anonymous(init: T) -> Result<Self> {
-        Self::build(None, CreationMode::Create, init, &Options::new())
-    }
-
-    /// Creates and/or opens as `mode` says, with `opts`.
-    pub fn with_options(name: &str, mode: CreationMode, init: T, opts: &Options) -> Result<Self> {
-        Self::build(Some(name), mode, init, opts)
-    }
+    constructors!("raw value", init: T, open: T::zeroed());
 
     fn build(name: Option<&str>, mode: CreationMode, init: T, opts: &Options) -> Result<Self> {
-        let body = PlainBody::new(name, Kind::RawValue, mode, 1, opts, &|d| d[0] = init)?;
-        if body.len() != 1 {
-            return Err(Error::corrupt(
-                "a raw-value segment must hold exactly one value",
-            ));
-        }
+        let body = PlainBody::new(
+            name,
+            mode,
+            opts,
+            Kind::RawValue,
+            Len::Exactly(1),
+            || (),
+            |d| d[0] = init,
+        )?;
         Ok(RawValue { body })
     }
 

@@ -15,6 +15,7 @@ fn __child() {
     common::child_main(&[
         ("umask_modes", umask_modes),
         ("anonymous_fork", anonymous_fork),
+        ("open_as_other_types", open_as_other_types),
         (
             "anonymous_mutex_owner_dies_in_fork_child",
             anonymous_mutex_owner_dies_in_fork_child,
@@ -63,6 +64,81 @@ fn opening_with_the_wrong_kind_or_type_is_a_layout_mismatch() {
     mismatch(Segment::open(&m, &Options::new()).map(drop));
     // The right type opens.
     assert_eq!(Value::<u64>::open(&v).unwrap().get().unwrap(), 1);
+}
+
+/// Child: opens the parent's objects with element types of the same size and alignment.
+fn open_as_other_types() {
+    let is_mismatch = |r: Result<(), Error>| matches!(r, Err(Error::LayoutMismatch { .. }));
+    let (v, a, r) = (arg("value"), arg("array"), arg("raw"));
+    report(
+        "value_as_f64",
+        is_mismatch(Value::<f64>::open(&v).map(drop)),
+    );
+    report(
+        "value_as_i64",
+        is_mismatch(Value::<i64>::open(&v).map(drop)),
+    );
+    report(
+        "array_as_u64",
+        is_mismatch(Array::<u64>::open(&a).map(drop)),
+    );
+    report(
+        "raw_as_u32x2",
+        is_mismatch(RawArray::<[u32; 2]>::open(&r).map(drop)),
+    );
+    report(
+        "value_as_u64",
+        Value::<u64>::open(&v).unwrap().get().unwrap(),
+    );
+    report(
+        "array_as_f64",
+        Array::<f64>::open(&a).unwrap().get(1).unwrap(),
+    );
+}
+
+#[test]
+fn another_element_type_of_the_same_size_is_a_layout_mismatch_in_another_process() {
+    let names = Names::new("typetag");
+    let (v, a, r) = (names.name("v"), names.name("a"), names.name("r"));
+    let _value = Value::<u64>::create(&v, 7).unwrap();
+    let _array = Array::<f64>::create(&a, &[0.5, 1.5]).unwrap();
+    let _raw = RawArray::<u64>::create_zeroed(&r, 3).unwrap();
+    let o = finish_ok(spawn(
+        "open_as_other_types",
+        &[("value", v), ("array", a), ("raw", r)],
+    ));
+    for k in [
+        "value_as_f64",
+        "value_as_i64",
+        "array_as_u64",
+        "raw_as_u32x2",
+    ] {
+        assert_eq!(o.values[k], "true", "{k}: {o:?}");
+    }
+    assert_eq!(o.values["value_as_u64"], "7");
+    assert_eq!(o.values["array_as_f64"], "1.5");
+}
+
+#[test]
+fn open_or_create_with_another_length_is_a_layout_mismatch() {
+    let names = Names::new("oclen");
+    let (a, r) = (names.name("a"), names.name("r"));
+    let _array = Array::<f64>::create(&a, &[0.0; 10]).unwrap();
+    let _raw = RawArray::<u8>::create_zeroed(&r, 10).unwrap();
+    let got = Array::<f64>::open_or_create(&a, &[0.0; 20]);
+    assert!(matches!(got, Err(Error::LayoutMismatch { .. })), "{got:?}");
+    let got = RawArray::<u8>::open_or_create(&r, &[1; 9]);
+    assert!(matches!(got, Err(Error::LayoutMismatch { .. })), "{got:?}");
+    // The same length opens it; `open` takes whatever length it has.
+    assert_eq!(
+        Array::<f64>::open_or_create(&a, &[1.0; 10]).unwrap().len(),
+        10
+    );
+    assert!(!Array::<f64>::open_or_create(&a, &[1.0; 10])
+        .unwrap()
+        .is_creator());
+    assert_eq!(Array::<f64>::open(&a).unwrap().len(), 10);
+    assert_eq!(RawArray::<u8>::open(&r).unwrap().len(), 10);
 }
 
 fn valid_header_bytes(name: &str) -> Vec<u8> {

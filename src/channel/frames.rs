@@ -125,6 +125,7 @@ impl Ring {
             kind: Kind::Frames,
             elem_size: 1,
             elem_align: 1,
+            type_tag: 0,
             capacity: cap,
             body_len,
         };

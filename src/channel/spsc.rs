@@ -121,6 +121,7 @@ impl<T: Pod> Ring<T> {
             kind: Kind::Spsc,
             elem_size: std::mem::size_of::<T>() as u64,
             elem_align: std::mem::align_of::<T>() as u64,
+            type_tag: 0,
             capacity: cap,
             body_len: body_len::<T>,
         };

@@ -174,6 +174,8 @@ pub(crate) struct Layout {
     pub kind: Kind,
     pub elem_size: u64,
     pub elem_align: u64,
+    /// A fingerprint of the element type (see `object::type_tag`); 0 checks nothing.
+    pub type_tag: u64,
     /// Capacity to create with (ignored by `open`, which reads it from the header).
     pub capacity: u64,
     /// Body length for a given capacity; `None` if the capacity is impossible.
@@ -185,6 +187,7 @@ pub(crate) fn raw_layout(len: usize) -> Result<Layout> {
         kind: Kind::Raw,
         elem_size: 1,
         elem_align: 1,
+        type_tag: 0,
         capacity: len as u64,
         body_len: Some,
     })
@@ -241,6 +244,13 @@ pub(crate) fn validate(name: &str, h: &Header, file_len: u64, layout: &Layout) -
         return Err(mismatch(format!(
             "element type of size {} and alignment {} (expected size {} and alignment {})",
             h.elem_size, h.elem_align, layout.elem_size, layout.elem_align
+        )));
+    }
+    if layout.kind != Kind::Raw && layout.type_tag != 0 && h.type_tag != layout.type_tag {
+        return Err(mismatch(format!(
+            "element type fingerprint {:#018x} (expected {:#018x}): it was created for another \
+             element type of the same size",
+            h.type_tag, layout.type_tag
         )));
     }
     if h.total_len != file_len {
@@ -336,7 +346,7 @@ mod tests {
                 h.header_size = HEADER_SIZE as u32;
             }
             for kind in [Kind::Raw, Kind::Value, Kind::Array] {
-                let l = Layout { kind, elem_size: 8, elem_align: 8, capacity: 0, body_len: |c| c.checked_mul(8) };
+                let l = Layout { kind, elem_size: 8, elem_align: 8, type_tag: 0, capacity: 0, body_len: |c| c.checked_mul(8) };
                 if let Ok(v) = validate("p", &h, file_len, &l) {
                     proptest::prop_assert!(HEADER_SIZE as u64 + v.body_len <= file_len);
                 }

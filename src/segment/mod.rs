@@ -468,7 +468,7 @@ impl Segment {
             capacity: layout.capacity,
             body_len,
             total_len: total,
-            type_tag: 0,
+            type_tag: layout.type_tag,
             creator_pid: os::getpid(),
             next_token: 1,
             created_ns: now_ns(),

@@ -3,9 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::object::Shared;
 use super::wait::{self, Deadline, WAITERS};
 use crate::error::{Error, Result};
+use crate::object::{constructors, Len, Shared};
 use crate::primitive::{AtomicU32, Ordering};
 use crate::segment::{CreationMode, Kind, Options, Segment};
 
@@ -253,36 +253,7 @@ impl fmt::Debug for Barrier {
 }
 
 impl Barrier {
-    /// Creates the barrier `name` for `parties` parties; fails if the name exists.
-    pub fn create(name: &str, parties: u32) -> Result<Self> {
-        Self::with_options(name, CreationMode::Create, parties, &Options::new())
-    }
-
-    /// Opens the existing barrier `name`.
-    pub fn open(name: &str) -> Result<Self> {
-        Self::with_options(name, CreationMode::Open, 1, &Options::new())
-    }
-
-    /// Opens the barrier `name`, or creates it for `parties` parties.
-    pub fn open_or_create(name: &str, parties: u32) -> Result<Self> {
-        Self::with_options(name, CreationMode::OpenOrCreate, parties, &Options::new())
-    }
-
-    /// Creates an anonymous barrier, shared with children created by `fork` (see the
-    /// module docs about members).
-    pub fn anonymous(parties: u32) -> Result<Self> {
-        Self::build(None, CreationMode::Create, parties, &Options::new())
-    }
-
-    /// Creates and/or opens as `mode` says, with `opts`.
-    pub fn with_options(
-        name: &str,
-        mode: CreationMode,
-        parties: u32,
-        opts: &Options,
-    ) -> Result<Self> {
-        Self::build(Some(name), mode, parties, opts)
-    }
+    constructors!("barrier", parties: u32, open: 1);
 
     fn build(name: Option<&str>, mode: CreationMode, parties: u32, opts: &Options) -> Result<Self> {
         if parties == 0 || parties > GEN_MASK {
@@ -290,10 +261,16 @@ impl Barrier {
                 "a barrier needs between 1 and {GEN_MASK} parties"
             )));
         }
-        let shared = Shared::new(name, Kind::Barrier, mode, u64::from(parties), opts, &|_| {
-            BarrierState::new()
-        })?;
-        let parties = u32::try_from(shared.capacity())
+        let shared = Shared::new(
+            name,
+            mode,
+            opts,
+            Kind::Barrier,
+            Len::Create(u64::from(parties)),
+            BarrierState::new,
+            |_| (),
+        )?;
+        let parties = u32::try_from(shared.len())
             .ok()
             .filter(|&p| p != 0 && p <= GEN_MASK)
             .ok_or_else(|| Error::corrupt("barrier party count out of range"))?;
@@ -308,7 +285,7 @@ impl Barrier {
     fn register(shared: &Shared<BarrierState>) -> Result<usize> {
         let seg = shared.segment();
         let me = seg.token()?;
-        let members = &shared.get().members;
+        let members = &shared.head().members;
         for round in 0..2 {
             for (i, m) in members.iter().enumerate() {
                 // Relaxed: the table only feeds liveness checks, which ask the kernel.
@@ -351,14 +328,14 @@ impl Barrier {
     fn wait_until(&self, deadline: Deadline) -> Result<BarrierWaitResult> {
         let died = || self.some_member_died();
         self.shared
-            .get()
+            .head()
             .wait(self.parties, deadline, &died)
             .map(BarrierWaitResult)
     }
 
     fn some_member_died(&self) -> Result<bool> {
         let seg = self.shared.segment();
-        for m in &self.shared.get().members {
+        for m in &self.shared.head().members {
             // Relaxed: see `register`.
             let t = m.load(Ordering::Relaxed);
             if t != 0 && !seg.is_alive(t)? {
@@ -373,12 +350,12 @@ impl Barrier {
     /// Returns the barrier to its initial state: waiters of the current generation get
     /// [`Error::BrokenBarrier`], and the next generation starts empty and unbroken.
     pub fn reset(&self) {
-        self.shared.get().reset();
+        self.shared.head().reset();
     }
 
     /// Whether the barrier is broken.
     pub fn is_broken(&self) -> bool {
-        self.shared.get().is_broken()
+        self.shared.head().is_broken()
     }
 
     /// Whether this handle created the barrier.
@@ -396,7 +373,7 @@ impl Drop for Barrier {
     fn drop(&mut self) {
         if let Ok(me) = self.shared.segment().token() {
             // Relaxed: see `register`. Only our own registration is removed.
-            let _ = self.shared.get().members[self.slot].compare_exchange(
+            let _ = self.shared.head().members[self.slot].compare_exchange(
                 me,
                 0,
                 Ordering::Relaxed,

@@ -3,9 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::object::Shared;
 use super::wait::{self, Deadline, WAITERS};
 use crate::error::{Error, LockError, LockResult, Result};
+use crate::object::{constructors, Len, Shared};
 use crate::primitive::{AtomicU32, Ordering};
 use crate::segment::{CreationMode, Kind, Options, Segment};
 use crate::MutexGuard;
@@ -147,38 +147,23 @@ impl fmt::Debug for Condvar {
 }
 
 impl Condvar {
-    /// Creates the condition variable `name`; fails if the name exists.
-    pub fn create(name: &str) -> Result<Self> {
-        Self::with_options(name, CreationMode::Create, &Options::new())
-    }
+    constructors!("condition variable");
 
-    /// Opens the existing condition variable `name`.
-    pub fn open(name: &str) -> Result<Self> {
-        Self::with_options(name, CreationMode::Open, &Options::new())
-    }
-
-    /// Opens the condition variable `name`, or creates it.
-    pub fn open_or_create(name: &str) -> Result<Self> {
-        Self::with_options(name, CreationMode::OpenOrCreate, &Options::new())
-    }
-
-    /// Creates an anonymous condition variable, shared with children created by `fork`.
-    pub fn anonymous() -> Result<Self> {
-        Self::build(None, CreationMode::Create, &Options::new())
-    }
-
-    /// Creates and/or opens as `mode` says, with `opts`.
-    pub fn with_options(name: &str, mode: CreationMode, opts: &Options) -> Result<Self> {
-        Self::build(Some(name), mode, opts)
-    }
-
-    fn build(name: Option<&str>, mode: CreationMode, opts: &Options) -> Result<Self> {
-        let shared = Shared::new(name, Kind::Condvar, mode, 0, opts, &|_| CondState::new())?;
+    fn build(name: Option<&str>, mode: CreationMode, (): (), opts: &Options) -> Result<Self> {
+        let shared = Shared::new(
+            name,
+            mode,
+            opts,
+            Kind::Condvar,
+            Len::Exactly(0),
+            CondState::new,
+            |_| (),
+        )?;
         Ok(Condvar { shared })
     }
 
     fn state(&self) -> &CondState {
-        self.shared.get()
+        self.shared.head()
     }
 
     /// Releases the guard's mutex, waits for a notification, and locks it again.

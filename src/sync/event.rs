@@ -3,9 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::object::Shared;
 use super::wait::{self, announce, Deadline, WAITERS};
 use crate::error::{Error, Result};
+use crate::object::{constructors, Len, Shared};
 use crate::primitive::{AtomicU32, Ordering};
 use crate::segment::{CreationMode, Kind, Options, Segment};
 
@@ -138,38 +138,23 @@ impl fmt::Debug for Event {
 }
 
 impl Event {
-    /// Creates the event `name`, unset; fails if the name exists.
-    pub fn create(name: &str) -> Result<Self> {
-        Self::with_options(name, CreationMode::Create, &Options::new())
-    }
+    constructors!("event");
 
-    /// Opens the existing event `name`.
-    pub fn open(name: &str) -> Result<Self> {
-        Self::with_options(name, CreationMode::Open, &Options::new())
-    }
-
-    /// Opens the event `name`, or creates it unset.
-    pub fn open_or_create(name: &str) -> Result<Self> {
-        Self::with_options(name, CreationMode::OpenOrCreate, &Options::new())
-    }
-
-    /// Creates an anonymous event, shared with children created by `fork`.
-    pub fn anonymous() -> Result<Self> {
-        Self::build(None, CreationMode::Create, &Options::new())
-    }
-
-    /// Creates and/or opens as `mode` says, with `opts`.
-    pub fn with_options(name: &str, mode: CreationMode, opts: &Options) -> Result<Self> {
-        Self::build(Some(name), mode, opts)
-    }
-
-    fn build(name: Option<&str>, mode: CreationMode, opts: &Options) -> Result<Self> {
-        let shared = Shared::new(name, Kind::Event, mode, 0, opts, &|_| EventState::new())?;
+    fn build(name: Option<&str>, mode: CreationMode, (): (), opts: &Options) -> Result<Self> {
+        let shared = Shared::new(
+            name,
+            mode,
+            opts,
+            Kind::Event,
+            Len::Exactly(0),
+            EventState::new,
+            |_| (),
+        )?;
         Ok(Event { shared })
     }
 
     fn state(&self) -> &EventState {
-        self.shared.get()
+        self.shared.head()
     }
 
     /// Sets the flag and wakes every waiter.

@@ -7,7 +7,6 @@ pub(crate) mod barrier;
 pub(crate) mod condvar;
 pub(crate) mod event;
 pub(crate) mod mutex;
-pub(crate) mod object;
 pub(crate) mod raw_mutex;
 pub(crate) mod reentrant;
 pub(crate) mod rwlock;

@@ -10,123 +10,27 @@ use bytemuck::Pod;
 
 use super::raw_mutex::{Acquired, RawMutex};
 use super::wait::Deadline;
-use crate::error::{Error, LockError, LockResult, Result};
-use crate::segment::{CreationMode, Kind, Layout, Options, Segment};
+use crate::error::{LockError, LockResult, Result};
+use crate::object::{constructors, Body, Len};
+use crate::segment::{CreationMode, Kind, Options, Segment};
 
-/// A segment whose body is a [`RawMutex`] followed by `len` values of `T`: the storage of
-/// `Mutex`, `Value` and `Array`.
-pub(crate) struct LockedBody<T> {
-    seg: Segment,
-    raw: NonNull<RawMutex>,
-    data: NonNull<T>,
-    len: usize,
-}
-
-// SAFETY: the pointers point into the mapping owned by `seg`; access to the data is
-// serialised by the lock, and `T: Send` values may be handed between threads.
-unsafe impl<T: Send> Send for LockedBody<T> {}
-// SAFETY: shared access only goes through the lock (guards) or copies under it.
-unsafe impl<T: Send> Sync for LockedBody<T> {}
-
-/// Offset of the data after the lock word: 8, or `T`'s alignment if larger.
-const fn data_offset<T>() -> u64 {
-    let a = std::mem::align_of::<T>() as u64;
-    let a = if a > 8 { a } else { 8 };
-    // The lock word pair: 8 bytes (asserted in `raw_mutex`), more under loom, whose
-    // atomics are larger. The data follows it, aligned.
-    let raw = std::mem::size_of::<RawMutex>() as u64;
-    raw.div_ceil(a) * a
-}
-
-fn locked_body_len<T>(cap: u64) -> Option<u64> {
-    (std::mem::size_of::<T>() as u64)
-        .checked_mul(cap)?
-        .checked_add(data_offset::<T>())
-}
+/// The storage of `Mutex`, `Value` and `Array`: a [`RawMutex`] followed by `len` values of
+/// `T` (see [`crate::object`]).
+pub(crate) type LockedBody<T> = Body<RawMutex, T>;
 
 impl<T: Pod> LockedBody<T> {
-    /// Creates or opens the segment. `init` fills a new body (`len` values).
-    pub(crate) fn new(
-        name: Option<&str>,
-        kind: Kind,
-        mode: CreationMode,
-        len: usize,
-        opts: &Options,
-        init: &dyn Fn(&mut [T]),
-    ) -> Result<Self> {
-        if std::mem::align_of::<T>() > 128 {
-            // The body starts 128-aligned; larger alignments would need padding we do not
-            // compute.
-            return Err(Error::InvalidArgument(
-                "types aligned to more than 128 bytes are not supported".into(),
-            ));
-        }
-        let layout = Layout {
-            kind,
-            elem_size: std::mem::size_of::<T>() as u64,
-            elem_align: std::mem::align_of::<T>() as u64,
-            capacity: len as u64,
-            body_len: locked_body_len::<T>,
-        };
-        let init_body = |seg: &Segment| {
-            let (raw, data, len) = Self::pointers(seg)?;
-            // SAFETY: the body is mapped, large enough (validated layout) and suitably
-            // aligned; nobody else sees the segment before it is published.
-            unsafe {
-                raw.as_ptr().write(RawMutex::new());
-                init(std::slice::from_raw_parts_mut(data.as_ptr(), len));
-            }
-            Ok(())
-        };
-        let seg = match name {
-            Some(name) => Segment::named(name, mode, layout, opts, init_body)?,
-            None => Segment::anon(layout, init_body)?,
-        };
-        let (raw, data, len) = Self::pointers(&seg)?;
-        Ok(LockedBody {
-            seg,
-            raw,
-            data,
-            len,
-        })
-    }
-
-    fn pointers(seg: &Segment) -> Result<(NonNull<RawMutex>, NonNull<T>, usize)> {
-        let len = usize::try_from(seg.capacity())
-            .map_err(|_| Error::corrupt("capacity does not fit in memory"))?;
-        let base = seg.as_ptr();
-        // SAFETY: the body starts 128-aligned and is at least `data_offset + len * size`
-        // bytes long, as `validate` checked against `locked_body_len`.
-        let data = unsafe { base.add(data_offset::<T>() as usize) } as *mut T;
-        Ok((
-            NonNull::new(base as *mut RawMutex).expect("mapping is not null"),
-            NonNull::new(data).expect("mapping is not null"),
-            len,
-        ))
-    }
-
     pub(crate) fn raw(&self) -> &RawMutex {
-        // SAFETY: points into the live mapping, initialised by the creator, accessed only
-        // through atomics.
-        unsafe { self.raw.as_ref() }
-    }
-
-    pub(crate) fn segment(&self) -> &Segment {
-        &self.seg
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.len
+        self.head()
     }
 
     /// Locks and returns a guard over the whole data, as `[T]`.
     pub(crate) fn lock(&self, deadline: Deadline) -> LockResult<MutexGuard<'_, [T]>> {
-        let how = self.raw().lock(&self.seg, deadline)?;
+        let how = self.raw().lock(self.segment(), deadline)?;
         self.guard(how)
     }
 
     pub(crate) fn try_lock(&self) -> LockResult<MutexGuard<'_, [T]>> {
-        let how = self.raw().try_lock(&self.seg)?;
+        let how = self.raw().try_lock(self.segment())?;
         self.guard(how)
     }
 
@@ -134,10 +38,10 @@ impl<T: Pod> LockedBody<T> {
         &self,
         how: Acquired,
     ) -> std::result::Result<MutexGuard<'_, [T]>, LockError<MutexGuard<'_, [T]>>> {
-        let data = std::ptr::slice_from_raw_parts_mut(self.data.as_ptr(), self.len);
+        let data = std::ptr::slice_from_raw_parts_mut(self.ptr(), self.len());
         let g = MutexGuard {
             raw: self.raw(),
-            seg: &self.seg,
+            seg: self.segment(),
             data: NonNull::new(data).expect("mapping is not null"),
             owner_died: how == Acquired::OwnerDied,
             _not_send: PhantomData,
@@ -306,43 +210,18 @@ pub(crate) fn one_result<T: Pod>(
 }
 
 impl<T: Pod> Mutex<T> {
-    /// Creates the mutex `name` holding `init`; fails if the name exists.
-    pub fn create(name: &str, init: T) -> Result<Self> {
-        Self::with_options(name, CreationMode::Create, init, &Options::new())
-    }
+    constructors!("mutex", init: T, open: T::zeroed());
 
-    /// Opens the existing mutex `name`, checking that it holds a `T`.
-    pub fn open(name: &str) -> Result<Self> {
-        Self::with_options(name, CreationMode::Open, T::zeroed(), &Options::new())
-    }
-
-    /// Opens the mutex `name`, or creates it holding `init`. Of racing processes exactly
-    /// one creates it; [`Mutex::is_creator`] tells which.
-    pub fn open_or_create(name: &str, init: T) -> Result<Self> {
-        Self::with_options(name, CreationMode::OpenOrCreate, init, &Options::new())
-    }
-
-    /// Creates an anonymous mutex holding `init`, shared with children created by `fork`.
-    pub fn anonymous(init: T) -> Result<Self> {
+    fn build(name: Option<&str>, mode: CreationMode, init: T, opts: &Options) -> Result<Self> {
         let body = LockedBody::new(
-            None,
+            name,
+            mode,
+            opts,
             Kind::Mutex,
-            CreationMode::Create,
-            1,
-            &Options::new(),
-            &|d| d[0] = init,
+            Len::Exactly(1),
+            RawMutex::new,
+            |d| d[0] = init,
         )?;
-        Ok(Mutex { body })
-    }
-
-    /// Creates and/or opens as `mode` says, with `opts` (mode bits, keep, trust).
-    pub fn with_options(name: &str, mode: CreationMode, init: T, opts: &Options) -> Result<Self> {
-        let body = LockedBody::new(Some(name), Kind::Mutex, mode, 1, opts, &|d| d[0] = init)?;
-        if body.len() != 1 {
-            return Err(Error::corrupt(
-                "a mutex segment must hold exactly one value",
-            ));
-        }
         Ok(Mutex { body })
     }
 

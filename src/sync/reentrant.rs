@@ -44,13 +44,13 @@ use crate::primitive::{AtomicU32, AtomicU64, Ordering};
 use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
-use std::ptr::NonNull;
 use std::time::Duration;
 
 use super::raw_mutex::{Acquired, RawMutex};
 use super::wait::Deadline;
 use crate::error::{Error, LockError, LockResult, Result};
-use crate::segment::{CreationMode, Kind, Layout, Options, Segment};
+use crate::object::{constructors, Len, Shared};
+use crate::segment::{CreationMode, Kind, Options, Segment};
 
 /// The deepest re-entry; more is taken as corruption.
 const MAX_DEPTH: u32 = 1 << 30;
@@ -71,10 +71,6 @@ struct ReShared {
 #[cfg(not(loom))]
 const _: () = assert!(size_of::<ReShared>() == 128);
 const _: () = assert!(align_of::<ReShared>() == 128);
-
-fn body_len(cap: u64) -> Option<u64> {
-    (cap == 1).then_some(size_of::<ReShared>() as u64)
-}
 
 /// This thread's process-local id: nonzero, never reused within the process.
 fn thread_id() -> u64 {
@@ -109,8 +105,7 @@ fn thread_id() -> u64 {
 /// # Ok::<(), shmkit::Error>(())
 /// ```
 pub struct ReentrantMutex {
-    seg: Segment,
-    shared: NonNull<ReShared>,
+    body: Shared<ReShared>,
 }
 
 // SAFETY: the pointer points into the mapping owned by `seg`, whose shared state is made of
@@ -122,73 +117,34 @@ unsafe impl Sync for ReentrantMutex {}
 impl fmt::Debug for ReentrantMutex {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReentrantMutex")
-            .field("segment", &self.seg)
+            .field("segment", self.body.segment())
             .finish_non_exhaustive()
     }
 }
 
 impl ReentrantMutex {
-    /// Creates the lock `name`; fails if the name exists.
-    pub fn create(name: &str) -> Result<Self> {
-        Self::with_options(name, CreationMode::Create, &Options::new())
-    }
+    constructors!("reentrant lock");
 
-    /// Opens the existing lock `name`.
-    pub fn open(name: &str) -> Result<Self> {
-        Self::with_options(name, CreationMode::Open, &Options::new())
-    }
-
-    /// Opens the lock `name`, or creates it. Of racing processes exactly one creates it;
-    /// [`ReentrantMutex::is_creator`] tells which.
-    pub fn open_or_create(name: &str) -> Result<Self> {
-        Self::with_options(name, CreationMode::OpenOrCreate, &Options::new())
-    }
-
-    /// Creates an anonymous lock, shared with children created by `fork`.
-    pub fn anonymous() -> Result<Self> {
-        Self::build(None, CreationMode::Create, &Options::new())
-    }
-
-    /// Creates and/or opens as `mode` says, with `opts` (mode bits, keep, trust).
-    pub fn with_options(name: &str, mode: CreationMode, opts: &Options) -> Result<Self> {
-        Self::build(Some(name), mode, opts)
-    }
-
-    fn build(name: Option<&str>, mode: CreationMode, opts: &Options) -> Result<Self> {
-        let layout = Layout {
-            kind: Kind::ReentrantMutex,
-            elem_size: size_of::<ReShared>() as u64,
-            elem_align: align_of::<ReShared>() as u64,
-            capacity: 1,
-            body_len,
-        };
-        let init_body = |seg: &Segment| {
-            // SAFETY: the body is 128-aligned and `size_of::<ReShared>()` bytes long (the
-            // layout says so); nobody else sees the segment before it is published.
-            unsafe {
-                (seg.as_ptr() as *mut ReShared).write(ReShared {
-                    raw: RawMutex::new(),
-                    owner_thread: AtomicU64::new(0),
-                    owner_token: AtomicU32::new(0),
-                    count: AtomicU32::new(0),
-                })
-            };
-            Ok(())
-        };
-        let seg = match name {
-            Some(name) => Segment::named(name, mode, layout, opts, init_body)?,
-            None => Segment::anon(layout, init_body)?,
-        };
-        // `validate` checked the body length against `body_len` (capacity 1 only).
-        let shared = NonNull::new(seg.as_ptr() as *mut ReShared)
-            .ok_or_else(|| Error::corrupt("null mapping"))?;
-        Ok(ReentrantMutex { seg, shared })
+    fn build(name: Option<&str>, mode: CreationMode, (): (), opts: &Options) -> Result<Self> {
+        let body = Shared::new(
+            name,
+            mode,
+            opts,
+            Kind::ReentrantMutex,
+            Len::Exactly(1),
+            || ReShared {
+                raw: RawMutex::new(),
+                owner_thread: AtomicU64::new(0),
+                owner_token: AtomicU32::new(0),
+                count: AtomicU32::new(0),
+            },
+            |_| (),
+        )?;
+        Ok(ReentrantMutex { body })
     }
 
     fn shared(&self) -> &ReShared {
-        // SAFETY: points into the live mapping, initialised by the creator, made of atomics
-        // only, so shared references are sound whatever peers do.
-        unsafe { self.shared.as_ref() }
+        self.body.head()
     }
 
     /// Locks, blocking while another thread holds the lock; re-enters at once if this
@@ -213,12 +169,12 @@ impl ReentrantMutex {
 
     /// Whether this handle created the lock.
     pub fn is_creator(&self) -> bool {
-        self.seg.is_creator()
+        self.body.segment().is_creator()
     }
 
     /// The segment the lock lives in.
     pub fn segment(&self) -> &Segment {
-        &self.seg
+        self.body.segment()
     }
 
     fn guard(&self, r: Result<Acquired>) -> LockResult<ReentrantMutexGuard<'_>> {
@@ -235,7 +191,7 @@ impl ReentrantMutex {
 
     /// Takes the lock (or one more level of it); `None` for no waiting at all.
     fn acquire(&self, deadline: Option<Deadline>) -> Result<Acquired> {
-        let me = self.seg.token()?;
+        let me = self.body.segment().token()?;
         let tid = thread_id();
         let s = self.shared();
         // Relaxed: only this thread ever writes the pair (me, tid), and it clears it before
@@ -258,8 +214,8 @@ impl ReentrantMutex {
             });
         }
         let how = match deadline {
-            Some(deadline) => s.raw.lock(&self.seg, deadline)?,
-            None => s.raw.try_lock(&self.seg)?,
+            Some(deadline) => s.raw.lock(self.body.segment(), deadline)?,
+            None => s.raw.try_lock(self.body.segment())?,
         };
         // Relaxed: we hold the raw lock; these are read by other threads only to compare
         // with their own pair, and by the next holder after the raw lock's Release/Acquire.

@@ -275,6 +275,7 @@ impl<T: Pod> RwLock<T> {
             kind: Kind::RwLock,
             elem_size: size_of::<T>() as u64,
             elem_align: align_of::<T>() as u64,
+            type_tag: 0,
             capacity: 1,
             body_len: body_len::<T>,
         };

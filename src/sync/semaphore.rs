@@ -3,9 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::object::Shared;
 use super::wait::{self, announce, Deadline, WAITERS};
 use crate::error::{Error, Result};
+use crate::object::{Len, Shared};
 use crate::primitive::{AtomicU32, Ordering};
 use crate::segment::{CreationMode, Kind, Options, Segment};
 
@@ -128,10 +128,16 @@ impl RawSemaphore {
                 "a semaphore holds at most {MAX_PERMITS} permits"
             )));
         }
-        let shared = Shared::new(name, kind, mode, u64::from(initial), opts, &|cap| {
-            SemState::new(cap as u32)
-        })?;
-        let cap = shared.capacity();
+        let shared = Shared::new(
+            name,
+            mode,
+            opts,
+            kind,
+            Len::Create(u64::from(initial)),
+            || SemState::new(initial),
+            |_| (),
+        )?;
+        let cap = shared.len() as u64;
         if cap > u64::from(MAX_PERMITS) {
             return Err(Error::corrupt(format!(
                 "semaphore capacity {cap} is out of range"
@@ -146,7 +152,7 @@ impl RawSemaphore {
     }
 
     fn state(&self) -> &SemState {
-        self.shared.get()
+        self.shared.head()
     }
 
     #[inline]

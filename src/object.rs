@@ -1,0 +1,355 @@
+//! The one object model: how every shared object is built on a segment.
+//!
+//! A shared object is one segment whose body is a fixed-size *head* `H` (a `#[repr(C)]`
+//! struct of atomics: a lock word, a semaphore count, a channel's positions) followed by
+//! `len` elements of `T` (the data, `Pod`), aligned for `T`:
+//!
+//! ```text
+//! | segment header (128 B) | H | pad to align_of::<T>() | T; len |
+//! ```
+//!
+//! [`Body<H, T>`] owns the mechanics every object shares: the layout recorded in the
+//! segment header (kind, element size and alignment, a fingerprint of the element type, the
+//! length), creation (named and exclusive, named open-or-create, or anonymous), validation
+//! on open, and the pointers, computed once after validation. A concrete object supplies
+//! only its [`Kind`], its head's initial value and its elements' fill, in one private
+//! `build(name, mode, init, opts)` function, and gets its public constructors (`create`,
+//! `open`, `open_or_create`, `anonymous`, `with_options`) from [`constructors!`]. Objects
+//! without elements use `T = ()`; objects without a head use `H = ()`.
+//!
+//! This module may use `segment` only; everything above it (sync, value, array, channel)
+//! builds on it.
+
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+
+use crate::error::{Error, Result};
+use crate::segment::{CreationMode, Kind, Layout, Options, Segment};
+
+/// What an object's creator asks for its length (or its parameter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Len {
+    /// Always exactly this many (a `Value` holds one `T`): anything else on open is corrupt.
+    Exactly(u64),
+    /// This many when created. `open` takes whatever the segment has; `open_or_create`
+    /// that finds the object existing requires the same (otherwise `LayoutMismatch`).
+    Create(u64),
+}
+
+impl Len {
+    fn get(self) -> u64 {
+        match self {
+            Len::Exactly(n) | Len::Create(n) => n,
+        }
+    }
+}
+
+/// A segment whose body is an `H` followed by `len` values of `T` (see the module docs).
+///
+/// `H` must be valid for shared access from other processes (atomics only: peers may
+/// write any field at any time); `T` is payload, `Pod`, any bytes valid.
+pub(crate) struct Body<H, T> {
+    seg: Segment,
+    head: NonNull<H>,
+    data: NonNull<T>,
+    len: usize,
+    _t: PhantomData<(H, T)>,
+}
+
+// SAFETY: the pointers point into the mapping owned by `seg`, which lives as long as the
+// body; `H` is made of atomics (shared by design) and access to the `T`s is governed by
+// the object built on top (a lock, a protocol, or `unsafe` views whose contract is the
+// caller's), so moving the handle between threads is sound when `T` may move.
+unsafe impl<H: Sync, T: Send> Send for Body<H, T> {}
+// SAFETY: as above; shared access to the `T`s goes through the object's own protocol.
+unsafe impl<H: Sync, T: Send> Sync for Body<H, T> {}
+
+/// Offset of the first `T` in the body: after the head, aligned for `T`.
+pub(crate) const fn data_offset<H, T>() -> usize {
+    size_of::<H>().next_multiple_of(align_of::<T>())
+}
+
+/// A fingerprint of the object's head and element types, recorded in the header so that
+/// opening an `Array<f64>` as an `Array<u64>` (same size, same alignment) is refused. FNV-1a
+/// over the type names: stable for a given build of the code, and across builds as long as
+/// the types keep their names.
+pub(crate) fn type_tag<H, T>() -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in std::any::type_name::<H>()
+        .bytes()
+        .chain([0])
+        .chain(std::any::type_name::<T>().bytes())
+    {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h | 1 // never 0, which means "unchecked"
+}
+
+impl<H: Sync, T: bytemuck::Pod> Body<H, T> {
+    /// Creates and/or opens the object's segment. `head` builds the head of a new body and
+    /// `fill` fills its `len` elements (zeroed before); neither runs when an existing
+    /// object is opened.
+    pub(crate) fn new(
+        name: Option<&str>,
+        mode: CreationMode,
+        opts: &Options,
+        kind: Kind,
+        len: Len,
+        head: impl Fn() -> H,
+        fill: impl Fn(&mut [T]),
+    ) -> Result<Self> {
+        if align_of::<H>() > 128 || align_of::<T>() > 128 {
+            // The body starts 128-aligned (after the 128-byte header of a page-aligned
+            // mapping): larger alignments cannot be honoured.
+            return Err(Error::InvalidArgument(
+                "types aligned to more than 128 bytes are not supported in shared memory".into(),
+            ));
+        }
+        // The element type in the header: `T`'s, or the head's for objects without one.
+        let (elem_size, elem_align) = if size_of::<T>() == 0 {
+            (size_of::<H>(), align_of::<H>())
+        } else {
+            (size_of::<T>(), align_of::<T>())
+        };
+        let layout = Layout {
+            kind,
+            elem_size: elem_size as u64,
+            elem_align: elem_align as u64,
+            type_tag: type_tag::<H, T>(),
+            capacity: len.get(),
+            body_len: body_len::<H, T>,
+        };
+        let init = |seg: &Segment| {
+            let (h, data, n) = Self::pointers(seg)?;
+            // SAFETY: the body is mapped, 128-aligned and `body_len(len)` bytes long (the
+            // layout says so): room for the head at 0 and `n` elements at `data_offset`,
+            // each aligned (alignments ≤ 128, checked above). Nobody else sees the segment
+            // before it is published, so these are the only references.
+            unsafe {
+                h.as_ptr().write(head());
+                fill(std::slice::from_raw_parts_mut(data.as_ptr(), n));
+            }
+            Ok(())
+        };
+        let seg = match name {
+            Some(name) => Segment::named(name, mode, layout, opts, init)?,
+            None => Segment::anon(layout, init)?,
+        };
+        let cap = seg.capacity();
+        match len {
+            Len::Exactly(n) if cap != n => {
+                return Err(Error::corrupt(format!(
+                    "a {} segment must have capacity {n}, this one has {cap}",
+                    kind.as_str()
+                )));
+            }
+            Len::Create(n) if mode == CreationMode::OpenOrCreate && cap != n => {
+                return Err(Error::LayoutMismatch {
+                    name: seg.name().unwrap_or_default().to_owned(),
+                    what: format!(
+                        "it exists with length {cap}, not the {n} asked for (use `open` to take \
+                         whatever length it has)"
+                    ),
+                });
+            }
+            _ => {}
+        }
+        let (head, data, len) = Self::pointers(&seg)?;
+        Ok(Body {
+            seg,
+            head,
+            data,
+            len,
+            _t: PhantomData,
+        })
+    }
+
+    /// The head, the first element and the length of a validated (or fresh) body.
+    fn pointers(seg: &Segment) -> Result<(NonNull<H>, NonNull<T>, usize)> {
+        let len = usize::try_from(seg.capacity())
+            .map_err(|_| Error::corrupt("capacity does not fit in memory"))?;
+        let base = seg.as_ptr();
+        // `wrapping_add`: only an address; the body is at least `body_len(len)` bytes long
+        // (validated on open against the header), so it is in bounds whenever used.
+        let data = base.wrapping_add(data_offset::<H, T>()) as *mut T;
+        let null = || Error::corrupt("null mapping");
+        Ok((
+            NonNull::new(base as *mut H).ok_or_else(null)?,
+            NonNull::new(data).ok_or_else(null)?,
+            len,
+        ))
+    }
+}
+
+impl<H, T> Body<H, T> {
+    /// The head, in place.
+    #[inline]
+    pub(crate) fn head(&self) -> &H {
+        // SAFETY: points into the live mapping, initialised by the creator; `H` is made of
+        // atomics, so shared references are sound whatever peers do.
+        unsafe { self.head.as_ref() }
+    }
+
+    /// The first element (valid for `len` elements).
+    #[inline]
+    pub(crate) fn ptr(&self) -> *mut T {
+        self.data.as_ptr()
+    }
+
+    /// The number of elements (or the object's parameter, for objects without elements),
+    /// as validated on open: a process-local copy that peers cannot change.
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The segment.
+    #[inline]
+    pub(crate) fn segment(&self) -> &Segment {
+        &self.seg
+    }
+}
+
+/// The storage of objects whose body is only a head (semaphores, events, barriers, ...):
+/// their parameter (permits, parties) is the length.
+pub(crate) type Shared<H> = Body<H, ()>;
+
+/// Body length of `cap` elements after the head; `None` if it overflows.
+fn body_len<H, T>(cap: u64) -> Option<u64> {
+    (size_of::<T>() as u64)
+        .checked_mul(cap)?
+        .checked_add(data_offset::<H, T>() as u64)
+}
+
+/// The public constructors of a shared object, from its private
+/// `fn build(name: Option<&str>, mode: CreationMode, init, opts: &Options) -> Result<Self>`.
+///
+/// - `constructors!("value", init: T, open: T::zeroed())`: `create(name, init)`,
+///   `open(name)` (passing the `open` expression, which `build` ignores), and so on.
+/// - `constructors!("event")`: objects without an initial argument (`build` takes `()`).
+macro_rules! constructors {
+    ($what:literal, $init:ident: $ty:ty, open: $open:expr) => {
+        #[doc = concat!("Creates the ", $what, " `name` from `", stringify!($init), "`; fails with [`Error::AlreadyExists`](crate::Error::AlreadyExists) if the name exists.")]
+        pub fn create(name: &str, $init: $ty) -> $crate::Result<Self> {
+            Self::build(
+                Some(name),
+                $crate::CreationMode::Create,
+                $init.into(),
+                &$crate::Options::new(),
+            )
+        }
+
+        #[doc = concat!("Opens the existing ", $what, " `name`, checking its kind and element type; [`Error::NotFound`](crate::Error::NotFound) if there is none.")]
+        pub fn open(name: &str) -> $crate::Result<Self> {
+            Self::build(
+                Some(name),
+                $crate::CreationMode::Open,
+                $open,
+                &$crate::Options::new(),
+            )
+        }
+
+        #[doc = concat!("Opens the ", $what, " `name`, or creates it from `", stringify!($init), "`. Of racing processes exactly one creates it (`is_creator()` tells which); an existing one whose size differs from the one asked for is [`Error::LayoutMismatch`](crate::Error::LayoutMismatch).")]
+        pub fn open_or_create(name: &str, $init: $ty) -> $crate::Result<Self> {
+            Self::build(
+                Some(name),
+                $crate::CreationMode::OpenOrCreate,
+                $init.into(),
+                &$crate::Options::new(),
+            )
+        }
+
+        #[doc = concat!("Creates an anonymous ", $what, " from `", stringify!($init), "`: it has no name, and a child created with `fork` shares it.")]
+        pub fn anonymous($init: $ty) -> $crate::Result<Self> {
+            Self::build(
+                None,
+                $crate::CreationMode::Create,
+                $init.into(),
+                &$crate::Options::new(),
+            )
+        }
+
+        #[doc = concat!("Creates and/or opens the ", $what, " `name` as `mode` says, with `opts` (mode bits, keep, trust); `", stringify!($init), "` is used only if it is created.")]
+        pub fn with_options(
+            name: &str,
+            mode: $crate::CreationMode,
+            $init: $ty,
+            opts: &$crate::Options,
+        ) -> $crate::Result<Self> {
+            Self::build(Some(name), mode, $init.into(), opts)
+        }
+    };
+    ($what:literal) => {
+        #[doc = concat!("Creates the ", $what, " `name`; fails with [`Error::AlreadyExists`](crate::Error::AlreadyExists) if the name exists.")]
+        pub fn create(name: &str) -> $crate::Result<Self> {
+            Self::build(
+                Some(name),
+                $crate::CreationMode::Create,
+                (),
+                &$crate::Options::new(),
+            )
+        }
+
+        #[doc = concat!("Opens the existing ", $what, " `name`, checking its kind; [`Error::NotFound`](crate::Error::NotFound) if there is none.")]
+        pub fn open(name: &str) -> $crate::Result<Self> {
+            Self::build(
+                Some(name),
+                $crate::CreationMode::Open,
+                (),
+                &$crate::Options::new(),
+            )
+        }
+
+        #[doc = concat!("Opens the ", $what, " `name`, or creates it. Of racing processes exactly one creates it.")]
+        pub fn open_or_create(name: &str) -> $crate::Result<Self> {
+            Self::build(
+                Some(name),
+                $crate::CreationMode::OpenOrCreate,
+                (),
+                &$crate::Options::new(),
+            )
+        }
+
+        #[doc = concat!("Creates an anonymous ", $what, ": it has no name, and a child created with `fork` shares it.")]
+        pub fn anonymous() -> $crate::Result<Self> {
+            Self::build(
+                None,
+                $crate::CreationMode::Create,
+                (),
+                &$crate::Options::new(),
+            )
+        }
+
+        #[doc = concat!("Creates and/or opens the ", $what, " `name` as `mode` says, with `opts` (mode bits, keep, trust).")]
+        pub fn with_options(
+            name: &str,
+            mode: $crate::CreationMode,
+            opts: &$crate::Options,
+        ) -> $crate::Result<Self> {
+            Self::build(Some(name), mode, (), opts)
+        }
+    };
+}
+pub(crate) use constructors;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_follows_the_head_aligned() {
+        assert_eq!(data_offset::<(), u64>(), 0);
+        assert_eq!(data_offset::<u32, u8>(), 4);
+        assert_eq!(data_offset::<[u32; 2], u64>(), 8);
+        assert_eq!(data_offset::<[u32; 3], u64>(), 16);
+        assert_eq!(data_offset::<[u32; 3], ()>(), 12);
+    }
+
+    #[test]
+    fn type_tags_tell_same_sized_types_apart() {
+        assert_ne!(type_tag::<(), u64>(), type_tag::<(), f64>());
+        assert_ne!(type_tag::<u32, ()>(), type_tag::<(), u32>());
+        assert_eq!(type_tag::<(), u64>(), type_tag::<(), u64>());
+        assert_ne!(type_tag::<(), u64>(), 0);
+    }
+}
