@@ -55,16 +55,20 @@ pub struct SegmentInfo {
     pub held: bool,
 }
 
+/// The names of the files in `/dev/shm` (names that are not UTF-8 are never ours).
+fn shm_files() -> Result<Vec<String>> {
+    let dir = std::fs::read_dir(os::SHM_DIR).map_err(|e| Error::io("read_dir /dev/shm", e))?;
+    Ok(dir
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect())
+}
+
 /// Lists this crate's named segments (files in `/dev/shm` with our prefix). Reads headers
 /// with plain reads, without mapping anything.
 pub fn list() -> Result<Vec<SegmentInfo>> {
     let mut out = Vec::new();
-    let dir = std::fs::read_dir(os::SHM_DIR).map_err(|e| Error::io("read_dir /dev/shm", e))?;
-    for entry in dir.flatten() {
-        let file_name = entry.file_name();
-        let Some(fname) = file_name.to_str() else {
-            continue;
-        };
+    for fname in shm_files()? {
         let Some(name) = fname.strip_prefix(PREFIX) else {
             continue;
         };
@@ -208,12 +212,8 @@ pub enum CleanMode {
 /// Files of other users are left alone.
 pub fn clean(prefix: &str, mode: CleanMode) -> Result<Vec<String>> {
     let mut out = Vec::new();
-    let dir = std::fs::read_dir(os::SHM_DIR).map_err(|e| Error::io("read_dir /dev/shm", e))?;
-    for entry in dir.flatten() {
-        let file_name = entry.file_name();
-        let Some(fname) = file_name.to_str() else {
-            continue;
-        };
+    for fname in shm_files()? {
+        let fname = fname.as_str();
         // Published `shmkit.NAME`, or a creator's temporary `shmkit~NAME~UNIQUE`.
         let user_name = match fname.strip_prefix(PREFIX) {
             Some(n) => n,

@@ -6,8 +6,8 @@ use std::time::Duration;
 use bytemuck::Pod;
 
 use crate::error::{Error, LockError, LockResult, Result};
-use crate::object::{constructors, Len};
-use crate::segment::{CreationMode, Kind, Options, Segment};
+use crate::object::{constructors, At, Len};
+use crate::segment::{Kind, Segment};
 use crate::sync::mutex::LockedBody;
 use crate::sync::raw_mutex::RawMutex;
 use crate::sync::wait::Deadline;
@@ -95,33 +95,11 @@ impl<T: Pod> fmt::Debug for Array<T> {
 
 impl<T: Pod> Array<T> {
     constructors!("array", data: &[T], open: Fill::Zero(0));
+    constructors!(@zeroed "array", Fill::Zero);
 
-    /// Creates the array `name` of `len` zeroed elements; fails if the name exists.
-    pub fn create_zeroed(name: &str, len: usize) -> Result<Self> {
-        Self::build(
-            Some(name),
-            CreationMode::Create,
-            Fill::Zero(len),
-            &Options::new(),
-        )
-    }
-
-    /// Creates an anonymous array of `len` zeroed elements, shared with children created
-    /// by `fork`.
-    pub fn anonymous_zeroed(len: usize) -> Result<Self> {
-        Self::build(None, CreationMode::Create, Fill::Zero(len), &Options::new())
-    }
-
-    fn build(
-        name: Option<&str>,
-        mode: CreationMode,
-        fill: Fill<'_, T>,
-        opts: &Options,
-    ) -> Result<Self> {
+    fn build(at: At<'_>, fill: Fill<'_, T>) -> Result<Self> {
         let body = LockedBody::new(
-            name,
-            mode,
-            opts,
+            at,
             Kind::Array,
             Len::Create(fill.len()),
             RawMutex::new,
@@ -222,11 +200,6 @@ impl<T: Pod> Array<T> {
         self.read_locked(|d| d.to_vec())
     }
 
-    /// Whether this handle created the array.
-    pub fn is_creator(&self) -> bool {
-        self.body.segment().is_creator()
-    }
-
     /// The segment the array lives in.
     pub fn segment(&self) -> &Segment {
         self.body.segment()
@@ -263,33 +236,11 @@ impl<T: Pod> fmt::Debug for RawArray<T> {
 
 impl<T: Pod> RawArray<T> {
     constructors!("raw array", data: &[T], open: Fill::Zero(0));
+    constructors!(@zeroed "raw array", Fill::Zero);
 
-    /// Creates the raw array `name` of `len` zeroed elements; fails if the name exists.
-    pub fn create_zeroed(name: &str, len: usize) -> Result<Self> {
-        Self::build(
-            Some(name),
-            CreationMode::Create,
-            Fill::Zero(len),
-            &Options::new(),
-        )
-    }
-
-    /// Creates an anonymous raw array of `len` zeroed elements, shared with children
-    /// created by `fork`.
-    pub fn anonymous_zeroed(len: usize) -> Result<Self> {
-        Self::build(None, CreationMode::Create, Fill::Zero(len), &Options::new())
-    }
-
-    fn build(
-        name: Option<&str>,
-        mode: CreationMode,
-        fill: Fill<'_, T>,
-        opts: &Options,
-    ) -> Result<Self> {
+    fn build(at: At<'_>, fill: Fill<'_, T>) -> Result<Self> {
         let body = PlainBody::new(
-            name,
-            mode,
-            opts,
+            at,
             Kind::RawArray,
             Len::Create(fill.len()),
             || (),
@@ -381,11 +332,6 @@ impl<T: Pod> RawArray<T> {
         T: AtomicPod,
     {
         self.body.atomics()
-    }
-
-    /// Whether this handle created the array.
-    pub fn is_creator(&self) -> bool {
-        self.body.segment().is_creator()
     }
 
     /// The segment the array lives in.

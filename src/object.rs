@@ -26,6 +26,36 @@ use std::ptr::NonNull;
 use crate::error::{Error, Result};
 use crate::segment::{CreationMode, Kind, Layout, Options, Segment};
 
+/// Where an object is and how to get it: a name and what to do about it (or anonymous),
+/// with the options. The constructors make one; `build` functions pass it on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct At<'a> {
+    name: Option<&'a str>,
+    mode: CreationMode,
+    opts: &'a Options,
+}
+
+impl<'a> At<'a> {
+    /// The named object `name`, created and/or opened as `mode` says.
+    pub(crate) fn named(name: &'a str, mode: CreationMode, opts: &'a Options) -> Self {
+        At {
+            name: Some(name),
+            mode,
+            opts,
+        }
+    }
+
+    /// A new anonymous object.
+    pub(crate) fn anonymous() -> Self {
+        const DEFAULT: Options = Options::new();
+        At {
+            name: None,
+            mode: CreationMode::Create,
+            opts: &DEFAULT,
+        }
+    }
+}
+
 /// What an object's creator asks for its length (or its parameter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Len {
@@ -90,9 +120,7 @@ impl<H: Sync, T: bytemuck::Pod> Body<H, T> {
     /// `fill` fills its `len` elements (zeroed before); neither runs when an existing
     /// object is opened.
     pub(crate) fn new(
-        name: Option<&str>,
-        mode: CreationMode,
-        opts: &Options,
+        at: At<'_>,
         kind: Kind,
         len: Len,
         head: impl Fn() -> H,
@@ -131,8 +159,8 @@ impl<H: Sync, T: bytemuck::Pod> Body<H, T> {
             }
             Ok(())
         };
-        let seg = match name {
-            Some(name) => Segment::named(name, mode, layout, opts, init)?,
+        let seg = match at.name {
+            Some(name) => Segment::named(name, at.mode, layout, at.opts, init)?,
             None => Segment::anon(layout, init)?,
         };
         let cap = seg.capacity();
@@ -143,7 +171,7 @@ impl<H: Sync, T: bytemuck::Pod> Body<H, T> {
                     kind.as_str()
                 )));
             }
-            Len::Create(n) if mode == CreationMode::OpenOrCreate && cap != n => {
+            Len::Create(n) if at.mode == CreationMode::OpenOrCreate && cap != n => {
                 return Err(Error::LayoutMismatch {
                     name: seg.name().unwrap_or_default().to_owned(),
                     what: format!(
@@ -222,51 +250,33 @@ fn body_len<H, T>(cap: u64) -> Option<u64> {
 }
 
 /// The public constructors of a shared object, from its private
-/// `fn build(name: Option<&str>, mode: CreationMode, init, opts: &Options) -> Result<Self>`.
+/// `fn build(at: At<'_>, init) -> Result<Self>`, and `is_creator` from its `segment()`.
 ///
 /// - `constructors!("value", init: T, open: T::zeroed())`: `create(name, init)`,
-///   `open(name)` (passing the `open` expression, which `build` ignores), and so on.
+///   `open(name)` (which passes the `open` expression, never used to open), and so on;
+///   `init` is converted with `Into` for `build`.
 /// - `constructors!("event")`: objects without an initial argument (`build` takes `()`).
 macro_rules! constructors {
     ($what:literal, $init:ident: $ty:ty, open: $open:expr) => {
         #[doc = concat!("Creates the ", $what, " `name` from `", stringify!($init), "`; fails with [`Error::AlreadyExists`](crate::Error::AlreadyExists) if the name exists.")]
         pub fn create(name: &str, $init: $ty) -> $crate::Result<Self> {
-            Self::build(
-                Some(name),
-                $crate::CreationMode::Create,
-                $init.into(),
-                &$crate::Options::new(),
-            )
+            Self::with_options(name, $crate::CreationMode::Create, $init, &$crate::Options::new())
         }
 
         #[doc = concat!("Opens the existing ", $what, " `name`, checking its kind and element type; [`Error::NotFound`](crate::Error::NotFound) if there is none.")]
         pub fn open(name: &str) -> $crate::Result<Self> {
-            Self::build(
-                Some(name),
-                $crate::CreationMode::Open,
-                $open,
-                &$crate::Options::new(),
-            )
+            let opts = $crate::Options::new();
+            Self::build($crate::object::At::named(name, $crate::CreationMode::Open, &opts), $open)
         }
 
         #[doc = concat!("Opens the ", $what, " `name`, or creates it from `", stringify!($init), "`. Of racing processes exactly one creates it (`is_creator()` tells which); an existing one whose size differs from the one asked for is [`Error::LayoutMismatch`](crate::Error::LayoutMismatch).")]
         pub fn open_or_create(name: &str, $init: $ty) -> $crate::Result<Self> {
-            Self::build(
-                Some(name),
-                $crate::CreationMode::OpenOrCreate,
-                $init.into(),
-                &$crate::Options::new(),
-            )
+            Self::with_options(name, $crate::CreationMode::OpenOrCreate, $init, &$crate::Options::new())
         }
 
         #[doc = concat!("Creates an anonymous ", $what, " from `", stringify!($init), "`: it has no name, and a child created with `fork` shares it.")]
         pub fn anonymous($init: $ty) -> $crate::Result<Self> {
-            Self::build(
-                None,
-                $crate::CreationMode::Create,
-                $init.into(),
-                &$crate::Options::new(),
-            )
+            Self::build($crate::object::At::anonymous(), $init.into())
         }
 
         #[doc = concat!("Creates and/or opens the ", $what, " `name` as `mode` says, with `opts` (mode bits, keep, trust); `", stringify!($init), "` is used only if it is created.")]
@@ -276,48 +286,30 @@ macro_rules! constructors {
             $init: $ty,
             opts: &$crate::Options,
         ) -> $crate::Result<Self> {
-            Self::build(Some(name), mode, $init.into(), opts)
+            Self::build($crate::object::At::named(name, mode, opts), $init.into())
         }
+
+        $crate::object::constructors!(@creator $what);
     };
     ($what:literal) => {
         #[doc = concat!("Creates the ", $what, " `name`; fails with [`Error::AlreadyExists`](crate::Error::AlreadyExists) if the name exists.")]
         pub fn create(name: &str) -> $crate::Result<Self> {
-            Self::build(
-                Some(name),
-                $crate::CreationMode::Create,
-                (),
-                &$crate::Options::new(),
-            )
+            Self::with_options(name, $crate::CreationMode::Create, &$crate::Options::new())
         }
 
         #[doc = concat!("Opens the existing ", $what, " `name`, checking its kind; [`Error::NotFound`](crate::Error::NotFound) if there is none.")]
         pub fn open(name: &str) -> $crate::Result<Self> {
-            Self::build(
-                Some(name),
-                $crate::CreationMode::Open,
-                (),
-                &$crate::Options::new(),
-            )
+            Self::with_options(name, $crate::CreationMode::Open, &$crate::Options::new())
         }
 
-        #[doc = concat!("Opens the ", $what, " `name`, or creates it. Of racing processes exactly one creates it.")]
+        #[doc = concat!("Opens the ", $what, " `name`, or creates it. Of racing processes exactly one creates it (`is_creator()` tells which).")]
         pub fn open_or_create(name: &str) -> $crate::Result<Self> {
-            Self::build(
-                Some(name),
-                $crate::CreationMode::OpenOrCreate,
-                (),
-                &$crate::Options::new(),
-            )
+            Self::with_options(name, $crate::CreationMode::OpenOrCreate, &$crate::Options::new())
         }
 
         #[doc = concat!("Creates an anonymous ", $what, ": it has no name, and a child created with `fork` shares it.")]
         pub fn anonymous() -> $crate::Result<Self> {
-            Self::build(
-                None,
-                $crate::CreationMode::Create,
-                (),
-                &$crate::Options::new(),
-            )
+            Self::build($crate::object::At::anonymous(), ())
         }
 
         #[doc = concat!("Creates and/or opens the ", $what, " `name` as `mode` says, with `opts` (mode bits, keep, trust).")]
@@ -326,7 +318,29 @@ macro_rules! constructors {
             mode: $crate::CreationMode,
             opts: &$crate::Options,
         ) -> $crate::Result<Self> {
-            Self::build(Some(name), mode, (), opts)
+            Self::build($crate::object::At::named(name, mode, opts), ())
+        }
+
+        $crate::object::constructors!(@creator $what);
+    };
+    // `create_zeroed(name, len)` and `anonymous_zeroed(len)`, for arrays: `build` gets
+    // `$zero(len)`.
+    (@zeroed $what:literal, $zero:path) => {
+        #[doc = concat!("Creates the ", $what, " `name` of `len` zeroed elements; fails with [`Error::AlreadyExists`](crate::Error::AlreadyExists) if the name exists.")]
+        pub fn create_zeroed(name: &str, len: usize) -> $crate::Result<Self> {
+            let opts = $crate::Options::new();
+            Self::build($crate::object::At::named(name, $crate::CreationMode::Create, &opts), $zero(len))
+        }
+
+        #[doc = concat!("Creates an anonymous ", $what, " of `len` zeroed elements: it has no name, and a child created with `fork` shares it.")]
+        pub fn anonymous_zeroed(len: usize) -> $crate::Result<Self> {
+            Self::build($crate::object::At::anonymous(), $zero(len))
+        }
+    };
+    (@creator $what:literal) => {
+        #[doc = concat!("Whether this handle created the ", $what, " (rather than opening an existing one).")]
+        pub fn is_creator(&self) -> bool {
+            self.segment().is_creator()
         }
     };
 }

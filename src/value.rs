@@ -1,18 +1,15 @@
 //! [`Value<T>`] (a value with its lock, like `multiprocessing.Value`) and [`RawValue<T>`]
 
 use std::fmt;
+use std::ops::Deref;
 use std::sync::atomic;
-use std::time::Duration;
 
 use bytemuck::Pod;
 
-use crate::error::{Error, LockError, LockResult, Result};
-use crate::object::{constructors, Body, Len};
-use crate::segment::{CreationMode, Kind, Options, Segment};
-use crate::sync::mutex::{one_result, LockedBody};
-use crate::sync::raw_mutex::RawMutex;
-use crate::sync::wait::Deadline;
-use crate::MutexGuard;
+use crate::error::{Error, LockError, Result};
+use crate::object::{constructors, At, Body, Len};
+use crate::segment::{Kind, Segment};
+use crate::{Mutex, MutexGuard};
 
 /// A `T` with its own robust lock, in shared memory: `multiprocessing.Value` with
 /// `get_lock()`.
@@ -39,37 +36,40 @@ use crate::MutexGuard;
 /// # Ok::<(), shmkit::Error>(())
 /// ```
 pub struct Value<T: Pod> {
-    body: LockedBody<T>,
+    mutex: Mutex<T>,
 }
 
 impl<T: Pod> fmt::Debug for Value<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Value")
-            .field("segment", self.body.segment())
+            .field("segment", self.segment())
             .finish_non_exhaustive()
+    }
+}
+
+/// A `Value` is a [`Mutex`] (of its own kind) with [`Value::get`] and [`Value::set`]:
+/// `lock`, `try_lock`, `lock_timeout` and `segment` are the mutex's.
+impl<T: Pod> Deref for Value<T> {
+    type Target = Mutex<T>;
+    fn deref(&self) -> &Mutex<T> {
+        &self.mutex
     }
 }
 
 impl<T: Pod> Value<T> {
     constructors!("value", init: T, open: T::zeroed());
 
-    fn build(name: Option<&str>, mode: CreationMode, init: T, opts: &Options) -> Result<Self> {
-        let body = LockedBody::new(
-            name,
-            mode,
-            opts,
-            Kind::Value,
-            Len::Exactly(1),
-            RawMutex::new,
-            |d| d[0] = init,
-        )?;
-        Ok(Value { body })
+    fn build(at: At<'_>, init: T) -> Result<Self> {
+        Ok(Value {
+            mutex: Mutex::with_kind(at, Kind::Value, init)?,
+        })
     }
 
-    /// Returns a copy of the value, taken under the lock.
+    /// Returns a copy of the value, taken under the lock. If a holder died, this is
+    /// [`Error::OwnerDied`] and the value stays marked inconsistent for the next locker.
     pub fn get(&self) -> Result<T> {
-        match self.body.lock(Deadline::NEVER) {
-            Ok(g) => Ok(g[0]),
+        match self.mutex.lock() {
+            Ok(g) => Ok(*g),
             Err(LockError::OwnerDied(g)) => {
                 MutexGuard::release_unrepaired(g);
                 Err(Error::OwnerDied)
@@ -80,41 +80,15 @@ impl<T: Pod> Value<T> {
 
     /// Replaces the value under the lock. This repairs a value whose holder died.
     pub fn set(&self, v: T) -> Result<()> {
-        match self.body.lock(Deadline::NEVER) {
-            Ok(mut g) => g[0] = v,
+        match self.mutex.lock() {
+            Ok(mut g) => *g = v,
             Err(LockError::OwnerDied(mut g)) => {
-                g[0] = v;
+                *g = v;
                 MutexGuard::mark_consistent(&g);
             }
             Err(LockError::Error(e)) => return Err(e),
         }
         Ok(())
-    }
-
-    /// Locks the value for read-modify-write (as `Value.get_lock()` in Python).
-    #[inline]
-    pub fn lock(&self) -> LockResult<MutexGuard<'_, T>> {
-        one_result(self.body.lock(Deadline::NEVER))
-    }
-
-    /// Locks if possible without waiting.
-    pub fn try_lock(&self) -> LockResult<MutexGuard<'_, T>> {
-        one_result(self.body.try_lock())
-    }
-
-    /// Locks, waiting at most `timeout`.
-    pub fn lock_timeout(&self, timeout: Duration) -> LockResult<MutexGuard<'_, T>> {
-        one_result(self.body.lock(Deadline::after(timeout)))
-    }
-
-    /// Whether this handle created the value.
-    pub fn is_creator(&self) -> bool {
-        self.body.segment().is_creator()
-    }
-
-    /// The segment the value lives in.
-    pub fn segment(&self) -> &Segment {
-        self.body.segment()
     }
 }
 
@@ -215,16 +189,8 @@ impl<T: Pod> fmt::Debug for RawValue<T> {
 impl<T: Pod> RawValue<T> {
     constructors!("raw value", init: T, open: T::zeroed());
 
-    fn build(name: Option<&str>, mode: CreationMode, init: T, opts: &Options) -> Result<Self> {
-        let body = PlainBody::new(
-            name,
-            mode,
-            opts,
-            Kind::RawValue,
-            Len::Exactly(1),
-            || (),
-            |d| d[0] = init,
-        )?;
+    fn build(at: At<'_>, init: T) -> Result<Self> {
+        let body = PlainBody::new(at, Kind::RawValue, Len::Exactly(1), || (), |d| d[0] = init)?;
         Ok(RawValue { body })
     }
 
@@ -253,11 +219,6 @@ impl<T: Pod> RawValue<T> {
         T: AtomicPod,
     {
         &self.body.atomics()[0]
-    }
-
-    /// Whether this handle created the value.
-    pub fn is_creator(&self) -> bool {
-        self.body.segment().is_creator()
     }
 
     /// The segment the value lives in.

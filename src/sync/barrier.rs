@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use super::wait::{self, Deadline, WAITERS};
 use crate::error::{Error, Result};
-use crate::object::{constructors, Len, Shared};
+use crate::object::{constructors, At, Len, Shared};
 use crate::primitive::{AtomicU32, Ordering};
-use crate::segment::{CreationMode, Kind, Options, Segment};
+use crate::segment::{Kind, Segment};
 
 /// Most handles registered at once.
 pub const MAX_MEMBERS: usize = 252;
@@ -255,16 +255,14 @@ impl fmt::Debug for Barrier {
 impl Barrier {
     constructors!("barrier", parties: u32, open: 1);
 
-    fn build(name: Option<&str>, mode: CreationMode, parties: u32, opts: &Options) -> Result<Self> {
+    fn build(at: At<'_>, parties: u32) -> Result<Self> {
         if parties == 0 || parties > GEN_MASK {
             return Err(Error::InvalidArgument(format!(
                 "a barrier needs between 1 and {GEN_MASK} parties"
             )));
         }
         let shared = Shared::new(
-            name,
-            mode,
-            opts,
+            at,
             Kind::Barrier,
             Len::Create(u64::from(parties)),
             BarrierState::new,
@@ -356,11 +354,6 @@ impl Barrier {
     /// Whether the barrier is broken.
     pub fn is_broken(&self) -> bool {
         self.shared.head().is_broken()
-    }
-
-    /// Whether this handle created the barrier.
-    pub fn is_creator(&self) -> bool {
-        self.shared.segment().is_creator()
     }
 
     /// The segment the barrier lives in.

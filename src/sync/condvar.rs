@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use super::wait::{self, Deadline, WAITERS};
 use crate::error::{Error, LockError, LockResult, Result};
-use crate::object::{constructors, Len, Shared};
+use crate::object::{constructors, At, Len, Shared};
 use crate::primitive::{AtomicU32, Ordering};
-use crate::segment::{CreationMode, Kind, Options, Segment};
+use crate::segment::{Kind, Segment};
 use crate::MutexGuard;
 
 const SEQ_MASK: u32 = !WAITERS;
@@ -149,16 +149,8 @@ impl fmt::Debug for Condvar {
 impl Condvar {
     constructors!("condition variable");
 
-    fn build(name: Option<&str>, mode: CreationMode, (): (), opts: &Options) -> Result<Self> {
-        let shared = Shared::new(
-            name,
-            mode,
-            opts,
-            Kind::Condvar,
-            Len::Exactly(0),
-            CondState::new,
-            |_| (),
-        )?;
+    fn build(at: At<'_>, (): ()) -> Result<Self> {
+        let shared = Shared::new(at, Kind::Condvar, Len::Exactly(0), CondState::new, |_| ())?;
         Ok(Condvar { shared })
     }
 
@@ -253,11 +245,6 @@ impl Condvar {
 
     fn notify(&self, all: bool) {
         self.state().notify(all);
-    }
-
-    /// Whether this handle created the condition variable.
-    pub fn is_creator(&self) -> bool {
-        self.shared.segment().is_creator()
     }
 
     /// The segment the condition variable lives in.

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use super::wait::{self, announce, Deadline, WAITERS};
 use crate::error::{Error, Result};
-use crate::object::{constructors, Len, Shared};
+use crate::object::{constructors, At, Len, Shared};
 use crate::primitive::{AtomicU32, Ordering};
-use crate::segment::{CreationMode, Kind, Options, Segment};
+use crate::segment::{Kind, Segment};
 
 const SET: u32 = 1;
 /// Bits 1..=30 count the transitions from unset to set.
@@ -140,16 +140,8 @@ impl fmt::Debug for Event {
 impl Event {
     constructors!("event");
 
-    fn build(name: Option<&str>, mode: CreationMode, (): (), opts: &Options) -> Result<Self> {
-        let shared = Shared::new(
-            name,
-            mode,
-            opts,
-            Kind::Event,
-            Len::Exactly(0),
-            EventState::new,
-            |_| (),
-        )?;
+    fn build(at: At<'_>, (): ()) -> Result<Self> {
+        let shared = Shared::new(at, Kind::Event, Len::Exactly(0), EventState::new, |_| ())?;
         Ok(Event { shared })
     }
 
@@ -184,11 +176,6 @@ impl Event {
             Err(Error::Timeout) => Ok(false),
             Err(e) => Err(e),
         }
-    }
-
-    /// Whether this handle created the event.
-    pub fn is_creator(&self) -> bool {
-        self.shared.segment().is_creator()
     }
 
     /// The segment the event lives in.

@@ -11,8 +11,8 @@ use bytemuck::Pod;
 use super::raw_mutex::{Acquired, RawMutex};
 use super::wait::Deadline;
 use crate::error::{LockError, LockResult, Result};
-use crate::object::{constructors, Body, Len};
-use crate::segment::{CreationMode, Kind, Options, Segment};
+use crate::object::{constructors, At, Body, Len};
+use crate::segment::{Kind, Segment};
 
 /// The storage of `Mutex`, `Value` and `Array`: a [`RawMutex`] followed by `len` values of
 /// `T` (see [`crate::object`]).
@@ -212,16 +212,13 @@ pub(crate) fn one_result<T: Pod>(
 impl<T: Pod> Mutex<T> {
     constructors!("mutex", init: T, open: T::zeroed());
 
-    fn build(name: Option<&str>, mode: CreationMode, init: T, opts: &Options) -> Result<Self> {
-        let body = LockedBody::new(
-            name,
-            mode,
-            opts,
-            Kind::Mutex,
-            Len::Exactly(1),
-            RawMutex::new,
-            |d| d[0] = init,
-        )?;
+    fn build(at: At<'_>, init: T) -> Result<Self> {
+        Self::with_kind(at, Kind::Mutex, init)
+    }
+
+    /// A mutex-shaped object of another kind (a [`Value`](crate::Value)).
+    pub(crate) fn with_kind(at: At<'_>, kind: Kind, init: T) -> Result<Self> {
+        let body = LockedBody::new(at, kind, Len::Exactly(1), RawMutex::new, |d| d[0] = init)?;
         Ok(Mutex { body })
     }
 
@@ -242,11 +239,6 @@ impl<T: Pod> Mutex<T> {
     /// Locks, waiting at most `timeout`; `Error::Timeout` if it could not.
     pub fn lock_timeout(&self, timeout: Duration) -> LockResult<MutexGuard<'_, T>> {
         one_result(self.body.lock(Deadline::after(timeout)))
-    }
-
-    /// Whether this handle created the mutex.
-    pub fn is_creator(&self) -> bool {
-        self.body.segment().is_creator()
     }
 
     /// The segment the mutex lives in.

@@ -49,8 +49,8 @@ use std::time::Duration;
 use super::raw_mutex::{Acquired, RawMutex};
 use super::wait::Deadline;
 use crate::error::{Error, LockError, LockResult, Result};
-use crate::object::{constructors, Len, Shared};
-use crate::segment::{CreationMode, Kind, Options, Segment};
+use crate::object::{constructors, At, Len, Shared};
+use crate::segment::{Kind, Segment};
 
 /// The deepest re-entry; more is taken as corruption.
 const MAX_DEPTH: u32 = 1 << 30;
@@ -125,11 +125,9 @@ impl fmt::Debug for ReentrantMutex {
 impl ReentrantMutex {
     constructors!("reentrant lock");
 
-    fn build(name: Option<&str>, mode: CreationMode, (): (), opts: &Options) -> Result<Self> {
+    fn build(at: At<'_>, (): ()) -> Result<Self> {
         let body = Shared::new(
-            name,
-            mode,
-            opts,
+            at,
             Kind::ReentrantMutex,
             Len::Exactly(1),
             || ReShared {
@@ -165,11 +163,6 @@ impl ReentrantMutex {
     /// Locks, waiting at most `timeout`; `Error::Timeout` if it could not.
     pub fn lock_timeout(&self, timeout: Duration) -> LockResult<ReentrantMutexGuard<'_>> {
         self.guard(self.acquire(Some(Deadline::after(timeout))))
-    }
-
-    /// Whether this handle created the lock.
-    pub fn is_creator(&self) -> bool {
-        self.body.segment().is_creator()
     }
 
     /// The segment the lock lives in.

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use super::wait::{self, announce, Deadline, WAITERS};
 use crate::error::{Error, Result};
-use crate::object::{Len, Shared};
+use crate::object::{constructors, At, Len, Shared};
 use crate::primitive::{AtomicU32, Ordering};
-use crate::segment::{CreationMode, Kind, Options, Segment};
+use crate::segment::{Kind, Segment};
 
 const VALUE: u32 = !WAITERS;
 
@@ -116,22 +116,14 @@ struct RawSemaphore {
 }
 
 impl RawSemaphore {
-    fn new(
-        name: Option<&str>,
-        kind: Kind,
-        mode: CreationMode,
-        initial: u32,
-        opts: &Options,
-    ) -> Result<Self> {
+    fn new(at: At<'_>, kind: Kind, initial: u32) -> Result<Self> {
         if initial > MAX_PERMITS {
             return Err(Error::InvalidArgument(format!(
                 "a semaphore holds at most {MAX_PERMITS} permits"
             )));
         }
         let shared = Shared::new(
-            name,
-            mode,
-            opts,
+            at,
             kind,
             Len::Create(u64::from(initial)),
             || SemState::new(initial),
@@ -176,29 +168,10 @@ impl RawSemaphore {
 macro_rules! semaphore_api {
     ($ty:ident, $kind:expr, $what:literal) => {
         impl $ty {
-            #[doc = concat!("Creates the ", $what, " `name` with `initial` permits; fails if the name exists.")]
-            pub fn create(name: &str, initial: u32) -> Result<Self> {
-                Self::with_options(name, CreationMode::Create, initial, &Options::new())
-            }
+            constructors!($what, initial: u32, open: 0);
 
-            #[doc = concat!("Opens the existing ", $what, " `name`.")]
-            pub fn open(name: &str) -> Result<Self> {
-                Self::with_options(name, CreationMode::Open, 0, &Options::new())
-            }
-
-            #[doc = concat!("Opens the ", $what, " `name`, or creates it with `initial` permits.")]
-            pub fn open_or_create(name: &str, initial: u32) -> Result<Self> {
-                Self::with_options(name, CreationMode::OpenOrCreate, initial, &Options::new())
-            }
-
-            #[doc = concat!("Creates an anonymous ", $what, ", shared with children created by `fork`.")]
-            pub fn anonymous(initial: u32) -> Result<Self> {
-                Ok($ty(RawSemaphore::new(None, $kind, CreationMode::Create, initial, &Options::new())?))
-            }
-
-            /// Creates and/or opens as `mode` says, with `opts`.
-            pub fn with_options(name: &str, mode: CreationMode, initial: u32, opts: &Options) -> Result<Self> {
-                Ok($ty(RawSemaphore::new(Some(name), $kind, mode, initial, opts)?))
+            fn build(at: At<'_>, initial: u32) -> Result<Self> {
+                Ok($ty(RawSemaphore::new(at, $kind, initial)?))
             }
 
             /// Takes a permit, blocking until one is available.
@@ -235,11 +208,6 @@ macro_rules! semaphore_api {
             /// The permits available now (a snapshot).
             pub fn value(&self) -> u32 {
                 self.0.value()
-            }
-
-            #[doc = concat!("Whether this handle created the ", $what, ".")]
-            pub fn is_creator(&self) -> bool {
-                self.0.shared.segment().is_creator()
             }
 
             #[doc = concat!("The segment the ", $what, " lives in.")]
