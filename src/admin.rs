@@ -11,6 +11,7 @@
 use std::os::fd::AsRawFd;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::channel;
 use crate::error::{Error, Result};
 use crate::os;
 use crate::segment::{
@@ -34,6 +35,16 @@ pub fn unlink(name: &str) -> Result<()> {
 }
 
 /// What [`list`] reports about one segment.
+///
+/// ```
+/// # let name = format!("doc-info-{}", std::process::id());
+/// let _v = shmkit::Value::<u32>::create(&name, 0)?;
+/// let info = shmkit::list()?.into_iter().find(|i| i.name == name).unwrap();
+/// assert_eq!(info.kind, Some(shmkit::Kind::Value));
+/// assert!(info.held); // our handle holds it
+/// assert_eq!(info.mode, 0o600);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct SegmentInfo {
     /// The user-facing name.
@@ -181,6 +192,13 @@ impl Snapshot {
 }
 
 /// What [`clean`] does.
+///
+/// ```
+/// // What would go, without removing anything:
+/// let stale = shmkit::clean("my-service.", shmkit::CleanMode::DryRun)?;
+/// # let _ = stale;
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CleanMode {
     /// Report what would be removed; remove nothing.
@@ -262,9 +280,18 @@ pub fn clean(prefix: &str, mode: CleanMode) -> Result<Vec<String>> {
     Ok(out)
 }
 
-use crate::channel;
-
 /// What [`inspect`] found.
+///
+/// ```
+/// # let name = format!("doc-inspection-{}", std::process::id());
+/// let _sem = shmkit::Semaphore::create(&name, 3)?;
+/// let report = shmkit::inspect(&name)?;
+/// assert_eq!(report.info.kind, Some(shmkit::Kind::Semaphore));
+/// for (field, value) in &report.fields {
+///     println!("{field}: {value}");
+/// }
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Inspection {
     /// What [`list`](crate::list) says of it.

@@ -1,4 +1,7 @@
-//! [`Array<T>`] (elements with one lock, like `multiprocessing.Array`) and
+//! [`Array<T>`] (elements with one robust lock, like `multiprocessing.Array`) and
+//! [`RawArray<T>`] (no lock, like `multiprocessing.RawArray`): `len` elements of a
+//! `T: Pod` in a segment of their own, mapped in place. Both are built on the object model
+//! (`crate::object`); the lock is the robust mutex of `sync::raw_mutex`.
 
 use std::fmt;
 use std::time::Duration;
@@ -62,9 +65,6 @@ fn check_len(expected: usize, got: usize) -> Result<()> {
 /// [`Array::lock`] gives a guard that derefs to `[T]` for longer work. If a holder died,
 /// the reads return [`Error::OwnerDied`] and leave the array marked inconsistent for the
 /// next locker; [`Array::copy_from_slice`] overwrites everything and so repairs it.
-///
-/// [`Array<T>`] (elements with one lock, like `multiprocessing.Array`) and
-/// [`RawArray<T>`] (no lock, like `multiprocessing.RawArray`), mapped in place.
 ///
 /// ```
 /// use shmkit::{Array, RawArray};
@@ -219,6 +219,23 @@ impl<T: Pod> Array<T> {
 /// elements while the view lives, as the FloatChannel pattern does with two semaphores.
 /// For integer elements, [`RawArray::atomics`] views the array as atomics, which is safe
 /// under any sharing.
+///
+/// ```
+/// use shmkit::{RawArray, Semaphore};
+/// # let (a, s) = (format!("doc-rawarray-{}", std::process::id()), format!("doc-rawarray-sem-{}", std::process::id()));
+/// let samples = RawArray::<f64>::create_zeroed(&a, 3)?;
+/// let filled = Semaphore::create(&s, 0)?;
+/// // The writer (another process, normally) fills the array in place, then hands it over:
+/// // SAFETY: nobody else reads or writes the elements until `filled` is released.
+/// unsafe { samples.as_mut_slice() }.copy_from_slice(&[1.0, 2.0, 3.0]);
+/// filled.release()?;
+/// // The reader waits for the hand-over, then reads in place:
+/// filled.acquire()?;
+/// // SAFETY: the writer is done (the semaphore says so) and writes nothing more.
+/// let sum: f64 = unsafe { samples.as_slice() }.iter().sum();
+/// assert_eq!(sum, 6.0);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 ///
 /// [`Semaphore`]: https://docs.python.org/3/library/multiprocessing.html#multiprocessing.Semaphore
 pub struct RawArray<T: Pod> {

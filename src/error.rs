@@ -10,6 +10,20 @@ use std::fmt;
 use std::io;
 
 /// What went wrong.
+///
+/// Match on the variants a caller can act on; every message also reads well on its own.
+///
+/// ```
+/// use shmkit::{Error, Value};
+/// # let name = format!("doc-error-{}", std::process::id());
+/// match Value::<u64>::open(&name) {
+///     Err(Error::NotFound { .. }) => { /* not created yet: create it, or wait */ }
+///     Err(Error::LayoutMismatch { what, .. }) => panic!("another type lives there: {what}"),
+///     Err(e) => return Err(e),
+///     Ok(v) => { let _ = v.get()?; }
+/// }
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -168,6 +182,24 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// `shmkit::Result`) drops the guard unrepaired and gives [`Error::OwnerDied`]. Like std's
 /// `PoisonError<Guard>`, a `LockError` borrows the lock, so it cannot become a
 /// `Box<dyn Error + 'static>` by itself: write `.map_err(shmkit::Error::from)?` there.
+///
+/// ```
+/// use shmkit::{LockError, Mutex, MutexGuard};
+/// # let name = format!("doc-lockerror-{}", std::process::id());
+/// let m = Mutex::<[u64; 2]>::create(&name, [0, 0])?;
+/// let mut g = match m.lock() {
+///     Ok(g) => g,
+///     Err(LockError::OwnerDied(mut g)) => {
+///         g[1] = g[0]; // repair what the dead holder left half-done
+///         MutexGuard::mark_consistent(&g);
+///         g
+///     }
+///     Err(LockError::Error(e)) => return Err(e),
+/// };
+/// g[0] += 1;
+/// g[1] += 1;
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 pub enum LockError<G> {
     /// The previous owner died while holding the lock. The caller holds it now.
     OwnerDied(G),

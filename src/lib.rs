@@ -1,35 +1,91 @@
 //! # shmkit
 //!
 //! Inter-process communication over shared memory, for Linux: what Python's
-//! `multiprocessing` offers processes (shared `Value`/`Array`/`RawValue`/`RawArray`,
-//! process-shared locks), done for Rust, with zero copies and validated shared state.
+//! `multiprocessing` gives processes (shared values and arrays, process-shared locks,
+//! queues), done for Rust: zero copies, validated shared state, and failures that are
+//! errors, never hangs.
 //!
-//! - [`Segment`]: a named or anonymous shared-memory region with a validated header;
-//!   created exclusively and published atomically, opened with owner, mode, size and type
-//!   checks, unlinked by its creator.
-//! - [`Mutex<T>`]: a robust process-shared mutex; a holder that dies does not block the
-//!   others, who are told ([`LockError::OwnerDied`]) and can repair the data.
-//! - [`Value<T>`], [`RawValue<T>`], [`Array<T>`], [`RawArray<T>`]: typed views of shared
-//!   memory for any `T: bytemuck::Pod`, mapped in place.
-//!
-//! Every object is one segment, found by name: `create` in one process, `open` in another.
+//! Every object is one shared-memory segment found by name: `create` it in one process,
+//! `open` it in the others (its kind, element type and size are checked first),
+//! `open_or_create` when any of them may come first. Pass the *name* to a worker (an
+//! argument, an environment variable); the creator's handle removes the name when it drops.
 //!
 //! ```
 //! use shmkit::Value;
 //! # let name = format!("doc-lib-{}", std::process::id());
 //! let counter = Value::<u64>::create(&name, 0)?;
-//! // Another process: `let counter = Value::<u64>::open(&name)?;`
+//! // In another process: let counter = Value::<u64>::open(&name)?;
 //! *counter.lock()? += 1;
 //! assert_eq!(counter.get()?, 1);
 //! # Ok::<(), shmkit::Error>(())
 //! ```
 //!
+//! # What there is
+//! | | |
+//! |---|---|
+//! | shared data | [`Value<T>`] and [`Array<T>`] (with a robust lock), [`RawValue<T>`] and [`RawArray<T>`] (without), for any `T:` [`Pod`](bytemuck::Pod), mapped in place |
+//! | locks | [`Mutex<T>`] (robust: a holder that dies is reported to the next locker as [`LockError::OwnerDied`], never a deadlock), [`RwLock<T>`], [`ReentrantMutex`] |
+//! | signalling | [`Semaphore`], [`BoundedSemaphore`], [`Event`], [`Condvar`], [`Barrier`] |
+//! | channels | [`spsc`] and [`mpmc`] rings of typed slots, [`frames`] (variable-length byte records: the FloatChannel done right), [`Pipe`] (two frame rings) |
+//! | segments | [`Segment`] (raw bytes with a validated header), [`Options`], anonymous objects for `fork`ed children |
+//! | operators | [`list`], [`inspect`], [`clean`], [`unlink`] (also as `shmkit list/inspect/clean`) |
+//!
+//! Every blocking call has a `try_` form that never blocks and a `_timeout` form; a peer
+//! that dies is detected through a lock the kernel releases at its death, never by pid.
+//!
+//! # Your own types in shared memory
+//! Anything that is plain data (`Copy`, no pointers, no padding, every bit pattern valid)
+//! can live in shared memory: derive [`Pod`](bytemuck::Pod) through the re-exported
+//! [`bytemuck`] (no second dependency needed). Arrays of any length are `Pod` too.
+//!
+//! ```
+//! use shmkit::bytemuck::{Pod, Zeroable};
+//!
+//! #[derive(Clone, Copy, Pod, Zeroable)]
+//! #[bytemuck(crate = "shmkit::bytemuck")]
+//! #[repr(C)]
+//! struct Order {
+//!     id: u64,
+//!     price: f64,
+//!     qty: [u32; 2],
+//! }
+//!
+//! # let name = format!("doc-lib-pod-{}", std::process::id());
+//! let book = shmkit::Mutex::create(&name, Order { id: 1, price: 9.5, qty: [3, 0] })?;
+//! book.lock()?.qty[1] += 1;
+//! assert_eq!(book.lock()?.qty, [3, 1]);
+//! let _ = shmkit::Value::<[u8; 100]>::anonymous([0; 100])?;
+//! # Ok::<(), shmkit::Error>(())
+//! ```
+//!
+//! # Starting workers
+//! shmkit shares memory between processes you start: re-run your own binary with an
+//! argument that says which role to play, and pass the object names to it. The examples
+//! (`examples/`, each mirroring a classic `multiprocessing` program) show the pattern;
+//! the README has a table from Python's names to these.
+//!
 //! # Trust
-//! Everything another process can write is treated as untrusted: headers, lock words and
-//! lengths are read once, checked, and only then used. A peer that writes garbage can make
-//! calls fail with [`Error::Corrupt`]; it cannot make this crate read or write out of
-//! bounds, panic or wait for ever. Payload bytes are the peers' business: payload types are
-//! `Pod`, so any bytes are a valid value.
+//! Two kinds of access, with different promises:
+//!
+//! - **Control state is always validated.** Headers, lock words, positions, lengths and
+//!   sequence numbers that another process can write are read once, checked, and only then
+//!   used. A peer that writes garbage can make calls fail with [`Error::Corrupt`] (or
+//!   time out); it cannot make this crate read or write out of bounds, panic, allocate
+//!   without bound or wait for ever.
+//! - **In-place views assume cooperating peers.** A guard that derefs into shared memory,
+//!   [`MutexGuard`], [`RwLockReadGuard`]/[`RwLockWriteGuard`], the channels'
+//!   `recv_ref` guards, loans and [`frames::Frame`], gives you `&T` / `&mut T` over memory
+//!   that a peer *could* write at the same moment if it broke the protocol. Payload types
+//!   are `Pod`, so any bytes are a valid value (no undefined behaviour from the bytes
+//!   themselves), but a misbehaving peer can change what you read while you read it. Use
+//!   them between processes you trust (your own workers); that is what makes them zero-copy.
+//! - **Copies are safe against hostile peers.** The channels' `recv` family copies the
+//!   message out and re-validates it, [`RawValue::get`] and [`RawArray::read`] copy,
+//!   [`Value::get`] and [`Array::to_vec`] copy under the lock: what you get is a value that
+//!   is yours, validated where the protocol can tell.
+//!
+//! Segments are created with mode `0600` and opened only if they belong to this user and
+//! nobody else can write them, unless [`Options::trust_shared`] says otherwise.
 
 #![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -64,6 +120,10 @@ pub use sync::{
 };
 pub use sync::{ReentrantMutex, ReentrantMutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use value::{AtomicPod, RawValue, Value};
+
+/// The crate shmkit's payload traits come from, re-exported: derive `Pod` and `Zeroable`
+/// for your own types with `#[bytemuck(crate = "shmkit::bytemuck")]` (see the crate docs).
+pub use bytemuck;
 
 /// Support for shmkit's own benchmarks and tests: not part of the stable API.
 #[doc(hidden)]

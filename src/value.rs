@@ -1,4 +1,8 @@
-//! [`Value<T>`] (a value with its lock, like `multiprocessing.Value`) and [`RawValue<T>`]
+//! [`Value<T>`] (a value with its own robust lock, like `multiprocessing.Value`) and
+//! [`RawValue<T>`] (no lock, like `multiprocessing.RawValue`): one `T: Pod` in a segment of
+//! its own, mapped in place, plus [`AtomicPod`], the integer types a raw value can be
+//! viewed as an atomic of. Both are built on the object model (`crate::object`); the lock
+//! is the robust mutex of `sync::raw_mutex`.
 
 use std::fmt;
 use std::ops::Deref;
@@ -18,9 +22,6 @@ use crate::{Mutex, MutexGuard};
 /// If a holder died, `get` returns [`Error::OwnerDied`] and leaves the value marked
 /// inconsistent for the next locker; `set` overwrites the whole value and so marks it
 /// consistent again.
-///
-/// [`Value<T>`] (a value with its lock, like `multiprocessing.Value`) and [`RawValue<T>`]
-/// (no lock, like `multiprocessing.RawValue`), mapped in place.
 ///
 /// ```
 /// use shmkit::{RawValue, Value};
@@ -97,7 +98,18 @@ mod sealed {
 }
 
 /// Plain-data types that have a matching standard atomic type of the same size and
-/// alignment, so that shared memory holding them can be viewed as that atomic.
+/// alignment, so that shared memory holding them can be viewed as that atomic
+/// ([`RawValue::atomic`], [`RawArray::atomics`](crate::RawArray::atomics)).
+///
+/// ```
+/// use std::sync::atomic::{AtomicI32, Ordering};
+/// # let name = format!("doc-atomicpod-{}", std::process::id());
+/// let flag = shmkit::RawValue::<i32>::create(&name, 0)?;
+/// let a: &AtomicI32 = flag.atomic(); // `<i32 as AtomicPod>::Atomic`
+/// assert_eq!(a.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire), Ok(0));
+/// assert_eq!(flag.get(), 1);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 pub trait AtomicPod: Pod + sealed::Sealed {
     /// The atomic type (`AtomicU64` for `u64`, ...).
     type Atomic: Send + Sync;
@@ -174,6 +186,17 @@ impl<T: Pod> PlainBody<T> {
 /// naturally aligned they are not torn on x86-64 and arm64, but they order nothing. For integer types, [`RawValue::atomic`] gives the standard atomic
 /// type in place, with every operation and ordering it has. For anything larger, use
 /// [`Value`] (or your own protocol, with a semaphore for instance).
+///
+/// ```
+/// use std::sync::atomic::Ordering;
+/// # let name = format!("doc-rawvalue-{}", std::process::id());
+/// let ticks = shmkit::RawValue::<u64>::create(&name, 0)?;
+/// // In another process: let ticks = shmkit::RawValue::<u64>::open(&name)?;
+/// ticks.atomic().fetch_add(5, Ordering::Relaxed);
+/// ticks.set(ticks.get() * 2); // a read and a write, not one atomic step
+/// assert_eq!(ticks.get(), 10);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 pub struct RawValue<T: Pod> {
     body: PlainBody<T>,
 }

@@ -37,6 +37,14 @@ pub const MAX_NAME_LEN: usize = 200;
 pub(crate) const STATE_READY: u32 = 2;
 
 /// The kind of object a segment holds, stored in its header.
+///
+/// ```
+/// # let name = format!("doc-kind-{}", std::process::id());
+/// let ev = shmkit::Event::create(&name)?;
+/// assert_eq!(ev.segment().kind(), shmkit::Kind::Event);
+/// assert_eq!(shmkit::Kind::Event.as_str(), "event");
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 #[repr(u32)]

@@ -67,6 +67,15 @@ use crate::error::{Error, Result};
 use crate::os;
 
 /// How a constructor treats an existing name.
+///
+/// ```
+/// use shmkit::{CreationMode, Options, Semaphore};
+/// # let name = format!("doc-mode-{}", std::process::id());
+/// let a = Semaphore::with_options(&name, CreationMode::OpenOrCreate, 1, &Options::new())?;
+/// let b = Semaphore::with_options(&name, CreationMode::Open, 0, &Options::new())?;
+/// assert!(a.is_creator() && !b.is_creator());
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CreationMode {
     /// Create the object; fail with [`Error::AlreadyExists`] if the name is taken.

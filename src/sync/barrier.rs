@@ -197,7 +197,17 @@ impl Default for BarrierState {
     }
 }
 
-/// What [`Barrier::wait`] returns.
+/// What [`Barrier::wait`] returns: whether this party is the one that completed the
+/// generation (exactly one per generation is).
+///
+/// ```
+/// # let name = format!("doc-bwr-{}", std::process::id());
+/// let b = shmkit::Barrier::create(&name, 1)?;
+/// if b.wait()?.is_leader() {
+///     println!("everyone is here; the leader does the once-per-round work");
+/// }
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BarrierWaitResult(bool);
 

@@ -97,6 +97,17 @@ impl Default for CondState {
 }
 
 /// Whether a timed wait returned because its timeout elapsed.
+///
+/// ```
+/// use std::time::Duration;
+/// # let (m, c) = (format!("doc-wtr-m-{}", std::process::id()), format!("doc-wtr-c-{}", std::process::id()));
+/// let ready = shmkit::Mutex::<u32>::create(&m, 0)?;
+/// let cv = shmkit::Condvar::create(&c)?;
+/// let (g, res) = cv.wait_timeout(ready.lock()?, Duration::from_millis(10))?;
+/// assert!(res.timed_out()); // nobody notified
+/// assert_eq!(*g, 0);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WaitTimeoutResult(bool);
 

@@ -56,6 +56,20 @@ impl<T: Pod> LockedBody<T> {
 /// RAII guard of a locked [`Mutex`] (or [`Value`](crate::Value), or
 /// [`Array`](crate::Array)); derefs to the protected data, in place in shared memory.
 /// Unlocks on drop.
+///
+/// Helpers are associated functions (`MutexGuard::mark_consistent(&g)`), so that they never
+/// shadow methods of the protected data.
+///
+/// ```
+/// # let name = format!("doc-guard-{}", std::process::id());
+/// let m = shmkit::Mutex::<u32>::create(&name, 1)?;
+/// let mut g = m.lock()?;
+/// *g += 1; // in place, in shared memory
+/// assert!(!shmkit::MutexGuard::is_inconsistent(&g));
+/// drop(g); // unlocks
+/// assert_eq!(*m.lock()?, 2);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct MutexGuard<'a, T: ?Sized> {
     raw: &'a RawMutex,

@@ -242,6 +242,17 @@ impl ReentrantMutex {
 
 /// RAII guard of a [`ReentrantMutex`]: one level of the lock, held by this thread. The lock
 /// is released when the last guard drops.
+///
+/// ```
+/// # let name = format!("doc-reguard-{}", std::process::id());
+/// let lock = shmkit::ReentrantMutex::create(&name)?;
+/// let outer = lock.lock()?;
+/// let inner = lock.lock()?; // the same thread re-enters
+/// drop(inner);
+/// drop(outer); // released here
+/// assert!(lock.try_lock().is_ok());
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ReentrantMutexGuard<'a> {
     lock: &'a ReentrantMutex,

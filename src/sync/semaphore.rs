@@ -276,6 +276,17 @@ semaphore_api!(
 );
 
 /// A permit that is released when dropped. Returned by `acquire_guard`.
+///
+/// ```
+/// # let name = format!("doc-semguard-{}", std::process::id());
+/// let slots = shmkit::Semaphore::create(&name, 1)?;
+/// {
+///     let _permit = slots.acquire_guard()?;
+///     assert!(!slots.try_acquire()?); // taken
+/// } // released here
+/// assert!(slots.try_acquire()?);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 #[must_use = "the permit is released as soon as the guard is dropped"]
 pub struct SemaphoreGuard<'a> {
     sem: &'a RawSemaphore,
