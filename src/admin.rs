@@ -208,7 +208,7 @@ pub enum CleanMode {
 }
 
 /// Removes this crate's segments that no live process holds: named segments left behind by
-/// processes that died (or kept on purpose with [`Options::keep`] and no longer open), and
+/// processes that died (or kept on purpose with [`Options::keep`](crate::Options::keep) and no longer open), and
 /// temporary files of creators that died before publishing. Returns the OS file names (in
 /// `/dev/shm`) removed, or that would be with [`CleanMode::DryRun`]. Only segments whose
 /// name starts with `prefix` are considered (`""`: all of them).

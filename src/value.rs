@@ -18,7 +18,7 @@ use crate::{Mutex, MutexGuard};
 /// A `T` with its own robust lock, in shared memory: `multiprocessing.Value` with
 /// `get_lock()`.
 ///
-/// `get` and `set` lock around a copy; [`Value::lock`] gives a guard for read-modify-write.
+/// `get` and `set` lock around a copy; [`Mutex::lock`] (a `Value` derefs to its mutex) gives a guard for read-modify-write.
 /// If a holder died, `get` returns [`Error::OwnerDied`] and leaves the value marked
 /// inconsistent for the next locker; `set` overwrites the whole value and so marks it
 /// consistent again.

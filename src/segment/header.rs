@@ -49,7 +49,7 @@ pub(crate) const STATE_READY: u32 = 2;
 #[non_exhaustive]
 #[repr(u32)]
 pub enum Kind {
-    /// Plain bytes ([`Segment::create`]).
+    /// Plain bytes ([`Segment::create`](crate::Segment::create)).
     Raw = 1,
     /// [`crate::Mutex`].
     Mutex = 2,

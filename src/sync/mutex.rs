@@ -179,7 +179,7 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for MutexGuard<'_, T> {
 /// If a process dies while holding the lock, the next locker gets
 /// [`LockError::OwnerDied`] carrying the guard: it holds the lock, repairs the data, and
 /// calls [`MutexGuard::mark_consistent`]. A guard dropped without that makes the mutex not
-/// recoverable: every later lock fails with [`Error::NotRecoverable`] instead of handing
+/// recoverable: every later lock fails with [`Error::NotRecoverable`](crate::Error::NotRecoverable) instead of handing
 /// out data that may be half-updated. Death is detected through a lock that the kernel
 /// releases when the process dies (see `raw_mutex` for why this is not a
 /// `pthread_mutex_t`); detection takes a few milliseconds of a waiter's time.
