@@ -110,6 +110,20 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// There is not enough room in shared memory (the tmpfs behind `/dev/shm`, or the
+    /// memory limit behind an anonymous segment) for a segment of this size. Reported when
+    /// the segment is created, so that no access to it can fail later.
+    #[error(
+        "not enough shared memory for a segment of {size} bytes: {free} bytes are free; \
+         free some (shmkit clean), ask for less, or enlarge the tmpfs"
+    )]
+    NoSpace {
+        /// The size of the segment asked for, in bytes (header and body, rounded to a page).
+        size: u64,
+        /// The bytes free when it was refused (0 if unknown).
+        free: u64,
+    },
+
     /// An index or a length is outside the object.
     #[error("index {index} is out of bounds for length {len}")]
     OutOfBounds {

@@ -101,6 +101,38 @@ pub(crate) fn ftruncate(fd: &OwnedFd, len: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Allocates the first `len` bytes of the file behind `fd` (`fallocate`), so that a later
+/// access to its pages cannot fail for want of space (on tmpfs, a SIGBUS). `ENOSPC` when
+/// the file system is full; `EOPNOTSUPP` where the file system cannot reserve.
+pub(crate) fn allocate(fd: &OwnedFd, len: u64) -> io::Result<()> {
+    let len =
+        libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    loop {
+        // SAFETY: `fd` is an open descriptor for the duration of the call; mode 0 only
+        // allocates (and extends the size to `len`, which it already has).
+        match cvt(unsafe { libc::fallocate(fd.as_raw_fd(), 0, 0, len) }) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r.map(drop),
+        }
+    }
+}
+
+/// The bytes an unprivileged process may still allocate on the file system of `fd`;
+/// `None` where it has no limit to report (the kernel's internal tmpfs behind memfds).
+pub(crate) fn free_space(fd: &OwnedFd) -> io::Result<Option<u64>> {
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `st` is a valid place for the kernel to write a `statvfs`; `fd` is open.
+    cvt(unsafe { libc::fstatvfs(fd.as_raw_fd(), st.as_mut_ptr()) })?;
+    // SAFETY: `fstatvfs` succeeded, so it initialised `st`.
+    let st = unsafe { st.assume_init() };
+    if st.f_blocks == 0 {
+        return Ok(None);
+    }
+    Ok(Some(
+        (st.f_bavail as u64).saturating_mul(st.f_frsize as u64),
+    ))
+}
+
 /// What `fstat` says about a file.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FileStat {

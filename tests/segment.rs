@@ -16,6 +16,7 @@ fn __child() {
         ("umask_modes", umask_modes),
         ("anonymous_fork", anonymous_fork),
         ("open_as_other_types", open_as_other_types),
+        ("fill_a_small_tmpfs", fill_a_small_tmpfs),
         (
             "anonymous_mutex_owner_dies_in_fork_child",
             anonymous_mutex_owner_dies_in_fork_child,
@@ -139,6 +140,106 @@ fn open_or_create_with_another_length_is_a_layout_mismatch() {
         .is_creator());
     assert_eq!(Array::<f64>::open(&a).unwrap().len(), 10);
     assert_eq!(RawArray::<u8>::open(&r).unwrap().len(), 10);
+}
+
+fn is_no_space<T: std::fmt::Debug>(r: &Result<T, Error>) -> bool {
+    matches!(r, Err(Error::NoSpace { .. }))
+}
+
+/// Bytes free on the tmpfs behind /dev/shm.
+fn shm_free() -> u64 {
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: a valid C path and a place for the kernel to write a `statvfs`.
+    assert_eq!(
+        unsafe { libc::statvfs(c"/dev/shm".as_ptr(), st.as_mut_ptr()) },
+        0
+    );
+    // SAFETY: `statvfs` succeeded.
+    let st = unsafe { st.assume_init() };
+    st.f_bavail as u64 * st.f_frsize as u64
+}
+
+#[test]
+fn a_segment_larger_than_the_free_shared_memory_is_an_error_at_create() {
+    let names = Names::new("nospace");
+    let name = names.name("big");
+    let size = (shm_free() + (64 << 20)) as usize;
+    let r = RawArray::<u8>::create_zeroed(&name, size);
+    assert!(is_no_space(&r), "{r:?}");
+    let r = Array::<u64>::create_zeroed(&name, size / 8);
+    assert!(is_no_space(&r), "{r:?}");
+    let r = shmkit::spsc::Sender::<u64>::create(&name, (size / 16).next_power_of_two());
+    assert!(is_no_space(&r), "{r:?}");
+    // Nothing is left behind: no segment, no creator's temporary file.
+    assert!(names.leftovers().is_empty(), "{:?}", names.leftovers());
+}
+
+/// Child, in a mount namespace of its own: a 1 MiB tmpfs on /dev/shm, then segments that do
+/// and do not fit. Without reservation the too-large ones would be created and SIGBUS on
+/// their first write.
+fn fill_a_small_tmpfs() {
+    let (src, dst, fs) = (c"tmpfs", c"/dev/shm", c"tmpfs");
+    // SAFETY: valid C strings; the data argument is a C string of tmpfs options.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            dst.as_ptr(),
+            fs.as_ptr(),
+            0,
+            c"size=1m".as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        report("mounted", false);
+        return;
+    }
+    report("mounted", true);
+    let big = RawArray::<u8>::create_zeroed("small.big", 4 << 20);
+    report("big", is_no_space(&big));
+    // A body that fits in what is free, written end to end: no SIGBUS.
+    let fits = RawArray::<u8>::create_zeroed("small.fits", 600 << 10).unwrap();
+    let ones = vec![1u8; fits.len()];
+    fits.write(0, &ones).unwrap();
+    report("written", fits.get(fits.len() - 1).unwrap());
+    // What is left is less than another such array.
+    let second = Array::<u8>::create_zeroed("small.second", 600 << 10);
+    report("second", is_no_space(&second));
+    let ring = shmkit::mpmc::Sender::<u64>::create("small.ring", 1 << 16);
+    report("ring", is_no_space(&ring));
+    let left: Vec<_> = std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    report("left", left.join(","));
+}
+
+#[test]
+fn a_full_private_tmpfs_is_an_error_at_create_never_a_sigbus() {
+    let child = match common::spawn_wrapped(
+        &["unshare", "--user", "--map-root-user", "--mount", "--"],
+        "fill_a_small_tmpfs",
+        &[],
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("skipped: cannot run unshare ({e}); the free-space test still runs");
+            return;
+        }
+    };
+    let o = common::finish(child);
+    if o.code != Some(0) || o.values.get("mounted").map(String::as_str) != Some("true") {
+        // unshare exists but namespaces are not allowed here (a container, a policy).
+        eprintln!("skipped: no private tmpfs could be mounted: {o:?}");
+        assert_ne!(o.signal, Some(libc::SIGBUS), "{o:?}");
+        return;
+    }
+    assert_eq!(o.values["big"], "true", "{o:?}");
+    assert_eq!(o.values["written"], "1", "{o:?}");
+    assert_eq!(o.values["second"], "true", "{o:?}");
+    assert_eq!(o.values["ring"], "true", "{o:?}");
+    // Only the segment that fits remains (until the child exits and its tmpfs goes).
+    assert_eq!(o.values["left"], "shmkit.small.fits", "{o:?}");
 }
 
 fn valid_header_bytes(name: &str) -> Vec<u8> {

@@ -458,7 +458,7 @@ impl Segment {
             .ok_or_else(|| {
                 Error::InvalidArgument(format!("a body of {body_len} bytes is too large"))
             })?;
-        os::ftruncate(&fd, total).map_err(|e| Error::io("ftruncate", e))?;
+        reserve(&fd, total)?;
         if seal {
             os::seal_size(&fd).map_err(|e| Error::io("fcntl(F_ADD_SEALS)", e))?;
         }
@@ -614,6 +614,29 @@ impl Drop for Segment {
                 }
             }
         }
+    }
+}
+
+/// Sizes a fresh file to `total` bytes and reserves them, so that a full tmpfs is an error
+/// here rather than a SIGBUS at the first touch of a page, in this process or a peer.
+fn reserve(fd: &OwnedFd, total: u64) -> Result<()> {
+    let no_space = |free| Error::NoSpace { size: total, free };
+    // A quick refusal of what cannot fit, before allocating (and then releasing) most of
+    // the free space; `allocate` below still decides, as others allocate concurrently.
+    if let Ok(Some(free)) = os::free_space(fd) {
+        if free < total {
+            return Err(no_space(free));
+        }
+    }
+    os::ftruncate(fd, total).map_err(|e| Error::io("ftruncate", e))?;
+    match os::allocate(fd, total) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+            Err(no_space(os::free_space(fd).ok().flatten().unwrap_or(0)))
+        }
+        // A file system that cannot reserve (not tmpfs): pages come at first touch.
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(()),
+        Err(e) => Err(Error::io("fallocate", e)),
     }
 }
 

@@ -58,8 +58,34 @@ pub fn spawn(role: &str, args: &[(&str, String)]) -> Child {
 
 /// [`spawn`], with extra environment variables (such as `SHMKIT_FAILPOINT`).
 pub fn spawn_with_env(role: &str, args: &[(&str, String)], env: &[(&str, &str)]) -> Child {
+    let mut cmd = child_command(&[], role, args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawn child")
+}
+
+/// [`spawn`] under a wrapper command (e.g. `unshare --mount`), which runs the test binary
+/// with the child's arguments; `Err` if the wrapper cannot be started.
+pub fn spawn_wrapped(
+    wrapper: &[&str],
+    role: &str,
+    args: &[(&str, String)],
+) -> std::io::Result<Child> {
+    child_command(wrapper, role, args).spawn()
+}
+
+/// The command that runs `role` in a child (under `wrapper`, if any).
+fn child_command(wrapper: &[&str], role: &str, args: &[(&str, String)]) -> Command {
     let exe = std::env::current_exe().expect("current_exe");
-    let mut cmd = Command::new(exe);
+    let mut cmd = match wrapper.split_first() {
+        Some((w, rest)) => {
+            let mut c = Command::new(w);
+            c.args(rest).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
     cmd.args([
         "__child",
         "--exact",
@@ -73,10 +99,7 @@ pub fn spawn_with_env(role: &str, args: &[(&str, String)], env: &[(&str, &str)])
     for (k, v) in args {
         cmd.env(format!("{ARG_PREFIX}{k}"), v);
     }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.spawn().expect("spawn child")
+    cmd
 }
 
 /// What a child reported: its exit code (`None` if killed by a signal) and the
