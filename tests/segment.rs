@@ -156,7 +156,7 @@ fn shm_free() -> u64 {
     );
     // SAFETY: `statvfs` succeeded.
     let st = unsafe { st.assume_init() };
-    st.f_bavail as u64 * st.f_frsize as u64
+    u64::from(st.f_bavail) * u64::from(st.f_frsize)
 }
 
 #[test]
