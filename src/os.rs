@@ -128,8 +128,8 @@ pub(crate) fn free_space(fd: &OwnedFd) -> io::Result<Option<u64>> {
     if st.f_blocks == 0 {
         return Ok(None);
     }
-    // `fsblkcnt_t` and `c_ulong` are u64 on the 64-bit targets we build for.
-    Ok(Some(u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize))))
+    // `fsblkcnt_t` and `c_ulong` are u64 on the 64-bit Linux targets we build for.
+    Ok(Some(st.f_bavail.saturating_mul(st.f_frsize)))
 }
 
 /// What `fstat` says about a file.

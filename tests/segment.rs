@@ -156,7 +156,7 @@ fn shm_free() -> u64 {
     );
     // SAFETY: `statvfs` succeeded.
     let st = unsafe { st.assume_init() };
-    u64::from(st.f_bavail) * u64::from(st.f_frsize)
+    st.f_bavail * st.f_frsize
 }
 
 #[test]
