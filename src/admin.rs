@@ -49,8 +49,12 @@ pub fn unlink(name: &str) -> Result<()> {
 pub struct SegmentInfo {
     /// The user-facing name.
     pub name: String,
-    /// The object kind; `None` if the header is not a valid shmkit header.
+    /// The object kind; `None` if the header is not a valid shmkit header of this version.
     pub kind: Option<Kind>,
+    /// The file has our prefix but not our magic number: shmkit did not create it (names
+    /// are published only once their header is written). [`clean`] leaves such files alone
+    /// unless asked with [`CleanMode::RemoveIncludingForeign`].
+    pub foreign: bool,
     /// Size of the file in bytes.
     pub size: u64,
     /// The creator's pid as recorded (for display only).
@@ -64,6 +68,17 @@ pub struct SegmentInfo {
     /// Whether a live process has it open (decided by the kernel, through the lock each
     /// open handle holds; never by pid). [`clean`] removes only segments nobody holds.
     pub held: bool,
+}
+
+/// Whether the file starts with our magic number (read with a plain read, through a
+/// duplicate of the descriptor: the same open file description and its locks).
+fn has_magic(fd: &std::os::fd::OwnedFd) -> bool {
+    let Ok(dup) = fd.try_clone() else {
+        return false;
+    };
+    let mut b = [0u8; 8];
+    os::read_exact_at(&std::fs::File::from(dup), &mut b, 0).unwrap_or(false)
+        && u64::from_ne_bytes(b) == MAGIC
 }
 
 /// The names of the files in `/dev/shm` (names that are not UTF-8 are never ours).
@@ -96,6 +111,7 @@ pub fn list() -> Result<Vec<SegmentInfo>> {
         out.push(SegmentInfo {
             name: name.to_owned(),
             kind: valid.and_then(|h| Kind::from_u32(h.kind)),
+            foreign: h.is_none_or(|h| h.magic != MAGIC),
             size: st.size,
             creator_pid: valid.map_or(0, |h| h.creator_pid),
             created: valid.map(|h| UNIX_EPOCH + Duration::from_nanos(h.created_ns)),
@@ -137,7 +153,8 @@ impl Snapshot {
         let h: Header = bytemuck::pod_read_unaligned(&b);
         if h.magic != MAGIC {
             return Err(Error::corrupt(format!(
-                "segment `{name}`: bad magic {:#018x}",
+                "`{name}` is not a shmkit segment (bad magic {:#018x}): shmkit did not create \
+                 it, and `shmkit clean` leaves it unless given --foreign",
                 h.magic
             )));
         }
@@ -160,6 +177,7 @@ impl Snapshot {
             mode: st.mode,
             uid: st.uid,
             held,
+            foreign: false,
         };
         Ok(Snapshot {
             file,
@@ -203,13 +221,19 @@ impl Snapshot {
 pub enum CleanMode {
     /// Report what would be removed; remove nothing.
     DryRun,
-    /// Remove.
+    /// Remove what no live process holds.
     Remove,
+    /// As [`CleanMode::Remove`], and also remove files under our prefix that shmkit did
+    /// not create (no shmkit header; see [`SegmentInfo::foreign`]), when nobody holds them.
+    RemoveIncludingForeign,
 }
 
 /// Removes this crate's segments that no live process holds: named segments left behind by
 /// processes that died (or kept on purpose with [`Options::keep`](crate::Options::keep) and no longer open), and
-/// temporary files of creators that died before publishing. Returns the OS file names (in
+/// temporary files of creators that died before publishing. A file under our prefix without
+/// a shmkit header was not created by shmkit (a name is published only once its header is
+/// written) and is left alone, unless [`CleanMode::RemoveIncludingForeign`] asks otherwise.
+/// Returns the OS file names (in
 /// `/dev/shm`) removed, or that would be with [`CleanMode::DryRun`]. Only segments whose
 /// name starts with `prefix` are considered (`""`: all of them).
 ///
@@ -254,6 +278,10 @@ pub fn clean(prefix: &str, mode: CleanMode) -> Result<Vec<String>> {
         };
         if st.uid != os::geteuid() || !st.is_file {
             continue;
+        }
+        let published = fname.starts_with(PREFIX);
+        if published && mode != CleanMode::RemoveIncludingForeign && !has_magic(&fd) {
+            continue; // not ours (see `SegmentInfo::foreign`)
         }
         if mode == CleanMode::DryRun {
             // Only look (a lock taken here would make a concurrent open fail).

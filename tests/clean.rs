@@ -180,3 +180,72 @@ fn eight_racing_cleaners_remove_each_stale_segment_once_and_spare_held_ones() {
         [format!("shmkit.{theirs_name}")]
     );
 }
+
+/// Writes a file under our prefix by hand, as another program could.
+fn plant(name: &str, bytes: &[u8]) {
+    std::fs::write(format!("/dev/shm/shmkit.{name}"), bytes).unwrap();
+}
+
+#[test]
+fn clean_leaves_files_shmkit_did_not_create_unless_asked() {
+    let names = Names::new("clean_foreign");
+    let prefix = names.name("s.");
+    // Stale segments of ours, from processes that died...
+    finish(spawn("make_and_die", &[("prefix", prefix.clone())]));
+    // ...and three files under our prefix that shmkit never created.
+    let mut noise = vec![0u8; 4096];
+    for (i, b) in noise.iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(151).wrapping_add(7);
+    }
+    let foreign = [
+        (format!("{prefix}random"), noise),
+        (format!("{prefix}empty"), Vec::new()),
+        (format!("{prefix}zeros"), vec![0u8; 4096]),
+    ];
+    for (name, bytes) in &foreign {
+        plant(name, bytes);
+    }
+    let listed: Vec<_> = shmkit::list()
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.name.starts_with(&prefix))
+        .collect();
+    for (name, _) in &foreign {
+        let info = listed.iter().find(|s| &s.name == name).unwrap();
+        assert!(info.foreign && info.kind.is_none(), "{info:?}");
+        let e = shmkit::inspect(name).unwrap_err().to_string();
+        assert!(
+            e.contains("not a shmkit segment") || e.contains("shorter"),
+            "{e}"
+        );
+    }
+    assert!(listed
+        .iter()
+        .filter(|s| !s.foreign)
+        .all(|s| s.kind.is_some()));
+
+    let ours: BTreeSet<String> = ["spsc", "mpmc", "frames", "value"]
+        .iter()
+        .map(|k| format!("shmkit.{prefix}{k}"))
+        .collect();
+    let would: BTreeSet<String> = shmkit::clean(&prefix, CleanMode::DryRun)
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(would, ours, "a dry run counts only our stale segments");
+    let removed: BTreeSet<String> = shmkit::clean(&prefix, CleanMode::Remove)
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(removed, ours);
+    for (name, _) in &foreign {
+        assert!(std::path::Path::new(&format!("/dev/shm/shmkit.{name}")).exists());
+    }
+    // Asked explicitly, the foreign files go too.
+    let removed: BTreeSet<String> = shmkit::clean(&prefix, CleanMode::RemoveIncludingForeign)
+        .unwrap()
+        .into_iter()
+        .collect();
+    let expected: BTreeSet<String> = foreign.iter().map(|(n, _)| format!("shmkit.{n}")).collect();
+    assert_eq!(removed, expected);
+}

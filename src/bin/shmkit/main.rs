@@ -51,6 +51,10 @@ enum Command {
         /// Only segments whose name starts with this.
         #[arg(long, default_value = "")]
         prefix: String,
+        /// Also removes files under our prefix that shmkit did not create (no shmkit
+        /// header: `list` shows them as `foreign`), when nobody holds them.
+        #[arg(long)]
+        foreign: bool,
     },
     /// The peer process of a benchmark (internal).
     #[command(name = "__peer", hide = true)]
@@ -74,7 +78,11 @@ fn main() {
         } => bench::peer(&case, &name, size, count),
         Command::List { json } => list(json),
         Command::Inspect { name, json } => inspect(&name, json),
-        Command::Clean { dry_run, prefix } => clean(&prefix, dry_run),
+        Command::Clean {
+            dry_run,
+            prefix,
+            foreign,
+        } => clean(&prefix, dry_run, foreign),
     };
     if let Err(e) = result {
         eprintln!("shmkit: {e}");
@@ -92,7 +100,7 @@ fn list(json: bool) -> Result<(), Box<dyn std::error::Error>> {
                 format!(
                     "{{\"name\":{},\"kind\":{},\"size\":{},\"creator_pid\":{},\"mode\":\"{:o}\",\"held\":{},\"age_s\":{}}}",
                     json_str(&s.name),
-                    json_str(s.kind.map_or("invalid", |k| k.as_str())),
+                    json_str(kind_name(s)),
                     s.size,
                     s.creator_pid,
                     s.mode,
@@ -118,7 +126,7 @@ fn list(json: bool) -> Result<(), Box<dyn std::error::Error>> {
         println!(
             "{:<40} {:<18} {:>12} {:>8} {:>6o} {:>5} {:>10}",
             s.name,
-            s.kind.map_or("invalid", |k| k.as_str()),
+            kind_name(&s),
             s.size,
             s.creator_pid,
             s.mode,
@@ -157,11 +165,11 @@ fn inspect(name: &str, json: bool) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn clean(prefix: &str, dry_run: bool) -> Result<(), Box<dyn std::error::Error>> {
-    let mode = if dry_run {
-        shmkit::CleanMode::DryRun
-    } else {
-        shmkit::CleanMode::Remove
+fn clean(prefix: &str, dry_run: bool, foreign: bool) -> Result<(), Box<dyn std::error::Error>> {
+    let mode = match (dry_run, foreign) {
+        (true, _) => shmkit::CleanMode::DryRun,
+        (false, false) => shmkit::CleanMode::Remove,
+        (false, true) => shmkit::CleanMode::RemoveIncludingForeign,
     };
     let files = shmkit::clean(prefix, mode)?;
     let verb = if dry_run { "would remove" } else { "removed" };
@@ -170,6 +178,15 @@ fn clean(prefix: &str, dry_run: bool) -> Result<(), Box<dyn std::error::Error>> 
     }
     eprintln!("{} segment file(s) {verb}", files.len());
     Ok(())
+}
+
+/// What `list` calls a segment's kind.
+fn kind_name(s: &shmkit::SegmentInfo) -> &'static str {
+    match s.kind {
+        Some(k) => k.as_str(),
+        None if s.foreign => "foreign",
+        None => "invalid",
+    }
 }
 
 /// A JSON string literal.
