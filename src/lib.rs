@@ -53,7 +53,7 @@ mod value;
 
 pub use array::{Array, RawArray};
 pub use channel::pipe::Pipe;
-pub use channel::{frames, mpmc, spsc, WaitStrategy};
+pub use channel::{frames, mpmc, spsc, SendError, WaitStrategy};
 pub use error::{Error, LockError, LockResult, Result};
 pub use inspect::{inspect, Inspection};
 pub use segment::{

@@ -393,8 +393,7 @@ impl Tx {
                     _ => {
                         let mut slot = tx.try_loan()?;
                         *slot = m;
-                        slot.commit();
-                        Ok(())
+                        slot.commit()
                     }
                 }
             }
@@ -415,8 +414,7 @@ impl Tx {
                     _ => {
                         let mut loan = tx.try_loan(len)?;
                         loan.copy_from_slice(bytes);
-                        loan.commit();
-                        Ok(())
+                        loan.commit()
                     }
                 }
             }
@@ -440,32 +438,57 @@ impl Rx {
         })
     }
 
-    /// Receives by a path chosen by `path` and hands the bytes to `f`; never waits longer
-    /// than `SLICE`.
+    /// Receives by a path chosen by `path` (timed or not, a copy or in place) and hands
+    /// the bytes to `f`; never waits longer than `SLICE`.
     fn recv(&mut self, path: u64, f: impl FnOnce(&[u8])) -> Result<(), Error> {
         let timed = path.is_multiple_of(2);
+        let copy = (path / 2).is_multiple_of(2);
         match self {
-            Rx::Spsc(rx) => {
-                let g = if timed {
+            Rx::Spsc(rx) if copy => {
+                let v = if timed {
                     rx.recv_timeout(SLICE)?
                 } else {
                     rx.try_recv()?
                 };
+                f(bytemuck::bytes_of(&v));
+            }
+            Rx::Spsc(rx) => {
+                let g = if timed {
+                    rx.recv_ref_timeout(SLICE)?
+                } else {
+                    rx.try_recv_ref()?
+                };
                 f(bytemuck::bytes_of(&*g));
+            }
+            Rx::Mpmc(rx) if copy => {
+                let v = if timed {
+                    rx.recv_timeout(SLICE)?
+                } else {
+                    rx.try_recv()?
+                };
+                f(bytemuck::bytes_of(&v));
             }
             Rx::Mpmc(rx) => {
                 let g = if timed {
+                    rx.recv_ref_timeout(SLICE)?
+                } else {
+                    rx.try_recv_ref()?
+                };
+                f(bytemuck::bytes_of(&*g));
+            }
+            Rx::Frames(rx) if copy => {
+                let v = if timed {
                     rx.recv_timeout(SLICE)?
                 } else {
                     rx.try_recv()?
                 };
-                f(bytemuck::bytes_of(&*g));
+                f(&v);
             }
             Rx::Frames(rx) => {
                 let frame = if timed {
-                    rx.recv_timeout(SLICE)?
+                    rx.recv_ref_timeout(SLICE)?
                 } else {
-                    rx.try_recv()?
+                    rx.try_recv_ref()?
                 };
                 f(&frame);
             }

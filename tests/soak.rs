@@ -234,7 +234,7 @@ impl Tx {
                 3 => {
                     let mut slot = tx.loan().unwrap();
                     *slot = msg(id, seq);
-                    slot.commit();
+                    slot.commit().unwrap();
                     1
                 }
                 _ => {
@@ -295,7 +295,7 @@ impl Tx {
                     _ => {
                         let mut loan = tx.loan(len).unwrap();
                         encode(&mut loan[..], id, seq);
-                        loan.commit();
+                        loan.commit().unwrap();
                     }
                 }
                 1
@@ -329,14 +329,14 @@ impl Rx {
         };
         let got = match self {
             Rx::Spsc(rx) => match r % 5 {
-                0 => rx.recv().map(|g| f(bytemuck::bytes_of(&*g))),
+                0 => rx.recv_ref().map(|g| f(bytemuck::bytes_of(&*g))),
                 1 => rx
-                    .recv_timeout(PATIENCE)
+                    .recv_ref_timeout(PATIENCE)
                     .map(|g| f(bytemuck::bytes_of(&*g))),
-                2 => rx.recv_copy().map(|m| f(bytemuck::bytes_of(&m))),
+                2 => rx.recv().map(|m| f(bytemuck::bytes_of(&m))),
                 3 => loop {
-                    match rx.try_recv() {
-                        Err(Error::WouldBlock) => waited("try_recv"),
+                    match rx.try_recv_ref() {
+                        Err(Error::WouldBlock) => waited("try_recv_ref"),
                         other => break other.map(|g| f(bytemuck::bytes_of(&*g))),
                     }
                 },
@@ -348,24 +348,24 @@ impl Rx {
                 }),
             },
             Rx::Mpmc(rx) => match r % 4 {
-                0 => rx.recv().map(|g| f(bytemuck::bytes_of(&*g))),
+                0 => rx.recv_ref().map(|g| f(bytemuck::bytes_of(&*g))),
                 1 => rx
-                    .recv_timeout(PATIENCE)
+                    .recv_ref_timeout(PATIENCE)
                     .map(|g| f(bytemuck::bytes_of(&*g))),
-                2 => rx.recv_copy().map(|m| f(bytemuck::bytes_of(&m))),
+                2 => rx.recv().map(|m| f(bytemuck::bytes_of(&m))),
                 _ => loop {
-                    match rx.try_recv() {
-                        Err(Error::WouldBlock) => waited("try_recv"),
+                    match rx.try_recv_ref() {
+                        Err(Error::WouldBlock) => waited("try_recv_ref"),
                         other => break other.map(|g| f(bytemuck::bytes_of(&*g))),
                     }
                 },
             },
             Rx::Frames(rx) => match r % 3 {
                 0 => rx.recv().map(|fr| f(&fr)),
-                1 => rx.recv_timeout(PATIENCE).map(|fr| f(&fr)),
+                1 => rx.recv_ref_timeout(PATIENCE).map(|fr| f(&fr)),
                 _ => loop {
-                    match rx.try_recv() {
-                        Err(Error::WouldBlock) => waited("try_recv"),
+                    match rx.try_recv_ref() {
+                        Err(Error::WouldBlock) => waited("try_recv_ref"),
                         other => break other.map(|fr| f(&fr)),
                     }
                 },

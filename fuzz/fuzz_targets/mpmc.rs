@@ -102,7 +102,7 @@ fn act(a: &Act, name: &str, cap: usize, e: &mut Ends) {
         Act::TryRecv { who, forget } => {
             if let Some(rx) = &mut e.rx[i(who)] {
                 let body = rx.segment().as_ptr() as usize;
-                if let Ok(g) = rx.try_recv() {
+                if let Ok(g) = rx.try_recv_ref() {
                     look(&g, body, cap);
                     if forget {
                         std::mem::forget(g);
@@ -113,7 +113,7 @@ fn act(a: &Act, name: &str, cap: usize, e: &mut Ends) {
         Act::RecvTimeout(w, t) => {
             if let Some(rx) = &mut e.rx[i(w)] {
                 let body = rx.segment().as_ptr() as usize;
-                ignore(rx.recv_timeout(micros(t)).map(|g| look(&g, body, cap)));
+                ignore(rx.recv_ref_timeout(micros(t)).map(|g| look(&g, body, cap)));
             }
         }
         Act::DropSender(w) => e.tx[i(w)] = None,

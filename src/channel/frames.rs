@@ -3,9 +3,14 @@
 //!
 //! [`Sender::send`] copies a byte slice in; [`Sender::loan`] lends `len` bytes inside the
 //! ring to fill in place and [`FrameLoan::commit`] publishes them. [`Receiver::recv`]
-//! returns a [`Frame`] that views the record in place as `&[u8]`, or as `&[T]` for any
-//! `T: Pod` through [`Frame::as_slice`] (payloads start 16-byte aligned); the space is
-//! released when the frame drops. Every record is contiguous: at the end of the ring a
+//! (and `try_recv`, `recv_timeout`) copies the next frame out into a `Vec<u8>` and
+//! releases its space: safe whatever the sender does. [`Receiver::recv_ref`] (and
+//! `try_recv_ref`, `recv_ref_timeout`) returns a [`Frame`] that views the record in place
+//! as `&[u8]`, or as `&[T]` for any `T: Pod` through [`Frame::as_slice`] (payloads start
+//! 16-byte aligned); the space is released when the frame drops. Zero copies, for a
+//! cooperating sender: the frame derefs into shared memory that a misbehaving one could
+//! write while it is viewed. [`Receiver::iter`] and [`Receiver::try_iter`] yield
+//! `Result<Vec<u8>>` and end as in [`spsc`](crate::spsc). Every record is contiguous: at the end of the ring a
 //! padding record fills the rest. A record larger than [`Sender::max_frame`] is an error
 //! at send ([`Error::InvalidArgument`]), never a hang. Blocking, waking, timeouts and
 //! peer death behave as in [`spsc`](crate::spsc).
@@ -29,11 +34,11 @@
 //! {
 //!     let mut loan = tx.loan(3)?; // write in place
 //!     loan.copy_from_slice(b"abc");
-//!     loan.commit();
+//!     loan.commit()?;
 //! }
-//! assert_eq!(&*rx.recv()?, b"hello");
-//! assert_eq!(rx.recv()?.as_slice::<f64>()?, &[1.5, 2.5]);
-//! assert_eq!(&*rx.recv()?, b"abc");
+//! assert_eq!(rx.recv()?, b"hello"); // a copy
+//! assert_eq!(rx.recv_ref()?.as_slice::<f64>()?, &[1.5, 2.5]); // in place
+//! assert_eq!(&*rx.recv_ref()?, b"abc");
 //! # Ok::<(), shmkit::Error>(())
 //! ```
 
@@ -45,7 +50,10 @@ use std::time::Duration;
 
 use bytemuck::Pod;
 
-use super::{wait_until, Header, PeerCheck, Poll, WaitStrategy, RECEIVER, SENDER};
+use super::{
+    ends_iter, ends_try_iter, recv_iter, wait_until, Header, PeerCheck, Poll, WaitStrategy,
+    RECEIVER, SENDER,
+};
 use crate::error::{Error, Result};
 use crate::primitive::{AtomicU64, Ordering};
 use crate::segment::{CreationMode, Kind, Layout, Options, Segment};
@@ -568,10 +576,12 @@ pub struct FrameLoan<'a> {
 }
 
 impl FrameLoan<'_> {
-    /// Publishes the frame.
-    pub fn commit(self) {
+    /// Publishes the frame. Never fails (it returns `Result` like the other channels'
+    /// loans, whose commit can).
+    pub fn commit(self) -> Result<()> {
         let (len, size) = (self.len, self.size);
         self.tx.commit(len, size);
+        Ok(())
     }
 
     /// The lent bytes viewed as `T`s (the length must be a multiple of `T`'s size).
@@ -686,22 +696,57 @@ impl Receiver {
         Frame { rx: self, len }
     }
 
-    /// Receives the next frame, blocking while there is none; the [`Frame`] views it in
-    /// place and releases it when dropped. [`Error::Disconnected`] once the sender is gone
-    /// and everything it committed has been received.
-    pub fn recv(&mut self) -> Result<Frame<'_>> {
+    /// Copies the ready frame of `len` bytes at our position out and releases it.
+    fn take(&mut self, len: u64) -> Vec<u8> {
+        let n = len as usize;
+        let mut v = Vec::with_capacity(n);
+        // SAFETY: the record at our position is published and validated to fit inside the
+        // data area (`record_at`); `v` has room for `n` bytes, all written by the copy. A
+        // raw copy: no `&[u8]` is formed over bytes a peer may write.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.ring.payload(self.pos), v.as_mut_ptr(), n);
+            v.set_len(n);
+        }
+        self.release(record_size(len));
+        v
+    }
+
+    /// Receives the next frame as an owned copy, blocking while there is none; its space
+    /// is free again when this returns. [`Error::Disconnected`] once the sender is gone and
+    /// everything it committed has been received.
+    pub fn recv(&mut self) -> Result<Vec<u8>> {
+        let n = self.wait_frame(Some(Deadline::NEVER))?;
+        Ok(self.take(n))
+    }
+
+    /// Receives a copy if a frame is ready; never blocks ([`Error::WouldBlock`] if none).
+    pub fn try_recv(&mut self) -> Result<Vec<u8>> {
+        let n = self.wait_frame(None)?;
+        Ok(self.take(n))
+    }
+
+    /// Receives a copy, waiting at most `timeout`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
+        let n = self.wait_frame(Some(Deadline::after(timeout)))?;
+        Ok(self.take(n))
+    }
+
+    /// Receives the next frame in place, blocking while there is none; the [`Frame`] views
+    /// it and releases it when dropped. Zero copies, for a cooperating sender: the frame
+    /// derefs into shared memory that a misbehaving one could write meanwhile.
+    pub fn recv_ref(&mut self) -> Result<Frame<'_>> {
         let n = self.wait_frame(Some(Deadline::NEVER))?;
         Ok(self.frame(n))
     }
 
-    /// Receives a frame if one is ready; never blocks ([`Error::WouldBlock`] if none).
-    pub fn try_recv(&mut self) -> Result<Frame<'_>> {
+    /// Receives a frame in place if one is ready; never blocks.
+    pub fn try_recv_ref(&mut self) -> Result<Frame<'_>> {
         let n = self.wait_frame(None)?;
         Ok(self.frame(n))
     }
 
-    /// Receives, waiting at most `timeout`.
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Frame<'_>> {
+    /// Receives in place, waiting at most `timeout`.
+    pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<Frame<'_>> {
         let n = self.wait_frame(Some(Deadline::after(timeout)))?;
         Ok(self.frame(n))
     }
@@ -712,10 +757,18 @@ impl Receiver {
         self.wait_frame(timeout.map(Deadline::after)).map(drop)
     }
 
-    /// Receives the next frame as an owned copy (for callers who do not trust the sender
-    /// to leave the bytes alone while they are viewed).
-    pub fn recv_vec(&mut self) -> Result<Vec<u8>> {
-        Ok(self.recv()?.to_vec())
+    /// A blocking iterator of copies ([`Receiver::recv`]). It ends (`None`) when the
+    /// sender is gone and the ring is drained; any other error (such as
+    /// [`Error::Corrupt`]) is yielded once, and then it ends.
+    pub fn iter(&mut self) -> impl std::iter::FusedIterator<Item = Result<Vec<u8>>> + '_ {
+        recv_iter(move || self.recv(), ends_iter)
+    }
+
+    /// An iterator of copies of the frames ready now ([`Receiver::try_recv`]). It ends
+    /// when none is ready (or the sender is gone and the ring is drained); any other error
+    /// is yielded once, and then it ends.
+    pub fn try_iter(&mut self) -> impl std::iter::FusedIterator<Item = Result<Vec<u8>>> + '_ {
+        recv_iter(move || self.try_recv(), ends_try_iter)
     }
 
     /// Whether the sender is gone: one attached, and it closed or its process died.
@@ -772,7 +825,8 @@ fn release(ring: &Ring, pos: &mut u64, size: u64) {
     ring.hdr().space.notify();
 }
 
-/// A received frame, viewed in place; released when dropped.
+/// A frame received by [`Receiver::recv_ref`], viewed in place; released when dropped. For
+/// cooperating peers: it derefs into memory the sender could write.
 #[must_use = "dropping the frame releases it at once"]
 pub struct Frame<'a> {
     rx: &'a mut Receiver,

@@ -2,6 +2,17 @@
 //!
 //! - [`spsc`]: one producer, one consumer, typed slots.
 //! - [`mpmc`]: any number of producers and consumers, typed slots.
+//! - [`frames`]: one producer, one consumer, variable-length byte records; `Pipe` over two.
+//! - The errors of the channels ([`SendError`]) and the iterators' shape ([`recv_iter`]).
+//!
+//! # One receive vocabulary
+//! Every receiving end has the same six receives, shaped like `std::sync::mpsc`:
+//! `recv`, `try_recv` and `recv_timeout` return an owned copy (`T`, or `Vec<u8>` for
+//! frames) and release the slot before they return: the form for peers you do not trust.
+//! `recv_ref`, `try_recv_ref` and `recv_ref_timeout` return a guard that views the message
+//! in place (zero copies) and releases it on drop: the form for cooperating peers, as the
+//! guard derefs into memory that a misbehaving peer could write while it is viewed.
+//! `iter` and `try_iter` yield `Result`s of owned copies; see [`recv_iter`].
 //! - The wait strategy ([`WaitStrategy`]) and the sleep/wake handshake ([`Signal`]).
 //! - Endpoint registration and dead-peer detection ([`EndpointSlot`]).
 //!
@@ -19,10 +30,13 @@
 //! dies. A clean drop clears the slot and wakes the peer at once; a killed peer is noticed
 //! when a waiter's sleep slice runs out.
 
+mod error;
 pub mod frames;
 pub mod mpmc;
 pub(crate) mod pipe;
 pub mod spsc;
+
+pub use error::SendError;
 
 use std::time::{Duration, Instant};
 
@@ -97,6 +111,40 @@ impl PeerCheck {
         self.next = Some(now + Duration::from_millis(10));
         slot.is_gone(seg)
     }
+}
+
+/// The iterators of the receiving ends: `next` until it fails, as
+/// `Receiver::iter`/`try_iter` document. The iterator ends (`None`) on an error for which
+/// `ends` is true (`Disconnected` for `iter`; also `WouldBlock` for `try_iter`), yields
+/// any other error (`Corrupt`, ...) once and then ends: it is fused either way.
+pub(crate) fn recv_iter<T>(
+    mut next: impl FnMut() -> Result<T>,
+    ends: fn(&Error) -> bool,
+) -> impl std::iter::FusedIterator<Item = Result<T>> {
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        match next() {
+            Ok(v) => Some(Ok(v)),
+            Err(e) => {
+                done = true;
+                (!ends(&e)).then_some(Err(e))
+            }
+        }
+    })
+    .fuse()
+}
+
+/// For [`recv_iter`]: what ends a blocking iterator.
+pub(crate) fn ends_iter(e: &Error) -> bool {
+    matches!(e, Error::Disconnected)
+}
+
+/// For [`recv_iter`]: what ends a non-blocking iterator.
+pub(crate) fn ends_try_iter(e: &Error) -> bool {
+    matches!(e, Error::Disconnected | Error::WouldBlock)
 }
 
 /// How an endpoint waits when it must.

@@ -21,11 +21,18 @@
 //! not stall the senders either: the slot is freed once a blocked sender notices, and that
 //! message is lost (counted too; it is not delivered again, unlike in [`crate::spsc`]).
 //!
-//! Zero copies: [`Sender::loan`] lends the claimed slot to be written in place, and
-//! [`Receiver::recv`] returns a guard that reads the slot in place and frees it on drop.
-//! [`Receiver::recv_copy`] copies out instead, for callers who do not trust the other side
-//! (payloads are `Pod`, so any bytes are a valid `T`, but a misbehaving peer could write a
-//! slot while a guard views it).
+//! Receiving: [`Receiver::recv`] (and `try_recv`, `recv_timeout`) copies the message out,
+//! then releases the slot with a compare-and-swap of its stamp that also checks, seqlock
+//! style, that the slot stayed ours during the copy: a torn message is never returned (if
+//! the stamp changed meanwhile, which only tampered shared state can cause, it is
+//! [`Error::Corrupt`]). Zero copies: [`Sender::loan`] lends the claimed slot to be written
+//! in place, and [`Receiver::recv_ref`] (and `try_recv_ref`, `recv_ref_timeout`) returns a
+//! guard that reads the slot in place and frees it on drop; the guard derefs into shared
+//! memory that a misbehaving peer could write while it is viewed, so use it with
+//! cooperating peers. [`Receiver::iter`] and [`Receiver::try_iter`] yield `Result<T>`:
+//! they end when every sender is gone and the queue is drained (`iter`) or when nothing is
+//! ready (`try_iter`), and end after yielding any other error (such as
+//! [`Error::Corrupt`]).
 //!
 //! ```
 //! use shmkit::mpmc;
@@ -40,8 +47,8 @@
 //!     *slot = 2;
 //!     slot.commit()?;
 //! }
-//! assert_eq!(*rx.recv()?, 1); // read in place; the slot is freed when the guard drops
-//! assert_eq!(rx2.recv_copy()?, 2);
+//! assert_eq!(*rx.recv_ref()?, 1); // read in place; the slot is freed when the guard drops
+//! assert_eq!(rx2.recv()?, 2); // a copy
 //! assert!(matches!(rx.try_recv(), Err(shmkit::Error::WouldBlock)));
 //! drop((tx, tx2));
 //! assert!(matches!(rx.recv(), Err(shmkit::Error::Disconnected)));
@@ -121,13 +128,16 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use super::{wait_until, Check, EndpointSlot, Line, Poll, Signal, WaitStrategy};
+use super::{
+    ends_iter, ends_try_iter, recv_iter, wait_until, Check, EndpointSlot, Line, Poll, Signal,
+    WaitStrategy,
+};
 use crate::error::{Error, Result};
 use crate::primitive::{AtomicU64, Ordering};
 use crate::segment::{CreationMode, Kind, Layout, Options, Segment};
 use crate::sync::wait::Deadline;
 
-pub use super::spsc::SendError;
+pub use super::SendError;
 
 /// The largest capacity (slots) a queue may have.
 pub const MAX_CAPACITY: u64 = 1 << 32;
@@ -623,19 +633,28 @@ impl<T: Pod> Ring<T> {
         Ok(Poll::Pending)
     }
 
-    /// Frees the slot of the message at `pos` that we hold (a guard dropped).
+    /// Frees the slot of the message at `pos` that we hold (a guard dropped, or a copy
+    /// taken). `false` if the slot was no longer ours: a sender took us for dead and freed
+    /// it already (or a peer forged its stamp), so a copy taken before may be torn.
     #[inline]
-    fn release(&self, pos: u64) {
+    fn release(&self, pos: u64) -> bool {
         // Release: our reads of the value are done before a sender may overwrite it
-        // (pairs with its Acquire stamp load in `poll_send`). Fails only if a sender took
-        // us for dead and freed the slot already.
-        let _ = self.claimed_slot(pos).stamp.compare_exchange(
-            pos.wrapping_add(1),
-            pos.wrapping_add(self.geo.one_lap),
-            Ordering::Release,
-            Ordering::Relaxed,
-        );
+        // (pairs with its Acquire stamp load in `poll_send`). Relaxed on failure: we learn
+        // only that the slot is no longer ours. Success also validates a copy (seqlock
+        // style): the stamp is still `pos + 1`, and a sender writes the slot only after it
+        // saw the stamp we store here, so nobody wrote it while we read.
+        let ok = self
+            .claimed_slot(pos)
+            .stamp
+            .compare_exchange(
+                pos.wrapping_add(1),
+                pos.wrapping_add(self.geo.one_lap),
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_ok();
         self.hdr().space.notify();
+        ok
     }
 
     /// Whether `stamp` is a later lap of `head`'s slot (free or published for a position
@@ -1358,7 +1377,7 @@ impl<T: Pod> Receiver<T> {
     #[inline]
     fn release_forgotten(&mut self) {
         if let Some(pos) = self.held.take() {
-            self.ring.release(pos);
+            let _ = self.ring.release(pos);
         }
     }
 
@@ -1407,45 +1426,79 @@ impl<T: Pod> Receiver<T> {
         RecvGuard { rx: self, pos }
     }
 
-    /// Receives the next message, blocking while the queue is empty; the guard reads it in
-    /// place and frees the slot when dropped. [`Error::Disconnected`] once every sender is
-    /// gone and the queue is drained.
+    /// Copies the claimed message at `pos` out and releases its slot, checking that the
+    /// slot stayed ours during the copy.
     #[inline]
-    pub fn recv(&mut self) -> Result<RecvGuard<'_, T>> {
+    fn take(&mut self, pos: u64) -> Result<T> {
+        failpoint!("mpmc.recv.claimed");
+        // SAFETY: in bounds (a claimed position); a volatile read of a Pod value, valid
+        // whatever bytes a misbehaving peer put there.
+        let v = unsafe { crate::primitive::read_shared(self.ring.claimed_slot(pos).value.get()) };
+        if self.ring.release(pos) {
+            Ok(v)
+        } else {
+            Err(Error::corrupt(format!(
+                "mpmc message {pos:#x} was freed under its receiver while it was copied"
+            )))
+        }
+    }
+
+    /// Receives the next message as a copy, blocking while the queue is empty; the slot
+    /// is free again when this returns. [`Error::Disconnected`] once every sender is gone
+    /// and the queue is drained; [`Error::Corrupt`] if the slot did not stay ours during
+    /// the copy (tampered shared state; the copy is dropped, never returned torn).
+    #[inline]
+    pub fn recv(&mut self) -> Result<T> {
+        let pos = self.claim(Deadline::NEVER)?;
+        self.take(pos)
+    }
+
+    /// Receives a copy if a message is ready; never blocks ([`Error::WouldBlock`] if
+    /// empty).
+    pub fn try_recv(&mut self) -> Result<T> {
+        let pos = self.try_claim()?;
+        self.take(pos)
+    }
+
+    /// Receives a copy, waiting at most `timeout`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T> {
+        let pos = self.claim(Deadline::after(timeout))?;
+        self.take(pos)
+    }
+
+    /// Receives the next message in place, blocking while the queue is empty; the guard
+    /// reads the slot and frees it when dropped. Zero copies, for cooperating senders: the
+    /// guard derefs into shared memory that a misbehaving peer could write meanwhile.
+    #[inline]
+    pub fn recv_ref(&mut self) -> Result<RecvGuard<'_, T>> {
         let pos = self.claim(Deadline::NEVER)?;
         Ok(self.guard(pos))
     }
 
-    /// Receives a message if one is ready; never blocks ([`Error::WouldBlock`] if empty).
-    pub fn try_recv(&mut self) -> Result<RecvGuard<'_, T>> {
+    /// Receives in place if a message is ready; never blocks.
+    pub fn try_recv_ref(&mut self) -> Result<RecvGuard<'_, T>> {
         let pos = self.try_claim()?;
         Ok(self.guard(pos))
     }
 
-    /// Receives, waiting at most `timeout`.
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<RecvGuard<'_, T>> {
+    /// Receives in place, waiting at most `timeout`.
+    pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<RecvGuard<'_, T>> {
         let pos = self.claim(Deadline::after(timeout))?;
         Ok(self.guard(pos))
     }
 
-    /// Receives the next message as a copy (for callers who do not trust the senders to
-    /// leave a slot alone while it is viewed).
-    pub fn recv_copy(&mut self) -> Result<T> {
-        let g = self.recv()?;
-        // SAFETY: the slot is ours until the guard drops; a volatile read of a Pod value,
-        // valid whatever bytes a misbehaving peer put there.
-        Ok(unsafe { crate::primitive::read_shared(g.rx.ring.claimed_slot(g.pos).value.get()) })
+    /// A blocking iterator of copies ([`Receiver::recv`]). It ends (`None`) when every
+    /// sender is gone and the queue is drained; any other error (such as
+    /// [`Error::Corrupt`]) is yielded once, and then it ends.
+    pub fn iter(&mut self) -> impl std::iter::FusedIterator<Item = Result<T>> + '_ {
+        recv_iter(move || self.recv(), ends_iter)
     }
 
-    /// A blocking iterator of copies, ending when every sender is gone and the queue is
-    /// drained (or on an error).
-    pub fn iter(&mut self) -> impl Iterator<Item = T> + '_ {
-        std::iter::from_fn(move || self.recv_copy().ok())
-    }
-
-    /// An iterator of copies of the messages ready now.
-    pub fn try_iter(&mut self) -> impl Iterator<Item = T> + '_ {
-        std::iter::from_fn(move || self.try_recv().ok().map(|g| *g))
+    /// An iterator of copies of the messages ready now ([`Receiver::try_recv`]). It ends
+    /// when none is ready (or every sender is gone and the queue is drained); any other
+    /// error is yielded once, and then it ends.
+    pub fn try_iter(&mut self) -> impl std::iter::FusedIterator<Item = Result<T>> + '_ {
+        recv_iter(move || self.try_recv(), ends_try_iter)
     }
 
     /// Whether every sender is gone: some attached, and all closed or died.
@@ -1471,7 +1524,8 @@ impl<T: Pod> fmt::Debug for Receiver<T> {
     }
 }
 
-/// A received message, read in place; the slot is freed when the guard drops.
+/// A message received by [`Receiver::recv_ref`], read in place; the slot is freed when the
+/// guard drops. For cooperating peers: it derefs into memory a sender could write.
 #[must_use = "dropping the guard frees the slot at once"]
 pub struct RecvGuard<'a, T: Pod> {
     rx: &'a mut Receiver<T>,
@@ -1482,7 +1536,7 @@ impl<T: Pod> Deref for RecvGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
         // SAFETY: we claimed the published message at `pos`; no sender touches the slot
-        // until we release it (cooperating senders; see `recv_copy`).
+        // until we release it (cooperating senders; see `recv_ref`).
         unsafe { &*self.rx.ring.claimed_slot(self.pos).value.get() }
     }
 }
@@ -1491,7 +1545,8 @@ impl<T: Pod> Drop for RecvGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
         self.rx.held = None;
-        self.rx.ring.release(self.pos);
+        // A slot freed under us already is no concern of an in-place view.
+        let _ = self.rx.ring.release(self.pos);
     }
 }
 

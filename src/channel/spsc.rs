@@ -6,11 +6,16 @@
 //! give up with [`Error::Timeout`]. Nothing allocates and no syscall is made on the hot
 //! path unless the peer sleeps.
 //!
-//! Zero copies: [`Sender::loan`] hands out the slot in the ring to write in place, and
-//! [`Receiver::recv`] returns a guard that reads the slot in place and frees it on drop.
-//! [`Receiver::recv_copy`] copies out instead, for callers who do not trust the other side
-//! (payloads are `Pod`, so any bytes are a valid `T`, but a misbehaving peer could write a
-//! slot while a guard views it).
+//! Receiving: [`Receiver::recv`] (and `try_recv`, `recv_timeout`) copies the message
+//! out and frees the slot before it returns: safe whatever the sender does (payloads are
+//! `Pod`, so any bytes are a valid `T`). Zero copies: [`Sender::loan`] hands out the slot
+//! in the ring to write in place, and [`Receiver::recv_ref`] (and `try_recv_ref`,
+//! `recv_ref_timeout`) returns a guard that reads the slot in place and frees it on drop;
+//! the guard derefs into shared memory that a misbehaving sender could write while it is
+//! viewed, so use it with cooperating peers. [`Receiver::iter`] and
+//! [`Receiver::try_iter`] yield `Result<T>`: they end when the sender is gone and the ring
+//! is drained (`iter`) or when nothing is ready (`try_iter`), and end after yielding any
+//! other error (such as [`Error::Corrupt`]).
 //!
 //! # Design
 //! Every slot carries a sequence stamp next to its value: `pos` while it is free for the
@@ -41,10 +46,10 @@
 //! {
 //!     let mut slot = tx.loan()?; // write in place
 //!     *slot = 8;
-//!     slot.commit();
+//!     slot.commit()?;
 //! }
-//! assert_eq!(*rx.recv()?, 7); // read in place; the slot is freed when the guard drops
-//! assert_eq!(rx.recv_copy()?, 8);
+//! assert_eq!(rx.recv()?, 7); // a copy; the slot is freed already
+//! assert_eq!(*rx.recv_ref()?, 8); // read in place; the slot is freed when the guard drops
 //! drop(tx);
 //! assert!(matches!(rx.recv(), Err(shmkit::Error::Disconnected)));
 //! # Ok::<(), shmkit::Error>(())
@@ -59,11 +64,16 @@ use std::time::Duration;
 
 use bytemuck::Pod;
 
-use super::{wait_until, Header, PeerCheck, Poll, WaitStrategy, RECEIVER, SENDER};
+use super::{
+    ends_iter, ends_try_iter, recv_iter, wait_until, Header, PeerCheck, Poll, WaitStrategy,
+    RECEIVER, SENDER,
+};
 use crate::error::{Error, Result};
 use crate::primitive::{AtomicU64, Ordering};
 use crate::segment::{CreationMode, Kind, Layout, Options, Segment};
 use crate::sync::wait::Deadline;
+
+pub use super::SendError;
 
 /// The largest capacity (slots) a ring may have.
 pub const MAX_CAPACITY: u64 = 1 << 32;
@@ -195,41 +205,6 @@ pub struct Sender<T: Pod> {
     pos: u64,
     strategy: WaitStrategy,
     peer: PeerCheck,
-}
-
-/// A value that could not be sent, and why ([`Error::WouldBlock`] when full,
-/// [`Error::Timeout`], [`Error::Disconnected`], or [`Error::Corrupt`]).
-#[derive(Debug)]
-pub struct SendError<T> {
-    /// The value, handed back.
-    pub value: T,
-    /// Why it was not sent.
-    pub error: Error,
-}
-
-impl<T> SendError<T> {
-    /// The value that was not sent.
-    pub fn into_inner(self) -> T {
-        self.value
-    }
-}
-
-impl<T> fmt::Display for SendError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "send failed: {}", self.error)
-    }
-}
-
-impl<T: fmt::Debug> std::error::Error for SendError<T> {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.error)
-    }
-}
-
-impl<T> From<SendError<T>> for Error {
-    fn from(e: SendError<T>) -> Error {
-        e.error
-    }
 }
 
 macro_rules! constructors {
@@ -512,9 +487,11 @@ pub struct Loan<'a, T: Pod> {
 }
 
 impl<T: Pod> Loan<'_, T> {
-    /// Publishes the slot.
-    pub fn commit(self) {
+    /// Publishes the slot. Never fails (it returns `Result` like the other channels'
+    /// loans, whose commit can).
+    pub fn commit(self) -> Result<()> {
         self.tx.publish();
+        Ok(())
     }
 }
 
@@ -736,11 +713,46 @@ impl<T: Pod> Receiver<T> {
         RecvGuard { rx: self }
     }
 
-    /// Receives the next message, blocking while the ring is empty; the guard reads it in
-    /// place and frees the slot when dropped. [`Error::Disconnected`] once the sender is
-    /// gone and everything it committed has been received.
+    /// Copies the ready message at our position out and releases its slot.
     #[inline]
-    pub fn recv(&mut self) -> Result<RecvGuard<'_, T>> {
+    fn take(&mut self) -> T {
+        // SAFETY: the slot is in bounds and the stamp said its message is published; a
+        // volatile read of a Pod value, valid whatever bytes a misbehaving peer put there.
+        let v = unsafe { crate::primitive::read_shared(self.ring.slot(self.pos).value.get()) };
+        self.release();
+        v
+    }
+
+    /// Receives the next message as a copy, blocking while the ring is empty; the slot is
+    /// free again when this returns. [`Error::Disconnected`] once the sender is gone and
+    /// everything it committed has been received.
+    #[inline]
+    pub fn recv(&mut self) -> Result<T> {
+        if let Poll::Ready(()) = self.poll_ready()? {
+            return Ok(self.take());
+        }
+        self.wait_ready(Deadline::NEVER)?;
+        Ok(self.take())
+    }
+
+    /// Receives a copy if a message is ready; never blocks ([`Error::WouldBlock`] if
+    /// empty).
+    pub fn try_recv(&mut self) -> Result<T> {
+        self.try_ready()?;
+        Ok(self.take())
+    }
+
+    /// Receives a copy, waiting at most `timeout`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T> {
+        self.wait_ready(Deadline::after(timeout))?;
+        Ok(self.take())
+    }
+
+    /// Receives the next message in place, blocking while the ring is empty; the guard
+    /// reads the slot and frees it when dropped. Zero copies, for a cooperating sender: the
+    /// guard derefs into shared memory that a misbehaving one could write meanwhile.
+    #[inline]
+    pub fn recv_ref(&mut self) -> Result<RecvGuard<'_, T>> {
         if let Poll::Ready(()) = self.poll_ready()? {
             return Ok(self.guard());
         }
@@ -748,22 +760,16 @@ impl<T: Pod> Receiver<T> {
         Ok(self.guard())
     }
 
-    /// Receives a message if one is ready; never blocks ([`Error::WouldBlock`] if empty).
-    pub fn try_recv(&mut self) -> Result<RecvGuard<'_, T>> {
+    /// Receives in place if a message is ready; never blocks.
+    pub fn try_recv_ref(&mut self) -> Result<RecvGuard<'_, T>> {
         self.try_ready()?;
         Ok(self.guard())
     }
 
-    /// Receives, waiting at most `timeout`.
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<RecvGuard<'_, T>> {
+    /// Receives in place, waiting at most `timeout`.
+    pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<RecvGuard<'_, T>> {
         self.wait_ready(Deadline::after(timeout))?;
         Ok(self.guard())
-    }
-
-    /// Receives the next message as a copy (for callers who do not trust the sender to
-    /// leave a slot alone while it is viewed).
-    pub fn recv_copy(&mut self) -> Result<T> {
-        Ok(*self.recv()?)
     }
 
     /// Waits until at least one message is ready, then lends up to `n` consecutive ready
@@ -782,15 +788,18 @@ impl<T: Pod> Receiver<T> {
         Ok(ReadChunk { rx: self, len })
     }
 
-    /// A blocking iterator of copies, ending when the sender is gone and the ring drained
-    /// (or on an error).
-    pub fn iter(&mut self) -> impl Iterator<Item = T> + '_ {
-        std::iter::from_fn(move || self.recv_copy().ok())
+    /// A blocking iterator of copies ([`Receiver::recv`]). It ends (`None`) when the
+    /// sender is gone and the ring is drained; any other error (such as
+    /// [`Error::Corrupt`]) is yielded once, and then it ends.
+    pub fn iter(&mut self) -> impl std::iter::FusedIterator<Item = Result<T>> + '_ {
+        recv_iter(move || self.recv(), ends_iter)
     }
 
-    /// An iterator of copies of the messages ready now.
-    pub fn try_iter(&mut self) -> impl Iterator<Item = T> + '_ {
-        std::iter::from_fn(move || self.try_recv().ok().map(|g| *g))
+    /// An iterator of copies of the messages ready now ([`Receiver::try_recv`]). It ends
+    /// when none is ready (or the sender is gone and the ring is drained); any other error
+    /// is yielded once, and then it ends.
+    pub fn try_iter(&mut self) -> impl std::iter::FusedIterator<Item = Result<T>> + '_ {
+        recv_iter(move || self.try_recv(), ends_try_iter)
     }
 
     /// Whether the sender is gone: one attached, and it closed or its process died.
@@ -819,7 +828,8 @@ impl<T: Pod> fmt::Debug for Receiver<T> {
     }
 }
 
-/// A received message, read in place; the slot is freed when the guard drops.
+/// A message received by [`Receiver::recv_ref`], read in place; the slot is freed when the
+/// guard drops. For cooperating peers: it derefs into memory the sender could write.
 #[must_use = "dropping the guard frees the slot at once"]
 pub struct RecvGuard<'a, T: Pod> {
     rx: &'a mut Receiver<T>,
@@ -829,8 +839,7 @@ impl<T: Pod> Deref for RecvGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
         // SAFETY: the stamp said the message at our position is published; the sender does
-        // not touch the slot until we release it (a cooperating sender; see the module
-        // docs for `recv_copy`).
+        // not touch the slot until we release it (a cooperating sender; see `recv_ref`).
         unsafe { &*self.rx.ring.slot(self.rx.pos).value.get() }
     }
 }
