@@ -124,7 +124,10 @@ fn act(
         }
         Act::RecvTimeout(t) => {
             if let Some(rx) = rx {
-                ignore(rx.recv_ref_timeout(micros(t)).map(|g| look(&g, rx_body, cap)));
+                ignore(
+                    rx.recv_ref_timeout(micros(t))
+                        .map(|g| look(&g, rx_body, cap)),
+                );
             }
         }
         Act::ReadChunk { n, commit } => {
