@@ -1,200 +1,30 @@
-//! A single-producer single-consumer ring of typed slots in shared memory.
+//! The public endpoints of the ring: [`Sender`] (with its [`Loan`] and [`WriteChunk`]) and
+//! [`Receiver`] (with its [`RecvGuard`] and [`ReadChunk`]), their constructors, where a new
+//! endpoint resumes, and the waiting around the stamp polls. See the [module docs](super)
+//! for the contract.
 //!
-//! One [`Sender`] and one [`Receiver`], in any two processes (or threads), found by name;
-//! either side may create the channel. `send` blocks while the ring is full, `recv` while
-//! it is empty (see [`WaitStrategy`] for how); `try_` forms never block; `_timeout` forms
-//! give up with [`Error::Timeout`]. Nothing allocates and no syscall is made on the hot
-//! path unless the peer sleeps.
-//!
-//! Receiving: [`Receiver::recv`] (and `try_recv`, `recv_timeout`) copies the message
-//! out and frees the slot before it returns: safe whatever the sender does (payloads are
-//! `Pod`, so any bytes are a valid `T`). Zero copies: [`Sender::loan`] hands out the slot
-//! in the ring to write in place, and [`Receiver::recv_ref`] (and `try_recv_ref`,
-//! `recv_ref_timeout`) returns a guard that reads the slot in place and frees it on drop;
-//! the guard derefs into shared memory that a misbehaving sender could write while it is
-//! viewed, so use it with cooperating peers. [`Receiver::iter`] and
-//! [`Receiver::try_iter`] yield `Result<T>`: they end when the sender is gone and the ring
-//! is drained (`iter`) or when nothing is ready (`try_iter`), and end after yielding any
-//! other error (such as [`Error::Corrupt`]).
-//!
-//! # Design
-//! Every slot carries a sequence stamp next to its value: `pos` while it is free for the
-//! message at position `pos`, `pos + 1` once that message is published, `pos + capacity`
-//! once the consumer released it. Each side keeps its position locally and polls only the
-//! stamp of the slot it needs, so a small message costs one cache-line transfer. The
-//! positions are also published (for `len` and for a new endpoint to resume) but never
-//! polled. Because stamps sit between the values, batches ([`Sender::write_chunk`],
-//! [`Receiver::read_chunk`]) expose slots one by one rather than as slices.
-//!
-//! # When a peer dies
-//! A peer that never attached is awaited, not reported: a receiver may be created before
-//! its sender process starts. A blocked side notices a dead or closed peer within a sleep
-//! slice: `recv` returns
-//! [`Error::Disconnected`] once the sender is gone *and* everything it committed has been
-//! received; `send` returns it when the ring is full and the receiver is gone. A new
-//! endpoint can attach after the old one died: a new sender continues after the last
-//! committed message (a message loaned but not committed is never delivered); a new
-//! receiver resumes at the first message not yet released, so a message the dead receiver
-//! held in a guard is delivered again.
-//!
-//! ```
-//! use shmkit::spsc;
-//! # let name = format!("doc-spsc-{}", std::process::id());
-//! let mut tx = spsc::Sender::<u64>::create(&name, 1024)?;
-//! let mut rx = spsc::Receiver::<u64>::open(&name)?; // usually in another process
-//! tx.send(7)?;
-//! {
-//!     let mut slot = tx.loan()?; // write in place
-//!     *slot = 8;
-//!     slot.commit()?;
-//! }
-//! assert_eq!(rx.recv()?, 7); // a copy; the slot is freed already
-//! assert_eq!(*rx.recv_ref()?, 8); // read in place; the slot is freed when the guard drops
-//! drop(tx);
-//! assert!(matches!(rx.recv(), Err(shmkit::Error::Disconnected)));
-//! # Ok::<(), shmkit::Error>(())
-//! ```
+//! What lives here touches shared memory through the ring (`ring`): the stamp of the slot
+//! at its own position, the value in it while the stamp gives it to this side, and its
+//! own published counter (`tail` or `head`) and endpoint registration.
 
 use crate::failpoint::failpoint;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
-use std::ptr::NonNull;
 use std::time::Duration;
 
 use bytemuck::Pod;
 
-use super::{
-    ends_iter, ends_try_iter, recv_iter, wait_until, Header, PeerCheck, Poll, WaitStrategy,
-    RECEIVER, SENDER,
+use super::super::{
+    ends_iter, ends_try_iter, recv_iter, wait_until, PeerCheck, Poll, WaitStrategy, RECEIVER,
+    SENDER,
 };
+use super::ring::Ring;
+use super::SendError;
 use crate::error::{Error, Result};
-use crate::primitive::{AtomicU64, Ordering};
-use crate::segment::{CreationMode, Kind, Layout, Options, Segment};
+use crate::primitive::Ordering;
+use crate::segment::{CreationMode, Options, Segment};
 use crate::sync::wait::Deadline;
-
-pub use super::SendError;
-
-/// The largest capacity (slots) a ring may have.
-pub const MAX_CAPACITY: u64 = 1 << 32;
-
-/// A slot: its stamp and its value, side by side.
-#[repr(C)]
-struct Slot<T> {
-    stamp: AtomicU64,
-    value: std::cell::UnsafeCell<T>,
-}
-
-fn body_len<T>(cap: u64) -> Option<u64> {
-    // With one slot, "published for pos" (pos + 1) and "free for the next position"
-    // (pos + 1) would be the same stamp: at least two.
-    if cap < 2 || !cap.is_power_of_two() || cap > MAX_CAPACITY {
-        return None;
-    }
-    (std::mem::size_of::<Slot<T>>() as u64)
-        .checked_mul(cap)?
-        .checked_add(std::mem::size_of::<Header>() as u64)
-}
-
-/// The mapped ring, shared by both endpoint types.
-struct Ring<T> {
-    seg: Segment,
-    hdr: NonNull<Header>,
-    slots: NonNull<Slot<T>>,
-    cap: u64,
-}
-
-// SAFETY: the ring lives in shared memory accessed through atomics and through slots that
-// the stamp protocol hands to one side at a time; endpoints are used from one thread at a
-// time (`&mut self`), and may move between threads.
-unsafe impl<T: Send> Send for Ring<T> {}
-
-impl<T: Pod> Ring<T> {
-    fn new(
-        name: Option<&str>,
-        mode: CreationMode,
-        capacity: usize,
-        opts: &Options,
-    ) -> Result<Self> {
-        if std::mem::align_of::<T>() > 128 {
-            return Err(Error::InvalidArgument(
-                "channel elements aligned to more than 128 bytes are not supported".into(),
-            ));
-        }
-        let cap = capacity as u64;
-        if mode != CreationMode::Open && body_len::<T>(cap).is_none() {
-            return Err(Error::InvalidArgument(format!(
-                "capacity {capacity} must be a power of two between 2 and {MAX_CAPACITY}"
-            )));
-        }
-        let layout = Layout {
-            kind: Kind::Spsc,
-            elem_size: std::mem::size_of::<T>() as u64,
-            elem_align: std::mem::align_of::<T>() as u64,
-            capacity: cap,
-            body_len: body_len::<T>,
-        };
-        let init = |seg: &Segment| {
-            let base = seg.as_ptr();
-            // SAFETY: the body is 128-aligned and large enough for the header and `cap`
-            // slots (the layout says so); nobody else sees it before it is published.
-            unsafe {
-                (base as *mut Header).write(Header::new());
-                let slots = base.add(std::mem::size_of::<Header>()) as *mut Slot<T>;
-                for i in 0..seg.capacity() {
-                    // Value bytes stay zero (a valid `T`); the stamp says "free for i".
-                    std::ptr::addr_of_mut!((*slots.add(i as usize)).stamp).write(AtomicU64::new(i));
-                }
-            }
-            Ok(())
-        };
-        let seg = match name {
-            Some(n) => Segment::named(n, mode, layout, opts, init)?,
-            None => Segment::anon(layout, init)?,
-        };
-        let cap = seg.capacity();
-        let base = seg.as_ptr();
-        // SAFETY: validated: the body holds the header and `cap` slots.
-        let slots = unsafe { base.add(std::mem::size_of::<Header>()) } as *mut Slot<T>;
-        Ok(Ring {
-            hdr: NonNull::new(base as *mut Header).expect("mapping is not null"),
-            slots: NonNull::new(slots).expect("mapping is not null"),
-            cap,
-            seg,
-        })
-    }
-
-    fn hdr(&self) -> &Header {
-        // SAFETY: the header is mapped, initialised by the creator, and all atomics.
-        unsafe { self.hdr.as_ref() }
-    }
-
-    /// The slot for position `pos`.
-    fn slot(&self, pos: u64) -> &Slot<T> {
-        // SAFETY: `pos & (cap - 1) < cap` (cap is a validated power of two), so the slot is
-        // inside the mapping; its stamp is atomic and its value is behind an UnsafeCell.
-        unsafe { &*self.slots.as_ptr().add((pos & (self.cap - 1)) as usize) }
-    }
-
-    fn corrupt(&self, what: &str, pos: u64, stamp: u64) -> Error {
-        Error::corrupt(format!(
-            "spsc slot for position {pos} has stamp {stamp} ({what})"
-        ))
-    }
-
-    fn claim(&self, end: usize, role: &str) -> Result<()> {
-        if self.hdr().ends.0[end].claim(&self.seg)? {
-            Ok(())
-        } else {
-            Err(Error::Busy {
-                what: format!(
-                    "the {role} of channel `{}`",
-                    self.seg.name().unwrap_or("(anonymous)")
-                ),
-            })
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // Sender
