@@ -35,6 +35,7 @@ pub mod frames;
 pub mod mpmc;
 pub(crate) mod pipe;
 pub mod spsc;
+mod typed;
 
 pub use error::SendError;
 
@@ -86,6 +87,55 @@ impl Header {
             space: Signal::new(),
         }
     }
+
+    /// Claims end `end` ([`SENDER`] or [`RECEIVER`]) for this process; [`Error::Busy`]
+    /// ("the `role` of `channel` `name`") if a live process holds it.
+    pub(crate) fn claim(&self, seg: &Segment, end: usize, role: &str, channel: &str) -> Result<()> {
+        if self.ends.0[end].claim(seg)? {
+            Ok(())
+        } else {
+            Err(Error::Busy {
+                what: format!(
+                    "the {role} of {channel} `{}`",
+                    seg.name().unwrap_or("(anonymous)")
+                ),
+            })
+        }
+    }
+
+    /// Closes end `end` cleanly (an endpoint's drop): frees its registration, then wakes
+    /// the peer if it sleeps, so that it sees the close at once.
+    pub(crate) fn close(&self, seg: &Segment, end: usize) {
+        self.ends.0[end].release(seg);
+        if end == SENDER {
+            self.data.wake_all();
+        } else {
+            self.space.wake_all();
+        }
+    }
+
+    /// Whether the peer of end `end` is gone: it attached, and it closed or its process
+    /// died (an error asking the kernel counts as gone).
+    pub(crate) fn peer_gone(&self, seg: &Segment, end: usize) -> bool {
+        self.ends.0[1 - end].is_gone(seg).unwrap_or(true)
+    }
+}
+
+/// The `Debug` form of a channel endpoint: its type, segment and capacity, and the one
+/// process-local number that says where it is (`key`: its position or registration).
+pub(crate) fn fmt_endpoint(
+    f: &mut std::fmt::Formatter<'_>,
+    name: &str,
+    seg: &Segment,
+    capacity: u64,
+    key: &str,
+    value: u64,
+) -> std::fmt::Result {
+    f.debug_struct(name)
+        .field("segment", seg)
+        .field("capacity", &capacity)
+        .field(key, &value)
+        .finish()
 }
 
 /// Rate-limits the liveness question of non-blocking calls.

@@ -15,8 +15,8 @@ use std::time::Duration;
 use bytemuck::Pod;
 
 use super::super::{
-    ends_iter, ends_try_iter, recv_iter, wait_until, PeerCheck, Poll, WaitStrategy, RECEIVER,
-    SENDER,
+    ends_iter, ends_try_iter, fmt_endpoint, recv_iter, wait_until, PeerCheck, Poll, WaitStrategy,
+    RECEIVER, SENDER,
 };
 use super::ring::{poll_frame, record_size, release, Ring, ALIGN, PAD, REC_HDR};
 use crate::error::{Error, Result};
@@ -327,27 +327,27 @@ impl Sender {
 
     /// Whether the receiver is gone: one attached, and it closed or its process died.
     pub fn is_disconnected(&self) -> bool {
-        self.ring.hdr().ends.0[RECEIVER]
-            .is_gone(&self.ring.seg)
-            .unwrap_or(true)
+        self.ring.hdr().peer_gone(&self.ring.seg, SENDER)
     }
 }
 
 impl Drop for Sender {
     fn drop(&mut self) {
-        let h = self.ring.hdr();
-        h.ends.0[SENDER].release(&self.ring.seg);
-        h.data.wake_all();
+        self.ring.hdr().close(&self.ring.seg, SENDER);
     }
 }
 
 impl fmt::Debug for Sender {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("frames::Sender")
-            .field("segment", &self.ring.seg)
-            .field("capacity", &self.ring.cap)
-            .field("position", &self.pos)
-            .finish()
+        let ring = &self.ring;
+        fmt_endpoint(
+            f,
+            "frames::Sender",
+            &ring.seg,
+            ring.cap,
+            "position",
+            self.pos,
+        )
     }
 }
 
@@ -557,27 +557,27 @@ impl Receiver {
 
     /// Whether the sender is gone: one attached, and it closed or its process died.
     pub fn is_disconnected(&self) -> bool {
-        self.ring.hdr().ends.0[SENDER]
-            .is_gone(&self.ring.seg)
-            .unwrap_or(true)
+        self.ring.hdr().peer_gone(&self.ring.seg, RECEIVER)
     }
 }
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        let h = self.ring.hdr();
-        h.ends.0[RECEIVER].release(&self.ring.seg);
-        h.space.wake_all();
+        self.ring.hdr().close(&self.ring.seg, RECEIVER);
     }
 }
 
 impl fmt::Debug for Receiver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("frames::Receiver")
-            .field("segment", &self.ring.seg)
-            .field("capacity", &self.ring.cap)
-            .field("position", &self.pos)
-            .finish()
+        let ring = &self.ring;
+        fmt_endpoint(
+            f,
+            "frames::Receiver",
+            &ring.seg,
+            ring.cap,
+            "position",
+            self.pos,
+        )
     }
 }
 

@@ -159,16 +159,7 @@ impl Ring {
     }
 
     pub(super) fn claim(&self, end: usize, role: &str) -> Result<()> {
-        if self.hdr().ends.0[end].claim(&self.seg)? {
-            Ok(())
-        } else {
-            Err(Error::Busy {
-                what: format!(
-                    "the {role} of frame channel `{}`",
-                    self.seg.name().unwrap_or("(anonymous)")
-                ),
-            })
-        }
+        self.hdr().claim(&self.seg, end, role, "frame channel")
     }
 
     /// Reads and validates the record published at `pos`: `(payload length, is padding)`.

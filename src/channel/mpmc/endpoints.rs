@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use super::super::{ends_iter, ends_try_iter, recv_iter, wait_until, Check, Poll, WaitStrategy};
+use super::super::{
+    ends_iter, ends_try_iter, fmt_endpoint, recv_iter, wait_until, Check, Poll, WaitStrategy,
+};
 use super::ring::{Ring, Side};
 use super::SendError;
 use crate::error::{Error, Result};
@@ -279,11 +281,15 @@ impl<T: Pod> Drop for Sender<T> {
 
 impl<T: Pod> fmt::Debug for Sender<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("mpmc::Sender")
-            .field("segment", &self.ring.seg)
-            .field("capacity", &self.ring.geo.cap)
-            .field("registration", &self.reg)
-            .finish()
+        let (ring, reg) = (&self.ring, self.reg as u64);
+        fmt_endpoint(
+            f,
+            "mpmc::Sender",
+            &ring.seg,
+            ring.geo.cap,
+            "registration",
+            reg,
+        )
     }
 }
 
@@ -524,11 +530,15 @@ impl<T: Pod> Drop for Receiver<T> {
 
 impl<T: Pod> fmt::Debug for Receiver<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("mpmc::Receiver")
-            .field("segment", &self.ring.seg)
-            .field("capacity", &self.ring.geo.cap)
-            .field("registration", &self.reg)
-            .finish()
+        let (ring, reg) = (&self.ring, self.reg as u64);
+        fmt_endpoint(
+            f,
+            "mpmc::Receiver",
+            &ring.seg,
+            ring.geo.cap,
+            "registration",
+            reg,
+        )
     }
 }
 

@@ -7,16 +7,16 @@
 //! value, and the caller's own pending word; it never judges liveness. Recovering from dead
 //! endpoints (and registering them) is in `recovery`; the public endpoints in `endpoints`.
 
-use std::cell::UnsafeCell;
 use std::ptr::NonNull;
 
 use bytemuck::Pod;
 
+use super::super::typed::{self, Shape, Slot};
 use super::super::{EndpointSlot, Line, Poll, Signal};
 use super::{MAX_CAPACITY, MAX_ENDPOINTS};
 use crate::error::{Error, Result};
 use crate::primitive::{AtomicU64, Ordering};
-use crate::segment::{CreationMode, Kind, Layout, Options, Segment};
+use crate::segment::{CreationMode, Kind, Options, Segment};
 
 /// The pending word of an endpoint that claims nothing.
 pub(super) const IDLE: u64 = u64::MAX;
@@ -77,13 +77,6 @@ impl Header {
             receivers: std::array::from_fn(|_| reg()),
         }
     }
-}
-
-/// A slot: its stamp and its value, side by side.
-#[repr(C)]
-pub(super) struct Slot<T> {
-    pub(super) stamp: AtomicU64,
-    pub(super) value: UnsafeCell<T>,
 }
 
 pub(super) fn body_len<T>(cap: u64) -> Option<u64> {
@@ -241,51 +234,20 @@ impl<T: Pod> Ring<T> {
         capacity: usize,
         opts: &Options,
     ) -> Result<Self> {
-        if std::mem::align_of::<T>() > 128 {
-            return Err(Error::InvalidArgument(
-                "channel elements aligned to more than 128 bytes are not supported".into(),
-            ));
-        }
-        let cap = capacity as u64;
-        if mode != CreationMode::Open && body_len::<T>(cap).is_none() {
-            return Err(Error::InvalidArgument(format!(
-                "capacity {capacity} must be between 1 and {MAX_CAPACITY} (and fit in memory)"
-            )));
-        }
-        let layout = Layout {
+        let shape = Shape {
             kind: Kind::Mpmc,
-            elem_size: std::mem::size_of::<T>() as u64,
-            elem_align: std::mem::align_of::<T>() as u64,
-            capacity: cap,
             body_len: body_len::<T>,
+            bad_capacity: |c| {
+                format!("capacity {c} must be between 1 and {MAX_CAPACITY} (and fit in memory)")
+            },
         };
-        let init = |seg: &Segment| {
-            let base = seg.as_ptr();
-            // SAFETY: the body is 128-aligned and large enough for the header and
-            // `capacity` slots (the layout says so); nobody else sees it before it is
-            // published.
-            unsafe {
-                (base as *mut Header).write(Header::new());
-                let slots = base.add(std::mem::size_of::<Header>()) as *mut Slot<T>;
-                for i in 0..seg.capacity() {
-                    // Value bytes stay zero (a valid `T`); the stamp says "free for
-                    // position i" (lap 0, index i).
-                    std::ptr::addr_of_mut!((*slots.add(i as usize)).stamp).write(AtomicU64::new(i));
-                }
-            }
-            Ok(())
-        };
-        let seg = Segment::named(name, mode, layout, opts, init)?;
+        let m = typed::map::<T, Header>(Some(name), mode, capacity, opts, shape, Header::new)?;
         // Validated on open: `body_len(capacity)` matched, so 1 <= cap <= MAX_CAPACITY.
-        let cap = seg.capacity();
-        let base = seg.as_ptr();
-        // SAFETY: validated: the body holds the header and `cap` slots.
-        let slots = unsafe { base.add(std::mem::size_of::<Header>()) } as *mut Slot<T>;
         Ok(Ring {
-            hdr: NonNull::new(base as *mut Header).expect("mapping is not null"),
-            slots: NonNull::new(slots).expect("mapping is not null"),
-            geo: Geometry::new(cap),
-            seg,
+            geo: Geometry::new(m.seg.capacity()),
+            hdr: m.hdr,
+            slots: m.slots,
+            seg: m.seg,
         })
     }
 

@@ -16,8 +16,8 @@ use std::time::Duration;
 use bytemuck::Pod;
 
 use super::super::{
-    ends_iter, ends_try_iter, recv_iter, wait_until, PeerCheck, Poll, WaitStrategy, RECEIVER,
-    SENDER,
+    ends_iter, ends_try_iter, fmt_endpoint, recv_iter, wait_until, PeerCheck, Poll, WaitStrategy,
+    RECEIVER, SENDER,
 };
 use super::ring::Ring;
 use super::SendError;
@@ -190,6 +190,14 @@ impl<T: Pod> Sender<T> {
     /// Publishes the slot at our position (its value is written).
     #[inline]
     fn publish(&mut self) {
+        self.stamp_published();
+        self.announce();
+    }
+
+    /// Stamps the slot at our position published (its value is written) and moves on; the
+    /// receiver, which polls the stamp, can take it now.
+    #[inline]
+    fn stamp_published(&mut self) {
         let pos = self.pos;
         // Release: publishes the value written into the slot to the receiver's Acquire
         // load of the stamp.
@@ -199,6 +207,11 @@ impl<T: Pod> Sender<T> {
             .store(pos.wrapping_add(1), Ordering::Release);
         self.pos = pos.wrapping_add(1);
         failpoint!("spsc.published");
+    }
+
+    /// After one or more stamps: updates the published counter and wakes a sleeper.
+    #[inline]
+    fn announce(&self) {
         // Relaxed: a published counter for `len` and for a new sender; never polled.
         self.ring.hdr().tail.0.store(self.pos, Ordering::Relaxed);
         self.ring.hdr().data.notify();
@@ -285,28 +298,20 @@ impl<T: Pod> Sender<T> {
 
     /// Whether the receiver is gone: one attached, and it closed or its process died.
     pub fn is_disconnected(&self) -> bool {
-        self.ring.hdr().ends.0[RECEIVER]
-            .is_gone(&self.ring.seg)
-            .unwrap_or(true)
+        self.ring.hdr().peer_gone(&self.ring.seg, SENDER)
     }
 }
 
 impl<T: Pod> Drop for Sender<T> {
     fn drop(&mut self) {
-        let h = self.ring.hdr();
-        h.ends.0[SENDER].release(&self.ring.seg);
-        // Wake a sleeping receiver so that it sees the close at once.
-        h.data.wake_all();
+        self.ring.hdr().close(&self.ring.seg, SENDER);
     }
 }
 
 impl<T: Pod> fmt::Debug for Sender<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("spsc::Sender")
-            .field("segment", &self.ring.seg)
-            .field("capacity", &self.ring.cap)
-            .field("position", &self.pos)
-            .finish()
+        let ring = &self.ring;
+        fmt_endpoint(f, "spsc::Sender", &ring.seg, ring.cap, "position", self.pos)
     }
 }
 
@@ -391,25 +396,10 @@ impl<T: Pod> WriteChunk<'_, T> {
     pub fn commit(self, n: usize) {
         let n = n.min(self.len);
         for _ in 0..n {
-            let pos = self.tx.pos;
-            // Release: as in `publish`.
-            self.tx
-                .ring
-                .slot(pos)
-                .stamp
-                .store(pos.wrapping_add(1), Ordering::Release);
-            self.tx.pos = pos.wrapping_add(1);
-            failpoint!("spsc.published");
+            self.tx.stamp_published();
         }
         if n > 0 {
-            // Relaxed: see `publish`.
-            self.tx
-                .ring
-                .hdr()
-                .tail
-                .0
-                .store(self.tx.pos, Ordering::Relaxed);
-            self.tx.ring.hdr().data.notify();
+            self.tx.announce();
         }
     }
 
@@ -525,6 +515,13 @@ impl<T: Pod> Receiver<T> {
     /// Releases the slot at our position.
     #[inline]
     fn release(&mut self) {
+        self.stamp_released();
+        self.announce();
+    }
+
+    /// Stamps the slot at our position free for the sender's next lap and moves on.
+    #[inline]
+    fn stamp_released(&mut self) {
         let pos = self.pos;
         // Release: our reads of the value are done before the sender may overwrite it
         // (pairs with its Acquire load in `poll_free`).
@@ -534,6 +531,11 @@ impl<T: Pod> Receiver<T> {
             .store(pos.wrapping_add(self.ring.cap), Ordering::Release);
         self.pos = pos.wrapping_add(1);
         failpoint!("spsc.released");
+    }
+
+    /// After one or more releases: updates the published counter and wakes a sleeper.
+    #[inline]
+    fn announce(&self) {
         // Relaxed: a published counter for `len` and for a new receiver; never polled.
         self.ring.hdr().head.0.store(self.pos, Ordering::Relaxed);
         self.ring.hdr().space.notify();
@@ -634,27 +636,27 @@ impl<T: Pod> Receiver<T> {
 
     /// Whether the sender is gone: one attached, and it closed or its process died.
     pub fn is_disconnected(&self) -> bool {
-        self.ring.hdr().ends.0[SENDER]
-            .is_gone(&self.ring.seg)
-            .unwrap_or(true)
+        self.ring.hdr().peer_gone(&self.ring.seg, RECEIVER)
     }
 }
 
 impl<T: Pod> Drop for Receiver<T> {
     fn drop(&mut self) {
-        let h = self.ring.hdr();
-        h.ends.0[RECEIVER].release(&self.ring.seg);
-        h.space.wake_all();
+        self.ring.hdr().close(&self.ring.seg, RECEIVER);
     }
 }
 
 impl<T: Pod> fmt::Debug for Receiver<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("spsc::Receiver")
-            .field("segment", &self.ring.seg)
-            .field("capacity", &self.ring.cap)
-            .field("position", &self.pos)
-            .finish()
+        let ring = &self.ring;
+        fmt_endpoint(
+            f,
+            "spsc::Receiver",
+            &ring.seg,
+            ring.cap,
+            "position",
+            self.pos,
+        )
     }
 }
 
@@ -723,27 +725,11 @@ impl<T: Pod> ReadChunk<'_, T> {
     /// Releases the first `n` messages (at most the chunk's length).
     pub fn commit(self, n: usize) {
         let n = n.min(self.len);
-        let cap = self.rx.ring.cap;
         for _ in 0..n {
-            let pos = self.rx.pos;
-            // Release: as in `release`.
-            self.rx
-                .ring
-                .slot(pos)
-                .stamp
-                .store(pos.wrapping_add(cap), Ordering::Release);
-            self.rx.pos = pos.wrapping_add(1);
-            failpoint!("spsc.released");
+            self.rx.stamp_released();
         }
         if n > 0 {
-            // Relaxed: see `release`.
-            self.rx
-                .ring
-                .hdr()
-                .head
-                .0
-                .store(self.rx.pos, Ordering::Relaxed);
-            self.rx.ring.hdr().space.notify();
+            self.rx.announce();
         }
     }
 

@@ -10,18 +10,11 @@ use std::ptr::NonNull;
 
 use bytemuck::Pod;
 
+use super::super::typed::{self, Shape, Slot};
 use super::super::Header;
 use super::MAX_CAPACITY;
 use crate::error::{Error, Result};
-use crate::primitive::AtomicU64;
-use crate::segment::{CreationMode, Kind, Layout, Options, Segment};
-
-/// A slot: its stamp and its value, side by side.
-#[repr(C)]
-pub(super) struct Slot<T> {
-    pub(super) stamp: AtomicU64,
-    pub(super) value: std::cell::UnsafeCell<T>,
-}
+use crate::segment::{CreationMode, Kind, Options, Segment};
 
 pub(super) fn body_len<T>(cap: u64) -> Option<u64> {
     // With one slot, "published for pos" (pos + 1) and "free for the next position"
@@ -54,51 +47,19 @@ impl<T: Pod> Ring<T> {
         capacity: usize,
         opts: &Options,
     ) -> Result<Self> {
-        if std::mem::align_of::<T>() > 128 {
-            return Err(Error::InvalidArgument(
-                "channel elements aligned to more than 128 bytes are not supported".into(),
-            ));
-        }
-        let cap = capacity as u64;
-        if mode != CreationMode::Open && body_len::<T>(cap).is_none() {
-            return Err(Error::InvalidArgument(format!(
-                "capacity {capacity} must be a power of two between 2 and {MAX_CAPACITY}"
-            )));
-        }
-        let layout = Layout {
+        let shape = Shape {
             kind: Kind::Spsc,
-            elem_size: std::mem::size_of::<T>() as u64,
-            elem_align: std::mem::align_of::<T>() as u64,
-            capacity: cap,
             body_len: body_len::<T>,
+            bad_capacity: |c| {
+                format!("capacity {c} must be a power of two between 2 and {MAX_CAPACITY}")
+            },
         };
-        let init = |seg: &Segment| {
-            let base = seg.as_ptr();
-            // SAFETY: the body is 128-aligned and large enough for the header and `cap`
-            // slots (the layout says so); nobody else sees it before it is published.
-            unsafe {
-                (base as *mut Header).write(Header::new());
-                let slots = base.add(std::mem::size_of::<Header>()) as *mut Slot<T>;
-                for i in 0..seg.capacity() {
-                    // Value bytes stay zero (a valid `T`); the stamp says "free for i".
-                    std::ptr::addr_of_mut!((*slots.add(i as usize)).stamp).write(AtomicU64::new(i));
-                }
-            }
-            Ok(())
-        };
-        let seg = match name {
-            Some(n) => Segment::named(n, mode, layout, opts, init)?,
-            None => Segment::anon(layout, init)?,
-        };
-        let cap = seg.capacity();
-        let base = seg.as_ptr();
-        // SAFETY: validated: the body holds the header and `cap` slots.
-        let slots = unsafe { base.add(std::mem::size_of::<Header>()) } as *mut Slot<T>;
+        let m = typed::map::<T, Header>(name, mode, capacity, opts, shape, Header::new)?;
         Ok(Ring {
-            hdr: NonNull::new(base as *mut Header).expect("mapping is not null"),
-            slots: NonNull::new(slots).expect("mapping is not null"),
-            cap,
-            seg,
+            cap: m.seg.capacity(),
+            hdr: m.hdr,
+            slots: m.slots,
+            seg: m.seg,
         })
     }
 
@@ -121,15 +82,6 @@ impl<T: Pod> Ring<T> {
     }
 
     pub(super) fn claim(&self, end: usize, role: &str) -> Result<()> {
-        if self.hdr().ends.0[end].claim(&self.seg)? {
-            Ok(())
-        } else {
-            Err(Error::Busy {
-                what: format!(
-                    "the {role} of channel `{}`",
-                    self.seg.name().unwrap_or("(anonymous)")
-                ),
-            })
-        }
+        self.hdr().claim(&self.seg, end, role, "channel")
     }
 }
