@@ -66,6 +66,12 @@ pub use sync::{
 pub use sync::{ReentrantMutex, ReentrantMutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use value::{AtomicPod, RawValue, Value};
 
+/// The byte layout of the shared structures, for shmkit's own tests and fuzz targets: not
+/// part of the stable API.
+#[doc(hidden)]
+#[path = "layout.rs"]
+pub mod __layout;
+
 /// Support for shmkit's own benchmarks and tests: not part of the stable API.
 #[doc(hidden)]
 pub mod __private {

@@ -221,12 +221,14 @@ fn a_corrupted_length_word_is_an_error_not_ub() {
         .write(true)
         .open(format!("/dev/shm/shmkit.{name}"))
         .unwrap();
-    // Segment header (128) + channel header (640); the first record's length word is at +8.
-    file.write_at(&(1u64 << 40).to_le_bytes(), 128 + 640 + 8)
+    use shmkit::__layout::{frames as layout, pair, segment};
+    // Segment header + channel header; then the first record, with its length word.
+    let len_word = (segment::SIZE + pair::SIZE + layout::LEN) as u64;
+    file.write_at(&(1u64 << 40).to_le_bytes(), len_word)
         .unwrap();
     assert!(matches!(rx.try_recv(), Err(Error::Corrupt { .. })));
     // A padding record that does not reach the end of the ring.
-    file.write_at(&((1u64 << 63) | 48).to_le_bytes(), 128 + 640 + 8)
+    file.write_at(&(layout::PAD | 48).to_le_bytes(), len_word)
         .unwrap();
     assert!(matches!(
         rx.recv_timeout(PATIENCE),

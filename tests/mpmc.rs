@@ -702,13 +702,13 @@ fn registrations_are_bounded_and_layouts_checked() {
 
 #[test]
 fn corrupted_stamps_and_positions_are_errors_not_hangs() {
+    use shmkit::__layout::{mpmc as layout, segment, slot};
     use std::os::unix::fs::FileExt;
-    // Segment header (128), then the queue header: tail, head, two signals, the lost
-    // counter, 2 x 64 registrations, each on a 128-byte line; then the slots (16 bytes
-    // each for u64: stamp, value).
-    const TAIL: u64 = 128;
-    const HEAD: u64 = 128 + 128;
-    const SLOT0: u64 = 128 + (5 + 2 * 64) * 128;
+    // Segment header, then the queue header (tail, head, two signals, the lost counter,
+    // the registrations), then the slots (stamp, value).
+    const TAIL: u64 = (segment::SIZE + layout::TAIL) as u64;
+    const HEAD: u64 = (segment::SIZE + layout::HEAD) as u64;
+    const SLOT0: u64 = (segment::SIZE + layout::SIZE + slot::STAMP) as u64;
     let names = Names::new("mpmc_corrupt");
     let name = names.name("q");
     let mut rx = mpmc::Receiver::<u64>::create(&name, 8).unwrap();

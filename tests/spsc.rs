@@ -273,8 +273,9 @@ fn corrupted_stamps_and_positions_are_errors_not_hangs() {
         .write(true)
         .open(format!("/dev/shm/shmkit.{name}"))
         .unwrap();
-    // Segment header (128) + channel header (640); slot 0's stamp is its first word.
-    let slot0 = 128 + 640;
+    use shmkit::__layout::{pair, segment, slot};
+    // Segment header + channel header; then slot 0, whose stamp is at `slot::STAMP`.
+    let slot0 = (segment::SIZE + pair::SIZE + slot::STAMP) as u64;
     file.write_at(&0xdead_beef_u64.to_le_bytes(), slot0)
         .unwrap();
     assert!(matches!(rx.try_recv(), Err(Error::Corrupt { .. })));
@@ -294,7 +295,8 @@ fn corrupted_stamps_and_positions_are_errors_not_hangs() {
     assert!(it.next().is_none());
     // A corrupt published tail is caught when a new sender attaches.
     drop(tx);
-    file.write_at(&u64::MAX.to_le_bytes(), 128 + 128).unwrap();
+    let tail = (segment::SIZE + pair::TAIL) as u64;
+    file.write_at(&u64::MAX.to_le_bytes(), tail).unwrap();
     assert!(matches!(
         spsc::Sender::<u64>::open(&name),
         Err(Error::Corrupt { .. })

@@ -29,7 +29,7 @@ use shmkit_fuzz::{
     install_cleanup_hook, mpmc as mlayout, pair, poke64, unique_name, Mapping, NameGuard,
 };
 
-const SLOT: usize = 16;
+const SLOT: usize = shmkit_fuzz::SLOT_U64;
 /// Endpoints of each side of the mpmc queue.
 const ENDS: usize = 3;
 

@@ -14,8 +14,7 @@ use shmkit_fuzz::{
     Scribbler,
 };
 
-/// Size of one `Slot<u64>`: stamp then value.
-const SLOT: usize = 16;
+const SLOT: usize = shmkit_fuzz::SLOT_U64;
 /// Endpoints of each side this target juggles.
 const ENDS: usize = 3;
 

@@ -16,6 +16,7 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
+use shmkit::__layout::segment as seg;
 use shmkit::{
     frames, mpmc, spsc, Array, Barrier, BoundedSemaphore, Condvar, Event, Mutex, Options, RawArray,
     RawValue, ReentrantMutex, RwLock, Segment, Semaphore, Value,
@@ -51,14 +52,14 @@ fuzz_target!(|data: &[u8]| {
     let mut len = bytes.len() as u64;
     if bytes.len() >= HEADER_SIZE {
         if flags & 2 != 0 {
-            put_u64(&mut bytes, 0, MAGIC);
-            put_u32(&mut bytes, 8, 1);
-            put_u32(&mut bytes, 12, HEADER_SIZE as u32);
+            put_u64(&mut bytes, seg::MAGIC, MAGIC);
+            put_u32(&mut bytes, seg::VERSION, 1);
+            put_u32(&mut bytes, seg::HEADER_SIZE, HEADER_SIZE as u32);
         }
         if flags & 4 != 0 {
-            put_u32(&mut bytes, 20, 2);
+            put_u32(&mut bytes, seg::STATE, 2);
         }
-        let total = get_u64(&bytes, 56);
+        let total = get_u64(&bytes, seg::TOTAL_LEN);
         if flags & 1 != 0 && total >= len && total <= MAX_FILE {
             len = total;
         }

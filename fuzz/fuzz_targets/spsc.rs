@@ -12,8 +12,7 @@ use shmkit_fuzz::{
     install_cleanup_hook, micros, pair, peek64, unique_name, Mapping, NameGuard, Poke, Scribbler,
 };
 
-/// Size of one `Slot<u64>`: stamp then value.
-const SLOT: usize = 16;
+const SLOT: usize = shmkit_fuzz::SLOT_U64;
 
 #[derive(Arbitrary, Debug)]
 enum Act {

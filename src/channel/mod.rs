@@ -32,6 +32,7 @@
 
 mod error;
 pub mod frames;
+pub(crate) mod layout;
 pub mod mpmc;
 pub(crate) mod pipe;
 pub mod spsc;

@@ -50,7 +50,7 @@
 //! [`Error::Corrupt`]: crate::Error::Corrupt
 
 mod endpoints;
-mod ring;
+pub(in crate::channel) mod ring;
 
 pub use endpoints::{Frame, FrameLoan, Receiver, Sender};
 

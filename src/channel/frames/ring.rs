@@ -16,11 +16,15 @@ use crate::primitive::{AtomicU64, Ordering};
 use crate::segment::{CreationMode, Kind, Layout, Options, Segment};
 
 /// Size of a record header.
-pub(super) const REC_HDR: u64 = 16;
+pub(in crate::channel) const REC_HDR: u64 = 16;
 /// Records start at multiples of this.
-pub(super) const ALIGN: u64 = 16;
+pub(in crate::channel) const ALIGN: u64 = 16;
+/// Offset of the stamp word in a record.
+pub(in crate::channel) const STAMP_AT: usize = 0;
+/// Offset of the length word in a record.
+pub(in crate::channel) const LEN_AT: usize = 8;
 /// Marks a padding record in the length word.
-pub(super) const PAD: u64 = 1 << 63;
+pub(in crate::channel) const PAD: u64 = 1 << 63;
 pub(super) fn body_len(cap: u64) -> Option<u64> {
     if !(MIN_CAPACITY..=MAX_CAPACITY).contains(&cap) || !cap.is_power_of_two() {
         return None;
@@ -127,14 +131,18 @@ impl Ring {
     pub(super) fn stamp(&self, pos: u64) -> &AtomicU64 {
         // SAFETY: `offset(pos)` is a multiple of 16 below `cap`, so the word is inside the
         // data area and 8-aligned (the area starts 128-aligned).
-        unsafe { &*(self.data.as_ptr().add(self.offset(pos) as usize) as *const AtomicU64) }
+        unsafe {
+            &*(self.data.as_ptr().add(self.offset(pos) as usize + STAMP_AT) as *const AtomicU64)
+        }
     }
 
     /// The length word of the record at `pos`.
     #[cfg(not(loom))]
     pub(super) fn len_word(&self, pos: u64) -> &AtomicU64 {
         // SAFETY: as in `stamp`, 8 bytes further: still inside (records are 16 bytes min).
-        unsafe { &*(self.data.as_ptr().add(self.offset(pos) as usize + 8) as *const AtomicU64) }
+        unsafe {
+            &*(self.data.as_ptr().add(self.offset(pos) as usize + LEN_AT) as *const AtomicU64)
+        }
     }
 
     #[cfg(loom)]

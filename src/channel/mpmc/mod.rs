@@ -132,7 +132,7 @@
 
 mod endpoints;
 mod recovery;
-mod ring;
+pub(in crate::channel) mod ring;
 
 pub use super::SendError;
 pub use endpoints::{Loan, Receiver, RecvGuard, Sender};

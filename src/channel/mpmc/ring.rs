@@ -19,7 +19,7 @@ use crate::primitive::{AtomicU64, Ordering};
 use crate::segment::{CreationMode, Kind, Options, Segment};
 
 /// The pending word of an endpoint that claims nothing.
-pub(super) const IDLE: u64 = u64::MAX;
+pub(in crate::channel) const IDLE: u64 = u64::MAX;
 /// The most rounds one poll makes when positions move under it (lost CAS races, stale
 /// copies); after that it reports "not now" and the caller's wait loop polls again.
 const RETRIES: usize = 1024;
@@ -27,27 +27,27 @@ const RETRIES: usize = 1024;
 /// One endpoint's registration: its liveness slot and the position it claims.
 #[derive(Debug)]
 #[repr(C)]
-pub(super) struct Registration {
-    pub(super) end: EndpointSlot,
+pub(in crate::channel) struct Registration {
+    pub(in crate::channel) end: EndpointSlot,
     /// [`IDLE`], or the position this endpoint is claiming or holds (see the module docs).
-    pub(super) pending: AtomicU64,
+    pub(in crate::channel) pending: AtomicU64,
 }
 
 /// The queue header. Hot words each on their own 128-byte line.
 #[repr(C)]
-pub(super) struct Header {
+pub(in crate::channel) struct Header {
     /// The next position to claim for sending. Only grows (CAS).
-    pub(super) tail: Line<AtomicU64>,
+    pub(in crate::channel) tail: Line<AtomicU64>,
     /// The next position to claim for receiving. Only grows (CAS).
-    pub(super) head: Line<AtomicU64>,
+    pub(in crate::channel) head: Line<AtomicU64>,
     /// Receivers sleep here when the queue is empty.
-    pub(super) data: Signal,
+    pub(in crate::channel) data: Signal,
     /// Senders sleep here when the queue is full.
-    pub(super) space: Signal,
+    pub(in crate::channel) space: Signal,
     /// Messages lost to dead endpoints: skipped claims and released holds.
-    pub(super) lost: Line<AtomicU64>,
-    pub(super) senders: [Line<Registration>; MAX_ENDPOINTS],
-    pub(super) receivers: [Line<Registration>; MAX_ENDPOINTS],
+    pub(in crate::channel) lost: Line<AtomicU64>,
+    pub(in crate::channel) senders: [Line<Registration>; MAX_ENDPOINTS],
+    pub(in crate::channel) receivers: [Line<Registration>; MAX_ENDPOINTS],
 }
 
 #[cfg(not(loom))]
