@@ -3,8 +3,8 @@
 //! `size_of`), so that code writing into a segment by hand (a hostile peer, a fuzzer, a
 //! test that forges a counter) never copies an offset that could drift.
 //!
-//! Offsets in [`segment`] are from the start of the file; all others are from the start of
-//! the body, which follows the segment header ([`segment::SIZE`] bytes).
+//! Offsets in `segment` are from the start of the file; all others are from the start of
+//! the body, which follows the segment header (`segment::SIZE` bytes).
 
 pub use crate::channel::layout::{frames, mpmc, pair, slot};
 
