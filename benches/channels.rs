@@ -629,16 +629,16 @@ impl<const W: usize, const BUSY: bool> Transport for Spsc<W, BUSY> {
     fn send(&mut self, msg: &[u8]) -> Res<()> {
         let mut slot = self.tx.loan()?;
         bytemuck::bytes_of_mut(&mut *slot)[..msg.len()].copy_from_slice(msg);
-        slot.commit();
+        slot.commit()?;
         Ok(())
     }
 
     fn recv<R>(&mut self, deadline: Option<Instant>, f: impl FnOnce(&[u8]) -> R) -> Res<Option<R>> {
         let got = match deadline {
-            None => self.rx.recv(),
+            None => self.rx.recv_ref(),
             Some(d) => self
                 .rx
-                .recv_timeout(d.saturating_duration_since(Instant::now())),
+                .recv_ref_timeout(d.saturating_duration_since(Instant::now())),
         };
         match got {
             Ok(g) => Ok(Some(f(bytemuck::bytes_of(&*g)))),
@@ -678,10 +678,10 @@ impl<const W: usize> Transport for Mpmc<W> {
 
     fn recv<R>(&mut self, deadline: Option<Instant>, f: impl FnOnce(&[u8]) -> R) -> Res<Option<R>> {
         let got = match deadline {
-            None => self.rx.recv(),
+            None => self.rx.recv_ref(),
             Some(d) => self
                 .rx
-                .recv_timeout(d.saturating_duration_since(Instant::now())),
+                .recv_ref_timeout(d.saturating_duration_since(Instant::now())),
         };
         match got {
             Ok(g) => Ok(Some(f(bytemuck::bytes_of(&*g)))),
@@ -722,10 +722,10 @@ impl Transport for Frames {
 
     fn recv<R>(&mut self, deadline: Option<Instant>, f: impl FnOnce(&[u8]) -> R) -> Res<Option<R>> {
         let got = match deadline {
-            None => self.rx.recv(),
+            None => self.rx.recv_ref(),
             Some(d) => self
                 .rx
-                .recv_timeout(d.saturating_duration_since(Instant::now())),
+                .recv_ref_timeout(d.saturating_duration_since(Instant::now())),
         };
         match got {
             Ok(frame) => Ok(Some(f(&frame))),

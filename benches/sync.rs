@@ -145,7 +145,7 @@ fn child(role: &str) {
             let mut rx = frames::Receiver::open(&name).unwrap();
             let mut ack = spsc::Sender::<u64>::open(&format!("{name}.ack")).unwrap();
             loop {
-                let f = match rx.recv() {
+                let f = match rx.recv_ref() {
                     Ok(f) => f,
                     Err(_) => return, // the bench closed the channel
                 };
@@ -449,10 +449,10 @@ fn float_channel(c: &mut Criterion) {
             for _ in 0..iters {
                 let mut loan = tx.loan(FLOATS * 8).unwrap();
                 loan.as_mut_slice::<f64>().unwrap().copy_from_slice(&msg);
-                loan.commit();
+                loan.commit().unwrap();
             }
             tx.send(&[0u8; 8]).unwrap(); // end of batch: wait until all were summed
-            let _ = ack.recv_copy().unwrap();
+            let _ = ack.recv().unwrap();
             start.elapsed()
         })
     });

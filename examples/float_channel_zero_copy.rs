@@ -31,7 +31,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             for (k, x) in loan.as_mut_slice::<f64>()?.iter_mut().enumerate() {
                 *x = value(i, k);
             }
-            loan.commit();
+            loan.commit()?;
         }
         return Ok(());
     }
@@ -43,7 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .args(["sender", &name])
         .spawn()?;
     for i in 0..MESSAGES {
-        let frame = rx.recv()?;
+        let frame = rx.recv_ref()?; // in place: zero copies
         let floats = frame.as_slice::<f64>()?;
         let ok = floats.len() == LEN && floats.iter().enumerate().all(|(k, &x)| x == value(i, k));
         assert!(ok, "message {i} arrived damaged");

@@ -39,7 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut rx = mpmc::Receiver::<u64>::open(&args[2])?;
             let (mut count, mut sum) = (0u64, 0u64);
             loop {
-                let v = rx.recv_copy()?;
+                let v = rx.recv()?;
                 if v == SENTINEL {
                     break;
                 }
@@ -59,7 +59,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut producer = Command::new(&exe).args(["spsc-producer", &name]).spawn()?;
             let mut expected = 0;
             loop {
-                let v = rx.recv_copy()?;
+                let v = rx.recv()?;
                 if v == SENTINEL {
                     break;
                 }

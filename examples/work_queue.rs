@@ -28,7 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut tasks = mpmc::Receiver::<u64>::open(tasks)?;
         let mut results = mpmc::Sender::<[u64; 2]>::open(results)?;
         loop {
-            let n = tasks.recv_copy()?;
+            let n = tasks.recv()?;
             if n == STOP {
                 return Ok(());
             }
@@ -58,7 +58,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Err(e) => return Err(e.error.into()),
             }
         }
-        let [n, r] = results.recv_copy()?;
+        let [n, r] = results.recv()?;
         assert_eq!(r, work(n));
         assert!(
             !std::mem::replace(&mut done[n as usize], true),

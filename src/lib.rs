@@ -111,7 +111,7 @@ mod value;
 pub use admin::{clean, inspect, list, unlink, CleanMode, Inspection, SegmentInfo};
 pub use array::{Array, RawArray};
 pub use channel::pipe::Pipe;
-pub use channel::{frames, mpmc, spsc, WaitStrategy};
+pub use channel::{frames, mpmc, spsc, SendError, WaitStrategy};
 pub use error::{Error, LockError, LockResult, Result};
 pub use segment::{CreationMode, Kind, Options, Segment, MAX_NAME_LEN};
 pub use sync::{
@@ -124,6 +124,12 @@ pub use value::{AtomicPod, RawValue, Value};
 /// The crate shmkit's payload traits come from, re-exported: derive `Pod` and `Zeroable`
 /// for your own types with `#[bytemuck(crate = "shmkit::bytemuck")]` (see the crate docs).
 pub use bytemuck;
+
+/// The byte layout of the shared structures, for shmkit's own tests and fuzz targets: not
+/// part of the stable API.
+#[doc(hidden)]
+#[path = "layout.rs"]
+pub mod __layout;
 
 /// Support for shmkit's own benchmarks and tests: not part of the stable API.
 #[doc(hidden)]

@@ -45,6 +45,42 @@ impl<'a> At<'a> {
         }
     }
 
+    /// The name; `None` for an anonymous object.
+    #[cfg(loom)]
+    pub(crate) fn name(&self) -> Option<&'a str> {
+        self.name
+    }
+
+    /// What to do about the name.
+    pub(crate) fn mode(&self) -> CreationMode {
+        self.mode
+    }
+
+    /// Creates the object's segment (named or anonymous, as `self` says) with `layout`;
+    /// `init` initialises a new body before anybody else can see it. Checks that an
+    /// existing object found by `open_or_create` has the capacity asked for.
+    pub(crate) fn segment(
+        &self,
+        layout: Layout,
+        init: impl Fn(&Segment) -> Result<()>,
+    ) -> Result<Segment> {
+        let seg = match self.name {
+            Some(name) => Segment::named(name, self.mode, layout, self.opts, init)?,
+            None => Segment::anon(layout, init)?,
+        };
+        let (cap, asked) = (seg.capacity(), layout.capacity);
+        if self.mode == CreationMode::OpenOrCreate && cap != asked {
+            return Err(Error::LayoutMismatch {
+                name: seg.name().unwrap_or_default().to_owned(),
+                what: format!(
+                    "it exists with capacity {cap}, not the {asked} asked for (use `open` to \
+                     take whatever capacity it has)"
+                ),
+            });
+        }
+        Ok(seg)
+    }
+
     /// A new anonymous object.
     pub(crate) fn anonymous() -> Self {
         const DEFAULT: Options = Options::new();
@@ -62,7 +98,8 @@ pub(crate) enum Len {
     /// Always exactly this many (a `Value` holds one `T`): anything else on open is corrupt.
     Exactly(u64),
     /// This many when created. `open` takes whatever the segment has; `open_or_create`
-    /// that finds the object existing requires the same (otherwise `LayoutMismatch`).
+    /// that finds the object existing requires the same (otherwise `LayoutMismatch`, see
+    /// [`At::segment`]).
     Create(u64),
 }
 
@@ -159,28 +196,15 @@ impl<H: Sync, T: bytemuck::Pod> Body<H, T> {
             }
             Ok(())
         };
-        let seg = match at.name {
-            Some(name) => Segment::named(name, at.mode, layout, at.opts, init)?,
-            None => Segment::anon(layout, init)?,
-        };
-        let cap = seg.capacity();
-        match len {
-            Len::Exactly(n) if cap != n => {
+        let seg = at.segment(layout, init)?;
+        if let Len::Exactly(n) = len {
+            let cap = seg.capacity();
+            if cap != n {
                 return Err(Error::corrupt(format!(
                     "a {} segment must have capacity {n}, this one has {cap}",
                     kind.as_str()
                 )));
             }
-            Len::Create(n) if at.mode == CreationMode::OpenOrCreate && cap != n => {
-                return Err(Error::LayoutMismatch {
-                    name: seg.name().unwrap_or_default().to_owned(),
-                    what: format!(
-                        "it exists with length {cap}, not the {n} asked for (use `open` to take \
-                         whatever length it has)"
-                    ),
-                });
-            }
-            _ => {}
         }
         let (head, data, len) = Self::pointers(&seg)?;
         Ok(Body {
@@ -258,28 +282,32 @@ fn body_len<H, T>(cap: u64) -> Option<u64> {
 /// - `constructors!("event")`: objects without an initial argument (`build` takes `()`).
 macro_rules! constructors {
     ($what:literal, $init:ident: $ty:ty, open: $open:expr) => {
-        #[doc = concat!("Creates the ", $what, " `name` from `", stringify!($init), "`; fails with [`Error::AlreadyExists`](crate::Error::AlreadyExists) if the name exists.")]
-        pub fn create(name: &str, $init: $ty) -> $crate::Result<Self> {
-            Self::with_options(name, $crate::CreationMode::Create, $init, &$crate::Options::new())
-        }
-
-        #[doc = concat!("Opens the existing ", $what, " `name`, checking its kind and element type; [`Error::NotFound`](crate::Error::NotFound) if there is none.")]
-        pub fn open(name: &str) -> $crate::Result<Self> {
-            let opts = $crate::Options::new();
-            Self::build($crate::object::At::named(name, $crate::CreationMode::Open, &opts), $open)
-        }
-
-        #[doc = concat!("Opens the ", $what, " `name`, or creates it from `", stringify!($init), "`. Of racing processes exactly one creates it (`is_creator()` tells which); an existing one whose size differs from the one asked for is [`Error::LayoutMismatch`](crate::Error::LayoutMismatch).")]
-        pub fn open_or_create(name: &str, $init: $ty) -> $crate::Result<Self> {
-            Self::with_options(name, $crate::CreationMode::OpenOrCreate, $init, &$crate::Options::new())
-        }
+        $crate::object::constructors!(@named $what, $init: $ty, open: $open, "");
 
         #[doc = concat!("Creates an anonymous ", $what, " from `", stringify!($init), "`: it has no name, and a child created with `fork` shares it.")]
         pub fn anonymous($init: $ty) -> $crate::Result<Self> {
             Self::build($crate::object::At::anonymous(), $init.into())
         }
+    };
+    // Named objects only (channel endpoints); `$note` is appended to each doc.
+    (@named $what:literal, $init:ident: $ty:ty, open: $open:expr, $note:literal) => {
+        #[doc = concat!("Creates the ", $what, " `name` from `", stringify!($init), "`; fails with [`Error::AlreadyExists`](crate::Error::AlreadyExists) if the name exists.", $note)]
+        pub fn create(name: &str, $init: $ty) -> $crate::Result<Self> {
+            Self::with_options(name, $crate::CreationMode::Create, $init, &$crate::Options::new())
+        }
 
-        #[doc = concat!("Creates and/or opens the ", $what, " `name` as `mode` says, with `opts` (mode bits, keep, trust); `", stringify!($init), "` is used only if it is created.")]
+        #[doc = concat!("Opens the existing ", $what, " `name`, checking its kind and element type; [`Error::NotFound`](crate::Error::NotFound) if there is none.", $note)]
+        pub fn open(name: &str) -> $crate::Result<Self> {
+            let opts = $crate::Options::new();
+            Self::build($crate::object::At::named(name, $crate::CreationMode::Open, &opts), $open)
+        }
+
+        #[doc = concat!("Opens the ", $what, " `name`, or creates it from `", stringify!($init), "`. Of racing processes exactly one creates it (`is_creator()` tells which); an existing one whose size differs from the one asked for is [`Error::LayoutMismatch`](crate::Error::LayoutMismatch).", $note)]
+        pub fn open_or_create(name: &str, $init: $ty) -> $crate::Result<Self> {
+            Self::with_options(name, $crate::CreationMode::OpenOrCreate, $init, &$crate::Options::new())
+        }
+
+        #[doc = concat!("Creates and/or opens the ", $what, " `name` as `mode` says, with `opts` (mode bits, keep, trust); `", stringify!($init), "` is used only if it is created.", $note)]
         pub fn with_options(
             name: &str,
             mode: $crate::CreationMode,

@@ -66,19 +66,20 @@ fn sending_receiving_and_locking_allocate_nothing() {
         tx.send(i).unwrap();
         let mut slot = tx.loan().unwrap();
         *slot = i + 1;
-        slot.commit();
-        assert_eq!(*rx.recv().unwrap(), i);
-        assert_eq!(*rx.try_recv().unwrap(), i + 1);
+        slot.commit().unwrap();
+        assert_eq!(rx.recv().unwrap(), i); // a copy
+        assert_eq!(*rx.try_recv_ref().unwrap(), i + 1); // in place
         ftx.send(&payload).unwrap();
         let mut loan = ftx.loan(8).unwrap();
         loan.copy_from_slice(&i.to_le_bytes());
-        loan.commit();
-        assert_eq!(frx.recv().unwrap().len(), 100);
-        assert_eq!(frx.try_recv().unwrap().len(), 8);
+        loan.commit().unwrap();
+        // In place: the owned `recv` of a frame returns a `Vec`, which allocates.
+        assert_eq!(frx.recv_ref().unwrap().len(), 100);
+        assert_eq!(frx.try_recv_ref().unwrap().len(), 8);
         mtx.send(i).unwrap();
-        assert_eq!(*mrx.recv().unwrap(), i);
+        assert_eq!(mrx.recv().unwrap(), i);
         mtx.try_send(i).unwrap();
-        assert_eq!(*mrx.try_recv().unwrap(), i);
+        assert_eq!(*mrx.try_recv_ref().unwrap(), i);
         *m.lock().unwrap() += 1;
         sem.release().unwrap();
         sem.acquire().unwrap();

@@ -60,7 +60,7 @@ fn random_sender() {
         } else {
             let mut loan = tx.loan(f.len()).unwrap();
             loan.copy_from_slice(&f);
-            loan.commit();
+            loan.commit().unwrap();
         }
     }
 }
@@ -110,7 +110,7 @@ fn die_sending() {
         }
         "after_commit" => {
             loan.copy_from_slice(&f);
-            loan.commit();
+            loan.commit().unwrap();
             die_now();
         }
         other => panic!("unknown step {other}"),
@@ -153,7 +153,7 @@ fn a_producer_killed_at_each_step_delivers_every_committed_frame_and_nothing_tor
         // A new sender attaches and continues.
         let mut tx = frames::Sender::open(&name).unwrap();
         tx.send(b"again").unwrap();
-        assert_eq!(&*rx.recv().unwrap(), b"again");
+        assert_eq!(&rx.recv().unwrap(), b"again");
     }
 }
 
@@ -172,7 +172,7 @@ fn oversized_frames_are_refused_at_send_and_views_are_typed() {
     tx.send(&vec![7; tx.max_frame()]).unwrap();
     assert_eq!(rx.recv().unwrap().len(), 992);
     tx.send_slice(&[1.0f64, 2.0, 3.0]).unwrap();
-    let f = rx.recv().unwrap();
+    let f = rx.recv_ref().unwrap();
     assert_eq!(f.as_slice::<f64>().unwrap(), &[1.0, 2.0, 3.0]);
     assert!(f.as_slice::<[u8; 7]>().is_err());
     drop(f);
@@ -204,7 +204,7 @@ fn try_and_timeout_forms_do_not_block() {
         Err(Error::Timeout)
     ));
     for _ in 0..sent {
-        assert_eq!(rx.recv_vec().unwrap(), vec![1; 40]);
+        assert_eq!(rx.recv().unwrap(), vec![1; 40]);
     }
     assert!(rx.is_empty());
 }
@@ -221,12 +221,14 @@ fn a_corrupted_length_word_is_an_error_not_ub() {
         .write(true)
         .open(format!("/dev/shm/shmkit.{name}"))
         .unwrap();
-    // Segment header (128) + channel header (640); the first record's length word is at +8.
-    file.write_at(&(1u64 << 40).to_le_bytes(), 128 + 640 + 8)
+    use shmkit::__layout::{frames as layout, pair, segment};
+    // Segment header + channel header; then the first record, with its length word.
+    let len_word = (segment::SIZE + pair::SIZE + layout::LEN) as u64;
+    file.write_at(&(1u64 << 40).to_le_bytes(), len_word)
         .unwrap();
     assert!(matches!(rx.try_recv(), Err(Error::Corrupt { .. })));
     // A padding record that does not reach the end of the ring.
-    file.write_at(&((1u64 << 63) | 48).to_le_bytes(), 128 + 640 + 8)
+    file.write_at(&(layout::PAD | 48).to_le_bytes(), len_word)
         .unwrap();
     assert!(matches!(
         rx.recv_timeout(PATIENCE),

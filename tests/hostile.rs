@@ -251,16 +251,19 @@ const ATTACK: Duration = Duration::from_millis(1200);
 /// How long every blocking call of the sender and the receiver may wait.
 const SLICE: Duration = Duration::from_millis(20);
 
-/// Segment header, then the channel header.
-const SEG_HDR: usize = 128;
-/// The header of spsc and frames: the endpoint line, `tail`, `head`, two wake words; each
-/// on its own 128-byte line.
-const PAIR_HDR: usize = 5 * 128;
-/// The mpmc header: `tail`, `head`, two wake words, `lost`, then 64 sender and 64 receiver
-/// registrations, each on its own 128-byte line.
-const MPMC_HDR: usize = (5 + 2 * mpmc::MAX_ENDPOINTS) * 128;
+// The real layouts (computed from the structs), so that the attacked words are the real
+// ones: segment header, then the channel header (each hot word on its own line), then the
+// ring.
+use shmkit::__layout::{mpmc as mpmc_layout, pair, segment as seg_layout, slot};
+/// The segment header; the channel header follows.
+const SEG_HDR: usize = seg_layout::SIZE;
+/// The header of spsc and frames: the endpoint line, `tail`, `head`, two wake words.
+const PAIR_HDR: usize = pair::SIZE;
+/// The mpmc header: `tail`, `head`, two wake words, `lost`, then the sender and receiver
+/// registrations.
+const MPMC_HDR: usize = mpmc_layout::SIZE;
 /// A slot of spsc and mpmc: the stamp, then the message.
-const SLOT: usize = 8 + std::mem::size_of::<Msg>();
+const SLOT: usize = slot::size::<Msg>();
 /// Frame records in the hostile test are all 64 bytes (16-byte header, payloads of 33 to
 /// 48 bytes padded to 48), so record headers are always at multiples of 64 and never in
 /// a payload: the writer hits only control words.
@@ -311,41 +314,47 @@ fn control_words(kind: &str) -> Vec<Word> {
         "spsc" | "frames" => {
             // Endpoint slots [sender, receiver]: token, pid, ever (u32 each).
             for end in 0..2 {
-                w.push(token(b + end * 12));
-                w.push(narrow(b + end * 12 + 4));
-                w.push(narrow(b + end * 12 + 8));
+                let e = b + pair::ENDS + end * pair::END_SIZE;
+                w.push(token(e + pair::END_TOKEN));
+                w.push(narrow(e + pair::END_PID));
+                w.push(narrow(e + pair::END_EVER));
             }
-            w.push(wide(b + 128)); // tail
-            w.push(wide(b + 256)); // head
-            w.push(narrow(b + 384)); // data wake word
-            w.push(narrow(b + 512)); // space wake word
+            w.push(wide(b + pair::TAIL));
+            w.push(wide(b + pair::HEAD));
+            w.push(narrow(b + pair::DATA)); // wake word
+            w.push(narrow(b + pair::SPACE)); // wake word
             let data = b + PAIR_HDR;
             if kind == "spsc" {
-                w.extend((0..SPSC_CAP).map(|i| wide(data + i * SLOT))); // stamps
+                w.extend((0..SPSC_CAP).map(|i| wide(data + i * SLOT + slot::STAMP)));
             } else {
                 for r in 0..FRAMES_CAP / RECORD {
-                    w.push(wide(data + r * RECORD)); // stamp
-                    w.push(wide(data + r * RECORD + 8)); // length
+                    w.push(wide(data + r * RECORD + shmkit::__layout::frames::STAMP));
+                    w.push(wide(data + r * RECORD + shmkit::__layout::frames::LEN));
                 }
             }
         }
         "mpmc" => {
-            w.push(wide(b)); // tail
-            w.push(wide(b + 128)); // head
-            w.push(narrow(b + 256)); // data wake word
-            w.push(narrow(b + 384)); // space wake word
-            w.push(wide(b + 512)); // lost
-            let tables = [b + 5 * 128, b + (5 + mpmc::MAX_ENDPOINTS) * 128];
+            w.push(wide(b + mpmc_layout::TAIL));
+            w.push(wide(b + mpmc_layout::HEAD));
+            w.push(narrow(b + mpmc_layout::DATA)); // wake word
+            w.push(narrow(b + mpmc_layout::SPACE)); // wake word
+            w.push(wide(b + mpmc_layout::LOST));
+            let tables = [b + mpmc_layout::SENDERS, b + mpmc_layout::RECEIVERS];
             for table in tables {
                 // The registrations in use, and a few free ones.
                 for j in 0..4 {
-                    let reg = table + j * 128;
-                    w.extend([token(reg), narrow(reg + 4), narrow(reg + 8)]); // token, pid, ever
-                    w.push(wide(reg + 16)); // pending
+                    let reg = table + j * mpmc_layout::REG_SIZE;
+                    let e = reg + mpmc_layout::REG_END;
+                    w.extend([
+                        token(e + pair::END_TOKEN),
+                        narrow(e + pair::END_PID),
+                        narrow(e + pair::END_EVER),
+                    ]);
+                    w.push(wide(reg + mpmc_layout::PENDING));
                 }
             }
             let data = b + MPMC_HDR;
-            w.extend((0..MPMC_CAP).map(|i| wide(data + i * SLOT))); // stamps
+            w.extend((0..MPMC_CAP).map(|i| wide(data + i * SLOT + slot::STAMP)));
         }
         _ => panic!("unknown channel kind {kind}"),
     }
@@ -357,11 +366,15 @@ fn control_words(kind: &str) -> Vec<Word> {
 fn attach_words(kind: &str) -> (usize, usize, usize) {
     match kind {
         "mpmc" => (
-            SEG_HDR + 5 * 128,
-            SEG_HDR + (5 + mpmc::MAX_ENDPOINTS) * 128,
-            SEG_HDR,
+            SEG_HDR + mpmc_layout::SENDERS + mpmc_layout::REG_END + pair::END_TOKEN,
+            SEG_HDR + mpmc_layout::RECEIVERS + mpmc_layout::REG_END + pair::END_TOKEN,
+            SEG_HDR + mpmc_layout::TAIL,
         ),
-        _ => (SEG_HDR, SEG_HDR + 12, SEG_HDR + 128),
+        _ => (
+            SEG_HDR + pair::ENDS + pair::SENDER * pair::END_SIZE + pair::END_TOKEN,
+            SEG_HDR + pair::ENDS + pair::RECEIVER * pair::END_SIZE + pair::END_TOKEN,
+            SEG_HDR + pair::TAIL,
+        ),
     }
 }
 
@@ -393,8 +406,7 @@ impl Tx {
                     _ => {
                         let mut slot = tx.try_loan()?;
                         *slot = m;
-                        slot.commit();
-                        Ok(())
+                        slot.commit()
                     }
                 }
             }
@@ -415,8 +427,7 @@ impl Tx {
                     _ => {
                         let mut loan = tx.try_loan(len)?;
                         loan.copy_from_slice(bytes);
-                        loan.commit();
-                        Ok(())
+                        loan.commit()
                     }
                 }
             }
@@ -440,32 +451,57 @@ impl Rx {
         })
     }
 
-    /// Receives by a path chosen by `path` and hands the bytes to `f`; never waits longer
-    /// than `SLICE`.
+    /// Receives by a path chosen by `path` (timed or not, a copy or in place) and hands
+    /// the bytes to `f`; never waits longer than `SLICE`.
     fn recv(&mut self, path: u64, f: impl FnOnce(&[u8])) -> Result<(), Error> {
         let timed = path.is_multiple_of(2);
+        let copy = (path / 2).is_multiple_of(2);
         match self {
-            Rx::Spsc(rx) => {
-                let g = if timed {
+            Rx::Spsc(rx) if copy => {
+                let v = if timed {
                     rx.recv_timeout(SLICE)?
                 } else {
                     rx.try_recv()?
                 };
+                f(bytemuck::bytes_of(&v));
+            }
+            Rx::Spsc(rx) => {
+                let g = if timed {
+                    rx.recv_ref_timeout(SLICE)?
+                } else {
+                    rx.try_recv_ref()?
+                };
                 f(bytemuck::bytes_of(&*g));
+            }
+            Rx::Mpmc(rx) if copy => {
+                let v = if timed {
+                    rx.recv_timeout(SLICE)?
+                } else {
+                    rx.try_recv()?
+                };
+                f(bytemuck::bytes_of(&v));
             }
             Rx::Mpmc(rx) => {
                 let g = if timed {
+                    rx.recv_ref_timeout(SLICE)?
+                } else {
+                    rx.try_recv_ref()?
+                };
+                f(bytemuck::bytes_of(&*g));
+            }
+            Rx::Frames(rx) if copy => {
+                let v = if timed {
                     rx.recv_timeout(SLICE)?
                 } else {
                     rx.try_recv()?
                 };
-                f(bytemuck::bytes_of(&*g));
+                f(&v);
             }
             Rx::Frames(rx) => {
                 let frame = if timed {
-                    rx.recv_timeout(SLICE)?
+                    rx.recv_ref_timeout(SLICE)?
                 } else {
-                    rx.try_recv()?
+                    rx.try_recv_ref()?
                 };
                 f(&frame);
             }
@@ -820,7 +856,7 @@ fn truncate_under_a_peer() {
             let size = f.metadata().unwrap().len();
             f.set_len(match cut {
                 "zero" => 0,
-                "header" => 128,
+                "header" => seg_layout::SIZE as u64,
                 _ => size / 2,
             })
             .unwrap();
@@ -1176,8 +1212,8 @@ fn every_kind_gets_exactly_the_mode_asked_whatever_the_umask() {
 // Scenario 16: other format versions, header sizes, kinds and element layouts.
 
 /// Offsets in the fixed header prefix.
-const VERSION_AT: u64 = 8;
-const HEADER_SIZE_AT: u64 = 12;
+const VERSION_AT: u64 = seg_layout::VERSION as u64;
+const HEADER_SIZE_AT: u64 = seg_layout::HEADER_SIZE as u64;
 
 #[test]
 fn every_kind_refuses_another_format_version_or_header_size() {

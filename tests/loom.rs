@@ -191,7 +191,7 @@ fn spsc_ring_delivers_in_order_through_wrap_and_waits() {
             }
         });
         for i in 0..3 {
-            assert_eq!(*rx.recv().unwrap(), i);
+            assert_eq!(rx.recv().unwrap(), i);
         }
         t.join().unwrap();
     });
@@ -219,7 +219,7 @@ fn mpmc_queue_delivers_each_message_once() {
                     big(move || tx.send(p).unwrap())
                 })
                 .collect();
-            let mut got = [rx.recv_copy().unwrap(), rx.recv_copy().unwrap()];
+            let mut got = [rx.recv().unwrap(), rx.recv().unwrap()];
             got.sort();
             assert_eq!(got, [0, 1]);
             for t in ts {
@@ -248,7 +248,7 @@ fn frame_ring_delivers_whole_records_through_padding_and_waits() {
             }
         });
         for m in msgs {
-            assert_eq!(&*rx.recv().unwrap(), m);
+            assert_eq!(&rx.recv().unwrap(), m);
         }
         t.join().unwrap();
     });
@@ -322,7 +322,7 @@ macro_rules! typed_chan {
                 tx.send(v).map_err(Error::from)
             }
             fn recv_with(rx: &mut Self::Rx, seen: impl FnOnce(u64)) -> Result<(), Error> {
-                let g = rx.recv()?;
+                let g = rx.recv_ref()?;
                 seen(*g);
                 drop(g);
                 Ok(())
@@ -357,7 +357,7 @@ impl Chan for Frames {
         tx.send(&v.to_le_bytes())
     }
     fn recv_with(rx: &mut Self::Rx, seen: impl FnOnce(u64)) -> Result<(), Error> {
-        let f = rx.recv()?;
+        let f = rx.recv_ref()?;
         let bytes: [u8; 8] = (&*f)
             .try_into()
             .unwrap_or_else(|_| panic!("a record of {} bytes", f.len()));

@@ -163,8 +163,8 @@ fn consume() {
     let mut seen: HashMap<u64, Seen> = HashMap::new();
     for i in 0u64.. {
         let got = match i % 3 {
-            0 => rx.recv_timeout(PATIENCE).map(|g| *g),
-            1 => rx.recv_copy(),
+            0 => rx.recv_timeout(PATIENCE),
+            1 => rx.recv(),
             _ => {
                 let start = Instant::now();
                 loop {
@@ -173,7 +173,7 @@ fn consume() {
                             assert!(start.elapsed() < PATIENCE, "try_recv: nothing for too long");
                             std::thread::yield_now();
                         }
-                        other => break other.map(|g| *g),
+                        other => break other,
                     }
                 }
             }
@@ -456,7 +456,7 @@ fn a_producer_killed_at_each_step_loses_nothing_committed_and_delivers_nothing_t
         let mut got = Vec::new();
         for _ in 0..committed + 3 {
             let m = rx.recv_timeout(PATIENCE).unwrap();
-            assert!(valid(&m), "{step}: torn message {:?}", *m);
+            assert!(valid(&m), "{step}: torn message {m:?}");
             got.push((m[0], m[1]));
         }
         let want: Vec<_> = (0..committed)
@@ -479,7 +479,7 @@ fn a_producer_killed_at_each_step_loses_nothing_committed_and_delivers_nothing_t
 
 fn die_holding_guard() {
     let mut rx = mpmc::Receiver::<u64>::open(&arg("name")).unwrap();
-    let g = rx.recv_timeout(PATIENCE).unwrap();
+    let g = rx.recv_ref_timeout(PATIENCE).unwrap();
     report("held", *g);
     die_now();
 }
@@ -499,12 +499,12 @@ fn a_consumer_killed_holding_a_message_does_not_block_the_producers() {
     // Full: slot 0 is held by the dead consumer. The producer frees it once it notices.
     tx.send_timeout(4, PATIENCE).unwrap();
     assert_eq!(tx.lost(), 1);
-    let got: Vec<u64> = (0..4).map(|_| rx.recv_copy().unwrap()).collect();
+    let got: Vec<u64> = (0..4).map(|_| rx.recv().unwrap()).collect();
     assert_eq!(got, [1, 2, 3, 4]);
     // And the flow goes on, lap after lap.
     for i in 5..50 {
         tx.send_timeout(i, PATIENCE).unwrap();
-        assert_eq!(rx.recv_copy().unwrap(), i);
+        assert_eq!(rx.recv().unwrap(), i);
     }
     drop((tx, rx));
     assert!(names.leftovers().is_empty());
@@ -525,7 +525,10 @@ fn a_new_consumer_taking_a_dead_ones_registration_frees_the_message_it_held() {
     let mut rx = mpmc::Receiver::<u64>::open(&name).unwrap();
     assert_eq!(rx.lost(), 1);
     tx.try_send(2).unwrap();
-    assert_eq!(rx.try_iter().collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(
+        rx.try_iter().collect::<Result<Vec<_>, _>>().unwrap(),
+        [1, 2]
+    );
     drop((tx, rx));
     assert!(names.leftovers().is_empty());
 }
@@ -638,21 +641,24 @@ fn try_and_timeout_forms_do_not_block() {
     assert!(matches!(e.error, Error::Timeout));
     assert!(matches!(tx.try_loan(), Err(Error::WouldBlock)));
     assert_eq!((tx.len(), rx.len()), (3, 3));
-    assert_eq!(rx.try_iter().collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(
+        rx.try_iter().collect::<Result<Vec<_>, _>>().unwrap(),
+        vec![1, 2, 3]
+    );
     assert!(rx.is_empty());
     // A loan dropped without commit is skipped, not delivered, and not counted lost.
     drop(tx.loan().unwrap());
     tx.send(5).unwrap();
-    assert_eq!(rx.recv_copy().unwrap(), 5);
+    assert_eq!(rx.recv().unwrap(), 5);
     assert_eq!(rx.lost(), 0);
     // A forgotten guard is released by the next receive.
     tx.send(6).unwrap();
     tx.send(7).unwrap();
-    std::mem::forget(rx.recv().unwrap());
-    assert_eq!(rx.recv_copy().unwrap(), 7);
+    std::mem::forget(rx.recv_ref().unwrap());
+    assert_eq!(rx.recv().unwrap(), 7);
     for i in 0..6 {
         tx.send_timeout(i, PATIENCE).unwrap();
-        assert_eq!(rx.recv_copy().unwrap(), i);
+        assert_eq!(rx.recv().unwrap(), i);
     }
     drop((tx, rx));
     assert!(names.leftovers().is_empty());
@@ -688,7 +694,7 @@ fn registrations_are_bounded_and_layouts_checked() {
             tx.try_send(99).unwrap_err().error,
             Error::WouldBlock
         ));
-        assert_eq!(rx.recv_copy().unwrap(), i);
+        assert_eq!(rx.recv().unwrap(), i);
     }
     drop((tx, rx));
     assert!(names.leftovers().is_empty());
@@ -696,13 +702,13 @@ fn registrations_are_bounded_and_layouts_checked() {
 
 #[test]
 fn corrupted_stamps_and_positions_are_errors_not_hangs() {
+    use shmkit::__layout::{mpmc as layout, segment, slot};
     use std::os::unix::fs::FileExt;
-    // Segment header (128), then the queue header: tail, head, two signals, the lost
-    // counter, 2 x 64 registrations, each on a 128-byte line; then the slots (16 bytes
-    // each for u64: stamp, value).
-    const TAIL: u64 = 128;
-    const HEAD: u64 = 128 + 128;
-    const SLOT0: u64 = 128 + (5 + 2 * 64) * 128;
+    // Segment header, then the queue header (tail, head, two signals, the lost counter,
+    // the registrations), then the slots (stamp, value).
+    const TAIL: u64 = (segment::SIZE + layout::TAIL) as u64;
+    const HEAD: u64 = (segment::SIZE + layout::HEAD) as u64;
+    const SLOT0: u64 = (segment::SIZE + layout::SIZE + slot::STAMP) as u64;
     let names = Names::new("mpmc_corrupt");
     let name = names.name("q");
     let mut rx = mpmc::Receiver::<u64>::create(&name, 8).unwrap();
@@ -722,7 +728,7 @@ fn corrupted_stamps_and_positions_are_errors_not_hangs() {
         Err(Error::Corrupt { .. })
     ));
     put(SLOT0, 1); // repaired: published at position 0
-    assert_eq!(rx.recv_copy().unwrap(), 1);
+    assert_eq!(rx.recv().unwrap(), 1);
 
     // A tail that is not a position.
     put(TAIL, u64::MAX);
@@ -756,7 +762,7 @@ fn corrupted_stamps_and_positions_are_errors_not_hangs() {
     ));
     put(HEAD, 1);
     tx.send(3).unwrap();
-    assert_eq!(rx.recv_copy().unwrap(), 3);
+    assert_eq!(rx.recv().unwrap(), 3);
 
     drop((tx, rx));
     assert!(names.leftovers().is_empty());
@@ -772,7 +778,7 @@ fn slots_given_back_repeatedly_behind_a_waiting_head_do_not_block_later_messages
     let mut rx = mpmc::Receiver::<u64>::open(&name).unwrap();
     tx.send(1).unwrap();
     drop(tx.loan().unwrap()); // position 1 given back
-    assert_eq!(rx.recv_copy().unwrap(), 1);
+    assert_eq!(rx.recv().unwrap(), 1);
     for _ in 0..5 {
         drop(tx.loan().unwrap()); // given back again and again, head still behind
     }
@@ -790,9 +796,9 @@ fn slots_given_back_repeatedly_behind_a_waiting_head_do_not_block_later_messages
     let e = tx.send_timeout(99, Duration::from_millis(50)).unwrap_err();
     assert!(matches!(e.error, Error::Timeout), "{e}");
     for v in sent {
-        assert_eq!(rx.try_recv().map(|g| *g).unwrap(), v);
+        assert_eq!(rx.try_recv().unwrap(), v);
     }
     tx.send(100).unwrap();
-    assert_eq!(rx.recv_copy().unwrap(), 100);
+    assert_eq!(rx.recv().unwrap(), 100);
     assert!(matches!(rx.try_recv(), Err(Error::WouldBlock)));
 }

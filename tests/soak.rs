@@ -95,15 +95,16 @@ fn rss_kb() -> u64 {
 // ---------------------------------------------------------------------------------------
 // The channels' layouts (see `src/channel/`), for positioning the counters.
 
-const SEG_HDR: usize = 128;
+use shmkit::__layout::{mpmc as mpmc_layout, pair, segment as seg_layout, slot};
+const SEG_HDR: usize = seg_layout::SIZE;
 /// spsc and frames: endpoint slots, `tail`, `head`, two wake words, each on a 128-byte line.
-const PAIR_HDR: usize = 5 * 128;
-/// mpmc: `tail`, `head`, two wake words, `lost`, 64 + 64 registrations, 128 bytes each.
-const MPMC_HDR: usize = (5 + 2 * mpmc::MAX_ENDPOINTS) * 128;
+const PAIR_HDR: usize = pair::SIZE;
+/// mpmc: `tail`, `head`, two wake words, `lost`, the registrations.
+const MPMC_HDR: usize = mpmc_layout::SIZE;
 /// A slot of spsc and mpmc: the stamp, then the message.
-const SLOT: usize = 8 + std::mem::size_of::<Msg>();
+const SLOT: usize = slot::size::<Msg>();
 /// The mpmc pending word of an endpoint that claims nothing.
-const IDLE: u64 = u64::MAX;
+const IDLE: u64 = mpmc_layout::IDLE;
 
 fn one_lap(kind: &str, cap: u64) -> u64 {
     match kind {
@@ -142,31 +143,32 @@ fn create_near_wrap(kind: &str, name: &str, cap: usize, laps: u64) -> u64 {
     let h = SEG_HDR;
     match kind {
         "mpmc" => {
-            put(h, &start.to_le_bytes()); // tail
-            put(h + 128, &start.to_le_bytes()); // head
-            put(h + 512, &0u64.to_le_bytes()); // lost
+            put(h + mpmc_layout::TAIL, &start.to_le_bytes());
+            put(h + mpmc_layout::HEAD, &start.to_le_bytes());
+            put(h + mpmc_layout::LOST, &0u64.to_le_bytes());
             for r in 0..2 * mpmc::MAX_ENDPOINTS {
                 // Never attached: token, pid, ever 0; pending idle.
-                let reg = h + 5 * 128 + r * 128;
-                put(reg, &[0; 12]);
-                put(reg + 16, &IDLE.to_le_bytes());
+                let reg = h + mpmc_layout::SENDERS + r * mpmc_layout::REG_SIZE;
+                put(reg + mpmc_layout::REG_END, &[0; pair::END_SIZE]);
+                put(reg + mpmc_layout::PENDING, &IDLE.to_le_bytes());
             }
             for i in 0..cap {
                 // Slot i is free for position `start + i` (lap-aligned start).
                 let stamp = start + i;
-                put(h + MPMC_HDR + i as usize * SLOT, &stamp.to_le_bytes());
+                let at = h + MPMC_HDR + i as usize * SLOT + slot::STAMP;
+                put(at, &stamp.to_le_bytes());
             }
         }
         _ => {
-            put(h, &[0; 24]); // both endpoint slots: never attached
-            put(h + 128, &start.to_le_bytes()); // tail
-            put(h + 256, &start.to_le_bytes()); // head
+            put(h + pair::ENDS, &[0; 2 * pair::END_SIZE]); // both ends: never attached
+            put(h + pair::TAIL, &start.to_le_bytes());
+            put(h + pair::HEAD, &start.to_le_bytes());
             if kind == "spsc" {
                 for k in 0..cap {
                     // The slot of position `start + k` is free for it.
                     let pos = start.wrapping_add(k);
-                    let slot = (pos & (cap - 1)) as usize;
-                    put(h + PAIR_HDR + slot * SLOT, &pos.to_le_bytes());
+                    let i = (pos & (cap - 1)) as usize;
+                    put(h + PAIR_HDR + i * SLOT + slot::STAMP, &pos.to_le_bytes());
                 }
             }
             // frames: the data bytes are zero, so no stamp says "published".
@@ -189,8 +191,11 @@ fn positions(kind: &str, name: &str) -> (u64, u64) {
         u64::from_le_bytes(w)
     };
     match kind {
-        "mpmc" => (at(SEG_HDR), at(SEG_HDR + 128)),
-        _ => (at(SEG_HDR + 128), at(SEG_HDR + 256)),
+        "mpmc" => (
+            at(SEG_HDR + mpmc_layout::TAIL),
+            at(SEG_HDR + mpmc_layout::HEAD),
+        ),
+        _ => (at(SEG_HDR + pair::TAIL), at(SEG_HDR + pair::HEAD)),
     }
 }
 
@@ -234,7 +239,7 @@ impl Tx {
                 3 => {
                     let mut slot = tx.loan().unwrap();
                     *slot = msg(id, seq);
-                    slot.commit();
+                    slot.commit().unwrap();
                     1
                 }
                 _ => {
@@ -295,7 +300,7 @@ impl Tx {
                     _ => {
                         let mut loan = tx.loan(len).unwrap();
                         encode(&mut loan[..], id, seq);
-                        loan.commit();
+                        loan.commit().unwrap();
                     }
                 }
                 1
@@ -329,14 +334,14 @@ impl Rx {
         };
         let got = match self {
             Rx::Spsc(rx) => match r % 5 {
-                0 => rx.recv().map(|g| f(bytemuck::bytes_of(&*g))),
+                0 => rx.recv_ref().map(|g| f(bytemuck::bytes_of(&*g))),
                 1 => rx
-                    .recv_timeout(PATIENCE)
+                    .recv_ref_timeout(PATIENCE)
                     .map(|g| f(bytemuck::bytes_of(&*g))),
-                2 => rx.recv_copy().map(|m| f(bytemuck::bytes_of(&m))),
+                2 => rx.recv().map(|m| f(bytemuck::bytes_of(&m))),
                 3 => loop {
-                    match rx.try_recv() {
-                        Err(Error::WouldBlock) => waited("try_recv"),
+                    match rx.try_recv_ref() {
+                        Err(Error::WouldBlock) => waited("try_recv_ref"),
                         other => break other.map(|g| f(bytemuck::bytes_of(&*g))),
                     }
                 },
@@ -348,24 +353,24 @@ impl Rx {
                 }),
             },
             Rx::Mpmc(rx) => match r % 4 {
-                0 => rx.recv().map(|g| f(bytemuck::bytes_of(&*g))),
+                0 => rx.recv_ref().map(|g| f(bytemuck::bytes_of(&*g))),
                 1 => rx
-                    .recv_timeout(PATIENCE)
+                    .recv_ref_timeout(PATIENCE)
                     .map(|g| f(bytemuck::bytes_of(&*g))),
-                2 => rx.recv_copy().map(|m| f(bytemuck::bytes_of(&m))),
+                2 => rx.recv().map(|m| f(bytemuck::bytes_of(&m))),
                 _ => loop {
-                    match rx.try_recv() {
-                        Err(Error::WouldBlock) => waited("try_recv"),
+                    match rx.try_recv_ref() {
+                        Err(Error::WouldBlock) => waited("try_recv_ref"),
                         other => break other.map(|g| f(bytemuck::bytes_of(&*g))),
                     }
                 },
             },
             Rx::Frames(rx) => match r % 3 {
                 0 => rx.recv().map(|fr| f(&fr)),
-                1 => rx.recv_timeout(PATIENCE).map(|fr| f(&fr)),
+                1 => rx.recv_ref_timeout(PATIENCE).map(|fr| f(&fr)),
                 _ => loop {
-                    match rx.try_recv() {
-                        Err(Error::WouldBlock) => waited("try_recv"),
+                    match rx.try_recv_ref() {
+                        Err(Error::WouldBlock) => waited("try_recv_ref"),
                         other => break other.map(|fr| f(&fr)),
                     }
                 },

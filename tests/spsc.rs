@@ -35,7 +35,7 @@ fn seq_sender() {
             1 => {
                 let mut s = tx.loan().unwrap();
                 *s = i;
-                s.commit();
+                s.commit().unwrap();
             }
             _ => {
                 let mut c = tx.write_chunk(64).unwrap();
@@ -121,7 +121,7 @@ fn die_sending() {
         }
         "after_commit" => {
             *slot = r;
-            slot.commit();
+            slot.commit().unwrap();
             die_now();
         }
         other => panic!("unknown step {other}"),
@@ -152,7 +152,7 @@ fn a_producer_killed_at_each_step_loses_nothing_committed_and_delivers_nothing_t
         loop {
             match rx.recv_timeout(PATIENCE) {
                 Ok(r) => {
-                    assert!(valid(&r), "{step}: torn record {:?}", *r);
+                    assert!(valid(&r), "{step}: torn record {r:?}");
                     assert_eq!(r[0], got, "{step}: out of order");
                     got += 1;
                 }
@@ -164,13 +164,13 @@ fn a_producer_killed_at_each_step_loses_nothing_committed_and_delivers_nothing_t
         // A new sender can attach and continues after the last committed record.
         let mut tx = spsc::Sender::<Rec>::open(&name).unwrap();
         tx.send(rec(100)).unwrap();
-        assert_eq!(rx.recv_copy().unwrap(), rec(100));
+        assert_eq!(rx.recv().unwrap(), rec(100));
     }
 }
 
 fn die_holding_guard() {
     let mut rx = spsc::Receiver::<u64>::open(&arg("name")).unwrap();
-    let g = rx.recv().unwrap();
+    let g = rx.recv_ref().unwrap();
     assert_eq!(*g, 0);
     die_now();
 }
@@ -179,19 +179,9 @@ fn drain_from() {
     let mut rx = spsc::Receiver::<u64>::open(&arg("name")).unwrap();
     let n: u64 = arg_as("n");
     for i in 0..n {
-        assert_eq!(rx.recv_timeout(PATIENCE).unwrap().clone_value(), i);
+        assert_eq!(rx.recv_timeout(PATIENCE).unwrap(), i);
     }
     report("drained", n);
-}
-
-trait CloneValue {
-    fn clone_value(&self) -> u64;
-}
-
-impl CloneValue for spsc::RecvGuard<'_, u64> {
-    fn clone_value(&self) -> u64 {
-        **self
-    }
 }
 
 #[test]
@@ -236,7 +226,10 @@ fn try_and_timeout_forms_do_not_block() {
     assert!(matches!(e.error, Error::Timeout));
     assert!(tx.try_loan().is_err());
     assert_eq!(tx.len(), 2);
-    assert_eq!(rx.try_iter().collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(
+        rx.try_iter().collect::<Result<Vec<_>, _>>().unwrap(),
+        vec![1, 2]
+    );
     assert!(rx.is_empty());
 }
 
@@ -280,8 +273,9 @@ fn corrupted_stamps_and_positions_are_errors_not_hangs() {
         .write(true)
         .open(format!("/dev/shm/shmkit.{name}"))
         .unwrap();
-    // Segment header (128) + channel header (640); slot 0's stamp is its first word.
-    let slot0 = 128 + 640;
+    use shmkit::__layout::{pair, segment, slot};
+    // Segment header + channel header; then slot 0, whose stamp is at `slot::STAMP`.
+    let slot0 = (segment::SIZE + pair::SIZE + slot::STAMP) as u64;
     file.write_at(&0xdead_beef_u64.to_le_bytes(), slot0)
         .unwrap();
     assert!(matches!(rx.try_recv(), Err(Error::Corrupt { .. })));
@@ -289,9 +283,20 @@ fn corrupted_stamps_and_positions_are_errors_not_hangs() {
         rx.recv_timeout(PATIENCE),
         Err(Error::Corrupt { .. })
     ));
+    assert!(matches!(rx.try_recv_ref(), Err(Error::Corrupt { .. })));
+    // The iterators yield the error once, then end.
+    let mut it = rx.iter();
+    assert!(matches!(it.next(), Some(Err(Error::Corrupt { .. }))));
+    assert!(it.next().is_none());
+    assert!(it.next().is_none());
+    drop(it);
+    let mut it = rx.try_iter();
+    assert!(matches!(it.next(), Some(Err(Error::Corrupt { .. }))));
+    assert!(it.next().is_none());
     // A corrupt published tail is caught when a new sender attaches.
     drop(tx);
-    file.write_at(&u64::MAX.to_le_bytes(), 128 + 128).unwrap();
+    let tail = (segment::SIZE + pair::TAIL) as u64;
+    file.write_at(&u64::MAX.to_le_bytes(), tail).unwrap();
     assert!(matches!(
         spsc::Sender::<u64>::open(&name),
         Err(Error::Corrupt { .. })

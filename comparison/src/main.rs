@@ -413,12 +413,12 @@ impl Link for ShmkitSpsc {
     fn send(&mut self, v: u64) -> Res<()> {
         let mut slot = self.tx.loan()?;
         *slot = v;
-        slot.commit();
+        slot.commit()?;
         Ok(())
     }
 
     fn recv(&mut self) -> Res<Option<u64>> {
-        match self.rx.recv() {
+        match self.rx.recv_ref() {
             Ok(g) => Ok(Some(*g)),
             Err(Error::Disconnected) => Ok(None),
             Err(e) => Err(e.into()),
@@ -426,7 +426,7 @@ impl Link for ShmkitSpsc {
     }
 
     fn try_recv(&mut self) -> Res<Option<u64>> {
-        match self.rx.try_recv() {
+        match self.rx.try_recv_ref() {
             Ok(g) => Ok(Some(*g)),
             Err(Error::WouldBlock) => Ok(None),
             Err(e) => Err(e.into()),

@@ -29,7 +29,7 @@ use shmkit_fuzz::{
     install_cleanup_hook, mpmc as mlayout, pair, poke64, unique_name, Mapping, NameGuard,
 };
 
-const SLOT: usize = 16;
+const SLOT: usize = shmkit_fuzz::SLOT_U64;
 /// Endpoints of each side of the mpmc queue.
 const ENDS: usize = 3;
 
@@ -212,7 +212,7 @@ impl SpscModel {
                         let v = next(seq);
                         *l = v;
                         if commit {
-                            l.commit();
+                            l.commit().expect("a loan's commit never fails here");
                             self.q.push_back(v);
                         }
                     }
@@ -248,9 +248,9 @@ impl SpscModel {
                 let Some(rx) = &mut self.rx else { return };
                 let timed = matches!(op, SOp::RecvTimeout);
                 let r = if timed {
-                    rx.recv_timeout(Duration::ZERO).map(|g| *g)
+                    rx.recv_timeout(Duration::ZERO)
                 } else {
-                    rx.try_recv().map(|g| *g)
+                    rx.try_recv()
                 };
                 match (r, self.q.front()) {
                     (Ok(v), Some(&want)) => {
@@ -444,9 +444,9 @@ impl MpmcModel {
                 let tx_gone = self.senders_gone();
                 let Some(rx) = &mut self.rx[i(w)] else { return };
                 let r = if timed {
-                    rx.recv_timeout(Duration::ZERO).map(|g| *g)
+                    rx.recv_timeout(Duration::ZERO)
                 } else {
-                    rx.try_recv().map(|g| *g)
+                    rx.try_recv()
                 };
                 // A receiver passes skipped positions.
                 while self.q.front() == Some(&Entry::Skipped) {
@@ -601,7 +601,7 @@ impl FramesModel {
                     FOp::Loan { commit, .. } => tx.try_loan(len as usize).map(|mut l| {
                         l.copy_from_slice(&bytes);
                         if commit {
-                            l.commit();
+                            l.commit().expect("a loan's commit never fails here");
                         }
                         commit
                     }),
@@ -635,12 +635,12 @@ impl FramesModel {
                 let Some(rx) = &mut self.rx else { return };
                 let timed = matches!(op, FOp::RecvTimeout);
                 let r = if timed {
-                    rx.recv_timeout(Duration::ZERO).map(|f| {
+                    rx.recv_ref_timeout(Duration::ZERO).map(|f| {
                         let w = f.as_slice::<u64>().map(|s| s.len());
                         (f.to_vec(), w)
                     })
                 } else {
-                    rx.try_recv().map(|f| {
+                    rx.try_recv_ref().map(|f| {
                         let w = f.as_slice::<u64>().map(|s| s.len());
                         (f.to_vec(), w)
                     })

@@ -82,7 +82,7 @@ fn act(
                     assert_eq!(l.len(), usize::from(len));
                     l.fill(byte);
                     if commit {
-                        l.commit();
+                        ignore(l.commit());
                     }
                 }
             }
@@ -90,7 +90,7 @@ fn act(
         Act::TryRecv { forget } => {
             if let Some(rx) = rx {
                 let ring = rx.segment().as_ptr() as usize + pair::SIZE;
-                if let Ok(f) = rx.try_recv() {
+                if let Ok(f) = rx.try_recv_ref() {
                     look(&f, ring, cap);
                     let _ = f.as_slice::<u64>().map(|s| s.len());
                     if forget {
@@ -102,7 +102,7 @@ fn act(
         Act::RecvTimeout(t) => {
             if let Some(rx) = rx {
                 let ring = rx.segment().as_ptr() as usize + pair::SIZE;
-                if let Ok(f) = rx.recv_timeout(micros(t)) {
+                if let Ok(f) = rx.recv_ref_timeout(micros(t)) {
                     look(&f, ring, cap);
                 }
             }

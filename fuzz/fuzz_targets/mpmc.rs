@@ -14,8 +14,7 @@ use shmkit_fuzz::{
     Scribbler,
 };
 
-/// Size of one `Slot<u64>`: stamp then value.
-const SLOT: usize = 16;
+const SLOT: usize = shmkit_fuzz::SLOT_U64;
 /// Endpoints of each side this target juggles.
 const ENDS: usize = 3;
 
@@ -102,7 +101,7 @@ fn act(a: &Act, name: &str, cap: usize, e: &mut Ends) {
         Act::TryRecv { who, forget } => {
             if let Some(rx) = &mut e.rx[i(who)] {
                 let body = rx.segment().as_ptr() as usize;
-                if let Ok(g) = rx.try_recv() {
+                if let Ok(g) = rx.try_recv_ref() {
                     look(&g, body, cap);
                     if forget {
                         std::mem::forget(g);
@@ -113,7 +112,7 @@ fn act(a: &Act, name: &str, cap: usize, e: &mut Ends) {
         Act::RecvTimeout(w, t) => {
             if let Some(rx) = &mut e.rx[i(w)] {
                 let body = rx.segment().as_ptr() as usize;
-                ignore(rx.recv_timeout(micros(t)).map(|g| look(&g, body, cap)));
+                ignore(rx.recv_ref_timeout(micros(t)).map(|g| look(&g, body, cap)));
             }
         }
         Act::DropSender(w) => e.tx[i(w)] = None,

@@ -16,6 +16,7 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
+use shmkit::__layout::segment as seg;
 use shmkit::{
     frames, mpmc, spsc, Array, Barrier, BoundedSemaphore, Condvar, Event, Mutex, Options, RawArray,
     RawValue, ReentrantMutex, RwLock, Segment, Semaphore, Value,
@@ -51,14 +52,14 @@ fuzz_target!(|data: &[u8]| {
     let mut len = bytes.len() as u64;
     if bytes.len() >= HEADER_SIZE {
         if flags & 2 != 0 {
-            put_u64(&mut bytes, 0, MAGIC);
-            put_u32(&mut bytes, 8, 1);
-            put_u32(&mut bytes, 12, HEADER_SIZE as u32);
+            put_u64(&mut bytes, seg::MAGIC, MAGIC);
+            put_u32(&mut bytes, seg::VERSION, 1);
+            put_u32(&mut bytes, seg::HEADER_SIZE, HEADER_SIZE as u32);
         }
         if flags & 4 != 0 {
-            put_u32(&mut bytes, 20, 2);
+            put_u32(&mut bytes, seg::STATE, 2);
         }
-        let total = get_u64(&bytes, 56);
+        let total = get_u64(&bytes, seg::TOTAL_LEN);
         if flags & 1 != 0 && total >= len && total <= MAX_FILE {
             len = total;
         }
@@ -83,7 +84,7 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(v) = Value::<u64>::open(n) {
         ignore(v.try_lock().map(|mut g| *g += 1));
-        ignore(v.lock_timeout(z).map(|g| *g));
+        ignore(v.lock_timeout(z));
     }
     if let Ok(v) = RawValue::<u64>::open(n) {
         v.set(v.get().wrapping_add(1));
@@ -103,15 +104,15 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(m) = Mutex::<u64>::open(n) {
         ignore(m.try_lock().map(|mut g| *g = 7));
-        ignore(m.lock_timeout(z).map(|g| *g));
+        ignore(m.lock_timeout(z));
     }
     if let Ok(m) = Mutex::<[u8; 3]>::open(n) {
         ignore(m.try_lock().map(|g| g[2]));
     }
     if let Ok(l) = RwLock::<u64>::open(n) {
-        ignore(l.try_read().map(|g| *g));
+        ignore(l.try_read());
         ignore(l.try_write().map(|mut g| *g = 1));
-        ignore(l.read_timeout(z).map(|g| *g));
+        ignore(l.read_timeout(z));
     }
     if let Ok(m) = ReentrantMutex::open(n) {
         if let Ok(g) = m.try_lock() {
@@ -145,8 +146,8 @@ fuzz_target!(|data: &[u8]| {
         b.reset();
     }
     if let Ok(mut rx) = spsc::Receiver::<u64>::open(n) {
-        ignore(rx.try_recv().map(|g| *g));
-        ignore(rx.recv_timeout(z).map(|g| *g));
+        ignore(rx.try_recv());
+        ignore(rx.recv_timeout(z));
         let _ = (rx.len(), rx.is_disconnected());
     }
     if let Ok(mut tx) = spsc::Sender::<u64>::open(n) {
@@ -154,10 +155,10 @@ fuzz_target!(|data: &[u8]| {
         let _ = tx.len();
     }
     if let Ok(mut rx) = spsc::Receiver::<[u32; 3]>::open(n) {
-        ignore(rx.try_recv().map(|g| *g));
+        ignore(rx.try_recv());
     }
     if let Ok(mut rx) = mpmc::Receiver::<u64>::open(n) {
-        ignore(rx.try_recv().map(|g| *g));
+        ignore(rx.try_recv());
         let _ = (rx.len(), rx.lost(), rx.is_disconnected());
     }
     if let Ok(mut tx) = mpmc::Sender::<u64>::open(n) {
@@ -167,13 +168,13 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(mut rx) = frames::Receiver::open(n) {
         ignore(rx.try_recv().map(|f| f.len()));
         ignore(
-            rx.recv_timeout(z)
+            rx.recv_ref_timeout(z)
                 .map(|f| f.as_slice::<u64>().map(|s| s.len())),
         );
         let _ = (rx.len(), rx.max_frame());
     }
     if let Ok(mut tx) = frames::Sender::open(n) {
         ignore(tx.try_send(b"fuzz"));
-        ignore(tx.try_loan(24).map(|l| l.commit()));
+        ignore(tx.try_loan(24).and_then(|l| l.commit()));
     }
 });

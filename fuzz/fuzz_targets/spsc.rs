@@ -12,8 +12,7 @@ use shmkit_fuzz::{
     install_cleanup_hook, micros, pair, peek64, unique_name, Mapping, NameGuard, Poke, Scribbler,
 };
 
-/// Size of one `Slot<u64>`: stamp then value.
-const SLOT: usize = 16;
+const SLOT: usize = shmkit_fuzz::SLOT_U64;
 
 #[derive(Arbitrary, Debug)]
 enum Act {
@@ -95,7 +94,7 @@ fn act(
                 if let Ok(mut l) = tx.try_loan() {
                     *l = v;
                     if commit {
-                        l.commit();
+                        ignore(l.commit());
                     }
                 }
             }
@@ -114,7 +113,7 @@ fn act(
         }
         Act::TryRecv { forget } => {
             if let Some(rx) = rx {
-                if let Ok(g) = rx.try_recv() {
+                if let Ok(g) = rx.try_recv_ref() {
                     look(&g, rx_body, cap);
                     if forget {
                         std::mem::forget(g);
@@ -124,12 +123,15 @@ fn act(
         }
         Act::RecvTimeout(t) => {
             if let Some(rx) = rx {
-                ignore(rx.recv_timeout(micros(t)).map(|g| look(&g, rx_body, cap)));
+                ignore(
+                    rx.recv_ref_timeout(micros(t))
+                        .map(|g| look(&g, rx_body, cap)),
+                );
             }
         }
         Act::ReadChunk { n, commit } => {
             if let Some(rx) = rx {
-                let ready = match rx.try_recv() {
+                let ready = match rx.try_recv_ref() {
                     Ok(g) => {
                         // Leave it unreleased: the chunk below starts with it.
                         std::mem::forget(g);

@@ -20,7 +20,7 @@ pub const SHM_DIR: &str = "/dev/shm";
 /// The OS-level prefix shmkit gives named segments (`/dev/shm/shmkit.NAME`).
 pub const PREFIX: &str = "shmkit.";
 /// The size of the segment header that precedes every body.
-pub const HEADER_SIZE: usize = 128;
+pub const HEADER_SIZE: usize = shmkit::__layout::segment::SIZE;
 
 /// The OS path of the segment a user name `name` refers to.
 pub fn os_path(name: &str) -> String {
@@ -336,56 +336,18 @@ impl Scribbler {
 }
 
 // ---------------------------------------------------------------------------------------
-// Layouts of the shared structures (mirrors of `src/channel/*.rs` and `src/sync/*.rs`;
-// each target checks them against a freshly created object before it relies on them).
+// Layouts of the shared structures: the crate's own numbers, computed from its structs
+// (`shmkit::__layout`), so that they cannot drift; each target still checks them against a
+// freshly created object before it relies on them.
 
-/// `channel::Header` of spsc and frames channels (5 lines of 128 bytes).
-pub mod pair {
-    /// `ends[i].token`, `.pid`, `.ever` for i in {sender 0, receiver 1}: 12 bytes each.
-    pub const ENDS: usize = 0;
-    /// Size of one `EndpointSlot`.
-    pub const END_SIZE: usize = 12;
-    /// `tail` (u64).
-    pub const TAIL: usize = 128;
-    /// `head` (u64).
-    pub const HEAD: usize = 256;
-    /// `data` signal word (u32).
-    pub const DATA: usize = 384;
-    /// `space` signal word (u32).
-    pub const SPACE: usize = 512;
-    /// Size of the header: the ring follows.
-    pub const SIZE: usize = 640;
-}
+/// `channel::Header` of spsc and frames channels.
+pub use shmkit::__layout::pair;
 
-/// `mpmc::Header` (5 + 2 × 64 lines) and its slots.
-pub mod mpmc {
-    /// `tail` (u64).
-    pub const TAIL: usize = 0;
-    /// `head` (u64).
-    pub const HEAD: usize = 128;
-    /// `data` signal word (u32).
-    pub const DATA: usize = 256;
-    /// `space` signal word (u32).
-    pub const SPACE: usize = 384;
-    /// `lost` (u64).
-    pub const LOST: usize = 512;
-    /// The sender registrations, one line each: token u32, pid u32, ever u32, pending u64
-    /// at +16.
-    pub const SENDERS: usize = 640;
-    /// The receiver registrations.
-    pub const RECEIVERS: usize = 640 + 64 * 128;
-    /// Offset of `pending` in a registration.
-    pub const PENDING: usize = 16;
-    /// Size of the header: the slots follow.
-    pub const SIZE: usize = (5 + 2 * 64) * 128;
-    /// The pending word of an idle endpoint.
-    pub const IDLE: u64 = u64::MAX;
+/// `mpmc::Header`, its registrations, and its position arithmetic.
+pub use shmkit::__layout::mpmc;
 
-    /// `(cap + 1).next_power_of_two()`: the distance between a slot's positions.
-    pub fn one_lap(cap: u64) -> u64 {
-        (cap + 1).next_power_of_two()
-    }
-}
+/// Size of one `Slot<u64>` of spsc and mpmc: the stamp, then the value.
+pub const SLOT_U64: usize = shmkit::__layout::slot::size::<u64>();
 
 /// Reads a `u64` at byte `off` of a body (volatile).
 ///

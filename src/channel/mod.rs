@@ -2,6 +2,17 @@
 //!
 //! - [`spsc`]: one producer, one consumer, typed slots.
 //! - [`mpmc`]: any number of producers and consumers, typed slots.
+//! - [`frames`]: one producer, one consumer, variable-length byte records; `Pipe` over two.
+//! - The errors of the channels ([`SendError`]) and the iterators' shape ([`recv_iter`]).
+//!
+//! # One receive vocabulary
+//! Every receiving end has the same six receives, shaped like `std::sync::mpsc`:
+//! `recv`, `try_recv` and `recv_timeout` return an owned copy (`T`, or `Vec<u8>` for
+//! frames) and release the slot before they return: the form for peers you do not trust.
+//! `recv_ref`, `try_recv_ref` and `recv_ref_timeout` return a guard that views the message
+//! in place (zero copies) and releases it on drop: the form for cooperating peers, as the
+//! guard derefs into memory that a misbehaving peer could write while it is viewed.
+//! `iter` and `try_iter` yield `Result`s of owned copies; see [`recv_iter`].
 //! - The wait strategy ([`WaitStrategy`]) and the sleep/wake handshake ([`Signal`]).
 //! - Endpoint registration and dead-peer detection ([`EndpointSlot`]).
 //!
@@ -19,10 +30,15 @@
 //! dies. A clean drop clears the slot and wakes the peer at once; a killed peer is noticed
 //! when a waiter's sleep slice runs out.
 
+mod error;
 pub mod frames;
+pub(crate) mod layout;
 pub mod mpmc;
 pub(crate) mod pipe;
 pub mod spsc;
+mod typed;
+
+pub use error::SendError;
 
 use std::time::{Duration, Instant};
 
@@ -72,6 +88,55 @@ impl Header {
             space: Signal::new(),
         }
     }
+
+    /// Claims end `end` ([`SENDER`] or [`RECEIVER`]) for this process; [`Error::Busy`]
+    /// ("the `role` of `channel` `name`") if a live process holds it.
+    pub(crate) fn claim(&self, seg: &Segment, end: usize, role: &str, channel: &str) -> Result<()> {
+        if self.ends.0[end].claim(seg)? {
+            Ok(())
+        } else {
+            Err(Error::Busy {
+                what: format!(
+                    "the {role} of {channel} `{}`",
+                    seg.name().unwrap_or("(anonymous)")
+                ),
+            })
+        }
+    }
+
+    /// Closes end `end` cleanly (an endpoint's drop): frees its registration, then wakes
+    /// the peer if it sleeps, so that it sees the close at once.
+    pub(crate) fn close(&self, seg: &Segment, end: usize) {
+        self.ends.0[end].release(seg);
+        if end == SENDER {
+            self.data.wake_all();
+        } else {
+            self.space.wake_all();
+        }
+    }
+
+    /// Whether the peer of end `end` is gone: it attached, and it closed or its process
+    /// died (an error asking the kernel counts as gone).
+    pub(crate) fn peer_gone(&self, seg: &Segment, end: usize) -> bool {
+        self.ends.0[1 - end].is_gone(seg).unwrap_or(true)
+    }
+}
+
+/// The `Debug` form of a channel endpoint: its type, segment and capacity, and the one
+/// process-local number that says where it is (`key`: its position or registration).
+pub(crate) fn fmt_endpoint(
+    f: &mut std::fmt::Formatter<'_>,
+    name: &str,
+    seg: &Segment,
+    capacity: u64,
+    key: &str,
+    value: u64,
+) -> std::fmt::Result {
+    f.debug_struct(name)
+        .field("segment", seg)
+        .field("capacity", &capacity)
+        .field(key, &value)
+        .finish()
 }
 
 /// Rate-limits the liveness question of non-blocking calls.
@@ -97,6 +162,40 @@ impl PeerCheck {
         self.next = Some(now + Duration::from_millis(10));
         slot.is_gone(seg)
     }
+}
+
+/// The iterators of the receiving ends: `next` until it fails, as
+/// `Receiver::iter`/`try_iter` document. The iterator ends (`None`) on an error for which
+/// `ends` is true (`Disconnected` for `iter`; also `WouldBlock` for `try_iter`), yields
+/// any other error (`Corrupt`, ...) once and then ends: it is fused either way.
+pub(crate) fn recv_iter<T>(
+    mut next: impl FnMut() -> Result<T>,
+    ends: fn(&Error) -> bool,
+) -> impl std::iter::FusedIterator<Item = Result<T>> {
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        match next() {
+            Ok(v) => Some(Ok(v)),
+            Err(e) => {
+                done = true;
+                (!ends(&e)).then_some(Err(e))
+            }
+        }
+    })
+    .fuse()
+}
+
+/// For [`recv_iter`]: what ends a blocking iterator.
+pub(crate) fn ends_iter(e: &Error) -> bool {
+    matches!(e, Error::Disconnected)
+}
+
+/// For [`recv_iter`]: what ends a non-blocking iterator.
+pub(crate) fn ends_try_iter(e: &Error) -> bool {
+    matches!(e, Error::Disconnected | Error::WouldBlock)
 }
 
 /// How an endpoint waits when it must.

@@ -3,7 +3,10 @@
 //! `Pipe::create(name, capacity)` in one process and `Pipe::open(name)` in another give the
 //! two ends of a connection: what one end sends, the other receives, in both directions
 //! (or in one, with [`Pipe::create_one_way`]: the creator only receives, the opener only
-//! sends, like `Pipe(duplex=False)`). Messages are byte frames, received in place.
+//! sends, like `Pipe(duplex=False)`). Messages are byte frames, received as copies
+//! (`recv`, `try_recv`, `recv_timeout`: `Vec<u8>`) or in place (`recv_ref`,
+//! `try_recv_ref`, `recv_ref_timeout`: a [`Frame`](crate::frames::Frame), for cooperating
+//! peers), as in [`frames`](crate::frames).
 //! `recv` returns [`Error::Disconnected`] once the other end is gone and everything it
 //! sent has been received; `poll(timeout)` says whether a message is ready.
 //!
@@ -16,10 +19,10 @@
 //! let mut parent = Pipe::create(&name, 1 << 16)?;
 //! let mut child = Pipe::open(&name)?; // in the child process
 //! parent.send(b"ping")?;
-//! assert_eq!(&*child.recv()?, b"ping");
+//! assert_eq!(child.recv()?, b"ping");
 //! child.send(b"pong")?;
 //! assert!(parent.poll(std::time::Duration::from_secs(1))?);
-//! assert_eq!(&*parent.recv()?, b"pong");
+//! assert_eq!(&*parent.recv_ref()?, b"pong"); // in place
 //! # Ok::<(), shmkit::Error>(())
 //! ```
 
@@ -95,19 +98,35 @@ impl Pipe {
         self.tx()?.send_timeout(bytes, timeout)
     }
 
-    /// Receives the next message, in place.
-    pub fn recv(&mut self) -> Result<Frame<'_>> {
+    /// Receives the next message as an owned copy, blocking while there is none.
+    pub fn recv(&mut self) -> Result<Vec<u8>> {
         self.rx()?.recv()
     }
 
-    /// Receives, waiting at most `timeout`.
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Frame<'_>> {
+    /// Receives a copy if a message is ready; never blocks ([`Error::WouldBlock`] if none).
+    pub fn try_recv(&mut self) -> Result<Vec<u8>> {
+        self.rx()?.try_recv()
+    }
+
+    /// Receives a copy, waiting at most `timeout`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
         self.rx()?.recv_timeout(timeout)
     }
 
-    /// Receives the next message as an owned copy.
-    pub fn recv_bytes(&mut self) -> Result<Vec<u8>> {
-        self.rx()?.recv_vec()
+    /// Receives the next message in place (for a cooperating peer; see
+    /// [`frames::Receiver::recv_ref`](crate::frames::Receiver::recv_ref)).
+    pub fn recv_ref(&mut self) -> Result<Frame<'_>> {
+        self.rx()?.recv_ref()
+    }
+
+    /// Receives in place if a message is ready; never blocks.
+    pub fn try_recv_ref(&mut self) -> Result<Frame<'_>> {
+        self.rx()?.try_recv_ref()
+    }
+
+    /// Receives in place, waiting at most `timeout`.
+    pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<Frame<'_>> {
+        self.rx()?.recv_ref_timeout(timeout)
     }
 
     /// Whether a message is ready, waiting at most `timeout` for one (`Duration::ZERO`

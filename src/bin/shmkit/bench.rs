@@ -333,7 +333,7 @@ fn run_case(case: &Case, plan: &Plan, out: &mut Samples) -> Res<()> {
                 }
                 let t = Instant::now();
                 req.send(i).map_err(Error::from)?;
-                let v = *resp.recv()?;
+                let v = *resp.recv_ref()?;
                 local.push(t.elapsed().as_nanos() as u64);
                 if v != i {
                     return Err(format!("peer echoed {v}, expected {i}").into());
@@ -376,7 +376,7 @@ fn run_case(case: &Case, plan: &Plan, out: &mut Samples) -> Res<()> {
             let mut kid = spawn_peer(case.id, &name, 8, n, None)?;
             // Wait for the peer to be ready, so that process start-up is not timed.
             tx.send(u64::MAX).map_err(Error::from)?;
-            let _ = *ack.recv()?;
+            let _ = *ack.recv_ref()?;
             let t = Instant::now();
             let mut i = 0;
             while i < n {
@@ -385,7 +385,7 @@ fn run_case(case: &Case, plan: &Plan, out: &mut Samples) -> Res<()> {
                 chunk.commit(k);
                 i += k as u64;
             }
-            let _ = *ack.recv()?;
+            let _ = *ack.recv_ref()?;
             out.rounds.push((n, n * 8, t.elapsed().as_secs_f64()));
             drop(tx);
             kid.wait()?;
@@ -398,12 +398,12 @@ fn run_case(case: &Case, plan: &Plan, out: &mut Samples) -> Res<()> {
             let mut kid = spawn_peer(case.id, &name, case.size, n, None)?;
             let payload = vec![0x5au8; case.size];
             tx.send(&payload)?;
-            let _ = *ack.recv()?;
+            let _ = *ack.recv_ref()?;
             let t = Instant::now();
             for _ in 0..n {
                 tx.send(&payload)?;
             }
-            let _ = *ack.recv()?;
+            let _ = *ack.recv_ref()?;
             out.rounds
                 .push((n, n * case.size as u64, t.elapsed().as_secs_f64()));
             drop(tx);
@@ -419,7 +419,7 @@ fn run_case(case: &Case, plan: &Plan, out: &mut Samples) -> Res<()> {
             let n = messages_for(case.size, plan);
             let mut kid = spawn_peer(case.id, &name, case.size, n, None)?;
             let payload = vec![0x5au8; case.size];
-            let _ = *ack.recv()?;
+            let _ = *ack.recv_ref()?;
             let t = Instant::now();
             for i in 0..n as usize {
                 let slot = i % 2;
@@ -438,7 +438,7 @@ fn run_case(case: &Case, plan: &Plan, out: &mut Samples) -> Res<()> {
                 // Release: publishes the bytes to the reader's Acquire load.
                 flags.atomics()[slot].store(1, Ordering::Release);
             }
-            let _ = *ack.recv()?;
+            let _ = *ack.recv_ref()?;
             out.rounds
                 .push((n, n * case.size as u64, t.elapsed().as_secs_f64()));
             kid.wait()?;
@@ -558,7 +558,7 @@ pub fn peer(case: &str, name: &str, size: usize, count: u64) -> Res<()> {
                 resp.set_wait_strategy(WaitStrategy::BusyPoll);
             }
             loop {
-                let v = match req.recv() {
+                let v = match req.recv_ref() {
                     Ok(g) => *g,
                     Err(Error::Disconnected) => return Ok(()),
                     Err(e) => return Err(e.into()),
@@ -603,7 +603,7 @@ pub fn peer(case: &str, name: &str, size: usize, count: u64) -> Res<()> {
         "tp_spsc" => {
             let mut rx = spsc::Receiver::<u64>::open(&format!("{name}.req"))?;
             let mut ack = spsc::Sender::<u64>::open(&format!("{name}.resp"))?;
-            let _ = *rx.recv()?;
+            let _ = *rx.recv_ref()?;
             ack.send(0).map_err(Error::from)?;
             let mut acc = 0u64;
             let mut got = 0u64;
@@ -622,10 +622,10 @@ pub fn peer(case: &str, name: &str, size: usize, count: u64) -> Res<()> {
             let mut rx = frames::Receiver::open(&format!("{name}.req"))?;
             let mut ack = spsc::Sender::<u64>::open(&format!("{name}.resp"))?;
             let mut acc = 0u64;
-            let _ = rx.recv()?.len();
+            let _ = rx.recv_ref()?.len();
             ack.send(0).map_err(Error::from)?;
             for _ in 0..count {
-                acc ^= xor_words(&rx.recv()?);
+                acc ^= xor_words(&rx.recv_ref()?);
             }
             ack.send(acc).map_err(Error::from)?;
             Ok(())

@@ -1,237 +1,29 @@
-//! A single-producer single-consumer ring of variable-length records (frames) in shared
-//! memory: the FloatChannel done right.
+//! The public endpoints of a frame channel: [`Sender`] (with its [`FrameLoan`]) and
+//! [`Receiver`] (with its [`Frame`]), their constructors, where a new endpoint resumes,
+//! reserving room for a record (with a padding record at the end of the ring), and the
+//! waiting. See the [module docs](super) for the contract.
 //!
-//! [`Sender::send`] copies a byte slice in; [`Sender::loan`] lends `len` bytes inside the
-//! ring to fill in place and [`FrameLoan::commit`] publishes them. [`Receiver::recv`]
-//! returns a [`Frame`] that views the record in place as `&[u8]`, or as `&[T]` for any
-//! `T: Pod` through [`Frame::as_slice`] (payloads start 16-byte aligned); the space is
-//! released when the frame drops. Every record is contiguous: at the end of the ring a
-//! padding record fills the rest. A record larger than [`Sender::max_frame`] is an error
-//! at send ([`Error::InvalidArgument`]), never a hang. Blocking, waking, timeouts and
-//! peer death behave as in [`spsc`](crate::spsc).
-//!
-//! # Layout
-//! Records are 16-byte aligned: `[stamp: u64][len | PAD: u64][payload][padding]`. The
-//! stamp is `pos + 1` once the record at byte position `pos` is published. Before it
-//! publishes a record, the sender zeroes the stamp of the record that will follow it, so
-//! the receiver, which polls only the stamp at its position, never mistakes old payload
-//! bytes of a previous lap for a header. The sender learns about free space from the
-//! receiver's published position, which it caches and reloads only when the cache says
-//! the ring is full.
-//!
-//! ```
-//! use shmkit::frames;
-//! # let name = format!("doc-frames-{}", std::process::id());
-//! let mut tx = frames::Sender::create(&name, 1 << 16)?;
-//! let mut rx = frames::Receiver::open(&name)?; // usually in another process
-//! tx.send(b"hello")?;
-//! tx.send_slice(&[1.5f64, 2.5])?;
-//! {
-//!     let mut loan = tx.loan(3)?; // write in place
-//!     loan.copy_from_slice(b"abc");
-//!     loan.commit();
-//! }
-//! assert_eq!(&*rx.recv()?, b"hello");
-//! assert_eq!(rx.recv()?.as_slice::<f64>()?, &[1.5, 2.5]);
-//! assert_eq!(&*rx.recv()?, b"abc");
-//! # Ok::<(), shmkit::Error>(())
-//! ```
+//! What lives here touches shared memory through the ring (`ring`): the sender writes the
+//! record at its position and the stamp after it, the receiver reads published records and
+//! publishes its position; each updates only its own counter and endpoint registration.
 
 use crate::failpoint::failpoint;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::ptr::NonNull;
 use std::time::Duration;
 
 use bytemuck::Pod;
 
-use super::{wait_until, Header, PeerCheck, Poll, WaitStrategy, RECEIVER, SENDER};
+use super::super::{
+    ends_iter, ends_try_iter, fmt_endpoint, recv_iter, wait_until, PeerCheck, Poll, WaitStrategy,
+    RECEIVER, SENDER,
+};
+use super::ring::{poll_frame, record_size, release, Ring, ALIGN, PAD, REC_HDR};
 use crate::error::{Error, Result};
-use crate::primitive::{AtomicU64, Ordering};
-use crate::segment::{CreationMode, Kind, Layout, Options, Segment};
+use crate::object::At;
+use crate::primitive::Ordering;
+use crate::segment::Segment;
 use crate::sync::wait::Deadline;
-
-/// Size of a record header.
-const REC_HDR: u64 = 16;
-/// Records start at multiples of this.
-const ALIGN: u64 = 16;
-/// Marks a padding record in the length word.
-const PAD: u64 = 1 << 63;
-/// The smallest and largest ring sizes (bytes).
-pub const MIN_CAPACITY: u64 = 64;
-/// The largest ring (bytes).
-pub const MAX_CAPACITY: u64 = 1 << 36;
-
-fn body_len(cap: u64) -> Option<u64> {
-    if !(MIN_CAPACITY..=MAX_CAPACITY).contains(&cap) || !cap.is_power_of_two() {
-        return None;
-    }
-    cap.checked_add(std::mem::size_of::<Header>() as u64)
-}
-
-fn record_size(len: u64) -> u64 {
-    REC_HDR + len.next_multiple_of(ALIGN)
-}
-
-struct Ring {
-    seg: Segment,
-    hdr: NonNull<Header>,
-    data: NonNull<u8>,
-    cap: u64,
-    /// Under loom: the stamp and length words, which live in plain ring bytes for real
-    /// and which loom can only model as atomics it constructed itself.
-    #[cfg(loom)]
-    words: loom_words::Words,
-}
-
-/// Under loom, the record header words of each ring (by segment name): the model is one
-/// process, so a table beside the mapping stands for the words in the ring's bytes.
-#[cfg(loom)]
-mod loom_words {
-    use std::collections::HashMap;
-    use std::sync::{Arc, Mutex};
-
-    use crate::primitive::AtomicU64;
-
-    /// `(stamps, lengths)`, one of each per 16-byte record position.
-    pub(super) type Words = Arc<(Vec<AtomicU64>, Vec<AtomicU64>)>;
-
-    pub(super) fn of(name: &str, cap: u64) -> Words {
-        static TABLES: Mutex<Option<HashMap<String, Words>>> = Mutex::new(None);
-        let mut t = TABLES.lock().unwrap_or_else(|e| e.into_inner());
-        let n = (cap / super::ALIGN) as usize;
-        let new = || (0..n).map(|_| AtomicU64::new(0)).collect::<Vec<_>>();
-        t.get_or_insert_with(HashMap::new)
-            .entry(name.to_owned())
-            .or_insert_with(|| Arc::new((new(), new())))
-            .clone()
-    }
-}
-
-// SAFETY: shared memory reached through atomics and through byte ranges that the protocol
-// hands to one side at a time; endpoints are used through `&mut self`.
-unsafe impl Send for Ring {}
-
-impl Ring {
-    fn new(name: &str, mode: CreationMode, capacity: usize, opts: &Options) -> Result<Ring> {
-        let cap = capacity as u64;
-        if mode != CreationMode::Open && body_len(cap).is_none() {
-            return Err(Error::InvalidArgument(format!(
-                "a frame ring's capacity must be a power of two between {MIN_CAPACITY} and \
-                 {MAX_CAPACITY} bytes, not {capacity}"
-            )));
-        }
-        let layout = Layout {
-            kind: Kind::Frames,
-            elem_size: 1,
-            elem_align: 1,
-            type_tag: 0,
-            capacity: cap,
-            body_len,
-        };
-        let init = |seg: &Segment| {
-            // SAFETY: the body is 128-aligned and holds the header and `cap` bytes; nobody
-            // else sees it yet. The data bytes are zero (ftruncate): every stamp reads 0,
-            // "not published".
-            unsafe { (seg.as_ptr() as *mut Header).write(Header::new()) };
-            Ok(())
-        };
-        let seg = Segment::named(name, mode, layout, opts, init)?;
-        let base = seg.as_ptr();
-        Ok(Ring {
-            hdr: NonNull::new(base as *mut Header).expect("mapping is not null"),
-            // SAFETY: validated: the body holds the header and then `cap` bytes.
-            data: NonNull::new(unsafe { base.add(std::mem::size_of::<Header>()) })
-                .expect("mapping is not null"),
-            cap: seg.capacity(),
-            #[cfg(loom)]
-            words: loom_words::of(name, seg.capacity()),
-            seg,
-        })
-    }
-
-    fn hdr(&self) -> &Header {
-        // SAFETY: the header is mapped, initialised by the creator, and all atomics.
-        unsafe { self.hdr.as_ref() }
-    }
-
-    fn offset(&self, pos: u64) -> u64 {
-        pos & (self.cap - 1)
-    }
-
-    /// The stamp word of the record at `pos` (16-aligned).
-    #[cfg(not(loom))]
-    fn stamp(&self, pos: u64) -> &AtomicU64 {
-        // SAFETY: `offset(pos)` is a multiple of 16 below `cap`, so the word is inside the
-        // data area and 8-aligned (the area starts 128-aligned).
-        unsafe { &*(self.data.as_ptr().add(self.offset(pos) as usize) as *const AtomicU64) }
-    }
-
-    /// The length word of the record at `pos`.
-    #[cfg(not(loom))]
-    fn len_word(&self, pos: u64) -> &AtomicU64 {
-        // SAFETY: as in `stamp`, 8 bytes further: still inside (records are 16 bytes min).
-        unsafe { &*(self.data.as_ptr().add(self.offset(pos) as usize + 8) as *const AtomicU64) }
-    }
-
-    #[cfg(loom)]
-    fn stamp(&self, pos: u64) -> &AtomicU64 {
-        &self.words.0[(self.offset(pos) / ALIGN) as usize]
-    }
-
-    #[cfg(loom)]
-    fn len_word(&self, pos: u64) -> &AtomicU64 {
-        &self.words.1[(self.offset(pos) / ALIGN) as usize]
-    }
-
-    /// Payload pointer of the record at `pos`.
-    fn payload(&self, pos: u64) -> *mut u8 {
-        // SAFETY: callers only use it for records that fit before the end of the data area
-        // (checked), so `offset + 16 .. offset + 16 + len` is inside it.
-        unsafe {
-            self.data
-                .as_ptr()
-                .add((self.offset(pos) + REC_HDR) as usize)
-        }
-    }
-
-    fn claim(&self, end: usize, role: &str) -> Result<()> {
-        if self.hdr().ends.0[end].claim(&self.seg)? {
-            Ok(())
-        } else {
-            Err(Error::Busy {
-                what: format!(
-                    "the {role} of frame channel `{}`",
-                    self.seg.name().unwrap_or("(anonymous)")
-                ),
-            })
-        }
-    }
-
-    /// Reads and validates the record published at `pos`: `(payload length, is padding)`.
-    fn record_at(&self, pos: u64) -> Result<(u64, bool)> {
-        // Relaxed: read after the Acquire load of the stamp that published it.
-        let w = self.len_word(pos).load(Ordering::Relaxed);
-        let room = self.cap - self.offset(pos);
-        if w & PAD != 0 {
-            let n = w & !PAD;
-            if n != room {
-                return Err(Error::corrupt(format!(
-                    "frame ring: padding record of {n} bytes at offset {} (expected {room})",
-                    self.offset(pos)
-                )));
-            }
-            return Ok((n, true));
-        }
-        if record_size(w) > room || w > self.cap {
-            return Err(Error::corrupt(format!(
-                "frame ring: record of {w} bytes at offset {} does not fit",
-                self.offset(pos)
-            )));
-        }
-        Ok((w, false))
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // Sender
@@ -248,31 +40,16 @@ pub struct Sender {
 
 macro_rules! constructors {
     ($end:expr, $role:literal) => {
-        /// Creates the channel `name` with a ring of `capacity` bytes (a power of two) and
-        /// takes this end; fails if the name exists.
-        pub fn create(name: &str, capacity: usize) -> Result<Self> {
-            Self::with_options(name, CreationMode::Create, capacity, &Options::new())
-        }
-
-        /// Opens the existing channel `name` and takes this end.
-        pub fn open(name: &str) -> Result<Self> {
-            Self::with_options(name, CreationMode::Open, 0, &Options::new())
-        }
-
-        /// Opens the channel `name`, or creates it with `capacity` bytes, and takes this end.
-        pub fn open_or_create(name: &str, capacity: usize) -> Result<Self> {
-            Self::with_options(name, CreationMode::OpenOrCreate, capacity, &Options::new())
-        }
-
-        /// Creates and/or opens as `mode` says, with `opts`, and takes this end. Fails with
-        #[doc = concat!("[`Error::Busy`] if a live process holds the ", $role, ".")]
-        pub fn with_options(
-            name: &str,
-            mode: CreationMode,
+        crate::object::constructors!(
+            @named "channel",
             capacity: usize,
-            opts: &Options,
-        ) -> Result<Self> {
-            let ring = Ring::new(name, mode, capacity, opts)?;
+            open: 0,
+            " The capacity is the ring's size in bytes, a power of two. This end is taken: \
+              [`Error::Busy`] if a live process holds it already."
+        );
+
+        fn build(at: At<'_>, capacity: usize) -> Result<Self> {
+            let ring = Ring::new(at, capacity)?;
             ring.claim($end, $role)?;
             match Self::resume(&ring) {
                 Ok(at) => Ok(Self::at(ring, at)),
@@ -536,27 +313,27 @@ impl Sender {
 
     /// Whether the receiver is gone: one attached, and it closed or its process died.
     pub fn is_disconnected(&self) -> bool {
-        self.ring.hdr().ends.0[RECEIVER]
-            .is_gone(&self.ring.seg)
-            .unwrap_or(true)
+        self.ring.hdr().peer_gone(&self.ring.seg, SENDER)
     }
 }
 
 impl Drop for Sender {
     fn drop(&mut self) {
-        let h = self.ring.hdr();
-        h.ends.0[SENDER].release(&self.ring.seg);
-        h.data.wake_all();
+        self.ring.hdr().close(&self.ring.seg, SENDER);
     }
 }
 
 impl fmt::Debug for Sender {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("frames::Sender")
-            .field("segment", &self.ring.seg)
-            .field("capacity", &self.ring.cap)
-            .field("position", &self.pos)
-            .finish()
+        let ring = &self.ring;
+        fmt_endpoint(
+            f,
+            "frames::Sender",
+            &ring.seg,
+            ring.cap,
+            "position",
+            self.pos,
+        )
     }
 }
 
@@ -569,10 +346,12 @@ pub struct FrameLoan<'a> {
 }
 
 impl FrameLoan<'_> {
-    /// Publishes the frame.
-    pub fn commit(self) {
+    /// Publishes the frame. Never fails (it returns `Result` like the other channels'
+    /// loans, whose commit can).
+    pub fn commit(self) -> Result<()> {
         let (len, size) = (self.len, self.size);
         self.tx.commit(len, size);
+        Ok(())
     }
 
     /// The lent bytes viewed as `T`s (the length must be a multiple of `T`'s size).
@@ -687,22 +466,57 @@ impl Receiver {
         Frame { rx: self, len }
     }
 
-    /// Receives the next frame, blocking while there is none; the [`Frame`] views it in
-    /// place and releases it when dropped. [`Error::Disconnected`] once the sender is gone
-    /// and everything it committed has been received.
-    pub fn recv(&mut self) -> Result<Frame<'_>> {
+    /// Copies the ready frame of `len` bytes at our position out and releases it.
+    fn take(&mut self, len: u64) -> Vec<u8> {
+        let n = len as usize;
+        let mut v = Vec::with_capacity(n);
+        // SAFETY: the record at our position is published and validated to fit inside the
+        // data area (`record_at`); `v` has room for `n` bytes, all written by the copy. A
+        // raw copy: no `&[u8]` is formed over bytes a peer may write.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.ring.payload(self.pos), v.as_mut_ptr(), n);
+            v.set_len(n);
+        }
+        self.release(record_size(len));
+        v
+    }
+
+    /// Receives the next frame as an owned copy, blocking while there is none; its space
+    /// is free again when this returns. [`Error::Disconnected`] once the sender is gone and
+    /// everything it committed has been received.
+    pub fn recv(&mut self) -> Result<Vec<u8>> {
+        let n = self.wait_frame(Some(Deadline::NEVER))?;
+        Ok(self.take(n))
+    }
+
+    /// Receives a copy if a frame is ready; never blocks ([`Error::WouldBlock`] if none).
+    pub fn try_recv(&mut self) -> Result<Vec<u8>> {
+        let n = self.wait_frame(None)?;
+        Ok(self.take(n))
+    }
+
+    /// Receives a copy, waiting at most `timeout`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
+        let n = self.wait_frame(Some(Deadline::after(timeout)))?;
+        Ok(self.take(n))
+    }
+
+    /// Receives the next frame in place, blocking while there is none; the [`Frame`] views
+    /// it and releases it when dropped. Zero copies, for a cooperating sender: the frame
+    /// derefs into shared memory that a misbehaving one could write meanwhile.
+    pub fn recv_ref(&mut self) -> Result<Frame<'_>> {
         let n = self.wait_frame(Some(Deadline::NEVER))?;
         Ok(self.frame(n))
     }
 
-    /// Receives a frame if one is ready; never blocks ([`Error::WouldBlock`] if none).
-    pub fn try_recv(&mut self) -> Result<Frame<'_>> {
+    /// Receives a frame in place if one is ready; never blocks.
+    pub fn try_recv_ref(&mut self) -> Result<Frame<'_>> {
         let n = self.wait_frame(None)?;
         Ok(self.frame(n))
     }
 
-    /// Receives, waiting at most `timeout`.
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Frame<'_>> {
+    /// Receives in place, waiting at most `timeout`.
+    pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<Frame<'_>> {
         let n = self.wait_frame(Some(Deadline::after(timeout)))?;
         Ok(self.frame(n))
     }
@@ -713,67 +527,48 @@ impl Receiver {
         self.wait_frame(timeout.map(Deadline::after)).map(drop)
     }
 
-    /// Receives the next frame as an owned copy (for callers who do not trust the sender
-    /// to leave the bytes alone while they are viewed).
-    pub fn recv_vec(&mut self) -> Result<Vec<u8>> {
-        Ok(self.recv()?.to_vec())
+    /// A blocking iterator of copies ([`Receiver::recv`]). It ends (`None`) when the
+    /// sender is gone and the ring is drained; any other error (such as
+    /// [`Error::Corrupt`]) is yielded once, and then it ends.
+    pub fn iter(&mut self) -> impl std::iter::FusedIterator<Item = Result<Vec<u8>>> + '_ {
+        recv_iter(move || self.recv(), ends_iter)
+    }
+
+    /// An iterator of copies of the frames ready now ([`Receiver::try_recv`]). It ends
+    /// when none is ready (or the sender is gone and the ring is drained); any other error
+    /// is yielded once, and then it ends.
+    pub fn try_iter(&mut self) -> impl std::iter::FusedIterator<Item = Result<Vec<u8>>> + '_ {
+        recv_iter(move || self.try_recv(), ends_try_iter)
     }
 
     /// Whether the sender is gone: one attached, and it closed or its process died.
     pub fn is_disconnected(&self) -> bool {
-        self.ring.hdr().ends.0[SENDER]
-            .is_gone(&self.ring.seg)
-            .unwrap_or(true)
+        self.ring.hdr().peer_gone(&self.ring.seg, RECEIVER)
     }
 }
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        let h = self.ring.hdr();
-        h.ends.0[RECEIVER].release(&self.ring.seg);
-        h.space.wake_all();
+        self.ring.hdr().close(&self.ring.seg, RECEIVER);
     }
 }
 
 impl fmt::Debug for Receiver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("frames::Receiver")
-            .field("segment", &self.ring.seg)
-            .field("capacity", &self.ring.cap)
-            .field("position", &self.pos)
-            .finish()
+        let ring = &self.ring;
+        fmt_endpoint(
+            f,
+            "frames::Receiver",
+            &ring.seg,
+            ring.cap,
+            "position",
+            self.pos,
+        )
     }
 }
 
-/// Polls for a record at `pos`, consuming padding records; `Ready(len)`.
-fn poll_frame(ring: &Ring, pos: &mut u64) -> Result<Poll<u64>> {
-    for _ in 0..2 {
-        let p = *pos;
-        // Acquire: pairs with the sender's Release stamp store: the length word and the
-        // payload are visible.
-        if ring.stamp(p).load(Ordering::Acquire) != p.wrapping_add(1) {
-            return Ok(Poll::Pending);
-        }
-        let (n, pad) = ring.record_at(p)?;
-        if !pad {
-            return Ok(Poll::Ready(n));
-        }
-        release(ring, pos, n);
-    }
-    Err(Error::corrupt("frame ring: two padding records in a row"))
-}
-
-/// Releases `size` bytes at `pos`.
-fn release(ring: &Ring, pos: &mut u64, size: u64) {
-    *pos = pos.wrapping_add(size);
-    // Release: our reads of the released bytes are done before the sender reuses them
-    // (pairs with its Acquire load of `head`).
-    ring.hdr().head.0.store(*pos, Ordering::Release);
-    failpoint!("frames.released");
-    ring.hdr().space.notify();
-}
-
-/// A received frame, viewed in place; released when dropped.
+/// A frame received by [`Receiver::recv_ref`], viewed in place; released when dropped. For
+/// cooperating peers: it derefs into memory the sender could write.
 #[must_use = "dropping the frame releases it at once"]
 pub struct Frame<'a> {
     rx: &'a mut Receiver,

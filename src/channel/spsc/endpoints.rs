@@ -1,191 +1,31 @@
-//! A single-producer single-consumer ring of typed slots in shared memory.
+//! The public endpoints of the ring: [`Sender`] (with its [`Loan`] and [`WriteChunk`]) and
+//! [`Receiver`] (with its [`RecvGuard`] and [`ReadChunk`]), their constructors, where a new
+//! endpoint resumes, and the waiting around the stamp polls. See the [module docs](super)
+//! for the contract.
 //!
-//! One [`Sender`] and one [`Receiver`], in any two processes (or threads), found by name;
-//! either side may create the channel. `send` blocks while the ring is full, `recv` while
-//! it is empty (see [`WaitStrategy`] for how); `try_` forms never block; `_timeout` forms
-//! give up with [`Error::Timeout`]. Nothing allocates and no syscall is made on the hot
-//! path unless the peer sleeps.
-//!
-//! Zero copies: [`Sender::loan`] hands out the slot in the ring to write in place, and
-//! [`Receiver::recv`] returns a guard that reads the slot in place and frees it on drop.
-//! [`Receiver::recv_copy`] copies out instead, for callers who do not trust the other side
-//! (payloads are `Pod`, so any bytes are a valid `T`, but a misbehaving peer could write a
-//! slot while a guard views it).
-//!
-//! # Design
-//! Every slot carries a sequence stamp next to its value: `pos` while it is free for the
-//! message at position `pos`, `pos + 1` once that message is published, `pos + capacity`
-//! once the consumer released it. Each side keeps its position locally and polls only the
-//! stamp of the slot it needs, so a small message costs one cache-line transfer. The
-//! positions are also published (for `len` and for a new endpoint to resume) but never
-//! polled. Because stamps sit between the values, batches ([`Sender::write_chunk`],
-//! [`Receiver::read_chunk`]) expose slots one by one rather than as slices.
-//!
-//! # When a peer dies
-//! A peer that never attached is awaited, not reported: a receiver may be created before
-//! its sender process starts. A blocked side notices a dead or closed peer within a sleep
-//! slice: `recv` returns
-//! [`Error::Disconnected`] once the sender is gone *and* everything it committed has been
-//! received; `send` returns it when the ring is full and the receiver is gone. A new
-//! endpoint can attach after the old one died: a new sender continues after the last
-//! committed message (a message loaned but not committed is never delivered); a new
-//! receiver resumes at the first message not yet released, so a message the dead receiver
-//! held in a guard is delivered again.
-//!
-//! ```
-//! use shmkit::spsc;
-//! # let name = format!("doc-spsc-{}", std::process::id());
-//! let mut tx = spsc::Sender::<u64>::create(&name, 1024)?;
-//! let mut rx = spsc::Receiver::<u64>::open(&name)?; // usually in another process
-//! tx.send(7)?;
-//! {
-//!     let mut slot = tx.loan()?; // write in place
-//!     *slot = 8;
-//!     slot.commit();
-//! }
-//! assert_eq!(*rx.recv()?, 7); // read in place; the slot is freed when the guard drops
-//! assert_eq!(rx.recv_copy()?, 8);
-//! drop(tx);
-//! assert!(matches!(rx.recv(), Err(shmkit::Error::Disconnected)));
-//! # Ok::<(), shmkit::Error>(())
-//! ```
+//! What lives here touches shared memory through the ring (`ring`): the stamp of the slot
+//! at its own position, the value in it while the stamp gives it to this side, and its
+//! own published counter (`tail` or `head`) and endpoint registration.
 
 use crate::failpoint::failpoint;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
-use std::ptr::NonNull;
 use std::time::Duration;
 
 use bytemuck::Pod;
 
-use super::{wait_until, Header, PeerCheck, Poll, WaitStrategy, RECEIVER, SENDER};
+use super::super::{
+    ends_iter, ends_try_iter, fmt_endpoint, recv_iter, wait_until, PeerCheck, Poll, WaitStrategy,
+    RECEIVER, SENDER,
+};
+use super::ring::Ring;
+use super::SendError;
 use crate::error::{Error, Result};
-use crate::primitive::{AtomicU64, Ordering};
-use crate::segment::{CreationMode, Kind, Layout, Options, Segment};
+use crate::object::At;
+use crate::primitive::Ordering;
+use crate::segment::Segment;
 use crate::sync::wait::Deadline;
-
-/// The largest capacity (slots) a ring may have.
-pub const MAX_CAPACITY: u64 = 1 << 32;
-
-/// A slot: its stamp and its value, side by side.
-#[repr(C)]
-struct Slot<T> {
-    stamp: AtomicU64,
-    value: std::cell::UnsafeCell<T>,
-}
-
-fn body_len<T>(cap: u64) -> Option<u64> {
-    // With one slot, "published for pos" (pos + 1) and "free for the next position"
-    // (pos + 1) would be the same stamp: at least two.
-    if cap < 2 || !cap.is_power_of_two() || cap > MAX_CAPACITY {
-        return None;
-    }
-    (std::mem::size_of::<Slot<T>>() as u64)
-        .checked_mul(cap)?
-        .checked_add(std::mem::size_of::<Header>() as u64)
-}
-
-/// The mapped ring, shared by both endpoint types.
-struct Ring<T> {
-    seg: Segment,
-    hdr: NonNull<Header>,
-    slots: NonNull<Slot<T>>,
-    cap: u64,
-}
-
-// SAFETY: the ring lives in shared memory accessed through atomics and through slots that
-// the stamp protocol hands to one side at a time; endpoints are used from one thread at a
-// time (`&mut self`), and may move between threads.
-unsafe impl<T: Send> Send for Ring<T> {}
-
-impl<T: Pod> Ring<T> {
-    fn new(
-        name: Option<&str>,
-        mode: CreationMode,
-        capacity: usize,
-        opts: &Options,
-    ) -> Result<Self> {
-        if std::mem::align_of::<T>() > 128 {
-            return Err(Error::InvalidArgument(
-                "channel elements aligned to more than 128 bytes are not supported".into(),
-            ));
-        }
-        let cap = capacity as u64;
-        if mode != CreationMode::Open && body_len::<T>(cap).is_none() {
-            return Err(Error::InvalidArgument(format!(
-                "capacity {capacity} must be a power of two between 2 and {MAX_CAPACITY}"
-            )));
-        }
-        let layout = Layout {
-            kind: Kind::Spsc,
-            elem_size: std::mem::size_of::<T>() as u64,
-            elem_align: std::mem::align_of::<T>() as u64,
-            type_tag: 0,
-            capacity: cap,
-            body_len: body_len::<T>,
-        };
-        let init = |seg: &Segment| {
-            let base = seg.as_ptr();
-            // SAFETY: the body is 128-aligned and large enough for the header and `cap`
-            // slots (the layout says so); nobody else sees it before it is published.
-            unsafe {
-                (base as *mut Header).write(Header::new());
-                let slots = base.add(std::mem::size_of::<Header>()) as *mut Slot<T>;
-                for i in 0..seg.capacity() {
-                    // Value bytes stay zero (a valid `T`); the stamp says "free for i".
-                    std::ptr::addr_of_mut!((*slots.add(i as usize)).stamp).write(AtomicU64::new(i));
-                }
-            }
-            Ok(())
-        };
-        let seg = match name {
-            Some(n) => Segment::named(n, mode, layout, opts, init)?,
-            None => Segment::anon(layout, init)?,
-        };
-        let cap = seg.capacity();
-        let base = seg.as_ptr();
-        // SAFETY: validated: the body holds the header and `cap` slots.
-        let slots = unsafe { base.add(std::mem::size_of::<Header>()) } as *mut Slot<T>;
-        Ok(Ring {
-            hdr: NonNull::new(base as *mut Header).expect("mapping is not null"),
-            slots: NonNull::new(slots).expect("mapping is not null"),
-            cap,
-            seg,
-        })
-    }
-
-    fn hdr(&self) -> &Header {
-        // SAFETY: the header is mapped, initialised by the creator, and all atomics.
-        unsafe { self.hdr.as_ref() }
-    }
-
-    /// The slot for position `pos`.
-    fn slot(&self, pos: u64) -> &Slot<T> {
-        // SAFETY: `pos & (cap - 1) < cap` (cap is a validated power of two), so the slot is
-        // inside the mapping; its stamp is atomic and its value is behind an UnsafeCell.
-        unsafe { &*self.slots.as_ptr().add((pos & (self.cap - 1)) as usize) }
-    }
-
-    fn corrupt(&self, what: &str, pos: u64, stamp: u64) -> Error {
-        Error::corrupt(format!(
-            "spsc slot for position {pos} has stamp {stamp} ({what})"
-        ))
-    }
-
-    fn claim(&self, end: usize, role: &str) -> Result<()> {
-        if self.hdr().ends.0[end].claim(&self.seg)? {
-            Ok(())
-        } else {
-            Err(Error::Busy {
-                what: format!(
-                    "the {role} of channel `{}`",
-                    self.seg.name().unwrap_or("(anonymous)")
-                ),
-            })
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // Sender
@@ -198,68 +38,18 @@ pub struct Sender<T: Pod> {
     peer: PeerCheck,
 }
 
-/// A value that could not be sent, and why ([`Error::WouldBlock`] when full,
-/// [`Error::Timeout`], [`Error::Disconnected`], or [`Error::Corrupt`]).
-#[derive(Debug)]
-pub struct SendError<T> {
-    /// The value, handed back.
-    pub value: T,
-    /// Why it was not sent.
-    pub error: Error,
-}
-
-impl<T> SendError<T> {
-    /// The value that was not sent.
-    pub fn into_inner(self) -> T {
-        self.value
-    }
-}
-
-impl<T> fmt::Display for SendError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "send failed: {}", self.error)
-    }
-}
-
-impl<T: fmt::Debug> std::error::Error for SendError<T> {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.error)
-    }
-}
-
-impl<T> From<SendError<T>> for Error {
-    fn from(e: SendError<T>) -> Error {
-        e.error
-    }
-}
-
 macro_rules! constructors {
     ($end:expr, $role:literal) => {
-        /// Creates the channel `name` with `capacity` slots (a power of two) and takes this
-        /// end; fails if the name exists.
-        pub fn create(name: &str, capacity: usize) -> Result<Self> {
-            Self::with_options(name, CreationMode::Create, capacity, &Options::new())
-        }
-
-        /// Opens the existing channel `name` and takes this end.
-        pub fn open(name: &str) -> Result<Self> {
-            Self::with_options(name, CreationMode::Open, 1, &Options::new())
-        }
-
-        /// Opens the channel `name`, or creates it with `capacity` slots, and takes this end.
-        pub fn open_or_create(name: &str, capacity: usize) -> Result<Self> {
-            Self::with_options(name, CreationMode::OpenOrCreate, capacity, &Options::new())
-        }
-
-        /// Creates and/or opens as `mode` says, with `opts`, and takes this end. Fails with
-        #[doc = concat!("[`Error::Busy`] if a live process holds the ", $role, ".")]
-        pub fn with_options(
-            name: &str,
-            mode: CreationMode,
+        crate::object::constructors!(
+            @named "channel",
             capacity: usize,
-            opts: &Options,
-        ) -> Result<Self> {
-            let ring = Ring::new(Some(name), mode, capacity, opts)?;
+            open: 1,
+            " The capacity is a number of slots, a power of two. This end is taken: \
+              [`Error::Busy`] if a live process holds it already."
+        );
+
+        fn build(at: At<'_>, capacity: usize) -> Result<Self> {
+            let ring = Ring::new(at, capacity)?;
             ring.claim($end, $role)?;
             match Self::resume(&ring) {
                 Ok(at) => Ok(Self::at(ring, at)),
@@ -386,6 +176,14 @@ impl<T: Pod> Sender<T> {
     /// Publishes the slot at our position (its value is written).
     #[inline]
     fn publish(&mut self) {
+        self.stamp_published();
+        self.announce();
+    }
+
+    /// Stamps the slot at our position published (its value is written) and moves on; the
+    /// receiver, which polls the stamp, can take it now.
+    #[inline]
+    fn stamp_published(&mut self) {
         let pos = self.pos;
         // Release: publishes the value written into the slot to the receiver's Acquire
         // load of the stamp.
@@ -395,6 +193,11 @@ impl<T: Pod> Sender<T> {
             .store(pos.wrapping_add(1), Ordering::Release);
         self.pos = pos.wrapping_add(1);
         failpoint!("spsc.published");
+    }
+
+    /// After one or more stamps: updates the published counter and wakes a sleeper.
+    #[inline]
+    fn announce(&self) {
         // Relaxed: a published counter for `len` and for a new sender; never polled.
         self.ring.hdr().tail.0.store(self.pos, Ordering::Relaxed);
         self.ring.hdr().data.notify();
@@ -481,28 +284,20 @@ impl<T: Pod> Sender<T> {
 
     /// Whether the receiver is gone: one attached, and it closed or its process died.
     pub fn is_disconnected(&self) -> bool {
-        self.ring.hdr().ends.0[RECEIVER]
-            .is_gone(&self.ring.seg)
-            .unwrap_or(true)
+        self.ring.hdr().peer_gone(&self.ring.seg, SENDER)
     }
 }
 
 impl<T: Pod> Drop for Sender<T> {
     fn drop(&mut self) {
-        let h = self.ring.hdr();
-        h.ends.0[SENDER].release(&self.ring.seg);
-        // Wake a sleeping receiver so that it sees the close at once.
-        h.data.wake_all();
+        self.ring.hdr().close(&self.ring.seg, SENDER);
     }
 }
 
 impl<T: Pod> fmt::Debug for Sender<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("spsc::Sender")
-            .field("segment", &self.ring.seg)
-            .field("capacity", &self.ring.cap)
-            .field("position", &self.pos)
-            .finish()
+        let ring = &self.ring;
+        fmt_endpoint(f, "spsc::Sender", &ring.seg, ring.cap, "position", self.pos)
     }
 }
 
@@ -513,9 +308,11 @@ pub struct Loan<'a, T: Pod> {
 }
 
 impl<T: Pod> Loan<'_, T> {
-    /// Publishes the slot.
-    pub fn commit(self) {
+    /// Publishes the slot. Never fails (it returns `Result` like the other channels'
+    /// loans, whose commit can).
+    pub fn commit(self) -> Result<()> {
         self.tx.publish();
+        Ok(())
     }
 }
 
@@ -585,25 +382,10 @@ impl<T: Pod> WriteChunk<'_, T> {
     pub fn commit(self, n: usize) {
         let n = n.min(self.len);
         for _ in 0..n {
-            let pos = self.tx.pos;
-            // Release: as in `publish`.
-            self.tx
-                .ring
-                .slot(pos)
-                .stamp
-                .store(pos.wrapping_add(1), Ordering::Release);
-            self.tx.pos = pos.wrapping_add(1);
-            failpoint!("spsc.published");
+            self.tx.stamp_published();
         }
         if n > 0 {
-            // Relaxed: see `publish`.
-            self.tx
-                .ring
-                .hdr()
-                .tail
-                .0
-                .store(self.tx.pos, Ordering::Relaxed);
-            self.tx.ring.hdr().data.notify();
+            self.tx.announce();
         }
     }
 
@@ -719,6 +501,13 @@ impl<T: Pod> Receiver<T> {
     /// Releases the slot at our position.
     #[inline]
     fn release(&mut self) {
+        self.stamp_released();
+        self.announce();
+    }
+
+    /// Stamps the slot at our position free for the sender's next lap and moves on.
+    #[inline]
+    fn stamp_released(&mut self) {
         let pos = self.pos;
         // Release: our reads of the value are done before the sender may overwrite it
         // (pairs with its Acquire load in `poll_free`).
@@ -728,6 +517,11 @@ impl<T: Pod> Receiver<T> {
             .store(pos.wrapping_add(self.ring.cap), Ordering::Release);
         self.pos = pos.wrapping_add(1);
         failpoint!("spsc.released");
+    }
+
+    /// After one or more releases: updates the published counter and wakes a sleeper.
+    #[inline]
+    fn announce(&self) {
         // Relaxed: a published counter for `len` and for a new receiver; never polled.
         self.ring.hdr().head.0.store(self.pos, Ordering::Relaxed);
         self.ring.hdr().space.notify();
@@ -737,11 +531,46 @@ impl<T: Pod> Receiver<T> {
         RecvGuard { rx: self }
     }
 
-    /// Receives the next message, blocking while the ring is empty; the guard reads it in
-    /// place and frees the slot when dropped. [`Error::Disconnected`] once the sender is
-    /// gone and everything it committed has been received.
+    /// Copies the ready message at our position out and releases its slot.
     #[inline]
-    pub fn recv(&mut self) -> Result<RecvGuard<'_, T>> {
+    fn take(&mut self) -> T {
+        // SAFETY: the slot is in bounds and the stamp said its message is published; a
+        // volatile read of a Pod value, valid whatever bytes a misbehaving peer put there.
+        let v = unsafe { crate::primitive::read_shared(self.ring.slot(self.pos).value.get()) };
+        self.release();
+        v
+    }
+
+    /// Receives the next message as a copy, blocking while the ring is empty; the slot is
+    /// free again when this returns. [`Error::Disconnected`] once the sender is gone and
+    /// everything it committed has been received.
+    #[inline]
+    pub fn recv(&mut self) -> Result<T> {
+        if let Poll::Ready(()) = self.poll_ready()? {
+            return Ok(self.take());
+        }
+        self.wait_ready(Deadline::NEVER)?;
+        Ok(self.take())
+    }
+
+    /// Receives a copy if a message is ready; never blocks ([`Error::WouldBlock`] if
+    /// empty).
+    pub fn try_recv(&mut self) -> Result<T> {
+        self.try_ready()?;
+        Ok(self.take())
+    }
+
+    /// Receives a copy, waiting at most `timeout`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T> {
+        self.wait_ready(Deadline::after(timeout))?;
+        Ok(self.take())
+    }
+
+    /// Receives the next message in place, blocking while the ring is empty; the guard
+    /// reads the slot and frees it when dropped. Zero copies, for a cooperating sender: the
+    /// guard derefs into shared memory that a misbehaving one could write meanwhile.
+    #[inline]
+    pub fn recv_ref(&mut self) -> Result<RecvGuard<'_, T>> {
         if let Poll::Ready(()) = self.poll_ready()? {
             return Ok(self.guard());
         }
@@ -749,22 +578,16 @@ impl<T: Pod> Receiver<T> {
         Ok(self.guard())
     }
 
-    /// Receives a message if one is ready; never blocks ([`Error::WouldBlock`] if empty).
-    pub fn try_recv(&mut self) -> Result<RecvGuard<'_, T>> {
+    /// Receives in place if a message is ready; never blocks.
+    pub fn try_recv_ref(&mut self) -> Result<RecvGuard<'_, T>> {
         self.try_ready()?;
         Ok(self.guard())
     }
 
-    /// Receives, waiting at most `timeout`.
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<RecvGuard<'_, T>> {
+    /// Receives in place, waiting at most `timeout`.
+    pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<RecvGuard<'_, T>> {
         self.wait_ready(Deadline::after(timeout))?;
         Ok(self.guard())
-    }
-
-    /// Receives the next message as a copy (for callers who do not trust the sender to
-    /// leave a slot alone while it is viewed).
-    pub fn recv_copy(&mut self) -> Result<T> {
-        Ok(*self.recv()?)
     }
 
     /// Waits until at least one message is ready, then lends up to `n` consecutive ready
@@ -783,44 +606,48 @@ impl<T: Pod> Receiver<T> {
         Ok(ReadChunk { rx: self, len })
     }
 
-    /// A blocking iterator of copies, ending when the sender is gone and the ring drained
-    /// (or on an error).
-    pub fn iter(&mut self) -> impl Iterator<Item = T> + '_ {
-        std::iter::from_fn(move || self.recv_copy().ok())
+    /// A blocking iterator of copies ([`Receiver::recv`]). It ends (`None`) when the
+    /// sender is gone and the ring is drained; any other error (such as
+    /// [`Error::Corrupt`]) is yielded once, and then it ends.
+    pub fn iter(&mut self) -> impl std::iter::FusedIterator<Item = Result<T>> + '_ {
+        recv_iter(move || self.recv(), ends_iter)
     }
 
-    /// An iterator of copies of the messages ready now.
-    pub fn try_iter(&mut self) -> impl Iterator<Item = T> + '_ {
-        std::iter::from_fn(move || self.try_recv().ok().map(|g| *g))
+    /// An iterator of copies of the messages ready now ([`Receiver::try_recv`]). It ends
+    /// when none is ready (or the sender is gone and the ring is drained); any other error
+    /// is yielded once, and then it ends.
+    pub fn try_iter(&mut self) -> impl std::iter::FusedIterator<Item = Result<T>> + '_ {
+        recv_iter(move || self.try_recv(), ends_try_iter)
     }
 
     /// Whether the sender is gone: one attached, and it closed or its process died.
     pub fn is_disconnected(&self) -> bool {
-        self.ring.hdr().ends.0[SENDER]
-            .is_gone(&self.ring.seg)
-            .unwrap_or(true)
+        self.ring.hdr().peer_gone(&self.ring.seg, RECEIVER)
     }
 }
 
 impl<T: Pod> Drop for Receiver<T> {
     fn drop(&mut self) {
-        let h = self.ring.hdr();
-        h.ends.0[RECEIVER].release(&self.ring.seg);
-        h.space.wake_all();
+        self.ring.hdr().close(&self.ring.seg, RECEIVER);
     }
 }
 
 impl<T: Pod> fmt::Debug for Receiver<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("spsc::Receiver")
-            .field("segment", &self.ring.seg)
-            .field("capacity", &self.ring.cap)
-            .field("position", &self.pos)
-            .finish()
+        let ring = &self.ring;
+        fmt_endpoint(
+            f,
+            "spsc::Receiver",
+            &ring.seg,
+            ring.cap,
+            "position",
+            self.pos,
+        )
     }
 }
 
-/// A received message, read in place; the slot is freed when the guard drops.
+/// A message received by [`Receiver::recv_ref`], read in place; the slot is freed when the
+/// guard drops. For cooperating peers: it derefs into memory the sender could write.
 #[must_use = "dropping the guard frees the slot at once"]
 pub struct RecvGuard<'a, T: Pod> {
     rx: &'a mut Receiver<T>,
@@ -830,8 +657,7 @@ impl<T: Pod> Deref for RecvGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
         // SAFETY: the stamp said the message at our position is published; the sender does
-        // not touch the slot until we release it (a cooperating sender; see the module
-        // docs for `recv_copy`).
+        // not touch the slot until we release it (a cooperating sender; see `recv_ref`).
         unsafe { &*self.rx.ring.slot(self.rx.pos).value.get() }
     }
 }
@@ -885,27 +711,11 @@ impl<T: Pod> ReadChunk<'_, T> {
     /// Releases the first `n` messages (at most the chunk's length).
     pub fn commit(self, n: usize) {
         let n = n.min(self.len);
-        let cap = self.rx.ring.cap;
         for _ in 0..n {
-            let pos = self.rx.pos;
-            // Release: as in `release`.
-            self.rx
-                .ring
-                .slot(pos)
-                .stamp
-                .store(pos.wrapping_add(cap), Ordering::Release);
-            self.rx.pos = pos.wrapping_add(1);
-            failpoint!("spsc.released");
+            self.rx.stamp_released();
         }
         if n > 0 {
-            // Relaxed: see `release`.
-            self.rx
-                .ring
-                .hdr()
-                .head
-                .0
-                .store(self.rx.pos, Ordering::Relaxed);
-            self.rx.ring.hdr().space.notify();
+            self.rx.announce();
         }
     }
 

@@ -1,0 +1,60 @@
+//! A single-producer single-consumer ring of variable-length records (frames) in shared
+//! memory: the FloatChannel done right.
+//!
+//! [`Sender::send`] copies a byte slice in; [`Sender::loan`] lends `len` bytes inside the
+//! ring to fill in place and [`FrameLoan::commit`] publishes them. [`Receiver::recv`]
+//! (and `try_recv`, `recv_timeout`) copies the next frame out into a `Vec<u8>` and
+//! releases its space: safe whatever the sender does. [`Receiver::recv_ref`] (and
+//! `try_recv_ref`, `recv_ref_timeout`) returns a [`Frame`] that views the record in place
+//! as `&[u8]`, or as `&[T]` for any `T: Pod` through [`Frame::as_slice`] (payloads start
+//! 16-byte aligned); the space is released when the frame drops. Zero copies, for a
+//! cooperating sender: the frame derefs into shared memory that a misbehaving one could
+//! write while it is viewed. [`Receiver::iter`] and [`Receiver::try_iter`] yield
+//! `Result<Vec<u8>>` and end as in [`spsc`](crate::spsc). Every record is contiguous: at the end of the ring a
+//! padding record fills the rest. A record larger than [`Sender::max_frame`] is an error
+//! at send ([`Error::InvalidArgument`]), never a hang. Blocking, waking, timeouts and
+//! peer death behave as in [`spsc`](crate::spsc).
+//!
+//! # Layout
+//! Records are 16-byte aligned: `[stamp: u64][len | PAD: u64][payload][padding]`. The
+//! stamp is `pos + 1` once the record at byte position `pos` is published. Before it
+//! publishes a record, the sender zeroes the stamp of the record that will follow it, so
+//! the receiver, which polls only the stamp at its position, never mistakes old payload
+//! bytes of a previous lap for a header. The sender learns about free space from the
+//! receiver's published position, which it caches and reloads only when the cache says
+//! the ring is full.
+//!
+//! ```
+//! use shmkit::frames;
+//! # let name = format!("doc-frames-{}", std::process::id());
+//! let mut tx = frames::Sender::create(&name, 1 << 16)?;
+//! let mut rx = frames::Receiver::open(&name)?; // usually in another process
+//! tx.send(b"hello")?;
+//! tx.send_slice(&[1.5f64, 2.5])?;
+//! {
+//!     let mut loan = tx.loan(3)?; // write in place
+//!     loan.copy_from_slice(b"abc");
+//!     loan.commit()?;
+//! }
+//! assert_eq!(rx.recv()?, b"hello"); // a copy
+//! assert_eq!(rx.recv_ref()?.as_slice::<f64>()?, &[1.5, 2.5]); // in place
+//! assert_eq!(&*rx.recv_ref()?, b"abc");
+//! # Ok::<(), shmkit::Error>(())
+//! ```
+//!
+//! # Files
+//! - `ring`: the record layout, the mapping, reading and releasing records.
+//! - `endpoints`: [`Sender`], [`FrameLoan`], [`Receiver`], [`Frame`].
+//!
+//! [`Error::InvalidArgument`]: crate::Error::InvalidArgument
+//! [`Error::Corrupt`]: crate::Error::Corrupt
+
+mod endpoints;
+pub(in crate::channel) mod ring;
+
+pub use endpoints::{Frame, FrameLoan, Receiver, Sender};
+
+/// The smallest and largest ring sizes (bytes).
+pub const MIN_CAPACITY: u64 = 64;
+/// The largest ring (bytes).
+pub const MAX_CAPACITY: u64 = 1 << 36;

@@ -1,0 +1,593 @@
+//! The public endpoints of the queue: [`Sender`] (with its [`Loan`]) and [`Receiver`]
+//! (with its [`RecvGuard`]), their constructors, and the waiting around the ring's
+//! non-blocking polls. See the [module docs](super) for the contract.
+//!
+//! What lives here touches shared memory only through the ring (`ring`) and its recovery
+//! (`recovery`); it keeps the process-local state: the registration index, the wait
+//! strategy, and the position of a forgotten loan or guard, given back on the next call.
+
+use crate::failpoint::failpoint;
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::time::{Duration, Instant};
+
+use bytemuck::Pod;
+
+use super::super::{
+    ends_iter, ends_try_iter, fmt_endpoint, recv_iter, wait_until, Check, Poll, WaitStrategy,
+};
+use super::ring::{Ring, Side};
+use super::SendError;
+use crate::error::{Error, Result};
+use crate::object::At;
+use crate::segment::Segment;
+use crate::sync::wait::Deadline;
+
+/// The most times one send starts over because its claimed slot was skipped.
+const MAX_RESENDS: usize = 16;
+
+/// Rate-limits the kernel's liveness questions of non-blocking calls.
+#[derive(Debug)]
+struct Every {
+    next: Option<Instant>,
+}
+
+impl Every {
+    /// Whether 10 ms have passed since the last time this said so.
+    fn due(&mut self) -> bool {
+        if cfg!(loom) {
+            return false; // the clock must not steer a loom model
+        }
+        let now = Instant::now();
+        if self.next.is_some_and(|n| now < n) {
+            return false;
+        }
+        self.next = Some(now + Duration::from_millis(10));
+        true
+    }
+}
+
+macro_rules! constructors {
+    ($side:expr) => {
+        crate::object::constructors!(
+            @named "queue",
+            capacity: usize,
+            open: 1,
+            " The capacity is a number of slots, from 1 to \
+              [`MAX_CAPACITY`](super::MAX_CAPACITY). This endpoint is attached: \
+              [`Error::Busy`] if [`MAX_ENDPOINTS`](super::MAX_ENDPOINTS) live endpoints of \
+              its kind are attached already."
+        );
+
+        fn build(at: At<'_>, capacity: usize) -> Result<Self> {
+            let ring = Ring::new(at, capacity)?;
+            let reg = ring.register($side)?;
+            Ok(Self::attach(ring, reg))
+        }
+
+        /// The waiting strategy of this endpoint (default [`WaitStrategy::Blocking`]).
+        pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+            self.strategy = strategy;
+        }
+
+        /// The number of slots.
+        pub fn capacity(&self) -> usize {
+            self.ring.geo.cap as usize
+        }
+
+        /// Messages claimed by senders and not yet received (a snapshot).
+        pub fn len(&self) -> usize {
+            self.ring.len()
+        }
+
+        /// Whether no message is waiting (a snapshot).
+        pub fn is_empty(&self) -> bool {
+            self.len() == 0
+        }
+
+        /// How many messages were lost to dead endpoints since the queue was created:
+        /// claimed by a sender that died before publishing, or held by a receiver that
+        /// died before releasing.
+        pub fn lost(&self) -> u64 {
+            self.ring.lost()
+        }
+
+        /// The segment the queue lives in.
+        pub fn segment(&self) -> &Segment {
+            &self.ring.seg
+        }
+    };
+}
+
+// ---------------------------------------------------------------------------------------
+// Sender
+
+/// A producing end of an MPMC queue. See the [module docs](crate::mpmc).
+pub struct Sender<T: Pod> {
+    ring: Ring<T>,
+    reg: usize,
+    strategy: WaitStrategy,
+    check: Every,
+    /// A position lent by `loan` whose `Loan` was forgotten (never committed nor dropped).
+    loaned: Option<u64>,
+}
+
+impl<T: Pod> Sender<T> {
+    constructors!(Side::Send);
+
+    fn attach(ring: Ring<T>, reg: usize) -> Self {
+        Sender {
+            ring,
+            reg,
+            strategy: WaitStrategy::Blocking,
+            check: Every { next: None },
+            loaned: None,
+        }
+    }
+
+    /// Gives back the slot of a forgotten loan, so that receivers do not wait for it.
+    #[cold]
+    fn give_back_loan(&mut self, pos: u64) {
+        self.ring.skip(pos, false);
+    }
+
+    /// Claims a free slot, waiting until `deadline`.
+    #[inline]
+    fn claim(&mut self, deadline: Deadline) -> Result<u64> {
+        if let Some(pos) = self.loaned.take() {
+            self.give_back_loan(pos);
+        }
+        if let Poll::Ready(pos) = self.ring.poll_send(self.reg)? {
+            return Ok(pos);
+        }
+        let (ring, reg) = (&self.ring, self.reg);
+        wait_until(
+            &ring.hdr().space,
+            self.strategy,
+            deadline,
+            || ring.poll_send(reg),
+            |check| match check {
+                Check::Cheap => Ok(ring.all_closed(Side::Recv)),
+                Check::Full => ring.stalled(Side::Send),
+            },
+        )
+    }
+
+    /// Claims a free slot if there is one now.
+    fn try_claim(&mut self) -> Result<u64> {
+        if let Some(pos) = self.loaned.take() {
+            self.give_back_loan(pos);
+        }
+        if let Poll::Ready(pos) = self.ring.poll_send(self.reg)? {
+            return Ok(pos);
+        }
+        let gone = if self.check.due() {
+            self.ring.stalled(Side::Send)?
+        } else {
+            self.ring.all_closed(Side::Recv)
+        };
+        match self.ring.poll_send(self.reg)? {
+            Poll::Ready(pos) => Ok(pos),
+            Poll::Pending if gone => Err(Error::Disconnected),
+            Poll::Pending => Err(Error::WouldBlock),
+        }
+    }
+
+    #[inline]
+    fn send_with(
+        &mut self,
+        v: T,
+        mut claim: impl FnMut(&mut Self) -> Result<u64>,
+    ) -> std::result::Result<(), SendError<T>> {
+        for _ in 0..MAX_RESENDS {
+            let pos = match claim(self) {
+                Ok(pos) => pos,
+                Err(error) => return Err(SendError { value: v, error }),
+            };
+            failpoint!("mpmc.send.claimed");
+            // SAFETY: we claimed `pos`: no receiver reads the slot until we publish it, and
+            // no other sender writes it (it is not free for anyone else).
+            unsafe { self.ring.claimed_slot(pos).value.get().write(v) };
+            if self.ring.publish(pos) {
+                return Ok(());
+            }
+            // Skipped under us (we were taken for dead): send again elsewhere.
+        }
+        Err(SendError {
+            value: v,
+            error: Error::corrupt("mpmc: every slot this sender claimed was skipped under it"),
+        })
+    }
+
+    /// Sends `v`, blocking while the queue is full. [`Error::Disconnected`] if the queue is
+    /// full and every receiver is gone.
+    #[inline]
+    pub fn send(&mut self, v: T) -> std::result::Result<(), SendError<T>> {
+        self.send_with(v, |s| s.claim(Deadline::NEVER))
+    }
+
+    /// Sends `v` if there is room now; never blocks.
+    pub fn try_send(&mut self, v: T) -> std::result::Result<(), SendError<T>> {
+        self.send_with(v, |s| s.try_claim())
+    }
+
+    /// Sends `v`, waiting at most `timeout` for room.
+    pub fn send_timeout(
+        &mut self,
+        v: T,
+        timeout: Duration,
+    ) -> std::result::Result<(), SendError<T>> {
+        let deadline = Deadline::after(timeout);
+        self.send_with(v, |s| s.claim(deadline))
+    }
+
+    /// Waits for a free slot, claims it and lends it out to be written in place;
+    /// [`Loan::commit`] publishes it. Receivers wait at this position until it is
+    /// committed or given back (a loan dropped without `commit` is skipped, not delivered),
+    /// so do not hold a loan for long.
+    pub fn loan(&mut self) -> Result<Loan<'_, T>> {
+        let pos = self.claim(Deadline::NEVER)?;
+        self.loaned = Some(pos);
+        Ok(Loan {
+            tx: self,
+            pos,
+            done: false,
+            blocking: true,
+        })
+    }
+
+    /// Lends a slot if one is free now; never blocks.
+    pub fn try_loan(&mut self) -> Result<Loan<'_, T>> {
+        let pos = self.try_claim()?;
+        self.loaned = Some(pos);
+        Ok(Loan {
+            tx: self,
+            pos,
+            done: false,
+            blocking: false,
+        })
+    }
+
+    /// Whether every receiver is gone: some attached, and all closed or died.
+    pub fn is_disconnected(&self) -> bool {
+        self.ring.all_gone(Side::Recv).unwrap_or(true)
+    }
+}
+
+impl<T: Pod> Drop for Sender<T> {
+    fn drop(&mut self) {
+        if let Some(pos) = self.loaned.take() {
+            self.give_back_loan(pos);
+        }
+        self.ring.unregister(Side::Send, self.reg);
+    }
+}
+
+impl<T: Pod> fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (ring, reg) = (&self.ring, self.reg as u64);
+        fmt_endpoint(
+            f,
+            "mpmc::Sender",
+            &ring.seg,
+            ring.geo.cap,
+            "registration",
+            reg,
+        )
+    }
+}
+
+/// A claimed slot lent by [`Sender::loan`]: derefs to the `T` in the queue.
+#[must_use = "a loan dropped without `commit` is skipped, not delivered"]
+pub struct Loan<'a, T: Pod> {
+    tx: &'a mut Sender<T>,
+    pos: u64,
+    done: bool,
+    /// Whether the loan came from the blocking `loan` (else from `try_loan`).
+    blocking: bool,
+}
+
+impl<T: Pod> Loan<'_, T> {
+    /// Publishes the slot. If the slot was skipped meanwhile (only possible if this process
+    /// was taken for dead, that is, if the shared state was tampered with), its value is
+    /// sent again at a new position, as the loan was taken: blocking after
+    /// [`Sender::loan`], never blocking after [`Sender::try_loan`] (then
+    /// [`Error::WouldBlock`] if there is no room); that send's error is returned.
+    pub fn commit(mut self) -> Result<()> {
+        self.done = true;
+        self.tx.loaned = None;
+        if self.tx.ring.publish(self.pos) {
+            return Ok(());
+        }
+        // SAFETY: in bounds (a claimed position); a volatile read of a Pod value, which
+        // is valid whatever its bytes.
+        let v = unsafe {
+            crate::primitive::read_shared(self.tx.ring.claimed_slot(self.pos).value.get())
+        };
+        if self.blocking {
+            self.tx.send(v).map_err(|e| e.error)
+        } else {
+            self.tx.try_send(v).map_err(|e| e.error)
+        }
+    }
+}
+
+impl<T: Pod> Drop for Loan<'_, T> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.tx.loaned = None;
+            self.tx.give_back_loan(self.pos);
+        }
+    }
+}
+
+impl<T: Pod> Deref for Loan<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: we claimed the position and have not published it: nobody else reads or
+        // writes the slot until we do.
+        unsafe { &*self.tx.ring.claimed_slot(self.pos).value.get() }
+    }
+}
+
+impl<T: Pod> DerefMut for Loan<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`; `&mut self` makes the access unique.
+        unsafe { &mut *self.tx.ring.claimed_slot(self.pos).value.get() }
+    }
+}
+
+impl<T: Pod> fmt::Debug for Loan<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("mpmc::Loan")
+            .field("position", &self.pos)
+            .finish()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Receiver
+
+/// A consuming end of an MPMC queue. See the [module docs](crate::mpmc).
+pub struct Receiver<T: Pod> {
+    ring: Ring<T>,
+    reg: usize,
+    strategy: WaitStrategy,
+    check: Every,
+    /// The position of the message a live guard views, or a forgotten guard viewed.
+    held: Option<u64>,
+}
+
+impl<T: Pod> Receiver<T> {
+    constructors!(Side::Recv);
+
+    fn attach(ring: Ring<T>, reg: usize) -> Self {
+        Receiver {
+            ring,
+            reg,
+            strategy: WaitStrategy::Blocking,
+            check: Every { next: None },
+            held: None,
+        }
+    }
+
+    /// Releases the message of a forgotten guard.
+    #[inline]
+    fn release_forgotten(&mut self) {
+        if let Some(pos) = self.held.take() {
+            let _ = self.ring.release(pos);
+        }
+    }
+
+    /// Claims a published message, waiting until `deadline`.
+    #[inline]
+    fn claim(&mut self, deadline: Deadline) -> Result<u64> {
+        self.release_forgotten();
+        if let Poll::Ready(pos) = self.ring.poll_recv(self.reg)? {
+            return Ok(pos);
+        }
+        let (ring, reg) = (&self.ring, self.reg);
+        wait_until(
+            &ring.hdr().data,
+            self.strategy,
+            deadline,
+            || ring.poll_recv(reg),
+            |check| match check {
+                Check::Cheap => Ok(ring.all_closed(Side::Send)),
+                Check::Full => ring.stalled(Side::Recv),
+            },
+        )
+    }
+
+    fn try_claim(&mut self) -> Result<u64> {
+        self.release_forgotten();
+        if let Poll::Ready(pos) = self.ring.poll_recv(self.reg)? {
+            return Ok(pos);
+        }
+        let gone = if self.check.due() {
+            self.ring.stalled(Side::Recv)?
+        } else {
+            self.ring.all_closed(Side::Send)
+        };
+        // One more look: a recovery may have unblocked us, or a sender published just
+        // before it went.
+        match self.ring.poll_recv(self.reg)? {
+            Poll::Ready(pos) => Ok(pos),
+            Poll::Pending if gone => Err(Error::Disconnected),
+            Poll::Pending => Err(Error::WouldBlock),
+        }
+    }
+
+    fn guard(&mut self, pos: u64) -> RecvGuard<'_, T> {
+        self.held = Some(pos);
+        failpoint!("mpmc.recv.claimed");
+        RecvGuard { rx: self, pos }
+    }
+
+    /// Copies the claimed message at `pos` out and releases its slot, checking that the
+    /// slot stayed ours during the copy.
+    #[inline]
+    fn take(&mut self, pos: u64) -> Result<T> {
+        failpoint!("mpmc.recv.claimed");
+        // SAFETY: in bounds (a claimed position); a volatile read of a Pod value, valid
+        // whatever bytes a misbehaving peer put there.
+        let v = unsafe { crate::primitive::read_shared(self.ring.claimed_slot(pos).value.get()) };
+        if self.ring.release(pos) {
+            Ok(v)
+        } else {
+            Err(Error::corrupt(format!(
+                "mpmc message {pos:#x} was freed under its receiver while it was copied"
+            )))
+        }
+    }
+
+    /// Receives the next message as a copy, blocking while the queue is empty; the slot
+    /// is free again when this returns. [`Error::Disconnected`] once every sender is gone
+    /// and the queue is drained; [`Error::Corrupt`] if the slot did not stay ours during
+    /// the copy (tampered shared state; the copy is dropped, never returned torn).
+    #[inline]
+    pub fn recv(&mut self) -> Result<T> {
+        let pos = self.claim(Deadline::NEVER)?;
+        self.take(pos)
+    }
+
+    /// Receives a copy if a message is ready; never blocks ([`Error::WouldBlock`] if
+    /// empty).
+    pub fn try_recv(&mut self) -> Result<T> {
+        let pos = self.try_claim()?;
+        self.take(pos)
+    }
+
+    /// Receives a copy, waiting at most `timeout`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T> {
+        let pos = self.claim(Deadline::after(timeout))?;
+        self.take(pos)
+    }
+
+    /// Receives the next message in place, blocking while the queue is empty; the guard
+    /// reads the slot and frees it when dropped. Zero copies, for cooperating senders: the
+    /// guard derefs into shared memory that a misbehaving peer could write meanwhile.
+    #[inline]
+    pub fn recv_ref(&mut self) -> Result<RecvGuard<'_, T>> {
+        let pos = self.claim(Deadline::NEVER)?;
+        Ok(self.guard(pos))
+    }
+
+    /// Receives in place if a message is ready; never blocks.
+    pub fn try_recv_ref(&mut self) -> Result<RecvGuard<'_, T>> {
+        let pos = self.try_claim()?;
+        Ok(self.guard(pos))
+    }
+
+    /// Receives in place, waiting at most `timeout`.
+    pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<RecvGuard<'_, T>> {
+        let pos = self.claim(Deadline::after(timeout))?;
+        Ok(self.guard(pos))
+    }
+
+    /// A blocking iterator of copies ([`Receiver::recv`]). It ends (`None`) when every
+    /// sender is gone and the queue is drained; any other error (such as
+    /// [`Error::Corrupt`]) is yielded once, and then it ends.
+    pub fn iter(&mut self) -> impl std::iter::FusedIterator<Item = Result<T>> + '_ {
+        recv_iter(move || self.recv(), ends_iter)
+    }
+
+    /// An iterator of copies of the messages ready now ([`Receiver::try_recv`]). It ends
+    /// when none is ready (or every sender is gone and the queue is drained); any other
+    /// error is yielded once, and then it ends.
+    pub fn try_iter(&mut self) -> impl std::iter::FusedIterator<Item = Result<T>> + '_ {
+        recv_iter(move || self.try_recv(), ends_try_iter)
+    }
+
+    /// Whether every sender is gone: some attached, and all closed or died.
+    pub fn is_disconnected(&self) -> bool {
+        self.ring.all_gone(Side::Send).unwrap_or(true)
+    }
+}
+
+impl<T: Pod> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        self.release_forgotten();
+        self.ring.unregister(Side::Recv, self.reg);
+    }
+}
+
+impl<T: Pod> fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (ring, reg) = (&self.ring, self.reg as u64);
+        fmt_endpoint(
+            f,
+            "mpmc::Receiver",
+            &ring.seg,
+            ring.geo.cap,
+            "registration",
+            reg,
+        )
+    }
+}
+
+/// A message received by [`Receiver::recv_ref`], read in place; the slot is freed when the
+/// guard drops. For cooperating peers: it derefs into memory a sender could write.
+#[must_use = "dropping the guard frees the slot at once"]
+pub struct RecvGuard<'a, T: Pod> {
+    rx: &'a mut Receiver<T>,
+    pos: u64,
+}
+
+impl<T: Pod> Deref for RecvGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: we claimed the published message at `pos`; no sender touches the slot
+        // until we release it (cooperating senders; see `recv_ref`).
+        unsafe { &*self.rx.ring.claimed_slot(self.pos).value.get() }
+    }
+}
+
+impl<T: Pod> Drop for RecvGuard<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        self.rx.held = None;
+        // A slot freed under us already is no concern of an in-place view.
+        let _ = self.rx.ring.release(self.pos);
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for RecvGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send<T: Pod + Send>() {
+    fn is_send<X: Send>(_: PhantomData<X>) {}
+    is_send(PhantomData::<Sender<T>>);
+    is_send(PhantomData::<Receiver<T>>);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::primitive::Ordering;
+
+    #[test]
+    fn a_copy_whose_slot_is_freed_under_it_is_corrupt_never_returned() {
+        let name = format!("unit-mpmc-take-{}", std::process::id());
+        let mut tx = Sender::<u64>::create(&name, 4).unwrap();
+        let mut rx = Receiver::<u64>::open(&name).unwrap();
+        tx.send(7).unwrap();
+        tx.send(8).unwrap();
+        let pos = rx.try_claim().unwrap();
+        // A peer frees the slot while we copy it (as if it took us for dead): the copy may
+        // be torn, so it is not returned.
+        let freed = pos.wrapping_add(rx.ring.geo.one_lap);
+        rx.ring
+            .claimed_slot(pos)
+            .stamp
+            .store(freed, Ordering::Release);
+        assert!(matches!(rx.take(pos), Err(Error::Corrupt { .. })));
+        // The queue goes on.
+        assert_eq!(rx.recv().unwrap(), 8);
+    }
+}

@@ -1,0 +1,145 @@
+//! A bounded multi-producer multi-consumer queue of typed slots in shared memory.
+//!
+//! The algorithm is Dmitry Vyukov's bounded MPMC queue
+//! (<https://www.1024cores.net/home/lock-free-algorithms/queues/bounded-mpmc-queue>), with
+//! the position encoding of crossbeam-queue's `ArrayQueue`
+//! (`crossbeam-queue/src/array_queue.rs`), made to survive the death of any process that
+//! uses it.
+//!
+//! Any number of processes (or threads, one handle each) open [`Sender`]s and
+//! [`Receiver`]s by name, up to [`MAX_ENDPOINTS`] of each at a time; each message goes to
+//! exactly one receiver, and the messages of one sender arrive in order at each receiver.
+//! `send` blocks while the queue is full, `recv` while it is empty (see [`WaitStrategy`]
+//! for how); `try_` forms never block ([`Error::WouldBlock`]); `_timeout` forms give up
+//! with [`Error::Timeout`]. Nothing allocates and no syscall is made on the hot path unless
+//! a peer sleeps. A side whose peers never attached waits for them. `recv` returns
+//! [`Error::Disconnected`] once every sender that attached is gone (closed or dead) and
+//! the queue is drained; `send` returns it when the queue is full and every receiver is
+//! gone. A sender killed between claiming a slot and publishing it does not stall anyone:
+//! the slot is skipped once a blocked peer notices (within a sleep slice), and counted in
+//! [`Receiver::lost`]. A receiver killed while it holds a message in a [`RecvGuard`] does
+//! not stall the senders either: the slot is freed once a blocked sender notices, and that
+//! message is lost (counted too; it is not delivered again, unlike in [`crate::spsc`]).
+//!
+//! Receiving: [`Receiver::recv`] (and `try_recv`, `recv_timeout`) copies the message out,
+//! then releases the slot with a compare-and-swap of its stamp that also checks, seqlock
+//! style, that the slot stayed ours during the copy: a torn message is never returned (if
+//! the stamp changed meanwhile, which only tampered shared state can cause, it is
+//! [`Error::Corrupt`]). Zero copies: [`Sender::loan`] lends the claimed slot to be written
+//! in place, and [`Receiver::recv_ref`] (and `try_recv_ref`, `recv_ref_timeout`) returns a
+//! guard that reads the slot in place and frees it on drop; the guard derefs into shared
+//! memory that a misbehaving peer could write while it is viewed, so use it with
+//! cooperating peers. [`Receiver::iter`] and [`Receiver::try_iter`] yield `Result<T>`:
+//! they end when every sender is gone and the queue is drained (`iter`) or when nothing is
+//! ready (`try_iter`), and end after yielding any other error (such as
+//! [`Error::Corrupt`]).
+//!
+//! ```
+//! use shmkit::mpmc;
+//! # let name = format!("doc-mpmc-{}", std::process::id());
+//! let mut tx = mpmc::Sender::<u64>::create(&name, 8)?;
+//! let mut tx2 = mpmc::Sender::<u64>::open(&name)?; // usually in other processes
+//! let mut rx = mpmc::Receiver::<u64>::open(&name)?;
+//! let mut rx2 = mpmc::Receiver::<u64>::open(&name)?;
+//! tx.send(1)?;
+//! {
+//!     let mut slot = tx2.loan()?; // write in place
+//!     *slot = 2;
+//!     slot.commit()?;
+//! }
+//! assert_eq!(*rx.recv_ref()?, 1); // read in place; the slot is freed when the guard drops
+//! assert_eq!(rx2.recv()?, 2); // a copy
+//! assert!(matches!(rx.try_recv(), Err(shmkit::Error::WouldBlock)));
+//! drop((tx, tx2));
+//! assert!(matches!(rx.recv(), Err(shmkit::Error::Disconnected)));
+//! assert_eq!(rx.lost(), 0);
+//! # Ok::<(), shmkit::Error>(())
+//! ```
+//!
+//! # Design
+//! Positions are `u64`s: a lap number in the high bits and a slot index below it, as in
+//! crossbeam: `one_lap` is `(capacity + 1).next_power_of_two()`, the position after index
+//! `capacity - 1` of lap `l` is index 0 of lap `l + 1`, so any capacity works (1 and 1023
+//! included) and `pos + 1` never looks like a position of that slot. `tail` is the next
+//! position to claim for sending, `head` the next to claim for receiving; both only grow.
+//!
+//! The stamp of slot `i`, for a position `p` of that slot (`p & (one_lap - 1) == i`):
+//!
+//! | stamp           | `tail`, `head`          | meaning                                    |
+//! |-----------------|-------------------------|--------------------------------------------|
+//! | `p`             | `tail <= p`             | free, next to be written at `p`            |
+//! | `p`             | `tail > p`, `head <= p` | claimed by a sender that has not published |
+//! | `p + 1`         | `head <= p`             | message `p` published, not yet received    |
+//! | `p + 1`         | `head > p`              | message `p` held by a receiver (a guard)   |
+//! | `p + one_lap`   | `head > p`              | released: free for `p + one_lap`           |
+//! | `p + one_lap`   | `head == p`             | skipped, `head` not yet moved past it      |
+//!
+//! Sending: load `tail`; if the stamp is `tail`, CAS `tail` to the next position, write,
+//! then CAS the stamp `p → p + 1` (a CAS, not a store: see below). Receiving: load `head`;
+//! if the stamp is `head + 1`, CAS `head` forward, read in place, and on release CAS the
+//! stamp `p + 1 → p + one_lap`. A stamp one lap behind means full (sending) or empty
+//! (receiving); a stamp ahead means our copy of `tail`/`head` is stale; anything else,
+//! with the position unchanged, is [`Error::Corrupt`].
+//!
+//! # Dead peers
+//! Each endpoint registers in a table in the header (one 128-byte line each): an
+//! `EndpointSlot` with its liveness token, and its *pending* word:
+//!
+//! | pending   | meaning                                                              |
+//! |-----------|----------------------------------------------------------------------|
+//! | `IDLE`    | (`u64::MAX`) not claiming anything                                   |
+//! | `p`       | about to CAS `tail`/`head` at `p`, or holding `p` after winning it:  |
+//! |           | a sender until it publishes `p`, a receiver until it releases `p`    |
+//! | stale `p` | after that; harmless, because every use checks the stamp of `p` first |
+//!
+//! The pending word is stored (Release) *before* the claiming CAS (Release), so whoever
+//! reads `tail > p` (Acquire) also sees the claimer's pending word `p` or a later one,
+//! which it writes only after publishing `p`. So a receiver blocked on position `p`
+//! (stamp `p`, `tail > p`) asks, when its sleep slice runs out: does any endpoint with a
+//! *live* process have pending `p`? If none does and one with a dead process does, the
+//! claimer is dead: it CASes the stamp `p → p + one_lap` (as if received), moves `head`
+//! past `p` (or leaves that to the receivers that get there), and counts the message
+//! lost. The CAS races the claimer's publishing CAS, so exactly one wins; a live sender
+//! whose publishing CAS fails anyway (only possible if it was taken for dead) sends again
+//! at a new position. A sender blocked because the previous lap's message in its slot is
+//! unpublished does the same skip; one blocked on a slot whose message `p` is held by a
+//! receiver (stamp `p + 1`, `head > p`) asks the same of the receivers' table and CASes
+//! `p + 1 → p + one_lap`. A new endpoint that takes over a dead one's registration settles
+//! the dead one's pending claim first. A loser of a claiming CAS has pending `p` for a
+//! moment too; that only delays the verdict. A claimed position that *nobody* has pending
+//! cannot happen (the claimer's word stays until it publishes): it is [`Error::Corrupt`].
+//!
+//! Liveness is per handle: each endpoint's segment mapping holds its own liveness lock, so
+//! a closed handle in a live process counts as gone. A loan or guard that is forgotten
+//! (`mem::forget`) is given back by the endpoint's next call or its drop. Handles must not
+//! be used in a child created by `fork`.
+//!
+//! Everything read from the segment is checked before use: positions' slot indices, stamps
+//! against the positions, distances between `head` and `tail`, pending words. A bad value
+//! is [`Error::Corrupt`]; every retry loop is bounded.
+//!
+//! # Files
+//! - `ring`: the shared layout, position arithmetic and the lock-free queue.
+//! - `recovery`: registration, and recovering what dead endpoints left behind.
+//! - `endpoints`: [`Sender`], [`Loan`], [`Receiver`], [`RecvGuard`].
+//!
+//! [`WaitStrategy`]: crate::WaitStrategy
+//! [`Error::WouldBlock`]: crate::Error::WouldBlock
+//! [`Error::Timeout`]: crate::Error::Timeout
+//! [`Error::Disconnected`]: crate::Error::Disconnected
+//! [`Error::Corrupt`]: crate::Error::Corrupt
+//! [`crate::spsc`]: crate::spsc
+
+mod endpoints;
+mod recovery;
+pub(in crate::channel) mod ring;
+
+pub use super::SendError;
+pub use endpoints::{Loan, Receiver, RecvGuard, Sender};
+pub(crate) use ring::describe;
+
+/// The largest capacity (slots) a queue may have.
+pub const MAX_CAPACITY: u64 = 1 << 32;
+
+/// How many senders, and how many receivers, may be attached at a time.
+pub const MAX_ENDPOINTS: usize = 64;

@@ -1,0 +1,535 @@
+//! The ring proper: the shared layout (header, registrations, slots), the position
+//! arithmetic ([`Geometry`]), and the lock-free Vyukov queue on it: claiming a slot to send
+//! (`poll_send`), publishing it, claiming a message to receive (`poll_recv`) and releasing
+//! it. See the [module docs](super) for the protocol and the stamp table.
+//!
+//! What lives here may touch the header's `tail`, `head` and signals, a slot's stamp and
+//! value, and the caller's own pending word; it never judges liveness. Recovering from dead
+//! endpoints (and registering them) is in `recovery`; the public endpoints in `endpoints`.
+
+use std::ptr::NonNull;
+
+use bytemuck::Pod;
+
+use super::super::typed::{self, Shape, Slot};
+use super::super::{EndpointSlot, Line, Poll, Signal};
+use super::{MAX_CAPACITY, MAX_ENDPOINTS};
+use crate::error::{Error, Result};
+use crate::object::At;
+use crate::primitive::{AtomicU64, Ordering};
+use crate::segment::{Kind, Segment};
+
+/// The pending word of an endpoint that claims nothing.
+pub(in crate::channel) const IDLE: u64 = u64::MAX;
+/// The most rounds one poll makes when positions move under it (lost CAS races, stale
+/// copies); after that it reports "not now" and the caller's wait loop polls again.
+const RETRIES: usize = 1024;
+
+/// One endpoint's registration: its liveness slot and the position it claims.
+#[derive(Debug)]
+#[repr(C)]
+pub(in crate::channel) struct Registration {
+    pub(in crate::channel) end: EndpointSlot,
+    /// [`IDLE`], or the position this endpoint is claiming or holds (see the module docs).
+    pub(in crate::channel) pending: AtomicU64,
+}
+
+/// The queue header. Hot words each on their own 128-byte line.
+#[repr(C)]
+pub(in crate::channel) struct Header {
+    /// The next position to claim for sending. Only grows (CAS).
+    pub(in crate::channel) tail: Line<AtomicU64>,
+    /// The next position to claim for receiving. Only grows (CAS).
+    pub(in crate::channel) head: Line<AtomicU64>,
+    /// Receivers sleep here when the queue is empty.
+    pub(in crate::channel) data: Signal,
+    /// Senders sleep here when the queue is full.
+    pub(in crate::channel) space: Signal,
+    /// Messages lost to dead endpoints: skipped claims and released holds.
+    pub(in crate::channel) lost: Line<AtomicU64>,
+    pub(in crate::channel) senders: [Line<Registration>; MAX_ENDPOINTS],
+    pub(in crate::channel) receivers: [Line<Registration>; MAX_ENDPOINTS],
+}
+
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<Registration>() == 24);
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<Line<Registration>>() == 128);
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<Header>() == (5 + 2 * MAX_ENDPOINTS) * 128);
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::align_of::<Header>() == 128);
+
+impl Header {
+    pub(super) fn new() -> Header {
+        let reg = || {
+            Line(Registration {
+                end: EndpointSlot::new(),
+                pending: AtomicU64::new(IDLE),
+            })
+        };
+        Header {
+            tail: Line(AtomicU64::new(0)),
+            head: Line(AtomicU64::new(0)),
+            data: Signal::new(),
+            space: Signal::new(),
+            lost: Line(AtomicU64::new(0)),
+            senders: std::array::from_fn(|_| reg()),
+            receivers: std::array::from_fn(|_| reg()),
+        }
+    }
+}
+
+pub(super) fn body_len<T>(cap: u64) -> Option<u64> {
+    if cap == 0 || cap > MAX_CAPACITY {
+        return None;
+    }
+    (std::mem::size_of::<Slot<T>>() as u64)
+        .checked_mul(cap)?
+        .checked_add(std::mem::size_of::<Header>() as u64)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Side {
+    Send,
+    Recv,
+}
+
+impl Side {
+    pub(super) fn other(self) -> Side {
+        match self {
+            Side::Send => Side::Recv,
+            Side::Recv => Side::Send,
+        }
+    }
+
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Side::Send => "sender",
+            Side::Recv => "receiver",
+        }
+    }
+}
+
+/// Position arithmetic for a capacity (crossbeam's encoding: a lap number above the slot
+/// index).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Geometry {
+    pub(super) cap: u64,
+    /// `(cap + 1).next_power_of_two()`: the distance between a slot's positions.
+    pub(super) one_lap: u64,
+    /// `one_lap - 1`: the index bits of a position.
+    pub(super) mask: u64,
+    /// `log2(one_lap)`.
+    pub(super) shift: u32,
+}
+
+/// The fields of an mpmc queue header in `body` (a snapshot read with plain reads; only
+/// displayed), for `shmkit inspect`.
+pub(crate) fn describe(
+    body: &[u8],
+    capacity: u64,
+    alive: &dyn Fn(u32) -> bool,
+) -> Vec<(String, String)> {
+    use super::super::{u32_at, u64_at};
+    let mut out = Vec::new();
+    let tail = u64_at(body, std::mem::offset_of!(Header, tail));
+    let head = u64_at(body, std::mem::offset_of!(Header, head));
+    if let (Some(tail), Some(head)) = (tail, head) {
+        let geo = Geometry::new(capacity.clamp(1, MAX_CAPACITY));
+        out.push((
+            "depth (claimed, not yet received)".to_owned(),
+            geo.distance(head, tail)
+                .map_or_else(|| "inconsistent positions".to_owned(), |d| d.to_string()),
+        ));
+    }
+    if let Some(lost) = u64_at(body, std::mem::offset_of!(Header, lost)) {
+        out.push(("lost to dead endpoints".to_owned(), lost.to_string()));
+    }
+    let line = std::mem::size_of::<Line<Registration>>();
+    let end = std::mem::offset_of!(Registration, end);
+    for (table, role) in [
+        (std::mem::offset_of!(Header, senders), "senders"),
+        (std::mem::offset_of!(Header, receivers), "receivers"),
+    ] {
+        let mut held = Vec::new();
+        for i in 0..MAX_ENDPOINTS {
+            let off = table + i * line + end;
+            let token = u32_at(body, off + std::mem::offset_of!(EndpointSlot, token));
+            if token.is_some_and(|t| t != 0) {
+                held.push(super::super::describe_end(body, off, alive).unwrap_or_default());
+            }
+        }
+        out.push((
+            role.to_owned(),
+            if held.is_empty() {
+                "none attached".to_owned()
+            } else {
+                format!("{} attached: {}", held.len(), held.join("; "))
+            },
+        ));
+    }
+    out
+}
+
+impl Geometry {
+    pub(super) fn new(cap: u64) -> Geometry {
+        let one_lap = (cap + 1).next_power_of_two();
+        Geometry {
+            cap,
+            one_lap,
+            mask: one_lap - 1,
+            shift: one_lap.trailing_zeros(),
+        }
+    }
+
+    /// The position after `pos`.
+    #[inline]
+    pub(super) fn next(&self, pos: u64) -> u64 {
+        if (pos & self.mask) + 1 < self.cap {
+            pos.wrapping_add(1)
+        } else {
+            (pos & !self.mask).wrapping_add(self.one_lap)
+        }
+    }
+
+    /// How many positions `to` is ahead of `from`; `None` if it is behind, more than two
+    /// laps ahead, or either is not a position.
+    pub(super) fn distance(&self, from: u64, to: u64) -> Option<u64> {
+        let (fi, ti) = (from & self.mask, to & self.mask);
+        if fi >= self.cap || ti >= self.cap {
+            return None;
+        }
+        let laps = (to & !self.mask).wrapping_sub(from & !self.mask) >> self.shift;
+        if laps > 2 {
+            return None;
+        }
+        (laps * self.cap + ti).checked_sub(fi)
+    }
+
+    /// Whether `cur` (a later reading of `tail` or `head`) has moved past `pos`. Legitimate
+    /// distances are at most twice the capacity (skipped slots let `tail` run up to a lap
+    /// ahead of a `head` that has not moved past them yet).
+    pub(super) fn passed(&self, pos: u64, cur: u64) -> bool {
+        matches!(self.distance(pos, cur), Some(d) if d >= 1 && d <= 2 * self.cap)
+    }
+}
+
+/// The mapped queue, shared by both endpoint types.
+pub(super) struct Ring<T> {
+    pub(super) seg: Segment,
+    pub(super) hdr: NonNull<Header>,
+    pub(super) slots: NonNull<Slot<T>>,
+    pub(super) geo: Geometry,
+}
+
+// SAFETY: the ring lives in shared memory accessed through atomics and through slots that
+// the stamp protocol hands to one endpoint at a time; endpoints are used from one thread
+// at a time (`&mut self`), and may move between threads.
+unsafe impl<T: Send> Send for Ring<T> {}
+
+impl<T: Pod> Ring<T> {
+    pub(super) fn new(at: At<'_>, capacity: usize) -> Result<Self> {
+        let shape = Shape {
+            kind: Kind::Mpmc,
+            body_len: body_len::<T>,
+            bad_capacity: |c| {
+                format!("capacity {c} must be between 1 and {MAX_CAPACITY} (and fit in memory)")
+            },
+        };
+        let m = typed::map::<T, Header>(at, capacity, shape, Header::new)?;
+        // Validated on open: `body_len(capacity)` matched, so 1 <= cap <= MAX_CAPACITY.
+        Ok(Ring {
+            geo: Geometry::new(m.seg.capacity()),
+            hdr: m.hdr,
+            slots: m.slots,
+            seg: m.seg,
+        })
+    }
+
+    #[inline]
+    pub(super) fn hdr(&self) -> &Header {
+        // SAFETY: the header is mapped, initialised by the creator, and all atomics.
+        unsafe { self.hdr.as_ref() }
+    }
+
+    pub(super) fn table(&self, side: Side) -> &[Line<Registration>; MAX_ENDPOINTS] {
+        match side {
+            Side::Send => &self.hdr().senders,
+            Side::Recv => &self.hdr().receivers,
+        }
+    }
+
+    #[inline]
+    pub(super) fn pending(&self, side: Side, reg: usize) -> &AtomicU64 {
+        &self.table(side)[reg].0.pending
+    }
+
+    /// The slot of position `pos`, which came from shared memory: its index is checked.
+    #[inline]
+    pub(super) fn slot(&self, pos: u64) -> Result<&Slot<T>> {
+        let i = pos & self.geo.mask;
+        if i >= self.geo.cap {
+            return Err(Error::corrupt(format!(
+                "mpmc position {pos:#x} has slot index {i}, past the capacity {}",
+                self.geo.cap
+            )));
+        }
+        // SAFETY: `i < cap`, so the slot is inside the mapping; its stamp is atomic and its
+        // value is behind an UnsafeCell.
+        Ok(unsafe { &*self.slots.as_ptr().add(i as usize) })
+    }
+
+    /// The slot of a position this endpoint claimed (checked when it was claimed, and kept
+    /// in process-local memory since).
+    #[inline]
+    pub(super) fn claimed_slot(&self, pos: u64) -> &Slot<T> {
+        // `min` keeps even a broken invariant in bounds.
+        let i = (pos & self.geo.mask).min(self.geo.cap - 1);
+        // SAFETY: `i < cap`: inside the mapping, as in `slot`.
+        unsafe { &*self.slots.as_ptr().add(i as usize) }
+    }
+
+    pub(super) fn corrupt(&self, who: &str, pos: u64, stamp: u64) -> Error {
+        Error::corrupt(format!(
+            "mpmc slot for position {pos:#x} has stamp {stamp:#x}, impossible for the {who}"
+        ))
+    }
+
+    pub(super) fn corrupt_positions(&self, head: u64, tail: u64) -> Error {
+        Error::corrupt(format!(
+            "mpmc head {head:#x} and tail {tail:#x} are inconsistent with capacity {}",
+            self.geo.cap
+        ))
+    }
+
+    // -----------------------------------------------------------------------------------
+    // The queue proper.
+
+    /// One attempt to claim a free slot for sending (a few rounds when others win races).
+    #[inline]
+    pub(super) fn poll_send(&self, reg: usize) -> Result<Poll<u64>> {
+        let h = self.hdr();
+        let pending = self.pending(Side::Send, reg);
+        // Acquire: pairs with the Release of the claiming CAS that moved `tail` here (and,
+        // through the release sequence, the earlier ones): whoever claimed this slot's
+        // previous lap had seen it free, so the stamp we load next is no older than that
+        // lap. With Relaxed, a stale stamp two laps behind would read as corruption (loom
+        // finds it).
+        let mut tail = h.tail.0.load(Ordering::Acquire);
+        for _ in 0..RETRIES {
+            let slot = self.slot(tail)?;
+            // Acquire: pairs with the Release CAS that freed the slot (a receiver's
+            // release, or a skip): the last reads of the old value are done before we
+            // overwrite it.
+            let stamp = slot.stamp.load(Ordering::Acquire);
+            let prev = tail.wrapping_sub(self.geo.one_lap);
+            if stamp == tail {
+                // Free for `tail`. Say what we claim before claiming it. Release: pairs
+                // with the Acquire loads in `holder`, through the CAS below.
+                pending.store(tail, Ordering::Release);
+                // AcqRel: Release publishes the pending word to whoever reads this tail or
+                // a later one with Acquire (a recovering peer); Acquire orders our write
+                // of the value after the claim.
+                // Acquire on failure: as the load of `tail` above, for the value we retry.
+                match h.tail.0.compare_exchange_weak(
+                    tail,
+                    self.geo.next(tail),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => return Ok(Poll::Ready(tail)),
+                    Err(cur) => {
+                        // Lost the race: we claim nothing. Release: as above.
+                        pending.store(IDLE, Ordering::Release);
+                        tail = cur;
+                    }
+                }
+            } else if stamp == prev || stamp == prev.wrapping_add(1) {
+                // The previous lap's message is still in the slot (being written, not yet
+                // received, or held by a receiver): full.
+                return Ok(Poll::Pending);
+            } else {
+                // Acquire: as above.
+                let now = h.tail.0.load(Ordering::Acquire);
+                if now == tail {
+                    // A stamp ahead of a tail that has not moved: nobody wrote that.
+                    return Err(self.corrupt("sender", tail, stamp));
+                }
+                tail = now; // our copy of tail was stale
+            }
+        }
+        Ok(Poll::Pending)
+    }
+
+    /// Publishes the message written at `pos`; `false` if the slot was skipped meanwhile
+    /// (we were taken for dead), so that the message must be sent again.
+    #[inline]
+    pub(super) fn publish(&self, pos: u64) -> bool {
+        // Release: publishes the value to the receivers' Acquire load of the stamp.
+        // Relaxed on failure: we learn only that the slot is no longer ours.
+        let ok = self
+            .claimed_slot(pos)
+            .stamp
+            .compare_exchange(
+                pos,
+                pos.wrapping_add(1),
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_ok();
+        if ok {
+            self.hdr().data.notify();
+        }
+        ok
+    }
+
+    /// One attempt to claim a published message for receiving.
+    #[inline]
+    pub(super) fn poll_recv(&self, reg: usize) -> Result<Poll<u64>> {
+        let h = self.hdr();
+        let pending = self.pending(Side::Recv, reg);
+        // Acquire: pairs with the Release of the CAS that moved `head` here (a claim, or a
+        // skip, which frees the slot before it moves `head`): the stamp we load next is
+        // then no older than that. With Relaxed, a receiver could see `head` moved past a
+        // skipped slot and the slot's stamp from before the skip, and report corruption
+        // (found by the loom model of a sender killed after its claim).
+        let mut head = h.head.0.load(Ordering::Acquire);
+        for _ in 0..RETRIES {
+            let slot = self.slot(head)?;
+            // Acquire: pairs with the sender's Release CAS in `publish`: the value is
+            // visible once we see its stamp.
+            let stamp = slot.stamp.load(Ordering::Acquire);
+            let ahead = head.wrapping_add(self.geo.one_lap);
+            if stamp == head.wrapping_add(1) {
+                // Published: claim it. Release (both): as in `poll_send`.
+                pending.store(head, Ordering::Release);
+                // AcqRel, and Acquire on failure: as in `poll_send`.
+                match h.head.0.compare_exchange_weak(
+                    head,
+                    self.geo.next(head),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => return Ok(Poll::Ready(head)),
+                    Err(cur) => {
+                        pending.store(IDLE, Ordering::Release);
+                        head = cur;
+                    }
+                }
+            } else if stamp == head || stamp == head.wrapping_sub(self.geo.one_lap).wrapping_add(1)
+            {
+                // Not published yet (empty, or a sender is writing), or the previous lap's
+                // message is still held there (then nothing was sent at `head` either).
+                return Ok(Poll::Pending);
+            } else if stamp == ahead
+                || stamp == ahead.wrapping_add(1)
+                || self.laps_ahead(head, stamp)
+            {
+                // Message `head` was received or skipped. If `head` still says so, it was a
+                // skip whose skipper has not moved `head` yet (or died before it could):
+                // move it. (A slot's stamp only grows, and only through each of its
+                // positions in turn, so any later lap means `head`'s turn is over: slots
+                // given back repeatedly while `head` waited further back can be several
+                // laps ahead.) AcqRel/Acquire: as the claiming CAS.
+                let next = self.geo.next(head);
+                head = match h.head.0.compare_exchange_weak(
+                    head,
+                    next,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => next,
+                    Err(cur) => cur,
+                };
+            } else {
+                // Acquire: as above.
+                let now = h.head.0.load(Ordering::Acquire);
+                if now == head {
+                    return Err(self.corrupt("receiver", head, stamp));
+                }
+                head = now; // our copy of head was stale
+            }
+        }
+        Ok(Poll::Pending)
+    }
+
+    /// Frees the slot of the message at `pos` that we hold (a guard dropped, or a copy
+    /// taken). `false` if the slot was no longer ours: a sender took us for dead and freed
+    /// it already (or a peer forged its stamp), so a copy taken before may be torn.
+    #[inline]
+    pub(super) fn release(&self, pos: u64) -> bool {
+        // Release: our reads of the value are done before a sender may overwrite it
+        // (pairs with its Acquire stamp load in `poll_send`). Relaxed on failure: we learn
+        // only that the slot is no longer ours. Success also validates a copy (seqlock
+        // style): the stamp is still `pos + 1`, and a sender writes the slot only after it
+        // saw the stamp we store here, so nobody wrote it while we read.
+        let ok = self
+            .claimed_slot(pos)
+            .stamp
+            .compare_exchange(
+                pos.wrapping_add(1),
+                pos.wrapping_add(self.geo.one_lap),
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_ok();
+        self.hdr().space.notify();
+        ok
+    }
+
+    /// Whether `stamp` is a later lap of `head`'s slot (free or published for a position
+    /// at least two laps on): `head`'s own turn at the slot is over.
+    pub(super) fn laps_ahead(&self, head: u64, stamp: u64) -> bool {
+        // `stamp - head` is `k` laps (free for that position) or `k` laps and one
+        // (published there), `k >= 2`; far ahead (a quarter of the counter) is corrupt.
+        let d = stamp.wrapping_sub(head);
+        d & self.geo.mask <= 1 && d >= 2 * self.geo.one_lap && d < 1 << 62
+    }
+
+    /// Messages published and not yet received (a snapshot).
+    pub(super) fn len(&self) -> usize {
+        let h = self.hdr();
+        // Relaxed: a snapshot; nothing is read through it. Head first, so that the tail
+        // read after it is not behind it.
+        let head = h.head.0.load(Ordering::Relaxed);
+        let tail = h.tail.0.load(Ordering::Relaxed);
+        self.geo
+            .distance(head, tail)
+            .map_or(0, |d| d.min(self.geo.cap)) as usize
+    }
+
+    pub(super) fn lost(&self) -> u64 {
+        // Relaxed: a statistic.
+        self.hdr().lost.0.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_step_through_every_slot_and_wrap_at_u64() {
+        for cap in [1u64, 2, 3, 1023, 1024] {
+            let g = Geometry::new(cap);
+            // Start two laps before the u64 wrap point.
+            let mut p = 0u64.wrapping_sub(2 * g.one_lap);
+            for k in 0..(5 * cap) {
+                assert!((p & g.mask) < cap);
+                assert_eq!(g.distance(p, p), Some(0));
+                let q = g.next(p);
+                assert_eq!(g.distance(p, q), Some(1), "cap {cap} step {k} at {p:#x}");
+                assert_eq!(g.distance(q, p), None);
+                assert!(g.passed(p, q) && !g.passed(q, p));
+                // A slot's published stamp is never one of its free stamps.
+                assert_ne!(p.wrapping_add(1) & g.mask, p & g.mask);
+                p = q;
+            }
+            // A full lap ahead is `cap` positions; garbage is no position.
+            assert_eq!(g.distance(p, p.wrapping_add(g.one_lap)), Some(cap));
+            assert_eq!(g.distance(p, u64::MAX), None);
+            assert_eq!(g.distance(p, p.wrapping_add(3 * g.one_lap)), None);
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! A single-producer single-consumer ring of typed slots in shared memory.
+//!
+//! One [`Sender`] and one [`Receiver`], in any two processes (or threads), found by name;
+//! either side may create the channel. `send` blocks while the ring is full, `recv` while
+//! it is empty (see [`WaitStrategy`] for how); `try_` forms never block; `_timeout` forms
+//! give up with [`Error::Timeout`]. Nothing allocates and no syscall is made on the hot
+//! path unless the peer sleeps.
+//!
+//! Receiving: [`Receiver::recv`] (and `try_recv`, `recv_timeout`) copies the message
+//! out and frees the slot before it returns: safe whatever the sender does (payloads are
+//! `Pod`, so any bytes are a valid `T`). Zero copies: [`Sender::loan`] hands out the slot
+//! in the ring to write in place, and [`Receiver::recv_ref`] (and `try_recv_ref`,
+//! `recv_ref_timeout`) returns a guard that reads the slot in place and frees it on drop;
+//! the guard derefs into shared memory that a misbehaving sender could write while it is
+//! viewed, so use it with cooperating peers. [`Receiver::iter`] and
+//! [`Receiver::try_iter`] yield `Result<T>`: they end when the sender is gone and the ring
+//! is drained (`iter`) or when nothing is ready (`try_iter`), and end after yielding any
+//! other error (such as [`Error::Corrupt`]).
+//!
+//! # Design
+//! Every slot carries a sequence stamp next to its value: `pos` while it is free for the
+//! message at position `pos`, `pos + 1` once that message is published, `pos + capacity`
+//! once the consumer released it. Each side keeps its position locally and polls only the
+//! stamp of the slot it needs, so a small message costs one cache-line transfer. The
+//! positions are also published (for `len` and for a new endpoint to resume) but never
+//! polled. Because stamps sit between the values, batches ([`Sender::write_chunk`],
+//! [`Receiver::read_chunk`]) expose slots one by one rather than as slices.
+//!
+//! # When a peer dies
+//! A peer that never attached is awaited, not reported: a receiver may be created before
+//! its sender process starts. A blocked side notices a dead or closed peer within a sleep
+//! slice: `recv` returns
+//! [`Error::Disconnected`] once the sender is gone *and* everything it committed has been
+//! received; `send` returns it when the ring is full and the receiver is gone. A new
+//! endpoint can attach after the old one died: a new sender continues after the last
+//! committed message (a message loaned but not committed is never delivered); a new
+//! receiver resumes at the first message not yet released, so a message the dead receiver
+//! held in a guard is delivered again.
+//!
+//! ```
+//! use shmkit::spsc;
+//! # let name = format!("doc-spsc-{}", std::process::id());
+//! let mut tx = spsc::Sender::<u64>::create(&name, 1024)?;
+//! let mut rx = spsc::Receiver::<u64>::open(&name)?; // usually in another process
+//! tx.send(7)?;
+//! {
+//!     let mut slot = tx.loan()?; // write in place
+//!     *slot = 8;
+//!     slot.commit()?;
+//! }
+//! assert_eq!(rx.recv()?, 7); // a copy; the slot is freed already
+//! assert_eq!(*rx.recv_ref()?, 8); // read in place; the slot is freed when the guard drops
+//! drop(tx);
+//! assert!(matches!(rx.recv(), Err(shmkit::Error::Disconnected)));
+//! # Ok::<(), shmkit::Error>(())
+//! ```
+//!
+//! # Files
+//! - `ring`: the slots, the mapping, and the stamp checks.
+//! - `endpoints`: [`Sender`], [`Loan`], [`WriteChunk`], [`Receiver`], [`RecvGuard`],
+//!   [`ReadChunk`].
+//!
+//! [`WaitStrategy`]: crate::WaitStrategy
+//! [`Error::Timeout`]: crate::Error::Timeout
+//! [`Error::Disconnected`]: crate::Error::Disconnected
+//! [`Error::Corrupt`]: crate::Error::Corrupt
+
+mod endpoints;
+mod ring;
+
+pub use super::SendError;
+pub use endpoints::{Loan, ReadChunk, Receiver, RecvGuard, Sender, WriteChunk};
+
+/// The largest capacity (slots) a ring may have.
+pub const MAX_CAPACITY: u64 = 1 << 32;

@@ -1,0 +1,83 @@
+//! The ring proper: the shared slots (a stamp beside each value), the mapping of the
+//! segment, and the stamp checks both endpoints share. See the [module docs](super) for the
+//! stamp protocol.
+//!
+//! What lives here may touch the channel header and the slots; it holds no position of
+//! its own: each endpoint (in `endpoints`) keeps its position and polls only the stamp of
+//! the slot it needs.
+
+use std::ptr::NonNull;
+
+use bytemuck::Pod;
+
+use super::super::typed::{self, Shape, Slot};
+use super::super::Header;
+use super::MAX_CAPACITY;
+use crate::error::{Error, Result};
+use crate::object::At;
+use crate::segment::{Kind, Segment};
+
+pub(super) fn body_len<T>(cap: u64) -> Option<u64> {
+    // With one slot, "published for pos" (pos + 1) and "free for the next position"
+    // (pos + 1) would be the same stamp: at least two.
+    if cap < 2 || !cap.is_power_of_two() || cap > MAX_CAPACITY {
+        return None;
+    }
+    (std::mem::size_of::<Slot<T>>() as u64)
+        .checked_mul(cap)?
+        .checked_add(std::mem::size_of::<Header>() as u64)
+}
+
+/// The mapped ring, shared by both endpoint types.
+pub(super) struct Ring<T> {
+    pub(super) seg: Segment,
+    pub(super) hdr: NonNull<Header>,
+    pub(super) slots: NonNull<Slot<T>>,
+    pub(super) cap: u64,
+}
+
+// SAFETY: the ring lives in shared memory accessed through atomics and through slots that
+// the stamp protocol hands to one side at a time; endpoints are used from one thread at a
+// time (`&mut self`), and may move between threads.
+unsafe impl<T: Send> Send for Ring<T> {}
+
+impl<T: Pod> Ring<T> {
+    pub(super) fn new(at: At<'_>, capacity: usize) -> Result<Self> {
+        let shape = Shape {
+            kind: Kind::Spsc,
+            body_len: body_len::<T>,
+            bad_capacity: |c| {
+                format!("capacity {c} must be a power of two between 2 and {MAX_CAPACITY}")
+            },
+        };
+        let m = typed::map::<T, Header>(at, capacity, shape, Header::new)?;
+        Ok(Ring {
+            cap: m.seg.capacity(),
+            hdr: m.hdr,
+            slots: m.slots,
+            seg: m.seg,
+        })
+    }
+
+    pub(super) fn hdr(&self) -> &Header {
+        // SAFETY: the header is mapped, initialised by the creator, and all atomics.
+        unsafe { self.hdr.as_ref() }
+    }
+
+    /// The slot for position `pos`.
+    pub(super) fn slot(&self, pos: u64) -> &Slot<T> {
+        // SAFETY: `pos & (cap - 1) < cap` (cap is a validated power of two), so the slot is
+        // inside the mapping; its stamp is atomic and its value is behind an UnsafeCell.
+        unsafe { &*self.slots.as_ptr().add((pos & (self.cap - 1)) as usize) }
+    }
+
+    pub(super) fn corrupt(&self, what: &str, pos: u64, stamp: u64) -> Error {
+        Error::corrupt(format!(
+            "spsc slot for position {pos} has stamp {stamp} ({what})"
+        ))
+    }
+
+    pub(super) fn claim(&self, end: usize, role: &str) -> Result<()> {
+        self.hdr().claim(&self.seg, end, role, "channel")
+    }
+}
