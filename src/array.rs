@@ -301,7 +301,7 @@ impl<T: Pod> RawArray<T> {
         self.check_range(at, dst.len())?;
         for (k, d) in dst.iter_mut().enumerate() {
             // SAFETY: `at + k < len` (checked above): inside the mapping and aligned.
-            *d = unsafe { crate::primitive::read_shared(self.body.ptr().add(at + k)) };
+            *d = unsafe { crate::copy::read_shared(self.body.ptr().add(at + k)) };
         }
         Ok(())
     }
@@ -311,7 +311,7 @@ impl<T: Pod> RawArray<T> {
         self.check_range(at, src.len())?;
         for (k, s) in src.iter().enumerate() {
             // SAFETY: as in `read`.
-            unsafe { crate::primitive::write_shared(self.body.ptr().add(at + k), *s) };
+            unsafe { crate::copy::write_shared(self.body.ptr().add(at + k), *s) };
         }
         Ok(())
     }

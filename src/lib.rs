@@ -99,8 +99,8 @@ compile_error!(
 mod admin;
 mod array;
 mod channel;
+mod copy;
 mod error;
-mod failpoint;
 mod object;
 mod os;
 mod primitive;

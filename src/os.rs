@@ -10,6 +10,8 @@
 //! `RENAME_NOREPLACE`, which publishes a fully initialised segment under its name
 //! atomically (see the `segment` module).
 
+pub(crate) mod failpoint;
+
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};

@@ -151,7 +151,7 @@ impl<T: Pod> PlainBody<T> {
         }
         // SAFETY: `i < len`, so the element is inside the mapping and aligned; volatile
         // because another process may write it; any bit pattern is a valid `T` (Pod).
-        Ok(unsafe { crate::primitive::read_shared(self.ptr().add(i)) })
+        Ok(unsafe { crate::copy::read_shared(self.ptr().add(i)) })
     }
 
     /// Volatile write of element `i` (checked).
@@ -163,7 +163,7 @@ impl<T: Pod> PlainBody<T> {
             });
         }
         // SAFETY: as in `read`.
-        unsafe { crate::primitive::write_shared(self.ptr().add(i), v) };
+        unsafe { crate::copy::write_shared(self.ptr().add(i), v) };
         Ok(())
     }
 
@@ -221,13 +221,13 @@ impl<T: Pod> RawValue<T> {
     pub fn get(&self) -> T {
         // SAFETY: `ptr()` points to one valid, aligned `T` in the mapping; volatile because
         // other processes write it; any bit pattern is a valid `T`.
-        unsafe { crate::primitive::read_shared(self.body.ptr()) }
+        unsafe { crate::copy::read_shared(self.body.ptr()) }
     }
 
     /// A write of the value (see the type docs).
     pub fn set(&self, v: T) {
         // SAFETY: as in `get`.
-        unsafe { crate::primitive::write_shared(self.body.ptr(), v) }
+        unsafe { crate::copy::write_shared(self.body.ptr(), v) }
     }
 
     /// Pointer to the value in shared memory.

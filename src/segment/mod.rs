@@ -56,7 +56,7 @@ pub use header::{Kind, MAX_NAME_LEN};
 use header::{MAX_TOTAL_LEN, NEXT_TOKEN_OFFSET, STATE_OFFSET, STATE_READY};
 use liveness::Liveness;
 
-use crate::failpoint::failpoint;
+use crate::os::failpoint::failpoint;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -7,7 +7,7 @@
 //! record at its position and the stamp after it, the receiver reads published records and
 //! publishes its position; each updates only its own counter and endpoint registration.
 
-use crate::failpoint::failpoint;
+use crate::os::failpoint::failpoint;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;

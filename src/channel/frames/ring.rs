@@ -11,8 +11,8 @@ use std::ptr::NonNull;
 use super::super::{Header, Poll};
 use super::{MAX_CAPACITY, MIN_CAPACITY};
 use crate::error::{Error, Result};
-use crate::failpoint::failpoint;
 use crate::object::{type_tag, At};
+use crate::os::failpoint::failpoint;
 use crate::primitive::{AtomicU64, Ordering};
 use crate::segment::{CreationMode, Kind, Layout, Segment};
 

@@ -6,7 +6,7 @@
 //! (`recovery`); it keeps the process-local state: the registration index, the wait
 //! strategy, and the position of a forgotten loan or guard, given back on the next call.
 
-use crate::failpoint::failpoint;
+use crate::os::failpoint::failpoint;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
@@ -302,9 +302,8 @@ impl<T: Pod> Loan<'_, T> {
         }
         // SAFETY: in bounds (a claimed position); a volatile read of a Pod value, which
         // is valid whatever its bytes.
-        let v = unsafe {
-            crate::primitive::read_shared(self.tx.ring.claimed_slot(self.pos).value.get())
-        };
+        let v =
+            unsafe { crate::copy::read_shared(self.tx.ring.claimed_slot(self.pos).value.get()) };
         if self.blocking {
             self.tx.send(v).map_err(|e| e.error)
         } else {
@@ -432,7 +431,7 @@ impl<T: Pod> Receiver<T> {
         failpoint!("mpmc.recv.claimed");
         // SAFETY: in bounds (a claimed position); a volatile read of a Pod value, valid
         // whatever bytes a misbehaving peer put there.
-        let v = unsafe { crate::primitive::read_shared(self.ring.claimed_slot(pos).value.get()) };
+        let v = unsafe { crate::copy::read_shared(self.ring.claimed_slot(pos).value.get()) };
         if self.ring.release(pos) {
             Ok(v)
         } else {

@@ -7,7 +7,7 @@
 //! at its own position, the value in it while the stamp gives it to this side, and its
 //! own published counter (`tail` or `head`) and endpoint registration.
 
-use crate::failpoint::failpoint;
+use crate::os::failpoint::failpoint;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
@@ -536,7 +536,7 @@ impl<T: Pod> Receiver<T> {
     fn take(&mut self) -> T {
         // SAFETY: the slot is in bounds and the stamp said its message is published; a
         // volatile read of a Pod value, valid whatever bytes a misbehaving peer put there.
-        let v = unsafe { crate::primitive::read_shared(self.ring.slot(self.pos).value.get()) };
+        let v = unsafe { crate::copy::read_shared(self.ring.slot(self.pos).value.get()) };
         self.release();
         v
     }

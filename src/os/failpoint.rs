@@ -20,7 +20,7 @@
 macro_rules! failpoint {
     ($name:literal) => {
         #[cfg(feature = "failpoints")]
-        $crate::failpoint::hit($name);
+        $crate::os::failpoint::hit($name);
     };
 }
 pub(crate) use failpoint;
