@@ -9,6 +9,7 @@ pub(crate) mod event;
 pub(crate) mod mutex;
 pub(crate) mod object;
 pub(crate) mod raw_mutex;
+pub(crate) mod raw_rwlock;
 pub(crate) mod reentrant;
 pub(crate) mod rwlock;
 pub(crate) mod semaphore;
