@@ -356,7 +356,11 @@ fn a_locker_interrupted_by_signals_still_notices_a_killed_holder() {
         took < Duration::from_secs(5),
         "a locker under signals took {took:?} to notice the dead holder"
     );
-    assert_eq!(o.get::<u64>("seen"), 1, "the dead holder's write is visible");
+    assert_eq!(
+        o.get::<u64>("seen"),
+        1,
+        "the dead holder's write is visible"
+    );
     assert!(o.get::<u32>("alarms") > 20, "not interrupted: {o:?}");
     drop((m, held, waiting));
     assert_eq!(names.leftovers(), Vec::<String>::new());

@@ -412,7 +412,11 @@ fn waiter_under_signals_notices_a_killed_writer(mode: &str) {
         took < NOTICE_BOUND,
         "a {mode} waiter under signals took {took:?} to notice the dead writer"
     );
-    assert_eq!(o.get::<u64>("seen"), 1, "the dead writer's write is visible");
+    assert_eq!(
+        o.get::<u64>("seen"),
+        1,
+        "the dead writer's write is visible"
+    );
     assert!(
         o.get::<u32>("alarms") > 20,
         "the waiter was not interrupted: {o:?}"
