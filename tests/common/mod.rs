@@ -151,6 +151,18 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Waits (sleeping briefly) until `cond` holds or `limit` passes: whether it held.
+pub fn try_wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while !cond() {
+        if start.elapsed() >= limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    true
+}
+
 /// Unique segment names for one test; removes leftovers on drop.
 pub struct Names {
     prefix: String,
@@ -225,10 +237,7 @@ impl SignalStorm {
             sa.sa_sigaction = on_alarm as extern "C" fn(libc::c_int) as libc::sighandler_t;
             sa.sa_flags = 0; // no SA_RESTART: the futex wait really returns EINTR
             libc::sigemptyset(&mut sa.sa_mask);
-            assert_eq!(
-                libc::sigaction(libc::SIGALRM, &sa, std::ptr::null_mut()),
-                0
-            );
+            assert_eq!(libc::sigaction(libc::SIGALRM, &sa, std::ptr::null_mut()), 0);
             let mut sev: libc::sigevent = std::mem::zeroed();
             sev.sigev_notify = libc::SIGEV_THREAD_ID;
             sev.sigev_signo = libc::SIGALRM;
