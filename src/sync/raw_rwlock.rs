@@ -473,7 +473,9 @@ impl Waiter for SlotWaiter<'_> {
     }
 
     fn check(&mut self) -> Result<Option<usize>> {
-        self.lock.reclaim_dead_readers()?;
+        if self.lock.reclaim_dead_readers()? {
+            return self.attempt();
+        }
         Ok(None)
     }
 
@@ -525,9 +527,13 @@ impl Waiter for WriterWaiter<'_> {
 
     fn check(&mut self) -> Result<Option<()>> {
         // A dead writer: take the word over, record the death, release it.
-        self.lock
+        let dead = self
+            .lock
             .writer()
             .release_if_dead(self.lock.seg, self.me, self.seen)?;
+        if dead {
+            return self.attempt();
+        }
         Ok(None)
     }
 
@@ -577,7 +583,9 @@ impl Waiter for Drainer<'_> {
 
     fn check(&mut self) -> Result<Option<()>> {
         // Readers left for a slice: are they alive?
-        self.lock.reclaim_dead_readers()?;
+        if self.lock.reclaim_dead_readers()? {
+            return self.attempt();
+        }
         Ok(None)
     }
 

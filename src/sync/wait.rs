@@ -119,11 +119,18 @@ pub(crate) trait Waiter {
     fn announce(&mut self) -> Result<Announced<Self::Output>>;
 
     /// Asks whether the holder (or the peers) the waiter depends on are alive, and takes
-    /// a dead holder's place or frees what dead peers held: `Some` ends the wait. Called
-    /// right after a failed [`Waiter::attempt`], about once per slice once the waiter has
-    /// slept, by the clock (see [`wait`]). By default there is nothing to check.
+    /// a dead holder's place or frees what dead peers held (then attempts again): `Some`
+    /// ends the wait. Called right after a failed [`Waiter::attempt`], about once per
+    /// slice once the waiter has slept, by the clock (see [`wait`]). By default there is
+    /// nothing to check.
     fn check(&mut self) -> Result<Option<Self::Output>> {
         Ok(None)
+    }
+
+    /// Whether the waiter sleeps (the default) or busy-polls: then it never announces
+    /// itself nor sleeps, and its liveness checks come every [`BUSY_CHECK`] from the start.
+    fn sleeps(&self) -> bool {
+        true
     }
 
     /// The deadline has passed: a last attempt, which may also take a dead holder's place
@@ -139,6 +146,10 @@ pub(crate) const FIRST_SLICE: Duration = Duration::from_millis(1);
 /// The longest sleep slice of [`wait`]: a dead holder is noticed about this long after
 /// its death at the latest, and a lost wake-up costs at most this long.
 pub(crate) const LONGEST_SLICE: Duration = Duration::from_millis(64);
+/// A busy-polling waiter checks liveness this often (under loom, only when a slice runs
+/// out, which a busy poller's never does).
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) const BUSY_CHECK: Duration = Duration::from_millis(10);
 
 /// When the next liveness check of [`wait`] is due.
 ///
@@ -149,19 +160,27 @@ pub(crate) const LONGEST_SLICE: Duration = Duration::from_millis(64);
 /// modelled futex times out when a modelled process dies; see `primitive::model`).
 struct Slices {
     slice: Duration,
-    /// `None` until the first sleep: a waiter that has not slept checks nothing.
+    /// `None` until the first sleep: a waiter that has not slept checks nothing (a
+    /// busy-polling one starts its clock at once).
     #[cfg(not(loom))]
     next_check: Option<Instant>,
+    /// Whether the waiter busy-polls (checks every [`BUSY_CHECK`]).
+    #[cfg(not(loom))]
+    busy: bool,
     #[cfg(loom)]
     slice_out: bool,
 }
 
 impl Slices {
-    fn new() -> Slices {
+    fn new(sleeps: bool) -> Slices {
+        #[cfg(loom)]
+        let _ = sleeps;
         Slices {
             slice: FIRST_SLICE,
             #[cfg(not(loom))]
-            next_check: None,
+            next_check: (!sleeps).then(|| Instant::now() + FIRST_SLICE),
+            #[cfg(not(loom))]
+            busy: !sleeps,
             #[cfg(loom)]
             slice_out: false,
         }
@@ -179,7 +198,7 @@ impl Slices {
                 return false;
             }
             self.slice = (self.slice * 2).min(LONGEST_SLICE);
-            self.next_check = Some(now + self.slice);
+            self.next_check = Some(now + if self.busy { BUSY_CHECK } else { self.slice });
             true
         }
         #[cfg(loom)]
@@ -221,7 +240,8 @@ impl Slices {
 /// 2. Then, round after round: an attempt; a liveness check if one is due (by the clock,
 ///    once the waiter has slept: about 1, 3, 7, … ms after its first sleep, then every
 ///    [`LONGEST_SLICE`]); the deadline; the announcement; a futex sleep that lasts until
-///    the next check is due, and never past the deadline.
+///    the next check is due, and never past the deadline. (A busy-polling waiter spins
+///    instead of announcing and sleeping, and checks every [`BUSY_CHECK`].)
 /// 3. At the deadline, [`Waiter::last_chance`].
 ///
 /// A waiter whose announcement keeps being retried (a peer scribbling on the word) stays
@@ -237,9 +257,9 @@ pub(crate) fn wait<W: Waiter>(waiter: &mut W, deadline: Deadline) -> Result<W::O
     wait_sliced(waiter, deadline)
 }
 
-#[cold]
 fn wait_sliced<W: Waiter>(waiter: &mut W, deadline: Deadline) -> Result<W::Output> {
-    let mut slices = Slices::new();
+    let sleeps = waiter.sleeps();
+    let mut slices = Slices::new(sleeps);
     let mut busy = 0u32;
     loop {
         if let Some(r) = waiter.attempt()? {
@@ -249,10 +269,13 @@ fn wait_sliced<W: Waiter>(waiter: &mut W, deadline: Deadline) -> Result<W::Outpu
             if let Some(r) = waiter.check()? {
                 return Ok(r);
             }
-            continue;
         }
         if deadline.remaining().is_none() {
             return waiter.last_chance();
+        }
+        if !sleeps {
+            primitive::spin_hint();
+            continue;
         }
         let expected = match waiter.announce()? {
             Announced::Ready(r) => return Ok(r),
