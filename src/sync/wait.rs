@@ -1,8 +1,8 @@
 //! The one place where shmkit blocks: spin briefly, then sleep on a futex, always with an
 //! optional deadline on the monotonic clock.
 //!
-//! Every blocking wait of the locks and of the semaphores and events is one loop, [`wait`],
-//! driving a [`Waiter`]: check the condition (or try the lock), spin a little (a peer that
+//! Every blocking wait of the crate (locks, semaphores, events, barriers, channels) is one
+//! loop, [`wait`], driving a [`Waiter`]: check the condition (or try the lock), spin a little (a peer that
 //! answers within a few microseconds never costs a syscall), then announce itself as a
 //! sleeper in the shared word and sleep on the futex in slices that grow from 1 ms to
 //! 64 ms. The waking side makes the wake syscall only when a sleeper announced itself, so
@@ -10,7 +10,9 @@
 //! lock's owner, a rwlock's readers) asks the kernel whether it is alive about once per
 //! slice, *by the clock*: a signal that interrupts every sleep (an interval timer, a
 //! profiler) must not postpone that question for ever. At the deadline the waiter gets
-//! one last attempt, which also takes a dead holder's place.
+//! one last attempt, which also takes a dead holder's place. (The condition variable's
+//! sleep, with no condition of its own to spin on and no holder to check, calls [`sleep`]
+//! directly.)
 
 use crate::primitive::{self, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -28,10 +30,11 @@ pub(crate) const SPIN_LIMIT: u32 = 200;
 #[cfg(loom)]
 pub(crate) const SPIN_LIMIT: u32 = 1;
 
-/// The longest a waiter sleeps before it re-checks its condition by itself. A notifier
-/// that dies between changing the shared state and making the wake syscall therefore
-/// delays a sleeper by at most this long, never for ever.
-pub(crate) const MAX_SLICE: Duration = LONGEST_SLICE;
+/// The longest a waiter sleeps before it re-checks its condition (and, in [`wait`], its
+/// holder's liveness) by itself. A notifier that dies between changing the shared state
+/// and making the wake syscall therefore delays a sleeper by at most this long, never for
+/// ever; a dead holder is noticed about this long after its death at the latest.
+pub(crate) const MAX_SLICE: Duration = Duration::from_millis(64);
 
 /// A point in monotonic time after which a wait gives up; `None` waits for ever.
 #[derive(Debug, Clone, Copy)]
@@ -141,11 +144,8 @@ pub(crate) trait Waiter {
     }
 }
 
-/// The first sleep slice of [`wait`]; slices double up to [`LONGEST_SLICE`].
+/// The first sleep slice of [`wait`]; slices double up to [`MAX_SLICE`].
 pub(crate) const FIRST_SLICE: Duration = Duration::from_millis(1);
-/// The longest sleep slice of [`wait`]: a dead holder is noticed about this long after
-/// its death at the latest, and a lost wake-up costs at most this long.
-pub(crate) const LONGEST_SLICE: Duration = Duration::from_millis(64);
 /// A busy-polling waiter checks liveness this often (under loom, only when a slice runs
 /// out, which a busy poller's never does).
 #[cfg_attr(loom, allow(dead_code))]
@@ -197,7 +197,7 @@ impl Slices {
             if now < at {
                 return false;
             }
-            self.slice = (self.slice * 2).min(LONGEST_SLICE);
+            self.slice = (self.slice * 2).min(MAX_SLICE);
             self.next_check = Some(now + if self.busy { BUSY_CHECK } else { self.slice });
             true
         }
@@ -239,7 +239,7 @@ impl Slices {
 ///    within a few microseconds never costs a syscall.
 /// 2. Then, round after round: an attempt; a liveness check if one is due (by the clock,
 ///    once the waiter has slept: about 1, 3, 7, … ms after its first sleep, then every
-///    [`LONGEST_SLICE`]); the deadline; the announcement; a futex sleep that lasts until
+///    [`MAX_SLICE`]); the deadline; the announcement; a futex sleep that lasts until
 ///    the next check is due, and never past the deadline. (A busy-polling waiter spins
 ///    instead of announcing and sleeping, and checks every [`BUSY_CHECK`].)
 /// 3. At the deadline, [`Waiter::last_chance`].
