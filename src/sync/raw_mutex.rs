@@ -64,8 +64,8 @@ use crate::error::{Error, Result};
 use crate::primitive::{AtomicU32, Ordering};
 use crate::segment::Segment;
 
-/// The sleeper flag of the word (bit 31).
-pub(crate) const PARKED: u32 = 1 << 31;
+/// The sleeper flag of the word (bit 31: the crate's `wait::WAITERS`).
+const PARKED: u32 = wait::WAITERS;
 /// The owner's token in the word.
 pub(crate) const TOKEN_MASK: u32 = !PARKED;
 
@@ -216,25 +216,20 @@ impl<F: Flavor> RawMutex<F> {
     /// If the owner recorded in `w` is dead, takes the word over (exactly one waiter wins
     /// the CAS) and reports `OwnerDied`.
     fn take_over_if_dead(&self, seg: &Segment, me: u32, w: u32) -> Result<Option<Acquired>> {
-        if self.take_over(seg, me, w)? {
-            self.adopt_dead().map(Some)
-        } else {
-            Ok(None)
+        if seg.is_alive(w & TOKEN_MASK)? || !self.take_over(me, w) {
+            return Ok(None);
         }
+        self.adopt_dead().map(Some)
     }
 
-    /// If the owner recorded in `w` is dead, takes the word over (exactly one caller wins
-    /// the CAS): whether we did.
-    fn take_over(&self, seg: &Segment, me: u32, w: u32) -> Result<bool> {
-        if seg.is_alive(w & TOKEN_MASK)? {
-            return Ok(false);
-        }
+    /// The owner recorded in `w` is dead: takes the word over (exactly one caller wins the
+    /// CAS). Whether we did.
+    fn take_over(&self, me: u32, w: u32) -> bool {
         // F::ACQUIRE: the dead owner's writes (whatever it completed) are visible, as
         // after its release.
-        Ok(self
-            .word
+        self.word
             .compare_exchange(w, me | (w & PARKED), F::ACQUIRE, Ordering::Relaxed)
-            .is_ok())
+            .is_ok()
     }
 
     /// For a caller that does not want the lock (a reader of an rwlock): if the owner
@@ -246,7 +241,7 @@ impl<F: Flavor> RawMutex<F> {
         if owner == 0 || owner == me || seg.is_alive(owner)? {
             return Ok(false);
         }
-        if self.take_over(seg, me, w)? {
+        if self.take_over(me, w) {
             self.record_death();
             self.unlock();
         }
@@ -326,6 +321,13 @@ impl<F: Flavor> RawMutex<F> {
         }
     }
 
+    /// Before sleeping on the word, seen as `w`: sets PARKED (the release swap is an RMW on
+    /// the same word: it sees the flag and wakes us, or makes the CAS fail). The value to
+    /// sleep on, or `None` to look again (the word is free, or moved).
+    pub(crate) fn announce_sleeper(&self, w: u32) -> Option<u32> {
+        wait::announce(&self.word, w, |w| w & TOKEN_MASK != 0)
+    }
+
     /// The lock word itself, for the rwlock's readers (which load it and sleep on it).
     pub(crate) fn word(&self) -> &AtomicU32 {
         &self.word
@@ -386,23 +388,11 @@ impl<F: Flavor> Waiter for Locker<'_, F> {
     }
 
     fn announce(&mut self) -> Result<Announced<Acquired>> {
-        let w = self.seen;
-        if w & TOKEN_MASK == 0 {
+        let Some(expected) = self.lock.announce_sleeper(self.seen) else {
             return Ok(Announced::Retry);
-        }
-        // Relaxed: the swap in `unlock` is an RMW on the same word, which sees this write
-        // (and wakes us) or makes this CAS fail.
-        if w & PARKED == 0
-            && self
-                .lock
-                .word
-                .compare_exchange(w, w | PARKED, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-        {
-            return Ok(Announced::Retry);
-        }
+        };
         self.slept = true;
-        Ok(Announced::Sleep(w | PARKED))
+        Ok(Announced::Sleep(expected))
     }
 
     fn check(&mut self) -> Result<Option<Acquired>> {

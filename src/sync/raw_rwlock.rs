@@ -52,7 +52,7 @@
 
 use std::sync::atomic::AtomicUsize;
 
-use super::raw_mutex::{Acquired, Handshake, RawMutex, PARKED, TOKEN_MASK};
+use super::raw_mutex::{Acquired, Handshake, RawMutex, TOKEN_MASK};
 use super::wait::{self, Announced, Deadline, Waiter};
 use crate::error::{Error, Result};
 use crate::primitive::{AtomicU32, AtomicU64, Ordering};
@@ -508,21 +508,10 @@ impl Waiter for WriterWaiter<'_> {
     }
 
     fn announce(&mut self) -> Result<Announced<()>> {
-        let w = self.seen;
-        if w & TOKEN_MASK == 0 {
-            return Ok(Announced::Retry);
-        }
-        // Relaxed: the releasing swap is an RMW on the same word: it sees this write (and
-        // wakes us) or makes this CAS fail.
-        if w & PARKED == 0
-            && self
-                .word()
-                .compare_exchange(w, w | PARKED, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-        {
-            return Ok(Announced::Retry);
-        }
-        Ok(Announced::Sleep(w | PARKED))
+        Ok(match self.lock.writer().announce_sleeper(self.seen) {
+            Some(expected) => Announced::Sleep(expected),
+            None => Announced::Retry,
+        })
     }
 
     fn check(&mut self) -> Result<Option<()>> {
