@@ -4,9 +4,11 @@
 mod common;
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::{arg, arg_as, die_now, finish, finish_ok, report, spawn, Names};
+use common::{
+    arg, arg_as, die_now, finish, finish_ok, report, spawn, wait_until, Names, SignalStorm,
+};
 use shmkit::{Error, LockError, Mutex, MutexGuard, RawValue, Value};
 
 const ADDS: u64 = 100_000;
@@ -24,6 +26,8 @@ fn __child() {
         ("race_open_or_create", race_open_or_create),
         ("try_lock_held", try_lock_held),
         ("die_holding_value", die_holding_value),
+        ("hold_until_killed", hold_until_killed),
+        ("lock_under_signals", lock_under_signals),
     ]);
 }
 
@@ -288,4 +292,76 @@ fn short_timeouts_in_a_loop_still_recover_a_dead_owners_lock() {
     };
     g[1] = g[0];
     MutexGuard::mark_consistent(&g);
+}
+
+/// How long a waiter waits behind a live holder before the signals start.
+const STORM_DELAY: Duration = Duration::from_millis(300);
+
+/// Locks the pair, says so through the `held` flag, and waits to be killed.
+fn hold_until_killed() {
+    let m = Mutex::<[u64; 2]>::open(&arg("name")).unwrap();
+    let mut g = m.lock_timeout(PATIENCE).unwrap();
+    g[0] += 1;
+    RawValue::<u32>::open(&arg("held")).unwrap().set(1);
+    loop {
+        std::thread::sleep(PATIENCE);
+    }
+}
+
+/// With SIGALRM interrupting this thread every 2 ms, locks behind a holder that the
+/// parent kills, and expects `OwnerDied`.
+fn lock_under_signals() {
+    let m = Mutex::<[u64; 2]>::open(&arg("name")).unwrap();
+    // The signals start once the sleep slices have grown to their longest (64 ms) behind
+    // the live holder: a waiter that checks liveness only when a slice runs out then
+    // never checks again.
+    let storm = SignalStorm::start(STORM_DELAY, Duration::from_millis(2));
+    RawValue::<u32>::open(&arg("waiting")).unwrap().set(1);
+    let g = expect_owner_died(&m);
+    drop(storm);
+    MutexGuard::mark_consistent(&g);
+    report("seen", g[0]);
+    report("alarms", SignalStorm::alarms());
+}
+
+/// Scenario 19: a locker whose futex waits are interrupted by a signal more often than its
+/// sleep slice still notices a holder killed while it waits (within a generous bound: a
+/// bound on "never notices", not a measure of speed).
+#[test]
+fn a_locker_interrupted_by_signals_still_notices_a_killed_holder() {
+    let names = Names::new("signals");
+    let name = names.name("pair");
+    let m = Mutex::<[u64; 2]>::create(&name, [0, 0]).unwrap();
+    let held = RawValue::<u32>::create(&names.name("held"), 0).unwrap();
+    let waiting = RawValue::<u32>::create(&names.name("waiting"), 0).unwrap();
+    let mut holder = spawn(
+        "hold_until_killed",
+        &[("name", name.clone()), ("held", names.name("held"))],
+    );
+    wait_until(PATIENCE, || held.get() == 1);
+    let waiter = spawn(
+        "lock_under_signals",
+        &[("name", name.clone()), ("waiting", names.name("waiting"))],
+    );
+    wait_until(PATIENCE, || waiting.get() == 1);
+    // Kill the holder once the storm has begun.
+    std::thread::sleep(STORM_DELAY + Duration::from_millis(100));
+    let killed = Instant::now();
+    holder.kill().unwrap();
+    let o = finish(holder);
+    assert_eq!(o.signal, Some(libc::SIGKILL), "{o:?}");
+    let o = finish_ok(waiter);
+    let took = killed.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "a locker under signals took {took:?} to notice the dead holder"
+    );
+    assert_eq!(
+        o.get::<u64>("seen"),
+        1,
+        "the dead holder's write is visible"
+    );
+    assert!(o.get::<u32>("alarms") > 20, "not interrupted: {o:?}");
+    drop((m, held, waiting));
+    assert_eq!(names.leftovers(), Vec::<String>::new());
 }

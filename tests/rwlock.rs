@@ -4,9 +4,11 @@
 mod common;
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::{arg, arg_as, die_now, finish, finish_ok, report, spawn, wait_until, Names};
+use common::{
+    arg, arg_as, die_now, finish, finish_ok, report, spawn, wait_until, Names, SignalStorm,
+};
 use shmkit::{
     Error, LockError, RawValue, ReentrantMutex, ReentrantMutexGuard, RwLock, RwLockReadGuard,
     RwLockWriteGuard,
@@ -38,6 +40,8 @@ fn __child() {
         ("rlock_die", rlock_die),
         ("rlock_recover_and_die", rlock_recover_and_die),
         ("rlock_expect_not_recoverable", rlock_expect_not_recoverable),
+        ("hold_write_until_killed", hold_write_until_killed),
+        ("wait_under_signals", wait_under_signals),
     ]);
 }
 
@@ -330,6 +334,105 @@ fn a_writer_killed_while_waiting_for_readers_does_not_block_them() {
 fn killed_child_reaped(child: std::process::Child) {
     let o = finish(child);
     assert_eq!(o.signal, Some(libc::SIGKILL), "{o:?}");
+}
+
+// --- signals (reliability scenario 19) ---------------------------------------------------
+
+/// How long a waiter may take to notice a writer's death: generous, a bound on "never
+/// notices", not a measure of speed (a waiter notices within about one 64 ms slice).
+const NOTICE_BOUND: Duration = Duration::from_secs(5);
+/// How long a waiter waits behind a live holder before the signals start.
+const STORM_DELAY: Duration = Duration::from_millis(300);
+
+/// Takes the write lock, says so through the `held` flag, and waits to be killed.
+fn hold_write_until_killed() {
+    let l = Pair::open(&arg("name")).unwrap();
+    let mut g = l.write_timeout(PATIENCE).unwrap();
+    g[0] += 1;
+    counter(&arg("held")).set(1);
+    loop {
+        std::thread::sleep(PATIENCE);
+    }
+}
+
+/// With SIGALRM interrupting this thread every 2 ms, waits (as `mode`: `read` or `write`)
+/// behind a writer that the parent kills, and expects `OwnerDied`.
+fn wait_under_signals() {
+    let l = Pair::open(&arg("name")).unwrap();
+    // The signals start once the sleep slices have grown to their longest (64 ms) behind
+    // the live holder: a waiter that checks liveness only when a slice runs out then
+    // never checks again.
+    let storm = SignalStorm::start(STORM_DELAY, Duration::from_millis(2));
+    counter(&arg("waiting")).set(1);
+    let seen = match arg("mode").as_str() {
+        "read" => expect_read_owner_died_on(&l)[0],
+        _ => {
+            let g = expect_write_owner_died(&l);
+            RwLockWriteGuard::mark_consistent(&g);
+            g[0]
+        }
+    };
+    drop(storm);
+    report("seen", seen);
+    report("alarms", SignalStorm::alarms());
+}
+
+/// Scenario 19: a waiter whose futex waits are interrupted by a signal more often than its
+/// sleep slice still notices a writer killed while it waits. (A liveness check made only
+/// when a slice runs out never came: such a waiter slept on for seconds.)
+fn waiter_under_signals_notices_a_killed_writer(mode: &str) {
+    let names = Names::new(&format!("rw_signals_{mode}"));
+    let name = names.name("pair");
+    let l = Pair::create(&name, [0, 0]).unwrap();
+    let held = RawValue::<u32>::create(&names.name("held"), 0).unwrap();
+    let waiting = RawValue::<u32>::create(&names.name("waiting"), 0).unwrap();
+    let holder = spawn(
+        "hold_write_until_killed",
+        &[("name", name.clone()), ("held", names.name("held"))],
+    );
+    wait_until(PATIENCE, || held.get() == 1);
+    let waiter = spawn(
+        "wait_under_signals",
+        &[
+            ("name", name.clone()),
+            ("waiting", names.name("waiting")),
+            ("mode", mode.to_owned()),
+        ],
+    );
+    wait_until(PATIENCE, || waiting.get() == 1);
+    // Kill the writer once the storm has begun.
+    std::thread::sleep(STORM_DELAY + Duration::from_millis(100));
+    let mut holder = holder;
+    let killed = Instant::now();
+    holder.kill().unwrap();
+    killed_child_reaped(holder);
+    let o = finish_ok(waiter);
+    let took = killed.elapsed();
+    assert!(
+        took < NOTICE_BOUND,
+        "a {mode} waiter under signals took {took:?} to notice the dead writer"
+    );
+    assert_eq!(
+        o.get::<u64>("seen"),
+        1,
+        "the dead writer's write is visible"
+    );
+    assert!(
+        o.get::<u32>("alarms") > 20,
+        "the waiter was not interrupted: {o:?}"
+    );
+    drop((l, held, waiting));
+    assert_clean(&names);
+}
+
+#[test]
+fn a_reader_interrupted_by_signals_still_notices_a_killed_writer() {
+    waiter_under_signals_notices_a_killed_writer("read");
+}
+
+#[test]
+fn a_writer_interrupted_by_signals_still_notices_a_killed_writer() {
+    waiter_under_signals_notices_a_killed_writer("write");
 }
 
 // --- reader death ----------------------------------------------------------------------

@@ -293,6 +293,57 @@ fn condvar_wait_timeout_times_out_and_relocks() {
     drop(g);
 }
 
+/// A waiter whose timeout passes while another thread holds the mutex: `wait_timeout`
+/// (like std's) returns only once it holds the mutex again, after the holder let go;
+/// `wait_timeout_bounded` gives up at its deadline without the mutex, while the holder
+/// still holds it.
+#[test]
+fn condvar_timeout_behind_a_held_mutex_relocks_or_gives_up_as_documented() {
+    use std::sync::atomic::{AtomicBool, AtomicU32};
+    let names = Names::new("cv_held");
+    let m = Mutex::<u32>::create(&names.name("m"), 0).unwrap();
+    let cv = Condvar::create(&names.name("cv")).unwrap();
+    for bounded in [false, true] {
+        // 1: the holder has the mutex; 2: it let go.
+        let held = AtomicU32::new(0);
+        let release = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let g = m.lock().unwrap();
+            s.spawn(|| {
+                // Gets the mutex once the waiter below releases it for its wait.
+                let g = m.lock_timeout(PATIENCE).unwrap();
+                held.store(1, Ordering::SeqCst);
+                // Past the waiter's timeout: until told (bounded), or a while (not).
+                let hold = if bounded {
+                    PATIENCE
+                } else {
+                    Duration::from_millis(400)
+                };
+                let _ = common::try_wait_until(hold, || release.load(Ordering::SeqCst));
+                held.store(2, Ordering::SeqCst);
+                drop(g);
+            });
+            let timeout = Duration::from_millis(100);
+            if bounded {
+                match cv.wait_timeout_bounded(g, timeout) {
+                    Err(shmkit::LockError::Error(Error::Timeout)) => {}
+                    Ok(_) => panic!("re-locked although the holder still held the mutex"),
+                    Err(e) => panic!("{e}"),
+                }
+                assert_eq!(held.load(Ordering::SeqCst), 1, "gave up while it was held");
+                release.store(true, Ordering::SeqCst);
+            } else {
+                let (g, t) = cv.wait_timeout(g, timeout).unwrap();
+                assert!(t.timed_out());
+                assert_eq!(held.load(Ordering::SeqCst), 2, "returned holding the mutex");
+                drop(g);
+            }
+        });
+        // Nothing is left locked.
+        drop(m.try_lock().unwrap());
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Barrier
 

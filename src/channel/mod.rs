@@ -262,18 +262,12 @@ impl Signal {
     }
 
     /// Step 1 of sleeping: announce a sleeper and return the value to sleep on. The caller
-    /// re-checks its condition after this and before [`Signal::sleep`].
+    /// re-checks its condition after this and before it sleeps on the word.
     pub(crate) fn prepare_wait(&self) -> u32 {
         // SeqCst: the RMW and the fence pair with the fence in `notify`.
         let w = self.word.fetch_or(WAITERS, Ordering::SeqCst) | WAITERS;
         primitive::fence(Ordering::SeqCst);
         w
-    }
-
-    /// Step 2: sleep while the word is `expected`, at most `slice`, never past `deadline`.
-    /// `Ok(false)` if the slice ran out.
-    pub(crate) fn sleep(&self, expected: u32, deadline: Deadline, slice: Duration) -> Result<bool> {
-        wait::sleep(&self.word, expected, deadline, Some(slice))
     }
 }
 
@@ -367,13 +361,6 @@ impl EndpointSlot {
     }
 }
 
-/// The first sleep slice; slices double up to [`MAX_SLICE`], and the peer's liveness is
-/// checked whenever one runs out.
-const FIRST_SLICE: Duration = Duration::from_millis(1);
-const MAX_SLICE: Duration = Duration::from_millis(64);
-/// A busy-polling waiter checks the peer's liveness this often.
-const BUSY_CHECK: Duration = Duration::from_millis(10);
-
 /// What a waiting loop asks of the ring on each round.
 pub(crate) enum Poll<R> {
     /// Done.
@@ -393,77 +380,92 @@ pub(crate) enum Check {
     Full,
 }
 
-/// The one waiting loop of the channels: poll, spin, then (blocking) announce, re-poll,
-/// ask `peer_gone` ([`Check::Cheap`]) and sleep on `signal`; ask it ([`Check::Full`])
-/// whenever a slice runs out (or, busy-polling, every [`BUSY_CHECK`]). `poll` returns
-/// errors (corruption) as they are.
+/// The waiting loop of the channels, on the crate's one wait loop (`wait::wait`): poll,
+/// spin, then (blocking) announce, re-poll, ask `peer_gone` ([`Check::Cheap`]) and sleep on
+/// `signal`; ask it ([`Check::Full`]) about once per slice, by the clock (or, busy-polling,
+/// every `wait::BUSY_CHECK`). `poll` returns errors (corruption) as they are.
+#[inline]
 pub(crate) fn wait_until<R>(
     signal: &Signal,
     strategy: WaitStrategy,
     deadline: Deadline,
-    mut poll: impl FnMut() -> Result<Poll<R>>,
-    mut peer_gone: impl FnMut(Check) -> Result<bool>,
+    poll: impl FnMut() -> Result<Poll<R>>,
+    peer_gone: impl FnMut(Check) -> Result<bool>,
 ) -> Result<R> {
-    for _ in 0..wait::SPIN_LIMIT {
-        if let Poll::Ready(r) = poll()? {
-            return Ok(r);
+    wait::wait(
+        &mut ChannelWaiter {
+            signal,
+            busy: strategy == WaitStrategy::BusyPoll,
+            poll,
+            peer_gone,
+        },
+        deadline,
+    )
+}
+
+/// A channel endpoint waiting for the ring, as `wait::wait` drives it.
+struct ChannelWaiter<'a, P, G> {
+    signal: &'a Signal,
+    busy: bool,
+    poll: P,
+    peer_gone: G,
+}
+
+impl<R, P, G> ChannelWaiter<'_, P, G>
+where
+    P: FnMut() -> Result<Poll<R>>,
+    G: FnMut(Check) -> Result<bool>,
+{
+    /// The peer is gone: one last look, as it may have published just before it went.
+    fn gone(&mut self) -> Result<R> {
+        match (self.poll)()? {
+            Poll::Ready(r) => Ok(r),
+            Poll::Pending => Err(Error::Disconnected),
         }
-        primitive::spin_hint();
     }
-    let mut slice = FIRST_SLICE;
-    let mut next_check = Instant::now() + slice;
-    let mut slice_out = false;
-    // The peer is gone: one last look, as it may have published just before it went.
-    let gone = |poll: &mut dyn FnMut() -> Result<Poll<R>>| match poll()? {
-        Poll::Ready(r) => Ok(r),
-        Poll::Pending => Err(Error::Disconnected),
-    };
-    loop {
-        if let Poll::Ready(r) = poll()? {
-            return Ok(r);
+}
+
+impl<R, P, G> wait::Waiter for ChannelWaiter<'_, P, G>
+where
+    P: FnMut() -> Result<Poll<R>>,
+    G: FnMut(Check) -> Result<bool>,
+{
+    type Output = R;
+
+    fn word(&self) -> &AtomicU32 {
+        &self.signal.word
+    }
+
+    fn sleeps(&self) -> bool {
+        !self.busy
+    }
+
+    fn attempt(&mut self) -> Result<Option<R>> {
+        Ok(match (self.poll)()? {
+            Poll::Ready(r) => Some(r),
+            Poll::Pending => None,
+        })
+    }
+
+    fn announce(&mut self) -> Result<wait::Announced<R>> {
+        let expected = self.signal.prepare_wait();
+        if let Poll::Ready(r) = (self.poll)()? {
+            return Ok(wait::Announced::Ready(r));
         }
-        let now = Instant::now();
-        // Under loom the clock must not steer the model (it would not be deterministic):
-        // a slice runs out there when a modelled process dies (see `primitive::model`).
-        let due = if cfg!(loom) {
-            std::mem::take(&mut slice_out)
-        } else {
-            now >= next_check
-        };
-        if due {
-            if peer_gone(Check::Full)? {
-                return gone(&mut poll);
-            }
-            slice = (slice * 2).min(MAX_SLICE);
-            next_check = now
-                + if strategy == WaitStrategy::BusyPoll {
-                    BUSY_CHECK
-                } else {
-                    slice
-                };
+        // After the announcement: a peer that closed before it is seen here; one that
+        // closes after it bumps the word, and the sleep does not happen or ends (see
+        // `EndpointSlot::release` and `Signal::wake_all`).
+        if (self.peer_gone)(Check::Cheap)? {
+            return self.gone().map(wait::Announced::Ready);
         }
-        if deadline.remaining().is_none() {
-            return Err(Error::Timeout);
+        Ok(wait::Announced::Sleep(expected))
+    }
+
+    fn check(&mut self) -> Result<Option<R>> {
+        if (self.peer_gone)(Check::Full)? {
+            return self.gone().map(Some);
         }
-        match strategy {
-            WaitStrategy::BusyPoll => primitive::spin_hint(),
-            WaitStrategy::Blocking => {
-                let expected = signal.prepare_wait();
-                if let Poll::Ready(r) = poll()? {
-                    return Ok(r);
-                }
-                // After the announcement: a peer that closed before it is seen here; one
-                // that closes after it bumps the word, and the sleep does not happen or
-                // ends (see `EndpointSlot::release` and `Signal::wake_all`).
-                if peer_gone(Check::Cheap)? {
-                    return gone(&mut poll);
-                }
-                let left = next_check.saturating_duration_since(Instant::now());
-                let woken =
-                    signal.sleep(expected, deadline, left.max(Duration::from_micros(100)))?;
-                slice_out = !woken;
-            }
-        }
+        Ok(None)
     }
 }
 

@@ -1,9 +1,10 @@
 //! [`Barrier`]: a reusable process-shared barrier for a fixed number of parties (Python's
+//! `multiprocessing.Barrier`).
 
 use std::fmt;
 use std::time::Duration;
 
-use super::wait::{self, Deadline, WAITERS};
+use super::wait::{self, Announced, Deadline, Waiter, WAITERS};
 use crate::error::{Error, Result};
 use crate::object::{constructors, At, Len, Shared};
 use crate::primitive::{AtomicU32, Ordering};
@@ -48,7 +49,7 @@ impl BarrierState {
     }
 
     /// Waits for `parties` arrivals; `Ok(true)` for the leader. `member_died` is asked
-    /// whenever a sleep slice runs out.
+    /// about once per sleep slice (by the clock, see `wait::wait`).
     pub(crate) fn wait(
         &self,
         parties: u32,
@@ -74,25 +75,13 @@ impl BarrierState {
             // Leader: reset the count for the next generation, then release this one.
             // Relaxed: published by the Release CAS below.
             st.arrived.store(0, Ordering::Relaxed);
-            let mut cur = g;
-            loop {
+            self.advance_generation(g, |cur| {
                 if cur & BROKEN != 0 || (cur & GEN_MASK) != (g & GEN_MASK) {
-                    return Err(Error::BrokenBarrier);
+                    Err(Error::BrokenBarrier)
+                } else {
+                    Ok(())
                 }
-                let next = cur.wrapping_add(1) & GEN_MASK;
-                // Release: publishes the arrivals' writes (and the count reset) to the
-                // waiters' Acquire loads of `gen`.
-                match st
-                    .gen
-                    .compare_exchange_weak(cur, next, Ordering::Release, Ordering::Relaxed)
-                {
-                    Ok(_) => break,
-                    Err(c) => cur = c,
-                }
-            }
-            if cur & WAITERS != 0 {
-                wait::wake(&st.gen, u32::MAX);
-            }
+            })?;
             return Ok(true);
         }
         self.wait_for_generation(g, deadline, member_died)
@@ -110,46 +99,42 @@ impl BarrierState {
         deadline: Deadline,
         member_died: &dyn Fn() -> Result<bool>,
     ) -> Result<bool> {
-        let st = self;
-        let mut spins = 0;
+        wait::wait(
+            &mut GenerationWaiter {
+                st: self,
+                g,
+                seen: g,
+                member_died,
+            },
+            deadline,
+        )
+    }
+
+    /// Moves `gen` on to the next generation (clearing WAITERS), starting from the value
+    /// `cur` and retrying as the word moves; `before(cur)` runs before each attempt and may
+    /// refuse. Wakes the sleepers if any announced themselves.
+    fn advance_generation(
+        &self,
+        mut cur: u32,
+        mut before: impl FnMut(u32) -> Result<()>,
+    ) -> Result<()> {
         loop {
-            // Acquire: pairs with the leader's Release CAS.
-            let cur = st.gen.load(Ordering::Acquire);
-            if cur & BROKEN != 0 {
-                return Err(Error::BrokenBarrier);
-            }
-            if (cur & GEN_MASK) != (g & GEN_MASK) {
-                // Relaxed: `reset` writes it before bumping the generation (Release).
-                return if st.reset_gen.load(Ordering::Relaxed) == (g & GEN_MASK) {
-                    Err(Error::BrokenBarrier)
-                } else {
-                    Ok(false)
-                };
-            }
-            if spins < wait::SPIN_LIMIT {
-                spins += 1;
-                crate::primitive::spin_hint();
-                continue;
-            }
-            let Some(expected) = wait::announce(&st.gen, cur, |_| true) else {
-                continue;
-            };
-            match wait::sleep(&st.gen, expected, deadline, None) {
-                Ok(true) => {}
-                // A slice ran out: is every member still alive?
-                Ok(false) => {
-                    if member_died()? {
-                        self.break_barrier();
-                        return Err(Error::BrokenBarrier);
-                    }
-                }
-                Err(Error::Timeout) => {
-                    self.break_barrier();
-                    return Err(Error::Timeout);
-                }
-                Err(e) => return Err(e),
+            before(cur)?;
+            let next = cur.wrapping_add(1) & GEN_MASK;
+            // Release: publishes what the caller wrote before (the arrivals' writes and the
+            // count reset, or `reset_gen`) to the waiters' Acquire loads of `gen`.
+            match self
+                .gen
+                .compare_exchange_weak(cur, next, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(c) => cur = c,
             }
         }
+        if cur & WAITERS != 0 {
+            wait::wake(&self.gen, u32::MAX);
+        }
+        Ok(())
     }
 
     fn break_barrier(&self) {
@@ -162,26 +147,15 @@ impl BarrierState {
 
     /// See [`Barrier::reset`].
     pub fn reset(&self) {
-        let st = self;
         // Relaxed: a hint for the CAS.
-        let mut cur = st.gen.load(Ordering::Relaxed);
-        loop {
-            // Relaxed: published by the Release CAS below.
-            st.reset_gen.store(cur & GEN_MASK, Ordering::Relaxed);
-            st.arrived.store(0, Ordering::Relaxed);
-            let next = cur.wrapping_add(1) & GEN_MASK;
-            // Release: publishes `reset_gen` and the count to waiters' Acquire loads.
-            match st
-                .gen
-                .compare_exchange_weak(cur, next, Ordering::Release, Ordering::Relaxed)
-            {
-                Ok(_) => break,
-                Err(c) => cur = c,
-            }
-        }
-        if cur & WAITERS != 0 {
-            wait::wake(&st.gen, u32::MAX);
-        }
+        let cur = self.gen.load(Ordering::Relaxed);
+        let reset = self.advance_generation(cur, |cur| {
+            // Relaxed: published by the Release CAS in `advance_generation`.
+            self.reset_gen.store(cur & GEN_MASK, Ordering::Relaxed);
+            self.arrived.store(0, Ordering::Relaxed);
+            Ok(())
+        });
+        debug_assert!(reset.is_ok(), "`before` never refuses");
     }
 
     /// Whether the barrier is broken.
@@ -194,6 +168,63 @@ impl BarrierState {
 impl Default for BarrierState {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// A party waiting for its generation to end, as `wait::wait` drives it.
+struct GenerationWaiter<'a> {
+    st: &'a BarrierState,
+    /// The generation we arrived in.
+    g: u32,
+    /// `gen` as the last attempt saw it.
+    seen: u32,
+    member_died: &'a dyn Fn() -> Result<bool>,
+}
+
+impl Waiter for GenerationWaiter<'_> {
+    type Output = bool;
+
+    fn word(&self) -> &AtomicU32 {
+        &self.st.gen
+    }
+
+    fn attempt(&mut self) -> Result<Option<bool>> {
+        // Acquire: pairs with the leader's Release CAS.
+        let cur = self.st.gen.load(Ordering::Acquire);
+        self.seen = cur;
+        if cur & BROKEN != 0 {
+            return Err(Error::BrokenBarrier);
+        }
+        if (cur & GEN_MASK) != (self.g & GEN_MASK) {
+            // Relaxed: `reset` writes it before bumping the generation (Release).
+            return if self.st.reset_gen.load(Ordering::Relaxed) == (self.g & GEN_MASK) {
+                Err(Error::BrokenBarrier)
+            } else {
+                Ok(Some(false))
+            };
+        }
+        Ok(None)
+    }
+
+    fn announce(&mut self) -> Result<Announced<bool>> {
+        Ok(match wait::announce(&self.st.gen, self.seen, |_| true) {
+            Some(expected) => Announced::Sleep(expected),
+            None => Announced::Retry,
+        })
+    }
+
+    fn check(&mut self) -> Result<Option<bool>> {
+        // Is every member still alive?
+        if (self.member_died)()? {
+            self.st.break_barrier();
+            return Err(Error::BrokenBarrier);
+        }
+        Ok(None)
+    }
+
+    fn last_chance(&mut self) -> Result<bool> {
+        self.st.break_barrier();
+        Err(Error::Timeout)
     }
 }
 
@@ -219,9 +250,7 @@ impl BarrierWaitResult {
     }
 }
 
-/// A reusable process-shared barrier.
-///
-/// [`Barrier`]: a reusable process-shared barrier for a fixed number of parties (Python's
+/// A reusable process-shared barrier for a fixed number of parties (Python's
 /// `multiprocessing.Barrier`).
 ///
 /// `wait` blocks until `parties` callers (in any processes) have called it, then releases
@@ -233,10 +262,10 @@ impl BarrierWaitResult {
 /// never come.
 ///
 /// Members: every handle registers this process's liveness token in a table in the
-/// barrier (up to 252 handles at a time) and removes it on drop; waiters look
-/// for dead members whenever a sleep slice runs out. A handle inherited across `fork` is
-/// the parent's registration: open the barrier again in the child for the child's death
-/// to be noticed.
+/// barrier (up to 252 handles at a time) and removes it on drop; waiters look for dead
+/// members about once per sleep slice (at least every 64 ms). A handle inherited across
+/// `fork` is the parent's registration: open the barrier again in the child for the
+/// child's death to be noticed.
 ///
 /// ```
 /// use shmkit::Barrier;

@@ -1,4 +1,5 @@
 //! [`Condvar`]: a process-shared condition variable for use with a shmkit
+//! [`Mutex`](crate::Mutex) (Python's `multiprocessing.Condition`).
 
 use std::fmt;
 use std::time::Duration;
@@ -118,10 +119,8 @@ impl WaitTimeoutResult {
     }
 }
 
-/// A process-shared condition variable.
-///
-/// [`Condvar`]: a process-shared condition variable for use with a shmkit
-/// [`Mutex`](crate::Mutex) (Python's `multiprocessing.Condition`).
+/// A process-shared condition variable for use with a shmkit [`Mutex`](crate::Mutex)
+/// (Python's `multiprocessing.Condition`).
 ///
 /// Built on a futex sequence word, not on `pthread_cond_t`: a process that dies inside a
 /// pthread condition variable can wedge every other user, while here a waiter holds no
@@ -129,7 +128,7 @@ impl WaitTimeoutResult {
 ///
 /// `wait` releases the mutex, sleeps until notified, and locks the mutex again before it
 /// returns. As with `std::sync::Condvar`, wake-ups can be spurious (a waiter also
-/// re-checks the sequence word every 100 ms, so that a notifier killed between its two
+/// re-checks the sequence word every 64 ms, so that a notifier killed between its two
 /// steps delays it by at most that long): check your condition in a loop, or use
 /// [`Condvar::wait_while`]. If the mutex's owner died while we waited, `wait` returns
 /// [`LockError::OwnerDied`] with the guard, exactly as `Mutex::lock` does.
@@ -171,7 +170,7 @@ impl Condvar {
 
     /// Releases the guard's mutex, waits for a notification, and locks it again.
     pub fn wait<'a, T: ?Sized>(&self, guard: MutexGuard<'a, T>) -> LockResult<MutexGuard<'a, T>> {
-        match self.wait_inner(guard, Deadline::NEVER) {
+        match self.wait_inner(guard, Deadline::NEVER, false) {
             Ok((g, _)) => Ok(g),
             Err(e) => Err(e.map(|(g, _)| g)),
         }
@@ -189,17 +188,40 @@ impl Condvar {
         Ok(guard)
     }
 
-    /// Like [`Condvar::wait`], giving up after `timeout`.
+    /// Like [`Condvar::wait`], giving up waiting for a notification after `timeout`.
+    ///
+    /// As with `std::sync::Condvar::wait_timeout`, the timeout covers the wait for a
+    /// notification, not the re-locking of the mutex: the call returns only once it holds
+    /// the mutex again (the guard comes back locked), so it can return later than
+    /// `timeout` when another holder keeps the mutex locked past it. Then
+    /// [`WaitTimeoutResult::timed_out`] is true if no notification came within `timeout`.
+    /// To bound the whole call, re-locking included, use [`Condvar::wait_timeout_bounded`].
     pub fn wait_timeout<'a, T: ?Sized>(
         &self,
         guard: MutexGuard<'a, T>,
         timeout: Duration,
     ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
-        self.wait_inner(guard, Deadline::after(timeout))
+        self.wait_inner(guard, Deadline::after(timeout), false)
+    }
+
+    /// Like [`Condvar::wait_timeout`], but `timeout` bounds the whole call, re-locking the
+    /// mutex included: if the mutex cannot be locked again by then (another holder keeps
+    /// it), the call gives up with [`Error::Timeout`], *without* the mutex (the guard is
+    /// consumed, the mutex is not held and not unlocked by this call; lock it again to
+    /// go on). Otherwise it returns as `wait_timeout` does (a dead owner found while
+    /// re-locking is [`LockError::OwnerDied`] with the guard, the mutex held). The re-lock
+    /// makes one last attempt at the deadline, which also takes over a dead owner's lock.
+    pub fn wait_timeout_bounded<'a, T: ?Sized>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        timeout: Duration,
+    ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
+        self.wait_inner(guard, Deadline::after(timeout), true)
     }
 
     /// Like [`Condvar::wait_while`], giving up after `timeout` (then the condition may still
-    /// hold).
+    /// hold). As with [`Condvar::wait_timeout`], the timeout does not cover re-locking the
+    /// mutex: the call returns holding it.
     pub fn wait_timeout_while<'a, T: ?Sized>(
         &self,
         mut guard: MutexGuard<'a, T>,
@@ -208,7 +230,7 @@ impl Condvar {
     ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
         let deadline = Deadline::after(timeout);
         while condition(&mut guard) {
-            let (g, t) = self.wait_inner(guard, deadline)?;
+            let (g, t) = self.wait_inner(guard, deadline, false)?;
             guard = g;
             if t.timed_out() {
                 let still = condition(&mut guard);
@@ -218,10 +240,13 @@ impl Condvar {
         Ok((guard, WaitTimeoutResult(false)))
     }
 
+    /// Waits until `deadline`, then re-locks: until `deadline` too if `bounded`, else for as
+    /// long as it takes.
     fn wait_inner<'a, T: ?Sized>(
         &self,
         mut guard: MutexGuard<'a, T>,
         deadline: Deadline,
+        bounded: bool,
     ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
         // Announce ourselves while we still hold the mutex: a notifier that changes the
         // condition under the mutex after we release it sees WAITERS and wakes us.
@@ -231,7 +256,8 @@ impl Condvar {
             Ok(t) => t,
             Err(e) => return Err(self.relock_failed(guard, e)),
         };
-        match MutexGuard::relock(&mut guard) {
+        let relock_by = if bounded { deadline } else { Deadline::NEVER };
+        match MutexGuard::relock(&mut guard, relock_by) {
             Ok(false) => Ok((guard, WaitTimeoutResult(timed_out))),
             Ok(true) => Err(LockError::OwnerDied((guard, WaitTimeoutResult(timed_out)))),
             Err(e) => Err(self.relock_failed(guard, e)),

@@ -8,6 +8,7 @@ pub(crate) mod condvar;
 pub(crate) mod event;
 pub(crate) mod mutex;
 pub(crate) mod raw_mutex;
+pub(crate) mod raw_rwlock;
 pub(crate) mod reentrant;
 pub(crate) mod rwlock;
 pub(crate) mod semaphore;

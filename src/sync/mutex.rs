@@ -111,10 +111,10 @@ impl<'a, T: ?Sized> MutexGuard<'a, T> {
         this.raw.unlock();
     }
 
-    /// Takes the lock again after a condition-variable wait. `Ok(true)` if a previous
-    /// owner died in between (the data may be inconsistent).
-    pub(crate) fn relock(this: &mut Self) -> Result<bool> {
-        let how = this.raw.lock(this.seg, Deadline::NEVER)?;
+    /// Takes the lock again after a condition-variable wait, waiting until `deadline`.
+    /// `Ok(true)` if a previous owner died in between (the data may be inconsistent).
+    pub(crate) fn relock(this: &mut Self, deadline: Deadline) -> Result<bool> {
+        let how = this.raw.lock(this.seg, deadline)?;
         let died = how == Acquired::OwnerDied;
         this.owner_died |= died;
         Ok(died)

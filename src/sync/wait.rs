@@ -1,11 +1,18 @@
 //! The one place where shmkit blocks: spin briefly, then sleep on a futex, always with an
 //! optional deadline on the monotonic clock.
 //!
-//! Every blocking primitive follows the same shape: check its condition, spin a little
-//! (a peer that answers within a few microseconds never costs a syscall), then announce
-//! itself as a sleeper in the shared word and call [`sleep`]. The waking side makes the
-//! wake syscall only when a sleeper announced itself, so the uncontended paths make no
-//! syscalls at all.
+//! Every blocking wait of the crate (locks, semaphores, events, barriers, channels) is one
+//! loop, [`wait`], driving a [`Waiter`]: check the condition (or try the lock), spin a little (a peer that
+//! answers within a few microseconds never costs a syscall), then announce itself as a
+//! sleeper in the shared word and sleep on the futex in slices that grow from 1 ms to
+//! 64 ms. The waking side makes the wake syscall only when a sleeper announced itself, so
+//! the uncontended paths make no syscalls at all. A waiter that depends on a holder (a
+//! lock's owner, a rwlock's readers) asks the kernel whether it is alive about once per
+//! slice, *by the clock*: a signal that interrupts every sleep (an interval timer, a
+//! profiler) must not postpone that question for ever. At the deadline the waiter gets
+//! one last attempt, which also takes a dead holder's place. (The condition variable's
+//! sleep, with no condition of its own to spin on and no holder to check, calls [`sleep`]
+//! directly.)
 
 use crate::primitive::{self, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -23,10 +30,11 @@ pub(crate) const SPIN_LIMIT: u32 = 200;
 #[cfg(loom)]
 pub(crate) const SPIN_LIMIT: u32 = 1;
 
-/// The longest a waiter sleeps before it re-checks its condition by itself. A notifier
-/// that dies between changing the shared state and making the wake syscall therefore
-/// delays a sleeper by at most this long, never for ever.
-pub(crate) const MAX_SLICE: Duration = Duration::from_millis(100);
+/// The longest a waiter sleeps before it re-checks its condition (and, in [`wait`], its
+/// holder's liveness) by itself. A notifier that dies between changing the shared state
+/// and making the wake syscall therefore delays a sleeper by at most this long, never for
+/// ever; a dead holder is noticed about this long after its death at the latest.
+pub(crate) const MAX_SLICE: Duration = Duration::from_millis(64);
 
 /// A point in monotonic time after which a wait gives up; `None` waits for ever.
 #[derive(Debug, Clone, Copy)]
@@ -86,53 +94,263 @@ pub(crate) fn wake(word: &AtomicU32, n: u32) {
     primitive::futex_wake(word, n);
 }
 
-/// Waits until `ready` returns `Some`, spinning first and then sleeping on `word`.
+/// What a [`Waiter`]'s announcement found.
+pub(crate) enum Announced<R> {
+    /// The wait is over (the waiter re-checked after announcing itself).
+    Ready(R),
+    /// Sleep while the futex word holds this value.
+    Sleep(u32),
+    /// The word moved under us: look again at once.
+    Retry,
+}
+
+/// One blocked caller, as [`wait`] drives it: a lock acquisition, a reader waiting for a
+/// writer, a writer waiting for readers, a waiter for a count or a flag.
+pub(crate) trait Waiter {
+    /// What a finished wait returns.
+    type Output;
+
+    /// The futex word this waiter sleeps on.
+    fn word(&self) -> &AtomicU32;
+
+    /// One attempt to finish (take the lock, see the condition hold); never blocks.
+    fn attempt(&mut self) -> Result<Option<Self::Output>>;
+
+    /// Before a sleep: announces a sleeper in the shared state, so that the waking side
+    /// makes its wake syscall, re-checks whatever the handshake requires after the
+    /// announcement, and says what to sleep on.
+    fn announce(&mut self) -> Result<Announced<Self::Output>>;
+
+    /// Asks whether the holder (or the peers) the waiter depends on are alive, and takes
+    /// a dead holder's place or frees what dead peers held (then attempts again): `Some`
+    /// ends the wait. Called right after a failed [`Waiter::attempt`], about once per
+    /// slice once the waiter has slept, by the clock (see [`wait`]). By default there is
+    /// nothing to check.
+    fn check(&mut self) -> Result<Option<Self::Output>> {
+        Ok(None)
+    }
+
+    /// Whether the waiter sleeps (the default) or busy-polls: then it never announces
+    /// itself nor sleeps, and its liveness checks come every [`BUSY_CHECK`] from the start.
+    fn sleeps(&self) -> bool {
+        true
+    }
+
+    /// The deadline has passed: a last attempt, which may also take a dead holder's place
+    /// (so that short timeouts in a loop still recover a dead holder's lock), or
+    /// [`Error::Timeout`].
+    fn last_chance(&mut self) -> Result<Self::Output> {
+        Err(Error::Timeout)
+    }
+}
+
+/// The first sleep slice of [`wait`]; slices double up to [`MAX_SLICE`].
+pub(crate) const FIRST_SLICE: Duration = Duration::from_millis(1);
+/// A busy-polling waiter checks liveness this often (under loom, only when a slice runs
+/// out, which a busy poller's never does).
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) const BUSY_CHECK: Duration = Duration::from_millis(10);
+
+/// When the next liveness check of [`wait`] is due.
 ///
-/// `announce` is called with the word's current value before each sleep; it sets the
-/// sleeper flag in the word (with a CAS that fails if the word changed) and returns the
-/// value to sleep on, or `None` to re-check at once. The waking side clears or keeps the
-/// flag and wakes; every sleep is sliced (see [`MAX_SLICE`]), so a lost wake-up costs at
-/// most one slice.
-pub(crate) fn wait_for<R>(
-    word: &AtomicU32,
-    deadline: Deadline,
-    mut ready: impl FnMut() -> Result<Option<R>>,
-    mut announce: impl FnMut(u32) -> Option<u32>,
-) -> Result<R> {
+/// Checks are driven by the clock, never by how a sleep ended: a signal that arrives more
+/// often than a slice (an interval timer, a profiler) interrupts every futex wait, and a
+/// check made only when a slice runs out would never come. Under loom, where the clock
+/// must not steer the model, a check is due when the last sleep's slice ran out (the
+/// modelled futex times out when a modelled process dies; see `primitive::model`).
+struct Slices {
+    slice: Duration,
+    /// `None` until the first sleep: a waiter that has not slept checks nothing (a
+    /// busy-polling one starts its clock at once).
+    #[cfg(not(loom))]
+    next_check: Option<Instant>,
+    /// Whether the waiter busy-polls (checks every [`BUSY_CHECK`]).
+    #[cfg(not(loom))]
+    busy: bool,
+    #[cfg(loom)]
+    slice_out: bool,
+}
+
+impl Slices {
+    fn new(sleeps: bool) -> Slices {
+        #[cfg(loom)]
+        let _ = sleeps;
+        Slices {
+            slice: FIRST_SLICE,
+            #[cfg(not(loom))]
+            next_check: (!sleeps).then(|| Instant::now() + FIRST_SLICE),
+            #[cfg(not(loom))]
+            busy: !sleeps,
+            #[cfg(loom)]
+            slice_out: false,
+        }
+    }
+
+    /// Whether a liveness check is due now; if so, the next one is a (longer) slice away.
+    fn due(&mut self) -> bool {
+        #[cfg(not(loom))]
+        {
+            let Some(at) = self.next_check else {
+                return false;
+            };
+            let now = Instant::now();
+            if now < at {
+                return false;
+            }
+            self.slice = (self.slice * 2).min(MAX_SLICE);
+            self.next_check = Some(now + if self.busy { BUSY_CHECK } else { self.slice });
+            true
+        }
+        #[cfg(loom)]
+        {
+            std::mem::take(&mut self.slice_out)
+        }
+    }
+
+    /// How long the next sleep may last: until the next check is due.
+    fn sleep_for(&mut self) -> Duration {
+        #[cfg(not(loom))]
+        {
+            let now = Instant::now();
+            let at = *self.next_check.get_or_insert(now + self.slice);
+            at.saturating_duration_since(now)
+                .max(Duration::from_micros(100))
+        }
+        #[cfg(loom)]
+        {
+            self.slice
+        }
+    }
+
+    /// A sleep ended: `woken`, or its slice ran out.
+    fn slept(&mut self, woken: bool) {
+        #[cfg(loom)]
+        {
+            self.slice_out = !woken;
+        }
+        #[cfg(not(loom))]
+        let _ = woken;
+    }
+}
+
+/// The one sliced wait loop of the crate: spin, then announce, sleep and re-check.
+///
+/// 1. [`SPIN_LIMIT`] attempts, with a spin hint between them: a holder that lets go
+///    within a few microseconds never costs a syscall.
+/// 2. Then, round after round: an attempt; a liveness check if one is due (by the clock,
+///    once the waiter has slept: about 1, 3, 7, … ms after its first sleep, then every
+///    [`MAX_SLICE`]); the deadline; the announcement; a futex sleep that lasts until
+///    the next check is due, and never past the deadline. (A busy-polling waiter spins
+///    instead of announcing and sleeping, and checks every [`BUSY_CHECK`].)
+/// 3. At the deadline, [`Waiter::last_chance`].
+///
+/// A waiter whose announcement keeps being retried (a peer scribbling on the word) stays
+/// bounded by the deadline and yields its CPU now and then.
+#[inline]
+pub(crate) fn wait<W: Waiter>(waiter: &mut W, deadline: Deadline) -> Result<W::Output> {
     for _ in 0..SPIN_LIMIT {
-        if let Some(r) = ready()? {
+        if let Some(r) = waiter.attempt()? {
             return Ok(r);
         }
         primitive::spin_hint();
     }
+    wait_sliced(waiter, deadline)
+}
+
+fn wait_sliced<W: Waiter>(waiter: &mut W, deadline: Deadline) -> Result<W::Output> {
+    let sleeps = waiter.sleeps();
+    let mut slices = Slices::new(sleeps);
     let mut busy = 0u32;
     loop {
-        if let Some(r) = ready()? {
+        if let Some(r) = waiter.attempt()? {
             return Ok(r);
         }
-        // Relaxed: `announce` re-validates with a CAS, and the futex compares atomically.
-        let w = word.load(Ordering::Relaxed);
-        let Some(expected) = announce(w) else {
-            // The word moved, or says we need not sleep while `ready` disagrees: normally a
-            // race that settles at once; a peer scribbling on the word must not keep us
-            // here past the deadline, nor on a CPU.
-            if deadline.remaining().is_none() {
-                return Err(Error::Timeout);
+        if slices.due() {
+            if let Some(r) = waiter.check()? {
+                return Ok(r);
             }
-            busy = busy.wrapping_add(1);
-            #[cfg(not(loom))]
-            if busy.is_multiple_of(64) {
-                std::thread::yield_now();
-            }
+        }
+        if deadline.remaining().is_none() {
+            return waiter.last_chance();
+        }
+        if !sleeps {
             primitive::spin_hint();
             continue;
+        }
+        let expected = match waiter.announce()? {
+            Announced::Ready(r) => return Ok(r),
+            Announced::Sleep(expected) => expected,
+            Announced::Retry => {
+                // Normally a race that settles at once; a peer scribbling on the word must
+                // not keep us on a CPU (the deadline is checked on every round).
+                busy = busy.wrapping_add(1);
+                #[cfg(not(loom))]
+                if busy.is_multiple_of(64) {
+                    std::thread::yield_now();
+                }
+                primitive::spin_hint();
+                continue;
+            }
         };
         busy = 0;
-        if let Some(r) = ready()? {
-            return Ok(r);
+        match sleep(waiter.word(), expected, deadline, Some(slices.sleep_for())) {
+            Ok(woken) => slices.slept(woken),
+            Err(Error::Timeout) => return waiter.last_chance(),
+            Err(e) => return Err(e),
         }
-        sleep(word, expected, deadline, None)?;
     }
+}
+
+/// Waits until `ready` returns `Some`, with [`wait`]: spinning first, then sleeping on
+/// `word` (for the primitives with no holder to check: semaphores, events).
+///
+/// `announce` is called with the word's current value before each sleep; it sets the
+/// sleeper flag in the word (with a CAS that fails if the word changed) and returns the
+/// value to sleep on, or `None` to re-check at once. The waking side clears or keeps the
+/// flag and wakes; every sleep is sliced, so a lost wake-up costs at most one slice.
+pub(crate) fn wait_for<R>(
+    word: &AtomicU32,
+    deadline: Deadline,
+    ready: impl FnMut() -> Result<Option<R>>,
+    announce: impl FnMut(u32) -> Option<u32>,
+) -> Result<R> {
+    struct Cond<'a, F, A> {
+        word: &'a AtomicU32,
+        ready: F,
+        announce: A,
+    }
+    impl<R, F, A> Waiter for Cond<'_, F, A>
+    where
+        F: FnMut() -> Result<Option<R>>,
+        A: FnMut(u32) -> Option<u32>,
+    {
+        type Output = R;
+        fn word(&self) -> &AtomicU32 {
+            self.word
+        }
+        fn attempt(&mut self) -> Result<Option<R>> {
+            (self.ready)()
+        }
+        fn announce(&mut self) -> Result<Announced<R>> {
+            // Relaxed: `announce` re-validates with a CAS, and the futex compares atomically.
+            let w = self.word.load(Ordering::Relaxed);
+            let Some(expected) = (self.announce)(w) else {
+                return Ok(Announced::Retry);
+            };
+            Ok(match (self.ready)()? {
+                Some(r) => Announced::Ready(r),
+                None => Announced::Sleep(expected),
+            })
+        }
+    }
+    wait(
+        &mut Cond {
+            word,
+            ready,
+            announce,
+        },
+        deadline,
+    )
 }
 
 /// Sets the WAITERS bit on `word` (seen as `w`) unless `still_blocked(w)` is false.

@@ -174,6 +174,18 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Waits (sleeping briefly) until `cond` holds or `limit` passes: whether it held.
+pub fn try_wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while !cond() {
+        if start.elapsed() >= limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    true
+}
+
 /// Unique segment names for one test; removes leftovers on drop.
 pub struct Names {
     prefix: String,
@@ -217,5 +229,74 @@ impl Drop for Names {
         for f in self.leftovers() {
             let _ = std::fs::remove_file(format!("/dev/shm/{f}"));
         }
+    }
+}
+
+/// SIGALRMs received while a [`SignalStorm`] ran (any thread of this process).
+static ALARMS: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn on_alarm(_: libc::c_int) {
+    // Async-signal-safe: one atomic RMW.
+    ALARMS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// An interval timer that interrupts the calling thread with SIGALRM every `period`, from
+/// `delay` on: a
+/// no-op handler installed without `SA_RESTART`, so each signal ends a blocking system
+/// call (a futex wait) of this thread with `EINTR`, as a profiler's or an application's
+/// interval timer would. The timer is aimed at this thread (`SIGEV_THREAD_ID`): a
+/// process-wide `setitimer(ITIMER_REAL)` delivers to the main thread, and libtest runs a
+/// test on another one. Stopped on drop (the handler stays installed: the process ends).
+pub struct SignalStorm {
+    timer: libc::timer_t,
+}
+
+impl SignalStorm {
+    pub fn start(delay: Duration, period: Duration) -> SignalStorm {
+        // SAFETY: plain libc calls on zero-initialised, fully written C structs; the
+        // handler only touches an atomic.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_alarm as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            sa.sa_flags = 0; // no SA_RESTART: the futex wait really returns EINTR
+            libc::sigemptyset(&mut sa.sa_mask);
+            assert_eq!(libc::sigaction(libc::SIGALRM, &sa, std::ptr::null_mut()), 0);
+            let mut sev: libc::sigevent = std::mem::zeroed();
+            sev.sigev_notify = libc::SIGEV_THREAD_ID;
+            sev.sigev_signo = libc::SIGALRM;
+            sev.sigev_notify_thread_id = libc::gettid();
+            let mut timer: libc::timer_t = std::ptr::null_mut();
+            assert_eq!(
+                libc::timer_create(libc::CLOCK_MONOTONIC, &mut sev, &mut timer),
+                0,
+                "timer_create: {}",
+                std::io::Error::last_os_error()
+            );
+            let ts = |d: Duration| libc::timespec {
+                tv_sec: d.as_secs() as libc::time_t,
+                tv_nsec: d.subsec_nanos() as libc::c_long,
+            };
+            let spec = libc::itimerspec {
+                it_interval: ts(period),
+                it_value: ts(delay.max(Duration::from_nanos(1))),
+            };
+            assert_eq!(
+                libc::timer_settime(timer, 0, &spec, std::ptr::null_mut()),
+                0
+            );
+            SignalStorm { timer }
+        }
+    }
+
+    /// How many SIGALRMs this process has received so far.
+    pub fn alarms() -> u32 {
+        ALARMS.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for SignalStorm {
+    fn drop(&mut self) {
+        // SAFETY: `timer` was created by `timer_create` and is deleted once.
+        unsafe { libc::timer_delete(self.timer) };
     }
 }
