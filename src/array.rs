@@ -14,8 +14,8 @@ use crate::segment::{Kind, Segment};
 use crate::sync::mutex::LockedBody;
 use crate::sync::raw_mutex::RawMutex;
 use crate::sync::wait::Deadline;
+use crate::sync::MutexGuard;
 use crate::value::{AtomicPod, PlainBody};
-use crate::MutexGuard;
 
 /// How a new array's elements are filled.
 enum Fill<'a, T> {

@@ -290,7 +290,7 @@ macro_rules! constructors {
         }
     };
     // Named objects only (channel endpoints); `$note` is appended to each doc.
-    (@named $what:literal, $init:ident: $ty:ty, open: $open:expr, $note:literal) => {
+    (@named $what:literal, $init:ident: $ty:ty, open: $open:expr, $note:expr) => {
         #[doc = concat!("Creates the ", $what, " `name` from `", stringify!($init), "`; fails with [`Error::AlreadyExists`](crate::Error::AlreadyExists) if the name exists.", $note)]
         pub fn create(name: &str, $init: $ty) -> $crate::Result<Self> {
             Self::with_options(name, $crate::CreationMode::Create, $init, &$crate::Options::new())

@@ -13,7 +13,7 @@ use bytemuck::Pod;
 use crate::error::{Error, LockError, Result};
 use crate::object::{constructors, At, Body, Len};
 use crate::segment::{Kind, Segment};
-use crate::{Mutex, MutexGuard};
+use crate::sync::{Mutex, MutexGuard};
 
 /// A `T` with its own robust lock, in shared memory: `multiprocessing.Value` with
 /// `get_lock()`.

@@ -40,6 +40,65 @@ mod typed;
 
 pub use error::SendError;
 
+/// The constructors and accessors both ends of a one-sender one-receiver channel (spsc,
+/// frames) share. The endpoint type has `ring` (with `new(at, capacity)`, `claim`, `hdr`,
+/// `cap`, `seg`), `strategy`, a `resume(&ring)` that finds where to start and an
+/// `at(ring, start)` that builds the end; `$capacity` and `$len` document what
+/// `capacity()` and `len()` count.
+macro_rules! pair_endpoint {
+    ($end:expr, $role:literal, open: $open:expr, capacity: $capacity:literal, len: $len:literal) => {
+        crate::object::constructors!(
+            @named "channel",
+            capacity: usize,
+            open: $open,
+            concat!(" ", $capacity, " This end is taken: [`Error::Busy`](crate::Error::Busy) if a live process holds it already.")
+        );
+
+        fn build(at: crate::object::At<'_>, capacity: usize) -> crate::Result<Self> {
+            let ring = Ring::new(at, capacity)?;
+            ring.claim($end, $role)?;
+            match Self::resume(&ring) {
+                Ok(start) => Ok(Self::at(ring, start)),
+                Err(e) => {
+                    // Nothing can be resumed: give the claim back before reporting.
+                    ring.hdr().ends.0[$end].release(&ring.seg);
+                    Err(e)
+                }
+            }
+        }
+
+        /// The waiting strategy of this end (default [`WaitStrategy::Blocking`](crate::WaitStrategy::Blocking)).
+        pub fn set_wait_strategy(&mut self, strategy: crate::WaitStrategy) {
+            self.strategy = strategy;
+        }
+
+        #[doc = $capacity]
+        pub fn capacity(&self) -> usize {
+            self.ring.cap as usize
+        }
+
+        #[doc = $len]
+        pub fn len(&self) -> usize {
+            let h = self.ring.hdr();
+            // Relaxed: a snapshot of counters; nothing is read through it.
+            let tail = h.tail.0.load(crate::primitive::Ordering::Relaxed);
+            let head = h.head.0.load(crate::primitive::Ordering::Relaxed);
+            tail.wrapping_sub(head).min(self.ring.cap) as usize
+        }
+
+        /// Whether nothing is waiting (a snapshot).
+        pub fn is_empty(&self) -> bool {
+            self.len() == 0
+        }
+
+        /// The segment the channel lives in.
+        pub fn segment(&self) -> &crate::Segment {
+            &self.ring.seg
+        }
+    };
+}
+pub(crate) use pair_endpoint;
+
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};

@@ -4,12 +4,12 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::mutex::MutexGuard;
 use super::wait::{self, Deadline, WAITERS};
 use crate::error::{Error, LockError, LockResult, Result};
 use crate::object::{constructors, At, Len, Shared};
 use crate::primitive::{AtomicU32, Ordering};
 use crate::segment::{Kind, Segment};
-use crate::MutexGuard;
 
 const SEQ_MASK: u32 = !WAITERS;
 

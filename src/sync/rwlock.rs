@@ -61,7 +61,7 @@ use crate::segment::{Kind, Segment};
 /// A waiting writer keeps new readers out. A writer that dies holding the lock is reported
 /// to the next locker as [`LockError::OwnerDied`] (readers keep being told until a writer
 /// calls [`RwLockWriteGuard::mark_consistent`]; a write guard dropped unrepaired makes the
-/// lock [`Error::NotRecoverable`]); readers that die holding read locks are reclaimed by
+/// lock [`Error::NotRecoverable`](crate::Error::NotRecoverable)); readers that die holding read locks are reclaimed by
 /// waiting writers. At most [`RwLock::READER_SLOTS`] processes read at the same time.
 /// Uncontended locking makes no system call.
 ///

@@ -7,6 +7,7 @@
 //! record at its position and the stamp after it, the receiver reads published records and
 //! publishes its position; each updates only its own counter and endpoint registration.
 
+use super::super::pair_endpoint;
 use crate::os::failpoint::failpoint;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
@@ -20,9 +21,7 @@ use super::super::{
 };
 use super::ring::{poll_frame, record_size, release, Ring, ALIGN, PAD, REC_HDR};
 use crate::error::{Error, Result};
-use crate::object::At;
 use crate::primitive::Ordering;
-use crate::segment::Segment;
 use crate::sync::wait::Deadline;
 
 // ---------------------------------------------------------------------------------------
@@ -38,68 +37,19 @@ pub struct Sender {
     peer: PeerCheck,
 }
 
-macro_rules! constructors {
-    ($end:expr, $role:literal) => {
-        crate::object::constructors!(
-            @named "channel",
-            capacity: usize,
-            open: 0,
-            " The capacity is the ring's size in bytes, a power of two. This end is taken: \
-              [`Error::Busy`] if a live process holds it already."
-        );
-
-        fn build(at: At<'_>, capacity: usize) -> Result<Self> {
-            let ring = Ring::new(at, capacity)?;
-            ring.claim($end, $role)?;
-            match Self::resume(&ring) {
-                Ok(at) => Ok(Self::at(ring, at)),
-                Err(e) => {
-                    // Nothing can be resumed: give the claim back before reporting.
-                    ring.hdr().ends.0[$end].release(&ring.seg);
-                    Err(e)
-                }
-            }
-        }
-
-        /// The waiting strategy of this end (default [`WaitStrategy::Blocking`]).
-        pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
-            self.strategy = strategy;
-        }
-
-        /// The ring's size in bytes.
-        pub fn capacity(&self) -> usize {
-            self.ring.cap as usize
-        }
-
-        /// The largest payload one frame can carry.
-        pub fn max_frame(&self) -> usize {
-            // A record, plus the header of the next one that the sender clears.
-            (self.ring.cap - 2 * REC_HDR) as usize
-        }
-
-        /// Bytes published and not yet released (a snapshot).
-        pub fn len(&self) -> usize {
-            let h = self.ring.hdr();
-            // Relaxed: a snapshot of counters; nothing is read through it.
-            let tail = h.tail.0.load(Ordering::Relaxed);
-            let head = h.head.0.load(Ordering::Relaxed);
-            tail.wrapping_sub(head).min(self.ring.cap) as usize
-        }
-
-        /// Whether nothing is waiting (a snapshot).
-        pub fn is_empty(&self) -> bool {
-            self.len() == 0
-        }
-
-        /// The segment the channel lives in.
-        pub fn segment(&self) -> &Segment {
-            &self.ring.seg
-        }
-    };
+/// The largest payload one frame can carry in a ring of `cap` bytes: a record, plus the
+/// header of the next one that the sender clears.
+fn max_frame(cap: u64) -> usize {
+    (cap - 2 * REC_HDR) as usize
 }
 
 impl Sender {
-    constructors!(SENDER, "sender");
+    pair_endpoint!(SENDER, "sender", open: 0, capacity: "The ring's size in bytes (a power of two).", len: "Bytes published and not yet released (a snapshot).");
+
+    /// The largest payload one frame can carry.
+    pub fn max_frame(&self) -> usize {
+        max_frame(self.ring.cap)
+    }
 
     fn at(ring: Ring, (pos, head): (u64, u64)) -> Self {
         Sender {
@@ -396,7 +346,12 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    constructors!(RECEIVER, "receiver");
+    pair_endpoint!(RECEIVER, "receiver", open: 0, capacity: "The ring's size in bytes (a power of two).", len: "Bytes published and not yet released (a snapshot).");
+
+    /// The largest payload one frame can carry.
+    pub fn max_frame(&self) -> usize {
+        max_frame(self.ring.cap)
+    }
 
     fn at(ring: Ring, pos: u64) -> Self {
         Receiver {

@@ -7,6 +7,7 @@
 //! at its own position, the value in it while the stamp gives it to this side, and its
 //! own published counter (`tail` or `head`) and endpoint registration.
 
+use super::super::pair_endpoint;
 use crate::os::failpoint::failpoint;
 use std::fmt;
 use std::marker::PhantomData;
@@ -22,9 +23,7 @@ use super::super::{
 use super::ring::Ring;
 use super::SendError;
 use crate::error::{Error, Result};
-use crate::object::At;
 use crate::primitive::Ordering;
-use crate::segment::Segment;
 use crate::sync::wait::Deadline;
 
 // ---------------------------------------------------------------------------------------
@@ -38,62 +37,8 @@ pub struct Sender<T: Pod> {
     peer: PeerCheck,
 }
 
-macro_rules! constructors {
-    ($end:expr, $role:literal) => {
-        crate::object::constructors!(
-            @named "channel",
-            capacity: usize,
-            open: 1,
-            " The capacity is a number of slots, a power of two. This end is taken: \
-              [`Error::Busy`] if a live process holds it already."
-        );
-
-        fn build(at: At<'_>, capacity: usize) -> Result<Self> {
-            let ring = Ring::new(at, capacity)?;
-            ring.claim($end, $role)?;
-            match Self::resume(&ring) {
-                Ok(at) => Ok(Self::at(ring, at)),
-                Err(e) => {
-                    // Nothing can be resumed: give the claim back before reporting.
-                    ring.hdr().ends.0[$end].release(&ring.seg);
-                    Err(e)
-                }
-            }
-        }
-
-        /// The waiting strategy of this end (default [`WaitStrategy::Blocking`]).
-        pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
-            self.strategy = strategy;
-        }
-
-        /// The number of slots.
-        pub fn capacity(&self) -> usize {
-            self.ring.cap as usize
-        }
-
-        /// Messages published and not yet released (a snapshot).
-        pub fn len(&self) -> usize {
-            let h = self.ring.hdr();
-            // Relaxed: a snapshot of counters; nothing is read through it.
-            let tail = h.tail.0.load(Ordering::Relaxed);
-            let head = h.head.0.load(Ordering::Relaxed);
-            tail.wrapping_sub(head).min(self.ring.cap) as usize
-        }
-
-        /// Whether no message is waiting (a snapshot).
-        pub fn is_empty(&self) -> bool {
-            self.len() == 0
-        }
-
-        /// The segment the channel lives in.
-        pub fn segment(&self) -> &Segment {
-            &self.ring.seg
-        }
-    };
-}
-
 impl<T: Pod> Sender<T> {
-    constructors!(SENDER, "sender");
+    pair_endpoint!(SENDER, "sender", open: 1, capacity: "The number of slots (a power of two).", len: "Messages published and not yet released (a snapshot).");
 
     fn at(ring: Ring<T>, pos: u64) -> Self {
         Sender {
@@ -416,7 +361,7 @@ pub struct Receiver<T: Pod> {
 }
 
 impl<T: Pod> Receiver<T> {
-    constructors!(RECEIVER, "receiver");
+    pair_endpoint!(RECEIVER, "receiver", open: 1, capacity: "The number of slots (a power of two).", len: "Messages published and not yet released (a snapshot).");
 
     fn at(ring: Ring<T>, pos: u64) -> Self {
         Receiver {
