@@ -3,13 +3,12 @@
 //! `T: Pod` in a segment of their own, mapped in place. Both are built on the object model
 //! (`crate::object`); the lock is the robust mutex of `sync::raw_mutex`.
 
-use std::fmt;
 use std::time::Duration;
 
 use bytemuck::Pod;
 
 use crate::error::{Error, LockError, LockResult, Result};
-use crate::object::{constructors, At, Len};
+use crate::object::{constructors, object_debug, At, Len};
 use crate::segment::{Kind, Segment};
 use crate::sync::mutex::LockedBody;
 use crate::sync::raw_mutex::RawMutex;
@@ -84,14 +83,7 @@ pub struct Array<T: Pod> {
     body: LockedBody<T>,
 }
 
-impl<T: Pod> fmt::Debug for Array<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Array")
-            .field("segment", self.body.segment())
-            .field("len", &self.len())
-            .finish_non_exhaustive()
-    }
-}
+object_debug!(Array<T>, len);
 
 impl<T: Pod> Array<T> {
     constructors!("array", data: &[T], open: Fill::Zero(0));
@@ -242,14 +234,7 @@ pub struct RawArray<T: Pod> {
     body: PlainBody<T>,
 }
 
-impl<T: Pod> fmt::Debug for RawArray<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RawArray")
-            .field("segment", self.body.segment())
-            .field("len", &self.len())
-            .finish_non_exhaustive()
-    }
-}
+object_debug!(RawArray<T>, len);
 
 impl<T: Pod> RawArray<T> {
     constructors!("raw array", data: &[T], open: Fill::Zero(0));

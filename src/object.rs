@@ -374,6 +374,22 @@ macro_rules! constructors {
 }
 pub(crate) use constructors;
 
+/// `Debug` for a shared object: its type's name, its segment, and the values of the
+/// listed methods (`object_debug!(Array<T>, len)`).
+macro_rules! object_debug {
+    ($ty:ident $(<$t:ident>)? $(, $field:ident)* $(,)?) => {
+        impl$(<$t: bytemuck::Pod>)? std::fmt::Debug for $ty$(<$t>)? {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("segment", self.segment())
+                    $(.field(stringify!($field), &self.$field()))*
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+pub(crate) use object_debug;
+
 #[cfg(test)]
 mod tests {
     use super::*;

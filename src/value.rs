@@ -4,14 +4,13 @@
 //! viewed as an atomic of. Both are built on the object model (`crate::object`); the lock
 //! is the robust mutex of `sync::raw_mutex`.
 
-use std::fmt;
 use std::ops::Deref;
 use std::sync::atomic;
 
 use bytemuck::Pod;
 
 use crate::error::{Error, LockError, Result};
-use crate::object::{constructors, At, Body, Len};
+use crate::object::{constructors, object_debug, At, Body, Len};
 use crate::segment::{Kind, Segment};
 use crate::sync::{Mutex, MutexGuard};
 
@@ -40,13 +39,7 @@ pub struct Value<T: Pod> {
     mutex: Mutex<T>,
 }
 
-impl<T: Pod> fmt::Debug for Value<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Value")
-            .field("segment", self.segment())
-            .finish_non_exhaustive()
-    }
-}
+object_debug!(Value<T>);
 
 /// A `Value` is a [`Mutex`] (of its own kind) with [`Value::get`] and [`Value::set`]:
 /// `lock`, `try_lock`, `lock_timeout` and `segment` are the mutex's.
@@ -201,13 +194,7 @@ pub struct RawValue<T: Pod> {
     body: PlainBody<T>,
 }
 
-impl<T: Pod> fmt::Debug for RawValue<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RawValue")
-            .field("segment", self.body.segment())
-            .finish_non_exhaustive()
-    }
-}
+object_debug!(RawValue<T>);
 
 impl<T: Pod> RawValue<T> {
     constructors!("raw value", init: T, open: T::zeroed());

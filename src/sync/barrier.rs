@@ -1,12 +1,11 @@
 //! [`Barrier`]: a reusable process-shared barrier for a fixed number of parties (Python's
 //! `multiprocessing.Barrier`).
 
-use std::fmt;
 use std::time::Duration;
 
 use super::wait::{self, Announced, Deadline, Waiter, WAITERS};
 use crate::error::{Error, Result};
-use crate::object::{constructors, At, Len, Shared};
+use crate::object::{constructors, object_debug, At, Len, Shared};
 use crate::primitive::{AtomicU32, Ordering};
 use crate::segment::{Kind, Segment};
 
@@ -282,14 +281,7 @@ pub struct Barrier {
     slot: usize,
 }
 
-impl fmt::Debug for Barrier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Barrier")
-            .field("segment", self.shared.segment())
-            .field("parties", &self.parties)
-            .finish()
-    }
-}
+object_debug!(Barrier, parties);
 
 impl Barrier {
     constructors!("barrier", parties: u32, open: 1);

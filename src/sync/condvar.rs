@@ -1,13 +1,12 @@
 //! [`Condvar`]: a process-shared condition variable for use with a shmkit
 //! [`Mutex`](crate::Mutex) (Python's `multiprocessing.Condition`).
 
-use std::fmt;
 use std::time::Duration;
 
 use super::mutex::MutexGuard;
 use super::wait::{self, Deadline, WAITERS};
 use crate::error::{Error, LockError, LockResult, Result};
-use crate::object::{constructors, At, Len, Shared};
+use crate::object::{constructors, object_debug, At, Len, Shared};
 use crate::primitive::{AtomicU32, Ordering};
 use crate::segment::{Kind, Segment};
 
@@ -148,13 +147,7 @@ pub struct Condvar {
     shared: Shared<CondState>,
 }
 
-impl fmt::Debug for Condvar {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Condvar")
-            .field("segment", self.shared.segment())
-            .finish()
-    }
-}
+object_debug!(Condvar);
 
 impl Condvar {
     constructors!("condition variable");

@@ -1,11 +1,10 @@
 //! [`Event`]: a process-shared flag that processes wait for (Python's
 
-use std::fmt;
 use std::time::Duration;
 
 use super::wait::{self, announce, Deadline, WAITERS};
 use crate::error::{Error, Result};
-use crate::object::{constructors, At, Len, Shared};
+use crate::object::{constructors, object_debug, At, Len, Shared};
 use crate::primitive::{AtomicU32, Ordering};
 use crate::segment::{Kind, Segment};
 
@@ -128,14 +127,7 @@ pub struct Event {
     shared: Shared<EventState>,
 }
 
-impl fmt::Debug for Event {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Event")
-            .field("segment", self.shared.segment())
-            .field("is_set", &self.is_set())
-            .finish()
-    }
-}
+object_debug!(Event, is_set);
 
 impl Event {
     constructors!("event");

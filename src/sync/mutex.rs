@@ -11,7 +11,7 @@ use bytemuck::Pod;
 use super::raw_mutex::{Acquired, RawMutex};
 use super::wait::Deadline;
 use crate::error::{LockError, LockResult, Result};
-use crate::object::{constructors, At, Body, Len};
+use crate::object::{constructors, object_debug, At, Body, Len};
 use crate::segment::{Kind, Segment};
 
 /// The storage of `Mutex`, `Value` and `Array`: a [`RawMutex`] followed by `len` values of
@@ -201,13 +201,7 @@ pub struct Mutex<T: Pod> {
     body: LockedBody<T>,
 }
 
-impl<T: Pod> fmt::Debug for Mutex<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Mutex")
-            .field("segment", self.body.segment())
-            .finish_non_exhaustive()
-    }
-}
+object_debug!(Mutex<T>);
 
 fn one<T: Pod>(body: MutexGuard<'_, [T]>) -> MutexGuard<'_, T> {
     // A Mutex body holds exactly one value (validated on open).

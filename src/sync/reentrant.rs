@@ -49,7 +49,7 @@ use std::time::Duration;
 use super::raw_mutex::{Acquired, RawMutex};
 use super::wait::Deadline;
 use crate::error::{Error, LockError, LockResult, Result};
-use crate::object::{constructors, At, Len, Shared};
+use crate::object::{constructors, object_debug, At, Len, Shared};
 use crate::segment::{Kind, Segment};
 
 /// The deepest re-entry; more is taken as corruption.
@@ -114,13 +114,7 @@ unsafe impl Send for ReentrantMutex {}
 // SAFETY: as above.
 unsafe impl Sync for ReentrantMutex {}
 
-impl fmt::Debug for ReentrantMutex {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ReentrantMutex")
-            .field("segment", self.body.segment())
-            .finish_non_exhaustive()
-    }
-}
+object_debug!(ReentrantMutex);
 
 impl ReentrantMutex {
     constructors!("reentrant lock");

@@ -52,7 +52,7 @@ use super::raw_mutex::Acquired;
 use super::raw_rwlock::{RawRwLock, RwShared, READER_SLOTS};
 use super::wait::Deadline;
 use crate::error::{LockError, LockResult, Result};
-use crate::object::{constructors, At, Body, Len};
+use crate::object::{constructors, object_debug, At, Body, Len};
 use crate::segment::{Kind, Segment};
 
 /// A robust, process-shared reader-writer lock protecting a `T`: many readers or one
@@ -85,13 +85,7 @@ unsafe impl<T: Pod + Send> Send for RwLock<T> {}
 // SAFETY: as above; readers on several threads share `&T`, hence `T: Sync`.
 unsafe impl<T: Pod + Send + Sync> Sync for RwLock<T> {}
 
-impl<T: Pod> fmt::Debug for RwLock<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RwLock")
-            .field("segment", self.segment())
-            .finish_non_exhaustive()
-    }
-}
+object_debug!(RwLock<T>);
 
 impl<T: Pod> RwLock<T> {
     /// How many processes can hold read locks at the same time; a reader of a further

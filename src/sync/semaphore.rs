@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::wait::{self, announce, Deadline, WAITERS};
 use crate::error::{Error, Result};
-use crate::object::{constructors, At, Len, Shared};
+use crate::object::{constructors, object_debug, At, Len, Shared};
 use crate::primitive::{AtomicU32, Ordering};
 use crate::segment::{Kind, Segment};
 
@@ -216,14 +216,7 @@ macro_rules! semaphore_api {
             }
         }
 
-        impl fmt::Debug for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.debug_struct(stringify!($ty))
-                    .field("segment", self.0.shared.segment())
-                    .field("value", &self.value())
-                    .finish()
-            }
-        }
+        object_debug!($ty, value);
     };
 }
 

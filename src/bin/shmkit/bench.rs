@@ -256,6 +256,35 @@ fn spin_for(d: Duration) {
     }
 }
 
+/// Times `one(i)` for the plan's round trips (a tenth of them with the peer asleep, each
+/// preceded by 50 µs of our own work so that it has gone to sleep), plus a tenth more,
+/// within the plan's time budget; each duration in nanoseconds goes to `local`.
+fn timed_round_trips(
+    plan: &Plan,
+    sleeping: bool,
+    local: &mut Vec<u64>,
+    mut one: impl FnMut(u64) -> Res<()>,
+) -> Res<()> {
+    let n = if sleeping {
+        plan.round_trips / 10
+    } else {
+        plan.round_trips
+    };
+    let t0 = Instant::now();
+    for i in 0..(n + n / 10) as u64 {
+        if i % 64 == 0 && t0.elapsed() > plan.budget {
+            break;
+        }
+        if sleeping {
+            spin_for(Duration::from_micros(50));
+        }
+        let t = Instant::now();
+        one(i)?;
+        local.push(t.elapsed().as_nanos() as u64);
+    }
+    Ok(())
+}
+
 fn run_case(case: &Case, plan: &Plan, out: &mut Samples) -> Res<()> {
     let name = unique_name(case.id);
     // Round trips of this round; the first tenth is warm-up and is dropped at the end.
@@ -318,27 +347,14 @@ fn run_case(case: &Case, plan: &Plan, out: &mut Samples) -> Res<()> {
                 resp.set_wait_strategy(WaitStrategy::BusyPoll);
             }
             let mut kid = spawn_peer(case.id, &name, 8, 0, None)?;
-            let n = if sleeping {
-                plan.round_trips / 10
-            } else {
-                plan.round_trips
-            };
-            let t0 = Instant::now();
-            for i in 0..(n + n / 10) as u64 {
-                if i % 64 == 0 && t0.elapsed() > plan.budget {
-                    break;
-                }
-                if sleeping {
-                    spin_for(Duration::from_micros(50));
-                }
-                let t = Instant::now();
+            timed_round_trips(plan, sleeping, &mut local, |i| {
                 req.send(i).map_err(Error::from)?;
                 let v = *resp.recv_ref()?;
-                local.push(t.elapsed().as_nanos() as u64);
                 if v != i {
                     return Err(format!("peer echoed {v}, expected {i}").into());
                 }
-            }
+                Ok(())
+            })?;
             drop(req);
             kid.wait()?;
         }
@@ -346,25 +362,12 @@ fn run_case(case: &Case, plan: &Plan, out: &mut Samples) -> Res<()> {
             let (mut to, mut from, stdio) = endpoints(case.id == "rt_socket")?;
             let mut kid = spawn_peer("echo", &name, 8, 0, Some(stdio))?;
             let sleeping = case.id == "rt_pipe_sleeping";
-            let n = if sleeping {
-                plan.round_trips / 10
-            } else {
-                plan.round_trips
-            };
             let mut buf = [0u8; 8];
-            let t0 = Instant::now();
-            for i in 0..(n + n / 10) as u64 {
-                if i % 64 == 0 && t0.elapsed() > plan.budget {
-                    break;
-                }
-                if sleeping {
-                    spin_for(Duration::from_micros(50));
-                }
-                let t = Instant::now();
+            timed_round_trips(plan, sleeping, &mut local, |i| {
                 to.write_all(&i.to_le_bytes())?;
                 from.read_exact(&mut buf)?;
-                local.push(t.elapsed().as_nanos() as u64);
-            }
+                Ok(())
+            })?;
             // Close both of our ends (for a socket, both are the same connection).
             drop((to, from));
             kid.wait()?;

@@ -73,16 +73,7 @@ impl<T: Pod> Ring<T> {
     /// Frees the slot of message `pos`, held by a dead receiver. `false` if it was not held.
     pub(super) fn free_held(&self, pos: u64) -> bool {
         // AcqRel: as in `skip`; decides against the holder's own release CAS.
-        let ok = self
-            .claimed_slot(pos)
-            .stamp
-            .compare_exchange(
-                pos.wrapping_add(1),
-                pos.wrapping_add(self.geo.one_lap),
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            )
-            .is_ok();
+        let ok = self.free_slot(pos, Ordering::AcqRel);
         if ok {
             // Relaxed: a statistic.
             self.hdr().lost.0.fetch_add(1, Ordering::Relaxed);

@@ -464,18 +464,26 @@ impl<T: Pod> Ring<T> {
         // only that the slot is no longer ours. Success also validates a copy (seqlock
         // style): the stamp is still `pos + 1`, and a sender writes the slot only after it
         // saw the stamp we store here, so nobody wrote it while we read.
-        let ok = self
-            .claimed_slot(pos)
+        let ok = self.free_slot(pos, Ordering::Release);
+        self.hdr().space.notify();
+        ok
+    }
+
+    /// The CAS that frees message `pos`'s slot for the next lap: `pos + 1` (held) to
+    /// `pos + one_lap` (free for that position). `success` is the caller's ordering (see
+    /// `release` and `free_held`); failure is Relaxed: the caller learns only that the slot
+    /// was not held for `pos` any more.
+    #[inline]
+    pub(super) fn free_slot(&self, pos: u64, success: Ordering) -> bool {
+        self.claimed_slot(pos)
             .stamp
             .compare_exchange(
                 pos.wrapping_add(1),
                 pos.wrapping_add(self.geo.one_lap),
-                Ordering::Release,
+                success,
                 Ordering::Relaxed,
             )
-            .is_ok();
-        self.hdr().space.notify();
-        ok
+            .is_ok()
     }
 
     /// Whether `stamp` is a later lap of `head`'s slot (free or published for a position
