@@ -15,7 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let [_, name, i] = args.as_slice() {
         let lock = Mutex::<()>::open(name)?;
         for line in 0..3 {
-            let _g = lock.lock().map_err(shmkit::Error::from)?;
+            let _g = lock.lock()?;
             let mut out = std::io::stdout().lock();
             // Written in pieces on purpose: without the lock, other processes' pieces
             // would land in between.

@@ -25,7 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let chunk = array.len().div_ceil(WORKERS);
             let range = worker * chunk..((worker + 1) * chunk).min(array.len());
             // One lock for the whole array, as in Python; the guard derefs to `[f64]` in place.
-            let mut data = array.lock().map_err(shmkit::Error::from)?;
+            let mut data = array.lock()?;
             for i in range {
                 data[i] = value_at(i);
             }
@@ -45,7 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for mut w in workers {
         assert!(w.wait()?.success(), "a worker failed");
     }
-    let sum: f64 = array.lock().map_err(shmkit::Error::from)?.iter().sum();
+    let sum: f64 = array.lock()?.iter().sum();
     let expected: f64 = (0..LEN).map(value_at).sum();
     println!(
         "{WORKERS} workers filled {LEN} f64 in place; sum = {sum:.3} (expected {expected:.3})"

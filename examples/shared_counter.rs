@@ -20,7 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             // A worker process: open the counter by name and add under its lock.
             let counter = Value::<u64>::open(name)?;
             for _ in 0..ADDS {
-                *counter.lock().map_err(shmkit::Error::from)? += 1;
+                *counter.lock()? += 1;
             }
             return Ok(());
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytemuck::Pod;
 
-use crate::error::{Error, LockError, LockResult, Result};
+use crate::error::{plain, Error, LockError, LockResult, Result};
 use crate::object::{constructors, object_debug, At, Len};
 use crate::segment::{Kind, Segment};
 use crate::sync::mutex::LockedBody;
@@ -110,38 +110,41 @@ impl<T: Pod> Array<T> {
         self.len() == 0
     }
 
-    /// Locks the array; the guard derefs to `[T]` in place.
+    /// Locks the array; the guard derefs to `[T]` in place. A holder that died is reported
+    /// as by [`Mutex::lock`](crate::Mutex::lock): [`Error::OwnerDied`], the lock left free
+    /// and the data marked inconsistent until [`Array::lock_recover`] repairs it.
     #[inline]
-    pub fn lock(&self) -> LockResult<MutexGuard<'_, [T]>> {
+    pub fn lock(&self) -> Result<MutexGuard<'_, [T]>> {
+        plain(self.lock_recover())
+    }
+
+    /// Locks if possible without waiting; otherwise `Error::WouldBlock`.
+    pub fn try_lock(&self) -> Result<MutexGuard<'_, [T]>> {
+        plain(self.body.try_lock())
+    }
+
+    /// Locks, waiting at most `timeout`; `Error::Timeout` if it could not.
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<MutexGuard<'_, [T]>> {
+        plain(self.lock_recover_timeout(timeout))
+    }
+
+    /// Locks to repair, as [`Mutex::lock_recover`](crate::Mutex::lock_recover): a dead
+    /// holder's data comes with the guard in [`LockError::OwnerDied`].
+    pub fn lock_recover(&self) -> LockResult<MutexGuard<'_, [T]>> {
         self.body.lock(Deadline::NEVER)
     }
 
-    /// Locks if possible without waiting.
-    pub fn try_lock(&self) -> LockResult<MutexGuard<'_, [T]>> {
-        self.body.try_lock()
-    }
-
-    /// Locks, waiting at most `timeout`.
-    pub fn lock_timeout(&self, timeout: Duration) -> LockResult<MutexGuard<'_, [T]>> {
+    /// [`Array::lock_recover`], waiting at most `timeout`.
+    pub fn lock_recover_timeout(&self, timeout: Duration) -> LockResult<MutexGuard<'_, [T]>> {
         self.body.lock(Deadline::after(timeout))
-    }
-
-    /// Locks for a read: a dead holder's inconsistency is reported, not cleared.
-    fn read_locked<R>(&self, f: impl FnOnce(&[T]) -> R) -> Result<R> {
-        match self.lock() {
-            Ok(g) => Ok(f(&g)),
-            Err(LockError::OwnerDied(g)) => {
-                MutexGuard::release_unrepaired(g);
-                Err(Error::OwnerDied)
-            }
-            Err(LockError::Error(e)) => Err(e),
-        }
     }
 
     /// A copy of element `i`.
     pub fn get(&self, i: usize) -> Result<T> {
         let len = self.len();
-        self.read_locked(|d| d.get(i).copied())?
+        self.lock()?
+            .get(i)
+            .copied()
             .ok_or(Error::OutOfBounds { index: i, len })
     }
 
@@ -153,30 +156,22 @@ impl<T: Pod> Array<T> {
                 len: self.len(),
             });
         }
-        match self.lock() {
-            Ok(mut g) => {
-                g[i] = v;
-                Ok(())
-            }
-            Err(LockError::OwnerDied(g)) => {
-                MutexGuard::release_unrepaired(g);
-                Err(Error::OwnerDied)
-            }
-            Err(LockError::Error(e)) => Err(e),
-        }
+        self.lock()?[i] = v;
+        Ok(())
     }
 
     /// Copies the whole array into `dst`, which must have the same length.
     pub fn copy_to_slice(&self, dst: &mut [T]) -> Result<()> {
         check_len(self.len(), dst.len())?;
-        self.read_locked(|d| dst.copy_from_slice(d))
+        dst.copy_from_slice(&self.lock()?);
+        Ok(())
     }
 
     /// Overwrites the whole array with `src`, which must have the same length. This repairs
     /// an array whose holder died.
     pub fn copy_from_slice(&self, src: &[T]) -> Result<()> {
         check_len(self.len(), src.len())?;
-        match self.lock() {
+        match self.lock_recover() {
             Ok(mut g) => g.copy_from_slice(src),
             Err(LockError::OwnerDied(mut g)) => {
                 g.copy_from_slice(src);
@@ -189,7 +184,7 @@ impl<T: Pod> Array<T> {
 
     /// A copy of the whole array.
     pub fn to_vec(&self) -> Result<Vec<T>> {
-        self.read_locked(|d| d.to_vec())
+        Ok(self.lock()?.to_vec())
     }
 
     /// The segment the array lives in.

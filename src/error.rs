@@ -74,12 +74,13 @@ pub enum Error {
     #[error("the peer has disconnected")]
     Disconnected,
 
-    /// The process that held a lock died while holding it, and the caller did not receive
-    /// the guard (for example because it converted a [`LockError`] into an `Error`).
-    /// The protected data may be inconsistent.
+    /// A process died holding the lock, and the data it protects has not been repaired
+    /// since: it may be half-updated. The plain lock calls (`lock`, `read`, `write`, ...)
+    /// report this and leave the lock free and the data marked inconsistent, so that every
+    /// later locker is told too; the `*_recover` calls hand over the guard to repair it.
     #[error(
-        "the owner of the lock died while holding it; the protected data may be inconsistent \
-         (use the guard in `LockError::OwnerDied` to repair it and call `mark_consistent`)"
+        "a process died holding the lock, so the protected data may be half-updated; lock it \
+         with `lock_recover` (or `write_recover`) to repair it and call `mark_consistent`"
     )]
     OwnerDied,
 
@@ -184,24 +185,22 @@ impl Error {
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The error of a lock operation: either the previous owner died (and the caller holds the
-/// lock now, through the guard carried here), or an [`Error`].
+/// The error of a recovering lock operation (`lock_recover`, `write_recover`, ...): either
+/// a previous owner died (and the caller holds the lock now, through the guard carried
+/// here, to repair the data), or an [`Error`].
 ///
-/// This is `std`'s `PoisonError` idea made for processes: the guard is handed over so that
-/// the caller can repair the protected data and call `mark_consistent` on the guard. A
-/// guard dropped without that leaves the lock not recoverable, so that nobody later
-/// mistakes half-updated data for valid data.
-///
-/// Converting into [`Error`] (for example with `?` in a function returning
-/// `shmkit::Result`) drops the guard unrepaired and gives [`Error::OwnerDied`]. Like std's
-/// `PoisonError<Guard>`, a `LockError` borrows the lock, so it cannot become a
-/// `Box<dyn Error + 'static>` by itself: write `.map_err(shmkit::Error::from)?` there.
+/// This is `std`'s `PoisonError` idea made for processes. The plain calls (`lock`, ...)
+/// return `shmkit::Result` instead, so that `?` works everywhere (into `Box<dyn Error>` or
+/// `anyhow` too): a dead owner is [`Error::OwnerDied`] there, and the lock is left free and
+/// marked inconsistent for a recovering call to repair. A guard from a recovering call that
+/// is dropped without `mark_consistent` makes the lock not recoverable, so that nobody
+/// later mistakes half-updated data for valid data.
 ///
 /// ```
 /// use shmkit::{LockError, Mutex, MutexGuard};
 /// # let name = format!("doc-lockerror-{}", std::process::id());
 /// let m = Mutex::<[u64; 2]>::create(&name, [0, 0])?;
-/// let mut g = match m.lock() {
+/// let mut g = match m.lock_recover() {
 ///     Ok(g) => g,
 ///     Err(LockError::OwnerDied(mut g)) => {
 ///         g[1] = g[0]; // repair what the dead holder left half-done
@@ -236,6 +235,33 @@ impl<G> LockError<G> {
     /// Whether the previous owner died.
     pub fn is_owner_died(&self) -> bool {
         matches!(self, LockError::OwnerDied(_))
+    }
+}
+
+/// A guard that can be let go without repairing what a dead owner left: the lock is released
+/// and the data stays marked inconsistent (not made unrecoverable).
+pub(crate) trait Unrepaired {
+    fn release_unrepaired(self);
+}
+
+impl<G: Unrepaired, X> Unrepaired for (G, X) {
+    fn release_unrepaired(self) {
+        self.0.release_unrepaired();
+    }
+}
+
+/// The plain lock calls from the recovering ones: a dead owner becomes
+/// [`Error::OwnerDied`], with the lock released and the data still marked inconsistent, so
+/// that the next locker is told too and a recovering call can still repair it.
+#[inline]
+pub(crate) fn plain<G: Unrepaired>(r: LockResult<G>) -> Result<G> {
+    match r {
+        Ok(g) => Ok(g),
+        Err(LockError::OwnerDied(g)) => {
+            g.release_unrepaired();
+            Err(Error::OwnerDied)
+        }
+        Err(LockError::Error(e)) => Err(e),
     }
 }
 

@@ -12,19 +12,22 @@
 //!
 //! ```
 //! use shmkit::Value;
-//! # let name = format!("doc-lib-{}", std::process::id());
-//! let counter = Value::<u64>::create(&name, 0)?;
-//! // In another process: let counter = Value::<u64>::open(&name)?;
-//! *counter.lock()? += 1;
-//! assert_eq!(counter.get()?, 1);
-//! # Ok::<(), shmkit::Error>(())
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     # let name = format!("doc-lib-{}", std::process::id());
+//!     let counter = Value::<u64>::create(&name, 0)?;
+//!     // In another process: let counter = Value::<u64>::open(&name)?;
+//!     *counter.lock()? += 1; // a holder that died is an error here, not a hang
+//!     assert_eq!(counter.get()?, 1);
+//!     Ok(())
+//! }
 //! ```
 //!
 //! # What there is
 //! | | |
 //! |---|---|
 //! | shared data | [`Value<T>`] and [`Array<T>`] (with a robust lock), [`RawValue<T>`] and [`RawArray<T>`] (without), for any `T:` [`Pod`](bytemuck::Pod), mapped in place |
-//! | locks | [`Mutex<T>`] (robust: a holder that dies is reported to the next locker as [`LockError::OwnerDied`], never a deadlock), [`RwLock<T>`], [`ReentrantMutex`] |
+//! | locks | [`Mutex<T>`] (robust: a holder that dies is reported as [`Error::OwnerDied`], never a deadlock, and repaired through [`LockError::OwnerDied`]), [`RwLock<T>`], [`ReentrantMutex`] |
 //! | signalling | [`Semaphore`], [`BoundedSemaphore`], [`Event`], [`Condvar`], [`Barrier`] |
 //! | channels | [`spsc`] and [`mpmc`] rings of typed slots, [`frames`] (variable-length byte records: the FloatChannel done right), [`Pipe`] (two frame rings) |
 //! | segments | [`Segment`] (raw bytes with a validated header), [`Options`], anonymous objects for `fork`ed children |

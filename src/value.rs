@@ -62,19 +62,12 @@ impl<T: Pod> Value<T> {
     /// Returns a copy of the value, taken under the lock. If a holder died, this is
     /// [`Error::OwnerDied`] and the value stays marked inconsistent for the next locker.
     pub fn get(&self) -> Result<T> {
-        match self.mutex.lock() {
-            Ok(g) => Ok(*g),
-            Err(LockError::OwnerDied(g)) => {
-                MutexGuard::release_unrepaired(g);
-                Err(Error::OwnerDied)
-            }
-            Err(LockError::Error(e)) => Err(e),
-        }
+        Ok(*self.mutex.lock()?)
     }
 
     /// Replaces the value under the lock. This repairs a value whose holder died.
     pub fn set(&self, v: T) -> Result<()> {
-        match self.mutex.lock() {
+        match self.mutex.lock_recover() {
             Ok(mut g) => *g = v,
             Err(LockError::OwnerDied(mut g)) => {
                 *g = v;

@@ -596,13 +596,13 @@ fn mpmc_survives_a_receiver_killed_at_any_step() {
 fn mutex_survives_a_holder_killed_at_any_step() {
     /// Adds `add`; returns the count before, and whether the lock came from a dead owner.
     fn lock_and_add(m: &shmkit::Mutex<u64>, add: u64) -> (u64, bool) {
-        let (mut g, died) = match m.lock() {
+        let (mut g, died) = match m.lock_recover() {
             Ok(g) => (g, false),
             Err(shmkit::LockError::OwnerDied(g)) => {
                 shmkit::MutexGuard::mark_consistent(&g);
                 (g, true)
             }
-            Err(shmkit::LockError::Error(e)) => panic!("lock: {e}"),
+            Err(shmkit::e) => panic!("lock: {e}"),
         };
         let before = *g;
         *g += add;

@@ -23,6 +23,7 @@ fn __child() {
         ("die_holding", die_holding),
         ("recover_and_die", recover_and_die),
         ("expect_not_recoverable", expect_not_recoverable),
+        ("expect_plain_owner_died", expect_plain_owner_died),
         ("race_open_or_create", race_open_or_create),
         ("try_lock_held", try_lock_held),
         ("die_holding_value", die_holding_value),
@@ -87,20 +88,20 @@ fn die_holding() {
 /// Inherits a dead owner's lock, starts repairing, and dies before marking consistent.
 fn recover_and_die() {
     let m = Mutex::<[u64; 2]>::open(&arg("name")).unwrap();
-    match m.lock_timeout(PATIENCE) {
+    match m.lock_recover_timeout(PATIENCE) {
         Err(LockError::OwnerDied(mut g)) => {
             g[1] = g[0];
             die_now();
         }
         Ok(_) => std::process::exit(2),
-        Err(LockError::Error(e)) => panic!("unexpected: {e}"),
+        Err(e) => panic!("unexpected: {e}"),
     };
 }
 
 fn expect_not_recoverable() {
     let m = Mutex::<[u64; 2]>::open(&arg("name")).unwrap();
     match m.lock_timeout(PATIENCE) {
-        Err(LockError::Error(Error::NotRecoverable)) => {}
+        Err(Error::NotRecoverable) => {}
         other => panic!("expected NotRecoverable, got {:?}", other.map(|_| ())),
     };
 }
@@ -116,10 +117,10 @@ fn killed_child(name: &str, role: &str) {
 
 /// The next lock after a death must be `OwnerDied`, carrying a guard over the torn pair.
 fn expect_owner_died(m: &Mutex<[u64; 2]>) -> MutexGuard<'_, [u64; 2]> {
-    match m.lock_timeout(PATIENCE) {
+    match m.lock_recover_timeout(PATIENCE) {
         Err(LockError::OwnerDied(g)) => g,
         Ok(_) => panic!("lock succeeded silently after the owner died"),
-        Err(LockError::Error(e)) => panic!("expected OwnerDied, got {e}"),
+        Err(e) => panic!("expected OwnerDied, got {e}"),
     }
 }
 
@@ -159,6 +160,49 @@ fn a_recoverer_killed_before_marking_consistent_is_reported_again() {
     assert_eq!(*m.lock().unwrap(), [1, 1]);
 }
 
+/// The common path: `?` into `Box<dyn Error>`, as in a `main` (this compiles: the error
+/// does not borrow the lock).
+fn add_one(m: &Mutex<[u64; 2]>) -> Result<(), Box<dyn std::error::Error>> {
+    let mut g = m.lock()?;
+    g[0] += 1;
+    g[1] += 1;
+    Ok(())
+}
+
+#[test]
+fn a_plain_lock_reports_a_dead_holder_as_an_error_and_leaves_it_repairable() {
+    let names = Names::new("plain_died");
+    let name = names.name("pair");
+    let m = Mutex::<[u64; 2]>::create(&name, [0, 0]).unwrap();
+    add_one(&m).unwrap();
+    killed_child(&name, "die_holding");
+    // Every plain locker is told, in this process and in others, and none of them makes
+    // the mutex unusable by giving up.
+    for _ in 0..3 {
+        let e = add_one(&m).unwrap_err();
+        assert!(
+            matches!(e.downcast_ref::<Error>(), Some(Error::OwnerDied)),
+            "{e}"
+        );
+        assert!(matches!(m.try_lock(), Err(Error::OwnerDied)));
+    }
+    let o = finish(spawn("expect_plain_owner_died", &[("name", name.clone())]));
+    assert_eq!(o.code, Some(0), "{o:?}");
+    // The data is still the dead holder's half-write, and a recovering lock repairs it.
+    let mut g = expect_owner_died(&m);
+    assert_eq!(*g, [2, 1]);
+    g[1] = g[0];
+    MutexGuard::mark_consistent(&g);
+    drop(g);
+    add_one(&m).unwrap();
+    assert_eq!(*m.lock().unwrap(), [3, 3]);
+}
+
+fn expect_plain_owner_died() {
+    let m = Mutex::<[u64; 2]>::open(&arg("name")).unwrap();
+    assert!(matches!(m.lock_timeout(PATIENCE), Err(Error::OwnerDied)));
+}
+
 #[test]
 fn dropping_the_guard_unrepaired_makes_the_mutex_not_recoverable() {
     let names = Names::new("not_recoverable");
@@ -167,13 +211,10 @@ fn dropping_the_guard_unrepaired_makes_the_mutex_not_recoverable() {
     killed_child(&name, "die_holding");
     drop(expect_owner_died(&m));
     match m.lock_timeout(PATIENCE) {
-        Err(LockError::Error(Error::NotRecoverable)) => {}
+        Err(Error::NotRecoverable) => {}
         other => panic!("expected NotRecoverable, got {:?}", other.map(|_| ())),
     }
-    assert!(matches!(
-        m.try_lock(),
-        Err(LockError::Error(Error::NotRecoverable))
-    ));
+    assert!(matches!(m.try_lock(), Err(Error::NotRecoverable)));
     finish_ok(spawn("expect_not_recoverable", &[("name", name.clone())]));
 }
 
@@ -202,11 +243,11 @@ fn value_get_reports_a_dead_holder_until_set_repairs_it() {
 fn try_lock_held() {
     let m = Mutex::<[u64; 2]>::open(&arg("name")).unwrap();
     match m.try_lock() {
-        Err(LockError::Error(Error::WouldBlock)) => report("try", "would_block"),
+        Err(Error::WouldBlock) => report("try", "would_block"),
         other => panic!("expected WouldBlock, got {:?}", other.map(|_| ())),
     }
     match m.lock_timeout(Duration::from_millis(20)) {
-        Err(LockError::Error(Error::Timeout)) => report("timed", "timeout"),
+        Err(Error::Timeout) => report("timed", "timeout"),
         other => panic!("expected Timeout, got {:?}", other.map(|_| ())),
     };
 }
@@ -283,11 +324,11 @@ fn short_timeouts_in_a_loop_still_recover_a_dead_owners_lock() {
             attempts < 10_000,
             "short timeouts never recovered the dead owner's lock"
         );
-        match m.lock_timeout(Duration::from_millis(1)) {
+        match m.lock_recover_timeout(Duration::from_millis(1)) {
             Err(LockError::OwnerDied(g)) => break g,
             Err(LockError::Error(Error::Timeout)) => continue,
             Ok(_) => panic!("lock succeeded silently after the owner died"),
-            Err(LockError::Error(e)) => panic!("{e}"),
+            Err(e) => panic!("{e}"),
         }
     };
     g[1] = g[0];

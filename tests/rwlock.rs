@@ -184,9 +184,7 @@ fn a_waiting_writer_keeps_new_readers_out() {
     let held = l.read().unwrap();
     let child = spawn("writer_blocks_then_writes", &[("name", name.clone())]);
     // Once the writer waits for us, a new reader (even of our own process) stays out.
-    wait_until(PATIENCE, || {
-        matches!(l.try_read(), Err(LockError::Error(Error::WouldBlock)))
-    });
+    wait_until(PATIENCE, || matches!(l.try_read(), Err(Error::WouldBlock)));
     drop(held);
     finish_ok(child);
     assert_eq!(*l.read().unwrap(), [42, 42]);
@@ -208,18 +206,18 @@ fn writer_dies() {
 }
 
 fn expect_write_owner_died(l: &Pair) -> RwLockWriteGuard<'_, [u64; 2]> {
-    match l.write_timeout(PATIENCE) {
+    match l.write_recover_timeout(PATIENCE) {
         Err(LockError::OwnerDied(g)) => g,
         Ok(_) => panic!("write succeeded silently after the writer died"),
-        Err(LockError::Error(e)) => panic!("expected OwnerDied, got {e}"),
+        Err(e) => panic!("expected OwnerDied, got {e}"),
     }
 }
 
 fn expect_read_owner_died_on(l: &Pair) -> RwLockReadGuard<'_, [u64; 2]> {
-    match l.read_timeout(PATIENCE) {
+    match l.read_recover_timeout(PATIENCE) {
         Err(LockError::OwnerDied(g)) => g,
         Ok(_) => panic!("read succeeded silently after the writer died"),
-        Err(LockError::Error(e)) => panic!("expected OwnerDied, got {e}"),
+        Err(e) => panic!("expected OwnerDied, got {e}"),
     }
 }
 
@@ -264,7 +262,8 @@ fn readers_are_told_of_a_dead_writer_until_a_writer_repairs() {
     killed_child("writer_dies", &[("name", name.clone())]);
     // A reader cannot repair: every read reports the death, here and in other processes.
     assert_eq!(*expect_read_owner_died_on(&l), [1, 0]);
-    assert!(matches!(l.try_read(), Err(LockError::OwnerDied(_))));
+    assert!(matches!(l.try_read(), Err(Error::OwnerDied)));
+    assert!(matches!(l.read(), Err(Error::OwnerDied)));
     let o = finish_ok(spawn("expect_read_owner_died", &[("name", name.clone())]));
     assert_eq!(o.get::<String>("seen"), "1-0");
     let mut g = expect_write_owner_died(&l);
@@ -280,11 +279,11 @@ fn expect_not_recoverable() {
     let l = Pair::open(&arg("name")).unwrap();
     assert!(matches!(
         l.read_timeout(PATIENCE),
-        Err(LockError::Error(Error::NotRecoverable))
+        Err(Error::NotRecoverable)
     ));
     assert!(matches!(
         l.write_timeout(PATIENCE),
-        Err(LockError::Error(Error::NotRecoverable))
+        Err(Error::NotRecoverable)
     ));
 }
 
@@ -298,10 +297,10 @@ fn a_write_guard_dropped_unrepaired_makes_the_lock_not_recoverable() {
     drop(expect_read_owner_died_on(&l));
     drop(expect_write_owner_died(&l));
     for r in [l.read().map(drop), l.try_read().map(drop)] {
-        assert!(matches!(r, Err(LockError::Error(Error::NotRecoverable))));
+        assert!(matches!(r, Err(Error::NotRecoverable)));
     }
     for r in [l.write().map(drop), l.try_write().map(drop)] {
-        assert!(matches!(r, Err(LockError::Error(Error::NotRecoverable))));
+        assert!(matches!(r, Err(Error::NotRecoverable)));
     }
     finish_ok(spawn("expect_not_recoverable", &[("name", name.clone())]));
     drop(l);
@@ -315,9 +314,7 @@ fn a_writer_killed_while_waiting_for_readers_does_not_block_them() {
     let l = Pair::create(&name, [3, 3]).unwrap();
     let held = l.read().unwrap();
     let mut child = spawn("writer_blocks_then_writes", &[("name", name.clone())]);
-    wait_until(PATIENCE, || {
-        matches!(l.try_read(), Err(LockError::Error(Error::WouldBlock)))
-    });
+    wait_until(PATIENCE, || matches!(l.try_read(), Err(Error::WouldBlock)));
     child.kill().unwrap();
     killed_child_reaped(child);
     // The writer held the lock when it died: readers are told, the data is untouched.
@@ -495,9 +492,7 @@ fn a_blocked_writer_reclaims_a_reader_that_dies_while_it_waits() {
             g[0] = 9;
         });
         // The writer holds the word and waits for the reader; then the reader dies.
-        wait_until(PATIENCE, || {
-            matches!(l.try_read(), Err(LockError::Error(Error::WouldBlock)))
-        });
+        wait_until(PATIENCE, || matches!(l.try_read(), Err(Error::WouldBlock)));
         flag.atomic().store(2, Ordering::SeqCst);
         writer.join().unwrap();
     });
@@ -511,22 +506,10 @@ fn a_blocked_writer_reclaims_a_reader_that_dies_while_it_waits() {
 
 fn try_forms_under_write() {
     let l = Pair::open(&arg("name")).unwrap();
-    assert!(matches!(
-        l.try_read(),
-        Err(LockError::Error(Error::WouldBlock))
-    ));
-    assert!(matches!(
-        l.read_timeout(SHORT),
-        Err(LockError::Error(Error::Timeout))
-    ));
-    assert!(matches!(
-        l.try_write(),
-        Err(LockError::Error(Error::WouldBlock))
-    ));
-    assert!(matches!(
-        l.write_timeout(SHORT),
-        Err(LockError::Error(Error::Timeout))
-    ));
+    assert!(matches!(l.try_read(), Err(Error::WouldBlock)));
+    assert!(matches!(l.read_timeout(SHORT), Err(Error::Timeout)));
+    assert!(matches!(l.try_write(), Err(Error::WouldBlock)));
+    assert!(matches!(l.write_timeout(SHORT), Err(Error::Timeout)));
     report("done", 1);
 }
 
@@ -536,14 +519,8 @@ fn try_forms_under_read() {
     let b = l.read_timeout(SHORT).expect("readers share");
     assert_eq!((*a, *b), ([7, 7], [7, 7]));
     drop((a, b));
-    assert!(matches!(
-        l.try_write(),
-        Err(LockError::Error(Error::WouldBlock))
-    ));
-    assert!(matches!(
-        l.write_timeout(SHORT),
-        Err(LockError::Error(Error::Timeout))
-    ));
+    assert!(matches!(l.try_write(), Err(Error::WouldBlock)));
+    assert!(matches!(l.write_timeout(SHORT), Err(Error::Timeout)));
     report("done", 1);
 }
 
@@ -585,28 +562,21 @@ fn scribble<V: Copy>(l: &Pair, offset: usize, v: V) -> V {
 fn corrupt_lock_words_give_corrupt_errors_not_hangs() {
     let names = Names::new("rw_corrupt");
     let l = Pair::create(&names.name("pair"), [0, 0]).unwrap();
-    let corrupt =
-        |r: Result<(), LockError<()>>| matches!(r, Err(LockError::Error(Error::Corrupt { .. })));
+    let corrupt = |r: Result<(), Error>| matches!(r, Err(Error::Corrupt { .. }));
     // A state word no correct peer writes.
     let old = scribble(&l, 4, 77u32);
-    assert!(corrupt(l.read().map(drop).map_err(|e| e.map(drop))));
-    assert!(corrupt(
-        l.write_timeout(PATIENCE).map(drop).map_err(|e| e.map(drop))
-    ));
+    assert!(corrupt(l.read().map(drop)));
+    assert!(corrupt(l.write_timeout(PATIENCE).map(drop)));
     scribble(&l, 4, old);
     // A reader slot with a zero token (first slot, after the head line).
     drop(l.read().unwrap()); // raises the high-water mark past slot 0
     let old = scribble(&l, 128, 5u64);
-    assert!(corrupt(
-        l.write_timeout(PATIENCE).map(drop).map_err(|e| e.map(drop))
-    ));
-    assert!(corrupt(l.try_write().map(drop).map_err(|e| e.map(drop))));
+    assert!(corrupt(l.write_timeout(PATIENCE).map(drop)));
+    assert!(corrupt(l.try_write().map(drop)));
     scribble(&l, 128, old);
     // A high-water mark beyond the table.
     let old = scribble(&l, 12, 10_000u32);
-    assert!(corrupt(
-        l.write_timeout(PATIENCE).map(drop).map_err(|e| e.map(drop))
-    ));
+    assert!(corrupt(l.write_timeout(PATIENCE).map(drop)));
     scribble(&l, 12, old);
     // Repaired by hand, the lock works again.
     *l.write().unwrap() = [1, 1];
@@ -619,14 +589,8 @@ fn corrupt_lock_words_give_corrupt_errors_not_hangs() {
 
 fn rlock_try() {
     let m = ReentrantMutex::open(&arg("name")).unwrap();
-    assert!(matches!(
-        m.try_lock(),
-        Err(LockError::Error(Error::WouldBlock))
-    ));
-    assert!(matches!(
-        m.lock_timeout(SHORT),
-        Err(LockError::Error(Error::Timeout))
-    ));
+    assert!(matches!(m.try_lock(), Err(Error::WouldBlock)));
+    assert!(matches!(m.lock_timeout(SHORT), Err(Error::Timeout)));
     report("done", 1);
 }
 
@@ -668,7 +632,7 @@ fn rlock_die() {
 
 fn rlock_recover_and_die() {
     let m = ReentrantMutex::open(&arg("name")).unwrap();
-    let r = m.lock_timeout(PATIENCE);
+    let r = m.lock_recover_timeout(PATIENCE);
     match r {
         Err(LockError::OwnerDied(_g)) => die_now(),
         other => panic!("expected OwnerDied, got {:?}", other.map(drop)),
@@ -679,15 +643,15 @@ fn rlock_expect_not_recoverable() {
     let m = ReentrantMutex::open(&arg("name")).unwrap();
     assert!(matches!(
         m.lock_timeout(PATIENCE),
-        Err(LockError::Error(Error::NotRecoverable))
+        Err(Error::NotRecoverable)
     ));
 }
 
 fn expect_rlock_owner_died(m: &ReentrantMutex) -> ReentrantMutexGuard<'_> {
-    match m.lock_timeout(PATIENCE) {
+    match m.lock_recover_timeout(PATIENCE) {
         Err(LockError::OwnerDied(g)) => g,
         Ok(_) => panic!("lock succeeded silently after the owner died"),
-        Err(LockError::Error(e)) => panic!("expected OwnerDied, got {e}"),
+        Err(e) => panic!("expected OwnerDied, got {e}"),
     }
 }
 
@@ -702,7 +666,10 @@ fn reentrant_mutex_owner_killed_is_reported_and_repaired() {
     let g = expect_rlock_owner_died(&m);
     assert!(ReentrantMutexGuard::is_inconsistent(&g));
     // Re-entering while still inconsistent says so again.
-    assert!(matches!(m.try_lock(), Err(LockError::OwnerDied(_))));
+    assert!(matches!(
+        m.lock_recover_timeout(Duration::ZERO),
+        Err(LockError::OwnerDied(_))
+    ));
     ReentrantMutexGuard::mark_consistent(&g);
     drop(m.lock().expect("consistent now"));
     drop(g);
@@ -719,14 +686,8 @@ fn reentrant_mutex_released_unrepaired_is_not_recoverable() {
     killed_child("rlock_die", &[("name", name.clone())]);
     let g = expect_rlock_owner_died(&m);
     drop(g);
-    assert!(matches!(
-        m.lock(),
-        Err(LockError::Error(Error::NotRecoverable))
-    ));
-    assert!(matches!(
-        m.try_lock(),
-        Err(LockError::Error(Error::NotRecoverable))
-    ));
+    assert!(matches!(m.lock(), Err(Error::NotRecoverable)));
+    assert!(matches!(m.try_lock(), Err(Error::NotRecoverable)));
     finish_ok(spawn(
         "rlock_expect_not_recoverable",
         &[("name", name.clone())],
@@ -742,10 +703,7 @@ fn reentrant_mutex_excludes_other_threads_of_the_same_process() {
     let g = m.lock().unwrap();
     std::thread::scope(|s| {
         s.spawn(|| {
-            assert!(matches!(
-                m.try_lock(),
-                Err(LockError::Error(Error::WouldBlock))
-            ));
+            assert!(matches!(m.try_lock(), Err(Error::WouldBlock)));
             step.store(1, Ordering::SeqCst);
             let _g = m.lock_timeout(PATIENCE).unwrap();
             step.store(2, Ordering::SeqCst);

@@ -281,10 +281,7 @@ fn condvar_wait_timeout_times_out_and_relocks() {
         .unwrap();
     assert!(t.timed_out());
     assert_eq!(*g, 5);
-    assert!(matches!(
-        m.try_lock(),
-        Err(shmkit::LockError::Error(Error::WouldBlock))
-    ));
+    assert!(matches!(m.try_lock(), Err(shmkit::Error::WouldBlock)));
     drop(g);
     let (g, t) = cv
         .wait_timeout_while(m.lock().unwrap(), Duration::from_millis(10), |v| *v == 5)
@@ -326,7 +323,7 @@ fn condvar_timeout_behind_a_held_mutex_relocks_or_gives_up_as_documented() {
             let timeout = Duration::from_millis(100);
             if bounded {
                 match cv.wait_timeout_bounded(g, timeout) {
-                    Err(shmkit::LockError::Error(Error::Timeout)) => {}
+                    Err(shmkit::Error::Timeout) => {}
                     Ok(_) => panic!("re-locked although the holder still held the mutex"),
                     Err(e) => panic!("{e}"),
                 }
@@ -704,7 +701,7 @@ fn kill_storm() {
         kill_and_reap(pid, delay);
         // A waiter killed inside the condvar wait may have died holding the mutex after
         // relocking it: recover it like any dead owner.
-        match m.lock_timeout(PATIENCE) {
+        match m.lock_recover_timeout(PATIENCE) {
             Ok(_) => {}
             Err(shmkit::LockError::OwnerDied(g)) => shmkit::MutexGuard::mark_consistent(&g),
             Err(shmkit::LockError::Error(e)) => panic!("mutex wedged: {e}"),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::mutex::MutexGuard;
 use super::wait::{self, Deadline, WAITERS};
-use crate::error::{Error, LockError, LockResult, Result};
+use crate::error::{plain, Error, LockError, LockResult, Result};
 use crate::object::{constructors, object_debug, At, Len, Shared};
 use crate::primitive::{AtomicU32, Ordering};
 use crate::segment::{Kind, Segment};
@@ -129,8 +129,9 @@ impl WaitTimeoutResult {
 /// returns. As with `std::sync::Condvar`, wake-ups can be spurious (a waiter also
 /// re-checks the sequence word every 64 ms, so that a notifier killed between its two
 /// steps delays it by at most that long): check your condition in a loop, or use
-/// [`Condvar::wait_while`]. If the mutex's owner died while we waited, `wait` returns
-/// [`LockError::OwnerDied`] with the guard, exactly as `Mutex::lock` does.
+/// [`Condvar::wait_while`]. If a holder of the mutex died while we waited, `wait` returns
+/// [`Error::OwnerDied`] (the mutex left free and its data marked inconsistent), exactly as
+/// `Mutex::lock` does.
 ///
 /// ```
 /// use shmkit::{Condvar, Mutex};
@@ -162,11 +163,8 @@ impl Condvar {
     }
 
     /// Releases the guard's mutex, waits for a notification, and locks it again.
-    pub fn wait<'a, T: ?Sized>(&self, guard: MutexGuard<'a, T>) -> LockResult<MutexGuard<'a, T>> {
-        match self.wait_inner(guard, Deadline::NEVER, false) {
-            Ok((g, _)) => Ok(g),
-            Err(e) => Err(e.map(|(g, _)| g)),
-        }
+    pub fn wait<'a, T: ?Sized>(&self, guard: MutexGuard<'a, T>) -> Result<MutexGuard<'a, T>> {
+        Ok(plain(self.wait_inner(guard, Deadline::NEVER, false))?.0)
     }
 
     /// Waits while `condition` holds, re-checking it under the lock after every wake-up.
@@ -174,7 +172,7 @@ impl Condvar {
         &self,
         mut guard: MutexGuard<'a, T>,
         mut condition: impl FnMut(&mut T) -> bool,
-    ) -> LockResult<MutexGuard<'a, T>> {
+    ) -> Result<MutexGuard<'a, T>> {
         while condition(&mut guard) {
             guard = self.wait(guard)?;
         }
@@ -193,8 +191,8 @@ impl Condvar {
         &self,
         guard: MutexGuard<'a, T>,
         timeout: Duration,
-    ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
-        self.wait_inner(guard, Deadline::after(timeout), false)
+    ) -> Result<(MutexGuard<'a, T>, WaitTimeoutResult)> {
+        plain(self.wait_inner(guard, Deadline::after(timeout), false))
     }
 
     /// Like [`Condvar::wait_timeout`], but `timeout` bounds the whole call, re-locking the
@@ -202,14 +200,14 @@ impl Condvar {
     /// it), the call gives up with [`Error::Timeout`], *without* the mutex (the guard is
     /// consumed, the mutex is not held and not unlocked by this call; lock it again to
     /// go on). Otherwise it returns as `wait_timeout` does (a dead owner found while
-    /// re-locking is [`LockError::OwnerDied`] with the guard, the mutex held). The re-lock
+    /// re-locking is [`Error::OwnerDied`], the mutex left free). The re-lock
     /// makes one last attempt at the deadline, which also takes over a dead owner's lock.
     pub fn wait_timeout_bounded<'a, T: ?Sized>(
         &self,
         guard: MutexGuard<'a, T>,
         timeout: Duration,
-    ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
-        self.wait_inner(guard, Deadline::after(timeout), true)
+    ) -> Result<(MutexGuard<'a, T>, WaitTimeoutResult)> {
+        plain(self.wait_inner(guard, Deadline::after(timeout), true))
     }
 
     /// Like [`Condvar::wait_while`], giving up after `timeout` (then the condition may still
@@ -220,10 +218,10 @@ impl Condvar {
         mut guard: MutexGuard<'a, T>,
         timeout: Duration,
         mut condition: impl FnMut(&mut T) -> bool,
-    ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
+    ) -> Result<(MutexGuard<'a, T>, WaitTimeoutResult)> {
         let deadline = Deadline::after(timeout);
         while condition(&mut guard) {
-            let (g, t) = self.wait_inner(guard, deadline, false)?;
+            let (g, t) = plain(self.wait_inner(guard, deadline, false))?;
             guard = g;
             if t.timed_out() {
                 let still = condition(&mut guard);

@@ -10,7 +10,7 @@ use bytemuck::Pod;
 
 use super::raw_mutex::{Acquired, RawMutex};
 use super::wait::Deadline;
-use crate::error::{LockError, LockResult, Result};
+use crate::error::{plain, LockError, LockResult, Result, Unrepaired};
 use crate::object::{constructors, object_debug, At, Body, Len};
 use crate::segment::{Kind, Segment};
 
@@ -97,14 +97,6 @@ impl<'a, T: ?Sized> MutexGuard<'a, T> {
         this.owner_died && this.raw.is_inconsistent()
     }
 
-    /// Releases the lock and leaves an inconsistent state as it is (the next locker is
-    /// told `OwnerDied` again) instead of making it not recoverable.
-    pub(crate) fn release_unrepaired(this: Self) {
-        let raw = this.raw;
-        std::mem::forget(this);
-        raw.unlock();
-    }
-
     /// Releases the lock for a condition-variable wait; the guard stays alive but must not
     /// be used until [`Self::relock`] succeeds.
     pub(crate) fn unlock_for_wait(this: &Self) {
@@ -135,6 +127,16 @@ impl<'a, T: ?Sized> MutexGuard<'a, T> {
             owner_died: this.owner_died,
             _not_send: PhantomData,
         }
+    }
+}
+
+impl<T: ?Sized> Unrepaired for MutexGuard<'_, T> {
+    /// Releases the lock and leaves an inconsistent state as it is (the next locker is
+    /// told `OwnerDied` again) instead of making it not recoverable.
+    fn release_unrepaired(self) {
+        let raw = self.raw;
+        std::mem::forget(self);
+        raw.unlock();
     }
 }
 
@@ -176,11 +178,14 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for MutexGuard<'_, T> {
 /// `try_lock` never blocks; `lock_timeout` gives up after a duration. An uncontended lock
 /// and unlock is one compare-and-swap and one swap, with no system call.
 ///
-/// If a process dies while holding the lock, the next locker gets
-/// [`LockError::OwnerDied`] carrying the guard: it holds the lock, repairs the data, and
-/// calls [`MutexGuard::mark_consistent`]. A guard dropped without that makes the mutex not
-/// recoverable: every later lock fails with [`Error::NotRecoverable`](crate::Error::NotRecoverable) instead of handing
-/// out data that may be half-updated. Death is detected through a lock that the kernel
+/// If a process dies while holding the lock, the data may be half-updated. `lock` then
+/// returns [`Error::OwnerDied`](crate::Error::OwnerDied) (so `?` works anywhere, into
+/// `Box<dyn Error>` or `anyhow` too) and leaves the lock free with the data marked
+/// inconsistent: every locker is told, none can make it worse by giving up. To repair,
+/// [`Mutex::lock_recover`] hands over the guard in [`LockError::OwnerDied`]: repair the
+/// data and call [`MutexGuard::mark_consistent`]. A recovering guard dropped without that
+/// makes the mutex not recoverable
+/// ([`Error::NotRecoverable`](crate::Error::NotRecoverable) for every later lock). Death is detected through a lock that the kernel
 /// releases when the process dies (see `raw_mutex` for why this is not a
 /// `pthread_mutex_t`); detection takes a few milliseconds of a waiter's time.
 ///
@@ -232,20 +237,37 @@ impl<T: Pod> Mutex<T> {
 
     /// Locks, blocking until the lock is free.
     ///
-    /// `Err(LockError::OwnerDied(guard))` means the previous owner died holding the lock;
-    /// the caller holds it now (see the type docs).
+    /// If a holder died holding it and nobody has repaired the data since, this is
+    /// [`Error::OwnerDied`](crate::Error::OwnerDied): the lock is left free and the data
+    /// marked inconsistent, so every locker is told until [`Mutex::lock_recover`] repairs it.
     #[inline]
-    pub fn lock(&self) -> LockResult<MutexGuard<'_, T>> {
+    pub fn lock(&self) -> Result<MutexGuard<'_, T>> {
+        plain(self.lock_recover())
+    }
+
+    /// Locks if that is possible without waiting; otherwise `Error::WouldBlock`. A dead
+    /// holder is taken over (one `fcntl`) and reported as in [`Mutex::lock`].
+    pub fn try_lock(&self) -> Result<MutexGuard<'_, T>> {
+        plain(one_result(self.body.try_lock()))
+    }
+
+    /// Locks, waiting at most `timeout`; `Error::Timeout` if it could not. A dead holder
+    /// is reported as in [`Mutex::lock`].
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<MutexGuard<'_, T>> {
+        plain(self.lock_recover_timeout(timeout))
+    }
+
+    /// Locks to repair: like [`Mutex::lock`], but if a holder died and nobody has repaired
+    /// the data since, the caller gets the guard in [`LockError::OwnerDied`], holds the
+    /// lock, repairs the data and calls [`MutexGuard::mark_consistent`]. A guard dropped
+    /// without that makes the mutex not recoverable
+    /// ([`Error::NotRecoverable`](crate::Error::NotRecoverable) for every later lock).
+    pub fn lock_recover(&self) -> LockResult<MutexGuard<'_, T>> {
         one_result(self.body.lock(Deadline::NEVER))
     }
 
-    /// Locks if that is possible without waiting; otherwise `Error::WouldBlock`.
-    pub fn try_lock(&self) -> LockResult<MutexGuard<'_, T>> {
-        one_result(self.body.try_lock())
-    }
-
-    /// Locks, waiting at most `timeout`; `Error::Timeout` if it could not.
-    pub fn lock_timeout(&self, timeout: Duration) -> LockResult<MutexGuard<'_, T>> {
+    /// [`Mutex::lock_recover`], waiting at most `timeout` (`Duration::ZERO`: only try).
+    pub fn lock_recover_timeout(&self, timeout: Duration) -> LockResult<MutexGuard<'_, T>> {
         one_result(self.body.lock(Deadline::after(timeout)))
     }
 

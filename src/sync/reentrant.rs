@@ -6,11 +6,12 @@
 //! [`Error::Timeout`]; the owning thread re-entering only bumps a count, and the lock is
 //! released when the last of its guards drops. It protects no data (a re-entered lock
 //! cannot hand out `&mut`), so it guards whatever the processes agree it guards. If the
-//! owning process dies holding it, the next locker gets [`LockError::OwnerDied`] carrying
-//! the guard, repairs what the lock protects and calls
-//! [`ReentrantMutexGuard::mark_consistent`]; re-entering meanwhile reports `OwnerDied`
-//! again; the lock released (by its last guard) unrepaired becomes not recoverable: every
-//! later lock fails with [`Error::NotRecoverable`]. Uncontended lock and unlock make no
+//! owning process dies holding it, `lock` reports [`Error::OwnerDied`] (leaving it free and
+//! marked inconsistent) until somebody repairs: `lock_recover` hands over the guard in
+//! [`LockError::OwnerDied`]; repair what the lock protects and call
+//! [`ReentrantMutexGuard::mark_consistent`]. A recovering lock released (by its last guard)
+//! unrepaired becomes not recoverable: every later lock fails with
+//! [`Error::NotRecoverable`]. Uncontended lock and unlock make no
 //! system call.
 //!
 //! ```
@@ -48,7 +49,7 @@ use std::time::Duration;
 
 use super::raw_mutex::{Acquired, RawMutex};
 use super::wait::Deadline;
-use crate::error::{Error, LockError, LockResult, Result};
+use crate::error::{plain, Error, LockError, LockResult, Result, Unrepaired};
 use crate::object::{constructors, object_debug, At, Len, Shared};
 use crate::segment::{Kind, Segment};
 
@@ -92,9 +93,10 @@ fn thread_id() -> u64 {
 /// one process.
 ///
 /// The owning thread may lock it again (each guard is one level; the last one dropped
-/// releases it). It protects no data. An owner that dies holding it is reported to the next
-/// locker as [`LockError::OwnerDied`]; the lock released unrepaired (without
-/// [`ReentrantMutexGuard::mark_consistent`]) becomes [`Error::NotRecoverable`].
+/// releases it). It protects no data. An owner that dies holding it is reported to every
+/// locker as [`Error::OwnerDied`] until [`ReentrantMutex::lock_recover`] repairs it; a
+/// recovering lock released unrepaired (without [`ReentrantMutexGuard::mark_consistent`])
+/// becomes [`Error::NotRecoverable`].
 ///
 /// ```
 /// # let name = format!("doc-rlock-type-{}", std::process::id());
@@ -142,20 +144,34 @@ impl ReentrantMutex {
     /// Locks, blocking while another thread holds the lock; re-enters at once if this
     /// thread holds it.
     ///
-    /// `Err(LockError::OwnerDied(guard))` means a previous owner died holding the lock (and
-    /// it has not been marked consistent since); the caller holds it now.
+    /// If a previous owner died holding it and nothing has been repaired since, this is
+    /// [`Error::OwnerDied`]: the lock is left free and marked inconsistent, so every locker
+    /// is told until [`ReentrantMutex::lock_recover`] repairs it.
     #[inline]
-    pub fn lock(&self) -> LockResult<ReentrantMutexGuard<'_>> {
-        self.guard(self.acquire(Some(Deadline::NEVER)))
+    pub fn lock(&self) -> Result<ReentrantMutexGuard<'_>> {
+        plain(self.lock_recover())
     }
 
     /// Locks if that is possible without waiting; otherwise `Error::WouldBlock`.
-    pub fn try_lock(&self) -> LockResult<ReentrantMutexGuard<'_>> {
-        self.guard(self.acquire(None))
+    pub fn try_lock(&self) -> Result<ReentrantMutexGuard<'_>> {
+        plain(self.guard(self.acquire(None)))
     }
 
     /// Locks, waiting at most `timeout`; `Error::Timeout` if it could not.
-    pub fn lock_timeout(&self, timeout: Duration) -> LockResult<ReentrantMutexGuard<'_>> {
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<ReentrantMutexGuard<'_>> {
+        plain(self.lock_recover_timeout(timeout))
+    }
+
+    /// Locks to repair: like [`ReentrantMutex::lock`], but a dead owner's lock comes with
+    /// the guard in [`LockError::OwnerDied`]; repair what it protects and call
+    /// [`ReentrantMutexGuard::mark_consistent`] (released without that, the lock becomes
+    /// not recoverable).
+    pub fn lock_recover(&self) -> LockResult<ReentrantMutexGuard<'_>> {
+        self.guard(self.acquire(Some(Deadline::NEVER)))
+    }
+
+    /// [`ReentrantMutex::lock_recover`], waiting at most `timeout`.
+    pub fn lock_recover_timeout(&self, timeout: Duration) -> LockResult<ReentrantMutexGuard<'_>> {
         self.guard(self.acquire(Some(Deadline::after(timeout))))
     }
 
@@ -213,7 +229,9 @@ impl ReentrantMutex {
     }
 
     /// Drops one level; the last one releases the lock.
-    fn release(&self) {
+    /// Releases one level; the last level of an inconsistent lock makes it not recoverable
+    /// unless `unrepaired` (then it stays inconsistent).
+    fn release(&self, unrepaired: bool) {
         let s = self.shared();
         // Relaxed: we hold the lock; only the holder writes `count`.
         let n = s.count.load(Ordering::Relaxed);
@@ -227,7 +245,7 @@ impl ReentrantMutex {
         s.owner_token.store(0, Ordering::Relaxed);
         s.owner_thread.store(0, Ordering::Relaxed);
         s.count.store(0, Ordering::Relaxed);
-        if s.raw.is_inconsistent() {
+        if !unrepaired && s.raw.is_inconsistent() {
             s.raw.mark_not_recoverable();
         }
         s.raw.unlock();
@@ -274,7 +292,15 @@ impl ReentrantMutexGuard<'_> {
 impl Drop for ReentrantMutexGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        self.lock.release();
+        self.lock.release(false);
+    }
+}
+
+impl Unrepaired for ReentrantMutexGuard<'_> {
+    fn release_unrepaired(self) {
+        let lock = self.lock;
+        std::mem::forget(self);
+        lock.release(true);
     }
 }
 
@@ -305,23 +331,17 @@ mod tests {
         let g2 = m.try_lock().unwrap();
         std::thread::scope(|s| {
             s.spawn(|| {
-                assert!(matches!(
-                    m.try_lock(),
-                    Err(LockError::Error(Error::WouldBlock))
-                ));
+                assert!(matches!(m.try_lock(), Err(Error::WouldBlock)));
                 assert!(matches!(
                     m.lock_timeout(Duration::from_millis(5)),
-                    Err(LockError::Error(Error::Timeout))
+                    Err(Error::Timeout)
                 ));
             });
         });
         drop(g1);
         std::thread::scope(|s| {
             s.spawn(|| {
-                assert!(matches!(
-                    m.try_lock(),
-                    Err(LockError::Error(Error::WouldBlock))
-                ));
+                assert!(matches!(m.try_lock(), Err(Error::WouldBlock)));
             });
         });
         drop(g2);

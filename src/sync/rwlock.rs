@@ -6,11 +6,12 @@
 //! a read or a write and its release are a few atomic operations and no system call; the
 //! wake syscall is made only when somebody sleeps. A writer that is waiting keeps new
 //! readers out, so a stream of readers cannot starve writers. If a writer dies holding the
-//! lock, the next locker, reader or writer, gets [`LockError::OwnerDied`] carrying its
-//! guard: a writer repairs the data and calls [`RwLockWriteGuard::mark_consistent`] (a write
-//! guard dropped unrepaired makes the lock not recoverable: every later `read` or `write`
-//! fails with [`Error::NotRecoverable`]); a reader cannot repair, so every read reports
-//! `OwnerDied` until a writer has marked the data consistent. A reader that dies holding a
+//! lock, every `read` and `write` reports [`Error::OwnerDied`] (leaving the lock free and
+//! the data marked inconsistent) until a writer repairs it: `write_recover` hands over the
+//! guard in [`LockError::OwnerDied`], the writer repairs the data and calls
+//! [`RwLockWriteGuard::mark_consistent`] (a recovering write guard dropped unrepaired makes
+//! the lock not recoverable: every later `read` or `write` fails with
+//! [`Error::NotRecoverable`]); `read_recover` lets a reader look at what was left. A reader that dies holding a
 //! read lock leaves the data consistent: waiting writers notice the death (a few
 //! milliseconds of their time) and take its place back. At most [`RwLock::READER_SLOTS`]
 //! processes hold read locks at the same time; a reader of a further process waits for a
@@ -51,7 +52,7 @@ use bytemuck::Pod;
 use super::raw_mutex::Acquired;
 use super::raw_rwlock::{RawRwLock, RwShared, READER_SLOTS};
 use super::wait::Deadline;
-use crate::error::{LockError, LockResult, Result};
+use crate::error::{plain, LockError, LockResult, Result, Unrepaired};
 use crate::object::{constructors, object_debug, At, Body, Len};
 use crate::segment::{Kind, Segment};
 
@@ -59,9 +60,10 @@ use crate::segment::{Kind, Segment};
 /// writer, in any processes.
 ///
 /// A waiting writer keeps new readers out. A writer that dies holding the lock is reported
-/// to the next locker as [`LockError::OwnerDied`] (readers keep being told until a writer
-/// calls [`RwLockWriteGuard::mark_consistent`]; a write guard dropped unrepaired makes the
-/// lock [`Error::NotRecoverable`](crate::Error::NotRecoverable)); readers that die holding read locks are reclaimed by
+/// to every locker as [`Error::OwnerDied`](crate::Error::OwnerDied) until a writer repairs
+/// the data through [`RwLock::write_recover`] and calls
+/// [`RwLockWriteGuard::mark_consistent`] (a recovering write guard dropped unrepaired makes
+/// the lock [`Error::NotRecoverable`](crate::Error::NotRecoverable)); readers that die holding read locks are reclaimed by
 /// waiting writers. At most [`RwLock::READER_SLOTS`] processes read at the same time.
 /// Uncontended locking makes no system call.
 ///
@@ -111,41 +113,69 @@ impl<T: Pod> RwLock<T> {
 
     /// Locks for reading, blocking while a writer holds or waits for the lock.
     ///
-    /// `Err(LockError::OwnerDied(guard))` means a writer died holding the lock and no
-    /// writer has marked the data consistent since; the caller holds a read lock.
+    /// If a writer died holding the lock and no writer has repaired the data since, this is
+    /// [`Error::OwnerDied`](crate::Error::OwnerDied) (the read lock is not kept): readers
+    /// cannot repair; a writer does, with [`RwLock::write_recover`].
     #[inline]
-    pub fn read(&self) -> LockResult<RwLockReadGuard<'_, T>> {
-        self.read_guard(self.raw().lock_read(Deadline::NEVER))
+    pub fn read(&self) -> Result<RwLockReadGuard<'_, T>> {
+        plain(self.read_recover())
     }
 
     /// Locks for reading if that is possible without waiting; otherwise
     /// `Error::WouldBlock`.
-    pub fn try_read(&self) -> LockResult<RwLockReadGuard<'_, T>> {
-        self.read_guard(self.raw().try_lock_read())
+    pub fn try_read(&self) -> Result<RwLockReadGuard<'_, T>> {
+        plain(self.read_guard(self.raw().try_lock_read()))
     }
 
     /// Locks for reading, waiting at most `timeout`; `Error::Timeout` if it could not.
-    pub fn read_timeout(&self, timeout: Duration) -> LockResult<RwLockReadGuard<'_, T>> {
+    pub fn read_timeout(&self, timeout: Duration) -> Result<RwLockReadGuard<'_, T>> {
+        plain(self.read_recover_timeout(timeout))
+    }
+
+    /// Locks for reading even if a writer died: the guard comes in
+    /// [`LockError::OwnerDied`] while the data is unrepaired, to look at what the dead writer
+    /// left (a reader cannot repair it; [`RwLock::write_recover`] does).
+    pub fn read_recover(&self) -> LockResult<RwLockReadGuard<'_, T>> {
+        self.read_guard(self.raw().lock_read(Deadline::NEVER))
+    }
+
+    /// [`RwLock::read_recover`], waiting at most `timeout`.
+    pub fn read_recover_timeout(&self, timeout: Duration) -> LockResult<RwLockReadGuard<'_, T>> {
         self.read_guard(self.raw().lock_read(Deadline::after(timeout)))
     }
 
     /// Locks for writing, blocking until no reader or writer holds the lock.
     ///
-    /// `Err(LockError::OwnerDied(guard))` means a writer died holding the lock; the caller
-    /// holds it now, repairs the data and calls [`RwLockWriteGuard::mark_consistent`].
+    /// If a writer died holding the lock and nobody has repaired the data since, this is
+    /// [`Error::OwnerDied`](crate::Error::OwnerDied): the lock is left free and the data
+    /// marked inconsistent, so every locker is told until [`RwLock::write_recover`]
+    /// repairs it.
     #[inline]
-    pub fn write(&self) -> LockResult<RwLockWriteGuard<'_, T>> {
-        self.write_guard(self.raw().lock_write(Deadline::NEVER))
+    pub fn write(&self) -> Result<RwLockWriteGuard<'_, T>> {
+        plain(self.write_recover())
     }
 
     /// Locks for writing if that is possible without waiting; otherwise
     /// `Error::WouldBlock`. Dead readers and a dead writer are detected (one `fcntl` each).
-    pub fn try_write(&self) -> LockResult<RwLockWriteGuard<'_, T>> {
-        self.write_guard(self.raw().try_lock_write())
+    pub fn try_write(&self) -> Result<RwLockWriteGuard<'_, T>> {
+        plain(self.write_guard(self.raw().try_lock_write()))
     }
 
     /// Locks for writing, waiting at most `timeout`; `Error::Timeout` if it could not.
-    pub fn write_timeout(&self, timeout: Duration) -> LockResult<RwLockWriteGuard<'_, T>> {
+    pub fn write_timeout(&self, timeout: Duration) -> Result<RwLockWriteGuard<'_, T>> {
+        plain(self.write_recover_timeout(timeout))
+    }
+
+    /// Locks for writing to repair: like [`RwLock::write`], but if a writer died and nobody
+    /// has repaired the data since, the caller gets the guard in [`LockError::OwnerDied`],
+    /// repairs the data and calls [`RwLockWriteGuard::mark_consistent`]. A guard dropped
+    /// without that makes the lock not recoverable.
+    pub fn write_recover(&self) -> LockResult<RwLockWriteGuard<'_, T>> {
+        self.write_guard(self.raw().lock_write(Deadline::NEVER))
+    }
+
+    /// [`RwLock::write_recover`], waiting at most `timeout`.
+    pub fn write_recover_timeout(&self, timeout: Duration) -> LockResult<RwLockWriteGuard<'_, T>> {
         self.write_guard(self.raw().lock_write(Deadline::after(timeout)))
     }
 
@@ -273,6 +303,19 @@ impl<T: Pod> Drop for RwLockWriteGuard<'_, T> {
     }
 }
 
+impl<T: Pod> Unrepaired for RwLockReadGuard<'_, T> {
+    /// A reader changes nothing: releasing its lock leaves the state as it is.
+    fn release_unrepaired(self) {}
+}
+
+impl<T: Pod> Unrepaired for RwLockWriteGuard<'_, T> {
+    fn release_unrepaired(self) {
+        let raw = self.lock.raw();
+        std::mem::forget(self);
+        raw.unlock_write();
+    }
+}
+
 impl<T: Pod + fmt::Debug> fmt::Debug for RwLockWriteGuard<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&**self, f)
@@ -308,22 +351,16 @@ mod tests {
         let l = RwLock::<u64>::anonymous(7).unwrap();
         let (a, b) = (l.read().unwrap(), l.try_read().unwrap());
         assert_eq!((*a, *b), (7, 7));
-        assert!(matches!(
-            l.try_write(),
-            Err(LockError::Error(Error::WouldBlock))
-        ));
+        assert!(matches!(l.try_write(), Err(Error::WouldBlock)));
         drop((a, b));
         let mut w = l.try_write().unwrap();
         *w += 1;
         std::thread::scope(|s| {
             s.spawn(|| {
-                assert!(matches!(
-                    l.try_read(),
-                    Err(LockError::Error(Error::WouldBlock))
-                ));
+                assert!(matches!(l.try_read(), Err(Error::WouldBlock)));
                 assert!(matches!(
                     l.read_timeout(Duration::from_millis(5)),
-                    Err(LockError::Error(Error::Timeout))
+                    Err(Error::Timeout)
                 ));
             });
         });
