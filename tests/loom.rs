@@ -602,7 +602,7 @@ fn mutex_survives_a_holder_killed_at_any_step() {
                 shmkit::MutexGuard::mark_consistent(&g);
                 (g, true)
             }
-            Err(shmkit::e) => panic!("lock: {e}"),
+            Err(shmkit::LockError::Error(e)) => panic!("lock: {e}"),
         };
         let before = *g;
         *g += add;
