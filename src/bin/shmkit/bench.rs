@@ -136,6 +136,21 @@ fn cases() -> Vec<Case> {
         ),
         rt("rt_pipe", "pipe", None, None),
         rt("rt_pipe_sleeping", "pipe, peer asleep", None, None),
+        // Both processes on one CPU (more runnable processes than CPUs): nobody can spin
+        // the other's answer in, every message is a hand-over of the CPU.
+        rt(
+            "rt_futex_same",
+            "floor: futex round trip, one CPU",
+            None,
+            Some("rt_pipe_same"),
+        ),
+        rt(
+            "rt_spsc_same",
+            "shmkit spsc, blocking, one CPU",
+            Some("rt_futex_same"),
+            Some("rt_pipe_same"),
+        ),
+        rt("rt_pipe_same", "pipe, one CPU", None, None),
         rt("rt_socket", "unix socket", None, Some("rt_pipe")),
     ];
     let tp = |id, label, size, pipe| Case {
@@ -285,11 +300,24 @@ fn timed_round_trips(
     Ok(())
 }
 
+/// The case whose code runs `id`, and whether the peer shares our CPU: the one-CPU cases
+/// are their two-CPU counterparts with the peer pinned beside us.
+fn base(id: &str) -> (&str, bool) {
+    match id {
+        "rt_futex_same" => ("rt_futex_sleeping", true),
+        "rt_spsc_same" => ("rt_spsc_block", true),
+        "rt_pipe_same" => ("rt_pipe", true),
+        "echo_same" => ("echo", true),
+        other => (other, false),
+    }
+}
+
 fn run_case(case: &Case, plan: &Plan, out: &mut Samples) -> Res<()> {
     let name = unique_name(case.id);
     // Round trips of this round; the first tenth is warm-up and is dropped at the end.
     let mut local: Vec<u64> = Vec::new();
-    match case.id {
+    let (id, same) = base(case.id);
+    match id {
         "rt_floor_spin" | "rt_futex_sleeping" => {
             let words = RawArray::<u32>::create_zeroed(&name, 3)?;
             let mut kid = spawn_peer(case.id, &name, 8, 0, None)?;
@@ -298,7 +326,7 @@ fn run_case(case: &Case, plan: &Plan, out: &mut Samples) -> Res<()> {
                 &words.atomics()[1],
                 &words.atomics()[2],
             );
-            let sleeping = case.id == "rt_futex_sleeping";
+            let sleeping = id == "rt_futex_sleeping";
             let n = if sleeping {
                 plan.round_trips / 10
             } else {
@@ -340,8 +368,8 @@ fn run_case(case: &Case, plan: &Plan, out: &mut Samples) -> Res<()> {
         "rt_spsc_busy" | "rt_spsc_block" | "rt_spsc_sleeping" => {
             let mut req = spsc::Sender::<u64>::create(&format!("{name}.req"), 64)?;
             let mut resp = spsc::Receiver::<u64>::create(&format!("{name}.resp"), 64)?;
-            let busy = case.id == "rt_spsc_busy";
-            let sleeping = case.id == "rt_spsc_sleeping";
+            let busy = id == "rt_spsc_busy";
+            let sleeping = id == "rt_spsc_sleeping";
             if busy {
                 req.set_wait_strategy(WaitStrategy::BusyPoll);
                 resp.set_wait_strategy(WaitStrategy::BusyPoll);
@@ -359,9 +387,10 @@ fn run_case(case: &Case, plan: &Plan, out: &mut Samples) -> Res<()> {
             kid.wait()?;
         }
         "rt_pipe" | "rt_pipe_sleeping" | "rt_socket" => {
-            let (mut to, mut from, stdio) = endpoints(case.id == "rt_socket")?;
-            let mut kid = spawn_peer("echo", &name, 8, 0, Some(stdio))?;
-            let sleeping = case.id == "rt_pipe_sleeping";
+            let (mut to, mut from, stdio) = endpoints(id == "rt_socket")?;
+            let echo = if same { "echo_same" } else { "echo" };
+            let mut kid = spawn_peer(echo, &name, 8, 0, Some(stdio))?;
+            let sleeping = id == "rt_pipe_sleeping";
             let mut buf = [0u8; 8];
             timed_round_trips(plan, sleeping, &mut local, |i| {
                 to.write_all(&i.to_le_bytes())?;
@@ -522,7 +551,8 @@ pub fn peer(case: &str, name: &str, size: usize, count: u64) -> Res<()> {
     // Not conditional on `available_parallelism`: we inherit the parent's affinity (CPU 0
     // only), so that would say 1 and leave both processes on one CPU. On a one-CPU
     // machine this fails and we stay where we are.
-    let _ = pin_to_cpu(1);
+    let (case, same) = base(case);
+    let _ = pin_to_cpu(if same { 0 } else { 1 });
     match case {
         "rt_floor_spin" | "rt_futex_sleeping" => {
             let words = RawArray::<u32>::open(name)?;
