@@ -235,8 +235,10 @@ impl Slices {
 
 /// The one sliced wait loop of the crate: spin, then announce, sleep and re-check.
 ///
-/// 1. [`SPIN_LIMIT`] attempts, with a spin hint between them: a holder that lets go
-///    within a few microseconds never costs a syscall.
+/// 1. Up to [`SPIN_LIMIT`] attempts, with a spin hint between them: a holder that lets go
+///    within a few microseconds never costs a syscall. The budget adapts per thread to
+///    whether spinning pays (see `spin`); a spin that did not end the wait yields the CPU
+///    once, for a peer that may be waiting for it.
 /// 2. Then, round after round: an attempt; a liveness check if one is due (by the clock,
 ///    once the waiter has slept: about 1, 3, 7, … ms after its first sleep, then every
 ///    [`MAX_SLICE`]); the deadline; the announcement; a futex sleep that lasts until
@@ -248,13 +250,108 @@ impl Slices {
 /// bounded by the deadline and yields its CPU now and then.
 #[inline]
 pub(crate) fn wait<W: Waiter>(waiter: &mut W, deadline: Deadline) -> Result<W::Output> {
-    for _ in 0..SPIN_LIMIT {
+    if !waiter.sleeps() {
+        // A busy poller polls anyway: no budget to adapt, nothing to give up; it polls
+        // without reading the clock for a while before the sliced loop does.
+        for _ in 0..SPIN_LIMIT {
+            if let Some(r) = waiter.attempt()? {
+                return Ok(r);
+            }
+            primitive::spin_hint();
+        }
+        return wait_sliced(waiter, deadline);
+    }
+    let budget = spin::budget();
+    for _ in 0..budget {
         if let Some(r) = waiter.attempt()? {
+            spin::hit();
             return Ok(r);
         }
         primitive::spin_hint();
     }
+    // The peer may be waiting for this very CPU (more runnable processes than CPUs): give
+    // it up once before going to sleep. Where a CPU is idle, this returns at once.
+    // (Not under loom, whose models need no scheduler and stay as small as they were.)
+    #[cfg(not(loom))]
+    {
+        std::thread::yield_now();
+        if let Some(r) = waiter.attempt()? {
+            // Done as soon as we let go of the CPU: the peer needed it, and spinning only
+            // kept it from answering.
+            spin::shared_cpu();
+            return Ok(r);
+        }
+    }
     wait_sliced(waiter, deadline)
+}
+
+/// How long a waiter spins before it sleeps, adapted per thread to whether spinning pays.
+///
+/// Spinning pays only when the peer runs at the same time on another CPU and answers
+/// within the spin. With more runnable processes than CPUs (a pinned pair on one core, a
+/// container limited to one CPU, a pool larger than the machine) the peer cannot run while
+/// we spin: every spin is lost time, and the futex path plus a yield is the fastest way to
+/// hand the CPU over. So the budget starts at [`SPIN_LIMIT`], shrinks by an eighth whenever
+/// a wait ends right after its spin failed and it yielded the CPU (the peer needed our
+/// CPU), and goes back to the full limit whenever a spin succeeds (a wait that had to
+/// sleep says nothing: its peer was asleep or away, and spinning did not delay it);
+/// every [`PROBE_EVERY`]th wait spins fully, so that a budget gone to zero notices when
+/// spinning pays again. The state is per thread: no shared memory, no atomics.
+#[cfg(not(loom))]
+mod spin {
+    use super::SPIN_LIMIT;
+    use std::cell::Cell;
+
+    /// Every this many waits, a thread spins fully whatever its budget says.
+    pub(super) const PROBE_EVERY: u32 = 32;
+
+    thread_local! {
+        /// `(budget, waits since the last full spin)`.
+        static STATE: Cell<(u32, u32)> = const { Cell::new((SPIN_LIMIT, 0)) };
+    }
+
+    /// How many attempts the wait starting now may spin.
+    #[inline]
+    pub(super) fn budget() -> u32 {
+        STATE.with(|s| {
+            let (budget, n) = s.get();
+            if n + 1 >= PROBE_EVERY {
+                s.set((budget, 0));
+                SPIN_LIMIT
+            } else {
+                s.set((budget, n + 1));
+                budget
+            }
+        })
+    }
+
+    /// The spin ended the wait: keep spinning fully.
+    #[inline]
+    pub(super) fn hit() {
+        STATE.with(|s| s.set((SPIN_LIMIT, s.get().1)));
+    }
+
+    /// The spin did not end the wait, yielding the CPU did: spin an eighth less next time.
+    /// Slowly, so that a peer that is late now and then (an interrupt, a scheduler hiccup)
+    /// does not cost the spinning of the many waits it answers in time; some forty in a
+    /// row (a peer that cannot run while we spin) take the budget to nothing.
+    #[inline]
+    pub(super) fn shared_cpu() {
+        STATE.with(|s| {
+            let (budget, n) = s.get();
+            s.set((budget - budget.div_ceil(8), n));
+        });
+    }
+}
+
+/// Under loom a spin is one yield and the budget is fixed: the model stays small and
+/// deterministic.
+#[cfg(loom)]
+mod spin {
+    pub(super) fn budget() -> u32 {
+        super::SPIN_LIMIT
+    }
+    pub(super) fn hit() {}
 }
 
 fn wait_sliced<W: Waiter>(waiter: &mut W, deadline: Deadline) -> Result<W::Output> {
