@@ -28,6 +28,19 @@ use crate::sync::wait::Deadline;
 // Sender
 
 /// The producing end of a frame channel. See the [module docs](crate::frames).
+///
+/// ```
+/// use shmkit::{frames, Error};
+/// # let name = format!("doc-frames-tx-{}", std::process::id());
+/// let mut tx = frames::Sender::create(&name, 4096)?; // unlinks the name on drop
+/// let mut rx = frames::Receiver::open(&name)?; // usually in another process
+/// tx.send(b"any length")?;
+/// tx.send_slice(&[1u32, 2, 3])?; // a slice of any Pod type, as one frame
+/// assert!(matches!(tx.send(&vec![0; tx.max_frame() + 1]), Err(Error::InvalidArgument(_))));
+/// assert_eq!(rx.recv()?, b"any length");
+/// assert_eq!(rx.recv()?.len(), 12);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 pub struct Sender {
     ring: Ring,
     pos: u64,
@@ -288,6 +301,18 @@ impl fmt::Debug for Sender {
 }
 
 /// Bytes of the ring lent by [`Sender::loan`], to fill in place.
+///
+/// ```
+/// use shmkit::frames;
+/// # let name = format!("doc-frames-loan-{}", std::process::id());
+/// let mut tx = frames::Sender::create(&name, 4096)?;
+/// let mut rx = frames::Receiver::open(&name)?;
+/// let mut loan = tx.loan(3 * 8)?; // 24 bytes inside the ring
+/// loan.as_mut_slice::<f64>()?.copy_from_slice(&[0.5, 1.5, 2.5]);
+/// loan.commit()?; // a loan dropped uncommitted publishes nothing
+/// assert_eq!(rx.recv_ref()?.as_slice::<f64>()?, &[0.5, 1.5, 2.5]);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 #[must_use = "a loan publishes nothing unless committed"]
 pub struct FrameLoan<'a> {
     tx: &'a mut Sender,
@@ -338,6 +363,21 @@ impl fmt::Debug for FrameLoan<'_> {
 // Receiver
 
 /// The consuming end of a frame channel. See the [module docs](crate::frames).
+///
+/// ```
+/// use shmkit::{frames, Error};
+/// use std::time::Duration;
+/// # let name = format!("doc-frames-rx-{}", std::process::id());
+/// let mut rx = frames::Receiver::create(&name, 4096)?; // either side may create
+/// let mut tx = frames::Sender::open(&name)?; // usually in another process
+/// assert!(matches!(rx.try_recv(), Err(Error::WouldBlock)));
+/// tx.send(b"one")?;
+/// tx.send(b"two")?;
+/// assert_eq!(rx.recv_timeout(Duration::from_secs(1))?, b"one");
+/// drop(tx); // the sender goes: `iter` drains the ring, then ends
+/// assert_eq!(rx.iter().collect::<Result<Vec<_>, _>>()?, [b"two".to_vec()]);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 pub struct Receiver {
     ring: Ring,
     pos: u64,
@@ -524,6 +564,20 @@ impl fmt::Debug for Receiver {
 
 /// A frame received by [`Receiver::recv_ref`], viewed in place; released when dropped. For
 /// cooperating peers: it derefs into memory the sender could write.
+///
+/// ```
+/// use shmkit::frames;
+/// # let name = format!("doc-frames-frame-{}", std::process::id());
+/// let mut tx = frames::Sender::create(&name, 4096)?;
+/// let mut rx = frames::Receiver::open(&name)?;
+/// tx.send_slice(&[1.0f64, 2.0, 4.0])?;
+/// let frame = rx.recv_ref()?; // no copy: `frame` views the record in the ring
+/// assert_eq!(frame.len(), 24); // as bytes
+/// assert_eq!(frame.as_slice::<f64>()?.iter().sum::<f64>(), 7.0); // as f64s
+/// drop(frame); // releases the record
+/// assert!(rx.is_empty());
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 #[must_use = "dropping the frame releases it at once"]
 pub struct Frame<'a> {
     rx: &'a mut Receiver,
