@@ -329,10 +329,11 @@ impl FrameLoan<'_> {
         Ok(())
     }
 
-    /// The lent bytes viewed as `T`s (the length must be a multiple of `T`'s size).
+    /// The lent bytes viewed as `T`s (the length must be a multiple of `T`'s size):
+    /// [`Error::InvalidArgument`] if it is not, or if `T` needs more than 16-byte alignment.
     pub fn as_mut_slice<T: Pod>(&mut self) -> Result<&mut [T]> {
-        bytemuck::try_cast_slice_mut(self)
-            .map_err(|e| Error::InvalidArgument(format!("cannot view the frame as that type: {e}")))
+        let len = self.len;
+        bytemuck::try_cast_slice_mut(self).map_err(|e| cast_error::<T>(e, len))
     }
 }
 
@@ -358,6 +359,30 @@ impl fmt::Debug for FrameLoan<'_> {
         f.debug_struct("FrameLoan").field("len", &self.len).finish()
     }
 }
+
+/// Why a frame of `len` bytes cannot be viewed as `T`s, in the crate's words (bytemuck's
+/// error type is not part of our API).
+#[cold]
+fn cast_error<T>(e: bytemuck::PodCastError, len: u64) -> Error {
+    let (ty, size, align) = (
+        std::any::type_name::<T>(),
+        std::mem::size_of::<T>(),
+        std::mem::align_of::<T>(),
+    );
+    Error::InvalidArgument(match e {
+        bytemuck::PodCastError::TargetAlignmentGreaterAndInputNotAligned
+        | bytemuck::PodCastError::AlignmentMismatch => format!(
+            "a frame cannot be viewed as {ty}: it needs {align}-byte alignment, and frames \
+             are {PAYLOAD_ALIGN}-byte aligned"
+        ),
+        bytemuck::PodCastError::OutputSliceWouldHaveSlop | bytemuck::PodCastError::SizeMismatch => {
+            format!("a frame of {len} bytes is not a whole number of {ty} ({size} bytes)")
+        }
+    })
+}
+
+/// The alignment of every payload (records start 16-aligned, after a 16-byte header).
+const PAYLOAD_ALIGN: u64 = ALIGN;
 
 // ---------------------------------------------------------------------------------------
 // Receiver
@@ -586,10 +611,10 @@ pub struct Frame<'a> {
 
 impl Frame<'_> {
     /// The frame viewed as `T`s, in place (payloads are 16-byte aligned; the length must
-    /// be a multiple of `T`'s size).
+    /// be a multiple of `T`'s size): [`Error::InvalidArgument`] if it is not, or if `T`
+    /// needs more than 16-byte alignment.
     pub fn as_slice<T: Pod>(&self) -> Result<&[T]> {
-        bytemuck::try_cast_slice(self)
-            .map_err(|e| Error::InvalidArgument(format!("cannot view the frame as that type: {e}")))
+        bytemuck::try_cast_slice(self).map_err(|e| cast_error::<T>(e, self.len))
     }
 }
 
