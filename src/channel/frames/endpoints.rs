@@ -88,6 +88,8 @@ impl Sender {
                 "frame ring positions out of range: tail {pos}, head {head}"
             ))
         };
+        // At most one ring of records (each is 16 bytes or more), and never more than a
+        // ring from the head, whatever a peer forged (tests/hostile.rs).
         for _ in 0..=(ring.cap / REC_HDR) {
             if (pos.wrapping_sub(head) > ring.cap && head.wrapping_sub(pos) > ring.cap)
                 || !pos.is_multiple_of(ALIGN)
@@ -427,7 +429,8 @@ impl Receiver {
         }
     }
 
-    /// Where this end resumes, from the shared state (after the claim).
+    /// Where this end resumes, from the shared state (after the claim): the head, checked
+    /// against the tail, in O(1); each receive then reads at most two records.
     fn resume(ring: &Ring) -> Result<u64> {
         let h = ring.hdr();
         // Acquire: pairs with the previous receiver's Release in its endpoint release.

@@ -70,6 +70,7 @@ impl<T: Pod> Sender<T> {
         // published after the previous sender's last tail update.
         // Acquire: pairs with the previous sender's Release in its endpoint release.
         let mut pos = ring.hdr().tail.0.load(Ordering::Acquire);
+        // At most one ring of stamps, as in `Receiver::resume`.
         for _ in 0..=ring.cap {
             // Acquire: pairs with the stamp stores of both sides.
             let stamp = ring.slot(pos).stamp.load(Ordering::Acquire);
@@ -433,6 +434,9 @@ impl<T: Pod> Receiver<T> {
         // Resume at the first message not yet released.
         // Acquire: pairs with the previous receiver's Release in its endpoint release.
         let mut pos = ring.hdr().head.0.load(Ordering::Acquire);
+        // At most one ring of stamps, whatever a peer forged: the slot of `pos + cap` is
+        // the slot of `pos`, whose stamp cannot say "released" for both laps, and the
+        // bound holds against stamps rewritten during the walk (tests/hostile.rs).
         for _ in 0..=ring.cap {
             // Acquire: pairs with the stamp stores of both sides.
             let stamp = ring.slot(pos).stamp.load(Ordering::Acquire);
