@@ -435,8 +435,9 @@ impl<T: Pod> Receiver<T> {
         // Acquire: pairs with the previous receiver's Release in its endpoint release.
         let mut pos = ring.hdr().head.0.load(Ordering::Acquire);
         // At most one ring of stamps, whatever a peer forged: the slot of `pos + cap` is
-        // the slot of `pos`, whose stamp cannot say "released" for both laps, and the
-        // bound holds against stamps rewritten during the walk (tests/hostile.rs).
+        // the slot of `pos`, whose stamp cannot say "released" for both laps (tests/hostile.rs
+        // forges the longest such walk); the loop bound holds even against stamps
+        // rewritten during the walk.
         for _ in 0..=ring.cap {
             // Acquire: pairs with the stamp stores of both sides.
             let stamp = ring.slot(pos).stamp.load(Ordering::Acquire);
