@@ -2,6 +2,11 @@
 //! pipe, a second squares each number and sends it down another pipe, and the parent
 //! prints the squares until that pipe closes.
 //!
+//! The producer and the squarer start together and meet with `Pipe::open_or_create`:
+//! whichever comes first creates the pipe, and neither waits for the other to be ready.
+//! As the creator's end removes the pipe's name when it drops, the producer ends its
+//! stream with an empty frame and keeps its end until the squarer has closed its own.
+//!
 //! ```sh
 //! cargo run --release --example pipe_square
 //! ```
@@ -16,23 +21,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("numbers") => {
-            // Sends 0..10 into the squarer's pipe, then closes it (drop).
-            let mut out = Pipe::open(&args[2])?;
+            // Sends 0..10 into the squarer's pipe, then an empty frame: the end.
+            let mut out = Pipe::open_or_create(&args[2], RING)?;
             for i in 0u64..10 {
                 out.send(&i.to_le_bytes())?;
             }
-            Ok(())
+            out.send(b"")?;
+            // Hold the pipe (and its name, if we created it) until the squarer is done.
+            match out.recv() {
+                Err(Error::Disconnected) => Ok(()),
+                other => Err(format!("expected the squarer to close, got {other:?}").into()),
+            }
         }
         Some("squarer") => {
-            let mut input = Pipe::create_one_way(&args[2], RING)?;
+            let mut input = Pipe::open_or_create(&args[2], RING)?;
             let mut out = Pipe::open(&args[3])?;
-            out.send(b"ready")?; // the parent starts the producer once we listen
             loop {
-                let n = match input.recv() {
-                    Ok(frame) => u64::from_le_bytes(frame[..].try_into()?),
-                    Err(Error::Disconnected) => return Ok(()), // producer done
-                    Err(e) => return Err(e.into()),
-                };
+                let frame = input.recv()?;
+                if frame.is_empty() {
+                    return Ok(()); // the producer is done
+                }
+                let n = u64::from_le_bytes(frame[..].try_into()?);
                 out.send(&(n * n).to_le_bytes())?;
             }
         }
@@ -44,11 +53,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
             let mut squares_in = Pipe::create_one_way(&squares, RING)?;
             let exe = std::env::current_exe()?;
+            // No handshake: the two meet on `numbers`, whichever starts first.
+            let mut producer = Command::new(&exe).args(["numbers", &numbers]).spawn()?;
             let mut squarer = Command::new(&exe)
                 .args(["squarer", &numbers, &squares])
                 .spawn()?;
-            assert_eq!(&*squares_in.recv()?, b"ready");
-            let mut producer = Command::new(&exe).args(["numbers", &numbers]).spawn()?;
             loop {
                 match squares_in.recv() {
                     Ok(frame) => println!("{}", u64::from_le_bytes(frame[..].try_into()?)),

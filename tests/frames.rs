@@ -235,3 +235,52 @@ fn a_corrupted_length_word_is_an_error_not_ub() {
         Err(Error::Corrupt { .. })
     ));
 }
+
+#[test]
+fn a_frame_that_is_not_whole_values_of_a_type_says_so_in_our_words() {
+    use shmkit::bytemuck::{Pod, Zeroable};
+    /// Needs more alignment than a frame's payload has (16 bytes).
+    #[derive(Clone, Copy, Pod, Zeroable)]
+    #[bytemuck(crate = "shmkit::bytemuck")]
+    #[repr(C, align(32))]
+    struct Wide([u8; 32]);
+
+    let names = Names::new("frames_cast");
+    let name = names.name("ch");
+    let mut tx = frames::Sender::create(&name, 1024).unwrap();
+    let mut rx = frames::Receiver::open(&name).unwrap();
+    let slop = |r: Result<usize, Error>| match r {
+        Err(Error::InvalidArgument(msg)) => msg,
+        other => panic!("{other:?}"),
+    };
+    // Received: 12 bytes are not a whole number of f64.
+    tx.send(&[0; 12]).unwrap();
+    let f = rx.recv_ref().unwrap();
+    let msg = slop(f.as_slice::<f64>().map(<[f64]>::len));
+    assert_eq!(
+        msg,
+        "a frame of 12 bytes is not a whole number of f64 (8 bytes)"
+    );
+    assert_eq!(f.as_slice::<u32>().unwrap().len(), 3);
+    drop(f);
+    // Lent: the same words.
+    let mut loan = tx.loan(12).unwrap();
+    let msg = slop(loan.as_mut_slice::<u64>().map(|s| s.len()));
+    assert_eq!(
+        msg,
+        "a frame of 12 bytes is not a whole number of u64 (8 bytes)"
+    );
+    drop(loan);
+    // Alignment beyond the payload's: the first record's payload sits 16 bytes into a
+    // 128-aligned ring, so it is not 32-aligned.
+    let name = names.name("aligned");
+    let mut tx = frames::Sender::create(&name, 1024).unwrap();
+    let mut rx = frames::Receiver::open(&name).unwrap();
+    tx.send(&[0; 32]).unwrap();
+    let f = rx.recv_ref().unwrap();
+    let msg = slop(f.as_slice::<Wide>().map(<[Wide]>::len));
+    assert!(
+        msg.contains("32-byte alignment") && msg.contains("16-byte aligned"),
+        "{msg}"
+    );
+}

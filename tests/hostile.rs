@@ -838,6 +838,185 @@ fn a_hostile_writer_on_frame_control_words_gets_only_intact_frames_or_errors() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Scenario 8, at attach: an endpoint that takes over from a dead one (resumes) reads
+// positions, stamps and records that a hostile peer could have forged. The work of one
+// call is bounded by one ring: an spsc end walks at most `capacity + 1` stamps (the slot
+// of `pos + capacity` is the slot of `pos`, so no fixed pattern can extend the walk, and
+// the loop is bounded besides); a frame receiver resumes in O(1) (the head, checked
+// against the tail) and consumes at most two records per receive; a frame sender walks
+// records of at least 16 bytes and never more than one ring past the head. These tests
+// forge the longest walks and check that each call returns, where it says.
+
+/// The position an endpoint's `Debug` shows.
+fn position_of(end: &dyn std::fmt::Debug) -> u64 {
+    let d = format!("{end:?}");
+    let at = d.find("position: ").expect("Debug shows the position") + "position: ".len();
+    d[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn an_spsc_receiver_resuming_over_forged_stamps_walks_at_most_one_ring() {
+    const CAP: u64 = 1 << 16;
+    let names = Names::new("resume_spsc");
+    let name = names.name("ch");
+    // The live sender: the receiver sees `WouldBlock`, never `Disconnected`.
+    let _tx = spsc::Sender::<u64>::create(&name, CAP as usize).unwrap();
+    let body = seg_layout::SIZE as u64;
+    let slots = body + pair::SIZE as u64;
+    let stride = slot::size::<u64>() as u64;
+    let near_wrap = u64::MAX - 2;
+    for (head, refilled) in [(0, false), (0, true), (near_wrap, false), (near_wrap, true)] {
+        // Every slot says "released by the dead receiver" (and, refilled, "published again
+        // for the next lap"): the longest walk there is.
+        let mut ring = vec![0u8; (CAP * stride) as usize];
+        for k in 0..CAP {
+            let pos = head.wrapping_add(k);
+            let stamp = pos.wrapping_add(CAP).wrapping_add(refilled as u64);
+            let at = ((pos & (CAP - 1)) * stride) as usize + slot::STAMP;
+            ring[at..at + 8].copy_from_slice(&stamp.to_ne_bytes());
+        }
+        put(&name, slots, &ring);
+        put(&name, body + pair::HEAD as u64, &head.to_ne_bytes());
+        let mut rx = spsc::Receiver::<u64>::open(&name).unwrap();
+        // One ring past the head, and not one slot further.
+        assert_eq!(position_of(&rx), head.wrapping_add(CAP));
+        match rx.try_recv() {
+            Ok(_) if refilled => {}
+            Err(Error::WouldBlock) if !refilled => {}
+            other => panic!("head {head}, refilled {refilled}: {other:?}"),
+        }
+        drop(rx);
+        // A stamp that is neither released nor where the walk may stop: refused on attach.
+        let bad = head.wrapping_add(5);
+        let at = slots + (bad & (CAP - 1)) * stride + slot::STAMP as u64;
+        put(&name, at, &bad.wrapping_add(3).to_ne_bytes());
+        put(&name, body + pair::HEAD as u64, &head.to_ne_bytes());
+        assert!(matches!(
+            spsc::Receiver::<u64>::open(&name),
+            Err(Error::Corrupt { .. })
+        ));
+    }
+}
+
+/// Writes a frame ring whose every record, from `from` on for one ring, is a published
+/// empty frame: the longest chain of records there is.
+fn forge_empty_frames(name: &str, cap: u64, from: u64) {
+    use shmkit::__layout::frames as rec;
+    let data = (seg_layout::SIZE + pair::SIZE) as u64;
+    let mut ring = vec![0u8; cap as usize];
+    for k in 0..cap / rec::ALIGN as u64 {
+        let pos = from.wrapping_add(k * rec::ALIGN as u64);
+        let at = (pos & (cap - 1)) as usize;
+        ring[at + rec::STAMP..at + rec::STAMP + 8].copy_from_slice(&(pos + 1).to_ne_bytes());
+        ring[at + rec::LEN..at + rec::LEN + 8].copy_from_slice(&0u64.to_ne_bytes());
+    }
+    put(name, data, &ring);
+}
+
+fn forge_positions(name: &str, head: u64, tail: u64) {
+    let body = seg_layout::SIZE as u64;
+    put(name, body + pair::HEAD as u64, &head.to_ne_bytes());
+    put(name, body + pair::TAIL as u64, &tail.to_ne_bytes());
+}
+
+#[test]
+fn a_frame_receiver_resuming_over_forged_records_reads_at_most_one_ring_per_lap() {
+    const CAP: u64 = 1 << 12;
+    let records = CAP / shmkit::__layout::frames::ALIGN as u64;
+    let names = Names::new("resume_frames_rx");
+    let name = names.name("ch");
+    let _tx = frames::Sender::create(&name, CAP as usize).unwrap();
+    for head in [0, u64::MAX - 15 - CAP] {
+        forge_empty_frames(&name, CAP, head);
+        forge_positions(&name, head, head.wrapping_add(CAP));
+        let mut rx = frames::Receiver::open(&name).unwrap();
+        assert_eq!(position_of(&rx), head);
+        // Each receive reads one record; after one ring the forged chain meets its own
+        // start, which is not published for that lap.
+        let mut got = 0;
+        loop {
+            match rx.try_recv() {
+                Ok(f) => {
+                    assert!(f.is_empty());
+                    got += 1;
+                    assert!(got <= records, "more records than one ring holds");
+                }
+                Err(Error::WouldBlock) => break,
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        assert_eq!(got, records);
+        drop(rx);
+        // Forged positions: refused on attach, before any record is read.
+        for (h, t) in [
+            (head.wrapping_add(8), head),
+            (head, head.wrapping_add(CAP + 16)),
+            (head.wrapping_add(CAP + 16), head),
+        ] {
+            forge_positions(&name, h, t);
+            assert!(
+                matches!(frames::Receiver::open(&name), Err(Error::Corrupt { .. })),
+                "head {h}, tail {t}"
+            );
+        }
+    }
+    // Padding after padding: one receive reads two records at most, then says `Corrupt`.
+    use shmkit::__layout::frames as rec;
+    let data = (seg_layout::SIZE + pair::SIZE) as u64;
+    let head = CAP - 16; // the last record of the ring: a padding of 16 bytes
+    forge_positions(&name, head, head + 32);
+    put(
+        &name,
+        data + head + rec::STAMP as u64,
+        &(head + 1).to_ne_bytes(),
+    );
+    put(
+        &name,
+        data + head + rec::LEN as u64,
+        &(rec::PAD | 16).to_ne_bytes(),
+    );
+    put(&name, data + rec::STAMP as u64, &(CAP + 1).to_ne_bytes());
+    put(
+        &name,
+        data + rec::LEN as u64,
+        &(rec::PAD | CAP).to_ne_bytes(),
+    );
+    let mut rx = frames::Receiver::open(&name).unwrap();
+    assert!(matches!(rx.try_recv(), Err(Error::Corrupt { .. })));
+}
+
+#[test]
+fn a_frame_sender_resuming_over_forged_records_walks_at_most_one_ring() {
+    const CAP: u64 = 1 << 12;
+    let names = Names::new("resume_frames_tx");
+    let name = names.name("ch");
+    // The live receiver; a sender attached once and left (so the next one resumes).
+    let _rx = frames::Receiver::create(&name, CAP as usize).unwrap();
+    drop(frames::Sender::open(&name).unwrap());
+    for tail in [0, u64::MAX - 15 - CAP] {
+        // A stale tail and a chain of published records all round the ring: the walk
+        // stops one ring past the head (the ring is full), never later.
+        forge_empty_frames(&name, CAP, tail);
+        forge_positions(&name, tail, tail);
+        let mut tx = frames::Sender::open(&name).unwrap();
+        assert_eq!(position_of(&tx), tail.wrapping_add(CAP));
+        assert!(matches!(tx.try_send(b"x"), Err(Error::WouldBlock)));
+        drop(tx);
+        // The head more than a ring behind where the chain leads: refused, not followed.
+        forge_positions(&name, tail.wrapping_sub(16), tail);
+        assert!(matches!(
+            frames::Sender::open(&name),
+            Err(Error::Corrupt { .. })
+        ));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // Scenario 9: truncation.
 
 /// Runs in a child (a SIGBUS would end it, not the test harness): every kind, truncated to

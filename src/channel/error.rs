@@ -12,6 +12,23 @@ use crate::error::Error;
 /// [`Error::Timeout`], [`Error::Disconnected`], or [`Error::Corrupt`]). Returned by the
 /// typed channels ([`spsc`](crate::spsc), [`mpmc`](crate::mpmc)); converts into [`Error`]
 /// with `?`.
+///
+/// ```
+/// use shmkit::{spsc, Error, SendError};
+/// # let name = format!("doc-senderror-{}", std::process::id());
+/// let mut tx = spsc::Sender::<u64>::create(&name, 2)?;
+/// let mut rx = spsc::Receiver::<u64>::open(&name)?;
+/// tx.send(1)?; // `?` converts a SendError into shmkit::Error
+/// tx.send(2)?;
+/// match tx.try_send(3) {
+///     Err(SendError { value, error: Error::WouldBlock }) => {
+///         assert_eq!(rx.recv()?, 1); // make room, then send the value handed back
+///         tx.send(value)?;
+///     }
+///     other => panic!("the ring was full: {other:?}"),
+/// }
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct SendError<T> {
     /// The value, handed back.

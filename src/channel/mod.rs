@@ -258,6 +258,17 @@ pub(crate) fn ends_try_iter(e: &Error) -> bool {
 }
 
 /// How an endpoint waits when it must.
+///
+/// ```
+/// use shmkit::{spsc, WaitStrategy};
+/// # let name = format!("doc-wait-{}", std::process::id());
+/// let mut tx = spsc::Sender::<u64>::create(&name, 64)?;
+/// let mut rx = spsc::Receiver::<u64>::open(&name)?;
+/// rx.set_wait_strategy(WaitStrategy::BusyPoll); // lowest latency, one busy core
+/// tx.send(1)?;
+/// assert_eq!(rx.recv()?, 1);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WaitStrategy {
     /// Spin briefly, then sleep on a futex until the peer wakes us (the default). Costs no

@@ -1,79 +1,246 @@
-//! [`Pipe`]: Python's `multiprocessing.Pipe`, over two frame rings.
-//!
-//! `Pipe::create(name, capacity)` in one process and `Pipe::open(name)` in another give the
-//! two ends of a connection: what one end sends, the other receives, in both directions
-//! (or in one, with [`Pipe::create_one_way`]: the creator only receives, the opener only
-//! sends, like `Pipe(duplex=False)`). Messages are byte frames, received as copies
-//! (`recv`, `try_recv`, `recv_timeout`: `Vec<u8>`) or in place (`recv_ref`,
-//! `try_recv_ref`, `recv_ref_timeout`: a [`Frame`](crate::frames::Frame), for cooperating
-//! peers), as in [`frames`](crate::frames).
-//! `recv` returns [`Error::Disconnected`] once the other end is gone and everything it
-//! sent has been received; `poll(timeout)` says whether a message is ready.
+//! [`Pipe`]: Python's `multiprocessing.Pipe`, over two frame rings (the user-facing
+//! contract is on the type).
 //!
 //! The two directions are two frame channels named `NAME.c2o` (creator to opener) and
-//! `NAME.o2c`.
+//! `NAME.o2c`; the creator holds the sender of `c2o` and the receiver of `o2c`, the opener
+//! the other two ends. The ring names never reach the user: every error names the pipe.
 //!
-//! ```
-//! use shmkit::Pipe;
-//! # let name = format!("doc-pipe-{}", std::process::id());
-//! let mut parent = Pipe::create(&name, 1 << 16)?;
-//! let mut child = Pipe::open(&name)?; // in the child process
-//! parent.send(b"ping")?;
-//! assert_eq!(child.recv()?, b"ping");
-//! child.send(b"pong")?;
-//! assert!(parent.poll(std::time::Duration::from_secs(1))?);
-//! assert_eq!(&*parent.recv_ref()?, b"pong"); // in place
-//! # Ok::<(), shmkit::Error>(())
-//! ```
+//! Creating makes `c2o` first, with `O_EXCL`, then `o2c`: whoever creates `c2o` is the
+//! creator, which is how `open_or_create` decides among racing processes. A process that
+//! finds `o2c` therefore also finds `c2o` (unless the pipe is one-way, or its creator is
+//! closing it: the creator's end unlinks `o2c` first, then `c2o`).
+//!
+//! What lives here touches no shared memory itself: it only opens and holds the rings.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::frames::{Frame, Receiver, Sender};
 use crate::error::{Error, Result};
+use crate::os::failpoint::failpoint;
+use crate::segment::MAX_NAME_LEN;
 
-/// One end of a pipe. See the [module docs](crate::Pipe).
+/// One end of a pipe: Python's `multiprocessing.Pipe`, between processes.
+///
+/// `Pipe::create(name, capacity)` in one process and `Pipe::open(name)` in another give the
+/// two ends of a connection: what one end sends, the other receives, in both directions
+/// (or in one, with [`Pipe::create_one_way`]: the creator only receives, the opener only
+/// sends, like `Pipe(duplex=False)`). When either process may come first, both call
+/// [`Pipe::open_or_create`]: one becomes the creator, the other the opener. Messages are
+/// byte frames, received as copies (`recv`, `try_recv`, `recv_timeout`: `Vec<u8>`) or in
+/// place (`recv_ref`, `try_recv_ref`, `recv_ref_timeout`: a
+/// [`Frame`](crate::frames::Frame), for cooperating peers), as in
+/// [`frames`](crate::frames). `recv` returns [`Error::Disconnected`] once the other end is
+/// gone and everything it sent has been received; `poll(timeout)` says whether a message
+/// is ready. The creator's end removes the pipe's name when it drops (an end already open
+/// keeps working).
+///
+/// ```
+/// use shmkit::Pipe;
+/// # let name = format!("doc-pipe-{}", std::process::id());
+/// let mut parent = Pipe::create(&name, 1 << 16)?;
+/// let mut child = Pipe::open(&name)?; // in the child process
+/// parent.send(b"ping")?;
+/// assert_eq!(child.recv()?, b"ping");
+/// child.send(b"pong")?;
+/// assert!(parent.poll(std::time::Duration::from_secs(1))?);
+/// assert_eq!(&*parent.recv_ref()?, b"pong"); // in place
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Pipe {
-    tx: Option<Sender>,
+    // Declared (so dropped) before `tx`: the creator unlinks `o2c` before `c2o`, so that an
+    // opener never finds `o2c` without `c2o` and takes a closing duplex pipe for one-way.
     rx: Option<Receiver>,
+    tx: Option<Sender>,
+    creator: bool,
 }
 
-fn names(name: &str) -> (String, String) {
-    (format!("{name}.c2o"), format!("{name}.o2c"))
+/// The ring names' suffix: `.c2o` or `.o2c`.
+const SUFFIX_LEN: usize = 4;
+
+/// How long [`Pipe::open_or_create`] waits for a racing creator to make its second ring.
+const CREATING: Duration = Duration::from_secs(5);
+
+/// The ring names of pipe `name`: `(c2o, o2c)`; [`Error::InvalidName`] if the suffix makes
+/// them too long (the rest of the rules is checked on the rings, and reported as the
+/// pipe's by [`about_pipe`]).
+fn names(name: &str) -> Result<(String, String)> {
+    if name.len() + SUFFIX_LEN > MAX_NAME_LEN {
+        return Err(Error::InvalidName {
+            name: name.to_owned(),
+            reason: "a pipe's name must be at most 196 bytes long (its rings add 4)",
+        });
+    }
+    Ok((format!("{name}.c2o"), format!("{name}.o2c")))
+}
+
+/// An error about one of the rings of pipe `name`, told about the pipe: the name the user
+/// gave, never a ring's.
+fn about_pipe(e: Error, name: &str) -> Error {
+    let name = name.to_owned();
+    match e {
+        Error::NotFound { .. } => Error::NotFound { name },
+        Error::AlreadyExists { .. } => Error::AlreadyExists { name },
+        Error::LayoutMismatch { what, .. } => Error::LayoutMismatch { name, what },
+        Error::PermissionDenied { reason, .. } => Error::PermissionDenied { name, reason },
+        Error::InvalidName { reason, .. } => Error::InvalidName { name, reason },
+        Error::Busy { .. } => Error::Busy {
+            what: format!("the opener's end of pipe `{name}`"),
+        },
+        e => e,
+    }
+}
+
+/// Which ring [`Pipe::create_rings`] failed on.
+#[derive(Debug, PartialEq, Eq)]
+enum Failed {
+    /// The first, `c2o`: nothing was created.
+    C2o,
+    /// The second, `o2c`: `c2o` was created and removed again.
+    O2c,
 }
 
 impl Pipe {
     /// Creates a duplex pipe whose rings hold `capacity` bytes each, and returns the
-    /// creator's end.
+    /// creator's end. [`Error::AlreadyExists`] if a pipe of this name exists.
     pub fn create(name: &str, capacity: usize) -> Result<Pipe> {
-        let (c2o, o2c) = names(name);
-        let tx = Sender::create(&c2o, capacity)?;
-        let rx = Receiver::create(&o2c, capacity)?;
+        Self::create_rings(name, capacity).map_err(|(_, e)| about_pipe(e, name))
+    }
+
+    /// [`Pipe::create`], saying which ring failed; errors name the rings.
+    fn create_rings(name: &str, capacity: usize) -> std::result::Result<Pipe, (Failed, Error)> {
+        let (c2o, o2c) = names(name).map_err(|e| (Failed::C2o, e))?;
+        let tx = Sender::create(&c2o, capacity).map_err(|e| (Failed::C2o, e))?;
+        failpoint!("pipe.between_rings");
+        // On failure `tx` drops here and removes `c2o` again.
+        let rx = Receiver::create(&o2c, capacity).map_err(|e| (Failed::O2c, e))?;
         Ok(Pipe {
-            tx: Some(tx),
             rx: Some(rx),
+            tx: Some(tx),
+            creator: true,
         })
     }
 
     /// Creates a one-way pipe: the creator's end only receives, the opener's only sends.
     pub fn create_one_way(name: &str, capacity: usize) -> Result<Pipe> {
-        let (_, o2c) = names(name);
+        let (_, o2c) = names(name)?;
         Ok(Pipe {
+            rx: Some(Receiver::create(&o2c, capacity).map_err(|e| about_pipe(e, name))?),
             tx: None,
-            rx: Some(Receiver::create(&o2c, capacity)?),
+            creator: true,
         })
     }
 
     /// Opens the other end of the pipe `name` (duplex or one-way, as it was created).
+    /// [`Error::NotFound`] if there is no such pipe; [`Error::Busy`] if a live process
+    /// holds the opener's end already.
     pub fn open(name: &str) -> Result<Pipe> {
-        let (c2o, o2c) = names(name);
-        let tx = Sender::open(&o2c)?;
-        let rx = match Receiver::open(&c2o) {
-            Ok(rx) => Some(rx),
-            Err(Error::NotFound { .. }) => None, // one-way
-            Err(e) => return Err(e),
+        Self::open_rings(name).map_err(|e| about_pipe(e, name))
+    }
+
+    /// [`Pipe::open`]; errors name the rings.
+    fn open_rings(name: &str) -> Result<Pipe> {
+        let (c2o, o2c) = names(name)?;
+        // `c2o` first, as `open_or_create` does: of competing openers, the one that claims
+        // its receiver wins, and the others give up before they hold anything.
+        let open_c2o = || match Receiver::open(&c2o) {
+            Ok(rx) => Ok(Some(rx)),
+            Err(Error::NotFound { .. }) => Ok(None), // one-way, or not created yet
+            Err(e) => Err(e),
         };
-        Ok(Pipe { tx: Some(tx), rx })
+        let rx = open_c2o()?;
+        let tx = Sender::open(&o2c)?;
+        // A duplex pipe's `o2c` exists only after its `c2o`: if `c2o` was missing, look
+        // again now that `o2c` is found (it may have been created in between).
+        let rx = match rx {
+            Some(rx) => Some(rx),
+            None => open_c2o()?,
+        };
+        Ok(Pipe {
+            rx,
+            tx: Some(tx),
+            creator: false,
+        })
+    }
+
+    /// Opens the duplex pipe `name`, or creates it with rings of `capacity` bytes. Any
+    /// number of processes may race: exactly one creates the pipe and gets the creator's
+    /// end ([`Pipe::is_creator`]), one other gets the opener's end, and any further caller
+    /// gets [`Error::Busy`] while those two live. An existing pipe is opened whatever its
+    /// capacity; an existing one-way pipe is [`Error::AlreadyExists`].
+    ///
+    /// The opener waits (at most a few seconds) for a racing creator to finish making the
+    /// pipe: [`Error::Disconnected`] if that creator died or closed meanwhile (a dead
+    /// creator's half-made pipe stays until removed, e.g. by [`clean`](crate::clean)), and
+    /// [`Error::Timeout`] if it never finished.
+    ///
+    /// ```
+    /// use shmkit::Pipe;
+    /// # let name = format!("doc-pipe-ooc-{}", std::process::id());
+    /// // Both processes run the same line; neither needs to come first.
+    /// let mut a = Pipe::open_or_create(&name, 1 << 12)?;
+    /// let mut b = Pipe::open_or_create(&name, 1 << 12)?; // in the other process
+    /// assert!(a.is_creator() && !b.is_creator());
+    /// b.send(b"hi")?;
+    /// assert_eq!(a.recv()?, b"hi");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn open_or_create(name: &str, capacity: usize) -> Result<Pipe> {
+        Self::open_or_create_rings(name, capacity).map_err(|e| about_pipe(e, name))
+    }
+
+    /// [`Pipe::open_or_create`]; errors name the rings.
+    fn open_or_create_rings(name: &str, capacity: usize) -> Result<Pipe> {
+        let (c2o, o2c) = names(name)?;
+        let deadline = Instant::now() + CREATING;
+        loop {
+            // `c2o` is created exclusively: of racing callers, exactly one gets past this
+            // (and creates `o2c` too, or fails and removes `c2o` again).
+            match Self::create_rings(name, capacity) {
+                Ok(pipe) => return Ok(pipe),
+                Err((Failed::C2o, Error::AlreadyExists { .. })) => {}
+                Err((_, e)) => return Err(e),
+            }
+            // Another process created `c2o`: take the opener's end, `c2o`'s receiver first
+            // (claiming it decides among the openers: the losers get `Busy`), then `o2c`'s
+            // sender once the creator has made it.
+            let rx = match Receiver::open(&c2o) {
+                Ok(rx) => rx,
+                // The creator removed it again (its `o2c` failed, or it closed): retry,
+                // bounded by the deadline (a name that keeps vanishing ends it).
+                Err(Error::NotFound { .. }) if Instant::now() < deadline => continue,
+                Err(Error::NotFound { .. }) => return Err(Error::Timeout),
+                Err(e) => return Err(e),
+            };
+            loop {
+                match Sender::open(&o2c) {
+                    Ok(tx) => {
+                        return Ok(Pipe {
+                            rx: Some(rx),
+                            tx: Some(tx),
+                            creator: false,
+                        })
+                    }
+                    Err(Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+                // The creator claimed `c2o`'s sender before it made `o2c`: gone now means
+                // it died (or closed) before finishing; it will never come.
+                if rx.is_disconnected() {
+                    return Err(Error::Disconnected);
+                }
+                if Instant::now() >= deadline {
+                    return Err(Error::Timeout);
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+
+    /// Whether this end created the pipe (rather than opening it): the creator's end
+    /// removes the pipe's name when it drops.
+    pub fn is_creator(&self) -> bool {
+        self.creator
     }
 
     fn tx(&mut self) -> Result<&mut Sender> {

@@ -15,6 +15,7 @@
 //! | `frames.released` | a receiver, after `head` moved, before it wakes the sender |
 //! | `mpmc.send.claimed` | a sender, after claiming a slot, before writing it |
 //! | `mpmc.recv.claimed` | a receiver, after claiming a message, before reading it |
+//! | `pipe.between_rings` | a pipe's creator, after its first ring, before its second |
 
 /// Kills the process at the named point if `SHMKIT_FAILPOINT` arms it.
 macro_rules! failpoint {

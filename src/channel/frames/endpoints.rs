@@ -28,6 +28,19 @@ use crate::sync::wait::Deadline;
 // Sender
 
 /// The producing end of a frame channel. See the [module docs](crate::frames).
+///
+/// ```
+/// use shmkit::{frames, Error};
+/// # let name = format!("doc-frames-tx-{}", std::process::id());
+/// let mut tx = frames::Sender::create(&name, 4096)?; // unlinks the name on drop
+/// let mut rx = frames::Receiver::open(&name)?; // usually in another process
+/// tx.send(b"any length")?;
+/// tx.send_slice(&[1u32, 2, 3])?; // a slice of any Pod type, as one frame
+/// assert!(matches!(tx.send(&vec![0; tx.max_frame() + 1]), Err(Error::InvalidArgument(_))));
+/// assert_eq!(rx.recv()?, b"any length");
+/// assert_eq!(rx.recv()?.len(), 12);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 pub struct Sender {
     ring: Ring,
     pos: u64,
@@ -75,6 +88,8 @@ impl Sender {
                 "frame ring positions out of range: tail {pos}, head {head}"
             ))
         };
+        // At most one ring of records (each is 16 bytes or more), and never more than a
+        // ring from the head, whatever a peer forged (tests/hostile.rs).
         for _ in 0..=(ring.cap / REC_HDR) {
             if (pos.wrapping_sub(head) > ring.cap && head.wrapping_sub(pos) > ring.cap)
                 || !pos.is_multiple_of(ALIGN)
@@ -288,6 +303,18 @@ impl fmt::Debug for Sender {
 }
 
 /// Bytes of the ring lent by [`Sender::loan`], to fill in place.
+///
+/// ```
+/// use shmkit::frames;
+/// # let name = format!("doc-frames-loan-{}", std::process::id());
+/// let mut tx = frames::Sender::create(&name, 4096)?;
+/// let mut rx = frames::Receiver::open(&name)?;
+/// let mut loan = tx.loan(3 * 8)?; // 24 bytes inside the ring
+/// loan.as_mut_slice::<f64>()?.copy_from_slice(&[0.5, 1.5, 2.5]);
+/// loan.commit()?; // a loan dropped uncommitted publishes nothing
+/// assert_eq!(rx.recv_ref()?.as_slice::<f64>()?, &[0.5, 1.5, 2.5]);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 #[must_use = "a loan publishes nothing unless committed"]
 pub struct FrameLoan<'a> {
     tx: &'a mut Sender,
@@ -304,10 +331,11 @@ impl FrameLoan<'_> {
         Ok(())
     }
 
-    /// The lent bytes viewed as `T`s (the length must be a multiple of `T`'s size).
+    /// The lent bytes viewed as `T`s (the length must be a multiple of `T`'s size):
+    /// [`Error::InvalidArgument`] if it is not, or if `T` needs more than 16-byte alignment.
     pub fn as_mut_slice<T: Pod>(&mut self) -> Result<&mut [T]> {
-        bytemuck::try_cast_slice_mut(self)
-            .map_err(|e| Error::InvalidArgument(format!("cannot view the frame as that type: {e}")))
+        let len = self.len;
+        bytemuck::try_cast_slice_mut(self).map_err(|e| cast_error::<T>(e, len))
     }
 }
 
@@ -334,10 +362,49 @@ impl fmt::Debug for FrameLoan<'_> {
     }
 }
 
+/// Why a frame of `len` bytes cannot be viewed as `T`s, in the crate's words (bytemuck's
+/// error type is not part of our API).
+#[cold]
+fn cast_error<T>(e: bytemuck::PodCastError, len: u64) -> Error {
+    let (ty, size, align) = (
+        std::any::type_name::<T>(),
+        std::mem::size_of::<T>(),
+        std::mem::align_of::<T>(),
+    );
+    Error::InvalidArgument(match e {
+        bytemuck::PodCastError::TargetAlignmentGreaterAndInputNotAligned
+        | bytemuck::PodCastError::AlignmentMismatch => format!(
+            "a frame cannot be viewed as {ty}: it needs {align}-byte alignment, and frames \
+             are {PAYLOAD_ALIGN}-byte aligned"
+        ),
+        bytemuck::PodCastError::OutputSliceWouldHaveSlop | bytemuck::PodCastError::SizeMismatch => {
+            format!("a frame of {len} bytes is not a whole number of {ty} ({size} bytes)")
+        }
+    })
+}
+
+/// The alignment of every payload (records start 16-aligned, after a 16-byte header).
+const PAYLOAD_ALIGN: u64 = ALIGN;
+
 // ---------------------------------------------------------------------------------------
 // Receiver
 
 /// The consuming end of a frame channel. See the [module docs](crate::frames).
+///
+/// ```
+/// use shmkit::{frames, Error};
+/// use std::time::Duration;
+/// # let name = format!("doc-frames-rx-{}", std::process::id());
+/// let mut rx = frames::Receiver::create(&name, 4096)?; // either side may create
+/// let mut tx = frames::Sender::open(&name)?; // usually in another process
+/// assert!(matches!(rx.try_recv(), Err(Error::WouldBlock)));
+/// tx.send(b"one")?;
+/// tx.send(b"two")?;
+/// assert_eq!(rx.recv_timeout(Duration::from_secs(1))?, b"one");
+/// drop(tx); // the sender goes: `iter` drains the ring, then ends
+/// assert_eq!(rx.iter().collect::<Result<Vec<_>, _>>()?, [b"two".to_vec()]);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 pub struct Receiver {
     ring: Ring,
     pos: u64,
@@ -362,7 +429,8 @@ impl Receiver {
         }
     }
 
-    /// Where this end resumes, from the shared state (after the claim).
+    /// Where this end resumes, from the shared state (after the claim): the head, checked
+    /// against the tail, in O(1); each receive then reads at most two records.
     fn resume(ring: &Ring) -> Result<u64> {
         let h = ring.hdr();
         // Acquire: pairs with the previous receiver's Release in its endpoint release.
@@ -524,6 +592,20 @@ impl fmt::Debug for Receiver {
 
 /// A frame received by [`Receiver::recv_ref`], viewed in place; released when dropped. For
 /// cooperating peers: it derefs into memory the sender could write.
+///
+/// ```
+/// use shmkit::frames;
+/// # let name = format!("doc-frames-frame-{}", std::process::id());
+/// let mut tx = frames::Sender::create(&name, 4096)?;
+/// let mut rx = frames::Receiver::open(&name)?;
+/// tx.send_slice(&[1.0f64, 2.0, 4.0])?;
+/// let frame = rx.recv_ref()?; // no copy: `frame` views the record in the ring
+/// assert_eq!(frame.len(), 24); // as bytes
+/// assert_eq!(frame.as_slice::<f64>()?.iter().sum::<f64>(), 7.0); // as f64s
+/// drop(frame); // releases the record
+/// assert!(rx.is_empty());
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 #[must_use = "dropping the frame releases it at once"]
 pub struct Frame<'a> {
     rx: &'a mut Receiver,
@@ -532,10 +614,10 @@ pub struct Frame<'a> {
 
 impl Frame<'_> {
     /// The frame viewed as `T`s, in place (payloads are 16-byte aligned; the length must
-    /// be a multiple of `T`'s size).
+    /// be a multiple of `T`'s size): [`Error::InvalidArgument`] if it is not, or if `T`
+    /// needs more than 16-byte alignment.
     pub fn as_slice<T: Pod>(&self) -> Result<&[T]> {
-        bytemuck::try_cast_slice(self)
-            .map_err(|e| Error::InvalidArgument(format!("cannot view the frame as that type: {e}")))
+        bytemuck::try_cast_slice(self).map_err(|e| cast_error::<T>(e, self.len))
     }
 }
 

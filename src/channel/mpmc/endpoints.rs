@@ -104,6 +104,21 @@ macro_rules! constructors {
 // Sender
 
 /// A producing end of an MPMC queue. See the [module docs](crate::mpmc).
+///
+/// ```
+/// use shmkit::{mpmc, Error};
+/// # let name = format!("doc-mpmc-tx-{}", std::process::id());
+/// let mut tx = mpmc::Sender::<u64>::create(&name, 2)?; // unlinks the name on drop
+/// let mut tx2 = mpmc::Sender::<u64>::open(&name)?; // any number of senders
+/// let mut rx = mpmc::Receiver::<u64>::open(&name)?;
+/// tx.send(1)?;
+/// tx2.try_send(2)?;
+/// let full = tx.try_send(3).unwrap_err(); // the value comes back
+/// assert!(matches!(full.error, Error::WouldBlock));
+/// assert_eq!(rx.recv()? + rx.recv()?, 3);
+/// tx.send_timeout(full.into_inner(), std::time::Duration::from_millis(10))?;
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 pub struct Sender<T: Pod> {
     ring: Ring<T>,
     reg: usize,
@@ -279,6 +294,18 @@ impl<T: Pod> fmt::Debug for Sender<T> {
 }
 
 /// A claimed slot lent by [`Sender::loan`]: derefs to the `T` in the queue.
+///
+/// ```
+/// use shmkit::mpmc;
+/// # let name = format!("doc-mpmc-loan-{}", std::process::id());
+/// let mut tx = mpmc::Sender::<[u32; 8]>::create(&name, 4)?;
+/// let mut rx = mpmc::Receiver::<[u32; 8]>::open(&name)?;
+/// let mut slot = tx.loan()?; // claimed: receivers wait for it, so commit soon
+/// slot.fill(5);
+/// slot.commit()?;
+/// assert_eq!(rx.recv()?, [5; 8]);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 #[must_use = "a loan dropped without `commit` is skipped, not delivered"]
 pub struct Loan<'a, T: Pod> {
     tx: &'a mut Sender<T>,
@@ -349,6 +376,22 @@ impl<T: Pod> fmt::Debug for Loan<'_, T> {
 // Receiver
 
 /// A consuming end of an MPMC queue. See the [module docs](crate::mpmc).
+///
+/// ```
+/// use shmkit::{mpmc, Error};
+/// # let name = format!("doc-mpmc-rx-{}", std::process::id());
+/// let mut rx = mpmc::Receiver::<u64>::create(&name, 16)?; // either side may create
+/// let mut tx = mpmc::Sender::<u64>::open(&name)?; // usually in other processes
+/// assert!(matches!(rx.try_recv(), Err(Error::WouldBlock)));
+/// for i in 0..4 {
+///     tx.send(i)?;
+/// }
+/// assert_eq!(rx.recv()?, 0);
+/// drop(tx); // every sender gone: `iter` drains the queue, then ends
+/// assert_eq!(rx.iter().collect::<Result<Vec<_>, _>>()?, [1, 2, 3]);
+/// assert_eq!(rx.lost(), 0); // nothing skipped for a dead sender
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 pub struct Receiver<T: Pod> {
     ring: Ring<T>,
     reg: usize,
@@ -528,6 +571,19 @@ impl<T: Pod> fmt::Debug for Receiver<T> {
 
 /// A message received by [`Receiver::recv_ref`], read in place; the slot is freed when the
 /// guard drops. For cooperating peers: it derefs into memory a sender could write.
+///
+/// ```
+/// use shmkit::mpmc;
+/// # let name = format!("doc-mpmc-guard-{}", std::process::id());
+/// let mut tx = mpmc::Sender::<[u8; 256]>::create(&name, 4)?;
+/// let mut rx = mpmc::Receiver::<[u8; 256]>::open(&name)?;
+/// tx.send([9; 256])?;
+/// let msg = rx.recv_ref()?; // no copy: `msg` views the slot
+/// assert!(msg.iter().all(|&b| b == 9));
+/// drop(msg); // frees the slot
+/// assert!(rx.is_empty());
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 #[must_use = "dropping the guard frees the slot at once"]
 pub struct RecvGuard<'a, T: Pod> {
     rx: &'a mut Receiver<T>,

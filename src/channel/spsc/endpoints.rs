@@ -30,6 +30,21 @@ use crate::sync::wait::Deadline;
 // Sender
 
 /// The producing end of an SPSC channel. See the [module docs](crate::spsc).
+///
+/// ```
+/// use shmkit::{spsc, Error};
+/// # let name = format!("doc-spsc-tx-{}", std::process::id());
+/// let mut tx = spsc::Sender::<u32>::create(&name, 2)?; // unlinks the name on drop
+/// let mut rx = spsc::Receiver::<u32>::open(&name)?; // usually in another process
+/// tx.send(1)?;
+/// tx.try_send(2)?;
+/// let full = tx.try_send(3).unwrap_err(); // the value comes back
+/// assert!(matches!(full.error, Error::WouldBlock));
+/// assert_eq!(full.into_inner(), 3);
+/// assert_eq!(rx.recv()?, 1);
+/// tx.send_timeout(3, std::time::Duration::from_millis(10))?;
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 pub struct Sender<T: Pod> {
     ring: Ring<T>,
     pos: u64,
@@ -55,6 +70,7 @@ impl<T: Pod> Sender<T> {
         // published after the previous sender's last tail update.
         // Acquire: pairs with the previous sender's Release in its endpoint release.
         let mut pos = ring.hdr().tail.0.load(Ordering::Acquire);
+        // At most one ring of stamps, as in `Receiver::resume`.
         for _ in 0..=ring.cap {
             // Acquire: pairs with the stamp stores of both sides.
             let stamp = ring.slot(pos).stamp.load(Ordering::Acquire);
@@ -247,6 +263,19 @@ impl<T: Pod> fmt::Debug for Sender<T> {
 }
 
 /// A slot lent by [`Sender::loan`]: derefs to the `T` in the ring.
+///
+/// ```
+/// use shmkit::spsc;
+/// # let name = format!("doc-spsc-loan-{}", std::process::id());
+/// let mut tx = spsc::Sender::<[f64; 4]>::create(&name, 16)?;
+/// let mut rx = spsc::Receiver::<[f64; 4]>::open(&name)?;
+/// let mut slot = tx.loan()?; // the slot in the ring, written in place
+/// slot[0] = 1.5;
+/// slot[3] = 2.5;
+/// slot.commit()?; // published; a loan dropped uncommitted publishes nothing
+/// assert_eq!(rx.recv()?, [1.5, 0.0, 0.0, 2.5]);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 #[must_use = "a loan publishes nothing unless committed"]
 pub struct Loan<'a, T: Pod> {
     tx: &'a mut Sender<T>,
@@ -285,6 +314,18 @@ impl<T: Pod> fmt::Debug for Loan<'_, T> {
 }
 
 /// Consecutive free slots lent by [`Sender::write_chunk`].
+///
+/// ```
+/// use shmkit::spsc;
+/// # let name = format!("doc-spsc-wchunk-{}", std::process::id());
+/// let mut tx = spsc::Sender::<u64>::create(&name, 8)?;
+/// let mut rx = spsc::Receiver::<u64>::open(&name)?;
+/// let mut chunk = tx.write_chunk(4)?; // up to 4 free slots, at least 1
+/// let n = chunk.fill_from(10..14);
+/// chunk.commit(n); // publishes them at once
+/// assert_eq!(rx.try_iter().collect::<Result<Vec<_>, _>>()?, [10, 11, 12, 13]);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 #[must_use = "a chunk publishes nothing unless committed"]
 pub struct WriteChunk<'a, T: Pod> {
     tx: &'a mut Sender<T>,
@@ -353,6 +394,22 @@ impl<T: Pod> fmt::Debug for WriteChunk<'_, T> {
 // Receiver
 
 /// The consuming end of an SPSC channel. See the [module docs](crate::spsc).
+///
+/// ```
+/// use shmkit::{spsc, Error};
+/// use std::time::Duration;
+/// # let name = format!("doc-spsc-rx-{}", std::process::id());
+/// let mut rx = spsc::Receiver::<u64>::create(&name, 64)?; // either side may create
+/// let mut tx = spsc::Sender::<u64>::open(&name)?; // usually in another process
+/// assert!(matches!(rx.try_recv(), Err(Error::WouldBlock)));
+/// for i in 0..3 {
+///     tx.send(i)?;
+/// }
+/// assert_eq!(rx.recv_timeout(Duration::from_secs(1))?, 0);
+/// drop(tx); // the sender goes: `iter` drains the ring, then ends
+/// assert_eq!(rx.iter().collect::<Result<Vec<_>, _>>()?, [1, 2]);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 pub struct Receiver<T: Pod> {
     ring: Ring<T>,
     pos: u64,
@@ -377,6 +434,10 @@ impl<T: Pod> Receiver<T> {
         // Resume at the first message not yet released.
         // Acquire: pairs with the previous receiver's Release in its endpoint release.
         let mut pos = ring.hdr().head.0.load(Ordering::Acquire);
+        // At most one ring of stamps, whatever a peer forged: the slot of `pos + cap` is
+        // the slot of `pos`, whose stamp cannot say "released" for both laps (tests/hostile.rs
+        // forges the longest such walk); the loop bound holds even against stamps
+        // rewritten during the walk.
         for _ in 0..=ring.cap {
             // Acquire: pairs with the stamp stores of both sides.
             let stamp = ring.slot(pos).stamp.load(Ordering::Acquire);
@@ -593,6 +654,19 @@ impl<T: Pod> fmt::Debug for Receiver<T> {
 
 /// A message received by [`Receiver::recv_ref`], read in place; the slot is freed when the
 /// guard drops. For cooperating peers: it derefs into memory the sender could write.
+///
+/// ```
+/// use shmkit::spsc;
+/// # let name = format!("doc-spsc-guard-{}", std::process::id());
+/// let mut tx = spsc::Sender::<[u8; 64]>::create(&name, 4)?;
+/// let mut rx = spsc::Receiver::<[u8; 64]>::open(&name)?;
+/// tx.send([7; 64])?;
+/// let msg = rx.recv_ref()?; // no copy: `msg` views the slot
+/// assert_eq!(msg[63], 7);
+/// drop(msg); // frees the slot
+/// assert!(rx.is_empty());
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 #[must_use = "dropping the guard frees the slot at once"]
 pub struct RecvGuard<'a, T: Pod> {
     rx: &'a mut Receiver<T>,
@@ -621,6 +695,21 @@ impl<T: Pod + fmt::Debug> fmt::Debug for RecvGuard<'_, T> {
 }
 
 /// Consecutive ready messages lent by [`Receiver::read_chunk`].
+///
+/// ```
+/// use shmkit::spsc;
+/// # let name = format!("doc-spsc-rchunk-{}", std::process::id());
+/// let mut tx = spsc::Sender::<u64>::create(&name, 8)?;
+/// let mut rx = spsc::Receiver::<u64>::open(&name)?;
+/// for i in 1..=3 {
+///     tx.send(i)?;
+/// }
+/// let chunk = rx.read_chunk(8)?; // every ready message, up to 8, in place
+/// assert_eq!(chunk.iter().sum::<u64>(), 6);
+/// chunk.commit_all(); // releases them at once
+/// assert!(rx.is_empty());
+/// # Ok::<(), shmkit::Error>(())
+/// ```
 #[must_use = "a chunk releases nothing unless committed"]
 pub struct ReadChunk<'a, T: Pod> {
     rx: &'a mut Receiver<T>,
