@@ -37,7 +37,7 @@ pub fn unlink(name: &str) -> Result<()> {
 /// What [`list`] reports about one segment.
 ///
 /// ```
-/// # let name = format!("doc-info-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-info");
 /// let _v = shmkit::Value::<u32>::create(&name, 0)?;
 /// let info = shmkit::list()?.into_iter().find(|i| i.name == name).unwrap();
 /// assert_eq!(info.kind, Some(shmkit::Kind::Value));
@@ -238,7 +238,7 @@ pub enum CleanMode {
 /// name starts with `prefix` are considered (`""`: all of them).
 ///
 /// ```
-/// # let name = format!("doc-clean-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-clean");
 /// let opts = shmkit::Options::new().keep(true);
 /// drop(shmkit::Segment::create(&name, 64, &opts)?); // kept, and nobody holds it now
 /// let live = shmkit::Segment::create(&format!("{name}.live"), 64, &shmkit::Options::new())?;
@@ -311,7 +311,7 @@ pub fn clean(prefix: &str, mode: CleanMode) -> Result<Vec<String>> {
 /// What [`inspect`] found.
 ///
 /// ```
-/// # let name = format!("doc-inspection-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-inspection");
 /// let _sem = shmkit::Semaphore::create(&name, 3)?;
 /// let report = shmkit::inspect(&name)?;
 /// assert_eq!(report.info.kind, Some(shmkit::Kind::Semaphore));
@@ -333,7 +333,7 @@ pub struct Inspection {
 /// endpoints (with the liveness of each, asked of the kernel) and lost-message counts.
 ///
 /// ```
-/// # let name = format!("doc-inspect-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-inspect");
 /// let _rx = shmkit::spsc::Receiver::<u64>::create(&name, 8)?;
 /// let report = shmkit::inspect(&name)?;
 /// assert!(report.info.held);

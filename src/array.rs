@@ -67,7 +67,7 @@ fn check_len(expected: usize, got: usize) -> Result<()> {
 ///
 /// ```
 /// use shmkit::{Array, RawArray};
-/// # let (a, b) = (format!("doc-a-{}", std::process::id()), format!("doc-ra-{}", std::process::id()));
+/// # let (a, b) = (shmkit::__private::test_name("doc-a"), shmkit::__private::test_name("doc-ra"));
 /// let totals = Array::<f64>::create_zeroed(&a, 4)?;
 /// totals.set(2, 1.5)?;
 /// totals.lock()?[3] += 2.0; // the guard derefs to `[f64]`, in place
@@ -209,7 +209,7 @@ impl<T: Pod> Array<T> {
 ///
 /// ```
 /// use shmkit::{RawArray, Semaphore};
-/// # let (a, s) = (format!("doc-rawarray-{}", std::process::id()), format!("doc-rawarray-sem-{}", std::process::id()));
+/// # let (a, s) = (shmkit::__private::test_name("doc-rawarray"), shmkit::__private::test_name("doc-rawarray-sem"));
 /// let samples = RawArray::<f64>::create_zeroed(&a, 3)?;
 /// let filled = Semaphore::create(&s, 0)?;
 /// // The writer (another process, normally) fills the array in place, then hands it over:

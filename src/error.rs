@@ -15,7 +15,7 @@ use std::io;
 ///
 /// ```
 /// use shmkit::{Error, Value};
-/// # let name = format!("doc-error-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-error");
 /// match Value::<u64>::open(&name) {
 ///     Err(Error::NotFound { .. }) => { /* not created yet: create it, or wait */ }
 ///     Err(Error::LayoutMismatch { what, .. }) => panic!("another type lives there: {what}"),
@@ -198,7 +198,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// ```
 /// use shmkit::{LockError, Mutex, MutexGuard};
-/// # let name = format!("doc-lockerror-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-lockerror");
 /// let m = Mutex::<[u64; 2]>::create(&name, [0, 0])?;
 /// let mut g = match m.lock_recover() {
 ///     Ok(g) => g,

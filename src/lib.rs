@@ -14,7 +14,7 @@
 //! use shmkit::Value;
 //!
 //! fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     # let name = format!("doc-lib-{}", std::process::id());
+//!     # let name = shmkit::__private::test_name("doc-lib");
 //!     let counter = Value::<u64>::create(&name, 0)?;
 //!     // In another process: let counter = Value::<u64>::open(&name)?;
 //!     *counter.lock()? += 1; // a holder that died is an error here, not a hang
@@ -53,7 +53,7 @@
 //!     qty: [u32; 2],
 //! }
 //!
-//! # let name = format!("doc-lib-pod-{}", std::process::id());
+//! # let name = shmkit::__private::test_name("doc-lib-pod");
 //! let book = shmkit::Mutex::create(&name, Order { id: 1, price: 9.5, qty: [3, 0] })?;
 //! book.lock()?.qty[1] += 1;
 //! assert_eq!(book.lock()?.qty, [3, 1]);
@@ -138,6 +138,17 @@ pub mod __layout;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::os::pin_to_cpu;
+
+    /// A segment name for a test or doc test: `t.RUN.WHAT.PID`, where `RUN` is
+    /// `$SHMKIT_TEST_RUN` (CI sets a value unique to the run, so that its leak check counts
+    /// only this run's segments, whatever else runs on the machine) or `local`.
+    pub fn test_name(what: &str) -> String {
+        let run = std::env::var("SHMKIT_TEST_RUN")
+            .ok()
+            .filter(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_alphanumeric()))
+            .unwrap_or_else(|| "local".to_owned());
+        format!("t.{run}.{what}.{}", std::process::id())
+    }
 }
 
 /// In-process forms of the synchronisation algorithms, for the loom models in

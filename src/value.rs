@@ -24,7 +24,7 @@ use crate::sync::{Mutex, MutexGuard};
 ///
 /// ```
 /// use shmkit::{RawValue, Value};
-/// # let (a, b) = (format!("doc-v-{}", std::process::id()), format!("doc-rv-{}", std::process::id()));
+/// # let (a, b) = (shmkit::__private::test_name("doc-v"), shmkit::__private::test_name("doc-rv"));
 /// let hits = Value::<u64>::create(&a, 0)?;
 /// *hits.lock()? += 1; // read-modify-write under the lock
 /// hits.set(hits.get()? + 1)?;
@@ -89,7 +89,7 @@ mod sealed {
 ///
 /// ```
 /// use std::sync::atomic::{AtomicI32, Ordering};
-/// # let name = format!("doc-atomicpod-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-atomicpod");
 /// let flag = shmkit::RawValue::<i32>::create(&name, 0)?;
 /// let a: &AtomicI32 = flag.atomic(); // `<i32 as AtomicPod>::Atomic`
 /// assert_eq!(a.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire), Ok(0));
@@ -175,7 +175,7 @@ impl<T: Pod> PlainBody<T> {
 ///
 /// ```
 /// use std::sync::atomic::Ordering;
-/// # let name = format!("doc-rawvalue-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-rawvalue");
 /// let ticks = shmkit::RawValue::<u64>::create(&name, 0)?;
 /// // In another process: let ticks = shmkit::RawValue::<u64>::open(&name)?;
 /// ticks.atomic().fetch_add(5, Ordering::Relaxed);

@@ -170,8 +170,8 @@ fn unique(tag: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
     format!(
-        "loom.{tag}.{}.{}",
-        std::process::id(),
+        "{}.{}",
+        shmkit::__private::test_name(&format!("loom.{tag}")),
         N.fetch_add(1, Ordering::Relaxed)
     )
 }

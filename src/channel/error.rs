@@ -15,7 +15,7 @@ use crate::error::Error;
 ///
 /// ```
 /// use shmkit::{spsc, Error, SendError};
-/// # let name = format!("doc-senderror-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-senderror");
 /// let mut tx = spsc::Sender::<u64>::create(&name, 2)?;
 /// let mut rx = spsc::Receiver::<u64>::open(&name)?;
 /// tx.send(1)?; // `?` converts a SendError into shmkit::Error

@@ -261,7 +261,7 @@ pub(crate) fn ends_try_iter(e: &Error) -> bool {
 ///
 /// ```
 /// use shmkit::{spsc, WaitStrategy};
-/// # let name = format!("doc-wait-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-wait");
 /// let mut tx = spsc::Sender::<u64>::create(&name, 64)?;
 /// let mut rx = spsc::Receiver::<u64>::open(&name)?;
 /// rx.set_wait_strategy(WaitStrategy::BusyPoll); // lowest latency, one busy core

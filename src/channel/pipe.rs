@@ -36,7 +36,7 @@ use crate::segment::MAX_NAME_LEN;
 ///
 /// ```
 /// use shmkit::Pipe;
-/// # let name = format!("doc-pipe-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-pipe");
 /// let mut parent = Pipe::create(&name, 1 << 16)?;
 /// let mut child = Pipe::open(&name)?; // in the child process
 /// parent.send(b"ping")?;
@@ -176,7 +176,7 @@ impl Pipe {
     ///
     /// ```
     /// use shmkit::Pipe;
-    /// # let name = format!("doc-pipe-ooc-{}", std::process::id());
+    /// # let name = shmkit::__private::test_name("doc-pipe-ooc");
     /// // Both processes run the same line; neither needs to come first.
     /// let mut a = Pipe::open_or_create(&name, 1 << 12)?;
     /// let mut b = Pipe::open_or_create(&name, 1 << 12)?; // in the other process

@@ -39,7 +39,7 @@ pub(crate) const STATE_READY: u32 = 2;
 /// The kind of object a segment holds, stored in its header.
 ///
 /// ```
-/// # let name = format!("doc-kind-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-kind");
 /// let ev = shmkit::Event::create(&name)?;
 /// assert_eq!(ev.segment().kind(), shmkit::Kind::Event);
 /// assert_eq!(shmkit::Kind::Event.as_str(), "event");

@@ -70,7 +70,7 @@ use crate::os;
 ///
 /// ```
 /// use shmkit::{CreationMode, Options, Semaphore};
-/// # let name = format!("doc-mode-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-mode");
 /// let a = Semaphore::with_options(&name, CreationMode::OpenOrCreate, 1, &Options::new())?;
 /// let b = Semaphore::with_options(&name, CreationMode::Open, 0, &Options::new())?;
 /// assert!(a.is_creator() && !b.is_creator());
@@ -185,7 +185,7 @@ fn now_ns() -> u64 {
 ///
 /// ```
 /// use shmkit::{Options, Segment};
-/// # let name = format!("doc-seg-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-seg");
 /// let seg = Segment::create(&name, 4096, &Options::new())?;
 /// let other = Segment::open(&name, &Options::new())?;
 /// assert_eq!(other.len(), 4096);

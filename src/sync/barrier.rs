@@ -231,7 +231,7 @@ impl Waiter for GenerationWaiter<'_> {
 /// generation (exactly one per generation is).
 ///
 /// ```
-/// # let name = format!("doc-bwr-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-bwr");
 /// let b = shmkit::Barrier::create(&name, 1)?;
 /// if b.wait()?.is_leader() {
 ///     println!("everyone is here; the leader does the once-per-round work");
@@ -268,7 +268,7 @@ impl BarrierWaitResult {
 ///
 /// ```
 /// use shmkit::Barrier;
-/// # let name = format!("doc-barrier-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-barrier");
 /// let b = Barrier::create(&name, 1)?;
 /// // With more parties, other processes: Barrier::open(&name)?.wait()?;
 /// assert!(b.wait()?.is_leader());

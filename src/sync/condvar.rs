@@ -100,7 +100,7 @@ impl Default for CondState {
 ///
 /// ```
 /// use std::time::Duration;
-/// # let (m, c) = (format!("doc-wtr-m-{}", std::process::id()), format!("doc-wtr-c-{}", std::process::id()));
+/// # let (m, c) = (shmkit::__private::test_name("doc-wtr-m"), shmkit::__private::test_name("doc-wtr-c"));
 /// let ready = shmkit::Mutex::<u32>::create(&m, 0)?;
 /// let cv = shmkit::Condvar::create(&c)?;
 /// let (g, res) = cv.wait_timeout(ready.lock()?, Duration::from_millis(10))?;
@@ -135,7 +135,7 @@ impl WaitTimeoutResult {
 ///
 /// ```
 /// use shmkit::{Condvar, Mutex};
-/// # let (m, c) = (format!("doc-cv-m-{}", std::process::id()), format!("doc-cv-c-{}", std::process::id()));
+/// # let (m, c) = (shmkit::__private::test_name("doc-cv-m"), shmkit::__private::test_name("doc-cv-c"));
 /// let ready = Mutex::<u32>::create(&m, 0)?;
 /// let cv = Condvar::create(&c)?;
 /// // Another process: *ready.lock()? = 1; cv.notify_all();

@@ -114,7 +114,7 @@ impl Default for EventState {
 ///
 /// ```
 /// use shmkit::Event;
-/// # let name = format!("doc-event-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-event");
 /// let ready = Event::create(&name)?;
 /// // In other processes: Event::open(&name)?.wait()?;
 /// assert!(!ready.wait_timeout(std::time::Duration::from_millis(1))?);

@@ -61,7 +61,7 @@ impl<T: Pod> LockedBody<T> {
 /// shadow methods of the protected data.
 ///
 /// ```
-/// # let name = format!("doc-guard-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-guard");
 /// let m = shmkit::Mutex::<u32>::create(&name, 1)?;
 /// let mut g = m.lock()?;
 /// *g += 1; // in place, in shared memory
@@ -191,7 +191,7 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for MutexGuard<'_, T> {
 ///
 /// ```
 /// use shmkit::Mutex;
-/// # let name = format!("doc-mutex-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-mutex");
 /// let m = Mutex::<[u64; 2]>::create(&name, [0, 0])?;
 /// // In another process: let m = Mutex::<[u64; 2]>::open(&name)?;
 /// {

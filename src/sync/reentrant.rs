@@ -16,7 +16,7 @@
 //!
 //! ```
 //! use shmkit::ReentrantMutex;
-//! # let name = format!("doc-rlock-{}", std::process::id());
+//! # let name = shmkit::__private::test_name("doc-rlock");
 //! let m = ReentrantMutex::create(&name)?;
 //! // In another process: let m = ReentrantMutex::open(&name)?;
 //! let outer = m.lock()?;
@@ -99,7 +99,7 @@ fn thread_id() -> u64 {
 /// becomes [`Error::NotRecoverable`].
 ///
 /// ```
-/// # let name = format!("doc-rlock-type-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-rlock-type");
 /// let m = shmkit::ReentrantMutex::create(&name)?;
 /// let outer = m.lock()?;
 /// let inner = m.try_lock()?; // re-entered: never blocks in the owning thread
@@ -256,7 +256,7 @@ impl ReentrantMutex {
 /// is released when the last guard drops.
 ///
 /// ```
-/// # let name = format!("doc-reguard-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-reguard");
 /// let lock = shmkit::ReentrantMutex::create(&name)?;
 /// let outer = lock.lock()?;
 /// let inner = lock.lock()?; // the same thread re-enters

@@ -21,7 +21,7 @@
 //!
 //! ```
 //! use shmkit::RwLock;
-//! # let name = format!("doc-rwlock-{}", std::process::id());
+//! # let name = shmkit::__private::test_name("doc-rwlock");
 //! let lock = RwLock::<[u64; 2]>::create(&name, [0, 0])?;
 //! // In another process: let lock = RwLock::<[u64; 2]>::open(&name)?;
 //! {
@@ -68,7 +68,7 @@ use crate::segment::{Kind, Segment};
 /// Uncontended locking makes no system call.
 ///
 /// ```
-/// # let name = format!("doc-rwlock-type-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-rwlock-type");
 /// let lock = shmkit::RwLock::<u64>::create(&name, 1)?;
 /// *lock.write()? += 1;
 /// assert_eq!(*lock.read()?, 2);

@@ -235,7 +235,7 @@ macro_rules! semaphore_api {
 ///
 /// ```
 /// use shmkit::Semaphore;
-/// # let name = format!("doc-sem-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-sem");
 /// let slots = Semaphore::create(&name, 2)?;
 /// // In other processes: let slots = Semaphore::open(&name)?;
 /// slots.acquire()?;
@@ -254,7 +254,7 @@ pub struct Semaphore(RawSemaphore);
 ///
 /// ```
 /// use shmkit::{BoundedSemaphore, Error};
-/// # let name = format!("doc-bsem-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-bsem");
 /// let sem = BoundedSemaphore::create(&name, 1)?;
 /// assert!(matches!(sem.release(), Err(Error::Overflow { limit: 1 })));
 /// # Ok::<(), shmkit::Error>(())
@@ -271,7 +271,7 @@ semaphore_api!(
 /// A permit that is released when dropped. Returned by `acquire_guard`.
 ///
 /// ```
-/// # let name = format!("doc-semguard-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-semguard");
 /// let slots = shmkit::Semaphore::create(&name, 1)?;
 /// {
 ///     let _permit = slots.acquire_guard()?;

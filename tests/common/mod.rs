@@ -196,7 +196,7 @@ impl Names {
         static N: AtomicU32 = AtomicU32::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
         Names {
-            prefix: format!("t.{test}.{}.{n}", std::process::id()),
+            prefix: format!("{}.{n}", shmkit::__private::test_name(test)),
         }
     }
 

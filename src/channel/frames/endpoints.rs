@@ -31,7 +31,7 @@ use crate::sync::wait::Deadline;
 ///
 /// ```
 /// use shmkit::{frames, Error};
-/// # let name = format!("doc-frames-tx-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-frames-tx");
 /// let mut tx = frames::Sender::create(&name, 4096)?; // unlinks the name on drop
 /// let mut rx = frames::Receiver::open(&name)?; // usually in another process
 /// tx.send(b"any length")?;
@@ -306,7 +306,7 @@ impl fmt::Debug for Sender {
 ///
 /// ```
 /// use shmkit::frames;
-/// # let name = format!("doc-frames-loan-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-frames-loan");
 /// let mut tx = frames::Sender::create(&name, 4096)?;
 /// let mut rx = frames::Receiver::open(&name)?;
 /// let mut loan = tx.loan(3 * 8)?; // 24 bytes inside the ring
@@ -394,7 +394,7 @@ const PAYLOAD_ALIGN: u64 = ALIGN;
 /// ```
 /// use shmkit::{frames, Error};
 /// use std::time::Duration;
-/// # let name = format!("doc-frames-rx-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-frames-rx");
 /// let mut rx = frames::Receiver::create(&name, 4096)?; // either side may create
 /// let mut tx = frames::Sender::open(&name)?; // usually in another process
 /// assert!(matches!(rx.try_recv(), Err(Error::WouldBlock)));
@@ -595,7 +595,7 @@ impl fmt::Debug for Receiver {
 ///
 /// ```
 /// use shmkit::frames;
-/// # let name = format!("doc-frames-frame-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-frames-frame");
 /// let mut tx = frames::Sender::create(&name, 4096)?;
 /// let mut rx = frames::Receiver::open(&name)?;
 /// tx.send_slice(&[1.0f64, 2.0, 4.0])?;

@@ -26,7 +26,7 @@
 //!
 //! ```
 //! use shmkit::frames;
-//! # let name = format!("doc-frames-{}", std::process::id());
+//! # let name = shmkit::__private::test_name("doc-frames");
 //! let mut tx = frames::Sender::create(&name, 1 << 16)?;
 //! let mut rx = frames::Receiver::open(&name)?; // usually in another process
 //! tx.send(b"hello")?;

@@ -107,7 +107,7 @@ macro_rules! constructors {
 ///
 /// ```
 /// use shmkit::{mpmc, Error};
-/// # let name = format!("doc-mpmc-tx-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-mpmc-tx");
 /// let mut tx = mpmc::Sender::<u64>::create(&name, 2)?; // unlinks the name on drop
 /// let mut tx2 = mpmc::Sender::<u64>::open(&name)?; // any number of senders
 /// let mut rx = mpmc::Receiver::<u64>::open(&name)?;
@@ -297,7 +297,7 @@ impl<T: Pod> fmt::Debug for Sender<T> {
 ///
 /// ```
 /// use shmkit::mpmc;
-/// # let name = format!("doc-mpmc-loan-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-mpmc-loan");
 /// let mut tx = mpmc::Sender::<[u32; 8]>::create(&name, 4)?;
 /// let mut rx = mpmc::Receiver::<[u32; 8]>::open(&name)?;
 /// let mut slot = tx.loan()?; // claimed: receivers wait for it, so commit soon
@@ -379,7 +379,7 @@ impl<T: Pod> fmt::Debug for Loan<'_, T> {
 ///
 /// ```
 /// use shmkit::{mpmc, Error};
-/// # let name = format!("doc-mpmc-rx-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-mpmc-rx");
 /// let mut rx = mpmc::Receiver::<u64>::create(&name, 16)?; // either side may create
 /// let mut tx = mpmc::Sender::<u64>::open(&name)?; // usually in other processes
 /// assert!(matches!(rx.try_recv(), Err(Error::WouldBlock)));
@@ -574,7 +574,7 @@ impl<T: Pod> fmt::Debug for Receiver<T> {
 ///
 /// ```
 /// use shmkit::mpmc;
-/// # let name = format!("doc-mpmc-guard-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-mpmc-guard");
 /// let mut tx = mpmc::Sender::<[u8; 256]>::create(&name, 4)?;
 /// let mut rx = mpmc::Receiver::<[u8; 256]>::open(&name)?;
 /// tx.send([9; 256])?;

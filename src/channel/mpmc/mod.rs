@@ -36,7 +36,7 @@
 //!
 //! ```
 //! use shmkit::mpmc;
-//! # let name = format!("doc-mpmc-{}", std::process::id());
+//! # let name = shmkit::__private::test_name("doc-mpmc");
 //! let mut tx = mpmc::Sender::<u64>::create(&name, 8)?;
 //! let mut tx2 = mpmc::Sender::<u64>::open(&name)?; // usually in other processes
 //! let mut rx = mpmc::Receiver::<u64>::open(&name)?;

@@ -33,7 +33,7 @@ use crate::sync::wait::Deadline;
 ///
 /// ```
 /// use shmkit::{spsc, Error};
-/// # let name = format!("doc-spsc-tx-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-spsc-tx");
 /// let mut tx = spsc::Sender::<u32>::create(&name, 2)?; // unlinks the name on drop
 /// let mut rx = spsc::Receiver::<u32>::open(&name)?; // usually in another process
 /// tx.send(1)?;
@@ -266,7 +266,7 @@ impl<T: Pod> fmt::Debug for Sender<T> {
 ///
 /// ```
 /// use shmkit::spsc;
-/// # let name = format!("doc-spsc-loan-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-spsc-loan");
 /// let mut tx = spsc::Sender::<[f64; 4]>::create(&name, 16)?;
 /// let mut rx = spsc::Receiver::<[f64; 4]>::open(&name)?;
 /// let mut slot = tx.loan()?; // the slot in the ring, written in place
@@ -317,7 +317,7 @@ impl<T: Pod> fmt::Debug for Loan<'_, T> {
 ///
 /// ```
 /// use shmkit::spsc;
-/// # let name = format!("doc-spsc-wchunk-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-spsc-wchunk");
 /// let mut tx = spsc::Sender::<u64>::create(&name, 8)?;
 /// let mut rx = spsc::Receiver::<u64>::open(&name)?;
 /// let mut chunk = tx.write_chunk(4)?; // up to 4 free slots, at least 1
@@ -398,7 +398,7 @@ impl<T: Pod> fmt::Debug for WriteChunk<'_, T> {
 /// ```
 /// use shmkit::{spsc, Error};
 /// use std::time::Duration;
-/// # let name = format!("doc-spsc-rx-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-spsc-rx");
 /// let mut rx = spsc::Receiver::<u64>::create(&name, 64)?; // either side may create
 /// let mut tx = spsc::Sender::<u64>::open(&name)?; // usually in another process
 /// assert!(matches!(rx.try_recv(), Err(Error::WouldBlock)));
@@ -657,7 +657,7 @@ impl<T: Pod> fmt::Debug for Receiver<T> {
 ///
 /// ```
 /// use shmkit::spsc;
-/// # let name = format!("doc-spsc-guard-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-spsc-guard");
 /// let mut tx = spsc::Sender::<[u8; 64]>::create(&name, 4)?;
 /// let mut rx = spsc::Receiver::<[u8; 64]>::open(&name)?;
 /// tx.send([7; 64])?;
@@ -698,7 +698,7 @@ impl<T: Pod + fmt::Debug> fmt::Debug for RecvGuard<'_, T> {
 ///
 /// ```
 /// use shmkit::spsc;
-/// # let name = format!("doc-spsc-rchunk-{}", std::process::id());
+/// # let name = shmkit::__private::test_name("doc-spsc-rchunk");
 /// let mut tx = spsc::Sender::<u64>::create(&name, 8)?;
 /// let mut rx = spsc::Receiver::<u64>::open(&name)?;
 /// for i in 1..=3 {

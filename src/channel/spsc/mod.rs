@@ -39,7 +39,7 @@
 //!
 //! ```
 //! use shmkit::spsc;
-//! # let name = format!("doc-spsc-{}", std::process::id());
+//! # let name = shmkit::__private::test_name("doc-spsc");
 //! let mut tx = spsc::Sender::<u64>::create(&name, 1024)?;
 //! let mut rx = spsc::Receiver::<u64>::open(&name)?; // usually in another process
 //! tx.send(7)?;
