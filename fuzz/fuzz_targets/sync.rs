@@ -174,21 +174,19 @@ fn run_condvar(input: &Input, name: &str) {
         Act::Timed(t) => {
             let g = match take(&mut held, t) {
                 Some(g) => g,
-                None => match m.try_lock() {
+                None => match m.lock_recover_timeout(micros(0)) {
                     Ok(g) | Err(LockError::OwnerDied(g)) => g,
                     Err(LockError::Error(_)) => return,
                 },
             };
-            match cv.wait_timeout(g, micros(t)) {
-                Ok((g, _)) | Err(LockError::OwnerDied((g, _))) => held.push(g),
-                Err(LockError::Error(_)) => {}
+            if let Ok((g, _)) = cv.wait_timeout(g, micros(t)) {
+                held.push(g);
             }
         }
         Act::TimedB(t) => {
             if let Some(g) = take(&mut held, t) {
-                match cv.wait_timeout_while(g, micros(t), |v| v.is_multiple_of(2)) {
-                    Ok((g, _)) | Err(LockError::OwnerDied((g, _))) => held.push(g),
-                    Err(LockError::Error(_)) => {}
+                if let Ok((g, _)) = cv.wait_timeout_while(g, micros(t), |v| v.is_multiple_of(2)) {
+                    held.push(g);
                 }
             }
         }
@@ -208,7 +206,7 @@ fn run_condvar(input: &Input, name: &str) {
                 other.notify_all();
             }
         }
-        Act::Query => keep(m.lock_timeout(micros(0)), &mut held),
+        Act::Query => keep(m.lock_recover_timeout(micros(0)), &mut held),
     });
 }
 
@@ -263,8 +261,9 @@ macro_rules! locked {
         )]);
         let mut held: Vec<$guard> = Vec::new();
         drive($input, &s, |a| match a {
-            Act::A => keep(obj.try_lock(), &mut held),
-            Act::Timed(t) | Act::TimedB(t) => keep(obj.lock_timeout(micros(t)), &mut held),
+            // The recovering calls: they hand over a dead owner's guard too.
+            Act::A => keep(obj.lock_recover_timeout(micros(0)), &mut held),
+            Act::Timed(t) | Act::TimedB(t) => keep(obj.lock_recover_timeout(micros(t)), &mut held),
             Act::B => {
                 if let Some(g) = held.last() {
                     let _ = MutexGuard::is_inconsistent(g);
@@ -323,10 +322,10 @@ fn run_rwlock(input: &Input, name: &str) {
     let mut held: Vec<RwGuard<'_>> = Vec::new();
     drive(input, &s, |a| {
         let got = match a {
-            Act::A => keep_read(l.try_read()),
-            Act::B => keep_write(l.try_write()),
-            Act::Timed(t) => keep_read(l.read_timeout(micros(t))),
-            Act::TimedB(t) => keep_write(l.write_timeout(micros(t))),
+            Act::A => keep_read(l.read_recover_timeout(micros(0))),
+            Act::B => keep_write(l.write_recover_timeout(micros(0))),
+            Act::Timed(t) => keep_read(l.read_recover_timeout(micros(t))),
+            Act::TimedB(t) => keep_write(l.write_recover_timeout(micros(t))),
             Act::Release(i) => {
                 drop(take(&mut held, i));
                 None
@@ -374,8 +373,8 @@ fn run_reentrant(input: &Input, name: &str) {
     let s = scribbler(&[(seg.as_ptr(), seg.len(), &fields)]);
     let mut held: Vec<ReentrantMutexGuard<'_>> = Vec::new();
     drive(input, &s, |a| match a {
-        Act::A => keep(m.try_lock(), &mut held),
-        Act::Timed(t) | Act::TimedB(t) => keep(m.lock_timeout(micros(t)), &mut held),
+        Act::A => keep(m.lock_recover_timeout(micros(0)), &mut held),
+        Act::Timed(t) | Act::TimedB(t) => keep(m.lock_recover_timeout(micros(t)), &mut held),
         Act::B => {
             if let Some(g) = held.last() {
                 let _ = ReentrantMutexGuard::is_inconsistent(g);
