@@ -81,6 +81,15 @@ impl<'a> At<'a> {
         Ok(seg)
     }
 
+    /// The fingerprint of head `H` and element `T` for this object: under the element
+    /// type name the caller chose ([`Options::type_name`]), or the type's own.
+    pub(crate) fn type_tag<H, T>(&self) -> u64 {
+        match self.opts.elem_type_name() {
+            Some(name) => tag_of::<H>(name),
+            None => type_tag::<H, T>(),
+        }
+    }
+
     /// A new anonymous object.
     pub(crate) fn anonymous() -> Self {
         const DEFAULT: Options = Options::new();
@@ -141,11 +150,16 @@ pub(crate) const fn data_offset<H, T>() -> usize {
 /// over the type names: stable for a given build of the code, and across builds as long as
 /// the types keep their names.
 pub(crate) fn type_tag<H, T>() -> u64 {
+    tag_of::<H>(std::any::type_name::<T>())
+}
+
+/// The fingerprint of head `H` and an element type named `elem`.
+fn tag_of<H>(elem: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in std::any::type_name::<H>()
         .bytes()
         .chain([0])
-        .chain(std::any::type_name::<T>().bytes())
+        .chain(elem.bytes())
     {
         h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
     }
@@ -180,7 +194,7 @@ impl<H: Sync, T: bytemuck::Pod> Body<H, T> {
             kind,
             elem_size: elem_size as u64,
             elem_align: elem_align as u64,
-            type_tag: type_tag::<H, T>(),
+            type_tag: at.type_tag::<H, T>(),
             capacity: len.get(),
             body_len: body_len::<H, T>,
         };

@@ -270,6 +270,24 @@ pub mod process {
         )*};
     }
 
+    /// Compare-and-swaps: a ghost's "succeed" and change nothing.
+    macro_rules! cas {
+        ($int:ty; $($op:ident),*) => {$(
+            pub(crate) fn $op(
+                &self,
+                cur: $int,
+                new: $int,
+                s: Ordering,
+                f: Ordering,
+            ) -> Result<$int, $int> {
+                if !step() {
+                    return Ok(cur);
+                }
+                self.0.$op(cur, new, s, f)
+            }
+        )*};
+    }
+
     macro_rules! atomic {
         ($name:ident, $int:ty) => {
             /// loom's atomic, each operation counted as a step of the modelled process.
@@ -297,30 +315,7 @@ pub mod process {
                         self.0.store(v, o)
                     }
                 }
-                pub(crate) fn compare_exchange(
-                    &self,
-                    cur: $int,
-                    new: $int,
-                    s: Ordering,
-                    f: Ordering,
-                ) -> Result<$int, $int> {
-                    if !step() {
-                        return Ok(cur);
-                    }
-                    self.0.compare_exchange(cur, new, s, f)
-                }
-                pub(crate) fn compare_exchange_weak(
-                    &self,
-                    cur: $int,
-                    new: $int,
-                    s: Ordering,
-                    f: Ordering,
-                ) -> Result<$int, $int> {
-                    if !step() {
-                        return Ok(cur);
-                    }
-                    self.0.compare_exchange_weak(cur, new, s, f)
-                }
+                cas!($int; compare_exchange, compare_exchange_weak);
                 fetch!($int; swap, fetch_add, fetch_sub, fetch_and, fetch_or, fetch_max);
             }
         };

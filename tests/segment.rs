@@ -95,6 +95,10 @@ fn open_as_other_types() {
         "array_as_f64",
         Array::<f64>::open(&a).unwrap().get(1).unwrap(),
     );
+    // Under a name both programs give, another type of the same layout is accepted.
+    let named = Options::new().type_name("tests/counter-v1");
+    let r = Value::<i64>::with_options(&arg("renamed"), CreationMode::Open, 0, &named);
+    report("renamed_as_i64", r.unwrap().get().unwrap());
 }
 
 #[test]
@@ -104,10 +108,19 @@ fn another_element_type_of_the_same_size_is_a_layout_mismatch_in_another_process
     let _value = Value::<u64>::create(&v, 7).unwrap();
     let _array = Array::<f64>::create(&a, &[0.5, 1.5]).unwrap();
     let _raw = RawArray::<u64>::create_zeroed(&r, 3).unwrap();
+    let renamed = names.name("renamed");
+    let named = Options::new().type_name("tests/counter-v1");
+    let _renamed = Value::<u64>::with_options(&renamed, CreationMode::Create, 41, &named).unwrap();
+    // Without the name, the fingerprint is the type's own: refused.
+    assert!(matches!(
+        Value::<u64>::open(&renamed),
+        Err(Error::LayoutMismatch { .. })
+    ));
     let o = finish_ok(spawn(
         "open_as_other_types",
-        &[("value", v), ("array", a), ("raw", r)],
+        &[("value", v), ("array", a), ("raw", r), ("renamed", renamed)],
     ));
+    assert_eq!(o.values["renamed_as_i64"], "41");
     for k in [
         "value_as_f64",
         "value_as_i64",

@@ -11,7 +11,7 @@ use std::ptr::NonNull;
 use bytemuck::Pod;
 
 use crate::error::{Error, Result};
-use crate::object::{type_tag, At};
+use crate::object::At;
 use crate::primitive::AtomicU64;
 use crate::segment::{CreationMode, Kind, Layout, Segment};
 
@@ -66,7 +66,7 @@ pub(crate) fn map<T: Pod, H>(
         kind,
         elem_size: std::mem::size_of::<T>() as u64,
         elem_align: std::mem::align_of::<T>() as u64,
-        type_tag: type_tag::<H, T>(),
+        type_tag: at.type_tag::<H, T>(),
         capacity: cap,
         body_len,
     };

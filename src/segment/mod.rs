@@ -98,6 +98,7 @@ pub struct Options {
     mode: u32,
     keep: bool,
     trust_shared: bool,
+    type_name: Option<&'static str>,
 }
 
 impl Default for Options {
@@ -114,6 +115,7 @@ impl Options {
             mode: 0o600,
             keep: false,
             trust_shared: false,
+            type_name: None,
         }
     }
 
@@ -138,6 +140,35 @@ impl Options {
     pub const fn trust_shared(mut self, trust: bool) -> Self {
         self.trust_shared = trust;
         self
+    }
+
+    /// The name the element type is fingerprinted under, instead of its Rust path
+    /// (`std::any::type_name`). Every object records a fingerprint of its element type, and
+    /// `open` refuses another one ([`Error::LayoutMismatch`]); give the same name here in
+    /// every program that shares the object when the type's path differs between them (a
+    /// type renamed or moved in a new version, two crates defining the same layout).
+    ///
+    /// ```
+    /// use shmkit::{CreationMode, Options, Value};
+    /// # let name = format!("doc-typename-{}", std::process::id());
+    /// let opts = Options::new().type_name("orders::Book/v1");
+    /// let v = Value::<u64>::with_options(&name, CreationMode::Create, 1, &opts)?;
+    /// // A program whose type has another path opens it under the same name:
+    /// let w = Value::<u64>::with_options(&name, CreationMode::Open, 0, &opts)?;
+    /// assert_eq!(w.get()?, 1);
+    /// // Without it, the fingerprints differ:
+    /// assert!(matches!(Value::<u64>::open(&name), Err(shmkit::Error::LayoutMismatch { .. })));
+    /// # drop(v);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub const fn type_name(mut self, name: &'static str) -> Self {
+        self.type_name = Some(name);
+        self
+    }
+
+    /// The element type's name for its fingerprint, if the caller chose one.
+    pub(crate) fn elem_type_name(&self) -> Option<&'static str> {
+        self.type_name
     }
 }
 

@@ -46,10 +46,7 @@ impl<T: Pod> LockedBody<T> {
             owner_died: how == Acquired::OwnerDied,
             _not_send: PhantomData,
         };
-        match how {
-            Acquired::Clean => Ok(g),
-            Acquired::OwnerDied => Err(LockError::OwnerDied(g)),
-        }
+        how.result(g)
     }
 }
 

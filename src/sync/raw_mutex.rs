@@ -146,6 +146,17 @@ pub(crate) enum Acquired {
     OwnerDied,
 }
 
+impl Acquired {
+    /// The guard `g` of a lock acquired this way, as the recovering calls return it.
+    #[inline]
+    pub(crate) fn result<G>(self, g: G) -> crate::error::LockResult<G> {
+        match self {
+            Acquired::Clean => Ok(g),
+            Acquired::OwnerDied => Err(crate::error::LockError::OwnerDied(g)),
+        }
+    }
+}
+
 impl<F: Flavor> RawMutex<F> {
     /// Locks, waiting until `deadline`. `seg` is the segment the mutex lives in (for
     /// liveness).

@@ -8,7 +8,7 @@
 //! cannot hand out `&mut`), so it guards whatever the processes agree it guards. If the
 //! owning process dies holding it, `lock` reports [`Error::OwnerDied`] (leaving it free and
 //! marked inconsistent) until somebody repairs: `lock_recover` hands over the guard in
-//! [`LockError::OwnerDied`]; repair what the lock protects and call
+//! [`LockError::OwnerDied`](crate::LockError::OwnerDied); repair what the lock protects and call
 //! [`ReentrantMutexGuard::mark_consistent`]. A recovering lock released (by its last guard)
 //! unrepaired becomes not recoverable: every later lock fails with
 //! [`Error::NotRecoverable`]. Uncontended lock and unlock make no
@@ -49,7 +49,7 @@ use std::time::Duration;
 
 use super::raw_mutex::{Acquired, RawMutex};
 use super::wait::Deadline;
-use crate::error::{plain, Error, LockError, LockResult, Result, Unrepaired};
+use crate::error::{plain, Error, LockResult, Result, Unrepaired};
 use crate::object::{constructors, object_debug, At, Len, Shared};
 use crate::segment::{Kind, Segment};
 
@@ -163,7 +163,7 @@ impl ReentrantMutex {
     }
 
     /// Locks to repair: like [`ReentrantMutex::lock`], but a dead owner's lock comes with
-    /// the guard in [`LockError::OwnerDied`]; repair what it protects and call
+    /// the guard in [`LockError::OwnerDied`](crate::LockError::OwnerDied); repair what it protects and call
     /// [`ReentrantMutexGuard::mark_consistent`] (released without that, the lock becomes
     /// not recoverable).
     pub fn lock_recover(&self) -> LockResult<ReentrantMutexGuard<'_>> {
@@ -186,10 +186,7 @@ impl ReentrantMutex {
             lock: self,
             _not_send: PhantomData,
         };
-        match how {
-            Acquired::Clean => Ok(g),
-            Acquired::OwnerDied => Err(LockError::OwnerDied(g)),
-        }
+        how.result(g)
     }
 
     /// Takes the lock (or one more level of it); `None` for no waiting at all.

@@ -8,7 +8,7 @@
 //! readers out, so a stream of readers cannot starve writers. If a writer dies holding the
 //! lock, every `read` and `write` reports [`Error::OwnerDied`] (leaving the lock free and
 //! the data marked inconsistent) until a writer repairs it: `write_recover` hands over the
-//! guard in [`LockError::OwnerDied`], the writer repairs the data and calls
+//! guard in [`LockError::OwnerDied`](crate::LockError::OwnerDied), the writer repairs the data and calls
 //! [`RwLockWriteGuard::mark_consistent`] (a recovering write guard dropped unrepaired makes
 //! the lock not recoverable: every later `read` or `write` fails with
 //! [`Error::NotRecoverable`]); `read_recover` lets a reader look at what was left. A reader that dies holding a
@@ -52,7 +52,7 @@ use bytemuck::Pod;
 use super::raw_mutex::Acquired;
 use super::raw_rwlock::{RawRwLock, RwShared, READER_SLOTS};
 use super::wait::Deadline;
-use crate::error::{plain, LockError, LockResult, Result, Unrepaired};
+use crate::error::{plain, LockResult, Result, Unrepaired};
 use crate::object::{constructors, object_debug, At, Body, Len};
 use crate::segment::{Kind, Segment};
 
@@ -133,7 +133,7 @@ impl<T: Pod> RwLock<T> {
     }
 
     /// Locks for reading even if a writer died: the guard comes in
-    /// [`LockError::OwnerDied`] while the data is unrepaired, to look at what the dead writer
+    /// [`LockError::OwnerDied`](crate::LockError::OwnerDied) while the data is unrepaired, to look at what the dead writer
     /// left (a reader cannot repair it; [`RwLock::write_recover`] does).
     pub fn read_recover(&self) -> LockResult<RwLockReadGuard<'_, T>> {
         self.read_guard(self.raw().lock_read(Deadline::NEVER))
@@ -167,7 +167,7 @@ impl<T: Pod> RwLock<T> {
     }
 
     /// Locks for writing to repair: like [`RwLock::write`], but if a writer died and nobody
-    /// has repaired the data since, the caller gets the guard in [`LockError::OwnerDied`],
+    /// has repaired the data since, the caller gets the guard in [`LockError::OwnerDied`](crate::LockError::OwnerDied),
     /// repairs the data and calls [`RwLockWriteGuard::mark_consistent`]. A guard dropped
     /// without that makes the lock not recoverable.
     pub fn write_recover(&self) -> LockResult<RwLockWriteGuard<'_, T>> {
@@ -192,10 +192,7 @@ impl<T: Pod> RwLock<T> {
             token,
             _not_send: PhantomData,
         };
-        match how {
-            Acquired::Clean => Ok(g),
-            Acquired::OwnerDied => Err(LockError::OwnerDied(g)),
-        }
+        how.result(g)
     }
 
     fn write_guard(&self, r: Result<Acquired>) -> LockResult<RwLockWriteGuard<'_, T>> {
@@ -205,10 +202,7 @@ impl<T: Pod> RwLock<T> {
             owner_died: how == Acquired::OwnerDied,
             _not_send: PhantomData,
         };
-        match how {
-            Acquired::Clean => Ok(g),
-            Acquired::OwnerDied => Err(LockError::OwnerDied(g)),
-        }
+        how.result(g)
     }
 }
 
