@@ -95,6 +95,7 @@ impl<T: Pod> Array<T> {
             Kind::Array,
             Len::Create(fill.len()),
             RawMutex::new,
+            |_| (),
             |d| fill.apply(d),
         )?;
         Ok(Array { body })
@@ -241,6 +242,7 @@ impl<T: Pod> RawArray<T> {
             Kind::RawArray,
             Len::Create(fill.len()),
             || (),
+            |_| (),
             |d| fill.apply(d),
         )?;
         Ok(RawArray { body })

@@ -101,6 +101,52 @@ impl<'a> At<'a> {
     }
 }
 
+/// Heads whose all-zero bytes are a valid value: std atomics, checked by
+/// `bytemuck::Zeroable` (loom's atomics are not plain memory: there every head is written
+/// as a value).
+#[cfg(not(loom))]
+pub(crate) trait ZeroHead: bytemuck::Zeroable {}
+#[cfg(not(loom))]
+impl<H: bytemuck::Zeroable> ZeroHead for H {}
+/// See the non-loom definition.
+#[cfg(loom)]
+pub(crate) trait ZeroHead {}
+#[cfg(loom)]
+impl<H> ZeroHead for H {}
+
+/// Initialises a new object's head at `dst`, in a zero-filled body nobody else sees yet.
+///
+/// Heads are `#[repr(C)]` structs of atomics, most of them padded to 128-byte lines. A head
+/// written *by value* carries its padding bytes from the creator's stack into shared
+/// memory, where every process that may open the segment can read them (measured: an
+/// `RwLock`'s segment held some 7 KB of its creator's stack). So outside loom a head is
+/// never written whole: the zero-filled body already holds an all-zero head, a valid one
+/// (`ZeroHead`), and `set` stores only the fields whose initial value is not zero. Under
+/// loom, `value` is written (its atomics must be constructed; nothing is shared there).
+///
+/// # Safety
+/// `dst` is valid for writes of an `H`, aligned, zero-filled, and not yet visible to any
+/// other thread or process.
+pub(crate) unsafe fn init_head<H: ZeroHead>(
+    dst: *mut H,
+    value: impl FnOnce() -> H,
+    set: impl FnOnce(&H),
+) {
+    #[cfg(loom)]
+    {
+        // SAFETY: the caller's contract.
+        unsafe { dst.write(value()) };
+        let _ = set;
+    }
+    #[cfg(not(loom))]
+    {
+        let _ = value;
+        // SAFETY: the caller's contract: valid, aligned, zero-filled memory, and all-zero
+        // bytes are a valid `H` (`ZeroHead`); nobody else has a reference.
+        set(unsafe { &*dst });
+    }
+}
+
 /// What an object's creator asks for its length (or its parameter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Len {
@@ -167,16 +213,21 @@ fn tag_of<H>(elem: &str) -> u64 {
 }
 
 impl<H: Sync, T: bytemuck::Pod> Body<H, T> {
-    /// Creates and/or opens the object's segment. `head` builds the head of a new body and
-    /// `fill` fills its `len` elements (zeroed before); neither runs when an existing
-    /// object is opened.
+    /// Creates and/or opens the object's segment. A new body's head is initialised by
+    /// [`init_head`] from `head` (its initial value) and `set` (which stores the fields of a
+    /// zero-filled head that start non-zero); `fill` fills its `len` elements (zeroed
+    /// before). None of them runs when an existing object is opened.
     pub(crate) fn new(
         at: At<'_>,
         kind: Kind,
         len: Len,
         head: impl Fn() -> H,
+        set: impl Fn(&H),
         fill: impl Fn(&mut [T]),
-    ) -> Result<Self> {
+    ) -> Result<Self>
+    where
+        H: ZeroHead,
+    {
         if align_of::<H>() > 128 || align_of::<T>() > 128 {
             // The body starts 128-aligned (after the 128-byte header of a page-aligned
             // mapping): larger alignments cannot be honoured.
@@ -201,11 +252,11 @@ impl<H: Sync, T: bytemuck::Pod> Body<H, T> {
         let init = |seg: &Segment| {
             let (h, data, n) = Self::pointers(seg)?;
             // SAFETY: the body is mapped, 128-aligned and `body_len(len)` bytes long (the
-            // layout says so): room for the head at 0 and `n` elements at `data_offset`,
-            // each aligned (alignments ≤ 128, checked above). Nobody else sees the segment
-            // before it is published, so these are the only references.
+            // layout says so) and zero-filled: room for the head at 0 and `n` elements at
+            // `data_offset`, each aligned (alignments ≤ 128, checked above). Nobody else
+            // sees the segment before it is published, so these are the only references.
             unsafe {
-                h.as_ptr().write(head());
+                init_head(h.as_ptr(), &head, &set);
                 fill(std::slice::from_raw_parts_mut(data.as_ptr(), n));
             }
             Ok(())

@@ -193,7 +193,14 @@ impl<T: Pod> RawValue<T> {
     constructors!("raw value", init: T, open: T::zeroed());
 
     fn build(at: At<'_>, init: T) -> Result<Self> {
-        let body = PlainBody::new(at, Kind::RawValue, Len::Exactly(1), || (), |d| d[0] = init)?;
+        let body = PlainBody::new(
+            at,
+            Kind::RawValue,
+            Len::Exactly(1),
+            || (),
+            |_| (),
+            |d| d[0] = init,
+        )?;
         Ok(RawValue { body })
     }
 

@@ -18,6 +18,10 @@ fn __child() {
         ("open_as_other_types", open_as_other_types),
         ("fill_a_small_tmpfs", fill_a_small_tmpfs),
         (
+            "create_after_dirtying_the_stack",
+            create_after_dirtying_the_stack,
+        ),
+        (
             "anonymous_mutex_owner_dies_in_fork_child",
             anonymous_mutex_owner_dies_in_fork_child,
         ),
@@ -253,6 +257,77 @@ fn a_full_private_tmpfs_is_an_error_at_create_never_a_sigbus() {
     assert_eq!(o.values["ring"], "true", "{o:?}");
     // Only the segment that fits remains (until the child exits and its tmpfs goes).
     assert_eq!(o.values["left"], "shmkit.small.fits", "{o:?}");
+}
+
+/// The pattern a child writes over its stack before creating objects.
+const STACK_MARK: &[u8; 8] = b"STACK!!!";
+
+#[inline(never)]
+fn dirty_the_stack() -> u8 {
+    let mut a = [0u8; 256 << 10];
+    for c in a.chunks_mut(8) {
+        c.copy_from_slice(STACK_MARK);
+    }
+    std::hint::black_box(&mut a);
+    a[3]
+}
+
+/// Child: fills its stack with a pattern, creates one object of each kind with a padded
+/// head, all kept when it exits.
+fn create_after_dirtying_the_stack() {
+    let p = arg("prefix");
+    dirty_the_stack();
+    let keep = Options::new().keep(true);
+    let c = CreationMode::Create;
+    let _a = shmkit::RwLock::<u64>::with_options(&format!("{p}rwlock"), c, 1, &keep).unwrap();
+    let _b = shmkit::ReentrantMutex::with_options(&format!("{p}rlock"), c, &keep).unwrap();
+    let _c = shmkit::Barrier::with_options(&format!("{p}barrier"), c, 2, &keep).unwrap();
+    let _d = shmkit::Semaphore::with_options(&format!("{p}sem"), c, 3, &keep).unwrap();
+    let _e = shmkit::Event::with_options(&format!("{p}event"), c, &keep).unwrap();
+    let _f = shmkit::spsc::Sender::<u64>::with_options(&format!("{p}spsc"), c, 8, &keep).unwrap();
+    let _g = shmkit::mpmc::Sender::<u64>::with_options(&format!("{p}mpmc"), c, 8, &keep).unwrap();
+    let _h = shmkit::frames::Sender::with_options(&format!("{p}frames"), c, 4096, &keep).unwrap();
+    report("made", 8);
+}
+
+#[test]
+fn no_byte_of_the_creators_stack_reaches_a_segment() {
+    let names = Names::new("stackleak");
+    let prefix = names.name("o.");
+    finish_ok(spawn(
+        "create_after_dirtying_the_stack",
+        &[("prefix", prefix.clone())],
+    ));
+    let mut seen = 0;
+    for kind in [
+        "rwlock", "rlock", "barrier", "sem", "event", "spsc", "mpmc", "frames",
+    ] {
+        let bytes = std::fs::read(path_of(&format!("{prefix}{kind}"))).unwrap();
+        seen += 1;
+        assert!(
+            !bytes.windows(STACK_MARK.len()).any(|w| w == STACK_MARK),
+            "{kind}: the creator's stack leaked into the segment"
+        );
+    }
+    // What the objects hold is intact: they open and work.
+    assert_eq!(seen, 8);
+    assert_eq!(
+        *shmkit::RwLock::<u64>::open(&format!("{prefix}rwlock"))
+            .unwrap()
+            .read()
+            .unwrap(),
+        1
+    );
+    assert!(shmkit::Semaphore::open(&format!("{prefix}sem"))
+        .unwrap()
+        .try_acquire()
+        .unwrap());
+    assert_eq!(
+        shmkit::Barrier::open(&format!("{prefix}barrier"))
+            .unwrap()
+            .parties(),
+        2
+    );
 }
 
 fn valid_header_bytes(name: &str) -> Vec<u8> {

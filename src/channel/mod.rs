@@ -109,12 +109,14 @@ use crate::sync::wait::{self, Deadline, WAITERS};
 /// A value on its own 128-byte line (two lines of the adjacent-line prefetcher).
 #[derive(Debug)]
 #[repr(C, align(128))]
+#[cfg_attr(not(loom), derive(bytemuck::Zeroable))]
 pub(crate) struct Line<T>(pub(crate) T);
 
 /// The header of a one-sender one-receiver channel (spsc, frames): one line per writer so
 /// that nothing false-shares.
 #[derive(Debug)]
 #[repr(C)]
+#[cfg_attr(not(loom), derive(bytemuck::Zeroable))]
 pub(crate) struct Header {
     /// Endpoint registrations: `[sender, receiver]`.
     pub(crate) ends: Line<[EndpointSlot; 2]>,
@@ -284,6 +286,7 @@ pub enum WaitStrategy {
 /// bumped by every wake.
 #[derive(Debug)]
 #[repr(C, align(128))]
+#[cfg_attr(not(loom), derive(bytemuck::Zeroable))]
 pub(crate) struct Signal {
     word: AtomicU32,
 }
@@ -345,6 +348,7 @@ impl Signal {
 /// holds it (0: free) and its pid (display only).
 #[derive(Debug)]
 #[repr(C)]
+#[cfg_attr(not(loom), derive(bytemuck::Zeroable))]
 pub(crate) struct EndpointSlot {
     token: AtomicU32,
     pid: AtomicU32,

@@ -11,7 +11,7 @@ use std::ptr::NonNull;
 use bytemuck::Pod;
 
 use crate::error::{Error, Result};
-use crate::object::At;
+use crate::object::{init_head, At, ZeroHead};
 use crate::primitive::AtomicU64;
 use crate::segment::{CreationMode, Kind, Layout, Segment};
 
@@ -47,7 +47,11 @@ pub(crate) fn map<T: Pod, H>(
     capacity: usize,
     shape: Shape,
     header: fn() -> H,
-) -> Result<Mapped<H, T>> {
+    set: fn(&H),
+) -> Result<Mapped<H, T>>
+where
+    H: ZeroHead,
+{
     let Shape {
         kind,
         body_len,
@@ -72,10 +76,10 @@ pub(crate) fn map<T: Pod, H>(
     };
     let init = |seg: &Segment| {
         let base = seg.as_ptr();
-        // SAFETY: the body is 128-aligned and large enough for the header and `capacity`
-        // slots (the layout says so); nobody else sees it before it is published.
+        // SAFETY: the body is 128-aligned, zero-filled and large enough for the header and
+        // `capacity` slots (the layout says so); nobody else sees it before it is published.
         unsafe {
-            (base as *mut H).write(header());
+            init_head(base as *mut H, header, set);
             let slots = base.add(std::mem::size_of::<H>()) as *mut Slot<T>;
             for i in 0..seg.capacity() {
                 std::ptr::addr_of_mut!((*slots.add(i as usize)).stamp).write(AtomicU64::new(i));

@@ -24,6 +24,7 @@ const GEN_MASK: u32 = BROKEN - 1;
 /// `members`: liveness tokens of the processes holding handles (0: free).
 #[derive(Debug)]
 #[repr(C, align(128))]
+#[cfg_attr(not(loom), derive(bytemuck::Zeroable))]
 pub struct BarrierState {
     gen: AtomicU32,
     arrived: AtomicU32,
@@ -37,6 +38,13 @@ const _: () = assert!(std::mem::size_of::<BarrierState>() == 1024);
 
 impl BarrierState {
     /// A barrier with no arrivals and no members.
+    /// Sets the fields that do not start at zero in a zero-filled state (see
+    /// `object::init_head`).
+    pub(crate) fn init(&self) {
+        // Relaxed: the segment is published afterwards with a Release store.
+        self.reset_gen.store(GEN_MASK, Ordering::Relaxed);
+    }
+
     pub fn new() -> BarrierState {
         BarrierState {
             gen: AtomicU32::new(0),
@@ -297,6 +305,7 @@ impl Barrier {
             Kind::Barrier,
             Len::Create(u64::from(parties)),
             BarrierState::new,
+            BarrierState::init,
             |_| (),
         )?;
         let parties = u32::try_from(shared.len())

@@ -20,6 +20,7 @@ const SEQ_MASK: u32 = !WAITERS;
 /// | 31 | WAITERS: somebody may sleep; `notify_all` clears it |
 #[derive(Debug)]
 #[repr(C, align(128))]
+#[cfg_attr(not(loom), derive(bytemuck::Zeroable))]
 pub struct CondState {
     seq: AtomicU32,
 }
@@ -154,7 +155,14 @@ impl Condvar {
     constructors!("condition variable");
 
     fn build(at: At<'_>, (): ()) -> Result<Self> {
-        let shared = Shared::new(at, Kind::Condvar, Len::Exactly(0), CondState::new, |_| ())?;
+        let shared = Shared::new(
+            at,
+            Kind::Condvar,
+            Len::Exactly(0),
+            CondState::new,
+            |_| (),
+            |_| (),
+        )?;
         Ok(Condvar { shared })
     }
 

@@ -22,6 +22,7 @@ const GEN_MASK: u32 = !(SET | WAITERS);
 /// | 31 | WAITERS: somebody may sleep; `set` clears it and wakes all |
 #[derive(Debug)]
 #[repr(C, align(128))]
+#[cfg_attr(not(loom), derive(bytemuck::Zeroable))]
 pub struct EventState {
     word: AtomicU32,
 }
@@ -133,7 +134,14 @@ impl Event {
     constructors!("event");
 
     fn build(at: At<'_>, (): ()) -> Result<Self> {
-        let shared = Shared::new(at, Kind::Event, Len::Exactly(0), EventState::new, |_| ())?;
+        let shared = Shared::new(
+            at,
+            Kind::Event,
+            Len::Exactly(0),
+            EventState::new,
+            |_| (),
+            |_| (),
+        )?;
         Ok(Event { shared })
     }
 

@@ -228,7 +228,14 @@ impl<T: Pod> Mutex<T> {
 
     /// A mutex-shaped object of another kind (a [`Value`](crate::Value)).
     pub(crate) fn with_kind(at: At<'_>, kind: Kind, init: T) -> Result<Self> {
-        let body = LockedBody::new(at, kind, Len::Exactly(1), RawMutex::new, |d| d[0] = init)?;
+        let body = LockedBody::new(
+            at,
+            kind,
+            Len::Exactly(1),
+            RawMutex::new,
+            |_| (),
+            |d| d[0] = init,
+        )?;
         Ok(Mutex { body })
     }
 

@@ -123,6 +123,11 @@ pub(crate) struct RawMutex<F: Flavor = Exclusive> {
 
 #[cfg(not(loom))]
 const _: () = assert!(std::mem::size_of::<RawMutex>() == 8);
+
+// SAFETY: two std atomics (zero is a valid value of each) and a zero-sized marker: all-zero
+// bytes are a valid `RawMutex`, and its initial state (unlocked, consistent).
+#[cfg(not(loom))]
+unsafe impl<F: Flavor> bytemuck::Zeroable for RawMutex<F> {}
 #[cfg(not(loom))]
 const _: () = assert!(std::mem::align_of::<RawMutex>() == 4);
 #[cfg(not(loom))]

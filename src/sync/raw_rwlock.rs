@@ -68,6 +68,7 @@ const ALL: u32 = i32::MAX as u32;
 
 /// The line every locker reads.
 #[repr(C, align(128))]
+#[cfg_attr(not(loom), derive(bytemuck::Zeroable))]
 struct Head {
     /// Writer word (token and PARKED flag) and state word (see the module docs).
     writer: RawMutex<Handshake>,
@@ -79,12 +80,14 @@ struct Head {
 
 /// One reader slot: `token << 32 | count`, or 0 when free.
 #[repr(C, align(128))]
+#[cfg_attr(not(loom), derive(bytemuck::Zeroable))]
 struct Slot {
     word: AtomicU64,
 }
 
 /// The shared state at the start of an rwlock's body (the `T` follows it).
 #[repr(C)]
+#[cfg_attr(not(loom), derive(bytemuck::Zeroable))]
 pub(crate) struct RwShared {
     head: Head,
     slots: [Slot; READER_SLOTS],

@@ -58,6 +58,7 @@ const MAX_DEPTH: u32 = 1 << 30;
 
 /// The shared state: the whole body.
 #[repr(C, align(128))]
+#[cfg_attr(not(loom), derive(bytemuck::Zeroable))]
 struct ReShared {
     /// The process-level robust lock.
     raw: RawMutex,
@@ -132,6 +133,7 @@ impl ReentrantMutex {
                 owner_token: AtomicU32::new(0),
                 count: AtomicU32::new(0),
             },
+            |_| (),
             |_| (),
         )?;
         Ok(ReentrantMutex { body })

@@ -97,9 +97,14 @@ impl<T: Pod> RwLock<T> {
     constructors!("reader-writer lock", init: T, open: T::zeroed());
 
     fn build(at: At<'_>, init: T) -> Result<Self> {
-        let body = Body::new(at, Kind::RwLock, Len::Exactly(1), RwShared::new, |d| {
-            d[0] = init
-        })?;
+        let body = Body::new(
+            at,
+            Kind::RwLock,
+            Len::Exactly(1),
+            RwShared::new,
+            |_| (),
+            |d| d[0] = init,
+        )?;
         Ok(RwLock {
             body,
             hint: AtomicUsize::new(0),

@@ -22,6 +22,7 @@ pub const MAX_PERMITS: u32 = VALUE;
 /// | 31 | WAITERS: somebody may sleep on the word; the next `release` clears it and wakes all |
 #[derive(Debug)]
 #[repr(C, align(128))]
+#[cfg_attr(not(loom), derive(bytemuck::Zeroable))]
 pub struct SemState {
     word: AtomicU32,
 }
@@ -35,6 +36,12 @@ impl SemState {
         SemState {
             word: AtomicU32::new(permits & VALUE),
         }
+    }
+
+    /// Sets the initial count in a zero-filled state (see `object::init_head`).
+    pub(crate) fn init(&self, permits: u32) {
+        // Relaxed: the segment is published afterwards with a Release store.
+        self.word.store(permits & VALUE, Ordering::Relaxed);
     }
 
     /// One attempt: takes a permit if there is one.
@@ -127,6 +134,7 @@ impl RawSemaphore {
             kind,
             Len::Create(u64::from(initial)),
             || SemState::new(initial),
+            |s| s.init(initial),
             |_| (),
         )?;
         let cap = shared.len() as u64;

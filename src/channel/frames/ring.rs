@@ -11,7 +11,7 @@ use std::ptr::NonNull;
 use super::super::{Header, Poll};
 use super::{MAX_CAPACITY, MIN_CAPACITY};
 use crate::error::{Error, Result};
-use crate::object::{type_tag, At};
+use crate::object::{init_head, type_tag, At};
 use crate::os::failpoint::failpoint;
 use crate::primitive::{AtomicU64, Ordering};
 use crate::segment::{CreationMode, Kind, Layout, Segment};
@@ -94,10 +94,10 @@ impl Ring {
             body_len,
         };
         let init = |seg: &Segment| {
-            // SAFETY: the body is 128-aligned and holds the header and `cap` bytes; nobody
-            // else sees it yet. The data bytes are zero (ftruncate): every stamp reads 0,
-            // "not published".
-            unsafe { (seg.as_ptr() as *mut Header).write(Header::new()) };
+            // SAFETY: the body is 128-aligned, zero-filled, and holds the header and `cap`
+            // bytes; nobody else sees it yet. The data bytes are zero: every stamp reads
+            // 0, "not published". The header starts all zero.
+            unsafe { init_head(seg.as_ptr() as *mut Header, Header::new, |_| ()) };
             Ok(())
         };
         let seg = at.segment(layout, init)?;

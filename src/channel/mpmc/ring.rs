@@ -28,6 +28,7 @@ const RETRIES: usize = 1024;
 /// One endpoint's registration: its liveness slot and the position it claims.
 #[derive(Debug)]
 #[repr(C)]
+#[cfg_attr(not(loom), derive(bytemuck::Zeroable))]
 pub(in crate::channel) struct Registration {
     pub(in crate::channel) end: EndpointSlot,
     /// [`IDLE`], or the position this endpoint is claiming or holds (see the module docs).
@@ -36,6 +37,7 @@ pub(in crate::channel) struct Registration {
 
 /// The queue header. Hot words each on their own 128-byte line.
 #[repr(C)]
+#[cfg_attr(not(loom), derive(bytemuck::Zeroable))]
 pub(in crate::channel) struct Header {
     /// The next position to claim for sending. Only grows (CAS).
     pub(in crate::channel) tail: Line<AtomicU64>,
@@ -61,6 +63,15 @@ const _: () = assert!(std::mem::size_of::<Header>() == (5 + 2 * MAX_ENDPOINTS) *
 const _: () = assert!(std::mem::align_of::<Header>() == 128);
 
 impl Header {
+    /// Sets the fields that do not start at zero in a zero-filled header (see
+    /// `object::init_head`): every registration's `pending` is IDLE.
+    pub(super) fn init(&self) {
+        for r in self.senders.iter().chain(self.receivers.iter()) {
+            // Relaxed: the segment is published afterwards with a Release store.
+            r.0.pending.store(IDLE, Ordering::Relaxed);
+        }
+    }
+
     pub(super) fn new() -> Header {
         let reg = || {
             Line(Registration {
@@ -237,7 +248,7 @@ impl<T: Pod> Ring<T> {
                 format!("capacity {c} must be between 1 and {MAX_CAPACITY} (and fit in memory)")
             },
         };
-        let m = typed::map::<T, Header>(at, capacity, shape, Header::new)?;
+        let m = typed::map::<T, Header>(at, capacity, shape, Header::new, Header::init)?;
         // Validated on open: `body_len(capacity)` matched, so 1 <= cap <= MAX_CAPACITY.
         Ok(Ring {
             geo: Geometry::new(m.seg.capacity()),

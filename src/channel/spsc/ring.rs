@@ -50,7 +50,7 @@ impl<T: Pod> Ring<T> {
                 format!("capacity {c} must be a power of two between 2 and {MAX_CAPACITY}")
             },
         };
-        let m = typed::map::<T, Header>(at, capacity, shape, Header::new)?;
+        let m = typed::map::<T, Header>(at, capacity, shape, Header::new, |_| ())?;
         Ok(Ring {
             cap: m.seg.capacity(),
             hdr: m.hdr,
