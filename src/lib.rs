@@ -36,6 +36,23 @@
 //! Every blocking call has a `try_` form that never blocks and a `_timeout` form; a peer
 //! that dies is detected through a lock the kernel releases at its death, never by pid.
 //!
+//! # Conventions
+//! - Every object: `create` (exclusive), `open` (checked), `open_or_create` (race-free),
+//!   `anonymous` (for `fork`), `with_options` ([`Options`], [`CreationMode`]),
+//!   `is_creator`, `segment`.
+//! - Every blocking call has a `try_` form (never blocks: [`Error::WouldBlock`]) and a
+//!   `_timeout` form ([`Error::Timeout`]).
+//! - Channels, as `std::sync::mpsc` and crossbeam: `send`/`try_send`/`send_timeout`;
+//!   `recv`/`try_recv`/`recv_timeout` return an owned copy; `recv_ref…` a guard in place;
+//!   `iter`/`try_iter` yield `Result`s and end on disconnection.
+//! - Locks: `lock`/`read`/`write` return [`Result`], so `?` works everywhere; the
+//!   `…_recover` forms return [`LockResult`] to repair what a dead holder left.
+//! - A call that can fail returns `Result`; one that cannot returns `()`:
+//!   [`Event::set`] and [`Condvar::notify_all`] cannot fail, while
+//!   [`Semaphore::release`] can ([`Error::Overflow`] past the bound or the largest count).
+//!   Loans' `commit` returns `Result` on every channel, as mpmc's can fail (its slot
+//!   skipped meanwhile by a receiver that took the sender for dead).
+//!
 //! # Your own types in shared memory
 //! Anything that is plain data (`Copy`, no pointers, no padding, every bit pattern valid)
 //! can live in shared memory: derive [`Pod`](bytemuck::Pod) through the re-exported
