@@ -37,7 +37,6 @@ pub struct BarrierState {
 const _: () = assert!(std::mem::size_of::<BarrierState>() == 1024);
 
 impl BarrierState {
-    /// A barrier with no arrivals and no members.
     /// Sets the fields that do not start at zero in a zero-filled state (see
     /// `object::init_head`).
     pub(crate) fn init(&self) {
@@ -45,6 +44,7 @@ impl BarrierState {
         self.reset_gen.store(GEN_MASK, Ordering::Relaxed);
     }
 
+    /// A barrier with no arrivals and no members.
     pub fn new() -> BarrierState {
         BarrierState {
             gen: AtomicU32::new(0),
