@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytemuck::Pod;
 
 use crate::error::{plain, Error, LockError, LockResult, Result};
-use crate::object::{constructors, object_debug, At, Len};
+use crate::object::{constructors, object_debug, At, Head, Len};
 use crate::segment::{Kind, Segment};
 use crate::sync::mutex::LockedBody;
 use crate::sync::raw_mutex::RawMutex;
@@ -94,8 +94,7 @@ impl<T: Pod> Array<T> {
             at,
             Kind::Array,
             Len::Create(fill.len()),
-            RawMutex::new,
-            |_| (),
+            Head::zero(RawMutex::new),
             |d| fill.apply(d),
         )?;
         Ok(Array { body })
@@ -241,8 +240,7 @@ impl<T: Pod> RawArray<T> {
             at,
             Kind::RawArray,
             Len::Create(fill.len()),
-            || (),
-            |_| (),
+            Head::zero(|| ()),
             |d| fill.apply(d),
         )?;
         Ok(RawArray { body })

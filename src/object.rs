@@ -114,6 +114,40 @@ pub(crate) trait ZeroHead {}
 #[cfg(loom)]
 impl<H> ZeroHead for H {}
 
+/// How a new object's head starts: its initial `value` (written as is only under loom) and
+/// `set`, which stores the fields that do not start at zero into a zero-filled head (see
+/// [`init_head`]).
+pub(crate) struct Head<V, S> {
+    value: V,
+    set: S,
+}
+
+impl<H, V: Fn() -> H> Head<V, fn(&H)> {
+    /// A head whose initial state is all zero.
+    pub(crate) fn zero(value: V) -> Self {
+        Head { value, set: |_| () }
+    }
+}
+
+impl<H, V: Fn() -> H, S: Fn(&H)> Head<V, S> {
+    /// A head some of whose fields start non-zero: `set` stores them.
+    pub(crate) fn with(value: V, set: S) -> Self {
+        Head { value, set }
+    }
+
+    /// Initialises the head at `dst` (see [`init_head`]).
+    ///
+    /// # Safety
+    /// As for [`init_head`].
+    pub(crate) unsafe fn init(&self, dst: *mut H)
+    where
+        H: ZeroHead,
+    {
+        // SAFETY: the caller's contract.
+        unsafe { init_head(dst, &self.value, &self.set) }
+    }
+}
+
 /// Initialises a new object's head at `dst`, in a zero-filled body nobody else sees yet.
 ///
 /// Heads are `#[repr(C)]` structs of atomics, most of them padded to 128-byte lines. A head
@@ -213,16 +247,14 @@ fn tag_of<H>(elem: &str) -> u64 {
 }
 
 impl<H: Sync, T: bytemuck::Pod> Body<H, T> {
-    /// Creates and/or opens the object's segment. A new body's head is initialised by
-    /// [`init_head`] from `head` (its initial value) and `set` (which stores the fields of a
-    /// zero-filled head that start non-zero); `fill` fills its `len` elements (zeroed
-    /// before). None of them runs when an existing object is opened.
+    /// Creates and/or opens the object's segment. A new body's head is initialised from
+    /// `head` (see [`Head`]) and `fill` fills its `len` elements (zeroed before); neither
+    /// runs when an existing object is opened.
     pub(crate) fn new(
         at: At<'_>,
         kind: Kind,
         len: Len,
-        head: impl Fn() -> H,
-        set: impl Fn(&H),
+        head: Head<impl Fn() -> H, impl Fn(&H)>,
         fill: impl Fn(&mut [T]),
     ) -> Result<Self>
     where
@@ -256,7 +288,7 @@ impl<H: Sync, T: bytemuck::Pod> Body<H, T> {
             // `data_offset`, each aligned (alignments ≤ 128, checked above). Nobody else
             // sees the segment before it is published, so these are the only references.
             unsafe {
-                init_head(h.as_ptr(), &head, &set);
+                head.init(h.as_ptr());
                 fill(std::slice::from_raw_parts_mut(data.as_ptr(), n));
             }
             Ok(())

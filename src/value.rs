@@ -10,7 +10,7 @@ use std::sync::atomic;
 use bytemuck::Pod;
 
 use crate::error::{Error, LockError, Result};
-use crate::object::{constructors, object_debug, At, Body, Len};
+use crate::object::{constructors, object_debug, At, Body, Head, Len};
 use crate::segment::{Kind, Segment};
 use crate::sync::{Mutex, MutexGuard};
 
@@ -197,8 +197,7 @@ impl<T: Pod> RawValue<T> {
             at,
             Kind::RawValue,
             Len::Exactly(1),
-            || (),
-            |_| (),
+            Head::zero(|| ()),
             |d| d[0] = init,
         )?;
         Ok(RawValue { body })

@@ -11,7 +11,7 @@ use std::ptr::NonNull;
 use bytemuck::Pod;
 
 use crate::error::{Error, Result};
-use crate::object::{init_head, At, ZeroHead};
+use crate::object::{At, Head, ZeroHead};
 use crate::primitive::AtomicU64;
 use crate::segment::{CreationMode, Kind, Layout, Segment};
 
@@ -21,6 +21,9 @@ pub(crate) struct Slot<T> {
     pub(crate) stamp: AtomicU64,
     pub(crate) value: UnsafeCell<T>,
 }
+
+/// How a ring's header starts (see [`Head`]).
+pub(crate) type RingHead<H> = Head<fn() -> H, fn(&H)>;
 
 /// A ring of `Slot<T>`s after a header `H`, freshly mapped and validated.
 pub(crate) struct Mapped<H, T> {
@@ -46,8 +49,7 @@ pub(crate) fn map<T: Pod, H>(
     at: At<'_>,
     capacity: usize,
     shape: Shape,
-    header: fn() -> H,
-    set: fn(&H),
+    header: RingHead<H>,
 ) -> Result<Mapped<H, T>>
 where
     H: ZeroHead,
@@ -79,7 +81,7 @@ where
         // SAFETY: the body is 128-aligned, zero-filled and large enough for the header and
         // `capacity` slots (the layout says so); nobody else sees it before it is published.
         unsafe {
-            init_head(base as *mut H, header, set);
+            header.init(base as *mut H);
             let slots = base.add(std::mem::size_of::<H>()) as *mut Slot<T>;
             for i in 0..seg.capacity() {
                 std::ptr::addr_of_mut!((*slots.add(i as usize)).stamp).write(AtomicU64::new(i));

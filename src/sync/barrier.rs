@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::wait::{self, Announced, Deadline, Waiter, WAITERS};
 use crate::error::{Error, Result};
-use crate::object::{constructors, object_debug, At, Len, Shared};
+use crate::object::{constructors, object_debug, At, Head, Len, Shared};
 use crate::primitive::{AtomicU32, Ordering};
 use crate::segment::{Kind, Segment};
 
@@ -304,8 +304,7 @@ impl Barrier {
             at,
             Kind::Barrier,
             Len::Create(u64::from(parties)),
-            BarrierState::new,
-            BarrierState::init,
+            Head::with(BarrierState::new, BarrierState::init),
             |_| (),
         )?;
         let parties = u32::try_from(shared.len())

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::mutex::MutexGuard;
 use super::wait::{self, Deadline, WAITERS};
 use crate::error::{plain, Error, LockError, LockResult, Result};
-use crate::object::{constructors, object_debug, At, Len, Shared};
+use crate::object::{constructors, object_debug, At, Head, Len, Shared};
 use crate::primitive::{AtomicU32, Ordering};
 use crate::segment::{Kind, Segment};
 
@@ -159,8 +159,7 @@ impl Condvar {
             at,
             Kind::Condvar,
             Len::Exactly(0),
-            CondState::new,
-            |_| (),
+            Head::zero(CondState::new),
             |_| (),
         )?;
         Ok(Condvar { shared })

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::wait::{self, announce, Deadline, WAITERS};
 use crate::error::{Error, Result};
-use crate::object::{constructors, object_debug, At, Len, Shared};
+use crate::object::{constructors, object_debug, At, Head, Len, Shared};
 use crate::primitive::{AtomicU32, Ordering};
 use crate::segment::{Kind, Segment};
 
@@ -138,8 +138,7 @@ impl Event {
             at,
             Kind::Event,
             Len::Exactly(0),
-            EventState::new,
-            |_| (),
+            Head::zero(EventState::new),
             |_| (),
         )?;
         Ok(Event { shared })

@@ -50,7 +50,7 @@ use std::time::Duration;
 use super::raw_mutex::{Acquired, RawMutex};
 use super::wait::Deadline;
 use crate::error::{plain, Error, LockResult, Result, Unrepaired};
-use crate::object::{constructors, object_debug, At, Len, Shared};
+use crate::object::{constructors, object_debug, At, Head, Len, Shared};
 use crate::segment::{Kind, Segment};
 
 /// The deepest re-entry; more is taken as corruption.
@@ -73,6 +73,18 @@ struct ReShared {
 #[cfg(not(loom))]
 const _: () = assert!(size_of::<ReShared>() == 128);
 const _: () = assert!(align_of::<ReShared>() == 128);
+
+impl ReShared {
+    /// Free: no holder, no level, consistent.
+    fn new() -> ReShared {
+        ReShared {
+            raw: RawMutex::new(),
+            owner_thread: AtomicU64::new(0),
+            owner_token: AtomicU32::new(0),
+            count: AtomicU32::new(0),
+        }
+    }
+}
 
 /// This thread's process-local id: nonzero, never reused within the process.
 fn thread_id() -> u64 {
@@ -127,13 +139,7 @@ impl ReentrantMutex {
             at,
             Kind::ReentrantMutex,
             Len::Exactly(1),
-            || ReShared {
-                raw: RawMutex::new(),
-                owner_thread: AtomicU64::new(0),
-                owner_token: AtomicU32::new(0),
-                count: AtomicU32::new(0),
-            },
-            |_| (),
+            Head::zero(ReShared::new),
             |_| (),
         )?;
         Ok(ReentrantMutex { body })

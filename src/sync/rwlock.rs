@@ -53,7 +53,7 @@ use super::raw_mutex::Acquired;
 use super::raw_rwlock::{RawRwLock, RwShared, READER_SLOTS};
 use super::wait::Deadline;
 use crate::error::{plain, LockResult, Result, Unrepaired};
-use crate::object::{constructors, object_debug, At, Body, Len};
+use crate::object::{constructors, object_debug, At, Body, Head, Len};
 use crate::segment::{Kind, Segment};
 
 /// A robust, process-shared reader-writer lock protecting a `T`: many readers or one
@@ -101,8 +101,7 @@ impl<T: Pod> RwLock<T> {
             at,
             Kind::RwLock,
             Len::Exactly(1),
-            RwShared::new,
-            |_| (),
+            Head::zero(RwShared::new),
             |d| d[0] = init,
         )?;
         Ok(RwLock {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::wait::{self, announce, Deadline, WAITERS};
 use crate::error::{Error, Result};
-use crate::object::{constructors, object_debug, At, Len, Shared};
+use crate::object::{constructors, object_debug, At, Head, Len, Shared};
 use crate::primitive::{AtomicU32, Ordering};
 use crate::segment::{Kind, Segment};
 
@@ -133,8 +133,7 @@ impl RawSemaphore {
             at,
             kind,
             Len::Create(u64::from(initial)),
-            || SemState::new(initial),
-            |s| s.init(initial),
+            Head::with(|| SemState::new(initial), |s: &SemState| s.init(initial)),
             |_| (),
         )?;
         let cap = shared.len() as u64;

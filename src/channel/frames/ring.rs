@@ -11,7 +11,7 @@ use std::ptr::NonNull;
 use super::super::{Header, Poll};
 use super::{MAX_CAPACITY, MIN_CAPACITY};
 use crate::error::{Error, Result};
-use crate::object::{init_head, type_tag, At};
+use crate::object::{type_tag, At, Head};
 use crate::os::failpoint::failpoint;
 use crate::primitive::{AtomicU64, Ordering};
 use crate::segment::{CreationMode, Kind, Layout, Segment};
@@ -97,7 +97,7 @@ impl Ring {
             // SAFETY: the body is 128-aligned, zero-filled, and holds the header and `cap`
             // bytes; nobody else sees it yet. The data bytes are zero: every stamp reads
             // 0, "not published". The header starts all zero.
-            unsafe { init_head(seg.as_ptr() as *mut Header, Header::new, |_| ()) };
+            unsafe { Head::zero(Header::new).init(seg.as_ptr() as *mut Header) };
             Ok(())
         };
         let seg = at.segment(layout, init)?;

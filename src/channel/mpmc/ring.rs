@@ -15,7 +15,7 @@ use super::super::typed::{self, Shape, Slot};
 use super::super::{EndpointSlot, Line, Poll, Signal};
 use super::{MAX_CAPACITY, MAX_ENDPOINTS};
 use crate::error::{Error, Result};
-use crate::object::At;
+use crate::object::{At, Head};
 use crate::primitive::{AtomicU64, Ordering};
 use crate::segment::{Kind, Segment};
 
@@ -248,7 +248,8 @@ impl<T: Pod> Ring<T> {
                 format!("capacity {c} must be between 1 and {MAX_CAPACITY} (and fit in memory)")
             },
         };
-        let m = typed::map::<T, Header>(at, capacity, shape, Header::new, Header::init)?;
+        let m =
+            typed::map::<T, Header>(at, capacity, shape, Head::with(Header::new, Header::init))?;
         // Validated on open: `body_len(capacity)` matched, so 1 <= cap <= MAX_CAPACITY.
         Ok(Ring {
             geo: Geometry::new(m.seg.capacity()),

@@ -14,7 +14,7 @@ use super::super::typed::{self, Shape, Slot};
 use super::super::Header;
 use super::MAX_CAPACITY;
 use crate::error::{Error, Result};
-use crate::object::At;
+use crate::object::{At, Head};
 use crate::segment::{Kind, Segment};
 
 pub(super) fn body_len<T>(cap: u64) -> Option<u64> {
@@ -50,7 +50,7 @@ impl<T: Pod> Ring<T> {
                 format!("capacity {c} must be a power of two between 2 and {MAX_CAPACITY}")
             },
         };
-        let m = typed::map::<T, Header>(at, capacity, shape, Header::new, |_| ())?;
+        let m = typed::map::<T, Header>(at, capacity, shape, Head::zero(Header::new))?;
         Ok(Ring {
             cap: m.seg.capacity(),
             hdr: m.hdr,
