@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use shmkit::{frames, spsc, Error, RawArray, WaitStrategy};
 
+mod mpmc;
 mod report;
 
 use report::Report;
@@ -173,6 +174,7 @@ fn cases() -> Vec<Case> {
     ));
     v.push(tp("tp_pipe", "pipe", 8, None));
     v.push(tp("tp_socket", "unix socket", 8, Some("tp_pipe")));
+    v.extend(mpmc::cases());
     for size in SIZES {
         let mut frames = tp("tp_frames", "shmkit frames", size, Some("tp_pipe"));
         frames.floor = Some("tp_copy");
@@ -201,6 +203,8 @@ struct Samples {
 pub fn run(args: &Args) -> Res<()> {
     let plan = if args.full { FULL } else { QUICK };
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Before we pin ourselves (which makes `available_parallelism` say 1).
+    let _ = mpmc::CPUS.set(cpus);
     if cpus > 1 {
         pin_to_cpu(0)?;
     }
@@ -321,6 +325,9 @@ fn run_case(case: &Case, plan: &Plan, out: &mut Samples) -> Res<()> {
     // Round trips of this round; the first tenth is warm-up and is dropped at the end.
     let mut local: Vec<u64> = Vec::new();
     let (id, same) = base(case.id);
+    if mpmc::shape(id).is_some() {
+        return mpmc::run(case, plan, &name, out);
+    }
     match id {
         "rt_floor_spin" | "rt_futex_sleeping" => {
             let words = RawArray::<u32>::create_zeroed(&name, 3)?;
@@ -555,6 +562,9 @@ pub fn peer(case: &str, name: &str, size: usize, count: u64) -> Res<()> {
     // Not conditional on `available_parallelism`: we inherit the parent's affinity (CPU 0
     // only), so that would say 1 and leave both processes on one CPU. On a one-CPU
     // machine this fails and we stay where we are.
+    if let Some(r) = mpmc::peer(case, name, size, count) {
+        return r;
+    }
     let (case, same) = base(case);
     let _ = pin_to_cpu(if same { 0 } else { 1 });
     match case {
