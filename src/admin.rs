@@ -224,7 +224,8 @@ pub enum CleanMode {
     /// Remove what no live process holds.
     Remove,
     /// As [`CleanMode::Remove`], and also remove files under our prefix that shmkit did
-    /// not create (no shmkit header; see [`SegmentInfo::foreign`]), when nobody holds them.
+    /// not create (no shmkit header; see [`SegmentInfo::foreign`]). Their users, not being
+    /// shmkit, hold no lock on them: such a file goes even if a program still uses it.
     RemoveIncludingForeign,
 }
 

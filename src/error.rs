@@ -2,9 +2,11 @@
 //!
 //! Every fallible call returns [`Result<T>`](crate::Result). The variants are the
 //! cases a caller can act on; each message says what happened and, where there is
-//! something to do, what to do about it. Locks have one more outcome that is not
-//! an [`Error`]: the previous owner died while holding the lock, in which case the
-//! caller still gets the guard (see [`LockError`]).
+//! something to do, what to do about it. A lock whose holder died is
+//! [`Error::OwnerDied`] for the plain calls; the recovering calls (`lock_recover`, ...)
+//! return [`LockResult`], whose [`LockError::OwnerDied`] hands over the guard to repair
+//! the data. A `LockError` deliberately does not convert into an `Error` with `?`: that
+//! would drop a guard unrepaired and make the lock unrecoverable; match on it.
 
 use std::fmt;
 use std::io;
@@ -268,15 +270,6 @@ pub(crate) fn plain<G: Unrepaired>(r: LockResult<G>) -> Result<G> {
 impl<G> From<Error> for LockError<G> {
     fn from(e: Error) -> Self {
         LockError::Error(e)
-    }
-}
-
-impl<G> From<LockError<G>> for Error {
-    fn from(e: LockError<G>) -> Self {
-        match e {
-            LockError::OwnerDied(_) => Error::OwnerDied,
-            LockError::Error(e) => e,
-        }
     }
 }
 

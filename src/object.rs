@@ -73,20 +73,21 @@ impl<'a> At<'a> {
             return Err(Error::LayoutMismatch {
                 name: seg.name().unwrap_or_default().to_owned(),
                 what: format!(
-                    "it exists with capacity {cap}, not the {asked} asked for (use `open` to \
-                     take whatever capacity it has)"
+                    "it exists with size {cap} (its length, capacity, permits or parties), not \
+                     the {asked} asked for (use `open` to take it as it is)"
                 ),
             });
         }
         Ok(seg)
     }
 
-    /// The fingerprint of head `H` and element `T` for this object: under the element
-    /// type name the caller chose ([`Options::type_name`]), or the type's own.
-    pub(crate) fn type_tag<H, T>(&self) -> u64 {
+    /// The fingerprint of element type `T` for this object: under the name the caller
+    /// chose ([`Options::type_name`]), or the type's own; 0 (unchecked) for objects without
+    /// elements, whatever the options say.
+    pub(crate) fn type_tag<T>(&self) -> u64 {
         match self.opts.elem_type_name() {
-            Some(name) => tag_of::<H>(name),
-            None => type_tag::<H, T>(),
+            Some(name) if size_of::<T>() != 0 => tag_of(name),
+            _ => type_tag::<T>(),
         }
     }
 
@@ -225,22 +226,25 @@ pub(crate) const fn data_offset<H, T>() -> usize {
     size_of::<H>().next_multiple_of(align_of::<T>())
 }
 
-/// A fingerprint of the object's head and element types, recorded in the header so that
-/// opening an `Array<f64>` as an `Array<u64>` (same size, same alignment) is refused. FNV-1a
-/// over the type names: stable for a given build of the code, and across builds as long as
-/// the types keep their names.
-pub(crate) fn type_tag<H, T>() -> u64 {
-    tag_of::<H>(std::any::type_name::<T>())
+/// A fingerprint of the element type, recorded in the header so that opening an
+/// `Array<f64>` as an `Array<u64>` (same size, same alignment) is refused: FNV-1a over the
+/// type's name (`std::any::type_name`), 0 (unchecked) for objects without elements. The
+/// head's layout is not in it: the object kind and the format version cover that.
+/// `type_name`'s output is stable within a build and in practice across builds, but Rust
+/// does not promise it across compiler versions; programs built apart that must agree give
+/// [`Options::type_name`].
+pub(crate) fn type_tag<T>() -> u64 {
+    if size_of::<T>() == 0 {
+        0
+    } else {
+        tag_of(std::any::type_name::<T>())
+    }
 }
 
-/// The fingerprint of head `H` and an element type named `elem`.
-fn tag_of<H>(elem: &str) -> u64 {
+/// The fingerprint of an element type named `elem`.
+fn tag_of(elem: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in std::any::type_name::<H>()
-        .bytes()
-        .chain([0])
-        .chain(elem.bytes())
-    {
+    for b in elem.bytes() {
         h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
     }
     h | 1 // never 0, which means "unchecked"
@@ -277,7 +281,7 @@ impl<H: Sync, T: bytemuck::Pod> Body<H, T> {
             kind,
             elem_size: elem_size as u64,
             elem_align: elem_align as u64,
-            type_tag: at.type_tag::<H, T>(),
+            type_tag: at.type_tag::<T>(),
             capacity: len.get(),
             body_len: body_len::<H, T>,
         };
@@ -502,9 +506,10 @@ mod tests {
 
     #[test]
     fn type_tags_tell_same_sized_types_apart() {
-        assert_ne!(type_tag::<(), u64>(), type_tag::<(), f64>());
-        assert_ne!(type_tag::<u32, ()>(), type_tag::<(), u32>());
-        assert_eq!(type_tag::<(), u64>(), type_tag::<(), u64>());
-        assert_ne!(type_tag::<(), u64>(), 0);
+        assert_ne!(type_tag::<u64>(), type_tag::<f64>());
+        assert_ne!(type_tag::<[u32; 2]>(), type_tag::<u64>());
+        assert_eq!(type_tag::<u64>(), type_tag::<u64>());
+        assert_ne!(type_tag::<u64>(), 0);
+        assert_eq!(type_tag::<()>(), 0); // objects without elements: unchecked
     }
 }

@@ -105,18 +105,48 @@ pub(crate) fn ftruncate(fd: &OwnedFd, len: u64) -> io::Result<()> {
 
 /// Allocates the first `len` bytes of the file behind `fd` (`fallocate`), so that a later
 /// access to its pages cannot fail for want of space (on tmpfs, a SIGBUS). `ENOSPC` when
-/// the file system is full; `EOPNOTSUPP` where the file system cannot reserve.
+/// the file system is full (`ENOMEM` at a memory limit); `EOPNOTSUPP` where the file system
+/// cannot reserve.
+///
+/// In chunks, each retried a bounded number of times when a signal interrupts it (tmpfs
+/// checks for signals while it allocates): a call that a fast interval timer (a profiler)
+/// keeps interrupting must neither loop for ever nor start over from the first page. A
+/// chunk takes well under a millisecond, and what earlier chunks allocated stays allocated.
 pub(crate) fn allocate(fd: &OwnedFd, len: u64) -> io::Result<()> {
-    let len =
-        libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    loop {
-        // SAFETY: `fd` is an open descriptor for the duration of the call; mode 0 only
-        // allocates (and extends the size to `len`, which it already has).
-        match cvt(unsafe { libc::fallocate(fd.as_raw_fd(), 0, 0, len) }) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            r => return r.map(drop),
+    const CHUNK: u64 = 2 << 20;
+    const RETRIES: u32 = 10_000;
+    let mut at = 0u64;
+    while at < len {
+        let n = CHUNK.min(len - at);
+        let off =
+            libc::off_t::try_from(at).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let n_off =
+            libc::off_t::try_from(n).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        let mut tries = 0;
+        loop {
+            // SAFETY: `fd` is an open descriptor for the duration of the call; mode 0 only
+            // allocates blocks inside the file's size, which is already `len` or more.
+            match cvt(unsafe { libc::fallocate(fd.as_raw_fd(), 0, off, n_off) }) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted && tries < RETRIES => {
+                    tries += 1;
+                }
+                Err(e) => return Err(e),
+                Ok(_) => break,
+            }
         }
+        at += n;
     }
+    Ok(())
+}
+
+/// Whether `e` says there is no room: a full file system, or a memory limit.
+pub(crate) fn is_no_space(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::ENOMEM))
+}
+
+/// Whether `e` says the file system cannot do it (`EOPNOTSUPP`).
+pub(crate) fn is_unsupported(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EOPNOTSUPP)
 }
 
 /// The bytes an unprivileged process may still allocate on the file system of `fd`;

@@ -191,6 +191,23 @@ fn a_segment_larger_than_the_free_shared_memory_is_an_error_at_create() {
     assert!(names.leftovers().is_empty(), "{:?}", names.leftovers());
 }
 
+#[test]
+fn a_large_segment_is_created_under_a_storm_of_signals() {
+    // A 1 ms interval timer interrupts this thread's system calls, fallocate's included (a
+    // profiler does the same): the reservation must still finish, in bounded time.
+    let names = Names::new("storm");
+    let storm = common::SignalStorm::start(Duration::ZERO, Duration::from_millis(1));
+    let before = common::SignalStorm::alarms();
+    let a = RawArray::<u8>::create_zeroed(&names.name("big"), 256 << 20).unwrap();
+    let interrupts = common::SignalStorm::alarms() - before;
+    drop(storm);
+    assert_eq!(a.len(), 256 << 20);
+    a.write(a.len() - 1, &[7]).unwrap();
+    assert_eq!(a.get(a.len() - 1).unwrap(), 7);
+    // The storm really ran while the segment was reserved.
+    assert!(interrupts > 0, "no signal arrived");
+}
+
 /// Child, in a mount namespace of its own: a 1 MiB tmpfs on /dev/shm, then segments that do
 /// and do not fit. Without reservation the too-large ones would be created and SIGBUS on
 /// their first write.

@@ -72,7 +72,7 @@ where
         kind,
         elem_size: std::mem::size_of::<T>() as u64,
         elem_align: std::mem::align_of::<T>() as u64,
-        type_tag: at.type_tag::<H, T>(),
+        type_tag: at.type_tag::<T>(),
         capacity: cap,
         body_len,
     };

@@ -662,11 +662,11 @@ fn reserve(fd: &OwnedFd, total: u64) -> Result<()> {
     os::ftruncate(fd, total).map_err(|e| Error::io("ftruncate", e))?;
     match os::allocate(fd, total) {
         Ok(()) => Ok(()),
-        Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+        Err(e) if os::is_no_space(&e) => {
             Err(no_space(os::free_space(fd).ok().flatten().unwrap_or(0)))
         }
         // A file system that cannot reserve (not tmpfs): pages come at first touch.
-        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(()),
+        Err(e) if os::is_unsupported(&e) => Ok(()),
         Err(e) => Err(Error::io("fallocate", e)),
     }
 }

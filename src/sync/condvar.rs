@@ -132,7 +132,9 @@ impl WaitTimeoutResult {
 /// steps delays it by at most that long): check your condition in a loop, or use
 /// [`Condvar::wait_while`]. If a holder of the mutex died while we waited, `wait` returns
 /// [`Error::OwnerDied`] (the mutex left free and its data marked inconsistent), exactly as
-/// `Mutex::lock` does.
+/// `Mutex::lock` does. So repair a dead holder's data before waiting: a guard from
+/// `lock_recover` that is not yet marked consistent comes back from a wait as `OwnerDied`,
+/// without the guard.
 ///
 /// ```
 /// use shmkit::{Condvar, Mutex};

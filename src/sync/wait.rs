@@ -2,8 +2,10 @@
 //! optional deadline on the monotonic clock.
 //!
 //! Every blocking wait of the crate (locks, semaphores, events, barriers, channels) is one
-//! loop, [`wait`], driving a [`Waiter`]: check the condition (or try the lock), spin a little (a peer that
-//! answers within a few microseconds never costs a syscall), then announce itself as a
+//! loop, [`wait`], driving a [`Waiter`]: check the condition (or try the lock), spin a
+//! little (a peer that answers within a few microseconds never costs a syscall; the spin
+//! adapts to whether it pays, and a spin that did not end the wait yields the CPU once, one
+//! `sched_yield`, for a peer that may need this very CPU), then announce itself as a
 //! sleeper in the shared word and sleep on the futex in slices that grow from 1 ms to
 //! 64 ms. The waking side makes the wake syscall only when a sleeper announced itself, so
 //! the uncontended paths make no syscalls at all. A waiter that depends on a holder (a
@@ -47,6 +49,11 @@ impl Deadline {
     /// `timeout` from now. A timeout too large to represent waits for ever.
     pub(crate) fn after(timeout: Duration) -> Deadline {
         Deadline(Instant::now().checked_add(timeout))
+    }
+
+    /// Whether the deadline has passed already (`false` for no deadline: no clock read).
+    pub(crate) fn expired(&self) -> bool {
+        self.0.is_some_and(|at| Instant::now() >= at)
     }
 
     /// The time left, `Some(None)` for no deadline, or `None` if it has passed.
@@ -259,6 +266,10 @@ pub(crate) fn wait<W: Waiter>(waiter: &mut W, deadline: Deadline) -> Result<W::O
             }
             primitive::spin_hint();
         }
+        return wait_sliced(waiter, deadline);
+    }
+    if deadline.expired() {
+        // Only a try (a zero timeout): no spin, no yield; one attempt, then the last chance.
         return wait_sliced(waiter, deadline);
     }
     let budget = spin::budget();

@@ -52,7 +52,8 @@ enum Command {
         #[arg(long, default_value = "")]
         prefix: String,
         /// Also removes files under our prefix that shmkit did not create (no shmkit
-        /// header: `list` shows them as `foreign`), when nobody holds them.
+        /// header: `list` shows them as `foreign`); their users hold no shmkit lock, so they go
+        /// even if a program still uses them.
         #[arg(long)]
         foreign: bool,
     },

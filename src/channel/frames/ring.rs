@@ -89,7 +89,7 @@ impl Ring {
             kind: Kind::Frames,
             elem_size: 1,
             elem_align: 1,
-            type_tag: type_tag::<Header, u8>(),
+            type_tag: type_tag::<u8>(),
             capacity: cap,
             body_len,
         };
