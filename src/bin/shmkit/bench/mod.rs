@@ -97,7 +97,7 @@ struct Case {
     pipe: Option<&'static str>,
 }
 
-const SIZES: [usize; 4] = [64, 1024, 64 << 10, 1 << 20];
+const SIZES: [usize; 6] = [64, 256, 1024, 4096, 64 << 10, 1 << 20];
 
 fn cases() -> Vec<Case> {
     let rt = |id, label, floor, pipe| Case {
