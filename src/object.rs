@@ -491,6 +491,16 @@ macro_rules! object_debug {
 }
 pub(crate) use object_debug;
 
+/// For the heads' unit tests: a zero-filled head after `set` must be the head `new` builds
+/// (loom's models start from `new`, production from zeroed memory and `set`; see
+/// [`init_head`]). Compared through `Debug`, which shows every field and no padding.
+#[cfg(all(test, not(loom)))]
+pub(crate) fn assert_zero_start<H: ZeroHead + std::fmt::Debug>(new: H, set: impl Fn(&H)) {
+    let zeroed: H = bytemuck::Zeroable::zeroed();
+    set(&zeroed);
+    assert_eq!(format!("{zeroed:?}"), format!("{new:?}"));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -655,3 +655,13 @@ impl Default for HandshakeModel {
         Self::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pair_header_starts_all_zero() {
+        crate::object::assert_zero_start(Header::new(), |_| ());
+    }
+}

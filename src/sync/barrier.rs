@@ -414,3 +414,13 @@ impl Drop for Barrier {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zeroed_state_after_init_is_a_new_state() {
+        crate::object::assert_zero_start(BarrierState::new(), BarrierState::init);
+    }
+}

@@ -289,3 +289,13 @@ impl Condvar {
         self.shared.segment()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_starts_all_zero() {
+        crate::object::assert_zero_start(CondState::new(), |_| ());
+    }
+}

@@ -182,3 +182,13 @@ impl Event {
         self.shared.segment()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_starts_all_zero() {
+        crate::object::assert_zero_start(EventState::new(), |_| ());
+    }
+}

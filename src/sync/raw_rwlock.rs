@@ -67,6 +67,7 @@ const MAX_COUNT: u32 = 1 << 30;
 const ALL: u32 = i32::MAX as u32;
 
 /// The line every locker reads.
+#[derive(Debug)]
 #[repr(C, align(128))]
 #[cfg_attr(not(loom), derive(bytemuck::Zeroable))]
 struct Head {
@@ -79,6 +80,7 @@ struct Head {
 }
 
 /// One reader slot: `token << 32 | count`, or 0 when free.
+#[derive(Debug)]
 #[repr(C, align(128))]
 #[cfg_attr(not(loom), derive(bytemuck::Zeroable))]
 struct Slot {
@@ -86,6 +88,7 @@ struct Slot {
 }
 
 /// The shared state at the start of an rwlock's body (the `T` follows it).
+#[derive(Debug)]
 #[repr(C)]
 #[cfg_attr(not(loom), derive(bytemuck::Zeroable))]
 pub(crate) struct RwShared {
@@ -590,6 +593,11 @@ impl Waiter for Drainer<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shared_state_starts_all_zero() {
+        crate::object::assert_zero_start(RwShared::new(), |_| ());
+    }
 
     #[test]
     fn slot_values_are_validated() {

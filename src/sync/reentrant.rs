@@ -57,6 +57,7 @@ use crate::segment::{Kind, Segment};
 const MAX_DEPTH: u32 = 1 << 30;
 
 /// The shared state: the whole body.
+#[derive(Debug)]
 #[repr(C, align(128))]
 #[cfg_attr(not(loom), derive(bytemuck::Zeroable))]
 struct ReShared {
@@ -319,6 +320,11 @@ impl fmt::Debug for ReentrantMutexGuard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shared_state_starts_all_zero() {
+        crate::object::assert_zero_start(ReShared::new(), |_| ());
+    }
 
     #[test]
     fn thread_ids_differ_between_threads_and_stay_put() {

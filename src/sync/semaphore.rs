@@ -312,3 +312,13 @@ impl fmt::Debug for SemaphoreGuard<'_> {
         f.write_str("SemaphoreGuard")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zeroed_state_after_init_is_a_new_state() {
+        crate::object::assert_zero_start(SemState::new(5), |s| s.init(5));
+    }
+}

@@ -36,6 +36,7 @@ pub(in crate::channel) struct Registration {
 }
 
 /// The queue header. Hot words each on their own 128-byte line.
+#[derive(Debug)]
 #[repr(C)]
 #[cfg_attr(not(loom), derive(bytemuck::Zeroable))]
 pub(in crate::channel) struct Header {
@@ -528,6 +529,11 @@ impl<T: Pod> Ring<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zeroed_header_after_init_is_a_new_header() {
+        crate::object::assert_zero_start(Header::new(), Header::init);
+    }
 
     #[test]
     fn positions_step_through_every_slot_and_wrap_at_u64() {
