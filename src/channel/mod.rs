@@ -661,6 +661,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(not(loom))]
     fn the_pair_header_starts_all_zero() {
         crate::object::assert_zero_start(Header::new(), |_| ());
     }

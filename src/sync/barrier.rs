@@ -420,6 +420,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(not(loom))]
     fn a_zeroed_state_after_init_is_a_new_state() {
         crate::object::assert_zero_start(BarrierState::new(), BarrierState::init);
     }

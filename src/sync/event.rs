@@ -188,6 +188,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(not(loom))]
     fn the_state_starts_all_zero() {
         crate::object::assert_zero_start(EventState::new(), |_| ());
     }

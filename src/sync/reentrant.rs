@@ -322,6 +322,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(not(loom))]
     fn the_shared_state_starts_all_zero() {
         crate::object::assert_zero_start(ReShared::new(), |_| ());
     }

@@ -318,6 +318,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(not(loom))]
     fn a_zeroed_state_after_init_is_a_new_state() {
         crate::object::assert_zero_start(SemState::new(5), |s| s.init(5));
     }

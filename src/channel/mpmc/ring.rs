@@ -531,6 +531,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(not(loom))]
     fn a_zeroed_header_after_init_is_a_new_header() {
         crate::object::assert_zero_start(Header::new(), Header::init);
     }
