@@ -656,12 +656,11 @@ impl Default for HandshakeModel {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
     #[test]
-    #[cfg(not(loom))]
     fn the_pair_header_starts_all_zero() {
         crate::object::assert_zero_start(Header::new(), |_| ());
     }

@@ -415,12 +415,11 @@ impl Drop for Barrier {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
     #[test]
-    #[cfg(not(loom))]
     fn a_zeroed_state_after_init_is_a_new_state() {
         crate::object::assert_zero_start(BarrierState::new(), BarrierState::init);
     }

@@ -290,12 +290,11 @@ impl Condvar {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
     #[test]
-    #[cfg(not(loom))]
     fn the_state_starts_all_zero() {
         crate::object::assert_zero_start(CondState::new(), |_| ());
     }

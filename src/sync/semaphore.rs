@@ -313,12 +313,11 @@ impl fmt::Debug for SemaphoreGuard<'_> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
     #[test]
-    #[cfg(not(loom))]
     fn a_zeroed_state_after_init_is_a_new_state() {
         crate::object::assert_zero_start(SemState::new(5), |s| s.init(5));
     }
