@@ -12,9 +12,11 @@
 //! segment header (kind, element size and alignment, a fingerprint of the element type, the
 //! length), creation (named and exclusive, named open-or-create, or anonymous), validation
 //! on open, and the pointers, computed once after validation. A concrete object supplies
-//! only its [`Kind`], its head's initial value and its elements' fill, in one private
-//! `build(name, mode, init, opts)` function, and gets its public constructors (`create`,
-//! `open`, `open_or_create`, `anonymous`, `with_options`) from [`constructors!`]. Objects
+//! only its [`Kind`], its head's start ([`Head`]: written into the zero-filled body field by
+//! field, never by value, so no padding byte of the creator's stack reaches shared memory)
+//! and its elements' fill, in one private `build(at: At, init)` function, and gets its
+//! public constructors (`create`, `open`, `open_or_create`, `anonymous`, `with_options`,
+//! `is_creator`) from [`constructors!`] and its `Debug` from [`object_debug!`]. Objects
 //! without elements use `T = ()`; objects without a head use `H = ()`.
 //!
 //! This module may use `segment` only; everything above it (sync, value, array, channel)
