@@ -159,6 +159,50 @@ pub enum Error {
         limit: u64,
     },
 
+    /// A task panicked in its worker process; the pool or process goes on.
+    #[error("task `{task}` panicked in process {pid}: {message}")]
+    Panicked {
+        /// The task's registered name.
+        task: String,
+        /// The worker process.
+        pid: u32,
+        /// The panic's message.
+        message: String,
+    },
+
+    /// A worker process died (killed by a signal, or it exited) before it replied: the
+    /// task it was running, if any, fails with this error; a pool replaces the worker.
+    #[error("process {pid} {status}{}", died_while(task))]
+    ProcessDied {
+        /// The worker process.
+        pid: u32,
+        /// How it ended.
+        status: crate::process::ExitStatus,
+        /// The task it was running (`None` when it died between tasks).
+        task: Option<String>,
+    },
+
+    /// A worker process cannot run the task: the function is not registered in its
+    /// binary, its signature differs, its initializer failed, or the process never
+    /// reached `shmkit::init()`.
+    #[error("worker process {pid} cannot run `{task}`: {reason}")]
+    Worker {
+        /// The worker process (0 if none was started).
+        pid: u32,
+        /// The task (or initializer) it was asked to run.
+        task: String,
+        /// Why not.
+        reason: String,
+    },
+
+    /// A value could not be encoded, or bytes could not be decoded, with the codec
+    /// (postcard by default): the one message fails, not the channel or the pool.
+    #[error("codec: {what}")]
+    Codec {
+        /// What failed, and why.
+        what: String,
+    },
+
     /// An argument is outside what the call accepts (a zero capacity, a size too large).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -181,6 +225,14 @@ impl Error {
 
     pub(crate) fn io(op: &'static str, source: io::Error) -> Self {
         Error::Io { op, source }
+    }
+}
+
+/// The end of [`Error::ProcessDied`]'s message: the task, if one was running.
+fn died_while(task: &Option<String>) -> String {
+    match task {
+        Some(t) => format!(" while running `{t}`"),
+        None => " before it replied".to_owned(),
     }
 }
 

@@ -119,11 +119,13 @@ compile_error!(
 mod admin;
 mod array;
 mod channel;
+pub mod codec;
 mod copy;
 mod error;
 mod object;
 mod os;
 mod primitive;
+pub mod process;
 mod segment;
 mod sync;
 mod value;
@@ -139,6 +141,7 @@ pub use sync::{
     SemaphoreGuard, WaitTimeoutResult,
 };
 pub use sync::{ReentrantMutex, ReentrantMutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+pub use process::init;
 pub use value::{AtomicPod, RawValue, Value};
 
 /// The crate shmkit's payload traits come from, re-exported: derive `Pod` and `Zeroable`
@@ -155,6 +158,8 @@ pub mod __layout;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::os::pin_to_cpu;
+    /// For `shmkit::task!`'s registration.
+    pub use inventory;
 
     /// A segment name for a test or doc test: `t.RUN.WHAT.PID`, where `RUN` is
     /// `$SHMKIT_TEST_RUN` (CI sets a value unique to the run, so that its leak check counts

@@ -11,6 +11,7 @@
 //! atomically (see the `segment` module).
 
 pub(crate) mod failpoint;
+pub(crate) mod process;
 
 use std::ffi::{CStr, CString};
 use std::io;

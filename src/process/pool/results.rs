@@ -1,0 +1,288 @@
+//! What a pool hands back: [`AsyncResult`] (one call) and [`Imap`] (a stream of calls), and
+//! the [`Answer`] the dispatcher gives each job.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+
+use super::super::child::ExitStatus;
+use super::super::link::item_result;
+use super::super::wire::Msg;
+use crate::error::{Error, Result};
+
+/// Why a job failed as a whole (every item of it): cloneable, made into an [`Error`] per
+/// item.
+#[derive(Debug, Clone)]
+pub(crate) enum Failure {
+    /// The worker running it died.
+    Died { pid: u32, status: ExitStatus },
+    /// The pool cannot run tasks (a worker could not start, an initializer failed).
+    Broken { pid: u32, task: String, reason: String },
+    /// The pool was terminated (or dropped) first.
+    Terminated,
+    /// The worker's reply made no sense.
+    Corrupt(String),
+}
+
+impl Failure {
+    pub(crate) fn error(&self, task: &str) -> Error {
+        match self {
+            Failure::Died { pid, status } => Error::ProcessDied {
+                pid: *pid,
+                status: *status,
+                task: Some(task.to_owned()),
+            },
+            Failure::Broken { pid, task, reason } => Error::Worker {
+                pid: *pid,
+                task: task.clone(),
+                reason: reason.clone(),
+            },
+            Failure::Terminated => Error::Disconnected,
+            Failure::Corrupt(what) => Error::corrupt(what.clone()),
+        }
+    }
+}
+
+/// How a job ended: the worker's reply, or a failure of the whole job.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    Done { pid: u32, msg: Msg },
+    Failed(Failure),
+}
+
+impl Answer {
+    /// The `count` results of task `task` this answer carries, decoded.
+    pub(crate) fn results<R: DeserializeOwned>(self, count: usize, task: &str) -> VecDeque<Result<R>> {
+        match self {
+            Answer::Done { pid, msg } => {
+                if msg.head.count as usize != count {
+                    let f = Failure::Corrupt(format!(
+                        "process {pid} replied with {} results to a call of {count}",
+                        msg.head.count
+                    ));
+                    return (0..count).map(|_| Err(f.error(task))).collect();
+                }
+                msg.items()
+                    .map(|item| item.and_then(|(status, bytes)| item_result(status, bytes, task, pid)))
+                    .collect()
+            }
+            Answer::Failed(f) => (0..count).map(|_| Err(f.error(task))).collect(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// AsyncResult
+
+/// The shared state of one [`AsyncResult`].
+pub(crate) struct Slot<R> {
+    value: Mutex<Option<Result<R>>>,
+    done: Condvar,
+}
+
+impl<R> Slot<R> {
+    pub(crate) fn new() -> Arc<Slot<R>> {
+        Arc::new(Slot {
+            value: Mutex::new(None),
+            done: Condvar::new(),
+        })
+    }
+
+    pub(crate) fn fill(&self, r: Result<R>) {
+        *self.value.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+        self.done.notify_all();
+    }
+}
+
+/// The result of [`Pool::apply_async`](super::Pool::apply_async): Python's `AsyncResult`.
+///
+/// ```
+/// use shmkit::process::Pool;
+/// use std::time::Duration;
+///
+/// shmkit::task! { fn double(x: i32) -> i32 { 2 * x } }
+///
+/// # shmkit::init();
+/// let pool = Pool::new(1)?;
+/// let r = pool.apply_async(double, 21)?;
+/// r.wait();
+/// assert!(r.ready());
+/// assert_eq!(r.successful(), Some(true));
+/// assert_eq!(r.get_timeout(Duration::from_secs(5))?, 42);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub struct AsyncResult<R> {
+    slot: Arc<Slot<R>>,
+}
+
+impl<R> AsyncResult<R> {
+    pub(crate) fn new(slot: Arc<Slot<R>>) -> Self {
+        AsyncResult { slot }
+    }
+
+    fn guard(&self) -> std::sync::MutexGuard<'_, Option<Result<R>>> {
+        self.slot.value.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the call has finished (either way).
+    pub fn ready(&self) -> bool {
+        self.guard().is_some()
+    }
+
+    /// Whether it finished without an error; `None` while it runs (Python raises there).
+    pub fn successful(&self) -> Option<bool> {
+        self.guard().as_ref().map(|r| r.is_ok())
+    }
+
+    /// Waits until it has finished.
+    pub fn wait(&self) {
+        let mut g = self.guard();
+        while g.is_none() {
+            g = self.slot.done.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Waits at most `timeout`; whether it has finished.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut g = self.guard();
+        while g.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            g = self.slot.done.wait_timeout(g, left).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        true
+    }
+
+    /// Waits for the result.
+    pub fn get(self) -> Result<R> {
+        self.wait();
+        self.guard().take().expect("ready")
+    }
+
+    /// Waits at most `timeout` for the result: [`Error::Timeout`] if it is not ready (the
+    /// call goes on; to wait again, use [`wait_timeout`](Self::wait_timeout) before
+    /// `get`).
+    pub fn get_timeout(self, timeout: Duration) -> Result<R> {
+        if !self.wait_timeout(timeout) {
+            return Err(Error::Timeout);
+        }
+        self.guard().take().expect("ready")
+    }
+}
+
+impl<R> fmt::Debug for AsyncResult<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncResult").field("ready", &self.ready()).finish()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Imap
+
+/// The results of [`Pool::imap`](super::Pool::imap) (in the order of the inputs) or
+/// [`Pool::imap_unordered`](super::Pool::imap_unordered) (as they finish): one
+/// `Result` per input, decoded in the thread that iterates.
+pub struct Imap<R> {
+    rx: mpsc::Receiver<(usize, Answer)>,
+    /// Each chunk's item count, by chunk index.
+    sizes: Vec<usize>,
+    task: &'static str,
+    ordered: bool,
+    /// Ordered: the next chunk to yield, and those that came early.
+    next_chunk: usize,
+    early: BTreeMap<usize, Answer>,
+    current: VecDeque<Result<R>>,
+    received: usize,
+    _r: PhantomData<fn() -> R>,
+}
+
+impl<R: DeserializeOwned> Imap<R> {
+    pub(crate) fn new(
+        rx: mpsc::Receiver<(usize, Answer)>,
+        sizes: Vec<usize>,
+        task: &'static str,
+        ordered: bool,
+    ) -> Self {
+        Imap {
+            rx,
+            sizes,
+            task,
+            ordered,
+            next_chunk: 0,
+            early: BTreeMap::new(),
+            current: VecDeque::new(),
+            received: 0,
+            _r: PhantomData,
+        }
+    }
+
+    /// The next chunk's answer, in the order this iterator yields; `None` when all came.
+    fn next_answer(&mut self) -> Option<(usize, Answer)> {
+        if self.ordered {
+            if self.next_chunk == self.sizes.len() {
+                return None;
+            }
+            while !self.early.contains_key(&self.next_chunk) {
+                let (i, a) = self.recv()?;
+                self.early.insert(i, a);
+            }
+            let i = self.next_chunk;
+            self.next_chunk += 1;
+            self.early.remove(&i).map(|a| (i, a))
+        } else {
+            if self.received == self.sizes.len() {
+                return None;
+            }
+            self.recv()
+        }
+    }
+
+    fn recv(&mut self) -> Option<(usize, Answer)> {
+        // The dispatcher answers every job it took, also when the pool is terminated; the
+        // channel closes early only if it is gone, which reads as the pool terminated.
+        let r = self
+            .rx
+            .recv()
+            .unwrap_or_else(|_| (self.first_missing(), Answer::Failed(Failure::Terminated)));
+        self.received += 1;
+        Some(r)
+    }
+
+    fn first_missing(&self) -> usize {
+        (self.next_chunk..self.sizes.len())
+            .find(|i| !self.early.contains_key(i))
+            .unwrap_or(self.sizes.len().saturating_sub(1))
+    }
+}
+
+impl<R: DeserializeOwned> Iterator for Imap<R> {
+    type Item = Result<R>;
+
+    fn next(&mut self) -> Option<Result<R>> {
+        loop {
+            if let Some(r) = self.current.pop_front() {
+                return Some(r);
+            }
+            let (i, answer) = self.next_answer()?;
+            let n = self.sizes.get(i).copied().unwrap_or(0);
+            self.current = answer.results(n, self.task);
+        }
+    }
+}
+
+impl<R> fmt::Debug for Imap<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Imap")
+            .field("task", &self.task)
+            .field("chunks", &self.sizes.len())
+            .field("ordered", &self.ordered)
+            .finish()
+    }
+}
