@@ -51,14 +51,9 @@ impl Codec for Postcard {
     const ID: u32 = 0x7063_0001; // "pc", format 1
 
     fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
-        // `extend_from_slice` flavour: appends to the caller's buffer, which it reuses
-        // from message to message.
-        let buf = std::mem::take(out);
-        match postcard::to_extend(value, buf) {
-            Ok(v) => {
-                *out = v;
-                Ok(())
-            }
+        // Appends to the caller's buffer, which it reuses from message to message.
+        match postcard::to_extend(value, Append(out)) {
+            Ok(_) => Ok(()),
             Err(e) => Err(Error::Codec {
                 what: format!("cannot encode a {}: {e}", std::any::type_name::<T>()),
             }),
@@ -86,6 +81,15 @@ impl Codec for Postcard {
     }
 }
 
+/// Postcard's `to_extend` output, appending to a borrowed buffer.
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl Extend<u8> for Append<'_> {
+    fn extend<I: IntoIterator<Item = u8>>(&mut self, iter: I) {
+        self.0.extend(iter);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,14 +100,22 @@ mod tests {
         // hint through `collect_seq`).
         struct Unsized;
         impl Serialize for Unsized {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                s: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
                 s.collect_seq((0..3u8).filter(|_| true))
             }
         }
         let mut buf = vec![1, 2];
-        assert!(matches!(Postcard::encode(&Unsized, &mut buf), Err(Error::Codec { .. })));
+        assert!(matches!(
+            Postcard::encode(&Unsized, &mut buf),
+            Err(Error::Codec { .. })
+        ));
+        assert_eq!(buf[..2], [1, 2]); // what was there stays
+        buf.truncate(2);
         Postcard::encode(&5u8, &mut buf).unwrap();
-        assert_eq!(buf.last(), Some(&5));
+        assert_eq!(buf, [1, 2, 5]);
     }
 
     #[test]

@@ -135,13 +135,13 @@ pub use array::{Array, RawArray};
 pub use channel::pipe::Pipe;
 pub use channel::{frames, mpmc, spsc, SendError, WaitStrategy};
 pub use error::{Error, LockError, LockResult, Result};
+pub use process::init;
 pub use segment::{CreationMode, Kind, Options, Segment, MAX_NAME_LEN};
 pub use sync::{
     Barrier, BarrierWaitResult, BoundedSemaphore, Condvar, Event, Mutex, MutexGuard, Semaphore,
     SemaphoreGuard, WaitTimeoutResult,
 };
 pub use sync::{ReentrantMutex, ReentrantMutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
-pub use process::init;
 pub use value::{AtomicPod, RawValue, Value};
 
 /// The crate shmkit's payload traits come from, re-exported: derive `Pod` and `Zeroable`

@@ -105,7 +105,11 @@ pub(crate) fn ignore_sigint() -> io::Result<()> {
 /// kernels keep them).
 pub(crate) fn close_inherited(keep: &[RawFd]) {
     let mut from: u32 = 3;
-    let mut keep: Vec<u32> = keep.iter().filter(|&&f| f >= 3).map(|&f| f as u32).collect();
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter(|&&f| f >= 3)
+        .map(|&f| f as u32)
+        .collect();
     keep.sort_unstable();
     for k in keep.into_iter().chain([u32::MAX]) {
         if k > from {

@@ -165,17 +165,29 @@ impl Child {
     pub(crate) fn spawn(spec: &str) -> Result<Child> {
         let mut cmd = Command::new("/proc/self/exe");
         // The program's own name in `ps`, not "exe".
-        cmd.arg0(std::env::args_os().next().unwrap_or_else(|| OsString::from("shmkit-worker")))
-            .args(WORKER_ARGS)
-            .env(WORKER_ENV, spec)
-            .stdin(Stdio::null());
+        cmd.arg0(
+            std::env::args_os()
+                .next()
+                .unwrap_or_else(|| OsString::from("shmkit-worker")),
+        )
+        .args(WORKER_ARGS)
+        .env(WORKER_ENV, spec)
+        .stdin(Stdio::null());
         let (reply, answer) = mpsc::sync_channel(1);
-        spawner()?
-            .send(Request { cmd, reply })
-            .map_err(|_| Error::io("starting a worker", std::io::Error::other("the spawner thread is gone")))?;
+        spawner()?.send(Request { cmd, reply }).map_err(|_| {
+            Error::io(
+                "starting a worker",
+                std::io::Error::other("the spawner thread is gone"),
+            )
+        })?;
         let child = answer
             .recv()
-            .map_err(|_| Error::io("starting a worker", std::io::Error::other("the spawner thread is gone")))?
+            .map_err(|_| {
+                Error::io(
+                    "starting a worker",
+                    std::io::Error::other("the spawner thread is gone"),
+                )
+            })?
             .map_err(|e| Error::io("starting a worker (re-executing /proc/self/exe)", e))?;
         // Not reaped yet, so the pid is still this child's (see the module docs).
         let pidfd = os::pidfd_open(child.id()).ok();

@@ -119,17 +119,6 @@ impl Link {
         }
     }
 
-    /// Removes the rings' names once the worker has opened them (after its first reply):
-    /// from then on nothing is left in `/dev/shm` whoever dies.
-    pub(crate) fn forget_names(&mut self) {
-        for seg in [self.tx.segment(), self.rx.segment()] {
-            if let Some(name) = seg.name() {
-                let _ = crate::admin::unlink(name);
-            }
-            seg.set_keep(true);
-        }
-    }
-
     /// Kills the worker (if it runs), reaps it, and removes whatever out-of-line body
     /// nobody took.
     pub(crate) fn close(&mut self) -> super::ExitStatus {
@@ -147,7 +136,12 @@ impl Drop for Link {
 
 /// What reply item `(status, bytes)` of task `task` from worker `pid` means for the
 /// caller.
-pub(crate) fn item_result<R: DeserializeOwned>(status: u8, bytes: &[u8], task: &str, pid: u32) -> Result<R> {
+pub(crate) fn item_result<R: DeserializeOwned>(
+    status: u8,
+    bytes: &[u8],
+    task: &str,
+    pid: u32,
+) -> Result<R> {
     let text = || String::from_utf8_lossy(bytes).into_owned();
     match status {
         wire::OK => Postcard::decode(bytes).map_err(|e| Error::Codec {

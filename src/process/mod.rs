@@ -63,9 +63,9 @@ mod worker;
 pub use child::ExitStatus;
 pub use handle::Process;
 pub use pool::{AsyncResult, Imap, Pool, PoolBuilder};
-pub use task::Task;
 #[doc(hidden)]
 pub use task::Registration;
+pub use task::Task;
 
 /// The worker entry: call it first thing in `main`.
 ///
@@ -75,6 +75,7 @@ pub use task::Registration;
 /// arguments or prints: a worker's command line is not the program's.
 ///
 /// ```
+/// # #[allow(clippy::needless_doctest_main)]
 /// fn main() {
 ///     shmkit::init();
 ///     // ... the program, which may start `shmkit::process::Process`es and `Pool`s

@@ -47,7 +47,12 @@ pub trait Task: Copy + Send + Sync + 'static {
 /// FNV-1a over the parts, each followed by a 0xff separator, and the codec's id.
 pub(crate) fn fingerprint(name: &str, arg: &str, out: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in [name.as_bytes(), arg.as_bytes(), out.as_bytes(), &Postcard::ID.to_le_bytes()] {
+    for part in [
+        name.as_bytes(),
+        arg.as_bytes(),
+        out.as_bytes(),
+        &Postcard::ID.to_le_bytes(),
+    ] {
         for &b in part.iter().chain(&[0xff]) {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0000_0100_0000_01b3);
@@ -67,12 +72,15 @@ pub(crate) enum Outcome {
     Codec(String),
 }
 
+/// A task's function, type-erased: the encoded argument in, the encoded result appended.
+pub(crate) type Erased = fn(&[u8], &mut Vec<u8>) -> Outcome;
+
 /// A registered task, as the worker sees it: type-erased.
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct Registration {
     fingerprint: fn() -> u64,
-    run: fn(&[u8], &mut Vec<u8>) -> Outcome,
+    run: Erased,
 }
 
 impl Registration {
@@ -133,7 +141,7 @@ pub(crate) const NOT_REGISTERED: &str = "no task of this name and signature (arg
     run parent and worker from the same build";
 
 /// The function to run for fingerprint `fp`, if this binary registers one.
-pub(crate) fn lookup(fp: u64) -> Option<fn(&[u8], &mut Vec<u8>) -> Outcome> {
+pub(crate) fn lookup(fp: u64) -> Option<Erased> {
     registry().get(&fp).map(|r| r.run)
 }
 
@@ -172,7 +180,9 @@ pub(crate) fn worker_error(pid: u32, task: &str, reason: impl Into<String>) -> E
 /// ```
 ///
 /// Generic, `async` and `unsafe` functions cannot be tasks, and parameters are plain
-/// names (no patterns).
+/// names (no patterns). The unit struct lives in the value namespace, like a function:
+/// a task named `tag` cannot also be a parameter's name in the same module (the
+/// parameter would be read as a pattern matching the struct).
 #[macro_export]
 macro_rules! task {
     // No parameter.
@@ -224,8 +234,12 @@ macro_rules! __task_impl {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __task_ret {
-    () => { () };
-    ($t:ty) => { $t };
+    () => {
+        ()
+    };
+    ($t:ty) => {
+        $t
+    };
 }
 
 #[doc(hidden)]

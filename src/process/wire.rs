@@ -92,6 +92,10 @@ impl Builder {
         let at = self.buf.len();
         self.buf.extend_from_slice(&[0; 5]);
         let status = fill(&mut self.buf);
+        // `fill` only appends; should it have cut into the prefix, restore it.
+        if self.buf.len() < at + 5 {
+            self.buf.resize(at + 5, 0);
+        }
         let len = (self.buf.len() - at - 5) as u32;
         self.buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
         self.buf[at + 4] = status;
@@ -153,13 +157,20 @@ pub(crate) fn spill(frame_bytes: &[u8], limit: usize, ool_name: &str) -> Result<
     // SAFETY: the segment is ours alone (just created, its name not yet sent anywhere)
     // and `body.len()` bytes long; the source is our own buffer.
     unsafe { std::ptr::copy_nonoverlapping(body.as_ptr(), seg.as_ptr(), body.len()) };
-    Ok(Some(frame(
+    let mut out = frame(
         head.kind | OUT_OF_LINE,
         head.count,
         head.seq,
         head.fp,
         ool_name.as_bytes(),
-    )))
+    );
+    // The head gives the body's length in the segment, not the name's.
+    let head = Head {
+        kind: head.kind | OUT_OF_LINE,
+        ..head
+    };
+    out[..HEAD].copy_from_slice(bytemuck::bytes_of(&head));
+    Ok(Some(out))
 }
 
 /// A received message: its head and body, checked to agree.
@@ -256,7 +267,9 @@ impl<'a> Iterator for Items<'a> {
         self.left -= 1;
         let bad = |left: &mut u32| {
             *left = 0;
-            Some(Err(Error::corrupt("a process-layer message's items overrun its body")))
+            Some(Err(Error::corrupt(
+                "a process-layer message's items overrun its body",
+            )))
         };
         if self.rest.len() < 5 {
             return bad(&mut self.left);
@@ -301,7 +314,10 @@ mod tests {
         let mut short = bytes.clone();
         short.pop();
         assert!(matches!(Msg::parse(short), Err(Error::Corrupt { .. })));
-        assert!(matches!(Msg::parse(vec![1; 10]), Err(Error::Corrupt { .. })));
+        assert!(matches!(
+            Msg::parse(vec![1; 10]),
+            Err(Error::Corrupt { .. })
+        ));
         // An item length past the end.
         let mut long = bytes;
         long[32] = 200;

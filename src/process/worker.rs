@@ -73,7 +73,9 @@ impl Spec {
 /// the process's exit code.
 pub(crate) fn main(spec: &str) -> i32 {
     let Some(spec) = Spec::parse(spec) else {
-        eprintln!("shmkit: this process was started as a worker with a spec it cannot read: {spec:?}");
+        eprintln!(
+            "shmkit: this process was started as a worker with a spec it cannot read: {spec:?}"
+        );
         return 2;
     };
     match crate::os::process::die_with_parent(libc::SIGKILL, spec.parent) {
@@ -98,12 +100,19 @@ pub(crate) fn main(spec: &str) -> i32 {
 fn serve(spec: &Spec) -> Result<i32> {
     let mut rx = frames::Receiver::open(&format!("{}.i", spec.rings))?;
     let mut tx = frames::Sender::open(&format!("{}.o", spec.rings))?;
+    // Both ends are open now (the parent created them): the names have done their job.
+    // Removing them here means that nothing is left in /dev/shm whoever dies next.
+    for end in ["i", "o"] {
+        let _ = crate::admin::unlink(&format!("{}.{end}", spec.rings));
+    }
     let bell = spec.bell.as_deref().map(Event::open).transpose()?;
     let slots = match &spec.slots {
         Some((name, i)) => {
             let a = RawArray::<u64>::open(name)?;
             if *i as usize >= a.len() {
-                return Err(Error::corrupt("a worker index past the pool's in-flight slots"));
+                return Err(Error::corrupt(
+                    "a worker index past the pool's in-flight slots",
+                ));
             }
             Some((a, *i as usize))
         }
@@ -140,7 +149,11 @@ fn serve(spec: &Spec) -> Result<i32> {
                     }
                 }
             }
-            k => return Err(Error::corrupt(format!("a process-layer message of unknown kind {k}"))),
+            k => {
+                return Err(Error::corrupt(format!(
+                    "a process-layer message of unknown kind {k}"
+                )))
+            }
         };
         let seq = msg.head.seq;
         let frame = out.finish(kind, seq, msg.head.fp);

@@ -75,6 +75,11 @@ pub fn spawn_wrapped(
     child_command(wrapper, role, args).spawn()
 }
 
+/// The command that runs `role` in a child, to adjust before spawning it.
+pub fn command(role: &str, args: &[(&str, String)]) -> Command {
+    child_command(&[], role, args)
+}
+
 /// The command that runs `role` in a child (under `wrapper`, if any).
 fn child_command(wrapper: &[&str], role: &str, args: &[(&str, String)]) -> Command {
     let exe = std::env::current_exe().expect("current_exe");

@@ -181,7 +181,11 @@ impl Dispatcher {
         if self.broken.is_some() {
             return;
         }
-        let task = self.init.as_ref().map_or("the worker start", |(_, n, _)| n).to_owned();
+        let task = self
+            .init
+            .as_ref()
+            .map_or("the worker start", |(_, n, _)| n)
+            .to_owned();
         let f = Failure::Broken { pid, task, reason };
         self.shared.lock().broken = Some(f.clone());
         self.shared.changed.notify_all();
@@ -223,7 +227,6 @@ impl Dispatcher {
         match msg.kind() {
             wire::READY if !w.ready => {
                 w.ready = true;
-                w.link.forget_names();
                 if self.first > 0 {
                     self.first -= 1;
                     self.shared.lock().started += 1;
@@ -281,7 +284,10 @@ impl Dispatcher {
             // Take what it sent before it went; `drain` may have handled its end already
             // (and started a replacement in its slot).
             self.drain(i);
-            if self.workers[i].as_ref().is_some_and(|w| w.link.pid() == pid) {
+            if self.workers[i]
+                .as_ref()
+                .is_some_and(|w| w.link.pid() == pid)
+            {
                 self.lost(i, None);
             }
         }

@@ -36,8 +36,8 @@ use std::fmt;
 use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-pub use results::{AsyncResult, Imap};
 use results::{Answer, Failure, Slot};
+pub use results::{AsyncResult, Imap};
 
 use super::task::Task;
 use super::wire::{self, Builder};
@@ -93,13 +93,28 @@ impl Shared {
     }
 }
 
+/// Removes the doorbells and in-flight slots that pools of dead parents left (a parent
+/// killed by a signal cannot remove its own): those nobody has open. Everything else a
+/// pool names is removed as soon as it has been opened.
+fn sweep_stale() {
+    let Ok(all) = crate::admin::list() else {
+        return;
+    };
+    for s in all {
+        if s.name.starts_with("mp.") && (s.name.ends_with(".bell") || s.name.ends_with(".slots")) {
+            // `clean` never touches a segment that a live process has open.
+            let _ = crate::admin::clean(&s.name, crate::CleanMode::Remove);
+        }
+    }
+}
+
 /// How to build a [`Pool`]: [`Pool::builder`].
 ///
 /// ```
 /// use shmkit::process::Pool;
 ///
 /// shmkit::task! { fn setup(tag: String) { std::env::set_var("TAG", tag) } }
-/// shmkit::task! { fn tag(_x: u8) -> String { std::env::var("TAG").unwrap_or_default() } }
+/// shmkit::task! { fn read_tag(_x: u8) -> String { std::env::var("TAG").unwrap_or_default() } }
 ///
 /// # shmkit::init();
 /// let pool = Pool::builder()
@@ -107,7 +122,7 @@ impl Shared {
 ///     .initializer(setup, "ready".to_string())
 ///     .max_tasks_per_child(100)
 ///     .build()?;
-/// assert_eq!(pool.apply(tag, 0)?, "ready");
+/// assert_eq!(pool.apply(read_tag, 0)?, "ready");
 /// # Ok::<(), shmkit::Error>(())
 /// ```
 #[derive(Debug)]
@@ -141,7 +156,11 @@ impl PoolBuilder {
         });
         self.init = Some(match err {
             Some(e) => Err(e),
-            None => Ok((T::fingerprint(), T::NAME, b.finish(wire::INIT, 0, T::fingerprint()).to_vec())),
+            None => Ok((
+                T::fingerprint(),
+                T::NAME,
+                b.finish(wire::INIT, 0, T::fingerprint()).to_vec(),
+            )),
         });
         self
     }
@@ -164,9 +183,12 @@ impl PoolBuilder {
     /// Starts the workers and waits until each has run its initializer.
     pub fn build(self) -> Result<Pool> {
         if self.processes == 0 {
-            return Err(Error::InvalidArgument("a pool needs at least one process".into()));
+            return Err(Error::InvalidArgument(
+                "a pool needs at least one process".into(),
+            ));
         }
         let init = self.init.transpose()?;
+        sweep_stale();
         let base = super::link::fresh_name();
         let bell = Event::create(&format!("{base}.bell"))?;
         let shared = Arc::new(Shared {
@@ -193,7 +215,11 @@ impl PoolBuilder {
         };
         let mut st = pool.shared.lock();
         while st.started < pool.processes && st.broken.is_none() && !st.finished {
-            st = pool.shared.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+            st = pool
+                .shared
+                .changed
+                .wait(st)
+                .unwrap_or_else(|e| e.into_inner());
         }
         if let Some(f) = st.broken.clone() {
             drop(st);
@@ -266,7 +292,9 @@ impl Pool {
     fn submit(&self, jobs: impl IntoIterator<Item = Job>) -> Result<()> {
         let mut st = self.shared.lock();
         if st.closed || st.terminate || st.finished {
-            return Err(Error::InvalidArgument("the pool is closed: it takes no more work".into()));
+            return Err(Error::InvalidArgument(
+                "the pool is closed: it takes no more work".into(),
+            ));
         }
         if let Some(f) = &st.broken {
             return Err(f.error("the pool's initializer"));
@@ -361,7 +389,11 @@ impl Pool {
     /// call failed (every other call still ran). Items go to workers in chunks, of
     /// Python's default size (the items over four times the workers, rounded up); see
     /// [`map_chunked`](Self::map_chunked). Tuples as items give Python's `starmap`.
-    pub fn map<T: Task>(&self, task: T, items: impl IntoIterator<Item = T::Arg>) -> Result<Vec<T::Output>> {
+    pub fn map<T: Task>(
+        &self,
+        task: T,
+        items: impl IntoIterator<Item = T::Arg>,
+    ) -> Result<Vec<T::Output>> {
         let items: Vec<T::Arg> = items.into_iter().collect();
         let chunk = items.len().div_ceil(4 * self.processes).max(1);
         self.map_chunked(task, items, chunk)
@@ -441,7 +473,9 @@ impl Pool {
     /// raises `ValueError`).
     pub fn join(&mut self) -> Result<()> {
         if !self.shared.lock().closed {
-            return Err(Error::InvalidArgument("close() the pool before join()".into()));
+            return Err(Error::InvalidArgument(
+                "close() the pool before join()".into(),
+            ));
         }
         self.stop(false);
         Ok(())

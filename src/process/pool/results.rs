@@ -21,7 +21,11 @@ pub(crate) enum Failure {
     /// The worker running it died.
     Died { pid: u32, status: ExitStatus },
     /// The pool cannot run tasks (a worker could not start, an initializer failed).
-    Broken { pid: u32, task: String, reason: String },
+    Broken {
+        pid: u32,
+        task: String,
+        reason: String,
+    },
     /// The pool was terminated (or dropped) first.
     Terminated,
     /// The worker's reply made no sense.
@@ -56,7 +60,11 @@ pub(crate) enum Answer {
 
 impl Answer {
     /// The `count` results of task `task` this answer carries, decoded.
-    pub(crate) fn results<R: DeserializeOwned>(self, count: usize, task: &str) -> VecDeque<Result<R>> {
+    pub(crate) fn results<R: DeserializeOwned>(
+        self,
+        count: usize,
+        task: &str,
+    ) -> VecDeque<Result<R>> {
         match self {
             Answer::Done { pid, msg } => {
                 if msg.head.count as usize != count {
@@ -67,7 +75,9 @@ impl Answer {
                     return (0..count).map(|_| Err(f.error(task))).collect();
                 }
                 msg.items()
-                    .map(|item| item.and_then(|(status, bytes)| item_result(status, bytes, task, pid)))
+                    .map(|item| {
+                        item.and_then(|(status, bytes)| item_result(status, bytes, task, pid))
+                    })
                     .collect()
             }
             Answer::Failed(f) => (0..count).map(|_| Err(f.error(task))).collect(),
@@ -155,7 +165,12 @@ impl<R> AsyncResult<R> {
             if left.is_zero() {
                 return false;
             }
-            g = self.slot.done.wait_timeout(g, left).unwrap_or_else(|e| e.into_inner()).0;
+            g = self
+                .slot
+                .done
+                .wait_timeout(g, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
         true
     }
@@ -179,7 +194,9 @@ impl<R> AsyncResult<R> {
 
 impl<R> fmt::Debug for AsyncResult<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AsyncResult").field("ready", &self.ready()).finish()
+        f.debug_struct("AsyncResult")
+            .field("ready", &self.ready())
+            .finish()
     }
 }
 
