@@ -68,6 +68,8 @@ enum Command {
 }
 
 fn main() {
+    // First thing: in a worker process of the bench's pools this runs the worker and exits.
+    shmkit::init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bench(args) => bench::run(&args),

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use super::super::child::ExitStatus;
 use super::super::link::Link;
 use super::super::wire::{self, Msg};
-use super::results::{Answer, Failure};
-use super::{Job, Shared};
+use super::results::{Answer, Failure, Stream};
+use super::{Job, Shared, Sink};
 use crate::error::{Error, Result};
 use crate::RawArray;
 
@@ -56,6 +56,8 @@ pub(super) struct Dispatcher {
     broken: Option<Failure>,
     /// Workers of the first generation still starting.
     first: usize,
+    /// Answers for `imap` streams, handed over once per round.
+    outbox: Vec<(Arc<Stream>, usize, Answer)>,
 }
 
 impl Dispatcher {
@@ -81,6 +83,7 @@ impl Dispatcher {
             generation: 0,
             broken: None,
             first: processes,
+            outbox: Vec::new(),
         })
     }
 
@@ -114,9 +117,9 @@ impl Dispatcher {
                 }
                 next_look = Instant::now() + LOOK;
             }
-            if let Some(f) = &self.broken {
-                for job in self.pending.drain(..) {
-                    (job.reply)(Answer::Failed(f.clone()));
+            if let Some(f) = self.broken.clone() {
+                for job in std::mem::take(&mut self.pending) {
+                    self.answer(job, Answer::Failed(f.clone()));
                 }
                 if self.first > 0 {
                     // Broken while starting: `build` reports it and terminates us.
@@ -124,6 +127,7 @@ impl Dispatcher {
                 }
             }
             moved |= self.dispatch();
+            self.flush();
             if closed && self.pending.is_empty() && self.idle() {
                 self.shutdown(false);
                 break;
@@ -137,6 +141,27 @@ impl Dispatcher {
         st.pids.clear();
         drop(st);
         self.shared.changed.notify_all();
+    }
+
+    /// Delivers `answer` to `job`'s sink: a callback now, a stream at the next flush.
+    fn answer(&mut self, job: Job, answer: Answer) {
+        match job.sink {
+            Sink::Call(reply) => reply(answer),
+            Sink::Stream(stream, index) => self.outbox.push((stream, index, answer)),
+        }
+    }
+
+    /// Hands the answers gathered this round to their streams, one batch per stream.
+    fn flush(&mut self) {
+        let mut out = std::mem::take(&mut self.outbox);
+        while let Some((stream, _, _)) = out.first() {
+            let stream = stream.clone();
+            let (mine, rest): (Vec<_>, Vec<_>) = out
+                .into_iter()
+                .partition(|(s, _, _)| Arc::ptr_eq(s, &stream));
+            stream.put(mine.into_iter().map(|(_, i, a)| (i, a)));
+            out = rest;
+        }
     }
 
     /// Whether no worker holds a call.
@@ -267,7 +292,7 @@ impl Dispatcher {
                 } else if took > SLOW {
                     w.window = 1;
                 }
-                (job.reply)(Answer::Done { pid, msg });
+                self.answer(job, Answer::Done { pid, msg });
                 Ok(())
             }
             k => Err(format!("process {pid} sent a message of kind {k}")),
@@ -321,7 +346,7 @@ impl Dispatcher {
         let mut requeue = Vec::new();
         for (seq, job) in w.inflight.drain(..) {
             if seq == running || matches!(failure, Failure::Corrupt(_)) {
-                (job.reply)(Answer::Failed(failure.clone()));
+                self.answer(job, Answer::Failed(failure.clone()));
             } else {
                 requeue.push(job);
             }
@@ -370,7 +395,7 @@ impl Dispatcher {
                 }
                 Err(e) => {
                     let f = Failure::Corrupt(format!("sending a call of `{}`: {e}", job.task));
-                    (job.reply)(Answer::Failed(f));
+                    self.answer(job, Answer::Failed(f));
                 }
             }
         }
@@ -401,22 +426,20 @@ impl Dispatcher {
                 let _ = w.link.child.wait_timeout(None);
             }
         }
+        let mut unanswered: Vec<Job> = Vec::new();
         for slot in self.workers.iter_mut() {
             if let Some(mut w) = slot.take() {
                 w.link.close();
-                for (_, job) in w.inflight.drain(..) {
-                    (job.reply)(Answer::Failed(Failure::Terminated));
-                }
+                unanswered.extend(w.inflight.drain(..).map(|(_, job)| job));
             }
         }
-        for job in self.pending.drain(..) {
-            (job.reply)(Answer::Failed(Failure::Terminated));
-        }
+        unanswered.extend(self.pending.drain(..));
         // Out of the lock before the replies run (a callback may call into the pool).
         let queued: Vec<Job> = self.shared.lock().jobs.drain(..).collect();
-        for job in queued {
-            (job.reply)(Answer::Failed(Failure::Terminated));
+        for job in unanswered.into_iter().chain(queued) {
+            self.answer(job, Answer::Failed(Failure::Terminated));
         }
+        self.flush();
         let _ = crate::admin::clean(&format!("{}.", self.base), crate::CleanMode::Remove);
     }
 }

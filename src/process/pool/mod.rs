@@ -33,10 +33,10 @@ mod results;
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use results::{Answer, Failure, Slot};
+use results::{Answer, Failure, Slot, Stream};
 pub use results::{AsyncResult, Imap};
 
 use super::task::Task;
@@ -48,13 +48,21 @@ use crate::sync::Event;
 /// The callback of a job: called once by the dispatcher with how it ended.
 type Reply = Box<dyn FnOnce(Answer) + Send>;
 
+/// Who gets a job's answer.
+pub(crate) enum Sink {
+    /// A callback, called by the dispatcher at once.
+    Call(Reply),
+    /// Chunk `.1` of an `imap`: answers are handed over in batches.
+    Stream(Arc<Stream>, usize),
+}
+
 /// One call message waiting for a worker: a frame (head and items) and who gets the
 /// answer.
 pub(crate) struct Job {
     /// The whole frame; the dispatcher writes the call's sequence number into its head.
     frame: Vec<u8>,
     task: &'static str,
-    reply: Reply,
+    sink: Sink,
 }
 
 /// What the calling threads and the dispatcher share (in this process).
@@ -380,7 +388,7 @@ impl Pool {
         self.submit([Job {
             frame: Self::call_frame::<T>([arg]),
             task: T::NAME,
-            reply,
+            sink: Sink::Call(reply),
         }])?;
         Ok(AsyncResult::new(slot))
     }
@@ -441,7 +449,7 @@ impl Pool {
     ) -> Result<Imap<T::Output>> {
         let _ = task;
         let chunk_size = chunk_size.max(1);
-        let (tx, rx) = mpsc::channel();
+        let stream = Stream::new();
         let mut sizes = Vec::new();
         let mut jobs = Vec::new();
         let mut items = items.into_iter().peekable();
@@ -449,17 +457,14 @@ impl Pool {
             let chunk: Vec<T::Arg> = items.by_ref().take(chunk_size).collect();
             let index = sizes.len();
             sizes.push(chunk.len());
-            let tx = tx.clone();
             jobs.push(Job {
                 frame: Self::call_frame::<T>(chunk),
                 task: T::NAME,
-                reply: Box::new(move |a: Answer| {
-                    let _ = tx.send((index, a));
-                }),
+                sink: Sink::Stream(stream.clone(), index),
             });
         }
         self.submit(jobs)?;
-        Ok(Imap::new(rx, sizes, T::NAME, ordered))
+        Ok(Imap::new(stream, sizes, T::NAME, ordered))
     }
 
     /// Takes no more work (Python's `close`); what is queued still runs.

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -203,11 +203,51 @@ impl<R> fmt::Debug for AsyncResult<R> {
 // ---------------------------------------------------------------------------------------
 // Imap
 
+/// Where the dispatcher puts the answers of one `imap`: in batches (one lock and at most
+/// one wake-up per round of the dispatcher, not one per answer).
+pub(crate) struct Stream {
+    q: Mutex<StreamQ>,
+    cv: Condvar,
+}
+
+struct StreamQ {
+    ready: Vec<(usize, Answer)>,
+    /// The consumer sleeps on `cv`.
+    waiting: bool,
+}
+
+impl Stream {
+    pub(crate) fn new() -> Arc<Stream> {
+        Arc::new(Stream {
+            q: Mutex::new(StreamQ {
+                ready: Vec::new(),
+                waiting: false,
+            }),
+            cv: Condvar::new(),
+        })
+    }
+
+    /// Hands over answers `(chunk, answer)`.
+    pub(crate) fn put(&self, answers: impl IntoIterator<Item = (usize, Answer)>) {
+        let mut q = self.q.lock().unwrap_or_else(|e| e.into_inner());
+        q.ready.extend(answers);
+        if std::mem::take(&mut q.waiting) {
+            self.cv.notify_one();
+        }
+    }
+}
+
+/// How long the consumer of an `imap` sleeps before it checks that answers can still
+/// come (a job that is dropped unanswered, which only a dispatcher that died can do).
+const CHECK: Duration = Duration::from_millis(100);
+
 /// The results of [`Pool::imap`](super::Pool::imap) (in the order of the inputs) or
 /// [`Pool::imap_unordered`](super::Pool::imap_unordered) (as they finish): one
 /// `Result` per input, decoded in the thread that iterates.
 pub struct Imap<R> {
-    rx: mpsc::Receiver<(usize, Answer)>,
+    stream: Arc<Stream>,
+    /// Answers taken from the stream, not yet looked at.
+    taken: VecDeque<(usize, Answer)>,
     /// Each chunk's item count, by chunk index.
     sizes: Vec<usize>,
     task: &'static str,
@@ -222,13 +262,14 @@ pub struct Imap<R> {
 
 impl<R: DeserializeOwned> Imap<R> {
     pub(crate) fn new(
-        rx: mpsc::Receiver<(usize, Answer)>,
+        stream: Arc<Stream>,
         sizes: Vec<usize>,
         task: &'static str,
         ordered: bool,
     ) -> Self {
         Imap {
-            rx,
+            stream,
+            taken: VecDeque::new(),
             sizes,
             task,
             ordered,
@@ -247,7 +288,7 @@ impl<R: DeserializeOwned> Imap<R> {
                 return None;
             }
             while !self.early.contains_key(&self.next_chunk) {
-                let (i, a) = self.recv()?;
+                let (i, a) = self.recv();
                 self.early.insert(i, a);
             }
             let i = self.next_chunk;
@@ -257,19 +298,36 @@ impl<R: DeserializeOwned> Imap<R> {
             if self.received == self.sizes.len() {
                 return None;
             }
-            self.recv()
+            Some(self.recv())
         }
     }
 
-    fn recv(&mut self) -> Option<(usize, Answer)> {
-        // The dispatcher answers every job it took, also when the pool is terminated; the
-        // channel closes early only if it is gone, which reads as the pool terminated.
-        let r = self
-            .rx
-            .recv()
-            .unwrap_or_else(|_| (self.first_missing(), Answer::Failed(Failure::Terminated)));
+    /// The next answer to arrive.
+    fn recv(&mut self) -> (usize, Answer) {
         self.received += 1;
-        Some(r)
+        if let Some(a) = self.taken.pop_front() {
+            return a;
+        }
+        let mut q = self.stream.q.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if !q.ready.is_empty() {
+                self.taken.extend(q.ready.drain(..));
+                drop(q);
+                return self.taken.pop_front().expect("not empty");
+            }
+            // Only we hold the stream: no job is left to answer (the dispatcher answers
+            // every job, also when the pool ends; it would take a dispatcher that died).
+            if Arc::strong_count(&self.stream) == 1 {
+                return (self.first_missing(), Answer::Failed(Failure::Terminated));
+            }
+            q.waiting = true;
+            q = self
+                .stream
+                .cv
+                .wait_timeout(q, CHECK)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
     }
 
     fn first_missing(&self) -> usize {

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use shmkit::{frames, spsc, Error, RawArray, WaitStrategy};
 
 mod mpmc;
+mod pool;
 mod report;
 
 use report::Report;
@@ -203,8 +204,10 @@ struct Samples {
 pub fn run(args: &Args) -> Res<()> {
     let plan = if args.full { FULL } else { QUICK };
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // Before we pin ourselves (which makes `available_parallelism` say 1).
+    // Before we pin ourselves (which makes `available_parallelism` say 1, and which the
+    // pools' workers would inherit).
     let _ = mpmc::CPUS.set(cpus);
+    let pools = pool::run(plan.rounds, args.full, cpus)?;
     if cpus > 1 {
         pin_to_cpu(0)?;
     }
@@ -231,6 +234,11 @@ pub fn run(args: &Args) -> Res<()> {
         println!("{}", report.json());
     } else {
         print!("{}", report.table());
+    }
+    if args.json {
+        eprint!("{pools}");
+    } else {
+        print!("{pools}");
     }
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir)?;
