@@ -44,9 +44,9 @@ pub use error::SendError;
 /// frames) share. The endpoint type has `ring` (with `new(at, capacity)`, `claim`, `hdr`,
 /// `cap`, `seg`), `strategy`, a `resume(&ring)` that finds where to start and an
 /// `at(ring, start)` that builds the end; `$capacity` and `$len` document what
-/// `capacity()` and `len()` count.
+/// `capacity()` and `len()` count. Its `Drop` and `Debug` come from [`pair_endpoint_impls!`].
 macro_rules! pair_endpoint {
-    ($end:expr, $role:literal, open: $open:expr, capacity: $capacity:literal, len: $len:literal) => {
+    ($end:expr, $role:literal, $peer:literal, open: $open:expr, capacity: $capacity:literal, len: $len:literal) => {
         crate::object::constructors!(
             @named "channel",
             capacity: usize,
@@ -95,9 +95,35 @@ macro_rules! pair_endpoint {
         pub fn segment(&self) -> &crate::Segment {
             &self.ring.seg
         }
+
+        #[doc = concat!("Whether the ", $peer, " is gone: one attached, and it closed or its process died.")]
+        pub fn is_disconnected(&self) -> bool {
+            self.ring.hdr().peer_gone(&self.ring.seg, $end)
+        }
     };
 }
 pub(crate) use pair_endpoint;
+
+/// `Drop` (which closes the end) and `Debug` (as `$name`, with its position) of an endpoint
+/// type of a one-sender one-receiver channel (see [`pair_endpoint!`]), with its generic
+/// parameters in brackets: `pair_endpoint_impls!([T: Pod] Sender<T>, SENDER, "spsc::Sender")`.
+macro_rules! pair_endpoint_impls {
+    ([$($gen:tt)*] $ty:ty, $end:expr, $name:literal) => {
+        impl<$($gen)*> Drop for $ty {
+            fn drop(&mut self) {
+                self.ring.hdr().close(&self.ring.seg, $end);
+            }
+        }
+
+        impl<$($gen)*> std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let ring = &self.ring;
+                $crate::channel::fmt_endpoint(f, $name, &ring.seg, ring.cap, "position", self.pos)
+            }
+        }
+    };
+}
+pub(crate) use pair_endpoint_impls;
 
 use std::time::{Duration, Instant};
 

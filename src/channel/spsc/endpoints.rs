@@ -7,7 +7,7 @@
 //! at its own position, the value in it while the stamp gives it to this side, and its
 //! own published counter (`tail` or `head`) and endpoint registration.
 
-use super::super::pair_endpoint;
+use super::super::{pair_endpoint, pair_endpoint_impls};
 use crate::os::failpoint::failpoint;
 use std::fmt;
 use std::marker::PhantomData;
@@ -17,8 +17,8 @@ use std::time::Duration;
 use bytemuck::Pod;
 
 use super::super::{
-    ends_iter, ends_try_iter, fmt_endpoint, recv_iter, wait_until, PeerCheck, Poll, WaitStrategy,
-    RECEIVER, SENDER,
+    ends_iter, ends_try_iter, recv_iter, wait_until, PeerCheck, Poll, WaitStrategy, RECEIVER,
+    SENDER,
 };
 use super::ring::Ring;
 use super::SendError;
@@ -53,7 +53,7 @@ pub struct Sender<T: Pod> {
 }
 
 impl<T: Pod> Sender<T> {
-    pair_endpoint!(SENDER, "sender", open: 1, capacity: "The number of slots (a power of two).", len: "Messages published and not yet released (a snapshot).");
+    pair_endpoint!(SENDER, "sender", "receiver", open: 1, capacity: "The number of slots (a power of two).", len: "Messages published and not yet released (a snapshot).");
 
     fn at(ring: Ring<T>, pos: u64) -> Self {
         Sender {
@@ -242,25 +242,9 @@ impl<T: Pod> Sender<T> {
         }
         Ok(WriteChunk { tx: self, len })
     }
-
-    /// Whether the receiver is gone: one attached, and it closed or its process died.
-    pub fn is_disconnected(&self) -> bool {
-        self.ring.hdr().peer_gone(&self.ring.seg, SENDER)
-    }
 }
 
-impl<T: Pod> Drop for Sender<T> {
-    fn drop(&mut self) {
-        self.ring.hdr().close(&self.ring.seg, SENDER);
-    }
-}
-
-impl<T: Pod> fmt::Debug for Sender<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ring = &self.ring;
-        fmt_endpoint(f, "spsc::Sender", &ring.seg, ring.cap, "position", self.pos)
-    }
-}
+pair_endpoint_impls!([T: Pod] Sender<T>, SENDER, "spsc::Sender");
 
 /// A slot lent by [`Sender::loan`]: derefs to the `T` in the ring.
 ///
@@ -418,7 +402,7 @@ pub struct Receiver<T: Pod> {
 }
 
 impl<T: Pod> Receiver<T> {
-    pair_endpoint!(RECEIVER, "receiver", open: 1, capacity: "The number of slots (a power of two).", len: "Messages published and not yet released (a snapshot).");
+    pair_endpoint!(RECEIVER, "receiver", "sender", open: 1, capacity: "The number of slots (a power of two).", len: "Messages published and not yet released (a snapshot).");
 
     fn at(ring: Ring<T>, pos: u64) -> Self {
         Receiver {
@@ -625,32 +609,9 @@ impl<T: Pod> Receiver<T> {
     pub fn try_iter(&mut self) -> impl std::iter::FusedIterator<Item = Result<T>> + '_ {
         recv_iter(move || self.try_recv(), ends_try_iter)
     }
-
-    /// Whether the sender is gone: one attached, and it closed or its process died.
-    pub fn is_disconnected(&self) -> bool {
-        self.ring.hdr().peer_gone(&self.ring.seg, RECEIVER)
-    }
 }
 
-impl<T: Pod> Drop for Receiver<T> {
-    fn drop(&mut self) {
-        self.ring.hdr().close(&self.ring.seg, RECEIVER);
-    }
-}
-
-impl<T: Pod> fmt::Debug for Receiver<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ring = &self.ring;
-        fmt_endpoint(
-            f,
-            "spsc::Receiver",
-            &ring.seg,
-            ring.cap,
-            "position",
-            self.pos,
-        )
-    }
-}
+pair_endpoint_impls!([T: Pod] Receiver<T>, RECEIVER, "spsc::Receiver");
 
 /// A message received by [`Receiver::recv_ref`], read in place; the slot is freed when the
 /// guard drops. For cooperating peers: it derefs into memory the sender could write.
