@@ -293,6 +293,7 @@ impl fmt::Debug for ReentrantMutexGuard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sync::{assert_taken_for_another_thread, in_another_thread};
 
     #[test]
     #[cfg(not(loom))]
@@ -314,24 +315,10 @@ mod tests {
         let m = ReentrantMutex::anonymous().unwrap();
         let g1 = m.lock().unwrap();
         let g2 = m.try_lock().unwrap();
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                assert!(matches!(m.try_lock(), Err(Error::WouldBlock)));
-                assert!(matches!(
-                    m.lock_timeout(Duration::from_millis(5)),
-                    Err(Error::Timeout)
-                ));
-            });
-        });
+        assert_taken_for_another_thread(|| m.try_lock(), |t| m.lock_timeout(t));
         drop(g1);
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                assert!(matches!(m.try_lock(), Err(Error::WouldBlock)));
-            });
-        });
+        in_another_thread(|| assert!(matches!(m.try_lock(), Err(Error::WouldBlock))));
         drop(g2);
-        std::thread::scope(|s| {
-            s.spawn(|| drop(m.try_lock().unwrap()));
-        });
+        in_another_thread(|| drop(m.try_lock().unwrap()));
     }
 }
