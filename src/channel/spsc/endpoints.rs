@@ -3,6 +3,11 @@
 //! endpoint resumes, and the waiting around the stamp polls. See the [module docs](super)
 //! for the contract.
 //!
+//! Both endpoints are an [`End`], generic over its side: the stamps that give a slot to
+//! each side, its counter and its signals are the only differences, chosen in one place
+//! each (`End::ready`, `End::pending`, `End::done`, ...). The public types add only their
+//! own API on top.
+//!
 //! What lives here touches shared memory through the ring (`ring`): the stamp of the slot
 //! at its own position, the value in it while the stamp gives it to this side, and its
 //! own published counter (`tail` or `head`) and endpoint registration.
