@@ -477,6 +477,36 @@ macro_rules! constructors {
 }
 pub(crate) use constructors;
 
+/// Everything an object made of a head alone, with no parameter, needs inside its `impl`,
+/// for a tuple struct over its storage: `pub struct Event(Shared<EventState>);`.
+///
+/// `head_object!("event", Kind::Event, EventState, len: 0)` gives `constructors!("event")`,
+/// the `build` behind them (a head starting all zero, from `EventState::new`; the segment's
+/// length always `len`), `state()` (the head, in place) and `segment()`.
+macro_rules! head_object {
+    ($what:literal, $kind:expr, $head:ty, len: $len:literal) => {
+        $crate::object::constructors!($what);
+
+        fn build(at: $crate::object::At<'_>, (): ()) -> $crate::Result<Self> {
+            let head = $crate::object::Head::zero(<$head>::new);
+            let len = $crate::object::Len::Exactly($len);
+            $crate::object::Shared::new(at, $kind, len, head, |_| ()).map(Self)
+        }
+
+        /// The shared state, in place.
+        #[inline]
+        fn state(&self) -> &$head {
+            self.0.head()
+        }
+
+        #[doc = concat!("The segment the ", $what, " lives in.")]
+        pub fn segment(&self) -> &$crate::Segment {
+            self.0.segment()
+        }
+    };
+}
+pub(crate) use head_object;
+
 /// `Debug` for a shared object: its type's name, its segment, and the values of the
 /// listed methods (`object_debug!(Array<T>, len)`).
 macro_rules! object_debug {

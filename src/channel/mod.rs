@@ -44,9 +44,16 @@ pub use error::SendError;
 /// frames) share. The endpoint type has `ring` (with `new(at, capacity)`, `claim`, `hdr`,
 /// `cap`, `seg`), `strategy`, a `resume(&ring)` that finds where to start and an
 /// `at(ring, start)` that builds the end; `$capacity` and `$len` document what
-/// `capacity()` and `len()` count.
+/// `capacity()` and `len()` count. Its `Drop` and `Debug` come from [`pair_endpoint_impls!`].
+///
+/// With `in field: Core,` those are not the endpoint's own but those of its one field
+/// `field`, of type `Core` (an end generic over its side).
 macro_rules! pair_endpoint {
-    ($end:expr, $role:literal, open: $open:expr, capacity: $capacity:literal, len: $len:literal) => {
+    (@core) => { Self };
+    (@core $core:ty) => { $core };
+    (@wrap ; $e:expr) => { $e };
+    (@wrap $f:ident; $e:expr) => { Self { $f: $e } };
+    ($end:expr, $role:literal, $peer:literal, $(in $f:ident: $core:ty,)? open: $open:expr, capacity: $capacity:literal, len: $len:literal) => {
         crate::object::constructors!(
             @named "channel",
             capacity: usize,
@@ -57,8 +64,10 @@ macro_rules! pair_endpoint {
         fn build(at: crate::object::At<'_>, capacity: usize) -> crate::Result<Self> {
             let ring = Ring::new(at, capacity)?;
             ring.claim($end, $role)?;
-            match Self::resume(&ring) {
-                Ok(start) => Ok(Self::at(ring, start)),
+            match <$crate::channel::pair_endpoint!(@core $($core)?)>::resume(&ring) {
+                Ok(start) => Ok($crate::channel::pair_endpoint!(
+                    @wrap $($f)?; <$crate::channel::pair_endpoint!(@core $($core)?)>::at(ring, start)
+                )),
                 Err(e) => {
                     // Nothing can be resumed: give the claim back before reporting.
                     ring.hdr().ends.0[$end].release(&ring.seg);
@@ -69,21 +78,21 @@ macro_rules! pair_endpoint {
 
         /// The waiting strategy of this end (default [`WaitStrategy::Blocking`](crate::WaitStrategy::Blocking)).
         pub fn set_wait_strategy(&mut self, strategy: crate::WaitStrategy) {
-            self.strategy = strategy;
+            self$(.$f)?.strategy = strategy;
         }
 
         #[doc = $capacity]
         pub fn capacity(&self) -> usize {
-            self.ring.cap as usize
+            self$(.$f)?.ring.cap as usize
         }
 
         #[doc = $len]
         pub fn len(&self) -> usize {
-            let h = self.ring.hdr();
+            let h = self$(.$f)?.ring.hdr();
             // Relaxed: a snapshot of counters; nothing is read through it.
             let tail = h.tail.0.load(crate::primitive::Ordering::Relaxed);
             let head = h.head.0.load(crate::primitive::Ordering::Relaxed);
-            tail.wrapping_sub(head).min(self.ring.cap) as usize
+            tail.wrapping_sub(head).min(self$(.$f)?.ring.cap) as usize
         }
 
         /// Whether nothing is waiting (a snapshot).
@@ -93,11 +102,37 @@ macro_rules! pair_endpoint {
 
         /// The segment the channel lives in.
         pub fn segment(&self) -> &crate::Segment {
-            &self.ring.seg
+            &self$(.$f)?.ring.seg
+        }
+
+        #[doc = concat!("Whether the ", $peer, " is gone: one attached, and it closed or its process died.")]
+        pub fn is_disconnected(&self) -> bool {
+            self$(.$f)?.ring.hdr().peer_gone(&self$(.$f)?.ring.seg, $end)
         }
     };
 }
 pub(crate) use pair_endpoint;
+
+/// `Drop` (which closes the end) and `Debug` (as `$name`, with its position) of an endpoint
+/// type of a one-sender one-receiver channel (see [`pair_endpoint!`]), with its generic
+/// parameters in brackets: `pair_endpoint_impls!([T: Pod] Sender<T>, SENDER, "spsc::Sender")`.
+macro_rules! pair_endpoint_impls {
+    ([$($gen:tt)*] $ty:ty, $(in $f:ident,)? $end:expr, $name:literal) => {
+        impl<$($gen)*> Drop for $ty {
+            fn drop(&mut self) {
+                self$(.$f)?.ring.hdr().close(&self$(.$f)?.ring.seg, $end);
+            }
+        }
+
+        impl<$($gen)*> std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let ring = &self$(.$f)?.ring;
+                $crate::channel::fmt_endpoint(f, $name, &ring.seg, ring.cap, "position", self$(.$f)?.pos)
+            }
+        }
+    };
+}
+pub(crate) use pair_endpoint_impls;
 
 use std::time::{Duration, Instant};
 

@@ -6,9 +6,9 @@ use std::time::Duration;
 use super::mutex::MutexGuard;
 use super::wait::{self, Deadline, WAITERS};
 use crate::error::{plain, Error, LockError, LockResult, Result};
-use crate::object::{constructors, object_debug, At, Head, Len, Shared};
+use crate::object::{head_object, object_debug, Shared};
 use crate::primitive::{AtomicU32, Ordering};
-use crate::segment::{Kind, Segment};
+use crate::segment::Kind;
 
 const SEQ_MASK: u32 = !WAITERS;
 
@@ -147,29 +147,12 @@ impl WaitTimeoutResult {
 /// assert_eq!(*g, 1);
 /// # Ok::<(), shmkit::Error>(())
 /// ```
-pub struct Condvar {
-    shared: Shared<CondState>,
-}
+pub struct Condvar(Shared<CondState>);
 
 object_debug!(Condvar);
 
 impl Condvar {
-    constructors!("condition variable");
-
-    fn build(at: At<'_>, (): ()) -> Result<Self> {
-        let shared = Shared::new(
-            at,
-            Kind::Condvar,
-            Len::Exactly(0),
-            Head::zero(CondState::new),
-            |_| (),
-        )?;
-        Ok(Condvar { shared })
-    }
-
-    fn state(&self) -> &CondState {
-        self.shared.head()
-    }
+    head_object!("condition variable", Kind::Condvar, CondState, len: 0);
 
     /// Releases the guard's mutex, waits for a notification, and locks it again.
     pub fn wait<'a, T: ?Sized>(&self, guard: MutexGuard<'a, T>) -> Result<MutexGuard<'a, T>> {
@@ -282,11 +265,6 @@ impl Condvar {
 
     fn notify(&self, all: bool) {
         self.state().notify(all);
-    }
-
-    /// The segment the condition variable lives in.
-    pub fn segment(&self) -> &Segment {
-        self.shared.segment()
     }
 }
 

@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use super::wait::{self, announce, Deadline, WAITERS};
 use crate::error::{Error, Result};
-use crate::object::{constructors, object_debug, At, Head, Len, Shared};
+use crate::object::{head_object, object_debug, Shared};
 use crate::primitive::{AtomicU32, Ordering};
-use crate::segment::{Kind, Segment};
+use crate::segment::Kind;
 
 const SET: u32 = 1;
 /// Bits 1..=30 count the transitions from unset to set.
@@ -124,29 +124,12 @@ impl Default for EventState {
 /// ready.wait()?;
 /// # Ok::<(), shmkit::Error>(())
 /// ```
-pub struct Event {
-    shared: Shared<EventState>,
-}
+pub struct Event(Shared<EventState>);
 
 object_debug!(Event, is_set);
 
 impl Event {
-    constructors!("event");
-
-    fn build(at: At<'_>, (): ()) -> Result<Self> {
-        let shared = Shared::new(
-            at,
-            Kind::Event,
-            Len::Exactly(0),
-            Head::zero(EventState::new),
-            |_| (),
-        )?;
-        Ok(Event { shared })
-    }
-
-    fn state(&self) -> &EventState {
-        self.shared.head()
-    }
+    head_object!("event", Kind::Event, EventState, len: 0);
 
     /// Sets the flag and wakes every waiter.
     pub fn set(&self) {
@@ -175,11 +158,6 @@ impl Event {
             Err(Error::Timeout) => Ok(false),
             Err(e) => Err(e),
         }
-    }
-
-    /// The segment the event lives in.
-    pub fn segment(&self) -> &Segment {
-        self.shared.segment()
     }
 }
 

@@ -21,3 +21,29 @@ pub use mutex::{Mutex, MutexGuard};
 pub use reentrant::{ReentrantMutex, ReentrantMutexGuard};
 pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
+
+/// For unit tests: runs `f` in a thread of its own and waits for it (a panic there fails
+/// the test), to see a lock as another thread of this process sees it.
+#[cfg(test)]
+pub(crate) fn in_another_thread(f: impl FnOnce() + Send) {
+    std::thread::scope(|s| {
+        s.spawn(f);
+    });
+}
+
+/// For unit tests: asserts that another thread of this process finds a lock taken: its
+/// `try_lock` would block, and its `lock_timeout` times out.
+#[cfg(test)]
+pub(crate) fn assert_taken_for_another_thread<G>(
+    try_lock: impl FnOnce() -> crate::Result<G> + Send,
+    lock_timeout: impl FnOnce(std::time::Duration) -> crate::Result<G> + Send,
+) {
+    use crate::Error;
+    in_another_thread(|| {
+        assert!(matches!(try_lock(), Err(Error::WouldBlock)));
+        assert!(matches!(
+            lock_timeout(std::time::Duration::from_millis(5)),
+            Err(Error::Timeout)
+        ));
+    });
+}

@@ -50,8 +50,8 @@ use std::time::Duration;
 use super::raw_mutex::{Acquired, RawMutex};
 use super::wait::Deadline;
 use crate::error::{plain, Error, LockResult, Result, Unrepaired};
-use crate::object::{constructors, object_debug, At, Head, Len, Shared};
-use crate::segment::{Kind, Segment};
+use crate::object::{head_object, object_debug, Shared};
+use crate::segment::Kind;
 
 /// The deepest re-entry; more is taken as corruption.
 const MAX_DEPTH: u32 = 1 << 30;
@@ -120,35 +120,13 @@ fn thread_id() -> u64 {
 /// # drop((inner, outer));
 /// # Ok::<(), shmkit::Error>(())
 /// ```
-pub struct ReentrantMutex {
-    body: Shared<ReShared>,
-}
-
-// SAFETY: the pointer points into the mapping owned by `seg`, whose shared state is made of
-// atomics only.
-unsafe impl Send for ReentrantMutex {}
-// SAFETY: as above.
-unsafe impl Sync for ReentrantMutex {}
+// `Send` and `Sync` from `Shared`: the shared state is made of atomics only.
+pub struct ReentrantMutex(Shared<ReShared>);
 
 object_debug!(ReentrantMutex);
 
 impl ReentrantMutex {
-    constructors!("reentrant lock");
-
-    fn build(at: At<'_>, (): ()) -> Result<Self> {
-        let body = Shared::new(
-            at,
-            Kind::ReentrantMutex,
-            Len::Exactly(1),
-            Head::zero(ReShared::new),
-            |_| (),
-        )?;
-        Ok(ReentrantMutex { body })
-    }
-
-    fn shared(&self) -> &ReShared {
-        self.body.head()
-    }
+    head_object!("reentrant lock", Kind::ReentrantMutex, ReShared, len: 1);
 
     /// Locks, blocking while another thread holds the lock; re-enters at once if this
     /// thread holds it.
@@ -184,11 +162,6 @@ impl ReentrantMutex {
         self.guard(self.acquire(Some(Deadline::after(timeout))))
     }
 
-    /// The segment the lock lives in.
-    pub fn segment(&self) -> &Segment {
-        self.body.segment()
-    }
-
     fn guard(&self, r: Result<Acquired>) -> LockResult<ReentrantMutexGuard<'_>> {
         let how = r?;
         let g = ReentrantMutexGuard {
@@ -200,9 +173,9 @@ impl ReentrantMutex {
 
     /// Takes the lock (or one more level of it); `None` for no waiting at all.
     fn acquire(&self, deadline: Option<Deadline>) -> Result<Acquired> {
-        let me = self.body.segment().token()?;
+        let me = self.segment().token()?;
         let tid = thread_id();
-        let s = self.shared();
+        let s = self.state();
         // Relaxed: only this thread ever writes the pair (me, tid), and it clears it before
         // releasing the raw lock, so program order alone makes a match current.
         if s.owner_token.load(Ordering::Relaxed) == me
@@ -223,8 +196,8 @@ impl ReentrantMutex {
             });
         }
         let how = match deadline {
-            Some(deadline) => s.raw.lock(self.body.segment(), deadline)?,
-            None => s.raw.try_lock(self.body.segment())?,
+            Some(deadline) => s.raw.lock(self.segment(), deadline)?,
+            None => s.raw.try_lock(self.segment())?,
         };
         // Relaxed: we hold the raw lock; these are read by other threads only to compare
         // with their own pair, and by the next holder after the raw lock's Release/Acquire.
@@ -238,7 +211,7 @@ impl ReentrantMutex {
     /// Releases one level; the last level of an inconsistent lock makes it not recoverable
     /// unless `unrepaired` (then it stays inconsistent).
     fn release(&self, unrepaired: bool) {
-        let s = self.shared();
+        let s = self.state();
         // Relaxed: we hold the lock; only the holder writes `count`.
         let n = s.count.load(Ordering::Relaxed);
         if n > 1 && n < MAX_DEPTH {
@@ -286,12 +259,12 @@ impl ReentrantMutexGuard<'_> {
     /// Marks what the lock protects consistent again after a previous owner died. Call it
     /// once that is repaired; without it, releasing the lock makes it not recoverable.
     pub fn mark_consistent(this: &Self) {
-        this.lock.shared().raw.mark_consistent();
+        this.lock.state().raw.mark_consistent();
     }
 
     /// Whether a previous owner died and the lock has not been marked consistent since.
     pub fn is_inconsistent(this: &Self) -> bool {
-        this.lock.shared().raw.is_inconsistent()
+        this.lock.state().raw.is_inconsistent()
     }
 }
 
@@ -320,6 +293,7 @@ impl fmt::Debug for ReentrantMutexGuard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sync::{assert_taken_for_another_thread, in_another_thread};
 
     #[test]
     #[cfg(not(loom))]
@@ -341,24 +315,10 @@ mod tests {
         let m = ReentrantMutex::anonymous().unwrap();
         let g1 = m.lock().unwrap();
         let g2 = m.try_lock().unwrap();
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                assert!(matches!(m.try_lock(), Err(Error::WouldBlock)));
-                assert!(matches!(
-                    m.lock_timeout(Duration::from_millis(5)),
-                    Err(Error::Timeout)
-                ));
-            });
-        });
+        assert_taken_for_another_thread(|| m.try_lock(), |t| m.lock_timeout(t));
         drop(g1);
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                assert!(matches!(m.try_lock(), Err(Error::WouldBlock)));
-            });
-        });
+        in_another_thread(|| assert!(matches!(m.try_lock(), Err(Error::WouldBlock))));
         drop(g2);
-        std::thread::scope(|s| {
-            s.spawn(|| drop(m.try_lock().unwrap()));
-        });
+        in_another_thread(|| drop(m.try_lock().unwrap()));
     }
 }

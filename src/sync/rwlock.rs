@@ -324,6 +324,7 @@ impl<T: Pod + fmt::Debug> fmt::Debug for RwLockWriteGuard<'_, T> {
 mod tests {
     use super::*;
     use crate::error::Error;
+    use crate::sync::assert_taken_for_another_thread;
 
     #[test]
     fn data_follows_the_shared_state_aligned() {
@@ -353,15 +354,7 @@ mod tests {
         drop((a, b));
         let mut w = l.try_write().unwrap();
         *w += 1;
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                assert!(matches!(l.try_read(), Err(Error::WouldBlock)));
-                assert!(matches!(
-                    l.read_timeout(Duration::from_millis(5)),
-                    Err(Error::Timeout)
-                ));
-            });
-        });
+        assert_taken_for_another_thread(|| l.try_read(), |t| l.read_timeout(t));
         drop(w);
         assert_eq!(*l.read().unwrap(), 8);
     }

@@ -7,7 +7,7 @@
 //! record at its position and the stamp after it, the receiver reads published records and
 //! publishes its position; each updates only its own counter and endpoint registration.
 
-use super::super::pair_endpoint;
+use super::super::{pair_endpoint, pair_endpoint_impls};
 use crate::os::failpoint::failpoint;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
@@ -16,8 +16,8 @@ use std::time::Duration;
 use bytemuck::Pod;
 
 use super::super::{
-    ends_iter, ends_try_iter, fmt_endpoint, recv_iter, wait_until, PeerCheck, Poll, WaitStrategy,
-    RECEIVER, SENDER,
+    ends_iter, ends_try_iter, recv_iter, wait_until, PeerCheck, Poll, WaitStrategy, RECEIVER,
+    SENDER,
 };
 use super::ring::{poll_frame, record_size, release, Ring, ALIGN, PAD, REC_HDR};
 use crate::error::{Error, Result};
@@ -57,7 +57,7 @@ fn max_frame(cap: u64) -> usize {
 }
 
 impl Sender {
-    pair_endpoint!(SENDER, "sender", open: 0, capacity: "The ring's size in bytes (a power of two).", len: "Bytes published and not yet released (a snapshot).");
+    pair_endpoint!(SENDER, "sender", "receiver", open: 0, capacity: "The ring's size in bytes (a power of two).", len: "Bytes published and not yet released (a snapshot).");
 
     /// The largest payload one frame can carry.
     pub fn max_frame(&self) -> usize {
@@ -275,32 +275,9 @@ impl Sender {
             size,
         })
     }
-
-    /// Whether the receiver is gone: one attached, and it closed or its process died.
-    pub fn is_disconnected(&self) -> bool {
-        self.ring.hdr().peer_gone(&self.ring.seg, SENDER)
-    }
 }
 
-impl Drop for Sender {
-    fn drop(&mut self) {
-        self.ring.hdr().close(&self.ring.seg, SENDER);
-    }
-}
-
-impl fmt::Debug for Sender {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ring = &self.ring;
-        fmt_endpoint(
-            f,
-            "frames::Sender",
-            &ring.seg,
-            ring.cap,
-            "position",
-            self.pos,
-        )
-    }
-}
+pair_endpoint_impls!([] Sender, SENDER, "frames::Sender");
 
 /// Bytes of the ring lent by [`Sender::loan`], to fill in place.
 ///
@@ -413,7 +390,7 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    pair_endpoint!(RECEIVER, "receiver", open: 0, capacity: "The ring's size in bytes (a power of two).", len: "Bytes published and not yet released (a snapshot).");
+    pair_endpoint!(RECEIVER, "receiver", "sender", open: 0, capacity: "The ring's size in bytes (a power of two).", len: "Bytes published and not yet released (a snapshot).");
 
     /// The largest payload one frame can carry.
     pub fn max_frame(&self) -> usize {
@@ -563,32 +540,9 @@ impl Receiver {
     pub fn try_iter(&mut self) -> impl std::iter::FusedIterator<Item = Result<Vec<u8>>> + '_ {
         recv_iter(move || self.try_recv(), ends_try_iter)
     }
-
-    /// Whether the sender is gone: one attached, and it closed or its process died.
-    pub fn is_disconnected(&self) -> bool {
-        self.ring.hdr().peer_gone(&self.ring.seg, RECEIVER)
-    }
 }
 
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.ring.hdr().close(&self.ring.seg, RECEIVER);
-    }
-}
-
-impl fmt::Debug for Receiver {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ring = &self.ring;
-        fmt_endpoint(
-            f,
-            "frames::Receiver",
-            &ring.seg,
-            ring.cap,
-            "position",
-            self.pos,
-        )
-    }
-}
+pair_endpoint_impls!([] Receiver, RECEIVER, "frames::Receiver");
 
 /// A frame received by [`Receiver::recv_ref`], viewed in place; released when dropped. For
 /// cooperating peers: it derefs into memory the sender could write.

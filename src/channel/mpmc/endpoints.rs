@@ -5,6 +5,10 @@
 //! What lives here touches shared memory only through the ring (`ring`) and its recovery
 //! (`recovery`); it keeps the process-local state: the registration index, the wait
 //! strategy, and the position of a forgotten loan or guard, given back on the next call.
+//!
+//! Both endpoints are an [`End`], generic over its side, which claims, waits, gives back
+//! and unregisters; `endpoint!` gives both public types their constructors, accessors and
+//! `Debug`, and each adds only its own API.
 
 use crate::os::failpoint::failpoint;
 use std::fmt;
@@ -48,54 +52,179 @@ impl Every {
     }
 }
 
-macro_rules! constructors {
-    ($side:expr) => {
-        crate::object::constructors!(
-            @named "queue",
-            capacity: usize,
-            open: 1,
-            " The capacity is a number of slots, from 1 to \
-              [`MAX_CAPACITY`](super::MAX_CAPACITY). This endpoint is attached: \
-              [`Error::Busy`] if [`MAX_ENDPOINTS`](super::MAX_ENDPOINTS) live endpoints of \
-              its kind are attached already."
-        );
+/// [`End`]'s side: a sender's.
+const TX: bool = true;
+/// [`End`]'s side: a receiver's.
+const RX: bool = false;
 
-        fn build(at: At<'_>, capacity: usize) -> Result<Self> {
-            let ring = Ring::new(at, capacity)?;
-            let reg = ring.register($side)?;
-            Ok(Self::attach(ring, reg))
+/// One endpoint of the queue, a sender (`End<T, TX>`) or a receiver (`End<T, RX>`): its
+/// registration, how it waits, and the slot it may still hold. [`Sender`] and [`Receiver`]
+/// are each one of these; dropping it gives the slot back and unregisters.
+struct End<T: Pod, const SIDE: bool> {
+    ring: Ring<T>,
+    reg: usize,
+    strategy: WaitStrategy,
+    check: Every,
+    /// A position lent by a sender's `loan` or viewed by a receiver's guard whose loan or
+    /// guard was forgotten (never committed nor dropped): given back on the next claim.
+    held: Option<u64>,
+}
+
+impl<T: Pod, const SIDE: bool> End<T, SIDE> {
+    /// This endpoint's side, as the ring names it.
+    const SIDE: Side = if SIDE == TX { Side::Send } else { Side::Recv };
+
+    fn attach(ring: Ring<T>, reg: usize) -> Self {
+        End {
+            ring,
+            reg,
+            strategy: WaitStrategy::Blocking,
+            check: Every { next: None },
+            held: None,
+        }
+    }
+
+    /// Gives back the slot of a forgotten loan (skipped, so that receivers do not wait for
+    /// it) or guard (its message released).
+    #[inline]
+    fn give_back(&mut self) {
+        if let Some(pos) = self.held.take() {
+            if SIDE == TX {
+                self.ring.skip(pos, false);
+            } else {
+                let _ = self.ring.release(pos);
+            }
+        }
+    }
+
+    /// One attempt to claim a free slot (sender) or a published message (receiver).
+    #[inline]
+    fn poll(ring: &Ring<T>, reg: usize) -> Result<Poll<u64>> {
+        if SIDE == TX {
+            ring.poll_send(reg)
+        } else {
+            ring.poll_recv(reg)
+        }
+    }
+
+    /// Claims a free slot (sender) or a published message (receiver), waiting until
+    /// `deadline`.
+    #[inline]
+    fn claim(&mut self, deadline: Deadline) -> Result<u64> {
+        self.give_back();
+        let (ring, reg) = (&self.ring, self.reg);
+        if let Poll::Ready(pos) = Self::poll(ring, reg)? {
+            return Ok(pos);
+        }
+        let h = ring.hdr();
+        wait_until(
+            if SIDE == TX { &h.space } else { &h.data },
+            self.strategy,
+            deadline,
+            || Self::poll(ring, reg),
+            |check| match check {
+                Check::Cheap => Ok(ring.all_closed(Self::SIDE.other())),
+                Check::Full => ring.stalled(Self::SIDE),
+            },
+        )
+    }
+
+    /// Claims a slot or a message if there is one now.
+    fn try_claim(&mut self) -> Result<u64> {
+        self.give_back();
+        if let Poll::Ready(pos) = Self::poll(&self.ring, self.reg)? {
+            return Ok(pos);
+        }
+        let gone = if self.check.due() {
+            self.ring.stalled(Self::SIDE)?
+        } else {
+            self.ring.all_closed(Self::SIDE.other())
+        };
+        // One more look: a recovery may have unblocked us, or a peer moved just before it
+        // went.
+        match Self::poll(&self.ring, self.reg)? {
+            Poll::Ready(pos) => Ok(pos),
+            Poll::Pending if gone => Err(Error::Disconnected),
+            Poll::Pending => Err(Error::WouldBlock),
+        }
+    }
+}
+
+impl<T: Pod, const SIDE: bool> Drop for End<T, SIDE> {
+    fn drop(&mut self) {
+        self.give_back();
+        self.ring.unregister(Self::SIDE, self.reg);
+    }
+}
+
+/// What both endpoint types share, over their one field `end: End<T, $side>`: the
+/// constructors, the accessors, `is_disconnected` (whether every `$peers` is gone) and
+/// `Debug` (as `$name`).
+macro_rules! endpoint {
+    ($ty:ident, $side:ident, $name:literal, $peers:literal) => {
+        impl<T: Pod> $ty<T> {
+            crate::object::constructors!(
+                @named "queue",
+                capacity: usize,
+                open: 1,
+                " The capacity is a number of slots, from 1 to \
+                  [`MAX_CAPACITY`](super::MAX_CAPACITY). This endpoint is attached: \
+                  [`Error::Busy`] if [`MAX_ENDPOINTS`](super::MAX_ENDPOINTS) live endpoints of \
+                  its kind are attached already."
+            );
+
+            fn build(at: At<'_>, capacity: usize) -> Result<Self> {
+                let ring = Ring::new(at, capacity)?;
+                let reg = ring.register(End::<T, $side>::SIDE)?;
+                Ok($ty {
+                    end: End::attach(ring, reg),
+                })
+            }
+
+            /// The waiting strategy of this endpoint (default [`WaitStrategy::Blocking`]).
+            pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+                self.end.strategy = strategy;
+            }
+
+            /// The number of slots.
+            pub fn capacity(&self) -> usize {
+                self.end.ring.geo.cap as usize
+            }
+
+            /// Messages claimed by senders and not yet received (a snapshot).
+            pub fn len(&self) -> usize {
+                self.end.ring.len()
+            }
+
+            /// Whether no message is waiting (a snapshot).
+            pub fn is_empty(&self) -> bool {
+                self.len() == 0
+            }
+
+            /// How many messages were lost to dead endpoints since the queue was created:
+            /// claimed by a sender that died before publishing, or held by a receiver that
+            /// died before releasing.
+            pub fn lost(&self) -> u64 {
+                self.end.ring.lost()
+            }
+
+            /// The segment the queue lives in.
+            pub fn segment(&self) -> &Segment {
+                &self.end.ring.seg
+            }
+
+            #[doc = concat!("Whether every ", $peers, " is gone: some attached, and all closed or died.")]
+            pub fn is_disconnected(&self) -> bool {
+                let peers = End::<T, $side>::SIDE.other();
+                self.end.ring.all_gone(peers).unwrap_or(true)
+            }
         }
 
-        /// The waiting strategy of this endpoint (default [`WaitStrategy::Blocking`]).
-        pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
-            self.strategy = strategy;
-        }
-
-        /// The number of slots.
-        pub fn capacity(&self) -> usize {
-            self.ring.geo.cap as usize
-        }
-
-        /// Messages claimed by senders and not yet received (a snapshot).
-        pub fn len(&self) -> usize {
-            self.ring.len()
-        }
-
-        /// Whether no message is waiting (a snapshot).
-        pub fn is_empty(&self) -> bool {
-            self.len() == 0
-        }
-
-        /// How many messages were lost to dead endpoints since the queue was created:
-        /// claimed by a sender that died before publishing, or held by a receiver that
-        /// died before releasing.
-        pub fn lost(&self) -> u64 {
-            self.ring.lost()
-        }
-
-        /// The segment the queue lives in.
-        pub fn segment(&self) -> &Segment {
-            &self.ring.seg
+        impl<T: Pod> fmt::Debug for $ty<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let (ring, reg) = (&self.end.ring, self.end.reg as u64);
+                fmt_endpoint(f, $name, &ring.seg, ring.geo.cap, "registration", reg)
+            }
         }
     };
 }
@@ -120,91 +249,28 @@ macro_rules! constructors {
 /// # Ok::<(), shmkit::Error>(())
 /// ```
 pub struct Sender<T: Pod> {
-    ring: Ring<T>,
-    reg: usize,
-    strategy: WaitStrategy,
-    check: Every,
-    /// A position lent by `loan` whose `Loan` was forgotten (never committed nor dropped).
-    loaned: Option<u64>,
+    end: End<T, TX>,
 }
 
+endpoint!(Sender, TX, "mpmc::Sender", "receiver");
+
 impl<T: Pod> Sender<T> {
-    constructors!(Side::Send);
-
-    fn attach(ring: Ring<T>, reg: usize) -> Self {
-        Sender {
-            ring,
-            reg,
-            strategy: WaitStrategy::Blocking,
-            check: Every { next: None },
-            loaned: None,
-        }
-    }
-
-    /// Gives back the slot of a forgotten loan, so that receivers do not wait for it.
-    #[cold]
-    fn give_back_loan(&mut self, pos: u64) {
-        self.ring.skip(pos, false);
-    }
-
-    /// Claims a free slot, waiting until `deadline`.
-    #[inline]
-    fn claim(&mut self, deadline: Deadline) -> Result<u64> {
-        if let Some(pos) = self.loaned.take() {
-            self.give_back_loan(pos);
-        }
-        if let Poll::Ready(pos) = self.ring.poll_send(self.reg)? {
-            return Ok(pos);
-        }
-        let (ring, reg) = (&self.ring, self.reg);
-        wait_until(
-            &ring.hdr().space,
-            self.strategy,
-            deadline,
-            || ring.poll_send(reg),
-            |check| match check {
-                Check::Cheap => Ok(ring.all_closed(Side::Recv)),
-                Check::Full => ring.stalled(Side::Send),
-            },
-        )
-    }
-
-    /// Claims a free slot if there is one now.
-    fn try_claim(&mut self) -> Result<u64> {
-        if let Some(pos) = self.loaned.take() {
-            self.give_back_loan(pos);
-        }
-        if let Poll::Ready(pos) = self.ring.poll_send(self.reg)? {
-            return Ok(pos);
-        }
-        let gone = if self.check.due() {
-            self.ring.stalled(Side::Send)?
-        } else {
-            self.ring.all_closed(Side::Recv)
-        };
-        match self.ring.poll_send(self.reg)? {
-            Poll::Ready(pos) => Ok(pos),
-            Poll::Pending if gone => Err(Error::Disconnected),
-            Poll::Pending => Err(Error::WouldBlock),
-        }
-    }
-
     #[inline]
     fn send_with(
         &mut self,
         v: T,
-        mut claim: impl FnMut(&mut Self) -> Result<u64>,
+        mut claim: impl FnMut(&mut End<T, TX>) -> Result<u64>,
     ) -> std::result::Result<(), SendError<T>> {
         for _ in 0..MAX_RESENDS {
-            let pos = match claim(self) {
+            let pos = match claim(&mut self.end) {
                 Ok(pos) => pos,
                 Err(error) => return Err(SendError { value: v, error }),
             };
             failpoint!("mpmc.send.claimed");
             // SAFETY: we claimed `pos`: no receiver reads the slot until we publish it, and
             // no other sender writes it (it is not free for anyone else).
-            unsafe { self.ring.claimed_slot(pos).value.get().write(v) };
-            if self.ring.publish(pos) {
+            unsafe { self.end.ring.claimed_slot(pos).value.get().write(v) };
+            if self.end.ring.publish(pos) {
                 return Ok(());
             }
             // Skipped under us (we were taken for dead): send again elsewhere.
@@ -219,12 +285,12 @@ impl<T: Pod> Sender<T> {
     /// full and every receiver is gone.
     #[inline]
     pub fn send(&mut self, v: T) -> std::result::Result<(), SendError<T>> {
-        self.send_with(v, |s| s.claim(Deadline::NEVER))
+        self.send_with(v, |end| end.claim(Deadline::NEVER))
     }
 
     /// Sends `v` if there is room now; never blocks.
     pub fn try_send(&mut self, v: T) -> std::result::Result<(), SendError<T>> {
-        self.send_with(v, |s| s.try_claim())
+        self.send_with(v, |end| end.try_claim())
     }
 
     /// Sends `v`, waiting at most `timeout` for room.
@@ -234,7 +300,7 @@ impl<T: Pod> Sender<T> {
         timeout: Duration,
     ) -> std::result::Result<(), SendError<T>> {
         let deadline = Deadline::after(timeout);
-        self.send_with(v, |s| s.claim(deadline))
+        self.send_with(v, |end| end.claim(deadline))
     }
 
     /// Waits for a free slot, claims it and lends it out to be written in place;
@@ -242,8 +308,8 @@ impl<T: Pod> Sender<T> {
     /// committed or given back (a loan dropped without `commit` is skipped, not delivered),
     /// so do not hold a loan for long.
     pub fn loan(&mut self) -> Result<Loan<'_, T>> {
-        let pos = self.claim(Deadline::NEVER)?;
-        self.loaned = Some(pos);
+        let pos = self.end.claim(Deadline::NEVER)?;
+        self.end.held = Some(pos);
         Ok(Loan {
             tx: self,
             pos,
@@ -254,42 +320,14 @@ impl<T: Pod> Sender<T> {
 
     /// Lends a slot if one is free now; never blocks.
     pub fn try_loan(&mut self) -> Result<Loan<'_, T>> {
-        let pos = self.try_claim()?;
-        self.loaned = Some(pos);
+        let pos = self.end.try_claim()?;
+        self.end.held = Some(pos);
         Ok(Loan {
             tx: self,
             pos,
             done: false,
             blocking: false,
         })
-    }
-
-    /// Whether every receiver is gone: some attached, and all closed or died.
-    pub fn is_disconnected(&self) -> bool {
-        self.ring.all_gone(Side::Recv).unwrap_or(true)
-    }
-}
-
-impl<T: Pod> Drop for Sender<T> {
-    fn drop(&mut self) {
-        if let Some(pos) = self.loaned.take() {
-            self.give_back_loan(pos);
-        }
-        self.ring.unregister(Side::Send, self.reg);
-    }
-}
-
-impl<T: Pod> fmt::Debug for Sender<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (ring, reg) = (&self.ring, self.reg as u64);
-        fmt_endpoint(
-            f,
-            "mpmc::Sender",
-            &ring.seg,
-            ring.geo.cap,
-            "registration",
-            reg,
-        )
     }
 }
 
@@ -323,14 +361,15 @@ impl<T: Pod> Loan<'_, T> {
     /// [`Error::WouldBlock`] if there is no room); that send's error is returned.
     pub fn commit(mut self) -> Result<()> {
         self.done = true;
-        self.tx.loaned = None;
-        if self.tx.ring.publish(self.pos) {
+        self.tx.end.held = None;
+        if self.tx.end.ring.publish(self.pos) {
             return Ok(());
         }
         // SAFETY: in bounds (a claimed position); a volatile read of a Pod value, which
         // is valid whatever its bytes.
-        let v =
-            unsafe { crate::copy::read_shared(self.tx.ring.claimed_slot(self.pos).value.get()) };
+        let v = unsafe {
+            crate::copy::read_shared(self.tx.end.ring.claimed_slot(self.pos).value.get())
+        };
         if self.blocking {
             self.tx.send(v).map_err(|e| e.error)
         } else {
@@ -342,8 +381,8 @@ impl<T: Pod> Loan<'_, T> {
 impl<T: Pod> Drop for Loan<'_, T> {
     fn drop(&mut self) {
         if !self.done {
-            self.tx.loaned = None;
-            self.tx.give_back_loan(self.pos);
+            // `held` is our position: give it back.
+            self.tx.end.give_back();
         }
     }
 }
@@ -353,14 +392,14 @@ impl<T: Pod> Deref for Loan<'_, T> {
     fn deref(&self) -> &T {
         // SAFETY: we claimed the position and have not published it: nobody else reads or
         // writes the slot until we do.
-        unsafe { &*self.tx.ring.claimed_slot(self.pos).value.get() }
+        unsafe { &*self.tx.end.ring.claimed_slot(self.pos).value.get() }
     }
 }
 
 impl<T: Pod> DerefMut for Loan<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: as in `deref`; `&mut self` makes the access unique.
-        unsafe { &mut *self.tx.ring.claimed_slot(self.pos).value.get() }
+        unsafe { &mut *self.tx.end.ring.claimed_slot(self.pos).value.get() }
     }
 }
 
@@ -393,76 +432,14 @@ impl<T: Pod> fmt::Debug for Loan<'_, T> {
 /// # Ok::<(), shmkit::Error>(())
 /// ```
 pub struct Receiver<T: Pod> {
-    ring: Ring<T>,
-    reg: usize,
-    strategy: WaitStrategy,
-    check: Every,
-    /// The position of the message a live guard views, or a forgotten guard viewed.
-    held: Option<u64>,
+    end: End<T, RX>,
 }
 
+endpoint!(Receiver, RX, "mpmc::Receiver", "sender");
+
 impl<T: Pod> Receiver<T> {
-    constructors!(Side::Recv);
-
-    fn attach(ring: Ring<T>, reg: usize) -> Self {
-        Receiver {
-            ring,
-            reg,
-            strategy: WaitStrategy::Blocking,
-            check: Every { next: None },
-            held: None,
-        }
-    }
-
-    /// Releases the message of a forgotten guard.
-    #[inline]
-    fn release_forgotten(&mut self) {
-        if let Some(pos) = self.held.take() {
-            let _ = self.ring.release(pos);
-        }
-    }
-
-    /// Claims a published message, waiting until `deadline`.
-    #[inline]
-    fn claim(&mut self, deadline: Deadline) -> Result<u64> {
-        self.release_forgotten();
-        if let Poll::Ready(pos) = self.ring.poll_recv(self.reg)? {
-            return Ok(pos);
-        }
-        let (ring, reg) = (&self.ring, self.reg);
-        wait_until(
-            &ring.hdr().data,
-            self.strategy,
-            deadline,
-            || ring.poll_recv(reg),
-            |check| match check {
-                Check::Cheap => Ok(ring.all_closed(Side::Send)),
-                Check::Full => ring.stalled(Side::Recv),
-            },
-        )
-    }
-
-    fn try_claim(&mut self) -> Result<u64> {
-        self.release_forgotten();
-        if let Poll::Ready(pos) = self.ring.poll_recv(self.reg)? {
-            return Ok(pos);
-        }
-        let gone = if self.check.due() {
-            self.ring.stalled(Side::Recv)?
-        } else {
-            self.ring.all_closed(Side::Send)
-        };
-        // One more look: a recovery may have unblocked us, or a sender published just
-        // before it went.
-        match self.ring.poll_recv(self.reg)? {
-            Poll::Ready(pos) => Ok(pos),
-            Poll::Pending if gone => Err(Error::Disconnected),
-            Poll::Pending => Err(Error::WouldBlock),
-        }
-    }
-
     fn guard(&mut self, pos: u64) -> RecvGuard<'_, T> {
-        self.held = Some(pos);
+        self.end.held = Some(pos);
         failpoint!("mpmc.recv.claimed");
         RecvGuard { rx: self, pos }
     }
@@ -472,10 +449,11 @@ impl<T: Pod> Receiver<T> {
     #[inline]
     fn take(&mut self, pos: u64) -> Result<T> {
         failpoint!("mpmc.recv.claimed");
+        let ring = &self.end.ring;
         // SAFETY: in bounds (a claimed position); a volatile read of a Pod value, valid
         // whatever bytes a misbehaving peer put there.
-        let v = unsafe { crate::copy::read_shared(self.ring.claimed_slot(pos).value.get()) };
-        if self.ring.release(pos) {
+        let v = unsafe { crate::copy::read_shared(ring.claimed_slot(pos).value.get()) };
+        if ring.release(pos) {
             Ok(v)
         } else {
             Err(Error::corrupt(format!(
@@ -490,20 +468,20 @@ impl<T: Pod> Receiver<T> {
     /// the copy (tampered shared state; the copy is dropped, never returned torn).
     #[inline]
     pub fn recv(&mut self) -> Result<T> {
-        let pos = self.claim(Deadline::NEVER)?;
+        let pos = self.end.claim(Deadline::NEVER)?;
         self.take(pos)
     }
 
     /// Receives a copy if a message is ready; never blocks ([`Error::WouldBlock`] if
     /// empty).
     pub fn try_recv(&mut self) -> Result<T> {
-        let pos = self.try_claim()?;
+        let pos = self.end.try_claim()?;
         self.take(pos)
     }
 
     /// Receives a copy, waiting at most `timeout`.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T> {
-        let pos = self.claim(Deadline::after(timeout))?;
+        let pos = self.end.claim(Deadline::after(timeout))?;
         self.take(pos)
     }
 
@@ -512,19 +490,19 @@ impl<T: Pod> Receiver<T> {
     /// guard derefs into shared memory that a misbehaving peer could write meanwhile.
     #[inline]
     pub fn recv_ref(&mut self) -> Result<RecvGuard<'_, T>> {
-        let pos = self.claim(Deadline::NEVER)?;
+        let pos = self.end.claim(Deadline::NEVER)?;
         Ok(self.guard(pos))
     }
 
     /// Receives in place if a message is ready; never blocks.
     pub fn try_recv_ref(&mut self) -> Result<RecvGuard<'_, T>> {
-        let pos = self.try_claim()?;
+        let pos = self.end.try_claim()?;
         Ok(self.guard(pos))
     }
 
     /// Receives in place, waiting at most `timeout`.
     pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<RecvGuard<'_, T>> {
-        let pos = self.claim(Deadline::after(timeout))?;
+        let pos = self.end.claim(Deadline::after(timeout))?;
         Ok(self.guard(pos))
     }
 
@@ -540,32 +518,6 @@ impl<T: Pod> Receiver<T> {
     /// error is yielded once, and then it ends.
     pub fn try_iter(&mut self) -> impl std::iter::FusedIterator<Item = Result<T>> + '_ {
         recv_iter(move || self.try_recv(), ends_try_iter)
-    }
-
-    /// Whether every sender is gone: some attached, and all closed or died.
-    pub fn is_disconnected(&self) -> bool {
-        self.ring.all_gone(Side::Send).unwrap_or(true)
-    }
-}
-
-impl<T: Pod> Drop for Receiver<T> {
-    fn drop(&mut self) {
-        self.release_forgotten();
-        self.ring.unregister(Side::Recv, self.reg);
-    }
-}
-
-impl<T: Pod> fmt::Debug for Receiver<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (ring, reg) = (&self.ring, self.reg as u64);
-        fmt_endpoint(
-            f,
-            "mpmc::Receiver",
-            &ring.seg,
-            ring.geo.cap,
-            "registration",
-            reg,
-        )
     }
 }
 
@@ -595,16 +547,16 @@ impl<T: Pod> Deref for RecvGuard<'_, T> {
     fn deref(&self) -> &T {
         // SAFETY: we claimed the published message at `pos`; no sender touches the slot
         // until we release it (cooperating senders; see `recv_ref`).
-        unsafe { &*self.rx.ring.claimed_slot(self.pos).value.get() }
+        unsafe { &*self.rx.end.ring.claimed_slot(self.pos).value.get() }
     }
 }
 
 impl<T: Pod> Drop for RecvGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
-        self.rx.held = None;
+        self.rx.end.held = None;
         // A slot freed under us already is no concern of an in-place view.
-        let _ = self.rx.ring.release(self.pos);
+        let _ = self.rx.end.ring.release(self.pos);
     }
 }
 
@@ -633,11 +585,12 @@ mod tests {
         let mut rx = Receiver::<u64>::open(&name).unwrap();
         tx.send(7).unwrap();
         tx.send(8).unwrap();
-        let pos = rx.try_claim().unwrap();
+        let pos = rx.end.try_claim().unwrap();
         // A peer frees the slot while we copy it (as if it took us for dead): the copy may
         // be torn, so it is not returned.
-        let freed = pos.wrapping_add(rx.ring.geo.one_lap);
-        rx.ring
+        let freed = pos.wrapping_add(rx.end.ring.geo.one_lap);
+        rx.end
+            .ring
             .claimed_slot(pos)
             .stamp
             .store(freed, Ordering::Release);

@@ -7,8 +7,6 @@
 //! value, and the caller's own pending word; it never judges liveness. Recovering from dead
 //! endpoints (and registering them) is in `recovery`; the public endpoints in `endpoints`.
 
-use std::ptr::NonNull;
-
 use bytemuck::Pod;
 
 use super::super::typed::{self, Shape, Slot};
@@ -17,7 +15,7 @@ use super::{MAX_CAPACITY, MAX_ENDPOINTS};
 use crate::error::{Error, Result};
 use crate::object::{At, Head};
 use crate::primitive::{AtomicU64, Ordering};
-use crate::segment::{Kind, Segment};
+use crate::segment::Kind;
 
 /// The pending word of an endpoint that claims nothing.
 pub(in crate::channel) const IDLE: u64 = u64::MAX;
@@ -228,42 +226,16 @@ impl Geometry {
 }
 
 /// The mapped queue, shared by both endpoint types.
-pub(super) struct Ring<T> {
-    pub(super) seg: Segment,
-    pub(super) hdr: NonNull<Header>,
-    pub(super) slots: NonNull<Slot<T>>,
-    pub(super) geo: Geometry,
-}
-
-// SAFETY: the ring lives in shared memory accessed through atomics and through slots that
-// the stamp protocol hands to one endpoint at a time; endpoints are used from one thread
-// at a time (`&mut self`), and may move between threads.
-unsafe impl<T: Send> Send for Ring<T> {}
+pub(super) type Ring<T> = typed::Ring<Header, T, Geometry>;
 
 impl<T: Pod> Ring<T> {
     pub(super) fn new(at: At<'_>, capacity: usize) -> Result<Self> {
-        let shape = Shape {
-            kind: Kind::Mpmc,
-            body_len: body_len::<T>,
-            bad_capacity: |c| {
-                format!("capacity {c} must be between 1 and {MAX_CAPACITY} (and fit in memory)")
-            },
-        };
-        let m =
-            typed::map::<T, Header>(at, capacity, shape, Head::with(Header::new, Header::init))?;
+        let shape = Shape::new(Kind::Mpmc, body_len::<T>, |c| {
+            format!("capacity {c} must be between 1 and {MAX_CAPACITY} (and fit in memory)")
+        });
+        let head: typed::RingHead<Header> = Head::with(Header::new, Header::init);
         // Validated on open: `body_len(capacity)` matched, so 1 <= cap <= MAX_CAPACITY.
-        Ok(Ring {
-            geo: Geometry::new(m.seg.capacity()),
-            hdr: m.hdr,
-            slots: m.slots,
-            seg: m.seg,
-        })
-    }
-
-    #[inline]
-    pub(super) fn hdr(&self) -> &Header {
-        // SAFETY: the header is mapped, initialised by the creator, and all atomics.
-        unsafe { self.hdr.as_ref() }
+        Self::map(at, capacity, shape, head, Geometry::new)
     }
 
     pub(super) fn table(&self, side: Side) -> &[Line<Registration>; MAX_ENDPOINTS] {

@@ -6,8 +6,6 @@
 //! its own: each endpoint (in `endpoints`) keeps its position and polls only the stamp of
 //! the slot it needs.
 
-use std::ptr::NonNull;
-
 use bytemuck::Pod;
 
 use super::super::typed::{self, Shape, Slot};
@@ -15,7 +13,7 @@ use super::super::Header;
 use super::MAX_CAPACITY;
 use crate::error::{Error, Result};
 use crate::object::{At, Head};
-use crate::segment::{Kind, Segment};
+use crate::segment::Kind;
 
 pub(super) fn body_len<T>(cap: u64) -> Option<u64> {
     // With one slot, "published for pos" (pos + 1) and "free for the next position"
@@ -29,39 +27,14 @@ pub(super) fn body_len<T>(cap: u64) -> Option<u64> {
 }
 
 /// The mapped ring, shared by both endpoint types.
-pub(super) struct Ring<T> {
-    pub(super) seg: Segment,
-    pub(super) hdr: NonNull<Header>,
-    pub(super) slots: NonNull<Slot<T>>,
-    pub(super) cap: u64,
-}
-
-// SAFETY: the ring lives in shared memory accessed through atomics and through slots that
-// the stamp protocol hands to one side at a time; endpoints are used from one thread at a
-// time (`&mut self`), and may move between threads.
-unsafe impl<T: Send> Send for Ring<T> {}
+pub(super) type Ring<T> = typed::Ring<Header, T>;
 
 impl<T: Pod> Ring<T> {
     pub(super) fn new(at: At<'_>, capacity: usize) -> Result<Self> {
-        let shape = Shape {
-            kind: Kind::Spsc,
-            body_len: body_len::<T>,
-            bad_capacity: |c| {
-                format!("capacity {c} must be a power of two between 2 and {MAX_CAPACITY}")
-            },
-        };
-        let m = typed::map::<T, Header>(at, capacity, shape, Head::zero(Header::new))?;
-        Ok(Ring {
-            cap: m.seg.capacity(),
-            hdr: m.hdr,
-            slots: m.slots,
-            seg: m.seg,
-        })
-    }
-
-    pub(super) fn hdr(&self) -> &Header {
-        // SAFETY: the header is mapped, initialised by the creator, and all atomics.
-        unsafe { self.hdr.as_ref() }
+        let shape = Shape::new(Kind::Spsc, body_len::<T>, |c| {
+            format!("capacity {c} must be a power of two between 2 and {MAX_CAPACITY}")
+        });
+        Self::map(at, capacity, shape, Head::zero(Header::new), |_| ())
     }
 
     /// The slot for position `pos`.

@@ -65,6 +65,16 @@ impl Report {
             .find(|r| r.case.id == id && r.case.size == size)
     }
 
+    /// The rows of the cases that measure `m`, in the order they ran.
+    fn measuring(&self, m: Measure) -> impl Iterator<Item = &Row> {
+        self.rows.iter().filter(move |r| r.case.measure == m)
+    }
+
+    /// The row of the baseline case `id` (a row's pipe or floor, if it has one) for `size`.
+    fn baseline(&self, id: Option<&str>, size: usize) -> Option<&Row> {
+        id.and_then(|id| self.find(id, size))
+    }
+
     pub(super) fn table(&self) -> String {
         let mut s = String::new();
         s += &format!(
@@ -82,23 +92,18 @@ impl Report {
             "{:<38} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
             "case", "p50", "p99", "p99.9", "vs pipe", "vs floor"
         );
-        for r in self
-            .rows
-            .iter()
-            .filter(|r| r.case.measure == Measure::RoundTrip)
-        {
-            let vs = |other: Option<&str>| {
-                other
-                    .and_then(|id| self.find(id, 8))
+        let ns = |x: f64| {
+            if x.is_finite() {
+                format!("{x:.0}")
+            } else {
+                "n/a".into()
+            }
+        };
+        for r in self.measuring(Measure::RoundTrip) {
+            let vs = |other| {
+                self.baseline(other, 8)
                     .filter(|o| o.p50.is_finite() && r.p50.is_finite())
                     .map_or("".to_string(), |o| format!("{:.2}x", r.p50 / o.p50))
-            };
-            let ns = |x: f64| {
-                if x.is_finite() {
-                    format!("{x:.0}")
-                } else {
-                    "n/a".into()
-                }
             };
             s += &format!(
                 "{:<38} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
@@ -122,14 +127,9 @@ impl Report {
             "{:<30} {:>8} {:>12} {:>10} {:>9} {:>9}\n",
             "case", "size", "msgs/s", "GB/s", "vs pipe", "vs floor"
         );
-        for r in self
-            .rows
-            .iter()
-            .filter(|r| r.case.measure == Measure::Throughput)
-        {
-            let vs = |other: Option<&str>, digits: usize| {
-                other
-                    .and_then(|id| self.find(id, r.case.size))
+        for r in self.measuring(Measure::Throughput) {
+            let vs = |other, digits: usize| {
+                self.baseline(other, r.case.size)
                     .map_or("".to_string(), |o| {
                         format!("{:.digits$}x", r.bytes_per_s / o.bytes_per_s)
                     })
@@ -183,9 +183,8 @@ impl Report {
         // Panel 1: round trips.
         s += "<text x=\"20\" y=\"24\" font-size=\"16\">Round trip p50, 8 bytes (ns, log scale; shorter is better)</text>\n";
         let rts: Vec<&Row> = self
-            .rows
-            .iter()
-            .filter(|r| r.case.measure == Measure::RoundTrip && r.p50.is_finite())
+            .measuring(Measure::RoundTrip)
+            .filter(|r| r.p50.is_finite())
             .collect();
         let max = rts.iter().map(|r| r.p50).fold(1.0, f64::max).log10().ceil();
         for (i, r) in rts.iter().enumerate() {
