@@ -70,14 +70,16 @@ impl Link {
     /// Sends `frame` if the ring has room now (`Ok(false)` if not), spilling a large body
     /// out of line.
     pub(crate) fn try_send(&mut self, frame: &[u8]) -> Result<bool> {
-        self.ool_n += 1;
-        let name = format!("{}.x{}", self.rings, self.ool_n);
-        let spilled = wire::spill(frame, self.limit, &name)?;
-        match self.tx.try_send(spilled.as_deref().unwrap_or(frame)) {
+        let (rings, n) = (&self.rings, &mut self.ool_n);
+        let spilled = wire::spill(frame, self.limit, || {
+            *n += 1;
+            format!("{rings}.x{n}")
+        })?;
+        match self.tx.try_send(spilled.as_ref().map_or(frame, |(f, _)| f)) {
             Ok(()) => Ok(true),
             Err(e) => {
-                if spilled.is_some() {
-                    let _ = crate::admin::unlink(&name);
+                if let Some((_, name)) = &spilled {
+                    let _ = crate::admin::unlink(name);
                 }
                 match e {
                     Error::WouldBlock => Ok(false),

@@ -63,9 +63,11 @@ mod worker;
 pub use child::ExitStatus;
 pub use handle::Process;
 pub use pool::{AsyncResult, Imap, Pool, PoolBuilder};
-#[doc(hidden)]
-pub use task::Registration;
 pub use task::Task;
+#[doc(hidden)]
+pub use task::{
+    cached_fingerprint as __cached_fingerprint, fingerprint as __fingerprint, Registration,
+};
 
 /// The worker entry: call it first thing in `main`.
 ///

@@ -34,7 +34,8 @@ pub trait Task: Copy + Send + Sync + 'static {
     /// Runs the function in this process.
     fn run(arg: Self::Arg) -> Self::Output;
 
-    /// The fingerprint that names this task across processes.
+    /// The fingerprint that names this task across processes (computed once: the macro
+    /// caches it).
     fn fingerprint() -> u64 {
         fingerprint(
             Self::NAME,
@@ -44,8 +45,16 @@ pub trait Task: Copy + Send + Sync + 'static {
     }
 }
 
+/// The fingerprint of `T`, computed (`compute`) on the first call only; the cache is
+/// `cell`, a static of the task's own.
+#[doc(hidden)]
+pub fn cached_fingerprint(cell: &std::sync::OnceLock<u64>, compute: fn() -> u64) -> u64 {
+    *cell.get_or_init(compute)
+}
+
 /// FNV-1a over the parts, each followed by a 0xff separator, and the codec's id.
-pub(crate) fn fingerprint(name: &str, arg: &str, out: &str) -> u64 {
+#[doc(hidden)]
+pub fn fingerprint(name: &str, arg: &str, out: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for part in [
         name.as_bytes(),
@@ -222,6 +231,17 @@ macro_rules! __task_impl {
             #[allow(clippy::unused_unit)]
             fn run(arg: Self::Arg) -> Self::Output {
                 $crate::__task_call!($name, arg, [$($a),*])
+            }
+
+            fn fingerprint() -> u64 {
+                static FP: ::std::sync::OnceLock<u64> = ::std::sync::OnceLock::new();
+                $crate::process::__cached_fingerprint(&FP, || {
+                    $crate::process::__fingerprint(
+                        <Self as $crate::process::Task>::NAME,
+                        ::std::any::type_name::<Self::Arg>(),
+                        ::std::any::type_name::<Self::Output>(),
+                    )
+                })
             }
         }
 

@@ -145,12 +145,18 @@ pub(crate) fn inline_limit(tx: &frames::Sender) -> usize {
     tx.max_frame() / 4
 }
 
-/// The frame to send for `frame_bytes`: itself, or (if longer than `limit`) a frame naming
-/// a new segment `ool_name` that holds the body, which the receiver removes.
-pub(crate) fn spill(frame_bytes: &[u8], limit: usize, ool_name: &str) -> Result<Option<Vec<u8>>> {
+/// The frame to send for `frame_bytes`: itself (`None`), or (if longer than `limit`) a
+/// frame naming a new segment, named `ool_name()`, that holds the body, which the receiver
+/// removes; with that name.
+pub(crate) fn spill(
+    frame_bytes: &[u8],
+    limit: usize,
+    ool_name: impl FnOnce() -> String,
+) -> Result<Option<(Vec<u8>, String)>> {
     if frame_bytes.len() <= limit {
         return Ok(None);
     }
+    let ool_name = &ool_name();
     let head: Head = bytemuck::pod_read_unaligned(&frame_bytes[..HEAD]);
     let body = &frame_bytes[HEAD..];
     let seg = Segment::create(ool_name, body.len(), &Options::new().keep(true))?;
@@ -170,19 +176,21 @@ pub(crate) fn spill(frame_bytes: &[u8], limit: usize, ool_name: &str) -> Result<
         ..head
     };
     out[..HEAD].copy_from_slice(bytemuck::bytes_of(&head));
-    Ok(Some(out))
+    Ok(Some((out, ool_name.clone())))
 }
 
 /// A received message: its head and body, checked to agree.
 #[derive(Debug)]
 pub(crate) struct Msg {
     pub(crate) head: Head,
-    pub(crate) body: Vec<u8>,
+    /// The body is `buf[at..]` (the received frame, not copied again).
+    buf: Vec<u8>,
+    at: usize,
 }
 
 impl Msg {
     /// Parses a received frame; fetches an out-of-line body (and removes its segment).
-    pub(crate) fn parse(mut frame: Vec<u8>) -> Result<Msg> {
+    pub(crate) fn parse(frame: Vec<u8>) -> Result<Msg> {
         if frame.len() < HEAD {
             return Err(Error::corrupt(format!(
                 "a process-layer message of {} bytes, shorter than its head",
@@ -198,8 +206,11 @@ impl Msg {
                     head.len
                 )));
             }
-            frame.drain(..HEAD);
-            return Ok(Msg { head, body: frame });
+            return Ok(Msg {
+                head,
+                buf: frame,
+                at: HEAD,
+            });
         }
         let name = std::str::from_utf8(&frame[HEAD..])
             .map_err(|_| Error::corrupt("an out-of-line message names no valid segment"))?;
@@ -209,7 +220,8 @@ impl Msg {
                 kind: head.kind & !OUT_OF_LINE,
                 ..head
             },
-            body,
+            buf: body,
+            at: 0,
         })
     }
 
@@ -221,7 +233,7 @@ impl Msg {
     /// The items of the body, checked as they are read.
     pub(crate) fn items(&self) -> Items<'_> {
         Items {
-            rest: &self.body,
+            rest: &self.buf[self.at..],
             left: self.head.count,
         }
     }

@@ -157,9 +157,11 @@ fn serve(spec: &Spec) -> Result<i32> {
         };
         let seq = msg.head.seq;
         let frame = out.finish(kind, seq, msg.head.fp);
-        ool_n += 1;
-        let spilled = wire::spill(frame, limit, &format!("{ool_base}{ool_n}"))?;
-        tx.send(spilled.as_deref().unwrap_or(frame))?;
+        let spilled = wire::spill(frame, limit, || {
+            ool_n += 1;
+            format!("{ool_base}{ool_n}")
+        })?;
+        tx.send(spilled.as_ref().map_or(frame, |(f, _)| f))?;
         if let Some(b) = &bell {
             // SeqCst fence: our reply's publication (the frame's stamp) before the bell's
             // load in `set`; pairs with the fence the parent issues after clearing the

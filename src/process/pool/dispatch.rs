@@ -58,6 +58,8 @@ pub(super) struct Dispatcher {
     first: usize,
     /// Answers for `imap` streams, handed over once per round.
     outbox: Vec<(Arc<Stream>, usize, Answer)>,
+    /// The clock at the start of this round (one reading per round, not per reply).
+    now: Instant,
 }
 
 impl Dispatcher {
@@ -84,6 +86,7 @@ impl Dispatcher {
             broken: None,
             first: processes,
             outbox: Vec::new(),
+            now: Instant::now(),
         })
     }
 
@@ -108,10 +111,11 @@ impl Dispatcher {
                 break;
             }
             let mut moved = false;
+            self.now = Instant::now();
             for i in 0..self.workers.len() {
                 moved |= self.drain(i);
             }
-            if Instant::now() >= next_look {
+            if self.now >= next_look {
                 for i in 0..self.workers.len() {
                     self.look(i);
                 }
@@ -153,6 +157,15 @@ impl Dispatcher {
 
     /// Hands the answers gathered this round to their streams, one batch per stream.
     fn flush(&mut self) {
+        let Some((first, _, _)) = self.outbox.first() else {
+            return;
+        };
+        if self.outbox.iter().all(|(s, _, _)| Arc::ptr_eq(s, first)) {
+            // The usual case: one stream.
+            let stream = first.clone();
+            stream.put(self.outbox.drain(..).map(|(_, i, a)| (i, a)));
+            return;
+        }
         let mut out = std::mem::take(&mut self.outbox);
         while let Some((stream, _, _)) = out.first() {
             let stream = stream.clone();
@@ -284,8 +297,8 @@ impl Dispatcher {
                     ));
                 }
                 let (_, job) = w.inflight.pop_front().expect("checked");
-                let now = Instant::now();
-                let took = now - w.last_reply;
+                let now = self.now;
+                let took = now.saturating_duration_since(w.last_reply);
                 w.last_reply = now;
                 if took < QUICK {
                     w.window = (w.window * 2).min(MAX_WINDOW);

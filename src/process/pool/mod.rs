@@ -307,9 +307,14 @@ impl Pool {
         if let Some(f) = &st.broken {
             return Err(f.error("the pool's initializer"));
         }
+        let was_empty = st.jobs.is_empty();
         st.jobs.extend(jobs);
         drop(st);
-        self.shared.ring();
+        // A queue that was not empty has a ring on its way (whoever queued first rings
+        // after unlocking), and the dispatcher takes the whole queue when it wakes.
+        if was_empty {
+            self.shared.ring();
+        }
         Ok(())
     }
 

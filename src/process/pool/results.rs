@@ -90,21 +90,61 @@ impl Answer {
 
 /// The shared state of one [`AsyncResult`].
 pub(crate) struct Slot<R> {
-    value: Mutex<Option<Result<R>>>,
+    state: Mutex<SlotState<R>>,
     done: Condvar,
+}
+
+struct SlotState<R> {
+    value: Option<Result<R>>,
+    /// Threads sleeping on `done`: `fill` wakes only if there are any (a condition
+    /// variable's notify is a syscall even with nobody waiting).
+    waiters: usize,
 }
 
 impl<R> Slot<R> {
     pub(crate) fn new() -> Arc<Slot<R>> {
         Arc::new(Slot {
-            value: Mutex::new(None),
+            state: Mutex::new(SlotState {
+                value: None,
+                waiters: 0,
+            }),
             done: Condvar::new(),
         })
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotState<R>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub(crate) fn fill(&self, r: Result<R>) {
-        *self.value.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
-        self.done.notify_all();
+        let mut st = self.lock();
+        st.value = Some(r);
+        if st.waiters > 0 {
+            self.done.notify_all();
+        }
+    }
+
+    /// Waits until filled or `deadline`; whether filled.
+    fn wait_until(&self, deadline: Option<Instant>) -> std::sync::MutexGuard<'_, SlotState<R>> {
+        let mut st = self.lock();
+        while st.value.is_none() {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left == Some(Duration::ZERO) {
+                break;
+            }
+            st.waiters += 1;
+            st = match left {
+                None => self.done.wait(st).unwrap_or_else(|e| e.into_inner()),
+                Some(l) => {
+                    self.done
+                        .wait_timeout(st, l)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+            st.waiters -= 1;
+        }
+        st
     }
 }
 
@@ -134,61 +174,44 @@ impl<R> AsyncResult<R> {
         AsyncResult { slot }
     }
 
-    fn guard(&self) -> std::sync::MutexGuard<'_, Option<Result<R>>> {
-        self.slot.value.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Whether the call has finished (either way).
     pub fn ready(&self) -> bool {
-        self.guard().is_some()
+        self.slot.lock().value.is_some()
     }
 
     /// Whether it finished without an error; `None` while it runs (Python raises there).
     pub fn successful(&self) -> Option<bool> {
-        self.guard().as_ref().map(|r| r.is_ok())
+        self.slot.lock().value.as_ref().map(|r| r.is_ok())
     }
 
     /// Waits until it has finished.
     pub fn wait(&self) {
-        let mut g = self.guard();
-        while g.is_none() {
-            g = self.slot.done.wait(g).unwrap_or_else(|e| e.into_inner());
-        }
+        drop(self.slot.wait_until(None));
     }
 
     /// Waits at most `timeout`; whether it has finished.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut g = self.guard();
-        while g.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            g = self
-                .slot
-                .done
-                .wait_timeout(g, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        true
+        self.slot
+            .wait_until(Some(Instant::now() + timeout))
+            .value
+            .is_some()
     }
 
     /// Waits for the result.
     pub fn get(self) -> Result<R> {
-        self.wait();
-        self.guard().take().expect("ready")
+        self.slot.wait_until(None).value.take().expect("filled")
     }
 
     /// Waits at most `timeout` for the result: [`Error::Timeout`] if it is not ready (the
     /// call goes on; to wait again, use [`wait_timeout`](Self::wait_timeout) before
     /// `get`).
     pub fn get_timeout(self, timeout: Duration) -> Result<R> {
-        if !self.wait_timeout(timeout) {
-            return Err(Error::Timeout);
-        }
-        self.guard().take().expect("ready")
+        let deadline = Instant::now() + timeout;
+        self.slot
+            .wait_until(Some(deadline))
+            .value
+            .take()
+            .unwrap_or(Err(Error::Timeout))
     }
 }
 
