@@ -161,6 +161,13 @@ pub mod __private {
     /// For `shmkit::task!`'s registration.
     pub use inventory;
 
+    /// For the fuzz target `process_wire`: parses `frame` as a message between a pool and
+    /// its worker, reads every item, and decodes each as a reply of a task returning
+    /// `(String, Vec<u64>)`. Out-of-line bodies are refused (they name segments).
+    pub fn fuzz_process_message(frame: &[u8]) -> usize {
+        crate::process::fuzz_message(frame)
+    }
+
     /// A segment name for a test or doc test: `t.RUN.WHAT.PID`, where `RUN` is
     /// `$SHMKIT_TEST_RUN` (CI sets a value unique to the run, so that its leak check counts
     /// only this run's segments, whatever else runs on the machine) or `local`.

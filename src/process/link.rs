@@ -30,6 +30,8 @@ pub(crate) struct Link {
     /// The rings' name (`NAME.i`, `NAME.o`); out-of-line bodies are `NAME.xN`.
     rings: String,
     ool_n: u64,
+    /// `NAME.x`: what the worker's out-of-line bodies are called.
+    ool_prefix: String,
     limit: usize,
 }
 
@@ -56,6 +58,7 @@ impl Link {
             child,
             tx,
             rx,
+            ool_prefix: format!("{rings}.x"),
             rings,
             ool_n: 0,
             limit,
@@ -106,7 +109,7 @@ impl Link {
     /// and everything it sent has been received.
     pub(crate) fn try_recv(&mut self) -> Result<Option<Msg>> {
         match self.rx.try_recv() {
-            Ok(f) => Msg::parse(f).map(Some),
+            Ok(f) => Msg::parse(f, &self.ool_prefix).map(Some),
             Err(Error::WouldBlock) => Ok(None),
             Err(e) => Err(e),
         }
@@ -115,7 +118,7 @@ impl Link {
     /// The next message, waiting at most `timeout` (`Ok(None)` if none came).
     pub(crate) fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Msg>> {
         match self.rx.recv_timeout(timeout) {
-            Ok(f) => Msg::parse(f).map(Some),
+            Ok(f) => Msg::parse(f, &self.ool_prefix).map(Some),
             Err(Error::Timeout) => Ok(None),
             Err(e) => Err(e),
         }

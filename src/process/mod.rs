@@ -69,6 +69,22 @@ pub use task::{
     cached_fingerprint as __cached_fingerprint, fingerprint as __fingerprint, Registration,
 };
 
+/// See `shmkit::__private::fuzz_process_message`: how many items decoded.
+pub(crate) fn fuzz_message(frame: &[u8]) -> usize {
+    if frame.len() >= 4 && u32::from_le_bytes(frame[..4].try_into().expect("4")) & wire::OUT_OF_LINE != 0 {
+        return 0;
+    }
+    let Ok(msg) = wire::Msg::parse(frame.to_vec(), "fuzz.x") else {
+        return 0;
+    };
+    msg.items()
+        .filter_map(|i| i.ok())
+        .filter(|(status, bytes)| {
+            link::item_result::<(String, Vec<u64>)>(*status, bytes, "fuzz", 1).is_ok()
+        })
+        .count()
+}
+
 /// The worker entry: call it first thing in `main`.
 ///
 /// In a process that shmkit started as a worker, it runs the worker (the calls its parent

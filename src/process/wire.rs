@@ -189,8 +189,10 @@ pub(crate) struct Msg {
 }
 
 impl Msg {
-    /// Parses a received frame; fetches an out-of-line body (and removes its segment).
-    pub(crate) fn parse(frame: Vec<u8>) -> Result<Msg> {
+    /// Parses a received frame; fetches an out-of-line body (and removes its segment),
+    /// which must be named `ool_prefix` and a number: a peer cannot make us open, let alone
+    /// remove, any other segment.
+    pub(crate) fn parse(frame: Vec<u8>, ool_prefix: &str) -> Result<Msg> {
         if frame.len() < HEAD {
             return Err(Error::corrupt(format!(
                 "a process-layer message of {} bytes, shorter than its head",
@@ -213,7 +215,12 @@ impl Msg {
             });
         }
         let name = std::str::from_utf8(&frame[HEAD..])
-            .map_err(|_| Error::corrupt("an out-of-line message names no valid segment"))?;
+            .ok()
+            .filter(|n| {
+                n.strip_prefix(ool_prefix)
+                    .is_some_and(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()))
+            })
+            .ok_or_else(|| Error::corrupt("an out-of-line message names a segment not of its channel"))?;
         let body = fetch(name, head.len)?;
         Ok(Msg {
             head: Head {
@@ -310,7 +317,7 @@ mod tests {
             PANICKED
         });
         let bytes = b.finish(REPLY, 7, 9).to_vec();
-        let m = Msg::parse(bytes.clone()).unwrap();
+        let m = Msg::parse(bytes.clone(), "p.x").unwrap();
         assert_eq!((m.kind(), m.head.seq, m.head.fp), (REPLY, 7, 9));
         let items: Vec<_> = m.items().collect::<Result<_>>().unwrap();
         assert_eq!(items, [(OK, &b"abc"[..]), (PANICKED, &b"boom"[..])]);
@@ -318,22 +325,27 @@ mod tests {
         // A count larger than the items: one error, then the end.
         let mut lying = bytes.clone();
         lying[4] = 3;
-        let m = Msg::parse(lying).unwrap();
+        let m = Msg::parse(lying, "p.x").unwrap();
         let r: Vec<_> = m.items().collect();
         assert_eq!(r.len(), 3);
         assert!(matches!(r[2], Err(Error::Corrupt { .. })));
         // A body length that disagrees with the frame; a frame shorter than a head.
         let mut short = bytes.clone();
         short.pop();
-        assert!(matches!(Msg::parse(short), Err(Error::Corrupt { .. })));
+        assert!(matches!(Msg::parse(short, "p.x"), Err(Error::Corrupt { .. })));
         assert!(matches!(
-            Msg::parse(vec![1; 10]),
+            Msg::parse(vec![1; 10], "p.x"),
             Err(Error::Corrupt { .. })
         ));
         // An item length past the end.
         let mut long = bytes;
         long[32] = 200;
-        let m = Msg::parse(long).unwrap();
+        let m = Msg::parse(long, "p.x").unwrap();
         assert!(m.items().any(|r| r.is_err()));
+        // An out-of-line body that names a segment outside the channel: refused unopened.
+        for name in ["orders.lock", "p.x", "p.x1/..", "p.xa"] {
+            let f = frame(REPLY | OUT_OF_LINE, 0, 1, 1, name.as_bytes());
+            assert!(matches!(Msg::parse(f, "p.x"), Err(Error::Corrupt { .. })), "{name}");
+        }
     }
 }

@@ -123,7 +123,7 @@ fn serve(spec: &Spec) -> Result<i32> {
     let mut ool_n = 0u64;
     let mut out = Builder::new();
     loop {
-        let msg = Msg::parse(rx.recv()?)?;
+        let msg = Msg::parse(rx.recv()?, &ool_base)?;
         out.clear();
         let kind = match msg.kind() {
             wire::STOP => return Ok(0),
