@@ -81,6 +81,21 @@ impl Codec for Postcard {
     }
 }
 
+/// A fingerprint of values encoded with codec `C`: FNV-1a over `parts` (type names, a
+/// task's name), each followed by a 0xff separator, then the codec's id. Two programs that
+/// agree on the parts and the codec agree on the fingerprint.
+pub(crate) fn fingerprint<C: Codec>(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let id = C::ID.to_le_bytes();
+    for part in parts.iter().map(|p| p.as_bytes()).chain([&id[..]]) {
+        for &b in part.iter().chain(&[0xff]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
 /// Postcard's `to_extend` output, appending to a borrowed buffer.
 struct Append<'a>(&'a mut Vec<u8>);
 

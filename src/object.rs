@@ -35,6 +35,9 @@ pub(crate) struct At<'a> {
     name: Option<&'a str>,
     mode: CreationMode,
     opts: &'a Options,
+    /// The fingerprint of what the elements encode, for objects whose elements are bytes
+    /// of another type (serde values): used instead of the element type's own.
+    tag: Option<u64>,
 }
 
 impl<'a> At<'a> {
@@ -44,7 +47,16 @@ impl<'a> At<'a> {
             name: Some(name),
             mode,
             opts,
+            tag: None,
         }
+    }
+
+    /// This place, with the elements fingerprinted as `tag` (what their bytes encode)
+    /// rather than as their own type; [`Options::type_name`] still wins.
+    #[allow(dead_code)]
+    pub(crate) fn tagged(mut self, tag: u64) -> Self {
+        self.tag = Some(tag);
+        self
     }
 
     /// The name; `None` for an anonymous object.
@@ -87,8 +99,9 @@ impl<'a> At<'a> {
     /// chose ([`Options::type_name`]), or the type's own; 0 (unchecked) for objects without
     /// elements, whatever the options say.
     pub(crate) fn type_tag<T>(&self) -> u64 {
-        match self.opts.elem_type_name() {
-            Some(name) if size_of::<T>() != 0 => tag_of(name),
+        match (self.opts.elem_type_name(), self.tag) {
+            (Some(name), _) if size_of::<T>() != 0 => tag_of(name),
+            (None, Some(tag)) if size_of::<T>() != 0 => tag,
             _ => type_tag::<T>(),
         }
     }
@@ -100,6 +113,7 @@ impl<'a> At<'a> {
             name: None,
             mode: CreationMode::Create,
             opts: &DEFAULT,
+            tag: None,
         }
     }
 }

@@ -71,7 +71,9 @@ pub use task::{
 
 /// See `shmkit::__private::fuzz_process_message`: how many items decoded.
 pub(crate) fn fuzz_message(frame: &[u8]) -> usize {
-    if frame.len() >= 4 && u32::from_le_bytes(frame[..4].try_into().expect("4")) & wire::OUT_OF_LINE != 0 {
+    if frame.len() >= 4
+        && u32::from_le_bytes(frame[..4].try_into().expect("4")) & wire::OUT_OF_LINE != 0
+    {
         return 0;
     }
     let Ok(msg) = wire::Msg::parse(frame.to_vec(), "fuzz.x") else {

@@ -52,22 +52,10 @@ pub fn cached_fingerprint(cell: &std::sync::OnceLock<u64>, compute: fn() -> u64)
     *cell.get_or_init(compute)
 }
 
-/// FNV-1a over the parts, each followed by a 0xff separator, and the codec's id.
+/// The fingerprint of a task: its name and its argument and result types, with the codec.
 #[doc(hidden)]
 pub fn fingerprint(name: &str, arg: &str, out: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in [
-        name.as_bytes(),
-        arg.as_bytes(),
-        out.as_bytes(),
-        &Postcard::ID.to_le_bytes(),
-    ] {
-        for &b in part.iter().chain(&[0xff]) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    h
+    crate::codec::fingerprint::<Postcard>(&[name, arg, out])
 }
 
 /// How one call went in the worker, as it travels back: the encoded result, or why not.

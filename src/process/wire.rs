@@ -220,7 +220,9 @@ impl Msg {
                 n.strip_prefix(ool_prefix)
                     .is_some_and(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()))
             })
-            .ok_or_else(|| Error::corrupt("an out-of-line message names a segment not of its channel"))?;
+            .ok_or_else(|| {
+                Error::corrupt("an out-of-line message names a segment not of its channel")
+            })?;
         let body = fetch(name, head.len)?;
         Ok(Msg {
             head: Head {
@@ -332,7 +334,10 @@ mod tests {
         // A body length that disagrees with the frame; a frame shorter than a head.
         let mut short = bytes.clone();
         short.pop();
-        assert!(matches!(Msg::parse(short, "p.x"), Err(Error::Corrupt { .. })));
+        assert!(matches!(
+            Msg::parse(short, "p.x"),
+            Err(Error::Corrupt { .. })
+        ));
         assert!(matches!(
             Msg::parse(vec![1; 10], "p.x"),
             Err(Error::Corrupt { .. })
@@ -345,7 +350,10 @@ mod tests {
         // An out-of-line body that names a segment outside the channel: refused unopened.
         for name in ["orders.lock", "p.x", "p.x1/..", "p.xa"] {
             let f = frame(REPLY | OUT_OF_LINE, 0, 1, 1, name.as_bytes());
-            assert!(matches!(Msg::parse(f, "p.x"), Err(Error::Corrupt { .. })), "{name}");
+            assert!(
+                matches!(Msg::parse(f, "p.x"), Err(Error::Corrupt { .. })),
+                "{name}"
+            );
         }
     }
 }
