@@ -195,6 +195,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// Items of a `JoinableQueue` were taken by consumers that died before `task_done`:
+    /// `join` cannot see them done (Python's `join` would wait forever).
+    #[error(
+        "{count} item(s) were taken by consumers that died before calling task_done; they \
+         were not done"
+    )]
+    TasksLost {
+        /// How many items the dead consumers held.
+        count: u64,
+    },
+
     /// A value could not be encoded, or bytes could not be decoded, with the codec
     /// (postcard by default): the one message fails, not the channel or the pool.
     #[error("codec: {what}")]

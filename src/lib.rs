@@ -126,6 +126,7 @@ mod object;
 mod os;
 mod primitive;
 pub mod process;
+pub mod queue;
 mod segment;
 mod sync;
 mod value;
@@ -136,6 +137,7 @@ pub use channel::pipe::Pipe;
 pub use channel::{frames, mpmc, spsc, SendError, WaitStrategy};
 pub use error::{Error, LockError, LockResult, Result};
 pub use process::init;
+pub use queue::{JoinableQueue, Queue};
 pub use segment::{CreationMode, Kind, Options, Segment, MAX_NAME_LEN};
 pub use sync::{
     Barrier, BarrierWaitResult, BoundedSemaphore, Condvar, Event, Mutex, MutexGuard, Semaphore,

@@ -81,6 +81,8 @@ pub enum Kind {
     Mpmc = 17,
     /// [`crate::frames`] channel.
     Frames = 18,
+    /// The task counters of a [`crate::JoinableQueue`] (its items live in an mpmc queue).
+    JoinableQueue = 24,
 }
 
 impl Kind {
@@ -102,6 +104,7 @@ impl Kind {
             16 => Kind::Spsc,
             17 => Kind::Mpmc,
             18 => Kind::Frames,
+            24 => Kind::JoinableQueue,
             _ => return None,
         })
     }
@@ -125,6 +128,7 @@ impl Kind {
             Kind::Spsc => "spsc",
             Kind::Mpmc => "mpmc",
             Kind::Frames => "frames",
+            Kind::JoinableQueue => "joinable-queue",
         }
     }
 }

@@ -173,7 +173,9 @@ macro_rules! endpoint {
                   its kind are attached already."
             );
 
-            fn build(at: At<'_>, capacity: usize) -> Result<Self> {
+            /// Creates and/or opens the queue at `at` and attaches this endpoint (for
+            /// objects built on the queue, which give `at` their own fingerprint).
+            pub(crate) fn build(at: At<'_>, capacity: usize) -> Result<Self> {
                 let ring = Ring::new(at, capacity)?;
                 let reg = ring.register(End::<T, $side>::SIDE)?;
                 Ok($ty {

@@ -138,6 +138,50 @@ pub use super::SendError;
 pub use endpoints::{Loan, Receiver, RecvGuard, Sender};
 pub(crate) use ring::describe;
 
+/// The queue without an endpoint: it holds the segment (and so its name) open, and sees
+/// the counters. For objects built on the queue (the serde `Queue`), whose creator need not
+/// be a sender or a receiver.
+pub(crate) struct Holder<T: bytemuck::Pod> {
+    ring: ring::Ring<T>,
+}
+
+impl<T: bytemuck::Pod> Holder<T> {
+    /// Creates and/or opens the queue at `at`, attaching no endpoint.
+    pub(crate) fn new(at: crate::object::At<'_>, capacity: usize) -> crate::Result<Self> {
+        Ok(Holder {
+            ring: ring::Ring::new(at, capacity)?,
+        })
+    }
+
+    /// Messages claimed and not yet received (a snapshot).
+    pub(crate) fn len(&self) -> usize {
+        self.ring.len()
+    }
+
+    /// The number of slots.
+    pub(crate) fn capacity(&self) -> usize {
+        self.ring.geo.cap as usize
+    }
+
+    /// Messages lost to dead endpoints.
+    pub(crate) fn lost(&self) -> u64 {
+        self.ring.lost()
+    }
+
+    /// The segment.
+    pub(crate) fn segment(&self) -> &crate::Segment {
+        &self.ring.seg
+    }
+}
+
+impl<T: bytemuck::Pod> std::fmt::Debug for Holder<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Holder")
+            .field("segment", &self.ring.seg)
+            .finish()
+    }
+}
+
 /// The largest capacity (slots) a queue may have.
 pub const MAX_CAPACITY: u64 = 1 << 32;
 

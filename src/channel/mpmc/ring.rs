@@ -229,7 +229,7 @@ impl Geometry {
 pub(super) type Ring<T> = typed::Ring<Header, T, Geometry>;
 
 impl<T: Pod> Ring<T> {
-    pub(super) fn new(at: At<'_>, capacity: usize) -> Result<Self> {
+    pub(in crate::channel) fn new(at: At<'_>, capacity: usize) -> Result<Self> {
         let shape = Shape::new(Kind::Mpmc, body_len::<T>, |c| {
             format!("capacity {c} must be between 1 and {MAX_CAPACITY} (and fit in memory)")
         });
@@ -481,7 +481,7 @@ impl<T: Pod> Ring<T> {
     }
 
     /// Messages published and not yet received (a snapshot).
-    pub(super) fn len(&self) -> usize {
+    pub(in crate::channel) fn len(&self) -> usize {
         let h = self.hdr();
         // Relaxed: a snapshot; nothing is read through it. Head first, so that the tail
         // read after it is not behind it.
@@ -492,7 +492,7 @@ impl<T: Pod> Ring<T> {
             .map_or(0, |d| d.min(self.geo.cap)) as usize
     }
 
-    pub(super) fn lost(&self) -> u64 {
+    pub(in crate::channel) fn lost(&self) -> u64 {
         // Relaxed: a statistic.
         self.hdr().lost.0.load(Ordering::Relaxed)
     }

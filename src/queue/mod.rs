@@ -1,0 +1,450 @@
+//! [`Queue<T>`] and [`JoinableQueue<T>`]: Python's `multiprocessing.Queue` and
+//! `JoinableQueue` for any serde type, in shared memory, without a feeder thread, a pipe
+//! or pickling.
+//!
+//! # How items travel
+//! A queue is an [`mpmc`](crate::mpmc) queue of 256-byte slots: any number of producer and
+//! consumer processes, each item to exactly one consumer, the items of one producer in
+//! order at each consumer, and a producer that dies mid-`put` costs one slot, skipped and
+//! counted in [`Queue::lost`], never a torn item. An item is encoded with the codec
+//! (postcard) into the slot when its encoding fits in [`INLINE`] bytes (a short string, a
+//! small struct); a larger one travels out of line, in a segment of its own that the
+//! consumer copies out and removes (one `create`, `mmap` and `unlink`: tens of
+//! microseconds, so keep hot items small), up to the queue's item limit (1 GiB by default,
+//! [`Queue::set_max_item`]). `put` writes into shared memory before it returns: Python's
+//! "join a process before its queue is drained" deadlock cannot happen.
+//!
+//! # The queue is an object of its own
+//! The process that creates a queue need not put or get: it holds the queue (and its
+//! name) for as long as its handle lives, so a child that opens it late finds it. A handle
+//! attaches as a producer on its first `put` and as a consumer on its first `get`.
+//! [`Queue::get`] returns [`Error::Disconnected`] once every producer that attached is gone
+//! and the queue is empty (iteration ends there), as `std::sync::mpsc` does; until a first
+//! producer attaches, it waits. Where producers come and go (Python programs that stop
+//! consumers with sentinels), keep one producer attached throughout (the process that
+//! puts the sentinels, from its first `put`), or a gap between producers reads as
+//! `Disconnected`.
+//!
+//! # Untrusted input
+//! Everything a peer wrote is checked: a slot's length against [`INLINE`], an out-of-line
+//! item's segment name (it must be one of this queue's) and length (against the item
+//! limit, before anything is allocated). An item that does not decode is
+//! [`Error::Codec`] for that item alone (and counted in [`Queue::undecodable`]); the queue
+//! goes on.
+//!
+//! The segment header records a fingerprint of `T` and of the codec: opening a
+//! `Queue<String>` as a `Queue<u64>` is [`Error::LayoutMismatch`].
+//!
+//! # Files
+//! - `mod.rs`: the slot format and [`Queue`].
+//! - `joinable`: [`JoinableQueue`] and its shared task counters.
+//!
+//! This module uses `channel` (mpmc), `codec`, `object` and `segment`.
+
+mod joinable;
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use bytemuck::{Pod, Zeroable};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub use joinable::JoinableQueue;
+
+use crate::channel::mpmc;
+use crate::codec::{Codec, Postcard};
+use crate::error::{Error, Result};
+use crate::object::At;
+use crate::segment::{CreationMode, Options, Segment};
+use crate::SendError;
+
+/// The bytes of an item's encoding that travel inside its slot; longer ones go out of
+/// line.
+pub const INLINE: usize = 248;
+
+/// Slot flag: the bytes are the name of the segment that holds the item.
+const OUT_OF_LINE: u32 = 1;
+
+/// One slot: 256 bytes, four cache lines.
+#[derive(Clone, Copy, Pod, Zeroable)]
+#[repr(C)]
+pub(crate) struct Slot {
+    /// The encoding's length (inline or out of line).
+    len: u32,
+    /// `OUT_OF_LINE`, and the name's length in bits 8..16.
+    flags: u32,
+    bytes: [u8; INLINE],
+}
+
+const _: () = assert!(size_of::<Slot>() == 256);
+
+/// The default limit of one item's encoding.
+const MAX_ITEM: usize = 1 << 30;
+
+/// The fingerprint of a queue of `T`.
+fn tag<T>() -> u64 {
+    crate::codec::fingerprint::<Postcard>(&["queue", std::any::type_name::<T>()])
+}
+
+/// A multi-producer multi-consumer queue of `T` in shared memory: see the
+/// [module docs](crate::queue).
+///
+/// ```
+/// use shmkit::Queue;
+/// # let name = shmkit::__private::test_name("doc-queue");
+/// let mut q = Queue::<(String, u32)>::create(&name, 64)?;
+/// let mut other = Queue::<(String, u32)>::open(&name)?; // usually in another process
+/// q.put(&("A".to_string(), 1))?;
+/// q.put(&("B".repeat(1000), 2))?; // out of line: larger than a slot
+/// assert_eq!(other.get()?, ("A".to_string(), 1));
+/// assert_eq!(other.get()?.1, 2);
+/// assert!(matches!(other.try_get(), Err(shmkit::Error::WouldBlock)));
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub struct Queue<T> {
+    holder: mpmc::Holder<Slot>,
+    name: String,
+    tx: Option<mpmc::Sender<Slot>>,
+    rx: Option<mpmc::Receiver<Slot>>,
+    buf: Vec<u8>,
+    ool_n: u64,
+    max_item: usize,
+    undecodable: u64,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    /// Creates the queue `name` with room for `capacity` items;
+    /// [`Error::AlreadyExists`] if the name exists.
+    pub fn create(name: &str, capacity: usize) -> Result<Self> {
+        Self::with_mode(name, CreationMode::Create, capacity)
+    }
+
+    /// Opens the existing queue `name` ([`Error::NotFound`] if there is none;
+    /// [`Error::LayoutMismatch`] if it holds another type).
+    pub fn open(name: &str) -> Result<Self> {
+        Self::with_mode(name, CreationMode::Open, 1)
+    }
+
+    /// Opens the queue `name`, or creates it with room for `capacity` items.
+    pub fn open_or_create(name: &str, capacity: usize) -> Result<Self> {
+        Self::with_mode(name, CreationMode::OpenOrCreate, capacity)
+    }
+
+    fn with_mode(name: &str, mode: CreationMode, capacity: usize) -> Result<Self> {
+        let opts = Options::new();
+        let holder = mpmc::Holder::new(At::named(name, mode, &opts).tagged(tag::<T>()), capacity)?;
+        Ok(Queue {
+            holder,
+            name: name.to_owned(),
+            tx: None,
+            rx: None,
+            buf: Vec::new(),
+            ool_n: 0,
+            max_item: MAX_ITEM,
+            undecodable: 0,
+            _t: PhantomData,
+        })
+    }
+
+    /// Whether this handle created the queue.
+    pub fn is_creator(&self) -> bool {
+        self.holder.segment().is_creator()
+    }
+
+    /// The largest encoding of one item this handle sends or accepts (default 1 GiB): a
+    /// larger one is [`Error::InvalidArgument`] at `put`, [`Error::Corrupt`] at `get`
+    /// (before anything is allocated).
+    pub fn set_max_item(&mut self, bytes: usize) {
+        self.max_item = bytes;
+    }
+
+    fn at(&self) -> (Options, String) {
+        (Options::new(), self.name.clone())
+    }
+
+    fn sender(&mut self) -> Result<&mut mpmc::Sender<Slot>> {
+        if self.tx.is_none() {
+            let (opts, name) = self.at();
+            let at = At::named(&name, CreationMode::Open, &opts).tagged(tag::<T>());
+            self.tx = Some(mpmc::Sender::build(at, 1)?);
+        }
+        Ok(self.tx.as_mut().expect("attached"))
+    }
+
+    fn receiver(&mut self) -> Result<&mut mpmc::Receiver<Slot>> {
+        if self.rx.is_none() {
+            let (opts, name) = self.at();
+            let at = At::named(&name, CreationMode::Open, &opts).tagged(tag::<T>());
+            self.rx = Some(mpmc::Receiver::build(at, 1)?);
+        }
+        Ok(self.rx.as_mut().expect("attached"))
+    }
+
+    /// Encodes `item` into a slot (writing a large one out of line): the slot, and the
+    /// out-of-line segment's name to remove should the slot not be sent.
+    fn encode(&mut self, item: &T) -> Result<(Slot, Option<String>)> {
+        self.buf.clear();
+        Postcard::encode(item, &mut self.buf)?;
+        let n = self.buf.len();
+        let mut slot = Slot::zeroed();
+        slot.len = n as u32;
+        if n <= INLINE {
+            slot.bytes[..n].copy_from_slice(&self.buf);
+            return Ok((slot, None));
+        }
+        if n > self.max_item || n > u32::MAX as usize {
+            return Err(Error::InvalidArgument(format!(
+                "an item of {n} bytes encoded is over this queue's limit of {} bytes",
+                self.max_item.min(u32::MAX as usize)
+            )));
+        }
+        self.ool_n += 1;
+        let ool = format!("{}.x{}.{}", self.name, std::process::id(), self.ool_n);
+        let seg = Segment::create(&ool, n, &Options::new().keep(true))?;
+        // SAFETY: the segment is ours alone (just created, its name not yet sent) and `n`
+        // bytes long; the source is our own buffer.
+        unsafe { std::ptr::copy_nonoverlapping(self.buf.as_ptr(), seg.as_ptr(), n) };
+        let name = ool.as_bytes();
+        if name.len() > INLINE {
+            let _ = crate::admin::unlink(&ool);
+            return Err(Error::InvalidArgument(
+                "the queue's name is too long for out-of-line items".into(),
+            ));
+        }
+        slot.flags = OUT_OF_LINE | (name.len() as u32) << 8;
+        slot.bytes[..name.len()].copy_from_slice(name);
+        Ok((slot, Some(ool)))
+    }
+
+    fn send(&mut self, item: &T, how: Send) -> Result<()> {
+        let (slot, ool) = self.encode(item)?;
+        let tx = self.sender()?;
+        let r = match how {
+            Send::Block => tx.send(slot),
+            Send::Try => tx.try_send(slot),
+            Send::Timeout(t) => tx.send_timeout(slot, t),
+        };
+        r.map_err(|e: SendError<Slot>| {
+            if let Some(name) = &ool {
+                let _ = crate::admin::unlink(name);
+            }
+            e.into()
+        })
+    }
+
+    /// Puts `item`, waiting while the queue is full. [`Error::Codec`] if it cannot be
+    /// encoded; [`Error::Disconnected`] if the queue is full and every consumer is gone.
+    pub fn put(&mut self, item: &T) -> Result<()> {
+        self.send(item, Send::Block)
+    }
+
+    /// Puts `item` if there is room now ([`Error::WouldBlock`] if not).
+    pub fn try_put(&mut self, item: &T) -> Result<()> {
+        self.send(item, Send::Try)
+    }
+
+    /// Puts `item`, waiting at most `timeout` for room ([`Error::Timeout`]).
+    pub fn put_timeout(&mut self, item: &T, timeout: Duration) -> Result<()> {
+        self.send(item, Send::Timeout(timeout))
+    }
+
+    fn recv(&mut self, how: Recv) -> Result<T> {
+        let rx = self.receiver()?;
+        let slot = match how {
+            Recv::Block => rx.recv()?,
+            Recv::Try => rx.try_recv()?,
+            Recv::Timeout(t) => rx.recv_timeout(t)?,
+        };
+        let r = self.decode(&slot);
+        if matches!(r, Err(Error::Codec { .. })) {
+            self.undecodable += 1;
+        }
+        r
+    }
+
+    /// The item in `slot`, checked.
+    fn decode(&self, slot: &Slot) -> Result<T> {
+        let n = slot.len as usize;
+        if slot.flags == 0 {
+            if n > INLINE {
+                return Err(Error::corrupt(format!(
+                    "a queue slot says {n} bytes; it holds {INLINE}"
+                )));
+            }
+            return Postcard::decode(&slot.bytes[..n]);
+        }
+        let name_len = (slot.flags >> 8 & 0xff) as usize;
+        if slot.flags & !0xff00 != OUT_OF_LINE || name_len > INLINE {
+            return Err(Error::corrupt(format!(
+                "a queue slot with flags {:#x}",
+                slot.flags
+            )));
+        }
+        let name = std::str::from_utf8(&slot.bytes[..name_len])
+            .ok()
+            .filter(|n| self.is_ool_name(n))
+            .ok_or_else(|| {
+                Error::corrupt("an out-of-line item names a segment not of its queue")
+            })?;
+        let seg = Segment::open(name, &Options::new())?;
+        // Remove the name first: whatever happens next, nothing is left behind.
+        let _ = crate::admin::unlink(name);
+        if n > self.max_item || n > seg.len() {
+            return Err(Error::corrupt(format!(
+                "an out-of-line item says {n} bytes; its segment holds {} and the limit is {}",
+                seg.len(),
+                self.max_item
+            )));
+        }
+        let mut v = Vec::with_capacity(n);
+        // SAFETY: the segment is mapped for `seg.len() >= n` bytes; `v` has room for `n`;
+        // a raw copy, so no reference is formed over bytes another process could write.
+        unsafe {
+            std::ptr::copy_nonoverlapping(seg.as_ptr(), v.as_mut_ptr(), n);
+            v.set_len(n);
+        }
+        Postcard::decode(&v)
+    }
+
+    /// Whether `n` is `NAME.xPID.N`, an out-of-line item of this queue.
+    fn is_ool_name(&self, n: &str) -> bool {
+        n.strip_prefix(self.name.as_str())
+            .and_then(|r| r.strip_prefix(".x"))
+            .and_then(|r| r.split_once('.'))
+            .is_some_and(|(pid, k)| {
+                [pid, k]
+                    .iter()
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            })
+    }
+
+    /// Takes the next item, waiting while there is none. [`Error::Disconnected`] once every
+    /// producer that attached is gone and the queue is empty; [`Error::Codec`] for an item
+    /// that does not decode (the next `get` goes on).
+    pub fn get(&mut self) -> Result<T> {
+        self.recv(Recv::Block)
+    }
+
+    /// Takes an item if one is ready ([`Error::WouldBlock`] if not).
+    pub fn try_get(&mut self) -> Result<T> {
+        self.recv(Recv::Try)
+    }
+
+    /// Takes an item, waiting at most `timeout` ([`Error::Timeout`]).
+    pub fn get_timeout(&mut self, timeout: Duration) -> Result<T> {
+        self.recv(Recv::Timeout(timeout))
+    }
+
+    /// The items until every producer is gone and the queue is empty; an error other than
+    /// that is yielded once, and ends the iteration.
+    pub fn iter(&mut self) -> impl Iterator<Item = Result<T>> + '_ {
+        let mut done = false;
+        std::iter::from_fn(move || {
+            if done {
+                return None;
+            }
+            match self.get() {
+                Err(Error::Disconnected) => None,
+                Err(e) if !matches!(e, Error::Codec { .. }) => {
+                    done = true;
+                    Some(Err(e))
+                }
+                r => Some(r),
+            }
+        })
+    }
+
+    /// Items put and not yet taken (approximate, as Python's `qsize`).
+    pub fn len(&self) -> usize {
+        self.holder.len()
+    }
+
+    /// Whether no item is waiting (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the queue is full (a snapshot).
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.capacity()
+    }
+
+    /// How many items the queue holds at most.
+    pub fn capacity(&self) -> usize {
+        self.holder.capacity()
+    }
+
+    /// Items lost to processes that died mid-`put` or mid-`get` (since the queue was made).
+    pub fn lost(&self) -> u64 {
+        self.holder.lost()
+    }
+
+    /// Items this handle took that did not decode.
+    pub fn undecodable(&self) -> u64 {
+        self.undecodable
+    }
+
+    /// The queue's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl<T> Drop for Queue<T> {
+    fn drop(&mut self) {
+        if self.holder.segment().is_creator() {
+            // Out-of-line items nobody took (their producer or consumer died): removed,
+            // unless a live process still has one open.
+            let _ = crate::admin::clean(&format!("{}.x", self.name), crate::CleanMode::Remove);
+        }
+    }
+}
+
+impl<T> fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("segment", self.holder.segment())
+            .field("len", &self.holder.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a put waits.
+#[derive(Clone, Copy)]
+enum Send {
+    Block,
+    Try,
+    Timeout(Duration),
+}
+
+/// How a get waits.
+#[derive(Clone, Copy)]
+enum Recv {
+    Block,
+    Try,
+    Timeout(Duration),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_line_names_must_be_the_queue_s_own() {
+        let name = crate::__private::test_name("q-oolnames");
+        let q = Queue::<u8>::create(&name, 4).unwrap();
+        assert!(q.is_ool_name(&format!("{name}.x12.3")));
+        for bad in [
+            "orders.lock".to_string(),
+            format!("{name}.x12"),
+            format!("{name}.x.3"),
+            format!("{name}.x12.3/.."),
+            format!("{name}x12.3"),
+        ] {
+            assert!(!q.is_ool_name(&bad), "{bad}");
+        }
+    }
+}

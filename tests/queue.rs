@@ -1,0 +1,360 @@
+//! `Queue<T>` and `JoinableQueue<T>` across real processes: exactly-once delivery of
+//! serde items between 3 producers and 3 consumers, order per producer, out-of-line
+//! items, dead producers and consumers, and type checks (RELIABILITY.md 23-24).
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::msg::{mix, Rng};
+use common::{arg, arg_as, finish, finish_ok, report, spawn, wait_until, Names};
+use serde::{Deserialize, Serialize};
+use shmkit::{Error, JoinableQueue, Queue};
+
+#[test]
+fn __child() {
+    common::child_main(&[
+        ("producer", producer),
+        ("consumer", consumer),
+        ("jq_worker", jq_worker),
+        ("jq_taker", jq_taker),
+        ("late_reader", late_reader),
+    ]);
+}
+
+/// The items: strings and structs of random lengths, each derived from (producer, seq) so
+/// that a consumer can tell a torn or foreign one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Item {
+    Text {
+        producer: u32,
+        seq: u64,
+        text: String,
+    },
+    Record {
+        producer: u32,
+        seq: u64,
+        name: String,
+        values: Vec<u32>,
+    },
+}
+
+fn item(producer: u32, seq: u64) -> Item {
+    let r = mix(((producer as u64) << 40) ^ seq);
+    // Mostly small (inline); one in 2,000 larger than a slot (out of line).
+    let len = if r.is_multiple_of(2000) {
+        300 + (r >> 20) as usize % 5000
+    } else {
+        (r >> 8) as usize % 120
+    };
+    if r & 1 == 0 {
+        let text: String = (0..len)
+            .map(|k| char::from(b'a' + ((r >> (k % 50)) % 26) as u8))
+            .collect();
+        Item::Text {
+            producer,
+            seq,
+            text,
+        }
+    } else {
+        let values = (0..len / 4)
+            .map(|k| (r as u32).wrapping_mul(k as u32 + 1))
+            .collect();
+        Item::Record {
+            producer,
+            seq,
+            name: format!("p{producer}-{seq}"),
+            values,
+        }
+    }
+}
+
+fn key(it: &Item) -> (u32, u64) {
+    match it {
+        Item::Text { producer, seq, .. } | Item::Record { producer, seq, .. } => (*producer, *seq),
+    }
+}
+
+/// `None` is the sentinel that stops a consumer (as in the seeds' programs: producers
+/// come and go, so "every producer gone" is not "no more items").
+type Items = Queue<Option<Item>>;
+
+fn producer() {
+    let mut q = Items::open(&arg("name")).unwrap();
+    let id: u32 = arg_as("id");
+    let n: u64 = arg_as("n");
+    for seq in 0..n {
+        q.put(&Some(item(id, seq))).unwrap();
+    }
+}
+
+fn consumer() {
+    let mut q = Items::open(&arg("name")).unwrap();
+    let mut last: HashMap<u32, u64> = HashMap::new();
+    let (mut count, mut sum) = (0u64, 0u64);
+    while let Some(it) = q.get().unwrap() {
+        let (p, seq) = key(&it);
+        assert_eq!(it, item(p, seq), "a torn or foreign item");
+        if let Some(prev) = last.insert(p, seq) {
+            assert!(seq > prev, "producer {p}: {seq} after {prev}");
+        }
+        count += 1;
+        sum = sum.wrapping_add(mix(((p as u64) << 40) ^ seq));
+    }
+    report("count", count);
+    report("sum", sum);
+    report("lost", q.lost());
+}
+
+#[test]
+fn three_producers_three_consumers_each_item_exactly_once_in_order_per_producer() {
+    let names = Names::new("q-3x3");
+    let name = names.name("q");
+    let mut q = Items::create(&name, 1024).unwrap();
+    // The parent attaches as a producer first (it puts the sentinels at the end): with a
+    // producer attached throughout, no consumer meets `Disconnected` between producers.
+    q.put(&Some(item(3, 0))).unwrap();
+    const PER: u64 = 333_334; // 1,000,002 items in all
+    let consumers: Vec<_> = (0..3)
+        .map(|_| spawn("consumer", &[("name", name.clone())]))
+        .collect();
+    let producers: Vec<_> = (0..3u32)
+        .map(|id| {
+            spawn(
+                "producer",
+                &[
+                    ("name", name.clone()),
+                    ("id", id.to_string()),
+                    ("n", PER.to_string()),
+                ],
+            )
+        })
+        .collect();
+    for p in producers {
+        finish_ok(p);
+    }
+    for _ in 0..3 {
+        q.put(&None).unwrap();
+    }
+    let (mut count, mut sum) = (0u64, 0u64);
+    for c in consumers {
+        let o = finish_ok(c);
+        count += o.get::<u64>("count");
+        sum = sum.wrapping_add(o.get::<u64>("sum"));
+        assert_eq!(o.get::<u64>("lost"), 0);
+    }
+    let want: u64 = (0..3u64)
+        .flat_map(|p| (0..PER).map(move |s| mix((p << 40) ^ s)))
+        .fold(mix(3 << 40), u64::wrapping_add);
+    assert_eq!(count, 3 * PER + 1);
+    assert_eq!(sum, want, "some item was lost or delivered twice");
+}
+
+/// Child: opens a queue that its parent created, after a delay, and reads three strings.
+fn late_reader() {
+    std::thread::sleep(Duration::from_millis(arg_as("delay_ms")));
+    let mut q = Queue::<String>::open(&arg("name")).unwrap();
+    for _ in 0..3 {
+        report("got", q.get().unwrap());
+    }
+}
+
+#[test]
+fn a_queue_outlives_its_first_users_while_its_creator_holds_it() {
+    let names = Names::new("q-late");
+    let name = names.name("q");
+    let q = Queue::<String>::create(&name, 8).unwrap();
+    // A writer that comes and goes before the reader even opens the queue.
+    {
+        let mut w = Queue::<String>::open(&name).unwrap();
+        for s in ["A", "B", "C"] {
+            w.put(&s.to_string()).unwrap();
+        }
+    }
+    let o = finish_ok(spawn(
+        "late_reader",
+        &[("name", name.clone()), ("delay_ms", "50".into())],
+    ));
+    assert_eq!(o.get::<String>("got"), "C"); // the last one reported
+    assert_eq!(q.len(), 0);
+}
+
+#[test]
+fn large_items_travel_out_of_line_and_leave_nothing_behind() {
+    let names = Names::new("q-ool");
+    let name = names.name("q");
+    let mut q = Queue::<Vec<u64>>::create(&name, 4).unwrap();
+    let mut other = Queue::<Vec<u64>>::open(&name).unwrap();
+    let big: Vec<u64> = (0..200_000).collect();
+    q.put(&big).unwrap();
+    q.put(&vec![1, 2, 3]).unwrap();
+    assert_eq!(other.get().unwrap(), big);
+    assert_eq!(other.get().unwrap(), [1, 2, 3]);
+    // Over the item limit: refused at put, nothing created.
+    q.set_max_item(1000);
+    assert!(matches!(q.put(&big), Err(Error::InvalidArgument(_))));
+    drop((q, other));
+    assert_eq!(names.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn another_item_type_is_a_layout_mismatch() {
+    let names = Names::new("q-type");
+    let name = names.name("q");
+    let _q = Queue::<String>::create(&name, 4).unwrap();
+    assert!(matches!(
+        Queue::<u64>::open(&name),
+        Err(Error::LayoutMismatch { .. })
+    ));
+    assert!(matches!(
+        shmkit::mpmc::Receiver::<u64>::open(&name),
+        Err(Error::LayoutMismatch { .. })
+    ));
+    assert!(Queue::<String>::open(&name).is_ok());
+    let jname = names.name("jq");
+    let _j = JoinableQueue::<String>::create(&jname, 4).unwrap();
+    assert!(matches!(
+        JoinableQueue::<u32>::open(&jname),
+        Err(Error::LayoutMismatch { .. })
+    ));
+}
+
+#[test]
+fn producers_killed_mid_put_cost_at_most_their_slot_never_a_torn_item() {
+    let names = Names::new("q-kill");
+    let name = names.name("q");
+    let mut q = Items::create(&name, 64).unwrap();
+    q.put(&Some(item(7, 0))).unwrap(); // attached throughout: see the 3x3 test
+    let mut rng = Rng::new(common::msg::seed());
+    let consumer = spawn("consumer", &[("name", name.clone())]);
+    // Producers killed after a random delay, one after another; a last one finishes.
+    for id in 0..4u32 {
+        let mut p = spawn(
+            "producer",
+            &[
+                ("name", name.clone()),
+                ("id", id.to_string()),
+                ("n", "100000000".into()),
+            ],
+        );
+        std::thread::sleep(Duration::from_millis(5 + rng.below(40)));
+        p.kill().unwrap();
+        let _ = finish(p);
+    }
+    finish_ok(spawn(
+        "producer",
+        &[
+            ("name", name.clone()),
+            ("id", "9".into()),
+            ("n", "1000".into()),
+        ],
+    ));
+    q.put(&None).unwrap();
+    let o = finish_ok(consumer);
+    assert!(o.get::<u64>("count") >= 1000);
+    assert!(o.get::<u64>("lost") <= 4, "{o:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// JoinableQueue
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Task {
+    name: String,
+    n: u64,
+}
+
+/// Child: takes tasks until a `None` sentinel, marking each done; reports the sum.
+fn jq_worker() {
+    let mut q = JoinableQueue::<Option<Task>>::open(&arg("name")).unwrap();
+    let mut sum = 0;
+    while let Some(t) = q.get().unwrap() {
+        assert_eq!(t.name, format!("task-{}", t.n));
+        sum += t.n;
+        q.task_done().unwrap();
+    }
+    q.task_done().unwrap(); // the sentinel
+    report("sum", sum);
+}
+
+#[test]
+fn join_returns_when_every_task_is_done_across_processes() {
+    let names = Names::new("jq-ok");
+    let name = names.name("q");
+    let mut q = JoinableQueue::<Option<Task>>::create(&name, 32).unwrap();
+    let workers: Vec<_> = (0..3)
+        .map(|_| spawn("jq_worker", &[("name", name.clone())]))
+        .collect();
+    for n in 0..500u64 {
+        q.put(&Some(Task {
+            name: format!("task-{n}"),
+            n,
+        }))
+        .unwrap();
+    }
+    q.join_timeout(Duration::from_secs(120)).unwrap();
+    assert_eq!(q.unfinished(), 0);
+    for _ in &workers {
+        q.put(&None).unwrap();
+    }
+    let total: u64 = workers
+        .into_iter()
+        .map(|w| finish_ok(w).get::<u64>("sum"))
+        .sum();
+    assert_eq!(total, (0..500).sum::<u64>());
+    q.join().unwrap();
+    assert_eq!(q.lost_tasks(), 0);
+}
+
+/// Child: takes `take` items, marks none done, reports, then waits to be killed.
+fn jq_taker() {
+    let mut q = JoinableQueue::<Option<Task>>::open(&arg("name")).unwrap();
+    for _ in 0..arg_as::<u32>("take") {
+        q.get().unwrap();
+    }
+    report("taken", 1);
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn a_consumer_killed_before_task_done_makes_join_an_error_not_a_hang() {
+    let names = Names::new("jq-dead");
+    let name = names.name("q");
+    let mut q = JoinableQueue::<Option<Task>>::create(&name, 32).unwrap();
+    for n in 0..5u64 {
+        q.put(&Some(Task {
+            name: format!("task-{n}"),
+            n,
+        }))
+        .unwrap();
+    }
+    let mut taker = spawn("jq_taker", &[("name", name.clone()), ("take", "2".into())]);
+    wait_until(Duration::from_secs(60), || q.queue().len() == 3);
+    // The other three are done here.
+    for _ in 0..3 {
+        q.get().unwrap();
+        q.task_done().unwrap();
+    }
+    taker.kill().unwrap();
+    let _ = finish(taker);
+    match q.join_timeout(Duration::from_secs(60)) {
+        Err(Error::TasksLost { count }) => assert_eq!(count, 2),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(q.unfinished(), 0);
+    assert_eq!(q.lost_tasks(), 2);
+}
+
+#[test]
+fn task_done_more_often_than_put_is_an_error() {
+    let names = Names::new("jq-over");
+    let mut q = JoinableQueue::<u8>::create(&names.name("q"), 4).unwrap();
+    q.put(&1).unwrap();
+    assert_eq!(q.get().unwrap(), 1);
+    q.task_done().unwrap();
+    assert!(matches!(q.task_done(), Err(Error::InvalidArgument(_))));
+    q.join().unwrap();
+}
