@@ -170,6 +170,12 @@ pub mod __private {
         crate::process::fuzz_message(frame)
     }
 
+    /// For the fuzz target `queue_slot`: `bytes` as a slot of a `Queue<(String, Vec<u64>)>`;
+    /// whether it decoded.
+    pub fn fuzz_queue_slot(bytes: &[u8]) -> bool {
+        crate::queue::fuzz_slot(bytes)
+    }
+
     /// A segment name for a test or doc test: `t.RUN.WHAT.PID`, where `RUN` is
     /// `$SHMKIT_TEST_RUN` (CI sets a value unique to the run, so that its leak check counts
     /// only this run's segments, whatever else runs on the machine) or `local`.

@@ -267,58 +267,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// The item in `slot`, checked.
     fn decode(&self, slot: &Slot) -> Result<T> {
-        let n = slot.len as usize;
-        if slot.flags == 0 {
-            if n > INLINE {
-                return Err(Error::corrupt(format!(
-                    "a queue slot says {n} bytes; it holds {INLINE}"
-                )));
-            }
-            return Postcard::decode(&slot.bytes[..n]);
-        }
-        let name_len = (slot.flags >> 8 & 0xff) as usize;
-        if slot.flags & !0xff00 != OUT_OF_LINE || name_len > INLINE {
-            return Err(Error::corrupt(format!(
-                "a queue slot with flags {:#x}",
-                slot.flags
-            )));
-        }
-        let name = std::str::from_utf8(&slot.bytes[..name_len])
-            .ok()
-            .filter(|n| self.is_ool_name(n))
-            .ok_or_else(|| {
-                Error::corrupt("an out-of-line item names a segment not of its queue")
-            })?;
-        let seg = Segment::open(name, &Options::new())?;
-        // Remove the name first: whatever happens next, nothing is left behind.
-        let _ = crate::admin::unlink(name);
-        if n > self.max_item || n > seg.len() {
-            return Err(Error::corrupt(format!(
-                "an out-of-line item says {n} bytes; its segment holds {} and the limit is {}",
-                seg.len(),
-                self.max_item
-            )));
-        }
-        let mut v = Vec::with_capacity(n);
-        // SAFETY: the segment is mapped for `seg.len() >= n` bytes; `v` has room for `n`;
-        // a raw copy, so no reference is formed over bytes another process could write.
-        unsafe {
-            std::ptr::copy_nonoverlapping(seg.as_ptr(), v.as_mut_ptr(), n);
-            v.set_len(n);
-        }
-        Postcard::decode(&v)
-    }
-
-    /// Whether `n` is `NAME.xPID.N`, an out-of-line item of this queue.
-    fn is_ool_name(&self, n: &str) -> bool {
-        n.strip_prefix(self.name.as_str())
-            .and_then(|r| r.strip_prefix(".x"))
-            .and_then(|r| r.split_once('.'))
-            .is_some_and(|(pid, k)| {
-                [pid, k]
-                    .iter()
-                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-            })
+        decode_slot(slot, &self.name, self.max_item)
     }
 
     /// Takes the next item, waiting while there is none. [`Error::Disconnected`] once every
@@ -393,6 +342,70 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     }
 }
 
+/// The item of queue `queue` in `slot`, checked (lengths against [`INLINE`] and
+/// `max_item`, an out-of-line name against the queue's) before anything is allocated.
+fn decode_slot<T: DeserializeOwned>(slot: &Slot, queue: &str, max_item: usize) -> Result<T> {
+    let n = slot.len as usize;
+    if slot.flags == 0 {
+        if n > INLINE {
+            return Err(Error::corrupt(format!(
+                "a queue slot says {n} bytes; it holds {INLINE}"
+            )));
+        }
+        return Postcard::decode(&slot.bytes[..n]);
+    }
+    let name_len = (slot.flags >> 8 & 0xff) as usize;
+    if slot.flags & !0xff00 != OUT_OF_LINE || name_len > INLINE {
+        return Err(Error::corrupt(format!(
+            "a queue slot with flags {:#x}",
+            slot.flags
+        )));
+    }
+    let name = std::str::from_utf8(&slot.bytes[..name_len])
+        .ok()
+        .filter(|n| is_ool_name(queue, n))
+        .ok_or_else(|| Error::corrupt("an out-of-line item names a segment not of its queue"))?;
+    let seg = Segment::open(name, &Options::new())?;
+    // Remove the name first: whatever happens next, nothing is left behind.
+    let _ = crate::admin::unlink(name);
+    if n > max_item || n > seg.len() {
+        return Err(Error::corrupt(format!(
+            "an out-of-line item says {n} bytes; its segment holds {} and the limit is {}",
+            seg.len(),
+            max_item
+        )));
+    }
+    let mut v = Vec::with_capacity(n);
+    // SAFETY: the segment is mapped for `seg.len() >= n` bytes; `v` has room for `n`;
+    // a raw copy, so no reference is formed over bytes another process could write.
+    unsafe {
+        std::ptr::copy_nonoverlapping(seg.as_ptr(), v.as_mut_ptr(), n);
+        v.set_len(n);
+    }
+    Postcard::decode(&v)
+}
+
+/// Whether `n` is `QUEUE.xPID.N`, an out-of-line item of queue `queue`.
+fn is_ool_name(queue: &str, n: &str) -> bool {
+    n.strip_prefix(queue)
+        .and_then(|r| r.strip_prefix(".x"))
+        .and_then(|r| r.split_once('.'))
+        .is_some_and(|(pid, k)| {
+            [pid, k]
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        })
+}
+
+/// For the fuzz target `queue_slot`: `bytes` as a slot of a queue of `(String, Vec<u64>)`
+/// named `fuzzq`; whether it decoded.
+pub(crate) fn fuzz_slot(bytes: &[u8]) -> bool {
+    let mut slot = Slot::zeroed();
+    let n = bytes.len().min(size_of::<Slot>());
+    bytemuck::bytes_of_mut(&mut slot)[..n].copy_from_slice(&bytes[..n]);
+    decode_slot::<(String, Vec<u64>)>(&slot, "fuzzq", 1 << 20).is_ok()
+}
+
 impl<T> Drop for Queue<T> {
     fn drop(&mut self) {
         if self.holder.segment().is_creator() {
@@ -433,10 +446,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn out_of_line_names_must_be_the_queue_s_own() {
+    fn out_of_line_names_must_be_the_queue_s_own_and_garbage_is_an_error() {
         let name = crate::__private::test_name("q-oolnames");
-        let q = Queue::<u8>::create(&name, 4).unwrap();
-        assert!(q.is_ool_name(&format!("{name}.x12.3")));
+        assert!(is_ool_name(&name, &format!("{name}.x12.3")));
         for bad in [
             "orders.lock".to_string(),
             format!("{name}.x12"),
@@ -444,7 +456,32 @@ mod tests {
             format!("{name}.x12.3/.."),
             format!("{name}x12.3"),
         ] {
-            assert!(!q.is_ool_name(&bad), "{bad}");
+            assert!(!is_ool_name(&name, &bad), "{bad}");
         }
+        // Garbage slots: errors, never a panic or an allocation past the limits.
+        let mut slot = Slot::zeroed();
+        slot.len = 1000;
+        assert!(matches!(
+            decode_slot::<String>(&slot, &name, 1 << 20),
+            Err(Error::Corrupt { .. })
+        ));
+        slot.flags = OUT_OF_LINE | 3 << 8;
+        slot.bytes[..3].copy_from_slice(b"abc");
+        assert!(matches!(
+            decode_slot::<String>(&slot, &name, 1 << 20),
+            Err(Error::Corrupt { .. })
+        ));
+        slot.flags = 7;
+        assert!(matches!(
+            decode_slot::<String>(&slot, &name, 1 << 20),
+            Err(Error::Corrupt { .. })
+        ));
+        slot.flags = 0;
+        slot.len = 4;
+        slot.bytes[..4].copy_from_slice(&[3, 0xff, 0xfe, 0xfd]);
+        assert!(matches!(
+            decode_slot::<String>(&slot, &name, 1 << 20),
+            Err(Error::Codec { .. })
+        ));
     }
 }
