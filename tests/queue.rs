@@ -46,7 +46,7 @@ fn item(producer: u32, seq: u64) -> Item {
     let len = if r.is_multiple_of(2000) {
         300 + (r >> 20) as usize % 5000
     } else {
-        (r >> 8) as usize % 120
+        (r >> 8) as usize % 80
     };
     if r & 1 == 0 {
         let text: String = (0..len)

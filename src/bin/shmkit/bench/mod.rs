@@ -30,6 +30,8 @@ use shmkit::{frames, spsc, Error, RawArray, WaitStrategy};
 
 mod mpmc;
 mod pool;
+mod python;
+mod queue;
 mod report;
 
 use report::Report;
@@ -207,7 +209,7 @@ pub fn run(args: &Args) -> Res<()> {
     // Before we pin ourselves (which makes `available_parallelism` say 1, and which the
     // pools' workers would inherit).
     let _ = mpmc::CPUS.set(cpus);
-    let pools = pool::run(plan.rounds, args.full, cpus)?;
+    let pools = pool::run(plan.rounds, args.full, cpus)? + &queue::run(plan.rounds, args.full)?;
     if cpus > 1 {
         pin_to_cpu(0)?;
     }

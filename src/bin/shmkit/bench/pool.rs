@@ -11,7 +11,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,6 +18,7 @@ use std::time::Instant;
 use sha2::{Digest, Sha512};
 use shmkit::process::{Pool, Process};
 
+use super::python::{self, Row};
 use super::Res;
 
 shmkit::task! {
@@ -33,14 +33,6 @@ shmkit::task! {
     fn sha512_file(path: String) -> Vec<u8> {
         std::fs::read(path).map(|b| Sha512::digest(&b).to_vec()).unwrap_or_default()
     }
-}
-
-/// One row: its label, unit, and whether more is better.
-struct Row {
-    id: &'static str,
-    label: &'static str,
-    unit: &'static str,
-    higher_is_better: bool,
 }
 
 const ROWS: [Row; 5] = [
@@ -105,7 +97,7 @@ pub(super) fn run(rounds: usize, full: bool, workers: usize) -> Res<String> {
         }
     };
     let dir = make_files()?;
-    let python = python_available();
+    let python = python::available();
     let mut ours: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut theirs: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut floor = Vec::new();
@@ -152,51 +144,13 @@ fn make_files() -> Res<Files> {
     Ok(files)
 }
 
-fn python_available() -> bool {
-    let ok = Command::new("python3")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("python3 is not on the PATH: the Python multiprocessing rows are skipped");
-    }
-    ok
-}
-
-/// The script, found next to the sources this binary was built from.
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/python/pool_bench.py")
-}
-
 fn round_python(workers: usize, dir: &Path, full: bool) -> Res<Vec<(String, f64)>> {
-    let mut cmd = Command::new("python3");
-    cmd.arg(script()).arg(workers.to_string()).arg(dir);
+    let (w, d) = (workers.to_string(), dir.display().to_string());
+    let mut args = vec![w.as_str(), d.as_str()];
     if !full {
-        cmd.arg("--quick");
+        args.push("--quick");
     }
-    let out = cmd.output()?;
-    if !out.status.success() {
-        return Err(format!(
-            "the Python benchmark failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
-    }
-    let mut rows = Vec::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        // {"row": "ID", "value": X, "unit": "U"}: the two fields we need, without a JSON
-        // crate.
-        let field = |key: &str| {
-            let at = line.find(&format!("\"{key}\": "))? + key.len() + 4;
-            let rest = &line[at..];
-            let end = rest.find([',', '}'])?;
-            Some(rest[..end].trim().trim_matches('"').to_owned())
-        };
-        if let (Some(id), Some(v)) = (field("row"), field("value")) {
-            rows.push((id, v.parse()?));
-        }
-    }
-    Ok(rows)
+    python::run("pool_bench.py", &args)
 }
 
 fn round_ours(
@@ -279,73 +233,28 @@ fn round_ours(
     Ok(rows)
 }
 
-/// Median and (min, max) of `v`.
-fn stats(v: &[f64]) -> (f64, f64, f64) {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    (s[s.len() / 2], s[0], s[s.len() - 1])
-}
-
 fn table(
     ours: &BTreeMap<&str, Vec<f64>>,
     theirs: &BTreeMap<String, Vec<f64>>,
     floor: &[f64],
     workers: usize,
-    python: bool,
+    python_ran: bool,
 ) -> String {
-    use std::fmt::Write;
-    let mut t = String::new();
-    let _ = writeln!(
-        t,
-        "\nProcess layer ({workers} workers; medians of {} rounds, [min-max]; Python's \
-         multiprocessing in the same rounds{})",
-        ours.values().next().map_or(0, Vec::len),
-        if python { "" } else { ": skipped, no python3" }
+    let mut t = python::table(
+        &format!("Process layer ({workers} workers)"),
+        &ROWS,
+        ours,
+        theirs,
+        python_ran,
     );
-    let _ = writeln!(
-        t,
-        "{:<30} {:>24} {:>24} {:>10}",
-        "", "shmkit", "python", "ratio"
-    );
-    for row in &ROWS {
-        let Some(v) = ours.get(row.id) else { continue };
-        let (m, lo, hi) = stats(v);
-        let mine = format!("{} [{}-{}] {}", num(m), num(lo), num(hi), row.unit);
-        let (py, ratio) = match theirs.get(row.id) {
-            Some(p) if !p.is_empty() => {
-                let (pm, plo, phi) = stats(p);
-                let r = if row.higher_is_better { m / pm } else { pm / m };
-                (
-                    format!("{} [{}-{}]", num(pm), num(plo), num(phi)),
-                    format!("{r:.1}×"),
-                )
-            }
-            _ => ("-".into(), "-".into()),
-        };
-        let _ = writeln!(t, "{:<30} {mine:>24} {py:>24} {ratio:>10}", row.label);
-    }
     if let (Some(v), false) = (ours.get("sha512_dir"), floor.is_empty()) {
-        let (m, _, _) = stats(v);
-        let (f, _, _) = stats(floor);
-        let _ = writeln!(
-            t,
-            "SHA-512: one thread hashes {} MB/s; the pool reaches {:.2}× that ({workers} workers)",
-            num(f),
+        let (m, _, _) = python::stats(v);
+        let (f, _, _) = python::stats(floor);
+        t.push_str(&format!(
+            "SHA-512: one thread hashes {} MB/s; the pool reaches {:.2}× that ({workers} workers)\n",
+            python::num(f),
             m / f
-        );
+        ));
     }
     t
-}
-
-/// A number with three significant digits and a k/M suffix.
-fn num(x: f64) -> String {
-    if x >= 1e6 {
-        format!("{:.2}M", x / 1e6)
-    } else if x >= 1e4 {
-        format!("{:.0}k", x / 1e3)
-    } else if x >= 100.0 {
-        format!("{x:.0}")
-    } else {
-        format!("{x:.1}")
-    }
 }

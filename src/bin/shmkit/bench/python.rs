@@ -1,0 +1,121 @@
+//! Rows measured against Python's `multiprocessing` in the same run: the scripts in
+//! `scripts/python/` (run once per round, interleaved with ours), and the table that puts
+//! both side by side with the median of the rounds, their spread and the ratio.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use super::Res;
+
+/// One row: its label, unit, and whether more is better.
+pub(super) struct Row {
+    pub(super) id: &'static str,
+    pub(super) label: &'static str,
+    pub(super) unit: &'static str,
+    pub(super) higher_is_better: bool,
+}
+
+/// Whether `python3` runs; says so when it does not.
+pub(super) fn available() -> bool {
+    let ok = Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("python3 is not on the PATH: the Python multiprocessing rows are skipped");
+    }
+    ok
+}
+
+/// Runs `scripts/python/SCRIPT ARGS` (found next to the sources this binary was built
+/// from) and reads its `{"row": ID, "value": X, ...}` lines.
+pub(super) fn run(script: &str, args: &[&str]) -> Res<Vec<(String, f64)>> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts/python")
+        .join(script);
+    let out = Command::new("python3").arg(path).args(args).output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "the Python benchmark {script} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    let mut rows = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        // The two fields we need, without a JSON crate.
+        let field = |key: &str| {
+            let at = line.find(&format!("\"{key}\": "))? + key.len() + 4;
+            let rest = &line[at..];
+            let end = rest.find([',', '}'])?;
+            Some(rest[..end].trim().trim_matches('"').to_owned())
+        };
+        if let (Some(id), Some(v)) = (field("row"), field("value")) {
+            rows.push((id, v.parse()?));
+        }
+    }
+    Ok(rows)
+}
+
+/// Median and (min, max) of `v`.
+pub(super) fn stats(v: &[f64]) -> (f64, f64, f64) {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    (s[s.len() / 2], s[0], s[s.len() - 1])
+}
+
+/// The table of `rows`: ours and Python's medians with their spread, and the ratio.
+pub(super) fn table(
+    title: &str,
+    rows: &[Row],
+    ours: &BTreeMap<&str, Vec<f64>>,
+    theirs: &BTreeMap<String, Vec<f64>>,
+    python_ran: bool,
+) -> String {
+    use std::fmt::Write;
+    let mut t = String::new();
+    let _ =
+        writeln!(
+        t,
+        "\n{title}; medians of {} rounds, [min-max]; Python's multiprocessing in the same rounds{}",
+        ours.values().next().map_or(0, Vec::len),
+        if python_ran { "" } else { ": skipped, no python3" }
+    );
+    let _ = writeln!(
+        t,
+        "{:<34} {:>26} {:>24} {:>8}",
+        "", "shmkit", "python", "ratio"
+    );
+    for row in rows {
+        let Some(v) = ours.get(row.id) else { continue };
+        let (m, lo, hi) = stats(v);
+        let mine = format!("{} [{}-{}] {}", num(m), num(lo), num(hi), row.unit);
+        let (py, ratio) = match theirs.get(row.id) {
+            Some(p) if !p.is_empty() => {
+                let (pm, plo, phi) = stats(p);
+                let r = if row.higher_is_better { m / pm } else { pm / m };
+                (
+                    format!("{} [{}-{}]", num(pm), num(plo), num(phi)),
+                    format!("{r:.1}×"),
+                )
+            }
+            _ => ("-".into(), "-".into()),
+        };
+        let _ = writeln!(t, "{:<34} {mine:>26} {py:>24} {ratio:>8}", row.label);
+    }
+    t
+}
+
+/// A number with three significant digits and a k/M suffix.
+pub(super) fn num(x: f64) -> String {
+    if x >= 1e6 {
+        format!("{:.2}M", x / 1e6)
+    } else if x >= 1e4 {
+        format!("{:.0}k", x / 1e3)
+    } else if x >= 100.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.1}")
+    }
+}

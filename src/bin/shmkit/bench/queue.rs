@@ -1,0 +1,169 @@
+//! The serde queues' rows of `shmkit bench`: short strings (`"msg-N"`) through a
+//! `Queue<String>` from producer processes to consumer processes, and through a
+//! `JoinableQueue<String>` with `task_done` and `join`, against Python's `Queue` and
+//! `JoinableQueue` doing the same in the same rounds (`scripts/python/queue_bench.py`).
+//!
+//! Every row is timed from the first process's start to the last one's end (process
+//! starts included: about a millisecond each, against runs of hundreds of milliseconds).
+//! Consumers stop at a `None` sentinel, as in the seeds' programs.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use shmkit::process::Process;
+use shmkit::{JoinableQueue, Queue};
+
+use super::python::{self, Row};
+use super::Res;
+
+shmkit::task! {
+    fn produce(name: String, n: u64, sentinels: u32) -> Result<(), String> {
+        let mut q = Queue::<Option<String>>::open(&name).map_err(|e| e.to_string())?;
+        for i in 0..n {
+            q.put(&Some(format!("msg-{i}"))).map_err(|e| e.to_string())?;
+        }
+        for _ in 0..sentinels {
+            q.put(&None).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+shmkit::task! {
+    fn consume(name: String) -> Result<u64, String> {
+        let mut q = Queue::<Option<String>>::open(&name).map_err(|e| e.to_string())?;
+        let mut n = 0;
+        while let Some(s) = q.get().map_err(|e| e.to_string())? {
+            n += s.len() as u64;
+        }
+        Ok(n)
+    }
+}
+
+shmkit::task! {
+    fn consume_joinable(name: String) -> Result<u64, String> {
+        let mut q = JoinableQueue::<Option<String>>::open(&name).map_err(|e| e.to_string())?;
+        let mut n = 0;
+        loop {
+            let item = q.get().map_err(|e| e.to_string())?;
+            q.task_done().map_err(|e| e.to_string())?;
+            match item {
+                Some(s) => n += s.len() as u64,
+                None => return Ok(n),
+            }
+        }
+    }
+}
+
+const ROWS: [Row; 3] = [
+    Row {
+        id: "queue_1p1c",
+        label: "Queue<String>, 1 → 1 process",
+        unit: "msg/s",
+        higher_is_better: true,
+    },
+    Row {
+        id: "queue_2p2c",
+        label: "Queue<String>, 2 → 2 processes",
+        unit: "msg/s",
+        higher_is_better: true,
+    },
+    Row {
+        id: "joinable",
+        label: "JoinableQueue, task_done + join",
+        unit: "msg/s",
+        higher_is_better: true,
+    },
+];
+
+fn name(what: &str) -> String {
+    format!("bench.q.{}.{what}", std::process::id())
+}
+
+fn join_all<T>(ps: Vec<Process<T>>) -> Res<()>
+where
+    T: shmkit::process::Task<Output = Result<u64, String>>,
+{
+    for p in ps {
+        p.join()??;
+    }
+    Ok(())
+}
+
+fn round_ours(n: u64) -> Res<Vec<(&'static str, f64)>> {
+    let mut rows = Vec::new();
+
+    let q = name("1p1c");
+    let _hold = Queue::<Option<String>>::create(&q, 1024)?;
+    let t = Instant::now();
+    let c = Process::spawn(consume, q.clone())?;
+    Process::spawn(produce, (q.clone(), n, 1))?.join()??;
+    join_all(vec![c])?;
+    rows.push(("queue_1p1c", n as f64 / t.elapsed().as_secs_f64()));
+
+    let q = name("2p2c");
+    let _hold = Queue::<Option<String>>::create(&q, 1024)?;
+    let t = Instant::now();
+    let cs = vec![
+        Process::spawn(consume, q.clone())?,
+        Process::spawn(consume, q.clone())?,
+    ];
+    let ps = vec![
+        Process::spawn(produce, (q.clone(), n / 2, 1))?,
+        Process::spawn(produce, (q.clone(), n / 2, 1))?,
+    ];
+    for p in ps {
+        p.join()??;
+    }
+    join_all(cs)?;
+    rows.push(("queue_2p2c", n as f64 / t.elapsed().as_secs_f64()));
+
+    let q = name("jq");
+    let mut jq = JoinableQueue::<Option<String>>::create(&q, 1024)?;
+    let t = Instant::now();
+    let cs = vec![
+        Process::spawn(consume_joinable, q.clone())?,
+        Process::spawn(consume_joinable, q.clone())?,
+    ];
+    for i in 0..n {
+        jq.put(&Some(format!("msg-{i}")))?;
+    }
+    jq.join()?;
+    rows.push(("joinable", n as f64 / t.elapsed().as_secs_f64()));
+    for _ in 0..2 {
+        jq.put(&None)?;
+    }
+    join_all(cs)?;
+    Ok(rows)
+}
+
+/// Runs the rows for `rounds` rounds; the table.
+pub(super) fn run(rounds: usize, full: bool) -> Res<String> {
+    let (n, n_py) = if full {
+        (4_000_000, 400_000)
+    } else {
+        (1_000_000, 100_000)
+    };
+    let python = python::available();
+    let mut ours: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut theirs: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for round in 0..rounds {
+        eprint!("\r\x1b[2Kqueues: round {}/{rounds}", round + 1);
+        for (id, v) in round_ours(n)? {
+            ours.entry(id).or_default().push(v);
+        }
+        if python {
+            for (id, v) in python::run("queue_bench.py", &[&n_py.to_string()])? {
+                theirs.entry(id).or_default().push(v);
+            }
+        }
+    }
+    eprint!("\r\x1b[2K");
+    Ok(python::table(
+        "Serde queues (short strings)",
+        &ROWS,
+        &ours,
+        &theirs,
+        python,
+    ))
+}
