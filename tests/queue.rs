@@ -20,6 +20,7 @@ fn __child() {
         ("jq_worker", jq_worker),
         ("jq_taker", jq_taker),
         ("late_reader", late_reader),
+        ("counted_producer", counted_producer),
     ]);
 }
 
@@ -357,4 +358,50 @@ fn task_done_more_often_than_put_is_an_error() {
     q.task_done().unwrap();
     assert!(matches!(q.task_done(), Err(Error::InvalidArgument(_))));
     q.join().unwrap();
+}
+
+/// Child: puts items `0..n` of producer `id` (a failpoint may kill it on the way).
+fn counted_producer() {
+    producer();
+}
+
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_producer_killed_at_each_step_of_a_put_costs_that_item_alone() {
+    for (point, delivered, lost) in [
+        ("queue.put.claimed", 49, 1),
+        ("queue.put.half_written", 49, 1),
+        ("queue.put.committed", 50, 0),
+    ] {
+        let names = Names::new("q-fp");
+        let name = names.name("q");
+        let mut q = Items::create(&name, 64).unwrap();
+        q.put(&Some(item(8, 0))).unwrap(); // a producer attached throughout
+        let p = common::spawn_with_env(
+            "counted_producer",
+            &[
+                ("name", name.clone()),
+                ("id", "1".into()),
+                ("n", "100".into()),
+            ],
+            &[("SHMKIT_FAILPOINT", &format!("{point}@50"))],
+        );
+        let o = finish(p);
+        assert_eq!(o.signal, Some(libc::SIGKILL), "{point}: {o:?}");
+        q.put(&None).unwrap();
+        let (mut got, mut last) = (0, None);
+        assert_eq!(q.get().unwrap(), Some(item(8, 0)));
+        while let Some(it) = q.get().unwrap() {
+            let (p, seq) = key(&it);
+            assert_eq!(it, item(p, seq), "{point}: a torn item");
+            assert!(
+                last.is_none_or(|l| seq == l + 1),
+                "{point}: {seq} after {last:?}"
+            );
+            last = Some(seq);
+            got += 1;
+        }
+        assert_eq!(got, delivered, "{point}");
+        assert_eq!(q.lost(), lost, "{point}");
+    }
 }

@@ -23,6 +23,7 @@ use serde::Serialize;
 
 use super::Queue;
 use crate::channel::{wait_until, Check, Line, Poll, Signal, WaitStrategy};
+use crate::codec::{Codec, Postcard};
 use crate::error::{Error, Result};
 use crate::object::{At, Head, Len, Shared};
 use crate::primitive::{AtomicU32, AtomicU64, Ordering};
@@ -93,14 +94,14 @@ impl JoinState {
 /// # let _ = t;
 /// # Ok::<(), shmkit::Error>(())
 /// ```
-pub struct JoinableQueue<T> {
-    queue: Queue<T>,
+pub struct JoinableQueue<T, C: Codec = Postcard> {
+    queue: Queue<T, C>,
     state: Shared<JoinState>,
     /// This handle's consumer registration, once it has taken an item.
     me: Option<usize>,
 }
 
-impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
+impl<T: Serialize + DeserializeOwned, C: Codec> JoinableQueue<T, C> {
     /// Creates the queue `name` with room for `capacity` items (and its counters,
     /// `NAME.jq`).
     pub fn create(name: &str, capacity: usize) -> Result<Self> {
@@ -157,7 +158,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
         self.counted_put(|q| q.put_timeout(item, timeout))
     }
 
-    fn counted_put(&mut self, put: impl FnOnce(&mut Queue<T>) -> Result<()>) -> Result<()> {
+    fn counted_put(&mut self, put: impl FnOnce(&mut Queue<T, C>) -> Result<()>) -> Result<()> {
         // Counted before it can be taken, so a `task_done` never runs ahead of its `put`.
         // AcqRel: pairs with the decrements in `task_done` and `reap`.
         self.st().unfinished.0.fetch_add(1, Ordering::AcqRel);
@@ -216,7 +217,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
         self.counted_get(|q| q.get_timeout(timeout))
     }
 
-    fn counted_get(&mut self, get: impl FnOnce(&mut Queue<T>) -> Result<T>) -> Result<T> {
+    fn counted_get(&mut self, get: impl FnOnce(&mut Queue<T, C>) -> Result<T>) -> Result<T> {
         let i = self.register()?;
         let held = &self.state.head().consumers[i].held;
         // Before the item is taken (see the module docs). Relaxed: only this process
@@ -327,7 +328,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     }
 
     /// The queue itself (`len`, `capacity`, `lost`, ...).
-    pub fn queue(&self) -> &Queue<T> {
+    pub fn queue(&self) -> &Queue<T, C> {
         &self.queue
     }
 }
@@ -380,7 +381,7 @@ fn give_up(st: &JoinState, c: &Consumer) {
     }
 }
 
-impl<T> Drop for JoinableQueue<T> {
+impl<T, C: Codec> Drop for JoinableQueue<T, C> {
     fn drop(&mut self) {
         if let Some(i) = self.me {
             let st = self.state.head();
@@ -398,7 +399,7 @@ impl<T> Drop for JoinableQueue<T> {
     }
 }
 
-impl<T> fmt::Debug for JoinableQueue<T> {
+impl<T, C: Codec> fmt::Debug for JoinableQueue<T, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JoinableQueue")
             .field("queue", &self.queue)

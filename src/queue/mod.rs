@@ -32,8 +32,10 @@
 //! [`Error::Codec`] for that item alone (and counted in [`Queue::undecodable`]); the queue
 //! goes on.
 //!
+//! The codec is the second type parameter (default [`Postcard`]; any [`Codec`] plugs in).
 //! The segment header records a fingerprint of `T` and of the codec: opening a
-//! `Queue<String>` as a `Queue<u64>` is [`Error::LayoutMismatch`].
+//! `Queue<String>` as a `Queue<u64>` (or with another codec) is
+//! [`Error::LayoutMismatch`].
 //!
 //! # Files
 //! - `mod.rs`: the slot format and [`Queue`].
@@ -57,6 +59,7 @@ use crate::channel::mpmc;
 use crate::codec::{Codec, Postcard};
 use crate::error::{Error, Result};
 use crate::object::At;
+use crate::os::failpoint::failpoint;
 use crate::segment::{CreationMode, Options, Segment};
 use crate::SendError;
 
@@ -85,9 +88,9 @@ const _: () = assert!(size_of::<Slot>() == 128);
 /// The default limit of one item's encoding.
 const MAX_ITEM: usize = 1 << 30;
 
-/// The fingerprint of a queue of `T`.
-fn tag<T>() -> u64 {
-    crate::codec::fingerprint::<Postcard>(&["queue", std::any::type_name::<T>()])
+/// The fingerprint of a queue of `T` encoded with `C`.
+fn tag<T, C: Codec>() -> u64 {
+    crate::codec::fingerprint::<C>(&["queue", std::any::type_name::<T>()])
 }
 
 /// A multi-producer multi-consumer queue of `T` in shared memory: see the
@@ -105,7 +108,7 @@ fn tag<T>() -> u64 {
 /// assert!(matches!(other.try_get(), Err(shmkit::Error::WouldBlock)));
 /// # Ok::<(), shmkit::Error>(())
 /// ```
-pub struct Queue<T> {
+pub struct Queue<T, C: Codec = Postcard> {
     holder: mpmc::Holder<Slot>,
     name: String,
     tx: Option<mpmc::Sender<Slot>>,
@@ -114,10 +117,10 @@ pub struct Queue<T> {
     ool_n: u64,
     max_item: usize,
     undecodable: u64,
-    _t: PhantomData<fn(T) -> T>,
+    _t: PhantomData<fn(T, C) -> T>,
 }
 
-impl<T: Serialize + DeserializeOwned> Queue<T> {
+impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     /// Creates the queue `name` with room for `capacity` items;
     /// [`Error::AlreadyExists`] if the name exists.
     pub fn create(name: &str, capacity: usize) -> Result<Self> {
@@ -137,7 +140,8 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     fn with_mode(name: &str, mode: CreationMode, capacity: usize) -> Result<Self> {
         let opts = Options::new();
-        let holder = mpmc::Holder::new(At::named(name, mode, &opts).tagged(tag::<T>()), capacity)?;
+        let holder =
+            mpmc::Holder::new(At::named(name, mode, &opts).tagged(tag::<T, C>()), capacity)?;
         Ok(Queue {
             holder,
             name: name.to_owned(),
@@ -170,7 +174,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     fn sender(&mut self) -> Result<&mut mpmc::Sender<Slot>> {
         if self.tx.is_none() {
             let (opts, name) = self.at();
-            let at = At::named(&name, CreationMode::Open, &opts).tagged(tag::<T>());
+            let at = At::named(&name, CreationMode::Open, &opts).tagged(tag::<T, C>());
             self.tx = Some(mpmc::Sender::build(at, 1)?);
         }
         Ok(self.tx.as_mut().expect("attached"))
@@ -179,7 +183,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     fn receiver(&mut self) -> Result<&mut mpmc::Receiver<Slot>> {
         if self.rx.is_none() {
             let (opts, name) = self.at();
-            let at = At::named(&name, CreationMode::Open, &opts).tagged(tag::<T>());
+            let at = At::named(&name, CreationMode::Open, &opts).tagged(tag::<T, C>());
             self.rx = Some(mpmc::Receiver::build(at, 1)?);
         }
         Ok(self.rx.as_mut().expect("attached"))
@@ -189,7 +193,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// out-of-line segment's name to remove should the slot not be sent.
     fn encode(&mut self, item: &T) -> Result<(Slot, Option<String>)> {
         self.buf.clear();
-        Postcard::encode(item, &mut self.buf)?;
+        C::encode(item, &mut self.buf)?;
         let n = self.buf.len();
         let mut slot = Slot::zeroed();
         slot.len = n as u32;
@@ -226,7 +230,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             // The usual case, an item that fits its slot: encoded straight into the slot,
             // in place (no staging slot to clear and copy).
             self.buf.clear();
-            Postcard::encode(item, &mut self.buf)?;
+            C::encode(item, &mut self.buf)?;
             if self.buf.len() <= INLINE {
                 self.sender()?;
                 let (tx, buf) = (self.tx.as_mut().expect("attached"), &self.buf);
@@ -234,11 +238,16 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                     Send::Try => tx.try_loan()?,
                     _ => tx.loan()?,
                 };
+                failpoint!("queue.put.claimed");
                 let n = buf.len();
                 loan.len = n as u32;
                 loan.flags = 0;
-                loan.bytes[..n].copy_from_slice(buf);
-                return loan.commit();
+                loan.bytes[..n / 2].copy_from_slice(&buf[..n / 2]);
+                failpoint!("queue.put.half_written");
+                loan.bytes[n / 2..n].copy_from_slice(&buf[n / 2..]);
+                loan.commit()?;
+                failpoint!("queue.put.committed");
+                return Ok(());
             }
         }
         let (slot, ool) = self.encode(item)?;
@@ -288,7 +297,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// The item in `slot`, checked.
     fn decode(&self, slot: &Slot) -> Result<T> {
-        decode_slot(slot, &self.name, self.max_item)
+        decode_slot::<T, C>(slot, &self.name, self.max_item)
     }
 
     /// Takes the next item, waiting while there is none. [`Error::Disconnected`] once every
@@ -365,7 +374,11 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
 /// The item of queue `queue` in `slot`, checked (lengths against [`INLINE`] and
 /// `max_item`, an out-of-line name against the queue's) before anything is allocated.
-fn decode_slot<T: DeserializeOwned>(slot: &Slot, queue: &str, max_item: usize) -> Result<T> {
+fn decode_slot<T: DeserializeOwned, C: Codec>(
+    slot: &Slot,
+    queue: &str,
+    max_item: usize,
+) -> Result<T> {
     let n = slot.len as usize;
     if slot.flags == 0 {
         if n > INLINE {
@@ -373,7 +386,7 @@ fn decode_slot<T: DeserializeOwned>(slot: &Slot, queue: &str, max_item: usize) -
                 "a queue slot says {n} bytes; it holds {INLINE}"
             )));
         }
-        return Postcard::decode(&slot.bytes[..n]);
+        return C::decode(&slot.bytes[..n]);
     }
     let name_len = (slot.flags >> 8 & 0xff) as usize;
     if slot.flags & !0xff00 != OUT_OF_LINE || name_len > INLINE {
@@ -403,7 +416,7 @@ fn decode_slot<T: DeserializeOwned>(slot: &Slot, queue: &str, max_item: usize) -
         std::ptr::copy_nonoverlapping(seg.as_ptr(), v.as_mut_ptr(), n);
         v.set_len(n);
     }
-    Postcard::decode(&v)
+    C::decode(&v)
 }
 
 /// Whether `n` is `QUEUE.xPID.N`, an out-of-line item of queue `queue`.
@@ -424,10 +437,10 @@ pub(crate) fn fuzz_slot(bytes: &[u8]) -> bool {
     let mut slot = Slot::zeroed();
     let n = bytes.len().min(size_of::<Slot>());
     bytemuck::bytes_of_mut(&mut slot)[..n].copy_from_slice(&bytes[..n]);
-    decode_slot::<(String, Vec<u64>)>(&slot, "fuzzq", 1 << 20).is_ok()
+    decode_slot::<(String, Vec<u64>), Postcard>(&slot, "fuzzq", 1 << 20).is_ok()
 }
 
-impl<T> Drop for Queue<T> {
+impl<T, C: Codec> Drop for Queue<T, C> {
     fn drop(&mut self) {
         if self.holder.segment().is_creator() {
             // Out-of-line items nobody took (their producer or consumer died): removed,
@@ -437,7 +450,7 @@ impl<T> Drop for Queue<T> {
     }
 }
 
-impl<T> fmt::Debug for Queue<T> {
+impl<T, C: Codec> fmt::Debug for Queue<T, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Queue")
             .field("segment", self.holder.segment())
@@ -483,25 +496,25 @@ mod tests {
         let mut slot = Slot::zeroed();
         slot.len = 1000;
         assert!(matches!(
-            decode_slot::<String>(&slot, &name, 1 << 20),
+            decode_slot::<String, Postcard>(&slot, &name, 1 << 20),
             Err(Error::Corrupt { .. })
         ));
         slot.flags = OUT_OF_LINE | 3 << 8;
         slot.bytes[..3].copy_from_slice(b"abc");
         assert!(matches!(
-            decode_slot::<String>(&slot, &name, 1 << 20),
+            decode_slot::<String, Postcard>(&slot, &name, 1 << 20),
             Err(Error::Corrupt { .. })
         ));
         slot.flags = 7;
         assert!(matches!(
-            decode_slot::<String>(&slot, &name, 1 << 20),
+            decode_slot::<String, Postcard>(&slot, &name, 1 << 20),
             Err(Error::Corrupt { .. })
         ));
         slot.flags = 0;
         slot.len = 4;
         slot.bytes[..4].copy_from_slice(&[3, 0xff, 0xfe, 0xfd]);
         assert!(matches!(
-            decode_slot::<String>(&slot, &name, 1 << 20),
+            decode_slot::<String, Postcard>(&slot, &name, 1 << 20),
             Err(Error::Codec { .. })
         ));
     }
