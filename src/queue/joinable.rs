@@ -243,8 +243,11 @@ impl<T: Serialize + DeserializeOwned, C: Codec> JoinableQueue<T, C> {
     pub fn task_done(&mut self) -> Result<()> {
         if let Some(i) = self.me {
             let held = &self.st().consumers[i].held;
-            // Relaxed: see `counted_get`.
-            let _ = held.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |h| h.checked_sub(1));
+            // Relaxed: see `counted_get`. Only this process writes it while it lives.
+            let h = held.load(Ordering::Relaxed);
+            if h > 0 {
+                held.store(h - 1, Ordering::Relaxed);
+            }
         }
         if self.finish(1) == 0 {
             return Err(Error::InvalidArgument(
@@ -335,21 +338,26 @@ impl<T: Serialize + DeserializeOwned, C: Codec> JoinableQueue<T, C> {
 
 /// See [`JoinableQueue::finish`].
 fn finish(st: &JoinState, n: u64) -> u64 {
-    let mut took = 0;
-    // AcqRel: pairs with the increments in `counted_put` and the Acquire load in `join`.
-    let r = st
-        .unfinished
-        .0
-        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
-            took = u.min(n);
-            (took > 0).then_some(u - took)
-        });
-    if let Ok(prev) = r {
-        if prev == took {
-            st.done.notify();
+    let u = &st.unfinished.0;
+    // Acquire: pairs with the increments in `counted_put` and the other decrements.
+    let mut cur = u.load(Ordering::Acquire);
+    loop {
+        let took = cur.min(n);
+        if took == 0 {
+            return 0;
+        }
+        // AcqRel: pairs with the increments in `counted_put` and the Acquire load in
+        // `join`, so work done before `task_done` is visible after `join`.
+        match u.compare_exchange_weak(cur, cur - took, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => {
+                if cur == took {
+                    st.done.notify();
+                }
+                return took;
+            }
+            Err(now) => cur = now,
         }
     }
-    took
 }
 
 /// See [`JoinableQueue::reap_one`].
