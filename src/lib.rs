@@ -117,6 +117,7 @@ compile_error!(
 );
 
 mod admin;
+pub mod aio;
 mod array;
 mod channel;
 pub mod codec;
@@ -170,6 +171,12 @@ pub mod __private {
         crate::process::fuzz_message(frame)
     }
 
+    /// How many async doorbells this process has rung (one `sendto` each): the tests
+    /// check that a channel without async waiters makes none.
+    pub fn doorbell_rings() -> u64 {
+        crate::os::doorbell::RINGS.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// For the fuzz target `queue_slot`: `bytes` as a slot of a `Queue<(String, Vec<u64>)>`;
     /// whether it decoded.
     pub fn fuzz_queue_slot(bytes: &[u8]) -> bool {
@@ -193,7 +200,7 @@ pub mod __private {
 #[cfg(loom)]
 #[doc(hidden)]
 pub mod __loom {
-    pub use crate::channel::HandshakeModel;
+    pub use crate::channel::{BellModel, HandshakeModel};
     pub use crate::primitive::process::{die_after, quiet_kills, Killed};
     pub use crate::sync::barrier::BarrierState;
     pub use crate::sync::condvar::CondState;

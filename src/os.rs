@@ -10,6 +10,7 @@
 //! `RENAME_NOREPLACE`, which publishes a fully initialised segment under its name
 //! atomically (see the `segment` module).
 
+pub(crate) mod doorbell;
 pub(crate) mod failpoint;
 pub(crate) mod process;
 

@@ -13,7 +13,7 @@
 
 use loom::sync::{Arc, Mutex};
 use loom::thread;
-use shmkit::__loom::{BarrierState, CondState, EventState, HandshakeModel, SemState};
+use shmkit::__loom::{BarrierState, BellModel, CondState, EventState, HandshakeModel, SemState};
 
 const NO_BOUND: u32 = (1 << 31) - 1;
 
@@ -149,6 +149,18 @@ fn barrier_has_exactly_one_leader_per_generation() {
 
 /// The channels' eventcount: receivers that announce themselves and sleep are always
 /// woken by the sender's publish-then-notify, in every order of the race.
+#[test]
+fn an_async_waiter_either_sees_the_publication_or_its_doorbell_rings() {
+    loom::model(|| {
+        let m = Arc::new(BellModel::new());
+        let m2 = m.clone();
+        let waiter = thread::spawn(move || m2.arm_and_check(7));
+        m.publish();
+        let saw = waiter.join().unwrap();
+        assert!(saw || m.rung() == 7, "a lost wake-up: not seen, not rung");
+    });
+}
+
 #[test]
 fn channel_sleep_wake_handshake_never_loses_a_wake_up() {
     loom::model(|| {

@@ -318,18 +318,51 @@ pub enum WaitStrategy {
 }
 
 /// A process-shared eventcount: one futex word, bit 31 WAITERS, bits 0..=30 a counter
-/// bumped by every wake.
+/// bumped by every wake; and the doorbells of async waiters (ids of sockets to ring, 0:
+/// free), rung by the same wake that wakes futex sleepers, so only when somebody announced
+/// itself.
 #[derive(Debug)]
 #[repr(C, align(128))]
 #[cfg_attr(not(loom), derive(bytemuck::Zeroable))]
 pub(crate) struct Signal {
     word: AtomicU32,
+    bells: [AtomicU64; BELLS],
 }
+
+/// How many async waiters one signal can have at a time.
+pub(crate) const BELLS: usize = 8;
+
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<Signal>() == 128);
 
 impl Signal {
     pub(crate) fn new() -> Signal {
         Signal {
             word: AtomicU32::new(0),
+            bells: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    /// Registers doorbell `id` to be rung by every wake (idempotent). `false` if all
+    /// [`BELLS`] are taken.
+    pub(crate) fn add_bell(&self, id: u64) -> bool {
+        // SeqCst: the registration must precede, for a waker that sees our WAITERS bit,
+        // the announcement that follows it (`prepare_wait`); pairs with the SeqCst loads
+        // in `wake_all`.
+        if self.bells.iter().any(|b| b.load(Ordering::SeqCst) == id) {
+            return true;
+        }
+        self.bells.iter().any(|b| {
+            b.compare_exchange(0, id, Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok()
+        })
+    }
+
+    /// Removes doorbell `id`.
+    pub(crate) fn remove_bell(&self, id: u64) {
+        for b in &self.bells {
+            // Relaxed: a waker that still reads the id rings a closed socket: harmless.
+            let _ = b.compare_exchange(id, 0, Ordering::Relaxed, Ordering::Relaxed);
         }
     }
 
@@ -337,18 +370,30 @@ impl Signal {
     /// sleepers if there are any. One fence and one load when nobody sleeps.
     #[inline]
     pub(crate) fn notify(&self) {
+        self.notify_with(crate::os::doorbell::ring);
+    }
+
+    /// [`Signal::notify`], ringing doorbells with `ring` (the loom model records them).
+    #[inline]
+    pub(crate) fn notify_with(&self, ring: impl FnMut(u64)) {
         // SeqCst fence: orders our publication (a store) before the load of the WAITERS
         // bit; pairs with the fence in `prepare_wait` on the waiting side (Dekker: either
         // we see its bit, or it sees our publication when it re-checks).
         primitive::fence(Ordering::SeqCst);
         // Relaxed: ordered by the fence above.
         if self.word.load(Ordering::Relaxed) & WAITERS != 0 {
-            self.wake_all();
+            self.wake_all_with(ring);
         }
     }
 
+    /// Wakes every sleeper and rings every registered doorbell.
     #[cold]
     pub(crate) fn wake_all(&self) {
+        self.wake_all_with(crate::os::doorbell::ring);
+    }
+
+    #[cold]
+    fn wake_all_with(&self, mut ring: impl FnMut(u64)) {
         // Bump the counter and clear WAITERS in one CAS: every sleeper wakes, and
         // re-announces itself if it must sleep again.
         // Release: a closing end clears its slot before it wakes; a waiter whose announcing
@@ -367,6 +412,13 @@ impl Signal {
             }
         }
         wait::wake(&self.word, u32::MAX);
+        for b in &self.bells {
+            // SeqCst: pairs with the registration in `add_bell` (see there).
+            let id = b.load(Ordering::SeqCst);
+            if id != 0 {
+                ring(id);
+            }
+        }
     }
 
     /// Step 1 of sleeping: announce a sleeper and return the value to sleep on. The caller
@@ -681,6 +733,60 @@ impl HandshakeModel {
             },
             |_| Ok(false),
         )
+    }
+}
+
+/// The async waiter's handshake (see `aio`), in-process for the loom models: a waiter
+/// registers a doorbell, announces itself and re-checks; a publisher publishes and
+/// notifies, ringing what is registered.
+#[cfg(loom)]
+#[derive(Debug)]
+pub struct BellModel {
+    stamp: AtomicU64,
+    signal: Signal,
+    rung: AtomicU64,
+}
+
+#[cfg(loom)]
+impl BellModel {
+    /// Nothing published, nothing registered.
+    pub fn new() -> Self {
+        BellModel {
+            stamp: AtomicU64::new(0),
+            signal: Signal::new(),
+            rung: AtomicU64::new(0),
+        }
+    }
+
+    /// The async waiter's arming (`Async::try_recv_or_arm`): registers doorbell `id`,
+    /// announces itself, and re-checks; whether it saw the publication.
+    pub fn arm_and_check(&self, id: u64) -> bool {
+        assert!(self.signal.add_bell(id));
+        self.signal.prepare_wait();
+        // Acquire: pairs with the Release store in `publish`.
+        self.stamp.load(Ordering::Acquire) != 0
+    }
+
+    /// Publishes and notifies, as every channel does; rung doorbells are recorded.
+    pub fn publish(&self) {
+        // Release: pairs with the Acquire load in `arm_and_check`.
+        self.stamp.store(1, Ordering::Release);
+        // Relaxed: recorded for the model's final check, after the threads joined.
+        self.signal
+            .notify_with(|id| self.rung.store(id, Ordering::Relaxed));
+    }
+
+    /// The doorbell rung, if any.
+    pub fn rung(&self) -> u64 {
+        // Relaxed: read after the threads joined.
+        self.rung.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(loom)]
+impl Default for BellModel {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

@@ -180,6 +180,11 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
         Ok(self.tx.as_mut().expect("attached"))
     }
 
+    /// The signal that wakes this handle's receiving end (attaching it).
+    pub(crate) fn receiving_signal(&mut self) -> Result<&crate::channel::Signal> {
+        Ok(self.receiver()?.data_signal())
+    }
+
     fn receiver(&mut self) -> Result<&mut mpmc::Receiver<Slot>> {
         if self.rx.is_none() {
             let (opts, name) = self.at();

@@ -392,6 +392,11 @@ pub struct Receiver {
 impl Receiver {
     pair_endpoint!(RECEIVER, "receiver", "sender", open: 0, capacity: "The ring's size in bytes (a power of two).", len: "Bytes published and not yet released (a snapshot).");
 
+    /// The signal that wakes this receiver (for async waiters' doorbells).
+    pub(crate) fn data_signal(&self) -> &crate::channel::Signal {
+        &self.ring.hdr().data
+    }
+
     /// The largest payload one frame can carry.
     pub fn max_frame(&self) -> usize {
         max_frame(self.ring.cap)

@@ -440,6 +440,10 @@ pub struct Receiver<T: Pod> {
 endpoint!(Receiver, RX, "mpmc::Receiver", "sender");
 
 impl<T: Pod> Receiver<T> {
+    /// The signal that wakes this receiver (for async waiters' doorbells).
+    pub(crate) fn data_signal(&self) -> &crate::channel::Signal {
+        &self.end.ring.hdr().data
+    }
     fn guard(&mut self, pos: u64) -> RecvGuard<'_, T> {
         self.end.held = Some(pos);
         failpoint!("mpmc.recv.claimed");

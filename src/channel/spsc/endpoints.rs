@@ -550,6 +550,11 @@ pub struct Receiver<T: Pod> {
 impl<T: Pod> Receiver<T> {
     pair_endpoint!(RECEIVER, "receiver", "sender", in end: End<T, RX>, open: 1, capacity: "The number of slots (a power of two).", len: "Messages published and not yet released (a snapshot).");
 
+    /// The signal that wakes this receiver (for async waiters' doorbells).
+    pub(crate) fn data_signal(&self) -> &crate::channel::Signal {
+        &self.end.ring.hdr().data
+    }
+
     fn guard(&mut self) -> RecvGuard<'_, T> {
         RecvGuard { rx: self }
     }

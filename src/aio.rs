@@ -1,0 +1,289 @@
+//! Async receiving: [`Async`] wraps a receiving end (`spsc`, `mpmc`, `frames`, a
+//! [`Queue`](crate::Queue)) so that an executor can wait for it without a thread per wait.
+//!
+//! # How a wake-up crosses processes
+//! An `Async` owns a *doorbell*: a Unix datagram socket of its own, bound to an abstract
+//! address (Linux: nothing in the file system, gone with the socket). To wait, it registers
+//! the doorbell in the channel's signal in shared memory, announces itself there exactly as
+//! a sleeping blocking receiver does (the WAITERS bit), checks the ring once more, and only
+//! then waits for the socket to become readable. A producer that publishes looks at the
+//! WAITERS bit anyway (one fence and one load); only when it is set does it make the
+//! futex wake and ring the registered doorbells (one `sendto` each). So with no async (or
+//! blocking) waiter parked, the producer makes no syscall at all, and blocking and async
+//! waiters on one channel coexist. A datagram from anyone else costs a re-check, never a
+//! wrong result.
+//!
+//! # Executors
+//! The core is executor-agnostic: [`Async::try_recv_or_arm`] takes a message if one is
+//! ready, or arms the doorbell and says [`Error::WouldBlock`]; the doorbell's descriptor
+//! ([`AsFd`]) becomes readable when a wake-up comes. With the `tokio` feature,
+//! [`Async::recv`] does the waiting under tokio (any runtime with IO and time enabled,
+//! current-thread or multi-thread).
+//!
+//! # Cancel safety
+//! `recv` is cancel-safe: a message is taken only in a synchronous step that returns it,
+//! so dropping the future (in `tokio::select!`, on a timeout) loses nothing. The doorbell
+//! stays registered until the `Async` drops; a registration left behind costs a producer
+//! nothing until somebody announces a wait again.
+//!
+//! # Dead peers
+//! A peer that closes rings the doorbell (its close wakes every waiter); one killed is
+//! noticed within the same bound as a blocking wait: the async wait looks at the ring (and
+//! so at its peers' liveness) at least every 64 ms.
+//!
+//! This module uses `channel` (the signals) and `os` (the sockets).
+
+use std::fmt;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixDatagram;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::channel::{frames, mpmc, spsc, Signal};
+use crate::codec::Codec;
+use crate::error::{Error, Result};
+use crate::queue::Queue;
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A receiving end that [`Async`] can wait for: `spsc::Receiver`, `mpmc::Receiver`,
+/// `frames::Receiver`, [`Queue`]. Sealed.
+pub trait AsyncEndpoint: sealed::Sealed {
+    /// What a receive returns.
+    type Item;
+
+    /// One receive that never blocks ([`Error::WouldBlock`] if nothing is ready).
+    #[doc(hidden)]
+    fn attempt(&mut self) -> Result<Self::Item>;
+
+    /// Registers doorbell `bell` and announces a waiter on the receiving signal.
+    #[doc(hidden)]
+    fn arm(&mut self, bell: u64) -> Result<()>;
+
+    /// Removes doorbell `bell`.
+    #[doc(hidden)]
+    fn disarm(&mut self, bell: u64);
+}
+
+/// Registers `bell` on `signal` and announces a waiter.
+fn arm_signal(signal: &Signal, bell: u64) -> Result<()> {
+    if !signal.add_bell(bell) {
+        return Err(Error::Busy {
+            what: format!(
+                "all {} async-waiter doorbells of this channel",
+                crate::channel::BELLS
+            ),
+        });
+    }
+    signal.prepare_wait();
+    Ok(())
+}
+
+macro_rules! endpoint {
+    ($ty:ty, $item:ty $(, $g:ident)?) => {
+        impl$(<$g: bytemuck::Pod>)? sealed::Sealed for $ty {}
+        impl$(<$g: bytemuck::Pod>)? AsyncEndpoint for $ty {
+            type Item = $item;
+            fn attempt(&mut self) -> Result<$item> {
+                self.try_recv()
+            }
+            fn arm(&mut self, bell: u64) -> Result<()> {
+                arm_signal(self.data_signal(), bell)
+            }
+            fn disarm(&mut self, bell: u64) {
+                self.data_signal().remove_bell(bell);
+            }
+        }
+    };
+}
+
+endpoint!(spsc::Receiver<T>, T, T);
+endpoint!(mpmc::Receiver<T>, T, T);
+endpoint!(frames::Receiver, Vec<u8>);
+
+impl<T: Serialize + DeserializeOwned, C: Codec> sealed::Sealed for Queue<T, C> {}
+impl<T: Serialize + DeserializeOwned, C: Codec> AsyncEndpoint for Queue<T, C> {
+    type Item = T;
+    fn attempt(&mut self) -> Result<T> {
+        self.try_get()
+    }
+    fn arm(&mut self, bell: u64) -> Result<()> {
+        arm_signal(self.receiving_signal()?, bell)
+    }
+    fn disarm(&mut self, bell: u64) {
+        if let Ok(s) = self.receiving_signal() {
+            s.remove_bell(bell);
+        }
+    }
+}
+
+/// A receiving end that async code can wait for; see the [module docs](self).
+///
+/// ```
+/// # #[cfg(feature = "tokio")]
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use shmkit::{aio::Async, spsc};
+/// # let name = shmkit::__private::test_name("doc-async");
+/// let mut tx = spsc::Sender::<u64>::create(&name, 64)?;
+/// let mut rx = Async::new(spsc::Receiver::<u64>::open(&name)?)?; // usually in another process
+/// tx.send(7)?;
+/// assert_eq!(rx.recv().await?, 7);
+/// # Ok::<(), shmkit::Error>(())
+/// # }).unwrap();
+/// ```
+pub struct Async<E: AsyncEndpoint> {
+    end: E,
+    bell: u64,
+    socket: Socket,
+}
+
+/// The doorbell's socket: plain until the first `recv` under tokio registers it.
+enum Socket {
+    Plain(UnixDatagram),
+    #[cfg(feature = "tokio")]
+    Tokio(tokio::io::unix::AsyncFd<UnixDatagram>),
+    /// Only while moving from one to the other.
+    #[cfg(feature = "tokio")]
+    Moving,
+}
+
+impl Socket {
+    fn get(&self) -> &UnixDatagram {
+        match self {
+            Socket::Plain(s) => s,
+            #[cfg(feature = "tokio")]
+            Socket::Tokio(a) => a.get_ref(),
+            #[cfg(feature = "tokio")]
+            Socket::Moving => unreachable!("the doorbell is always put back"),
+        }
+    }
+}
+
+/// How long an async wait goes without looking at the ring (and its peers' liveness).
+#[cfg(feature = "tokio")]
+const SLICE: std::time::Duration = std::time::Duration::from_millis(64);
+
+impl<E: AsyncEndpoint> Async<E> {
+    /// Wraps `end`, with a doorbell of its own.
+    pub fn new(end: E) -> Result<Self> {
+        let (bell, socket) =
+            crate::os::doorbell::open().map_err(|e| Error::io("doorbell socket", e))?;
+        Ok(Async {
+            end,
+            bell,
+            socket: Socket::Plain(socket),
+        })
+    }
+
+    /// The wrapped end.
+    pub fn get_ref(&self) -> &E {
+        &self.end
+    }
+
+    /// The wrapped end, for its synchronous calls.
+    pub fn get_mut(&mut self) -> &mut E {
+        &mut self.end
+    }
+
+    /// Takes a message if one is ready; otherwise arms the doorbell (so that the next
+    /// publication rings it) and returns [`Error::WouldBlock`]: wait for the doorbell's
+    /// descriptor ([`AsFd`]) to become readable, call [`Async::clear`], and try again.
+    /// Any other error ([`Error::Disconnected`], ...) is the receive's.
+    pub fn try_recv_or_arm(&mut self) -> Result<E::Item> {
+        match self.end.attempt() {
+            Err(Error::WouldBlock) => {}
+            r => return r,
+        }
+        self.end.arm(self.bell)?;
+        // After the announcement: a message published before it is seen here, one
+        // published after it rings the doorbell.
+        self.end.attempt()
+    }
+
+    /// Takes the datagrams that rang the doorbell (after it became readable).
+    pub fn clear(&self) {
+        crate::os::doorbell::drain(self.socket.get());
+    }
+
+    /// Receives the next message, waiting without blocking the thread. Cancel-safe.
+    /// [`Error::Disconnected`] once the senders are gone and the ring is drained.
+    #[cfg(feature = "tokio")]
+    pub async fn recv(&mut self) -> Result<E::Item> {
+        loop {
+            match self.try_recv_or_arm() {
+                Err(Error::WouldBlock) => {}
+                r => return r,
+            }
+            let afd = self.tokio_fd()?;
+            match tokio::time::timeout(SLICE, afd.readable()).await {
+                Ok(Ok(mut ready)) => {
+                    crate::os::doorbell::drain(ready.get_inner());
+                    ready.clear_ready();
+                }
+                Ok(Err(e)) => return Err(Error::io("waiting for a doorbell", e)),
+                // A slice without a ring: look at the ring (and the peers) again.
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// The doorbell, registered with tokio's reactor (on the first call, which must be
+    /// inside a runtime).
+    #[cfg(feature = "tokio")]
+    fn tokio_fd(&mut self) -> Result<&tokio::io::unix::AsyncFd<UnixDatagram>> {
+        if let Socket::Plain(_) = self.socket {
+            let Socket::Plain(s) = std::mem::replace(&mut self.socket, Socket::Moving) else {
+                unreachable!("checked");
+            };
+            if tokio::runtime::Handle::try_current().is_err() {
+                self.socket = Socket::Plain(s);
+                return Err(Error::io(
+                    "registering a doorbell with tokio",
+                    std::io::Error::other("not inside a tokio runtime"),
+                ));
+            }
+            // SAFETY: the socket owns its descriptor, which stays open and the same for as
+            // long as the `AsyncFd` owns the socket (it never gives it away).
+            let r = unsafe {
+                tokio::io::unix::AsyncFd::register_with_interest(s, tokio::io::Interest::READABLE)
+            };
+            match r {
+                Ok(a) => self.socket = Socket::Tokio(a),
+                Err(e) => {
+                    let (s, e) = e.into_parts();
+                    self.socket = Socket::Plain(s);
+                    return Err(Error::io("registering a doorbell with tokio", e));
+                }
+            }
+        }
+        match &self.socket {
+            Socket::Tokio(a) => Ok(a),
+            _ => unreachable!("set above"),
+        }
+    }
+}
+
+impl<E: AsyncEndpoint> AsFd for Async<E> {
+    /// The doorbell: readable after a wake-up (see [`Async::try_recv_or_arm`]).
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.get().as_fd()
+    }
+}
+
+impl<E: AsyncEndpoint> Drop for Async<E> {
+    fn drop(&mut self) {
+        self.end.disarm(self.bell);
+    }
+}
+
+impl<E: AsyncEndpoint + fmt::Debug> fmt::Debug for Async<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Async")
+            .field("end", &self.end)
+            .field("bell", &format_args!("{:#x}", self.bell))
+            .finish()
+    }
+}
