@@ -34,6 +34,8 @@
 //! This module uses `channel` (the signals) and `os` (the sockets).
 
 use std::fmt;
+#[cfg(feature = "tokio")]
+use std::future::Future;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixDatagram;
 
@@ -87,6 +89,7 @@ macro_rules! endpoint {
         impl$(<$g: bytemuck::Pod>)? sealed::Sealed for $ty {}
         impl$(<$g: bytemuck::Pod>)? AsyncEndpoint for $ty {
             type Item = $item;
+            #[inline]
             fn attempt(&mut self) -> Result<$item> {
                 self.try_recv()
             }
@@ -138,6 +141,9 @@ pub struct Async<E: AsyncEndpoint> {
     end: E,
     bell: u64,
     socket: Socket,
+    /// The liveness slice of a pending `poll_recv`.
+    #[cfg(feature = "tokio")]
+    slice: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
 }
 
 /// The doorbell's socket: plain until the first `recv` under tokio registers it.
@@ -162,6 +168,9 @@ impl Socket {
     }
 }
 
+/// Attempts before arming the doorbell (about a microsecond).
+const SPIN: u32 = 64;
+
 /// How long an async wait goes without looking at the ring (and its peers' liveness).
 #[cfg(feature = "tokio")]
 const SLICE: std::time::Duration = std::time::Duration::from_millis(64);
@@ -175,6 +184,8 @@ impl<E: AsyncEndpoint> Async<E> {
             end,
             bell,
             socket: Socket::Plain(socket),
+            #[cfg(feature = "tokio")]
+            slice: None,
         })
     }
 
@@ -192,10 +203,15 @@ impl<E: AsyncEndpoint> Async<E> {
     /// publication rings it) and returns [`Error::WouldBlock`]: wait for the doorbell's
     /// descriptor ([`AsFd`]) to become readable, call [`Async::clear`], and try again.
     /// Any other error ([`Error::Disconnected`], ...) is the receive's.
+    #[inline]
     pub fn try_recv_or_arm(&mut self) -> Result<E::Item> {
-        match self.end.attempt() {
-            Err(Error::WouldBlock) => {}
-            r => return r,
+        // A short spin first (about a microsecond), as a blocking wait does: a busy peer
+        // usually publishes within it, and arming would cost it a wake syscall.
+        for _ in 0..SPIN {
+            match self.end.attempt() {
+                Err(Error::WouldBlock) => std::hint::spin_loop(),
+                r => return r,
+            }
         }
         self.end.arm(self.bell)?;
         // After the announcement: a message published before it is seen here, one
@@ -212,21 +228,50 @@ impl<E: AsyncEndpoint> Async<E> {
     /// [`Error::Disconnected`] once the senders are gone and the ring is drained.
     #[cfg(feature = "tokio")]
     pub async fn recv(&mut self) -> Result<E::Item> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// The poll form of [`recv`](Self::recv), for hand-written futures and streams: a
+    /// message if one is ready, or `Pending` with the task woken by the doorbell (or,
+    /// without a ring, after the liveness slice).
+    #[cfg(feature = "tokio")]
+    #[inline]
+    pub fn poll_recv(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<E::Item>> {
+        use std::task::Poll;
         loop {
             match self.try_recv_or_arm() {
                 Err(Error::WouldBlock) => {}
-                r => return r,
+                r => {
+                    if self.slice.is_some() {
+                        self.slice = None;
+                    }
+                    return Poll::Ready(r);
+                }
             }
-            let afd = self.tokio_fd()?;
-            match tokio::time::timeout(SLICE, afd.readable()).await {
-                Ok(Ok(mut ready)) => {
+            let afd = match self.tokio_fd() {
+                Ok(a) => a,
+                Err(e) => return Poll::Ready(Err(e)),
+            };
+            match afd.poll_read_ready(cx) {
+                Poll::Ready(Ok(mut ready)) => {
                     crate::os::doorbell::drain(ready.get_inner());
                     ready.clear_ready();
+                    continue; // rung: look again
                 }
-                Ok(Err(e)) => return Err(Error::io("waiting for a doorbell", e)),
-                // A slice without a ring: look at the ring (and the peers) again.
-                Err(_) => {}
+                Poll::Ready(Err(e)) => {
+                    return Poll::Ready(Err(Error::io("waiting for a doorbell", e)));
+                }
+                Poll::Pending => {}
             }
+            // No ring yet: also wake after a slice, to look at the ring and its peers.
+            let slice = self
+                .slice
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(SLICE)));
+            if slice.as_mut().poll(cx).is_ready() {
+                self.slice = None;
+                continue;
+            }
+            return Poll::Pending;
         }
     }
 

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use shmkit::{frames, spsc, Error, RawArray, WaitStrategy};
 
+mod asyncrt;
 mod mpmc;
 mod pool;
 mod python;
@@ -209,7 +210,9 @@ pub fn run(args: &Args) -> Res<()> {
     // Before we pin ourselves (which makes `available_parallelism` say 1, and which the
     // pools' workers would inherit).
     let _ = mpmc::CPUS.set(cpus);
-    let pools = pool::run(plan.rounds, args.full, cpus)? + &queue::run(plan.rounds, args.full)?;
+    let pools = pool::run(plan.rounds, args.full, cpus)?
+        + &queue::run(plan.rounds, args.full)?
+        + &asyncrt::run(plan.rounds, args.full)?;
     if cpus > 1 {
         pin_to_cpu(0)?;
     }
