@@ -152,8 +152,9 @@ pub enum Error {
     BrokenBarrier,
 
     /// A counter would exceed its limit: a `BoundedSemaphore` released more often than it
-    /// was acquired (Python's `ValueError`), or a semaphore past its largest value.
-    #[error("released past the limit: the value would exceed {limit}")]
+    /// was acquired (Python's `ValueError`), a semaphore past its largest value, or a
+    /// `SharedDict` or `SharedList` that already holds its capacity.
+    #[error("past the limit: the count would exceed {limit}")]
     Overflow {
         /// The largest value allowed.
         limit: u64,

@@ -120,6 +120,7 @@ mod admin;
 mod array;
 mod channel;
 pub mod codec;
+mod collections;
 mod copy;
 mod error;
 mod object;
@@ -134,6 +135,7 @@ pub use admin::{clean, inspect, list, unlink, CleanMode, Inspection, SegmentInfo
 pub use array::{Array, RawArray};
 pub use channel::pipe::Pipe;
 pub use channel::{frames, mpmc, spsc, SendError, WaitStrategy};
+pub use collections::{Recovery, SharedDict, SharedList};
 pub use error::{Error, LockError, LockResult, Result};
 pub use process::init;
 pub use segment::{CreationMode, Kind, Options, Segment, MAX_NAME_LEN};

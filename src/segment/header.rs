@@ -81,6 +81,10 @@ pub enum Kind {
     Mpmc = 17,
     /// [`crate::frames`] channel.
     Frames = 18,
+    /// [`crate::SharedDict`].
+    Dict = 24,
+    /// [`crate::SharedList`].
+    List = 25,
 }
 
 impl Kind {
@@ -102,6 +106,8 @@ impl Kind {
             16 => Kind::Spsc,
             17 => Kind::Mpmc,
             18 => Kind::Frames,
+            24 => Kind::Dict,
+            25 => Kind::List,
             _ => return None,
         })
     }
@@ -125,6 +131,8 @@ impl Kind {
             Kind::Spsc => "spsc",
             Kind::Mpmc => "mpmc",
             Kind::Frames => "frames",
+            Kind::Dict => "dict",
+            Kind::List => "list",
         }
     }
 }
