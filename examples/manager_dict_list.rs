@@ -46,7 +46,7 @@ fn main() -> Result<(), shmkit::Error> {
     let procs = (0..10)
         .map(|_| Process::spawn(record, (dict.clone(), list.clone())))
         .collect::<Result<Vec<_>, _>>()?;
-    for mut p in procs {
+    for p in procs {
         p.join()?;
     }
     let mut entries = d.snapshot()?;

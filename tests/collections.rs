@@ -87,7 +87,7 @@ fn add() {
         let k = format!("k{}", i % 7);
         d.update(&k, |v| Some(v.unwrap_or(0) + 1)).unwrap();
         // A nested value: Manager().dict() loses `d[k].append(x)` from two processes.
-        if i % 100 == 0 {
+        if i.is_multiple_of(100) {
             d.update(&"log".to_string(), |v| Some(v.unwrap_or(0) + me))
                 .unwrap();
         }
@@ -393,7 +393,7 @@ fn hostile_writer() {
     for _ in 0..writes {
         let r = rng.next();
         // Mostly small writes of telling values at 8-aligned offsets; sometimes random bytes.
-        let off = (r as usize >> 8) % body_len & !7;
+        let off = ((r as usize >> 8) % body_len) & !7;
         let v: u64 = match r % 6 {
             0 => 0,
             1 => u64::MAX,
@@ -404,7 +404,7 @@ fn hostile_writer() {
         };
         let off = (shmkit::__layout::segment::SIZE + off) as u64;
         let _ = f.write_all_at(&v.to_ne_bytes(), off);
-        if r % 16 == 0 {
+        if r.is_multiple_of(16) {
             std::thread::sleep(Duration::from_micros(50));
         }
     }
@@ -459,7 +459,7 @@ fn hostile_user() {
             );
             note(d.remove(&(i % 45)).map(drop));
             note(d.snapshot().map(drop));
-            if i % 64 == 0 {
+            if i.is_multiple_of(64) {
                 note(d.clear());
             }
             note(d.recover().map(drop));

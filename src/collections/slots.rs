@@ -300,7 +300,7 @@ impl<D: Design> Table<D> {
             .ok_or_else(|| bad(format!("capacity {capacity}")))?;
         let slot_size = usize::try_from(slot_size)
             .ok()
-            .filter(|&s| s % 8 == 0 && s > SLOT_HEAD && s <= slot_bytes_for(MAX_ENTRY))
+            .filter(|&s| s.is_multiple_of(8) && s > SLOT_HEAD && s <= slot_bytes_for(MAX_ENTRY))
             .ok_or_else(|| bad(format!("slot size {slot_size}")))?;
         if slots != D::slots(capacity) as u64 {
             return Err(bad(format!(
@@ -596,8 +596,8 @@ pub(crate) fn describe(body: &[u8]) -> Vec<(String, String)> {
 /// The byte layout of a dict's or list's body, for tests and fuzz targets that write into
 /// one by hand (re-exported as `shmkit::__layout::collections`). Head offsets are from the
 /// body's start; slot offsets from the slot's start. A list's index map (`u32` per
-/// position) starts at [`HEAD`], its slots after it, at `HEAD + (capacity * 4)` rounded up
-/// to 8; a dict's slots start at [`HEAD`]. A slot is [`SLOT`] bytes plus the entry room
+/// position) starts at `HEAD`, its slots after it, at `HEAD + (capacity * 4)` rounded up
+/// to 8; a dict's slots start at `HEAD`. A slot is `SLOT` bytes plus the entry room
 /// (`max_entry_bytes` rounded up to 8).
 pub mod layout {
     use std::mem::{offset_of, size_of};
