@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{arg, arg_as, finish, finish_ok, report, spawn, Names};
 use shmkit::__layout::collections as lay;
-use shmkit::{CreationMode, Error, Options, SharedDict, SharedList};
+use shmkit::{CreationMode, Error, Event, Options, SharedDict, SharedList};
 
 /// A failure bound only: nothing waits this long when things work.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -413,6 +413,7 @@ fn hostile_writer() {
 fn hostile_user() {
     let name = arg("name");
     let list = arg("kind") == "list";
+    let ready = Event::open(&arg("ready")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(arg_as("seconds"));
     let (mut ok, mut errors) = (0u64, 0u64);
     let mut note = |r: Result<(), Error>| match r {
@@ -432,6 +433,7 @@ fn hostile_user() {
     if list {
         let mut l = SharedList::<String>::open(&name).unwrap();
         l.set_timeout(Some(Duration::from_millis(20)));
+        ready.set(); // the hostile writer starts now
         while Instant::now() < deadline {
             i += 1;
             note(l.push(&format!("v{i}")));
@@ -445,6 +447,7 @@ fn hostile_user() {
     } else {
         let mut d = SharedDict::<u64, String>::open(&name).unwrap();
         d.set_timeout(Some(Duration::from_millis(20)));
+        ready.set(); // the hostile writer starts now
         while Instant::now() < deadline {
             i += 1;
             let k = i % 40;
@@ -489,13 +492,21 @@ fn hostile_round(kind: &str, seed: u64) {
         keep = Box::new(d);
         lay::HEAD + 41 * (lay::SLOT + 48)
     };
+    let ready = Event::create(&names.name("ready")).unwrap();
     let user = spawn(
         "hostile_user",
         &[
             ("name", name.clone()),
             ("kind", kind.to_owned()),
             ("seconds", "2".to_owned()),
+            ("ready", names.name("ready")),
         ],
+    );
+    // The user opens the table before the garbage starts (an open over garbage is an
+    // error, checked by `forged_fields_…`).
+    assert!(
+        ready.wait_timeout(PATIENCE).unwrap(),
+        "the user never opened"
     );
     let writer = spawn(
         "hostile_writer",
