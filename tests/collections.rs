@@ -32,6 +32,8 @@ fn __child() {
         ("list_push", list_push),
         #[cfg(feature = "failpoints")]
         ("list_set", list_set),
+        #[cfg(feature = "failpoints")]
+        ("recover_dict", recover_dict),
     ]);
 }
 
@@ -221,6 +223,21 @@ fn another_type_kind_or_size_on_open_is_a_layout_mismatch() {
         SharedDict::<String, u64>::open_or_create(&dn, 9).unwrap_err()
     ));
     assert!(mismatch(shmkit::Value::<u64>::open(&dn).unwrap_err()));
+    // Another shape with the same body size: 3 entries of 112 bytes (4 slots of 144) and
+    // 1 entry of 256 (2 slots of 288) both take 576 bytes.
+    let same = names.name("same");
+    let _s = SharedDict::<u64, u64>::create_with(&same, 3, 112).unwrap();
+    assert!(mismatch(
+        SharedDict::<u64, u64>::open_or_create(&same, 1).unwrap_err()
+    ));
+    assert!(matches!(
+        SharedDict::<u64, u64>::create_with(&names.name("zero"), 0, 0),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        SharedList::<u64>::create(&names.name("zero"), 0),
+        Err(Error::InvalidArgument(_))
+    ));
     // The right types open, and see the same entries.
     SharedDict::<String, u64>::open(&dn)
         .unwrap()
@@ -671,6 +688,26 @@ mod killed {
         }
     }
 
+    pub(super) fn recover_dict() {
+        let d = SharedDict::<u64, String>::open(&arg("name")).unwrap();
+        d.recover().unwrap();
+    }
+
+    #[test]
+    fn a_recoverer_killed_mid_repair_leaves_the_work_to_the_next_one() {
+        let names = Names::new("dict_recoverer");
+        let (name, d) = filled(&names, "d");
+        killed_at("overwrite", &name, "dict.moved@3");
+        killed_at("recover_dict", &name, "dict.recovering");
+        let r = recovered(&d);
+        assert!(r.completed);
+        for k in 0..KEYS {
+            let want = if k < 3 { new(k) } else { old(k) };
+            assert_eq!(d.get(&k).unwrap(), Some(want), "key {k}");
+        }
+        assert_eq!(d.len(), KEYS as usize);
+    }
+
     #[test]
     fn a_writer_killed_inserting_a_new_key_leaves_it_absent_or_whole() {
         let names = Names::new("dict_torn_new");
@@ -751,4 +788,4 @@ mod killed {
 }
 
 #[cfg(feature = "failpoints")]
-use killed::{insert_new, list_push, list_set, overwrite};
+use killed::{insert_new, list_push, list_set, overwrite, recover_dict};

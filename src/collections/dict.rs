@@ -79,9 +79,25 @@ impl Design for DictTable {
 /// The segment records a fingerprint of `K`, `V` and the codec: opening a
 /// `SharedDict<String, u64>` as a `SharedDict<u64, u64>` is [`Error::LayoutMismatch`].
 ///
-/// A process that dies inside an operation leaves the dict with that operation either
-/// done or not done, never half (see the module docs); the next operation anywhere is
-/// [`Error::OwnerDied`] until somebody calls [`SharedDict::recover`].
+/// # When a writer dies
+/// Every operation holds one robust lock. An entry is written into a free slot, with a
+/// checksum, while the slot still reads as free, and committed by one store of the slot's
+/// state; a replaced value goes to another slot, and the old slot is retired after the
+/// commit (a record in the head says which). A process killed at any step of an operation
+/// leaves it done or not done, never half:
+///
+/// | killed | the operation, after `recover` |
+/// |---|---|
+/// | before the commit (mid-bytes, before or after the checksum) | not done: the key keeps its old value, or stays absent |
+/// | after the commit, before the old slot is retired or the length updated | done |
+///
+/// Until somebody calls [`SharedDict::recover`], every operation anywhere (reads too) is
+/// [`Error::OwnerDied`]: the dict may be part of a larger invariant of yours, so the
+/// death is reported, not hidden. `recover` finishes or undoes the dead writer's
+/// operation, drops any entry whose checksum does not match (forged bytes; a death alone
+/// never leaves one), recounts the length and says what it did ([`Recovery`]). No call
+/// ever decodes a torn entry: every entry is checked against its checksum before it is
+/// decoded ([`Error::Corrupt`] otherwise).
 ///
 /// ```
 /// use shmkit::SharedDict;
@@ -180,7 +196,8 @@ where
         self.table.shape().capacity
     }
 
-    /// The largest entry (encoded key and value together), in bytes.
+    /// The largest entry (encoded key and value together), in bytes: the `max_entry_bytes`
+    /// it was created with, rounded up to a multiple of 8.
     pub fn max_entry_bytes(&self) -> usize {
         self.table.shape().max_entry()
     }
@@ -314,7 +331,7 @@ where
                 };
                 g.write_entry(j, klen, key.hash, entry);
                 // Relaxed (all): under the lock. The record first, so that a death after
-                // the commit is finished by `recover` (see the module docs).
+                // the commit is finished by `recover` (see the type's docs).
                 head.pending_old.store(i as u64 + 1, Ordering::Relaxed);
                 head.pending_new.store(j as u64 + 1, Ordering::Relaxed);
                 g.slot(j).state.store(FULL, Ordering::Relaxed);
@@ -500,10 +517,10 @@ where
     }
 
     /// Repairs what a writer that died holding the lock left: finishes or undoes its
-    /// operation (see the module docs), drops entries that fail their checksum, recounts
-    /// the length, and marks the dict consistent, so that the other calls work again.
-    /// Without a dead writer it does nothing. Idempotent; a process that dies while
-    /// recovering leaves the work to the next one.
+    /// operation (see [When a writer dies](SharedDict#when-a-writer-dies)), drops entries
+    /// that fail their checksum, recounts the length, and marks the dict consistent, so
+    /// that the other calls work again. Without a dead writer it does nothing. Each step is
+    /// idempotent: a process that dies while recovering leaves the work to the next one.
     ///
     /// ```
     /// # let name = shmkit::__private::test_name("doc-dict-recover");
@@ -612,6 +629,7 @@ fn repair(g: &Locked<'_, DictTable>) -> Result<Recovery> {
             }
             r.completed = true;
         }
+        failpoint!("dict.recovering");
         head.pending_new.store(0, Ordering::Relaxed);
         head.pending_old.store(0, Ordering::Relaxed);
     }

@@ -77,9 +77,16 @@ impl Design for ListTable {
 /// the codec: opening a `SharedList<String>` as a `SharedList<u64>` is
 /// [`Error::LayoutMismatch`].
 ///
-/// A process that dies inside an operation leaves it either done or not done, never half
-/// (see the module docs); the next operation anywhere is [`Error::OwnerDied`] until
-/// somebody calls [`SharedList::recover`].
+/// # When a writer dies
+/// Every operation holds one robust lock, and every change is written where no position
+/// of the list looks, checksummed, then committed by one store: `push` writes the next
+/// free slot and commits with the length; `set` writes the spare slot and commits by
+/// pointing the position at it; `pop` and `clear` are one store of the length. A process
+/// killed at any step leaves the operation done (if it got past the commit) or not done,
+/// never half. Until somebody calls [`SharedList::recover`], every operation anywhere is
+/// [`Error::OwnerDied`]; `recover` recomputes the spare slot and says whether the dead
+/// writer's operation was done ([`Recovery`]). Every value is checked against its
+/// checksum before it is decoded ([`Error::Corrupt`] otherwise).
 ///
 /// ```
 /// use shmkit::SharedList;
@@ -158,7 +165,8 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
         self.table.shape().capacity
     }
 
-    /// The largest value (encoded), in bytes.
+    /// The largest value (encoded), in bytes: the `max_entry_bytes` it was created with,
+    /// rounded up to a multiple of 8.
     pub fn max_entry_bytes(&self) -> usize {
         self.table.shape().max_entry()
     }
@@ -339,9 +347,10 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
     }
 
     /// Repairs what a writer that died holding the lock left (the spare slot, recomputed
-    /// from the map; see the module docs) and marks the list consistent, so that the other
-    /// calls work again. Without a dead writer it does nothing. [`Error::Corrupt`] if the
-    /// map is not a permutation (a forged segment): the list stays unrepaired.
+    /// from the map; see [When a writer dies](SharedList#when-a-writer-dies)) and marks the
+    /// list consistent, so that the other calls work again. Without a dead writer it does
+    /// nothing. [`Error::Corrupt`] if the map is not a permutation (a forged segment): the
+    /// list stays unrepaired.
     ///
     /// ```
     /// # let name = shmkit::__private::test_name("doc-list-recover");

@@ -32,7 +32,7 @@ use crate::codec::{Codec, Postcard};
 use crate::error::{Error, Result};
 use crate::object::{At, Body, Head, Len};
 use crate::primitive::{AtomicU32, AtomicU64, Ordering};
-use crate::segment::{Kind, Segment};
+use crate::segment::{CreationMode, Kind, Segment};
 use crate::sync::raw_mutex::{Acquired, RawMutex};
 use crate::sync::wait::Deadline;
 
@@ -163,7 +163,7 @@ pub(crate) struct Params {
 }
 
 impl Params {
-    /// Passed by `open`: unused, the segment says.
+    /// Passed by `open` (which takes the segment's parameters): never used.
     pub(crate) const OPEN: Params = Params {
         capacity: 0,
         max_entry: 0,
@@ -244,7 +244,9 @@ impl<D: Design> Table<D> {
     /// Creates or opens (as `at` says) the table; `tag` is the fingerprint of what its
     /// entries encode.
     pub(crate) fn new(at: At<'_>, params: Params, tag: u64) -> Result<Self> {
-        let creating = params != Params::OPEN;
+        let mode = at.mode();
+        // Parameters matter (and are checked) unless the caller only opens.
+        let creating = mode != CreationMode::Open;
         let (words, p) = if creating {
             let p = params.check(D::WHAT)?;
             let bytes =
@@ -273,6 +275,22 @@ impl<D: Design> Table<D> {
             |d: &mut [u64]| D::fill(p.capacity, d),
         )?;
         let shape = Self::validate(&body)?;
+        // The body's size can agree for another capacity and entry size: compare both.
+        if mode == CreationMode::OpenOrCreate
+            && (shape.capacity != p.capacity || shape.slot_size != slot_bytes_for(p.max_entry))
+        {
+            return Err(Error::LayoutMismatch {
+                name: body.segment().name().unwrap_or_default().to_owned(),
+                what: format!(
+                    "it exists for {} entries of {} bytes, not the {} of {} asked for (use \
+                     `open` to take it as it is)",
+                    shape.capacity,
+                    shape.max_entry(),
+                    p.capacity,
+                    p.max_entry
+                ),
+            });
+        }
         Ok(Table {
             body,
             shape,
@@ -351,9 +369,8 @@ impl<D: Design> Table<D> {
 
     /// The live-entry count as stored, clamped to the capacity (a hint: no lock).
     pub(crate) fn len_hint(&self) -> usize {
-        // Acquire: pairs with the Release of the lock word by the writer that stored it
-        // (through the lock's release sequence); a hint either way.
-        let n = self.head().len.load(Ordering::Acquire);
+        // Relaxed: a hint, the value of some moment; nothing is read through it.
+        let n = self.head().len.load(Ordering::Relaxed);
         usize::try_from(n).map_or(self.shape.capacity, |n| n.min(self.shape.capacity))
     }
 
