@@ -133,10 +133,18 @@ struct Probe {
     free: Option<usize>,
 }
 
-/// A key, encoded and hashed.
+/// A key, encoded and hashed, in a buffer that the value's encoding follows when there
+/// is one (one allocation per call).
 struct Key {
-    bytes: Vec<u8>,
+    buf: Vec<u8>,
+    klen: usize,
     hash: u64,
+}
+
+impl Key {
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.klen]
+    }
 }
 
 impl<K, V> SharedDict<K, V>
@@ -214,10 +222,14 @@ where
     }
 
     fn key(&self, k: &K) -> Result<Key> {
-        let mut bytes = Vec::with_capacity(16);
-        encode(k, &mut bytes)?;
-        let hash = key_hash(self.table.shape().seed, &bytes);
-        Ok(Key { bytes, hash })
+        let mut buf = Vec::with_capacity(32);
+        encode(k, &mut buf)?;
+        let hash = key_hash(self.table.shape().seed, &buf);
+        Ok(Key {
+            klen: buf.len(),
+            buf,
+            hash,
+        })
     }
 
     /// Finds `key`'s slot, or where it would go. Visits each slot at most once.
@@ -240,9 +252,9 @@ where
                 FULL => {
                     if s.hash.load(Ordering::Relaxed) == key.hash {
                         let l = g.lens(i)?;
-                        if l.klen == key.bytes.len() {
+                        if l.klen == key.klen {
                             g.read_bytes(i, l.klen, buf);
-                            if *buf == key.bytes {
+                            if buf.as_slice() == key.bytes() {
                                 return Ok(Probe {
                                     found: Some(i),
                                     free,
@@ -299,13 +311,14 @@ where
         decode(&buf[l.klen..])
     }
 
-    /// Stores `entry` (the key's bytes, then the value's) where `p` says: a new slot for a
-    /// new key, or a move for an existing one.
-    fn put(g: &Locked<'_, DictTable>, key: &Key, entry: &[u8], p: &Probe) -> Result<()> {
+    /// Stores the entry in `key`'s buffer (the key's bytes, then the value's) where `p`
+    /// says: a new slot for a new key, or a move for an existing one.
+    fn put(g: &Locked<'_, DictTable>, key: &Key, p: &Probe) -> Result<()> {
+        let entry = key.buf.as_slice();
         if entry.len() > g.shape().max_entry() {
             return Err(too_large(entry.len(), g.shape().max_entry()));
         }
-        let klen = key.bytes.len();
+        let klen = key.klen;
         let head = g.head();
         match p.found {
             None => {
@@ -362,21 +375,20 @@ where
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn insert(&self, k: &K, v: &V) -> Result<Option<V>> {
-        let key = self.key(k)?;
-        let mut entry = key.bytes.clone();
-        encode(v, &mut entry)?;
+        let mut key = self.key(k)?;
+        encode(v, &mut key.buf)?;
         let max = self.max_entry_bytes();
-        if entry.len() > max {
-            return Err(too_large(entry.len(), max));
+        if key.buf.len() > max {
+            return Err(too_large(key.buf.len(), max));
         }
-        let mut buf = Vec::with_capacity(entry.len());
+        let mut buf = Vec::new();
         let g = self.table.lock()?;
         let p = Self::probe(&g, &key, &mut buf)?;
         let old = match p.found {
             Some(i) => Some(Self::value_at(&g, i, &mut buf)?),
             None => None,
         };
-        Self::put(&g, &key, &entry, &p)?;
+        Self::put(&g, &key, &p)?;
         Ok(old)
     }
 
@@ -442,9 +454,8 @@ where
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn update(&self, k: &K, f: impl FnOnce(Option<V>) -> Option<V>) -> Result<Option<V>> {
-        let key = self.key(k)?;
+        let mut key = self.key(k)?;
         let mut buf = Vec::new();
-        let mut entry = Vec::with_capacity(key.bytes.len() + 16);
         let g = self.table.lock()?;
         let p = Self::probe(&g, &key, &mut buf)?;
         let old = match p.found {
@@ -454,9 +465,8 @@ where
         let new = f(old);
         match (&new, p.found) {
             (Some(v), _) => {
-                entry.extend_from_slice(&key.bytes);
-                encode(v, &mut entry)?;
-                Self::put(&g, &key, &entry, &p)?;
+                encode(v, &mut key.buf)?;
+                Self::put(&g, &key, &p)?;
             }
             (None, Some(i)) => {
                 let len = Self::stored_len(&g)?;
