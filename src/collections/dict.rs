@@ -79,6 +79,15 @@ impl Design for DictTable {
 /// The segment records a fingerprint of `K`, `V` and the codec: opening a
 /// `SharedDict<String, u64>` as a `SharedDict<u64, u64>` is [`Error::LayoutMismatch`].
 ///
+/// # Cost
+/// One lock, one copy in or out, no system call unless the lock is contended (two
+/// processes inserting distinct keys at once: millions of sets a second, a hundred times
+/// and more what a `Manager().dict()` proxy does; see `benches/collections.rs`). The table
+/// has room for a quarter more slots than the capacity; a lookup walks from the key's home
+/// slot to the next never-used one, so after very many removals (which leave tombstones
+/// where a chain passes) the lookup of an absent key may visit every slot: `clear` starts
+/// afresh.
+///
 /// # When a writer dies
 /// Every operation holds one robust lock. An entry is written into a free slot, with a
 /// checksum, while the slot still reads as free, and committed by one store of the slot's
