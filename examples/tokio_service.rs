@@ -42,7 +42,9 @@ async fn serve(mut requests: Async<spsc::Receiver<u64>>, mut replies: spsc::Send
         // A request that does not come within the timeout ends this client's session.
         match tokio::time::timeout(Duration::from_secs(5), requests.recv()).await {
             Ok(Ok(x)) => {
-                replies.send(x * x).expect("the reply ring has room: one request at a time");
+                replies
+                    .send(x * x)
+                    .expect("the reply ring has room: one request at a time");
                 served += 1;
             }
             Ok(Err(Error::Disconnected)) => return served,
@@ -57,7 +59,9 @@ async fn serve(mut requests: Async<spsc::Receiver<u64>>, mut replies: spsc::Send
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     shmkit::init();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let mut sessions = Vec::new();
         let mut clients = Vec::new();

@@ -402,6 +402,7 @@ pub fn inspect(name: &str) -> Result<Inspection> {
             fields.extend(channel::describe_pair(&body, h.capacity, "bytes", &alive))
         }
         Some(Kind::Mpmc) => fields.extend(channel::mpmc::describe(&body, h.capacity, &alive)),
+        Some(Kind::Dict | Kind::List) => fields.extend(crate::collections::describe(&body)),
         _ => {}
     }
     Ok(Inspection {

@@ -1,5 +1,5 @@
 //! Async receiving: [`Async`] wraps a receiving end (`spsc`, `mpmc`, `frames`, a
-//! [`Queue`](crate::Queue)) so that an executor can wait for it without a thread per wait.
+//! [`Queue`]) so that an executor can wait for it without a thread per wait.
 //!
 //! # How a wake-up crosses processes
 //! An `Async` owns a *doorbell*: a Unix datagram socket of its own, bound to an abstract
@@ -236,7 +236,10 @@ impl<E: AsyncEndpoint> Async<E> {
     /// without a ring, after the liveness slice).
     #[cfg(feature = "tokio")]
     #[inline]
-    pub fn poll_recv(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<E::Item>> {
+    pub fn poll_recv(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<E::Item>> {
         use std::task::Poll;
         loop {
             match self.try_recv_or_arm() {

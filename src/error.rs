@@ -80,9 +80,12 @@ pub enum Error {
     /// since: it may be half-updated. The plain lock calls (`lock`, `read`, `write`, ...)
     /// report this and leave the lock free and the data marked inconsistent, so that every
     /// later locker is told too; the `*_recover` calls hand over the guard to repair it.
+    /// A [`SharedDict`](crate::SharedDict) or [`SharedList`](crate::SharedList) repairs
+    /// itself in `recover()`.
     #[error(
         "a process died holding the lock, so the protected data may be half-updated; lock it \
-         with `lock_recover` (or `write_recover`) to repair it and call `mark_consistent`"
+         with `lock_recover` (or `write_recover`) to repair it and call `mark_consistent` (a \
+         shared dict or list: call `recover`)"
     )]
     OwnerDied,
 
@@ -152,8 +155,9 @@ pub enum Error {
     BrokenBarrier,
 
     /// A counter would exceed its limit: a `BoundedSemaphore` released more often than it
-    /// was acquired (Python's `ValueError`), or a semaphore past its largest value.
-    #[error("released past the limit: the value would exceed {limit}")]
+    /// was acquired (Python's `ValueError`), a semaphore past its largest value, or a
+    /// `SharedDict` or `SharedList` that already holds its capacity.
+    #[error("past the limit: the count would exceed {limit}")]
     Overflow {
         /// The largest value allowed.
         limit: u64,

@@ -7,6 +7,7 @@
 //! the body, which follows the segment header (`segment::SIZE` bytes).
 
 pub use crate::channel::layout::{frames, mpmc, pair, slot};
+pub use crate::collections::slots::layout as collections;
 
 /// The segment header that starts every segment file.
 pub mod segment {

@@ -121,6 +121,7 @@ pub mod aio;
 mod array;
 mod channel;
 pub mod codec;
+mod collections;
 mod copy;
 mod error;
 mod object;
@@ -136,6 +137,7 @@ pub use admin::{clean, inspect, list, unlink, CleanMode, Inspection, SegmentInfo
 pub use array::{Array, RawArray};
 pub use channel::pipe::Pipe;
 pub use channel::{frames, mpmc, spsc, SendError, WaitStrategy};
+pub use collections::{Recovery, SharedDict, SharedList};
 pub use error::{Error, LockError, LockResult, Result};
 pub use process::init;
 pub use queue::{JoinableQueue, Queue};

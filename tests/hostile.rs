@@ -54,7 +54,7 @@ fn path_of(name: &str) -> String {
 // Every kind of named object, through its own constructors.
 
 /// Every kind of named object (the names are those of `shmkit::Kind::as_str`).
-const KINDS: [&str; 16] = [
+const KINDS: [&str; 18] = [
     "raw",
     "value",
     "raw-value",
@@ -71,6 +71,8 @@ const KINDS: [&str; 16] = [
     "spsc",
     "mpmc",
     "frames",
+    "dict",
+    "list",
 ];
 
 type Object = Box<dyn Any>;
@@ -108,6 +110,12 @@ fn object(kind: &str, name: &str, mode: CreationMode, opts: &Options) -> Result<
         "mpmc" => boxed(mpmc::Sender::<u64>::with_options(name, mode, 8, opts)),
         "frames" if rx => boxed(frames::Receiver::with_options(name, mode, 1024, opts)),
         "frames" => boxed(frames::Sender::with_options(name, mode, 1024, opts)),
+        "dict" => boxed(shmkit::SharedDict::<u64, String>::with_options(
+            name, mode, 4, opts,
+        )),
+        "list" => boxed(shmkit::SharedList::<String>::with_options(
+            name, mode, 4, opts,
+        )),
         _ => panic!("unknown kind {kind}"),
     }
 }

@@ -13,6 +13,12 @@
 //! | `spsc.released` | a receiver, after a slot's stamp says released, before `head` |
 //! | `frames.published` | a sender, after a record's stamp, before `tail` |
 //! | `frames.released` | a receiver, after `head` moved, before it wakes the sender |
+//! | `collections.torn` | a dict or list writer, after a slot's bytes, before its checksum |
+//! | `collections.written` | a dict or list writer, after a slot's checksum, before its commit |
+//! | `dict.committed` | a dict writer, after committing a new key's slot, before the length |
+//! | `dict.moved` | a dict writer, after committing a replaced value's new slot, before retiring the old one |
+//! | `list.set.committed` | a list writer, after switching a position to its new slot, before the spare |
+//! | `dict.recovering` | a dict's recoverer, after finishing a dead writer's replacement, before clearing its record |
 //! | `mpmc.send.claimed` | a sender, after claiming a slot, before writing it |
 //! | `mpmc.recv.claimed` | a receiver, after claiming a message, before reading it |
 //! | `pipe.between_rings` | a pipe's creator, after its first ring, before its second |

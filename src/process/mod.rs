@@ -33,10 +33,12 @@
 //! ```
 //!
 //! # Failures are errors, never hangs
-//! A panic in a task is [`Error::Panicked`] with its message; a worker killed mid-task
-//! fails that task with [`Error::ProcessDied`] (naming the process and the signal) and is
-//! replaced; a task or initializer the worker cannot run is [`Error::Worker`]; an
-//! argument or result that cannot be encoded is [`Error::Codec`] for that call. Workers
+//! A panic in a task is [`Error::Panicked`](crate::Error::Panicked) with its message; a
+//! worker killed mid-task fails that task with
+//! [`Error::ProcessDied`](crate::Error::ProcessDied) (naming the process and the signal)
+//! and is replaced; a task or initializer the worker cannot run is
+//! [`Error::Worker`](crate::Error::Worker); an argument or result that cannot be encoded is
+//! [`Error::Codec`](crate::Error::Codec) for that call. Workers
 //! die with their parent (a parent-death signal, set up by a thread that lives as long as
 //! the process), ignore SIGINT, and inherit no stray descriptors.
 //!

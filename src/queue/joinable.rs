@@ -78,8 +78,9 @@ impl JoinState {
 }
 
 /// A [`Queue`] whose items are marked done ([`task_done`](Self::task_done)) and waited for
-/// ([`join`](Self::join)), as Python's `JoinableQueue`; see the [module docs](self) of how
-/// a consumer that dies holding items is told to `join`.
+/// ([`join`](Self::join)), as Python's `JoinableQueue`. A consumer that dies (or drops its
+/// handle) holding items it did not mark done does not leave `join` waiting forever: its
+/// items are counted as lost and `join` returns [`Error::TasksLost`] with their number.
 ///
 /// ```
 /// use shmkit::JoinableQueue;

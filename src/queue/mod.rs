@@ -3,7 +3,7 @@
 //! or pickling.
 //!
 //! # How items travel
-//! A queue is an [`mpmc`](crate::mpmc) queue of 128-byte slots: any number of producer and
+//! A queue is an [`mpmc`] queue of 128-byte slots: any number of producer and
 //! consumer processes, each item to exactly one consumer, the items of one producer in
 //! order at each consumer, and a producer that dies mid-`put` costs one slot, skipped and
 //! counted in [`Queue::lost`], never a torn item. An item is encoded with the codec

@@ -82,7 +82,11 @@ pub enum Kind {
     /// [`crate::frames`] channel.
     Frames = 18,
     /// The task counters of a [`crate::JoinableQueue`] (its items live in an mpmc queue).
-    JoinableQueue = 24,
+    JoinableQueue = 19,
+    /// [`crate::SharedDict`].
+    Dict = 24,
+    /// [`crate::SharedList`].
+    List = 25,
 }
 
 impl Kind {
@@ -104,7 +108,9 @@ impl Kind {
             16 => Kind::Spsc,
             17 => Kind::Mpmc,
             18 => Kind::Frames,
-            24 => Kind::JoinableQueue,
+            19 => Kind::JoinableQueue,
+            24 => Kind::Dict,
+            25 => Kind::List,
             _ => return None,
         })
     }
@@ -129,6 +135,8 @@ impl Kind {
             Kind::Mpmc => "mpmc",
             Kind::Frames => "frames",
             Kind::JoinableQueue => "joinable-queue",
+            Kind::Dict => "dict",
+            Kind::List => "list",
         }
     }
 }

@@ -72,7 +72,11 @@ shmkit::task! {
     }
 }
 
-const KINDS: [&str; 3] = ["shmkit async (tokio)", "shmkit blocking", "tokio UnixStream"];
+const KINDS: [&str; 3] = [
+    "shmkit async (tokio)",
+    "shmkit blocking",
+    "tokio UnixStream",
+];
 
 fn name(what: &str) -> String {
     format!("bench.aio.{}.{what}", std::process::id())
@@ -195,8 +199,14 @@ fn throughput(rt: &tokio::runtime::Runtime, k: usize, n: u64) -> Res<f64> {
 
 /// Runs the rows for `rounds` rounds; the table.
 pub(super) fn run(rounds: usize, full: bool) -> Res<String> {
-    let (trips, msgs) = if full { (20_000, 20_000_000) } else { (3_000, 2_000_000) };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (trips, msgs) = if full {
+        (20_000, 20_000_000)
+    } else {
+        (3_000, 2_000_000)
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let mut rtt = vec![Vec::new(); 3];
     let mut tp = vec![Vec::new(); 3];
     for round in 0..rounds {

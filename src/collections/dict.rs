@@ -1,0 +1,669 @@
+//! [`SharedDict<K, V>`]: a fixed-capacity hash map of serde keys and values in one segment.
+//!
+//! # Table
+//! Open addressing with linear probing over `capacity + capacity / 4 + 1` slots (a load
+//! of at most 80 %), keyed by a seeded SipHash of the key's *encoded* bytes (the seed is
+//! chosen by the creator and stored in the head; every process hashes alike). Keys are
+//! equal when their encodings are. A removed entry leaves a tombstone (`TOMB`), turned
+//! back into `EMPTY` when the slot after it is empty, so chains stay short. A probe visits
+//! at most every slot once.
+//!
+//! # Writing, and what a writer's death leaves
+//! Every operation holds the table's robust lock. An entry is written into a free slot
+//! (lengths, hash, bytes, then the checksum) while the slot's state still says free, and
+//! committed by one store of its state (`FULL`). A *new* key needs nothing more. A
+//! *replaced* value is written into another free slot of the key's chain: the head records
+//! `(old, new)` (`pending_*`), the new slot is committed, the old one becomes a tombstone,
+//! and the record is cleared. So a writer that dies at any step leaves:
+//!
+//! | died | after `recover` |
+//! |---|---|
+//! | before the commit | the operation did not happen (the half-written slot is still free) |
+//! | after committing a replacement, before retiring the old slot | the operation happened (the record says which slot to retire) |
+//! | after the commit | the operation happened |
+//!
+//! Until somebody calls [`SharedDict::recover`], every operation reports
+//! [`Error::OwnerDied`]. Recovery also drops any slot whose checksum does not match (a
+//! forged or damaged entry) and recounts the length. No reader ever decodes a torn entry:
+//! every entry read is checked against its checksum first ([`Error::Corrupt`] otherwise).
+
+use std::any::type_name;
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::slots::{
+    decode, encode, fingerprint, key_hash, Design, Locked, Params, Table, TableHead, EMPTY, FULL,
+    TOMB,
+};
+use super::Recovery;
+use crate::error::{Error, Result};
+use crate::object::{constructors, At};
+use crate::os::failpoint::failpoint;
+use crate::primitive::Ordering;
+use crate::segment::{Kind, Segment};
+
+/// The dict's table design.
+#[derive(Debug)]
+pub(crate) enum DictTable {}
+
+impl Design for DictTable {
+    const KIND: Kind = Kind::Dict;
+    const WHAT: &'static str = "dict";
+
+    fn slots(capacity: usize) -> usize {
+        capacity + capacity / 4 + 1
+    }
+
+    fn slots_at(_: usize) -> usize {
+        0
+    }
+
+    fn fill(_: usize, _: &mut [u64]) {}
+
+    fn init_head(_: usize, _: &TableHead) {}
+}
+
+/// A fixed-capacity map from `K` to `V` in shared memory: Python's `Manager().dict()`
+/// without a server process, and with atomic read-modify-write ([`SharedDict::update`]).
+///
+/// Keys and values are any serde types, stored encoded (postcard) in place: `insert` and
+/// `get` copy in and out under a robust process-shared lock; no process serves the others.
+/// The dict holds at most `capacity` entries, each at most `max_entry_bytes` encoded (key
+/// and value together; 256 by default, [`SharedDict::create_with`] sets another): a full
+/// dict or an entry too large is an error, never a silent drop or truncation.
+///
+/// The segment records a fingerprint of `K`, `V` and the codec: opening a
+/// `SharedDict<String, u64>` as a `SharedDict<u64, u64>` is [`Error::LayoutMismatch`].
+///
+/// # Cost
+/// One lock, one copy in or out, no system call unless the lock is contended (two
+/// processes inserting distinct keys at once: millions of sets a second, a hundred times
+/// and more what a `Manager().dict()` proxy does; see `benches/collections.rs`). The table
+/// has room for a quarter more slots than the capacity; a lookup walks from the key's home
+/// slot to the next never-used one, so after very many removals (which leave tombstones
+/// where a chain passes) the lookup of an absent key may visit every slot: `clear` starts
+/// afresh.
+///
+/// # When a writer dies
+/// Every operation holds one robust lock. An entry is written into a free slot, with a
+/// checksum, while the slot still reads as free, and committed by one store of the slot's
+/// state; a replaced value goes to another slot, and the old slot is retired after the
+/// commit (a record in the head says which). A process killed at any step of an operation
+/// leaves it done or not done, never half:
+///
+/// | killed | the operation, after `recover` |
+/// |---|---|
+/// | before the commit (mid-bytes, before or after the checksum) | not done: the key keeps its old value, or stays absent |
+/// | after the commit, before the old slot is retired or the length updated | done |
+///
+/// Until somebody calls [`SharedDict::recover`], every operation anywhere (reads too) is
+/// [`Error::OwnerDied`]: the dict may be part of a larger invariant of yours, so the
+/// death is reported, not hidden. `recover` finishes or undoes the dead writer's
+/// operation, drops any entry whose checksum does not match (forged bytes; a death alone
+/// never leaves one), recounts the length and says what it did ([`Recovery`]). No call
+/// ever decodes a torn entry: every entry is checked against its checksum before it is
+/// decoded ([`Error::Corrupt`] otherwise).
+///
+/// ```
+/// use shmkit::SharedDict;
+/// # let name = shmkit::__private::test_name("doc-dict");
+/// let d = SharedDict::<String, u64>::create(&name, 100)?;
+/// // In another process: let d = SharedDict::<String, u64>::open(&name)?;
+/// d.insert(&"apples".to_string(), &3)?;
+/// d.update(&"apples".to_string(), |n| Some(n.unwrap_or(0) + 1))?; // atomic
+/// assert_eq!(d.get(&"apples".to_string())?, Some(4));
+/// assert_eq!(d.len(), 1);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub struct SharedDict<K, V> {
+    table: Table<DictTable>,
+    _kv: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> fmt::Debug for SharedDict<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedDict")
+            .field("segment", self.table.segment())
+            .field("len", &self.table.len_hint())
+            .field("capacity", &self.table.shape().capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a key is, or would go.
+struct Probe {
+    /// The slot holding the key.
+    found: Option<usize>,
+    /// The first free slot of the key's chain (before `found`, if found).
+    free: Option<usize>,
+}
+
+/// A key, encoded and hashed, in a buffer that the value's encoding follows when there
+/// is one (one allocation per call).
+struct Key {
+    buf: Vec<u8>,
+    klen: usize,
+    hash: u64,
+}
+
+impl Key {
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.klen]
+    }
+}
+
+impl<K, V> SharedDict<K, V>
+where
+    K: Serialize + DeserializeOwned + Eq,
+    V: Serialize + DeserializeOwned,
+{
+    constructors!("dict", capacity: usize, open: Params::OPEN);
+
+    /// Creates the dict `name` for `capacity` entries of at most `max_entry_bytes` each
+    /// (the key's and the value's encodings together); fails with
+    /// [`Error::AlreadyExists`] if the name exists.
+    ///
+    /// ```
+    /// # let name = shmkit::__private::test_name("doc-dict-create-with");
+    /// let d = shmkit::SharedDict::<u64, String>::create_with(&name, 10, 16)?;
+    /// d.insert(&1, &"short".to_string())?;
+    /// let long = "x".repeat(100);
+    /// assert!(matches!(d.insert(&2, &long), Err(shmkit::Error::InvalidArgument(_))));
+    /// assert_eq!(d.max_entry_bytes(), 16);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn create_with(name: &str, capacity: usize, max_entry_bytes: usize) -> Result<Self> {
+        let opts = crate::Options::new();
+        Self::build(
+            At::named(name, crate::CreationMode::Create, &opts),
+            Params {
+                capacity,
+                max_entry: max_entry_bytes,
+            },
+        )
+    }
+
+    fn build(at: At<'_>, params: Params) -> Result<Self> {
+        let tag = fingerprint(&[type_name::<K>(), type_name::<V>()]);
+        Ok(SharedDict {
+            table: Table::new(at, params, tag)?,
+            _kv: PhantomData,
+        })
+    }
+
+    /// The segment the dict lives in.
+    pub fn segment(&self) -> &Segment {
+        self.table.segment()
+    }
+
+    /// Waits at most `timeout` for the lock in every later call on this handle
+    /// ([`Error::Timeout`] then); `None` (the default) waits as long as it takes. A holder
+    /// that dies is detected either way; a timeout bounds a live holder that never lets go
+    /// (or a peer that forged the lock word).
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
+        self.table.set_timeout(timeout);
+    }
+
+    /// The most entries the dict holds.
+    pub fn capacity(&self) -> usize {
+        self.table.shape().capacity
+    }
+
+    /// The largest entry (encoded key and value together), in bytes: the `max_entry_bytes`
+    /// it was created with, rounded up to a multiple of 8.
+    pub fn max_entry_bytes(&self) -> usize {
+        self.table.shape().max_entry()
+    }
+
+    /// The number of entries, as of the last completed operation (read without the lock;
+    /// after a writer's death, until [`SharedDict::recover`], possibly one off).
+    pub fn len(&self) -> usize {
+        self.table.len_hint()
+    }
+
+    /// Whether the dict has no entries (see [`SharedDict::len`]).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn key(&self, k: &K) -> Result<Key> {
+        let mut buf = Vec::with_capacity(32);
+        encode(k, &mut buf)?;
+        let hash = key_hash(self.table.shape().seed, &buf);
+        Ok(Key {
+            klen: buf.len(),
+            buf,
+            hash,
+        })
+    }
+
+    /// Finds `key`'s slot, or where it would go. Visits each slot at most once.
+    fn probe(g: &Locked<'_, DictTable>, key: &Key, buf: &mut Vec<u8>) -> Result<Probe> {
+        let n = g.shape().slots;
+        let mut i = (key.hash % n as u64) as usize;
+        let mut free = None;
+        for _ in 0..n {
+            let s = g.slot(i);
+            // Relaxed (state, hash): we hold the lock, whose Acquire made the last holder's
+            // writes visible.
+            match s.state.load(Ordering::Relaxed) {
+                EMPTY => {
+                    free.get_or_insert(i);
+                    return Ok(Probe { found: None, free });
+                }
+                TOMB => {
+                    free.get_or_insert(i);
+                }
+                FULL => {
+                    if s.hash.load(Ordering::Relaxed) == key.hash {
+                        let l = g.lens(i)?;
+                        if l.klen == key.klen {
+                            g.read_bytes(i, l.klen, buf);
+                            if buf.as_slice() == key.bytes() {
+                                return Ok(Probe {
+                                    found: Some(i),
+                                    free,
+                                });
+                            }
+                        }
+                    }
+                }
+                other => return Err(bad_state(i, other)),
+            }
+            i = next(i, n);
+        }
+        Ok(Probe { found: None, free })
+    }
+
+    /// The first free slot after `from` in probe order (a replacement's new place when
+    /// none precedes the old one).
+    fn free_after(g: &Locked<'_, DictTable>, from: usize) -> Result<usize> {
+        let n = g.shape().slots;
+        let mut i = next(from, n);
+        for _ in 1..n {
+            // Relaxed: under the lock.
+            match g.slot(i).state.load(Ordering::Relaxed) {
+                EMPTY | TOMB => return Ok(i),
+                FULL => {}
+                other => return Err(bad_state(i, other)),
+            }
+            i = next(i, n);
+        }
+        Err(Error::corrupt(
+            "dict: every slot is in use, more than the capacity allows",
+        ))
+    }
+
+    /// The stored length, checked.
+    fn stored_len(g: &Locked<'_, DictTable>) -> Result<usize> {
+        // Relaxed: under the lock.
+        let n = g.head().len.load(Ordering::Relaxed);
+        usize::try_from(n)
+            .ok()
+            .filter(|&n| n <= g.shape().capacity)
+            .ok_or_else(|| Error::corrupt(format!("dict: length {n} exceeds the capacity")))
+    }
+
+    fn set_len(g: &Locked<'_, DictTable>, n: usize) {
+        // Relaxed: under the lock; the lock's Release publishes it (and `len()` reads it
+        // as a hint).
+        g.head().len.store(n as u64, Ordering::Relaxed);
+    }
+
+    /// Reads and decodes the value in slot `i`.
+    fn value_at(g: &Locked<'_, DictTable>, i: usize, buf: &mut Vec<u8>) -> Result<V> {
+        let l = g.read_entry(i, buf)?;
+        decode(&buf[l.klen..])
+    }
+
+    /// Stores the entry in `key`'s buffer (the key's bytes, then the value's) where `p`
+    /// says: a new slot for a new key, or a move for an existing one.
+    fn put(g: &Locked<'_, DictTable>, key: &Key, p: &Probe) -> Result<()> {
+        let entry = key.buf.as_slice();
+        if entry.len() > g.shape().max_entry() {
+            return Err(too_large(entry.len(), g.shape().max_entry()));
+        }
+        let klen = key.klen;
+        let head = g.head();
+        match p.found {
+            None => {
+                let len = Self::stored_len(g)?;
+                if len >= g.shape().capacity {
+                    return Err(Error::Overflow {
+                        limit: g.shape().capacity as u64,
+                    });
+                }
+                let j = p.free.ok_or_else(|| {
+                    Error::corrupt("dict: no free slot although the dict is not full")
+                })?;
+                g.write_entry(j, klen, key.hash, entry);
+                // Relaxed: under the lock; this store is the commit.
+                g.slot(j).state.store(FULL, Ordering::Relaxed);
+                failpoint!("dict.committed");
+                Self::set_len(g, len + 1);
+            }
+            Some(i) => {
+                let j = match p.free {
+                    Some(j) => j,
+                    None => Self::free_after(g, i)?,
+                };
+                g.write_entry(j, klen, key.hash, entry);
+                // Relaxed (all): under the lock. The record first, so that a death after
+                // the commit is finished by `recover` (see the type's docs).
+                head.pending_old.store(i as u64 + 1, Ordering::Relaxed);
+                head.pending_new.store(j as u64 + 1, Ordering::Relaxed);
+                g.slot(j).state.store(FULL, Ordering::Relaxed);
+                failpoint!("dict.moved");
+                retire(g, i);
+                head.pending_new.store(0, Ordering::Relaxed);
+                head.pending_old.store(0, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Inserts `v` under `k`; the value it replaces, if any. A full dict (a new key when
+    /// `capacity` entries are there) is [`Error::Overflow`]; an entry whose encoding is
+    /// larger than [`SharedDict::max_entry_bytes`] is [`Error::InvalidArgument`]. Either
+    /// way the dict is unchanged.
+    ///
+    /// ```
+    /// # let name = shmkit::__private::test_name("doc-dict-insert");
+    /// let d = shmkit::SharedDict::<u32, String>::create(&name, 2)?;
+    /// assert_eq!(d.insert(&1, &"a".into())?, None);
+    /// assert_eq!(d.insert(&1, &"b".into())?, Some("a".into()));
+    /// assert_eq!(d.insert(&2, &"c".into())?, None);
+    /// assert!(matches!(d.insert(&3, &"d".into()), Err(shmkit::Error::Overflow { limit: 2 })));
+    /// assert_eq!(d.remove(&1)?, Some("b".into()));
+    /// assert!(!d.contains_key(&1)?);
+    /// assert_eq!(d.get(&2)?.as_deref(), Some("c"));
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn insert(&self, k: &K, v: &V) -> Result<Option<V>> {
+        let mut key = self.key(k)?;
+        encode(v, &mut key.buf)?;
+        let max = self.max_entry_bytes();
+        if key.buf.len() > max {
+            return Err(too_large(key.buf.len(), max));
+        }
+        let mut buf = Vec::new();
+        let g = self.table.lock()?;
+        let p = Self::probe(&g, &key, &mut buf)?;
+        let old = match p.found {
+            Some(i) => Some(Self::value_at(&g, i, &mut buf)?),
+            None => None,
+        };
+        Self::put(&g, &key, &p)?;
+        Ok(old)
+    }
+
+    /// The value under `k`, if any (a copy, decoded).
+    pub fn get(&self, k: &K) -> Result<Option<V>> {
+        let key = self.key(k)?;
+        let mut buf = Vec::new();
+        let g = self.table.lock()?;
+        match Self::probe(&g, &key, &mut buf)?.found {
+            Some(i) => Self::value_at(&g, i, &mut buf).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether `k` has a value.
+    pub fn contains_key(&self, k: &K) -> Result<bool> {
+        let key = self.key(k)?;
+        let mut buf = Vec::new();
+        let g = self.table.lock()?;
+        Ok(Self::probe(&g, &key, &mut buf)?.found.is_some())
+    }
+
+    /// Removes `k`; its value, if it had one.
+    pub fn remove(&self, k: &K) -> Result<Option<V>> {
+        let key = self.key(k)?;
+        let mut buf = Vec::new();
+        let g = self.table.lock()?;
+        let Some(i) = Self::probe(&g, &key, &mut buf)?.found else {
+            return Ok(None);
+        };
+        let old = Self::value_at(&g, i, &mut buf)?;
+        let len = Self::stored_len(&g)?;
+        retire(&g, i);
+        Self::set_len(&g, len.saturating_sub(1));
+        Ok(Some(old))
+    }
+
+    /// Reads, modifies and writes the value under `k` atomically: `f` gets the current
+    /// value (`None` if there is none) and returns the new one (`None` removes the key),
+    /// all under the lock, so that no other process's update comes in between (the fix for
+    /// Manager's lost updates, `d[k] = d[k] + 1` from two processes). Returns the new
+    /// value.
+    ///
+    /// `f` runs with the lock held: keep it short, and do not call this dict from it (that
+    /// waits for ever, or until the timeout set with [`SharedDict::set_timeout`]). If `f`
+    /// panics, nothing is written. Errors as for [`SharedDict::insert`].
+    ///
+    /// ```
+    /// # let name = shmkit::__private::test_name("doc-dict-update");
+    /// let d = shmkit::SharedDict::<String, Vec<u32>>::create(&name, 10)?;
+    /// let k = "ids".to_string();
+    /// for i in 0..3 {
+    ///     // A nested mutation that Manager().dict() would lose: d[k].append(i).
+    ///     d.update(&k, |v| {
+    ///         let mut v = v.unwrap_or_default();
+    ///         v.push(i);
+    ///         Some(v)
+    ///     })?;
+    /// }
+    /// assert_eq!(d.get(&k)?, Some(vec![0, 1, 2]));
+    /// assert_eq!(d.update(&k, |_| None)?, None); // removes
+    /// assert!(d.is_empty());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn update(&self, k: &K, f: impl FnOnce(Option<V>) -> Option<V>) -> Result<Option<V>> {
+        let mut key = self.key(k)?;
+        let mut buf = Vec::new();
+        let g = self.table.lock()?;
+        let p = Self::probe(&g, &key, &mut buf)?;
+        let old = match p.found {
+            Some(i) => Some(Self::value_at(&g, i, &mut buf)?),
+            None => None,
+        };
+        let new = f(old);
+        match (&new, p.found) {
+            (Some(v), _) => {
+                encode(v, &mut key.buf)?;
+                Self::put(&g, &key, &p)?;
+            }
+            (None, Some(i)) => {
+                let len = Self::stored_len(&g)?;
+                retire(&g, i);
+                Self::set_len(&g, len.saturating_sub(1));
+            }
+            (None, None) => {}
+        }
+        Ok(new)
+    }
+
+    /// Every entry, copied under the lock: a consistent snapshot (no operation of another
+    /// process is half in it). In slot order, which is no particular order.
+    ///
+    /// ```
+    /// # let name = shmkit::__private::test_name("doc-dict-snapshot");
+    /// let d = shmkit::SharedDict::<u64, u64>::create(&name, 10)?;
+    /// for k in 0..3 {
+    ///     d.insert(&k, &(k * 10))?;
+    /// }
+    /// let mut all = d.snapshot()?;
+    /// all.sort();
+    /// assert_eq!(all, [(0, 0), (1, 10), (2, 20)]);
+    /// assert_eq!(d.iter()?.map(|(_, v)| v).sum::<u64>(), 30);
+    /// d.clear()?;
+    /// assert!(d.snapshot()?.is_empty());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn snapshot(&self) -> Result<Vec<(K, V)>> {
+        let mut buf = Vec::new();
+        let g = self.table.lock()?;
+        let mut out = Vec::with_capacity(Self::stored_len(&g)?);
+        for i in 0..g.shape().slots {
+            // Relaxed: under the lock.
+            match g.slot(i).state.load(Ordering::Relaxed) {
+                EMPTY | TOMB => {}
+                FULL => {
+                    let l = g.read_entry(i, &mut buf)?;
+                    let (kb, vb) = buf.split_at(l.klen);
+                    out.push((decode(kb)?, decode(vb)?));
+                }
+                other => return Err(bad_state(i, other)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// An iterator over a [`snapshot`](SharedDict::snapshot).
+    pub fn iter(&self) -> Result<std::vec::IntoIter<(K, V)>> {
+        self.snapshot().map(Vec::into_iter)
+    }
+
+    /// Removes every entry.
+    pub fn clear(&self) -> Result<()> {
+        let g = self.table.lock()?;
+        clear(&g);
+        Ok(())
+    }
+
+    /// Repairs what a writer that died holding the lock left: finishes or undoes its
+    /// operation (see [When a writer dies](SharedDict#when-a-writer-dies)), drops entries
+    /// that fail their checksum, recounts the length, and marks the dict consistent, so
+    /// that the other calls work again. Without a dead writer it does nothing. Each step is
+    /// idempotent: a process that dies while recovering leaves the work to the next one.
+    ///
+    /// ```
+    /// # let name = shmkit::__private::test_name("doc-dict-recover");
+    /// let d = shmkit::SharedDict::<u64, u64>::create(&name, 10)?;
+    /// // After an operation fails with Error::OwnerDied (a writer died in it):
+    /// let r = d.recover()?;
+    /// assert!(!r.owner_died); // nothing to repair here
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn recover(&self) -> Result<Recovery> {
+        let (g, how) = self.table.lock_any()?;
+        if how == crate::sync::raw_mutex::Acquired::Clean {
+            return Ok(Recovery::default());
+        }
+        let r = repair(&g)?;
+        g.mark_consistent();
+        Ok(r)
+    }
+}
+
+fn next(i: usize, n: usize) -> usize {
+    if i + 1 == n {
+        0
+    } else {
+        i + 1
+    }
+}
+
+fn bad_state(i: usize, state: u32) -> Error {
+    Error::corrupt(format!("dict slot {i}: unknown state {state}"))
+}
+
+fn too_large(len: usize, max: usize) -> Error {
+    Error::InvalidArgument(format!(
+        "the entry encodes to {len} bytes, more than the {max} bytes a slot of this dict holds \
+         (create it with a larger `max_entry_bytes`)"
+    ))
+}
+
+/// Makes slot `i` a tombstone, and turns the tombstones before an empty slot back into
+/// empty slots (no chain passes through them). Each store leaves a valid table.
+fn retire(g: &Locked<'_, DictTable>, i: usize) {
+    let n = g.shape().slots;
+    // Relaxed (all): under the lock.
+    g.slot(i).state.store(TOMB, Ordering::Relaxed);
+    if g.slot(next(i, n)).state.load(Ordering::Relaxed) != EMPTY {
+        return;
+    }
+    let mut k = i;
+    for _ in 0..n {
+        let s = &g.slot(k).state;
+        if s.load(Ordering::Relaxed) != TOMB {
+            break;
+        }
+        s.store(EMPTY, Ordering::Relaxed);
+        k = if k == 0 { n - 1 } else { k - 1 };
+    }
+}
+
+/// Empties the table: every entry a tombstone first (each store removes one entry and
+/// breaks no chain), then every slot empty.
+fn clear(g: &Locked<'_, DictTable>) {
+    let n = g.shape().slots;
+    // Relaxed (all): under the lock.
+    for i in 0..n {
+        let s = &g.slot(i).state;
+        if s.load(Ordering::Relaxed) != EMPTY {
+            s.store(TOMB, Ordering::Relaxed);
+        }
+    }
+    g.head().len.store(0, Ordering::Relaxed);
+    for i in 0..n {
+        g.slot(i).state.store(EMPTY, Ordering::Relaxed);
+    }
+}
+
+/// The repair after a writer's death (we hold the lock; see the module docs). Each step is
+/// idempotent, so a recoverer that dies too leaves a state the next one repairs.
+fn repair(g: &Locked<'_, DictTable>) -> Result<Recovery> {
+    let mut r = Recovery {
+        owner_died: true,
+        ..Recovery::default()
+    };
+    let n = g.shape().slots;
+    let head = g.head();
+    let mut buf = Vec::new();
+    // Relaxed (all): under the lock.
+    let (old, new) = (
+        head.pending_old.load(Ordering::Relaxed),
+        head.pending_new.load(Ordering::Relaxed),
+    );
+    if new != 0 {
+        let slot = |v: u64| {
+            usize::try_from(v - 1)
+                .ok()
+                .filter(|&i| i < n)
+                .ok_or_else(|| Error::corrupt(format!("dict: pending slot {v} out of range")))
+        };
+        let new = slot(new)?;
+        let old = if old == 0 { None } else { Some(slot(old)?) };
+        let committed =
+            g.slot(new).state.load(Ordering::Relaxed) == FULL && g.is_intact(new, &mut buf);
+        if committed {
+            if let Some(old) = old.filter(|&o| o != new) {
+                g.slot(old).state.store(TOMB, Ordering::Relaxed);
+            }
+            r.completed = true;
+        }
+        failpoint!("dict.recovering");
+        head.pending_new.store(0, Ordering::Relaxed);
+        head.pending_old.store(0, Ordering::Relaxed);
+    }
+    let mut live = 0usize;
+    for i in 0..n {
+        let s = &g.slot(i).state;
+        match s.load(Ordering::Relaxed) {
+            EMPTY | TOMB => {}
+            FULL if g.is_intact(i, &mut buf) => live += 1,
+            _ => {
+                s.store(TOMB, Ordering::Relaxed);
+                r.dropped += 1;
+            }
+        }
+    }
+    head.len.store(live as u64, Ordering::Relaxed);
+    Ok(r)
+}

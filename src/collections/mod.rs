@@ -1,0 +1,64 @@
+//! Shared collections of serde values: [`SharedDict<K, V>`] and [`SharedList<T>`], the
+//! seeds' `Manager().dict()` and `Manager().list()` without a server process, in place in
+//! one segment each.
+//!
+//! # Files
+//! - `slots`: what both share: the segment's head (a robust lock, the length, the
+//!   parameters), fixed-size slots of `[state | klen | vlen | hash | checksum | bytes]`,
+//!   the checksum, the lock discipline.
+//! - `dict`: [`SharedDict`], open addressing over the slots.
+//! - `list`: [`SharedList`], an index map over the slots.
+//!
+//! # Contract
+//! - **Fixed capacity.** Both are created for a number of entries and a largest encoded
+//!   entry (256 bytes unless `create_with` says otherwise). A full collection is
+//!   [`Error::Overflow`](crate::Error::Overflow), an entry too large
+//!   [`Error::InvalidArgument`](crate::Error::InvalidArgument); neither is ever a silent
+//!   drop or a truncation.
+//! - **Every operation holds one robust lock**, blocking until it is free (or until the
+//!   handle's `set_timeout`); reads copy out and decode, writes encode and copy in. No
+//!   operation allocates more than its own entry (or, for snapshots, the entries there are);
+//!   no system call unless the lock is contended.
+//! - **A writer's death never leaves a torn entry visible.** Each change is written where
+//!   no reader looks, checksummed, then committed by one store; a writer killed at any step
+//!   leaves the operation done or not done (each module says which, step by step). The
+//!   next operation anywhere is [`Error::OwnerDied`](crate::Error::OwnerDied), until a
+//!   process calls `recover()`, which repairs and says what it found ([`Recovery`]).
+//! - **Hostile bytes are errors.** Every index, length and state read from shared memory
+//!   is checked before it is used, and every entry against its checksum before it is
+//!   decoded: a peer that writes garbage gets [`Error::Corrupt`](crate::Error::Corrupt) or
+//!   [`Error::Codec`](crate::Error::Codec) out of the calls, never a panic, an access out
+//!   of bounds, an unbounded allocation or loop.
+//! - **Types are checked on open.** The segment records a fingerprint of the key and value
+//!   types and the codec (postcard): another type is
+//!   [`Error::LayoutMismatch`](crate::Error::LayoutMismatch). Keys are compared by their
+//!   encodings, so a key type must encode equal values alike (every type whose `Eq` is
+//!   structural does; a `HashMap` as a key does not).
+//!
+//! This module uses `object`, `sync` (the robust lock) and `codec`.
+
+mod dict;
+mod list;
+pub(crate) mod slots;
+
+pub use dict::SharedDict;
+pub use list::SharedList;
+
+/// What `recover()` found and did ([`SharedDict::recover`], [`SharedList::recover`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Recovery {
+    /// Whether a writer had died holding the lock (`false`: there was nothing to repair).
+    pub owner_died: bool,
+    /// Whether the dead writer's last operation turned out committed (and was finished),
+    /// rather than undone.
+    pub completed: bool,
+    /// Entries dropped because they failed their checksum (forged or damaged bytes; a
+    /// writer's death alone never leaves one).
+    pub dropped: usize,
+}
+
+/// For `shmkit inspect`: a dict's or list's length and capacity, from a copy of its body.
+pub(crate) fn describe(body: &[u8]) -> Vec<(String, String)> {
+    slots::describe(body)
+}
