@@ -1,6 +1,7 @@
 //! Loom models of the synchronisation algorithms and their sleep/wake handshakes.
 //!
-//! Run with `RUSTFLAGS="--cfg loom" cargo test --release --test loom` (`.ci/run` does).
+//! Run with `RUSTFLAGS="--cfg loom" cargo test --release --no-default-features --test loom`
+//! (`.ci/run` does; without default features because the CLI's tokio has `cfg(loom)` paths).
 //! The futex is modelled exactly (compare-and-sleep under one lock, no timeouts), so a
 //! lost wake-up shows up as a deadlock that loom reports; every interleaving of the
 //! atomics within loom's preemption bound is explored.

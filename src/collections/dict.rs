@@ -30,7 +30,6 @@
 use std::any::type_name;
 use std::fmt;
 use std::marker::PhantomData;
-use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -44,7 +43,7 @@ use crate::error::{Error, Result};
 use crate::object::{constructors, At};
 use crate::os::failpoint::failpoint;
 use crate::primitive::Ordering;
-use crate::segment::{Kind, Segment};
+use crate::segment::Kind;
 
 /// The dict's table design.
 #[derive(Debug)]
@@ -177,14 +176,7 @@ where
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn create_with(name: &str, capacity: usize, max_entry_bytes: usize) -> Result<Self> {
-        let opts = crate::Options::new();
-        Self::build(
-            At::named(name, crate::CreationMode::Create, &opts),
-            Params {
-                capacity,
-                max_entry: max_entry_bytes,
-            },
-        )
+        super::create_with(name, capacity, max_entry_bytes, Self::build)
     }
 
     fn build(at: At<'_>, params: Params) -> Result<Self> {
@@ -195,40 +187,7 @@ where
         })
     }
 
-    /// The segment the dict lives in.
-    pub fn segment(&self) -> &Segment {
-        self.table.segment()
-    }
-
-    /// Waits at most `timeout` for the lock in every later call on this handle
-    /// ([`Error::Timeout`] then); `None` (the default) waits as long as it takes. A holder
-    /// that dies is detected either way; a timeout bounds a live holder that never lets go
-    /// (or a peer that forged the lock word).
-    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
-        self.table.set_timeout(timeout);
-    }
-
-    /// The most entries the dict holds.
-    pub fn capacity(&self) -> usize {
-        self.table.shape().capacity
-    }
-
-    /// The largest entry (encoded key and value together), in bytes: the `max_entry_bytes`
-    /// it was created with, rounded up to a multiple of 8.
-    pub fn max_entry_bytes(&self) -> usize {
-        self.table.shape().max_entry()
-    }
-
-    /// The number of entries, as of the last completed operation (read without the lock;
-    /// after a writer's death, until [`SharedDict::recover`], possibly one off).
-    pub fn len(&self) -> usize {
-        self.table.len_hint()
-    }
-
-    /// Whether the dict has no entries (see [`SharedDict::len`]).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
+    super::table_accessors!("dict", "entries", "entry (encoded key and value together)");
 
     fn key(&self, k: &K) -> Result<Key> {
         let mut buf = Vec::with_capacity(32);
@@ -393,10 +352,10 @@ where
         let mut buf = Vec::new();
         let g = self.table.lock()?;
         let p = Self::probe(&g, &key, &mut buf)?;
-        let old = match p.found {
-            Some(i) => Some(Self::value_at(&g, i, &mut buf)?),
-            None => None,
-        };
+        let old = p
+            .found
+            .map(|i| Self::value_at(&g, i, &mut buf))
+            .transpose()?;
         Self::put(&g, &key, &p)?;
         Ok(old)
     }
@@ -467,10 +426,10 @@ where
         let mut buf = Vec::new();
         let g = self.table.lock()?;
         let p = Self::probe(&g, &key, &mut buf)?;
-        let old = match p.found {
-            Some(i) => Some(Self::value_at(&g, i, &mut buf)?),
-            None => None,
-        };
+        let old = p
+            .found
+            .map(|i| Self::value_at(&g, i, &mut buf))
+            .transpose()?;
         let new = f(old);
         match (&new, p.found) {
             (Some(v), _) => {

@@ -24,7 +24,6 @@
 use std::any::type_name;
 use std::fmt;
 use std::marker::PhantomData;
-use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -35,7 +34,7 @@ use crate::error::{Error, Result};
 use crate::object::{constructors, At};
 use crate::os::failpoint::failpoint;
 use crate::primitive::{AtomicU32, Ordering};
-use crate::segment::{Kind, Segment};
+use crate::segment::Kind;
 
 /// The list's table design.
 #[derive(Debug)]
@@ -131,14 +130,7 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn create_with(name: &str, capacity: usize, max_entry_bytes: usize) -> Result<Self> {
-        let opts = crate::Options::new();
-        Self::build(
-            At::named(name, crate::CreationMode::Create, &opts),
-            Params {
-                capacity,
-                max_entry: max_entry_bytes,
-            },
-        )
+        super::create_with(name, capacity, max_entry_bytes, Self::build)
     }
 
     fn build(at: At<'_>, params: Params) -> Result<Self> {
@@ -149,37 +141,7 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
         })
     }
 
-    /// The segment the list lives in.
-    pub fn segment(&self) -> &Segment {
-        self.table.segment()
-    }
-
-    /// Waits at most `timeout` for the lock in every later call on this handle
-    /// ([`Error::Timeout`] then); `None` (the default) waits as long as it takes.
-    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
-        self.table.set_timeout(timeout);
-    }
-
-    /// The most values the list holds.
-    pub fn capacity(&self) -> usize {
-        self.table.shape().capacity
-    }
-
-    /// The largest value (encoded), in bytes: the `max_entry_bytes` it was created with,
-    /// rounded up to a multiple of 8.
-    pub fn max_entry_bytes(&self) -> usize {
-        self.table.shape().max_entry()
-    }
-
-    /// The number of values, as of the last completed operation (read without the lock).
-    pub fn len(&self) -> usize {
-        self.table.len_hint()
-    }
-
-    /// Whether the list is empty (see [`SharedList::len`]).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
+    super::table_accessors!("list", "values", "value (encoded)");
 
     fn stored_len(g: &Locked<'_, ListTable>) -> Result<usize> {
         // Relaxed: under the lock.

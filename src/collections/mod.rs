@@ -37,6 +37,66 @@
 //!
 //! This module uses `object`, `sync` (the robust lock) and `codec`.
 
+/// The accessors a table type (`SharedDict`, `SharedList`) shares, over its field `table`:
+/// `segment`, `set_timeout`, `capacity`, `max_entry_bytes`, `len`, `is_empty`. `$what`
+/// names the type, `$items` what it holds, `$item` one of them for the size limit.
+macro_rules! table_accessors {
+    ($what:literal, $items:literal, $item:literal) => {
+        #[doc = concat!("The segment the ", $what, " lives in.")]
+        pub fn segment(&self) -> &crate::Segment {
+            self.table.segment()
+        }
+
+        /// Waits at most `timeout` for the lock in every later call on this handle
+        /// ([`Error::Timeout`](crate::Error::Timeout) then); `None` (the default) waits as
+        /// long as it takes. A holder that dies is detected either way; a timeout bounds a
+        /// live holder that never lets go (or a peer that forged the lock word).
+        pub fn set_timeout(&mut self, timeout: Option<std::time::Duration>) {
+            self.table.set_timeout(timeout);
+        }
+
+        #[doc = concat!("The most ", $items, " the ", $what, " holds.")]
+        pub fn capacity(&self) -> usize {
+            self.table.shape().capacity
+        }
+
+        #[doc = concat!("The largest ", $item, ", in bytes: the `max_entry_bytes` it was created with, rounded up to a multiple of 8.")]
+        pub fn max_entry_bytes(&self) -> usize {
+            self.table.shape().max_entry()
+        }
+
+        #[doc = concat!("The number of ", $items, ", as of the last completed operation (read without the lock; after a writer's death, until `recover`, possibly one off).")]
+        pub fn len(&self) -> usize {
+            self.table.len_hint()
+        }
+
+        #[doc = concat!("Whether the ", $what, " is empty (see `len`).")]
+        pub fn is_empty(&self) -> bool {
+            self.len() == 0
+        }
+    };
+}
+use table_accessors;
+
+/// Creates a table type at `name` through its `build`, for `capacity` entries of at most
+/// `max_entry` bytes (the types' `create_with`).
+fn create_with<S>(
+    name: &str,
+    capacity: usize,
+    max_entry: usize,
+    build: fn(crate::object::At<'_>, slots::Params) -> crate::Result<S>,
+) -> crate::Result<S> {
+    let opts = crate::Options::new();
+    let at = crate::object::At::named(name, crate::CreationMode::Create, &opts);
+    build(
+        at,
+        slots::Params {
+            capacity,
+            max_entry,
+        },
+    )
+}
+
 mod dict;
 mod list;
 pub(crate) mod slots;

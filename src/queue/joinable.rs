@@ -103,21 +103,7 @@ pub struct JoinableQueue<T, C: Codec = Postcard> {
 }
 
 impl<T: Serialize + DeserializeOwned, C: Codec> JoinableQueue<T, C> {
-    /// Creates the queue `name` with room for `capacity` items (and its counters,
-    /// `NAME.jq`).
-    pub fn create(name: &str, capacity: usize) -> Result<Self> {
-        Self::with_mode(name, CreationMode::Create, capacity)
-    }
-
-    /// Opens the existing queue `name`.
-    pub fn open(name: &str) -> Result<Self> {
-        Self::with_mode(name, CreationMode::Open, 1)
-    }
-
-    /// Opens the queue `name`, or creates it with room for `capacity` items.
-    pub fn open_or_create(name: &str, capacity: usize) -> Result<Self> {
-        Self::with_mode(name, CreationMode::OpenOrCreate, capacity)
-    }
+    super::queue_constructors!(" (and its task counters, `NAME.jq`)");
 
     fn with_mode(name: &str, mode: CreationMode, capacity: usize) -> Result<Self> {
         let opts = Options::new();

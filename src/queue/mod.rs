@@ -120,23 +120,31 @@ pub struct Queue<T, C: Codec = Postcard> {
     _t: PhantomData<fn(T, C) -> T>,
 }
 
+/// `create`, `open` and `open_or_create` of a queue type, over its
+/// `with_mode(name, mode, capacity)`; `$extra` is appended to `create`'s doc.
+macro_rules! queue_constructors {
+    ($extra:literal) => {
+        #[doc = concat!("Creates the queue `name` with room for `capacity` items", $extra, "; [`Error::AlreadyExists`] if the name exists.")]
+        pub fn create(name: &str, capacity: usize) -> Result<Self> {
+            Self::with_mode(name, CreationMode::Create, capacity)
+        }
+
+        /// Opens the existing queue `name` ([`Error::NotFound`] if there is none;
+        /// [`Error::LayoutMismatch`] if it holds another type or codec).
+        pub fn open(name: &str) -> Result<Self> {
+            Self::with_mode(name, CreationMode::Open, 1)
+        }
+
+        /// Opens the queue `name`, or creates it with room for `capacity` items.
+        pub fn open_or_create(name: &str, capacity: usize) -> Result<Self> {
+            Self::with_mode(name, CreationMode::OpenOrCreate, capacity)
+        }
+    };
+}
+use queue_constructors;
+
 impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
-    /// Creates the queue `name` with room for `capacity` items;
-    /// [`Error::AlreadyExists`] if the name exists.
-    pub fn create(name: &str, capacity: usize) -> Result<Self> {
-        Self::with_mode(name, CreationMode::Create, capacity)
-    }
-
-    /// Opens the existing queue `name` ([`Error::NotFound`] if there is none;
-    /// [`Error::LayoutMismatch`] if it holds another type).
-    pub fn open(name: &str) -> Result<Self> {
-        Self::with_mode(name, CreationMode::Open, 1)
-    }
-
-    /// Opens the queue `name`, or creates it with room for `capacity` items.
-    pub fn open_or_create(name: &str, capacity: usize) -> Result<Self> {
-        Self::with_mode(name, CreationMode::OpenOrCreate, capacity)
-    }
+    queue_constructors!("");
 
     fn with_mode(name: &str, mode: CreationMode, capacity: usize) -> Result<Self> {
         let opts = Options::new();
@@ -167,17 +175,8 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
         self.max_item = bytes;
     }
 
-    fn at(&self) -> (Options, String) {
-        (Options::new(), self.name.clone())
-    }
-
     fn sender(&mut self) -> Result<&mut mpmc::Sender<Slot>> {
-        if self.tx.is_none() {
-            let (opts, name) = self.at();
-            let at = At::named(&name, CreationMode::Open, &opts).tagged(tag::<T, C>());
-            self.tx = Some(mpmc::Sender::build(at, 1)?);
-        }
-        Ok(self.tx.as_mut().expect("attached"))
+        attach(&mut self.tx, &self.name, tag::<T, C>(), mpmc::Sender::build)
     }
 
     /// The signal that wakes this handle's receiving end (attaching it).
@@ -186,12 +185,12 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     }
 
     fn receiver(&mut self) -> Result<&mut mpmc::Receiver<Slot>> {
-        if self.rx.is_none() {
-            let (opts, name) = self.at();
-            let at = At::named(&name, CreationMode::Open, &opts).tagged(tag::<T, C>());
-            self.rx = Some(mpmc::Receiver::build(at, 1)?);
-        }
-        Ok(self.rx.as_mut().expect("attached"))
+        attach(
+            &mut self.rx,
+            &self.name,
+            tag::<T, C>(),
+            mpmc::Receiver::build,
+        )
     }
 
     /// Encodes `item` into a slot (writing a large one out of line): the slot, and the
@@ -375,6 +374,24 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     pub fn name(&self) -> &str {
         &self.name
     }
+}
+
+/// The endpoint in `end`, attaching it to queue `name` (fingerprint `tag`) first if this
+/// handle has none yet.
+fn attach<'a, E>(
+    end: &'a mut Option<E>,
+    name: &str,
+    tag: u64,
+    build: fn(At<'_>, usize) -> Result<E>,
+) -> Result<&'a mut E> {
+    if end.is_none() {
+        let opts = Options::new();
+        *end = Some(build(
+            At::named(name, CreationMode::Open, &opts).tagged(tag),
+            1,
+        )?);
+    }
+    Ok(end.as_mut().expect("attached"))
 }
 
 /// The item of queue `queue` in `slot`, checked (lengths against [`INLINE`] and

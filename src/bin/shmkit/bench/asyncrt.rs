@@ -86,6 +86,22 @@ fn socket_path(what: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("shmkit-bench-{}-{what}.sock", std::process::id()))
 }
 
+/// A peer process started by `spawn` (given the socket's path) and connected to us over
+/// a Unix socket: our end (non-blocking, for tokio) and the peer.
+fn unix_peer<P>(
+    what: &str,
+    spawn: impl FnOnce(String) -> shmkit::Result<P>,
+) -> Res<(StdStream, P)> {
+    let path = socket_path(what);
+    let _ = std::fs::remove_file(&path);
+    let listener = std::os::unix::net::UnixListener::bind(&path)?;
+    let peer = spawn(path.display().to_string())?;
+    let (s, _) = listener.accept()?;
+    let _ = std::fs::remove_file(&path);
+    s.set_nonblocking(true)?;
+    Ok((s, peer))
+}
+
 /// Median round trip (ns) of kind `k`, `n` round trips with a sleeping peer.
 fn round_trip(rt: &tokio::runtime::Runtime, k: usize, n: u64) -> Res<f64> {
     let mut times = Vec::with_capacity(n as usize);
@@ -121,13 +137,7 @@ fn round_trip(rt: &tokio::runtime::Runtime, k: usize, n: u64) -> Res<f64> {
         }
         peer.join()??;
     } else {
-        let path = socket_path("rt");
-        let _ = std::fs::remove_file(&path);
-        let listener = std::os::unix::net::UnixListener::bind(&path)?;
-        let peer = Process::spawn(echo_unix, (path.display().to_string(), n))?;
-        let (s, _) = listener.accept()?;
-        let _ = std::fs::remove_file(&path);
-        s.set_nonblocking(true)?;
+        let (s, peer) = unix_peer("rt", |path| Process::spawn(echo_unix, (path, n)))?;
         rt.block_on(async {
             let mut s = tokio::net::UnixStream::from_std(s)?;
             let mut b = [0u8; 8];
@@ -171,13 +181,7 @@ fn throughput(rt: &tokio::runtime::Runtime, k: usize, n: u64) -> Res<f64> {
         assert_eq!(sum, n * (n + 1) / 2);
         peer.join()??;
     } else {
-        let path = socket_path("tp");
-        let _ = std::fs::remove_file(&path);
-        let listener = std::os::unix::net::UnixListener::bind(&path)?;
-        let peer = Process::spawn(produce_unix, (path.display().to_string(), n))?;
-        let (s, _) = listener.accept()?;
-        let _ = std::fs::remove_file(&path);
-        s.set_nonblocking(true)?;
+        let (s, peer) = unix_peer("tp", |path| Process::spawn(produce_unix, (path, n)))?;
         let got = rt.block_on(async {
             let mut s = tokio::net::UnixStream::from_std(s)?;
             let mut buf = vec![0u8; 64 << 10];
