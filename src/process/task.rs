@@ -265,3 +265,25 @@ macro_rules! __task_call {
         $name.call($($a),+)
     }};
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    crate::task! {
+        fn twice(x: u32) -> u32 { 2 * x }
+    }
+
+    #[test]
+    fn a_fingerprint_names_the_task_its_types_and_the_codec() {
+        let fp = <twice as Task>::fingerprint();
+        assert_eq!(fp, fingerprint(<twice as Task>::NAME, "u32", "u32"));
+        // Another signature or another name: another fingerprint, which this binary
+        // does not know (a worker refuses such a call with `Error::Worker`).
+        assert_ne!(fp, fingerprint(<twice as Task>::NAME, "u64", "u32"));
+        assert_ne!(fp, fingerprint("other::twice", "u32", "u32"));
+        assert!(lookup(fp).is_some());
+        assert!(lookup(fingerprint(<twice as Task>::NAME, "u64", "u32")).is_none());
+        assert_eq!(twice.call(21), 42);
+    }
+}
