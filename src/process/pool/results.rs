@@ -125,23 +125,30 @@ impl<R> Slot<R> {
     }
 
     /// Waits until filled or `deadline`; whether filled.
-    fn wait_until(&self, deadline: Option<Instant>) -> std::sync::MutexGuard<'_, SlotState<R>> {
+    /// Waits until filled or `deadline`. A slot that nobody else holds any more (its job
+    /// was dropped unanswered, which only a dispatcher that died can do) is filled with
+    /// [`Error::Disconnected`] rather than waited for forever.
+    fn wait_until(
+        self: &Arc<Self>,
+        deadline: Option<Instant>,
+    ) -> std::sync::MutexGuard<'_, SlotState<R>> {
         let mut st = self.lock();
         while st.value.is_none() {
+            if Arc::strong_count(self) == 1 {
+                st.value = Some(Err(Error::Disconnected));
+                break;
+            }
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             if left == Some(Duration::ZERO) {
                 break;
             }
+            let slice = left.map_or(CHECK, |l| l.min(CHECK));
             st.waiters += 1;
-            st = match left {
-                None => self.done.wait(st).unwrap_or_else(|e| e.into_inner()),
-                Some(l) => {
-                    self.done
-                        .wait_timeout(st, l)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-            };
+            st = self
+                .done
+                .wait_timeout(st, slice)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
             st.waiters -= 1;
         }
         st

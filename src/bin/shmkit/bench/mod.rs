@@ -45,7 +45,7 @@ pub struct Args {
     /// More rounds and more messages (several minutes).
     #[arg(long, conflicts_with = "quick")]
     full: bool,
-    /// The default: a quick run (under a minute).
+    /// The default: a quick run (about 90 s, the Python rows included).
     #[arg(long)]
     quick: bool,
     /// Prints the results as JSON on stdout (the table goes to stderr).
