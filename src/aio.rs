@@ -1,5 +1,5 @@
 //! Async receiving: [`Async`] wraps a receiving end (`spsc`, `mpmc`, `frames`, a
-//! [`Queue`]) so that an executor can wait for it without a thread per wait.
+//! [`Queue`] or [`JoinableQueue`]) so that an executor can wait for it without a thread per wait.
 //!
 //! # How a wake-up crosses processes
 //! An `Async` owns a *doorbell*: a Unix datagram socket of its own, bound to an abstract
@@ -45,14 +45,14 @@ use serde::Serialize;
 use crate::channel::{frames, mpmc, spsc, Signal};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
-use crate::queue::Queue;
+use crate::queue::{JoinableQueue, Queue};
 
 mod sealed {
     pub trait Sealed {}
 }
 
 /// A receiving end that [`Async`] can wait for: `spsc::Receiver`, `mpmc::Receiver`,
-/// `frames::Receiver`, [`Queue`]. Sealed.
+/// `frames::Receiver`, [`Queue`], [`JoinableQueue`]. Sealed.
 pub trait AsyncEndpoint: sealed::Sealed {
     /// What a receive returns.
     type Item;
@@ -109,6 +109,22 @@ endpoint!(frames::Receiver, Vec<u8>);
 
 impl<T: Serialize + DeserializeOwned, C: Codec> sealed::Sealed for Queue<T, C> {}
 impl<T: Serialize + DeserializeOwned, C: Codec> AsyncEndpoint for Queue<T, C> {
+    type Item = T;
+    fn attempt(&mut self) -> Result<T> {
+        self.try_get()
+    }
+    fn arm(&mut self, bell: u64) -> Result<()> {
+        arm_signal(self.receiving_signal()?, bell)
+    }
+    fn disarm(&mut self, bell: u64) {
+        if let Ok(s) = self.receiving_signal() {
+            s.remove_bell(bell);
+        }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned, C: Codec> sealed::Sealed for JoinableQueue<T, C> {}
+impl<T: Serialize + DeserializeOwned, C: Codec> AsyncEndpoint for JoinableQueue<T, C> {
     type Item = T;
     fn attempt(&mut self) -> Result<T> {
         self.try_get()

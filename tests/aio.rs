@@ -164,3 +164,22 @@ fn without_async_waiters_a_producer_rings_no_doorbell() {
     // nothing registered a doorbell: not one `sendto`.
     assert_eq!(finish_ok(child).get::<u64>("rings"), 0);
 }
+
+#[test]
+fn a_joinable_queue_is_awaited_and_joined() {
+    let names = Names::new("aio-jq");
+    let name = names.name("q");
+    let mut producer = shmkit::JoinableQueue::<String>::create(&name, 8).unwrap();
+    let mut consumer = Async::new(shmkit::JoinableQueue::<String>::open(&name).unwrap()).unwrap();
+    runtime().block_on(async {
+        let waiting = tokio::spawn(async move {
+            let s = consumer.recv().await.unwrap();
+            consumer.get_mut().task_done().unwrap();
+            s
+        });
+        tokio::time::sleep(Duration::from_millis(5)).await; // it parks first
+        producer.put(&"job".to_string()).unwrap();
+        assert_eq!(waiting.await.unwrap(), "job");
+    });
+    producer.join_timeout(Duration::from_secs(30)).unwrap();
+}

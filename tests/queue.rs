@@ -21,6 +21,7 @@ fn __child() {
         ("jq_taker", jq_taker),
         ("late_reader", late_reader),
         ("counted_producer", counted_producer),
+        ("scribbler", scribbler),
     ]);
 }
 
@@ -404,4 +405,87 @@ fn a_producer_killed_at_each_step_of_a_put_costs_that_item_alone() {
         assert_eq!(got, delivered, "{point}");
         assert_eq!(q.lost(), lost, "{point}");
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// A hostile process (RELIABILITY.md 24)
+
+/// Child: scribbles random bytes over the item bytes of the queue's slots (the lengths,
+/// flags and payloads; never the stamps that the mpmc hostile tests cover) until killed.
+fn scribbler() {
+    use shmkit::__layout::{mpmc, segment, slot};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/dev/shm/shmkit.{}", arg("name")))
+        .unwrap();
+    let map = memmap2::MmapOptions::new().map_raw(&file).unwrap();
+    let (base, len) = (map.as_mut_ptr(), map.len());
+    let stride = slot::size::<[u32; 32]>(); // a 128-byte item, 4-aligned, as the queue's
+    let first = segment::SIZE + mpmc::SIZE;
+    let slots = (len - first) / stride;
+    let mut rng = Rng::new(arg_as("seed"));
+    report("started", 1);
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    loop {
+        let s = first + rng.below(slots as u64) as usize * stride;
+        // The item follows the 8-byte stamp.
+        let at = s + 8 + rng.below((stride - 8) as u64) as usize;
+        // SAFETY: in bounds of the mapping (`at < s + stride <= len`); a byte written
+        // volatile: the other process reads these bytes only by copying them.
+        unsafe { base.add(at).write_volatile(rng.next() as u8) };
+    }
+}
+
+#[test]
+fn a_hostile_process_scribbling_over_queued_items_gets_errors_never_a_panic() {
+    assert_eq!(
+        shmkit::__layout::slot::STAMP,
+        0,
+        "the scribbler skips the stamp"
+    );
+    let names = Names::new("q-hostile");
+    let name = names.name("q");
+    let mut q = Queue::<(String, Vec<u32>)>::create(&name, 256).unwrap();
+    let mut child = common::command(
+        "scribbler",
+        &[
+            ("name", name.clone()),
+            ("seed", common::msg::seed().to_string()),
+        ],
+    )
+    .spawn()
+    .unwrap();
+    let out = std::io::BufReader::new(child.stdout.take().unwrap());
+    use std::io::BufRead;
+    assert!(out.lines().any(|l| l.unwrap() == "REPORT started=1"));
+    let item = ("abc".repeat(20), (0..10).collect::<Vec<u32>>());
+    let (mut ok, mut errors, mut codec) = (0u64, 0u64, 0u64);
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(1) {
+        for _ in 0..64 {
+            q.put(&item).unwrap();
+        }
+        for _ in 0..64 {
+            match q.get_timeout(Duration::from_secs(10)) {
+                Ok(_) => ok += 1,
+                Err(Error::Codec { .. }) => {
+                    errors += 1;
+                    codec += 1;
+                }
+                Err(Error::Corrupt { .. }) => errors += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    // Every call returned (an item, or an error for that item); the scribbling showed.
+    assert!(ok > 0 && errors > 0, "ok {ok}, errors {errors}");
+    assert_eq!(
+        q.undecodable(),
+        codec,
+        "every item that did not decode is counted"
+    );
 }

@@ -274,6 +274,17 @@ where
     }
 
     /// Reads and decodes the value in slot `i`.
+    /// Where `key` is (or would go) and the value it has now, if any.
+    fn probe_value(
+        g: &Locked<'_, DictTable>,
+        key: &Key,
+        buf: &mut Vec<u8>,
+    ) -> Result<(Probe, Option<V>)> {
+        let p = Self::probe(g, key, buf)?;
+        let old = p.found.map(|i| Self::value_at(g, i, buf)).transpose()?;
+        Ok((p, old))
+    }
+
     fn value_at(g: &Locked<'_, DictTable>, i: usize, buf: &mut Vec<u8>) -> Result<V> {
         let l = g.read_entry(i, buf)?;
         decode(&buf[l.klen..])
@@ -351,11 +362,7 @@ where
         }
         let mut buf = Vec::new();
         let g = self.table.lock()?;
-        let p = Self::probe(&g, &key, &mut buf)?;
-        let old = p
-            .found
-            .map(|i| Self::value_at(&g, i, &mut buf))
-            .transpose()?;
+        let (p, old) = Self::probe_value(&g, &key, &mut buf)?;
         Self::put(&g, &key, &p)?;
         Ok(old)
     }
@@ -425,11 +432,7 @@ where
         let mut key = self.key(k)?;
         let mut buf = Vec::new();
         let g = self.table.lock()?;
-        let p = Self::probe(&g, &key, &mut buf)?;
-        let old = p
-            .found
-            .map(|i| Self::value_at(&g, i, &mut buf))
-            .transpose()?;
+        let (p, old) = Self::probe_value(&g, &key, &mut buf)?;
         let new = f(old);
         match (&new, p.found) {
             (Some(v), _) => {

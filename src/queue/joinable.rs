@@ -317,6 +317,11 @@ impl<T: Serialize + DeserializeOwned, C: Codec> JoinableQueue<T, C> {
         self.st().unfinished.0.load(Ordering::Relaxed)
     }
 
+    /// The signal that wakes this handle's receiving end (attaching it).
+    pub(crate) fn receiving_signal(&mut self) -> Result<&crate::channel::Signal> {
+        self.queue.receiving_signal()
+    }
+
     /// The queue itself (`len`, `capacity`, `lost`, ...).
     pub fn queue(&self) -> &Queue<T, C> {
         &self.queue
