@@ -183,3 +183,29 @@ fn a_joinable_queue_is_awaited_and_joined() {
     });
     producer.join_timeout(Duration::from_secs(30)).unwrap();
 }
+
+#[test]
+fn recv_many_takes_batches_in_order_and_then_says_disconnected() {
+    let names = Names::new("aio-many");
+    let name = names.name("c");
+    let mut rx = Async::new(spsc::Receiver::<u64>::create(&name, 256).unwrap()).unwrap();
+    const N: u64 = 200_000;
+    let child = spawn("count_up", &[("name", name.clone()), ("n", N.to_string())]);
+    let got = runtime().block_on(async {
+        let mut all = Vec::new();
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match rx.recv_many(&mut buf, 100).await {
+                Ok(k) => {
+                    assert!((1..=100).contains(&k) && k == buf.len());
+                    all.extend_from_slice(&buf);
+                }
+                Err(Error::Disconnected) => return all,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    });
+    assert_eq!(got, (1..=N).collect::<Vec<_>>());
+    finish_ok(child);
+}
