@@ -428,7 +428,12 @@ fn scribbler() {
     report("started", 1);
     use std::io::Write;
     std::io::stdout().flush().unwrap();
-    loop {
+    for i in 0u64.. {
+        // About 200,000 bytes a second: enough that many items are hit, few enough that
+        // many are not (both outcomes are checked).
+        if i % 200 == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let s = first + rng.below(slots as u64) as usize * stride;
         // The item follows the 8-byte stamp.
         let at = s + 8 + rng.below((stride - 8) as u64) as usize;
