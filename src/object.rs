@@ -509,7 +509,7 @@ macro_rules! head_object {
 
         /// The shared state, in place.
         #[inline]
-        fn state(&self) -> &$head {
+        pub(crate) fn state(&self) -> &$head {
             self.0.head()
         }
 

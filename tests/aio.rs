@@ -1,7 +1,9 @@
-//! Async receiving across real processes (`aio::Async` under tokio): a million messages
-//! from a producer process, `select!` over two channels and a timeout, futures dropped
-//! mid-wait, a producer killed while the receiver waits, and no doorbell rung (no syscall)
-//! when no async waiter exists.
+//! Async waits across real processes (`aio::Async` and the `_async` waits under tokio): a
+//! million messages from a producer process, a producer task sending into a blocking
+//! consumer process, both directions at once, a pipe, a queue with out-of-line items,
+//! `select!` over two channels and a timeout, futures dropped mid-wait, a producer killed
+//! while the receiver waits, events and semaphores set by another process, receivers as
+//! streams, and no doorbell rung (no syscall) when no async waiter exists.
 
 #![cfg(feature = "tokio")]
 
@@ -11,7 +13,7 @@ use std::time::Duration;
 
 use common::{arg, arg_as, finish, finish_ok, report, spawn, Names};
 use shmkit::aio::Async;
-use shmkit::{spsc, Error, Queue};
+use shmkit::{spsc, Error, Event, Pipe, Queue, Semaphore};
 
 #[test]
 fn __child() {
@@ -19,7 +21,87 @@ fn __child() {
         ("count_up", count_up),
         ("slow_pair", slow_pair),
         ("stall", stall),
+        ("sum_up", sum_up),
+        ("echo", echo),
+        ("pipe_echo", pipe_echo),
+        ("queue_lengths", queue_lengths),
+        ("set_later", set_later),
+        ("release_later", release_later),
     ]);
+}
+
+/// Child: receives `n` values on spsc `name` (blocking, slowly now and then, so that the
+/// sender fills the ring and waits), checks that they are 1..=n in order, reports the sum.
+fn sum_up() {
+    let mut rx = spsc::Receiver::<u64>::open(&arg("name")).unwrap();
+    let mut sum = 0u64;
+    for i in 1..=arg_as::<u64>("n") {
+        assert_eq!(rx.recv().unwrap(), i, "in order, none lost, none twice");
+        sum += i;
+        if i % 1000 == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    report("sum", sum);
+}
+
+/// Child: answers every value on spsc `req` with the value plus one on spsc `rep`
+/// (blocking), until `req`'s sender is gone.
+fn echo() {
+    let mut rx = spsc::Receiver::<u64>::open(&arg("req")).unwrap();
+    let mut tx = spsc::Sender::<u64>::open(&arg("rep")).unwrap();
+    for v in rx.iter() {
+        tx.send(v.unwrap() + 1).unwrap();
+    }
+}
+
+/// Child: answers every frame on pipe `name` with the frame reversed, until the other end
+/// is gone.
+fn pipe_echo() {
+    let mut p = Pipe::open(&arg("name")).unwrap();
+    loop {
+        match p.recv() {
+            Ok(mut m) => {
+                m.reverse();
+                p.send(&m).unwrap();
+            }
+            Err(Error::Disconnected) => return,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// Child: gets strings from queue `name` until `"end"`, reports how many and their total
+/// length.
+fn queue_lengths() {
+    let mut q = Queue::<String>::open(&arg("name")).unwrap();
+    let (mut n, mut len) = (0u64, 0u64);
+    loop {
+        let s = q.get().unwrap();
+        if s == "end" {
+            break;
+        }
+        n += 1;
+        len += s.len() as u64;
+    }
+    report("n", n);
+    report("len", len);
+}
+
+/// Child: sets event `name` after a pause.
+fn set_later() {
+    let e = Event::open(&arg("name")).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    e.set();
+}
+
+/// Child: releases `n` permits of semaphore `name`, one every few milliseconds.
+fn release_later() {
+    let s = Semaphore::open(&arg("name")).unwrap();
+    for _ in 0..arg_as::<u32>("n") {
+        std::thread::sleep(Duration::from_millis(3));
+        s.release().unwrap();
+    }
 }
 
 /// Child: sends 1..=n on the spsc channel `name` (blocking), then reports its rings.
@@ -205,6 +287,192 @@ fn recv_many_takes_batches_in_order_and_then_says_disconnected() {
                 Err(e) => panic!("{e}"),
             }
         }
+    });
+    assert_eq!(got, (1..=N).collect::<Vec<_>>());
+    finish_ok(child);
+}
+
+#[test]
+fn a_producer_task_sends_into_a_blocking_consumer_process() {
+    let names = Names::new("aio-send");
+    let name = names.name("c");
+    // A small ring, and a consumer that pauses: the sender finds it full many times.
+    let mut tx = Async::new(spsc::Sender::<u64>::create(&name, 16).unwrap()).unwrap();
+    const N: u64 = 200_000;
+    let child = spawn("sum_up", &[("name", name.clone()), ("n", N.to_string())]);
+    runtime().block_on(async {
+        for i in 1..=N {
+            tx.send(i).await.unwrap();
+        }
+    });
+    assert_eq!(finish_ok(child).get::<u64>("sum"), N * (N + 1) / 2);
+}
+
+#[test]
+fn a_task_sends_and_another_receives_at_once_through_a_blocking_echo_process() {
+    let names = Names::new("aio-both");
+    let (req, rep) = (names.name("req"), names.name("rep"));
+    let mut tx = Async::new(spsc::Sender::<u64>::create(&req, 8).unwrap()).unwrap();
+    let mut rx = Async::new(spsc::Receiver::<u64>::create(&rep, 8).unwrap()).unwrap();
+    let child = spawn("echo", &[("req", req.clone()), ("rep", rep.clone())]);
+    const N: u64 = 100_000;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let got = rt.block_on(async {
+        let sending = tokio::spawn(async move {
+            for i in 0..N {
+                tx.send(i).await.unwrap();
+            }
+            // `tx` drops here: the echo process sees Disconnected and exits.
+        });
+        let receiving = tokio::spawn(async move {
+            let mut got = Vec::with_capacity(N as usize);
+            loop {
+                match rx.recv().await {
+                    Ok(v) => got.push(v),
+                    Err(Error::Disconnected) => return got,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        });
+        sending.await.unwrap();
+        receiving.await.unwrap()
+    });
+    assert_eq!(got, (1..=N).collect::<Vec<_>>());
+    finish_ok(child);
+}
+
+#[test]
+fn an_async_pipe_sends_and_receives_frames_with_a_blocking_process() {
+    let names = Names::new("aio-pipe");
+    let name = names.name("p");
+    let mut p = Async::new(Pipe::create(&name, 4096).unwrap()).unwrap();
+    let child = spawn("pipe_echo", &[("name", name.clone())]);
+    runtime().block_on(async {
+        for i in 0..2_000u32 {
+            // Up to 1 KiB: a few frames fill the ring, so sends wait too.
+            let m: Vec<u8> = (0..(i % 1024)).map(|k| (k ^ i) as u8).collect();
+            p.send(&m).await.unwrap();
+            let back = p.recv().await.unwrap();
+            assert_eq!(back, m.iter().rev().copied().collect::<Vec<_>>());
+        }
+    });
+    drop(p);
+    finish_ok(child);
+}
+
+#[test]
+fn an_async_queue_producer_sends_inline_and_out_of_line_items() {
+    let names = Names::new("aio-qsend");
+    let name = names.name("q");
+    let mut q = Async::new(Queue::<String>::create(&name, 4).unwrap()).unwrap();
+    let child = spawn("queue_lengths", &[("name", name.clone())]);
+    let mut len = 0u64;
+    const N: u64 = 3_000;
+    runtime().block_on(async {
+        for i in 0..N {
+            // Every tenth item is longer than a slot: it travels out of line.
+            let s = "x".repeat(if i % 10 == 0 { 500 } else { (i % 100) as usize });
+            len += s.len() as u64;
+            q.send(&s).await.unwrap();
+        }
+        q.send(&"end".to_string()).await.unwrap();
+    });
+    let out = finish_ok(child);
+    assert_eq!(out.get::<u64>("n"), N);
+    assert_eq!(out.get::<u64>("len"), len);
+}
+
+#[test]
+fn an_event_set_by_another_process_wakes_an_async_waiter_and_cancelled_waits_leave_no_doorbell() {
+    let names = Names::new("aio-event");
+    let name = names.name("e");
+    let e = Event::create(&name).unwrap();
+    runtime().block_on(async {
+        // More cancelled waits than an event has doorbells: each removed its own.
+        for _ in 0..3 * 8 {
+            let r = tokio::time::timeout(Duration::from_millis(1), e.wait_async()).await;
+            assert!(r.is_err(), "nobody set it");
+        }
+    });
+    let child = spawn("set_later", &[("name", name.clone())]);
+    runtime().block_on(async {
+        tokio::time::timeout(Duration::from_secs(30), e.wait_async())
+            .await
+            .expect("woken")
+            .unwrap();
+    });
+    assert!(e.is_set());
+    finish_ok(child);
+}
+
+#[test]
+fn semaphore_permits_released_by_another_process_are_acquired_by_async_waiters() {
+    let names = Names::new("aio-sem");
+    let name = names.name("s");
+    let sem = Semaphore::create(&name, 0).unwrap();
+    const N: u32 = 20;
+    let child = spawn(
+        "release_later",
+        &[("name", name.clone()), ("n", N.to_string())],
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sem = std::sync::Arc::new(sem);
+    let taken = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let per_task = rt.block_on(async {
+        // Four tasks wait at once; each permit goes to exactly one of them. A task stops
+        // once all N are taken (it looks every 50 ms, dropping a pending wait each time).
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let (sem, taken) = (sem.clone(), taken.clone());
+                tokio::spawn(async move {
+                    let mut got = 0u32;
+                    while taken.load(std::sync::atomic::Ordering::SeqCst) < N {
+                        let wait = sem.acquire_async();
+                        if let Ok(r) = tokio::time::timeout(Duration::from_millis(50), wait).await {
+                            r.unwrap();
+                            got += 1;
+                            taken.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                    }
+                    got
+                })
+            })
+            .collect();
+        let mut per_task = Vec::new();
+        for t in tasks {
+            per_task.push(t.await.unwrap());
+        }
+        per_task
+    });
+    assert_eq!(per_task.iter().sum::<u32>(), N);
+    assert_eq!(sem.value(), 0);
+    finish_ok(child);
+}
+
+#[test]
+fn an_async_receiver_is_a_stream_that_ends_when_the_producer_is_gone() {
+    use futures_core::Stream;
+    let names = Names::new("aio-stream");
+    let name = names.name("c");
+    let mut rx = Async::new(spsc::Receiver::<u64>::create(&name, 64).unwrap()).unwrap();
+    const N: u64 = 10_000;
+    let child = spawn("count_up", &[("name", name.clone()), ("n", N.to_string())]);
+    let got = runtime().block_on(async {
+        let mut got = Vec::new();
+        while let Some(v) =
+            std::future::poll_fn(|cx| std::pin::Pin::new(&mut rx).poll_next(cx)).await
+        {
+            got.push(v.unwrap());
+        }
+        got
     });
     assert_eq!(got, (1..=N).collect::<Vec<_>>());
     finish_ok(child);

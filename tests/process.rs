@@ -601,3 +601,68 @@ fn a_parent_killed_with_sigkill_takes_its_workers_along() {
     child.wait().unwrap();
     after_parent_death(pid, &workers);
 }
+
+/// Async waits for processes and pool results (the `tokio` feature).
+#[cfg(feature = "tokio")]
+mod awaited {
+    use super::*;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn join_async_gives_the_result_and_the_errors_of_join() {
+        runtime().block_on(async {
+            // Several processes awaited together on one thread.
+            let ps: Vec<_> = (0..4u64)
+                .map(|i| Process::spawn(square, i + 10).unwrap())
+                .collect();
+            let mut got = Vec::new();
+            for p in ps {
+                got.push(p.join_async().await.unwrap());
+            }
+            assert_eq!(got, [100, 121, 144, 169]);
+            let p = Process::spawn(explode, "async".to_string()).unwrap();
+            match p.join_async().await {
+                Err(Error::Panicked { message, .. }) => assert!(message.contains("boom: async")),
+                r => panic!("{r:?}"),
+            }
+            let mut p = Process::spawn(sleep_ms, 60_000).unwrap();
+            p.kill().unwrap();
+            assert!(matches!(
+                p.join_async().await,
+                Err(Error::ProcessDied { .. })
+            ));
+        });
+    }
+
+    #[test]
+    fn an_async_result_is_a_future() {
+        let mut pool = Pool::new(2).unwrap();
+        runtime().block_on(async {
+            let rs: Vec<_> = (0..20u64)
+                .map(|i| pool.apply_async(add, (i, 1)).unwrap())
+                .collect();
+            let mut got = Vec::new();
+            for r in rs {
+                got.push(r.await.unwrap());
+            }
+            assert_eq!(got, (1..=20).collect::<Vec<_>>());
+            let r = pool.apply_async(explode, "awaited".to_string()).unwrap();
+            assert!(matches!(r.await, Err(Error::Panicked { .. })));
+        });
+        // Results awaited after the pool ended: each either arrived or says why not.
+        let r = pool.apply_async(sleep_ms, 60_000).unwrap();
+        pool.terminate();
+        let got = runtime().block_on(async {
+            tokio::time::timeout(Duration::from_secs(30), r)
+                .await
+                .expect("a terminated pool's result does not hang")
+        });
+        assert!(got.is_err(), "{got:?}");
+    }
+}

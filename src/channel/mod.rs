@@ -143,7 +143,8 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::primitive::{self, AtomicU32, AtomicU64, Ordering};
 use crate::segment::Segment;
-use crate::sync::wait::{self, Deadline, WAITERS};
+pub(crate) use crate::sync::wait::BELLS;
+use crate::sync::wait::{self, Bells, Deadline, WAITERS};
 
 /// A value on its own 128-byte line (two lines of the adjacent-line prefetcher).
 #[derive(Debug)]
@@ -322,19 +323,15 @@ pub enum WaitStrategy {
 }
 
 /// A process-shared eventcount: one futex word, bit 31 WAITERS, bits 0..=30 a counter
-/// bumped by every wake; and the doorbells of async waiters (ids of sockets to ring, 0:
-/// free), rung by the same wake that wakes futex sleepers, so only when somebody announced
-/// itself.
+/// bumped by every wake; and the doorbells of async waiters ([`Bells`]), rung by the same
+/// wake that wakes futex sleepers, so only when somebody announced itself.
 #[derive(Debug)]
 #[repr(C, align(128))]
 #[cfg_attr(not(loom), derive(bytemuck::Zeroable))]
 pub(crate) struct Signal {
     word: AtomicU32,
-    bells: [AtomicU64; BELLS],
+    bells: Bells,
 }
-
-/// How many async waiters one signal can have at a time.
-pub(crate) const BELLS: usize = 8;
 
 #[cfg(not(loom))]
 const _: () = assert!(std::mem::size_of::<Signal>() == 128);
@@ -343,31 +340,19 @@ impl Signal {
     pub(crate) fn new() -> Signal {
         Signal {
             word: AtomicU32::new(0),
-            bells: std::array::from_fn(|_| AtomicU64::new(0)),
+            bells: Bells::new(),
         }
     }
 
     /// Registers doorbell `id` to be rung by every wake (idempotent). `false` if all
-    /// [`BELLS`] are taken.
+    /// [`BELLS`] are taken. The waiter announces itself afterwards (`prepare_wait`).
     pub(crate) fn add_bell(&self, id: u64) -> bool {
-        // SeqCst: the registration must precede, for a waker that sees our WAITERS bit,
-        // the announcement that follows it (`prepare_wait`); pairs with the SeqCst loads
-        // in `wake_all`.
-        if self.bells.iter().any(|b| b.load(Ordering::SeqCst) == id) {
-            return true;
-        }
-        self.bells.iter().any(|b| {
-            b.compare_exchange(0, id, Ordering::SeqCst, Ordering::Relaxed)
-                .is_ok()
-        })
+        self.bells.add(id)
     }
 
     /// Removes doorbell `id`.
     pub(crate) fn remove_bell(&self, id: u64) {
-        for b in &self.bells {
-            // Relaxed: a waker that still reads the id rings a closed socket: harmless.
-            let _ = b.compare_exchange(id, 0, Ordering::Relaxed, Ordering::Relaxed);
-        }
+        self.bells.remove(id);
     }
 
     /// Called by the publishing side after it published (a stamp store or similar): wakes
@@ -397,7 +382,7 @@ impl Signal {
     }
 
     #[cold]
-    fn wake_all_with(&self, mut ring: impl FnMut(u64)) {
+    fn wake_all_with(&self, ring: impl FnMut(u64)) {
         // Bump the counter and clear WAITERS in one CAS: every sleeper wakes, and
         // re-announces itself if it must sleep again.
         // Release: a closing end clears its slot before it wakes; a waiter whose announcing
@@ -416,13 +401,9 @@ impl Signal {
             }
         }
         wait::wake(&self.word, u32::MAX);
-        for b in &self.bells {
-            // SeqCst: pairs with the registration in `add_bell` (see there).
-            let id = b.load(Ordering::SeqCst);
-            if id != 0 {
-                ring(id);
-            }
-        }
+        // The bells' SeqCst loads come after the SeqCst fence of `notify_with` (or, from
+        // `wake_all`, after a close that a waiter's cheap check looks at): see `Bells::add`.
+        self.bells.ring_with(ring);
     }
 
     /// Step 1 of sleeping: announce a sleeper and return the value to sleep on. The caller

@@ -265,6 +265,30 @@ impl Pipe {
         self.tx()?.send_timeout(bytes, timeout)
     }
 
+    /// Sends if there is room now; never blocks ([`Error::WouldBlock`] if the ring is
+    /// full).
+    pub fn try_send(&mut self, bytes: &[u8]) -> Result<()> {
+        self.tx()?.try_send(bytes)
+    }
+
+    /// The signal this end's receiving side sleeps on (for `aio`).
+    pub(crate) fn data_signal(&mut self) -> Result<&crate::channel::Signal> {
+        Ok(self.rx()?.data_signal())
+    }
+
+    /// The signal this end's sending side sleeps on (for `aio`).
+    pub(crate) fn space_signal(&mut self) -> Result<&crate::channel::Signal> {
+        Ok(self.tx()?.space_signal())
+    }
+
+    /// Both signals this end may sleep on (for `aio`, which removes its doorbell from
+    /// them).
+    pub(crate) fn signals(&self) -> impl Iterator<Item = &crate::channel::Signal> {
+        let rx = self.rx.as_ref().map(|r| r.data_signal());
+        let tx = self.tx.as_ref().map(|t| t.space_signal());
+        rx.into_iter().chain(tx)
+    }
+
     /// Receives the next message as an owned copy, blocking while there is none.
     pub fn recv(&mut self) -> Result<Vec<u8>> {
         self.rx()?.recv()

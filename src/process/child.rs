@@ -239,6 +239,46 @@ impl Child {
         }
     }
 
+    /// Waits for it to end without blocking the thread (tokio): on its pidfd, which
+    /// becomes readable when it exits; without one (kernel before 5.3), by polling its
+    /// state every 10 ms.
+    #[cfg(feature = "tokio")]
+    pub(crate) async fn exit_async(&mut self) -> Result<ExitStatus> {
+        use tokio::io::unix::AsyncFd;
+        let fd = match &self.pidfd {
+            Some(fd) => Some(fd.try_clone().map_err(|e| Error::io("dup(pidfd)", e))?),
+            None => None,
+        };
+        let afd = match fd {
+            // SAFETY: the `AsyncFd` owns the duplicate descriptor, which stays open and
+            // the same until the `AsyncFd` drops (it never gives it away).
+            Some(fd) => Some(
+                unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+                    .map_err(|e| Error::io("registering a pidfd with tokio", e.into_parts().1))?,
+            ),
+            None => None,
+        };
+        loop {
+            if let Some(s) = self.try_status()? {
+                return Ok(s);
+            }
+            match &afd {
+                Some(afd) => {
+                    // Readable once it has exited: `try_status` then reaps it.
+                    let mut ready = afd
+                        .readable()
+                        .await
+                        .map_err(|e| Error::io("waiting for a pidfd", e))?;
+                    if let Some(s) = self.try_status()? {
+                        return Ok(s);
+                    }
+                    ready.clear_ready(); // spurious: wait again
+                }
+                None => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    }
+
     /// Sends `sig`, unless it has been reaped already.
     pub(crate) fn signal(&mut self, sig: i32) -> Result<()> {
         if self.try_status()?.is_some() {

@@ -121,6 +121,29 @@ impl<T: Task> Process<T> {
         self.wait(None)
     }
 
+    /// [`join`](Self::join) without blocking the thread (tokio): waits for the process to
+    /// end (on its pidfd, through the reactor), then takes its result. Cancel-safe:
+    /// dropping the future drops the `Process`, which kills the process as a dropped
+    /// `Process` does.
+    ///
+    /// ```
+    /// use shmkit::process::Process;
+    ///
+    /// shmkit::task! { fn square(x: u64) -> u64 { x * x } }
+    ///
+    /// # shmkit::init();
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let p = Process::spawn(square, 12)?;
+    /// assert_eq!(p.join_async().await?, 144);
+    /// # Ok::<(), shmkit::Error>(())
+    /// # }).unwrap();
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub async fn join_async(mut self) -> Result<T::Output> {
+        self.link.child.exit_async().await?;
+        self.join()
+    }
+
     /// [`join`](Self::join), waiting at most `timeout`: [`Error::Timeout`] if it still
     /// runs (call again to go on waiting). Once it has returned anything else, the result
     /// is taken: a later call is [`Error::InvalidArgument`].

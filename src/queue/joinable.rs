@@ -322,6 +322,16 @@ impl<T: Serialize + DeserializeOwned, C: Codec> JoinableQueue<T, C> {
         self.queue.receiving_signal()
     }
 
+    /// The signals of the ends this handle has attached.
+    pub(crate) fn attached_signals(&self) -> impl Iterator<Item = &crate::channel::Signal> {
+        self.queue.attached_signals()
+    }
+
+    /// The signal that wakes this handle's sending end (attaching it).
+    pub(crate) fn sending_signal(&mut self) -> Result<&crate::channel::Signal> {
+        self.queue.sending_signal()
+    }
+
     /// The queue itself (`len`, `capacity`, `lost`, ...).
     pub fn queue(&self) -> &Queue<T, C> {
         &self.queue

@@ -184,6 +184,18 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
         Ok(self.receiver()?.data_signal())
     }
 
+    /// The signals of the ends this handle has attached (none attached here).
+    pub(crate) fn attached_signals(&self) -> impl Iterator<Item = &crate::channel::Signal> {
+        let rx = self.rx.as_ref().map(|r| r.data_signal());
+        let tx = self.tx.as_ref().map(|t| t.space_signal());
+        rx.into_iter().chain(tx)
+    }
+
+    /// The signal that wakes this handle's sending end (attaching it).
+    pub(crate) fn sending_signal(&mut self) -> Result<&crate::channel::Signal> {
+        Ok(self.sender()?.space_signal())
+    }
+
     fn receiver(&mut self) -> Result<&mut mpmc::Receiver<Slot>> {
         attach(
             &mut self.rx,

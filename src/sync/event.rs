@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::wait::{self, announce, Deadline, WAITERS};
+use super::wait::{self, announce, Bells, Deadline, WAITERS};
 use crate::error::{Error, Result};
 use crate::object::{head_object, object_debug, Shared};
 use crate::primitive::{AtomicU32, Ordering};
@@ -13,7 +13,7 @@ const SET: u32 = 1;
 const GEN_ONE: u32 = 2;
 const GEN_MASK: u32 = !(SET | WAITERS);
 
-/// The shared state: one word on its own line.
+/// The shared state: one word and its async waiters' doorbells, on their own line.
 ///
 /// | bits | meaning |
 /// |---|---|
@@ -25,6 +25,7 @@ const GEN_MASK: u32 = !(SET | WAITERS);
 #[cfg_attr(not(loom), derive(bytemuck::Zeroable))]
 pub struct EventState {
     word: AtomicU32,
+    bells: Bells,
 }
 
 #[cfg(not(loom))]
@@ -35,6 +36,7 @@ impl EventState {
     pub fn new() -> EventState {
         EventState {
             word: AtomicU32::new(0),
+            bells: Bells::new(),
         }
     }
 
@@ -55,7 +57,7 @@ impl EventState {
             }
         }
         if w & WAITERS != 0 {
-            wait::wake(word, u32::MAX);
+            wait::wake_word(word, &self.bells);
         }
     }
 
@@ -87,6 +89,34 @@ impl EventState {
             || Ok(fired(word.load(Ordering::Acquire)).then_some(())),
             |w| announce(word, w, |w| !fired(w)),
         )
+    }
+
+    /// For an async wait (`aio`): the word's generation now, to pass to
+    /// [`fired_since`](Self::fired_since).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn generation(&self) -> u32 {
+        // Acquire: pairs with the Release CAS in `set`.
+        self.word.load(Ordering::Acquire)
+    }
+
+    /// Whether the flag is set, or was set since `start` (a [`generation`](Self::generation)).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn fired_since(&self, start: u32) -> bool {
+        // Acquire: pairs with the Release CAS in `set`.
+        let w = self.word.load(Ordering::Acquire);
+        w & SET != 0 || (w & GEN_MASK) != (start & GEN_MASK)
+    }
+
+    /// Registers doorbell `bell` and announces an async waiter (see `wait::arm`).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn arm(&self, bell: u64) -> Result<()> {
+        wait::arm(&self.word, &self.bells, bell)
+    }
+
+    /// Removes doorbell `bell`.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn disarm(&self, bell: u64) {
+        self.bells.remove(bell);
     }
 
     /// Waits until the flag is set (the in-process form, for the loom models).

@@ -60,7 +60,7 @@ const MAX_DEPTH: u32 = 1 << 30;
 #[derive(Debug)]
 #[repr(C, align(128))]
 #[cfg_attr(not(loom), derive(bytemuck::Zeroable))]
-struct ReShared {
+pub(crate) struct ReShared {
     /// The process-level robust lock.
     raw: RawMutex,
     /// The holding thread (process-local id), or 0.

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::wait::{self, announce, Deadline, WAITERS};
+use super::wait::{self, announce, Bells, Deadline, WAITERS};
 use crate::error::{Error, Result};
 use crate::object::{constructors, object_debug, At, Head, Len, Shared};
 use crate::primitive::{AtomicU32, Ordering};
@@ -14,7 +14,8 @@ const VALUE: u32 = !WAITERS;
 /// The largest value a semaphore can hold.
 pub const MAX_PERMITS: u32 = VALUE;
 
-/// The shared state: one word on its own 128-byte line.
+/// The shared state: one word and its async waiters' doorbells, on their own 128-byte
+/// line.
 ///
 /// | bits | meaning |
 /// |---|---|
@@ -25,6 +26,7 @@ pub const MAX_PERMITS: u32 = VALUE;
 #[cfg_attr(not(loom), derive(bytemuck::Zeroable))]
 pub struct SemState {
     word: AtomicU32,
+    bells: Bells,
 }
 
 #[cfg(not(loom))]
@@ -35,6 +37,7 @@ impl SemState {
     pub fn new(permits: u32) -> SemState {
         SemState {
             word: AtomicU32::new(permits & VALUE),
+            bells: Bells::new(),
         }
     }
 
@@ -103,9 +106,21 @@ impl SemState {
             }
         }
         if w & WAITERS != 0 {
-            wait::wake(word, u32::MAX);
+            wait::wake_word(word, &self.bells);
         }
         Ok(())
+    }
+
+    /// Registers doorbell `bell` and announces an async waiter (see `wait::arm`).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn arm(&self, bell: u64) -> Result<()> {
+        wait::arm(&self.word, &self.bells, bell)
+    }
+
+    /// Removes doorbell `bell`.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn disarm(&self, bell: u64) {
+        self.bells.remove(bell);
     }
 
     /// The permits available now (a snapshot).
@@ -176,6 +191,12 @@ macro_rules! semaphore_api {
     ($ty:ident, $kind:expr, $what:literal) => {
         impl $ty {
             constructors!($what, initial: u32, open: 0);
+
+            /// The shared state, in place (for `aio`).
+            #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+            pub(crate) fn state(&self) -> &SemState {
+                self.0.state()
+            }
 
             fn build(at: At<'_>, initial: u32) -> Result<Self> {
                 Ok($ty(RawSemaphore::new(at, $kind, initial)?))

@@ -16,7 +16,7 @@
 //! sleep, with no condition of its own to spin on and no holder to check, calls [`sleep`]
 //! directly.)
 
-use crate::primitive::{self, AtomicU32, Ordering};
+use crate::primitive::{self, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -272,28 +272,131 @@ pub(crate) fn wait<W: Waiter>(waiter: &mut W, deadline: Deadline) -> Result<W::O
         // Only a try (a zero timeout): no spin, no yield; one attempt, then the last chance.
         return wait_sliced(waiter, deadline);
     }
-    let budget = spin::budget();
+    if let Some(r) = spin_phase(SPIN_LIMIT, || waiter.attempt())? {
+        return Ok(r);
+    }
+    wait_sliced(waiter, deadline)
+}
+
+/// The spinning phase of a wait that may sleep (blocking here, or on a doorbell in `aio`):
+/// up to the thread's spin budget (at most `limit`) of attempts with a spin hint between them, then, the
+/// peer perhaps waiting for this very CPU (more runnable processes than CPUs), the CPU
+/// given up once and one more attempt; `None` if nothing came, and it is time to announce
+/// and sleep. Adapts the budget (see `spin`). Where a CPU is idle, the yield returns at
+/// once. (No yield under loom, whose models need no scheduler.)
+#[inline]
+pub(crate) fn spin_phase<R>(
+    limit: u32,
+    mut attempt: impl FnMut() -> Result<Option<R>>,
+) -> Result<Option<R>> {
+    let budget = spin::budget().min(limit);
     for _ in 0..budget {
-        if let Some(r) = waiter.attempt()? {
+        if let Some(r) = attempt()? {
             spin::hit();
-            return Ok(r);
+            return Ok(Some(r));
         }
         primitive::spin_hint();
     }
-    // The peer may be waiting for this very CPU (more runnable processes than CPUs): give
-    // it up once before going to sleep. Where a CPU is idle, this returns at once.
-    // (Not under loom, whose models need no scheduler and stay as small as they were.)
     #[cfg(not(loom))]
     {
         std::thread::yield_now();
-        if let Some(r) = waiter.attempt()? {
+        if let Some(r) = attempt()? {
             // Done as soon as we let go of the CPU: the peer needed it, and spinning only
             // kept it from answering.
             spin::shared_cpu();
-            return Ok(r);
+            return Ok(Some(r));
         }
     }
-    wait_sliced(waiter, deadline)
+    Ok(None)
+}
+
+/// Arms an async waiter (`aio`) on a futex word whose waker wakes with [`wake_word`]:
+/// registers doorbell `bell`, then announces a waiter (WAITERS). The caller attempts once
+/// more afterwards: a change made before the announcement is seen then, one made after it
+/// rings the doorbell. (The bit may stay set for nothing, if the attempt succeeds: the
+/// next waker then makes one needless wake.)
+pub(crate) fn arm(word: &AtomicU32, bells: &Bells, bell: u64) -> Result<()> {
+    if !bells.add(bell) {
+        return Err(Error::Busy {
+            what: format!("all {BELLS} async-waiter doorbells of this object"),
+        });
+    }
+    // AcqRel, and an RMW even if the bit is set already: the Release half publishes the
+    // registration above to the waker, whose RMW reads this value or a later one (an RMW
+    // continues the release sequence) and which then fences (Acquire, in `wake_word`);
+    // the Acquire half orders the re-attempt after what that RMW read.
+    word.fetch_or(WAITERS, Ordering::AcqRel);
+    Ok(())
+}
+
+/// The wake of a futex word with [`Bells`], after the waker's read-modify-write saw
+/// WAITERS (and cleared it): wakes every futex sleeper and rings every doorbell.
+#[cold]
+pub(crate) fn wake_word(word: &AtomicU32, bells: &Bells) {
+    wake(word, u32::MAX);
+    // Acquire: pairs with the Release half of `arm`'s announcement, which the waker's RMW
+    // read (or a later value of its release sequence): the registration is seen below.
+    primitive::fence(Ordering::Acquire);
+    bells.ring();
+}
+
+/// How many async waiters (doorbells) one futex word can have at a time.
+pub(crate) const BELLS: usize = 8;
+
+/// The doorbells of the async waiters of one futex word (see `aio`): the ids of the
+/// sockets to ring (0: free), rung by the same wake that wakes the futex sleepers, so only
+/// when somebody announced itself (the WAITERS bit). Lives in shared memory beside its
+/// word; a peer can write any id here, which costs a `sendto` to nobody (or a spurious
+/// wake-up, which the woken waiter re-checks), never a wrong result.
+#[derive(Debug)]
+#[repr(C)]
+#[cfg_attr(not(loom), derive(bytemuck::Zeroable))]
+pub(crate) struct Bells([AtomicU64; BELLS]);
+
+impl Bells {
+    pub(crate) fn new() -> Bells {
+        Bells(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+
+    /// Registers doorbell `id` (idempotent). `false` if all [`BELLS`] are taken.
+    pub(crate) fn add(&self, id: u64) -> bool {
+        // SeqCst: the registration must precede, for a waker that sees the waiter's
+        // WAITERS bit, the announcement that follows it; pairs with the SeqCst loads in
+        // `ring_with` (after the waker's SeqCst fence or Acquire fence, see its callers).
+        if self.0.iter().any(|b| b.load(Ordering::SeqCst) == id) {
+            return true;
+        }
+        self.0.iter().any(|b| {
+            b.compare_exchange(0, id, Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok()
+        })
+    }
+
+    /// Removes doorbell `id`.
+    pub(crate) fn remove(&self, id: u64) {
+        for b in &self.0 {
+            // Relaxed: a waker that still reads the id rings a closed socket: harmless.
+            let _ = b.compare_exchange(id, 0, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    /// Rings every registered doorbell with `ring` (the loom models record them).
+    #[cold]
+    pub(crate) fn ring_with(&self, mut ring: impl FnMut(u64)) {
+        for b in &self.0 {
+            // SeqCst: pairs with the registration in `add` (see there).
+            let id = b.load(Ordering::SeqCst);
+            if id != 0 {
+                ring(id);
+            }
+        }
+    }
+
+    /// Rings every registered doorbell.
+    #[cold]
+    fn ring(&self) {
+        self.ring_with(crate::os::doorbell::ring);
+    }
 }
 
 /// How long a waiter spins before it sleeps, adapted per thread to whether spinning pays.

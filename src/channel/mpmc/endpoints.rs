@@ -257,6 +257,11 @@ pub struct Sender<T: Pod> {
 endpoint!(Sender, TX, "mpmc::Sender", "receiver");
 
 impl<T: Pod> Sender<T> {
+    /// The signal this end sleeps on when the queue is full (for `aio`).
+    pub(crate) fn space_signal(&self) -> &crate::channel::Signal {
+        &self.end.ring.hdr().space
+    }
+
     #[inline]
     fn send_with(
         &mut self,

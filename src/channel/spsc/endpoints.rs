@@ -355,6 +355,11 @@ pub struct Sender<T: Pod> {
 }
 
 impl<T: Pod> Sender<T> {
+    /// The signal this end sleeps on when the ring is full (for `aio`).
+    pub(crate) fn space_signal(&self) -> &crate::channel::Signal {
+        &self.end.ring.hdr().space
+    }
+
     pair_endpoint!(SENDER, "sender", "receiver", in end: End<T, TX>, open: 1, capacity: "The number of slots (a power of two).", len: "Messages published and not yet released (a snapshot).");
 
     /// Writes `v` into the free slot at our position and publishes it.

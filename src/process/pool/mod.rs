@@ -36,7 +36,7 @@ use std::fmt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use results::{Answer, Failure, Slot, Stream};
+use results::{Answer, Failure, Filler, Slot, Stream};
 pub use results::{AsyncResult, Imap};
 
 use super::task::Task;
@@ -380,7 +380,7 @@ impl Pool {
     ) -> Result<AsyncResult<T::Output>> {
         let _ = task;
         let slot = Slot::new();
-        let filled = slot.clone();
+        let filled = Filler(slot.clone());
         let reply: Reply = Box::new(move |answer: Answer| {
             let r = answer
                 .results::<T::Output>(1, T::NAME)

@@ -99,6 +99,8 @@ struct SlotState<R> {
     /// Threads sleeping on `done`: `fill` wakes only if there are any (a condition
     /// variable's notify is a syscall even with nobody waiting).
     waiters: usize,
+    /// The task awaiting the result, if it is awaited (see `impl Future`).
+    waker: Option<std::task::Waker>,
 }
 
 impl<R> Slot<R> {
@@ -107,6 +109,7 @@ impl<R> Slot<R> {
             state: Mutex::new(SlotState {
                 value: None,
                 waiters: 0,
+                waker: None,
             }),
             done: Condvar::new(),
         })
@@ -121,6 +124,11 @@ impl<R> Slot<R> {
         st.value = Some(r);
         if st.waiters > 0 {
             self.done.notify_all();
+        }
+        let waker = st.waker.take();
+        drop(st);
+        if let Some(w) = waker {
+            w.wake();
         }
     }
 
@@ -155,7 +163,29 @@ impl<R> Slot<R> {
     }
 }
 
+/// Fills its slot with [`Error::Disconnected`] if it is dropped unfilled (a call dropped
+/// unanswered, which only a dispatcher that died can do), so that an awaiting task wakes.
+pub(crate) struct Filler<R>(pub(crate) Arc<Slot<R>>);
+
+impl<R> Filler<R> {
+    pub(crate) fn fill(&self, r: Result<R>) {
+        self.0.fill(r);
+    }
+}
+
+impl<R> Drop for Filler<R> {
+    fn drop(&mut self) {
+        if self.0.lock().value.is_none() {
+            self.0.fill(Err(Error::Disconnected));
+        }
+    }
+}
+
 /// The result of [`Pool::apply_async`](super::Pool::apply_async): Python's `AsyncResult`.
+///
+/// It is also a future (any executor: the pool's dispatcher thread wakes the task):
+/// `pool.apply_async(f, x)?.await` gives the result without blocking a thread. Dropping
+/// it (awaited or not) discards the result; the call still runs.
 ///
 /// ```
 /// use shmkit::process::Pool;
@@ -219,6 +249,29 @@ impl<R> AsyncResult<R> {
             .value
             .take()
             .unwrap_or(Err(Error::Timeout))
+    }
+}
+
+impl<R> std::future::Future for AsyncResult<R> {
+    type Output = Result<R>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<R>> {
+        use std::task::Poll;
+        let mut st = self.slot.lock();
+        if let Some(r) = st.value.take() {
+            return Poll::Ready(r);
+        }
+        if Arc::strong_count(&self.slot) == 1 {
+            return Poll::Ready(Err(Error::Disconnected));
+        }
+        match &st.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => st.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 }
 

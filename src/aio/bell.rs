@@ -1,0 +1,193 @@
+//! The doorbell an async wait sleeps on, and the one wait step every async operation of
+//! the crate takes: attempt (spinning briefly, as a blocking wait does), arm (register the
+//! doorbell and announce a waiter in shared memory), attempt once more, then wait for the
+//! doorbell, or for the liveness slice to pass, and look again.
+//!
+//! What lives here touches no shared memory itself: arming and attempting are the
+//! caller's (a channel's signal, an event's or a semaphore's word).
+
+#[cfg(feature = "tokio")]
+use std::future::Future;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixDatagram;
+#[cfg(feature = "tokio")]
+use std::task::{Context, Poll};
+
+use crate::error::{Error, Result};
+use crate::sync::wait;
+
+/// Attempts before arming (about a microsecond): an async wait spins less than a blocking
+/// one (whose budget is [`wait::SPIN_LIMIT`]), since it holds an executor thread that
+/// other tasks may need.
+const SPIN: u32 = 64;
+
+/// How long an async wait goes without looking at its condition (and, through it, its
+/// peers' liveness).
+#[cfg(feature = "tokio")]
+pub(crate) const SLICE: std::time::Duration = wait::MAX_SLICE;
+
+/// A doorbell: a Unix datagram socket of its own, bound to an abstract address (see
+/// `os::doorbell`), plain until the first wait under tokio registers it with the reactor.
+pub(crate) struct Doorbell {
+    id: u64,
+    socket: Socket,
+    /// The liveness slice of a pending wait.
+    #[cfg(feature = "tokio")]
+    slice: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+enum Socket {
+    Plain(UnixDatagram),
+    #[cfg(feature = "tokio")]
+    Tokio(tokio::io::unix::AsyncFd<UnixDatagram>),
+    /// Only while moving from one to the other.
+    #[cfg(feature = "tokio")]
+    Moving,
+}
+
+impl Doorbell {
+    /// A fresh doorbell.
+    pub(crate) fn new() -> Result<Doorbell> {
+        let (id, socket) =
+            crate::os::doorbell::open().map_err(|e| Error::io("doorbell socket", e))?;
+        Ok(Doorbell {
+            id,
+            socket: Socket::Plain(socket),
+            #[cfg(feature = "tokio")]
+            slice: None,
+        })
+    }
+
+    /// The id that wakers ring (registered in shared memory by arming).
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    fn socket(&self) -> &UnixDatagram {
+        match &self.socket {
+            Socket::Plain(s) => s,
+            #[cfg(feature = "tokio")]
+            Socket::Tokio(a) => a.get_ref(),
+            #[cfg(feature = "tokio")]
+            Socket::Moving => unreachable!("the doorbell is always put back"),
+        }
+    }
+
+    /// Takes the datagrams that rang the doorbell.
+    pub(crate) fn clear(&self) {
+        crate::os::doorbell::drain(self.socket());
+    }
+
+    /// One executor-agnostic wait step on `state`: `Some` if `attempt` gives a value
+    /// within a short spin; otherwise arms with `arm(state, id)` and attempts once more
+    /// (`None`: wait for the doorbell, then call again).
+    #[inline]
+    pub(crate) fn attempt_or_arm<S: ?Sized, R>(
+        &self,
+        state: &mut S,
+        mut attempt: impl FnMut(&mut S) -> Result<Option<R>>,
+        arm: impl FnOnce(&mut S, u64) -> Result<()>,
+    ) -> Result<Option<R>> {
+        if let Some(r) = wait::spin_phase(SPIN, || attempt(state))? {
+            return Ok(Some(r));
+        }
+        arm(state, self.id)?;
+        // After the announcement: a change made before it is seen here, one made after it
+        // rings the doorbell.
+        attempt(state)
+    }
+
+    /// The whole async wait on `state`, as a poll: `Ready` with what `attempt` gives (or
+    /// its error), or `Pending` with the task woken by the doorbell or after the liveness
+    /// slice.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn poll_until<S: ?Sized, R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        state: &mut S,
+        mut attempt: impl FnMut(&mut S) -> Result<Option<R>>,
+        mut arm: impl FnMut(&mut S, u64) -> Result<()>,
+    ) -> Poll<Result<R>> {
+        loop {
+            match self.attempt_or_arm(state, &mut attempt, &mut arm) {
+                Ok(None) => {}
+                r => {
+                    self.slice = None;
+                    return Poll::Ready(r.map(|v| v.expect("matched above")));
+                }
+            }
+            match self.poll_rung(cx) {
+                Poll::Ready(Ok(())) => continue, // rung, or the slice passed: look again
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    /// `Ready(Ok)` once the doorbell rang (drained) or the liveness slice passed; `Pending`
+    /// with the task registered for both otherwise.
+    #[cfg(feature = "tokio")]
+    fn poll_rung(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let afd = self.tokio_fd()?;
+        match afd.poll_read_ready(cx) {
+            Poll::Ready(Ok(mut ready)) => {
+                crate::os::doorbell::drain(ready.get_inner());
+                ready.clear_ready();
+                return Poll::Ready(Ok(()));
+            }
+            Poll::Ready(Err(e)) => {
+                return Poll::Ready(Err(Error::io("waiting for a doorbell", e)));
+            }
+            Poll::Pending => {}
+        }
+        let slice = self
+            .slice
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(SLICE)));
+        if slice.as_mut().poll(cx).is_ready() {
+            self.slice = None;
+            return Poll::Ready(Ok(()));
+        }
+        Poll::Pending
+    }
+
+    /// The socket, registered with tokio's reactor (on the first call, which must be
+    /// inside a runtime).
+    #[cfg(feature = "tokio")]
+    fn tokio_fd(&mut self) -> Result<&tokio::io::unix::AsyncFd<UnixDatagram>> {
+        if let Socket::Plain(_) = self.socket {
+            let Socket::Plain(s) = std::mem::replace(&mut self.socket, Socket::Moving) else {
+                unreachable!("checked");
+            };
+            if tokio::runtime::Handle::try_current().is_err() {
+                self.socket = Socket::Plain(s);
+                return Err(Error::io(
+                    "registering a doorbell with tokio",
+                    std::io::Error::other("not inside a tokio runtime"),
+                ));
+            }
+            // SAFETY: the socket owns its descriptor, which stays open and the same for as
+            // long as the `AsyncFd` owns the socket (it never gives it away).
+            let r = unsafe {
+                tokio::io::unix::AsyncFd::register_with_interest(s, tokio::io::Interest::READABLE)
+            };
+            match r {
+                Ok(a) => self.socket = Socket::Tokio(a),
+                Err(e) => {
+                    let (s, e) = e.into_parts();
+                    self.socket = Socket::Plain(s);
+                    return Err(Error::io("registering a doorbell with tokio", e));
+                }
+            }
+        }
+        match &self.socket {
+            Socket::Tokio(a) => Ok(a),
+            _ => unreachable!("set above"),
+        }
+    }
+}
+
+impl AsFd for Doorbell {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket().as_fd()
+    }
+}

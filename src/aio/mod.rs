@@ -1,0 +1,499 @@
+//! Async waits: [`Async`] wraps a channel end (`spsc`, `mpmc`, `frames`, a [`Pipe`], a
+//! [`Queue`] or [`JoinableQueue`]) so that an executor can wait to receive from it or to
+//! send into it without a thread per wait; [`Event::wait_async`],
+//! [`Semaphore::acquire_async`](crate::Semaphore::acquire_async),
+//! [`Process::join_async`](crate::process::Process::join_async) and
+//! [`AsyncResult`](crate::process::AsyncResult) (a future) do the same for the other
+//! objects that can be waited for.
+//!
+//! # How a wake-up crosses processes
+//! An async waiter owns a *doorbell*: a Unix datagram socket of its own, bound to an
+//! abstract address (Linux: nothing in the file system, gone with the socket). To wait, it
+//! registers the doorbell in the object's shared state (a channel's signal, an event's or
+//! a semaphore's word: each has room for 8 doorbells), announces itself there exactly as a
+//! sleeping blocking waiter does (the WAITERS bit), checks its condition once more, and
+//! only then waits for the socket to become readable. A peer that publishes (sends,
+//! receives, sets, releases) looks at the WAITERS bit anyway (one fence and one load, or
+//! the read-modify-write it makes regardless); only when it is set does it make the futex
+//! wake and ring the registered doorbells (one `sendto` each). So with no async (or
+//! blocking) waiter parked, the peer makes no syscall at all, and blocking and async
+//! waiters on one object coexist. A datagram from anyone else costs a re-check, never a
+//! wrong result.
+//!
+//! # Executors
+//! The core is executor-agnostic: [`Async::try_recv_or_arm`] (and
+//! [`Async::try_send_or_arm`]) takes a message if one is ready, or arms the doorbell and
+//! says [`Error::WouldBlock`]; the doorbell's descriptor ([`AsFd`]) becomes readable when a
+//! wake-up comes. With the `tokio` feature, [`Async::recv`], [`Async::send`], the other
+//! `_async` waits and [`Stream`](futures_core::Stream) for receivers do the waiting under
+//! tokio (any runtime with IO and time enabled, current-thread or multi-thread).
+//!
+//! # Cancel safety
+//! Every async operation here is cancel-safe, as tokio means it: a message is taken (or
+//! put, or a permit taken) only in a synchronous step that then returns it, so dropping a
+//! pending future (in `tokio::select!`, on a timeout) loses nothing and sends nothing. An
+//! [`Async`] keeps its doorbell registered until it drops; a registration left behind
+//! costs a peer nothing until somebody announces a wait again. The one-shot waits
+//! (`wait_async`, `acquire_async`) remove theirs when they finish or are dropped.
+//!
+//! # Dead peers
+//! A peer that closes rings the doorbell (its close wakes every waiter); one killed is
+//! noticed within the same bound as a blocking wait: an async wait looks at its condition
+//! (and so at its peers' liveness) at least every 64 ms.
+//!
+//! # Files
+//! - `mod.rs`: [`Async`] and the ends it wraps.
+//! - `bell`: the doorbell and the one async wait step.
+//! - `waits`: the async waits of events, semaphores and processes.
+//!
+//! This module uses `channel` (the signals), `sync` (the words), `process`, `queue` and
+//! `os` (the sockets).
+
+mod bell;
+#[cfg(feature = "tokio")]
+mod waits;
+
+use std::fmt;
+use std::os::fd::{AsFd, BorrowedFd};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::channel::{frames, mpmc, spsc, Signal};
+use crate::codec::Codec;
+use crate::error::{Error, Result};
+use crate::queue::{JoinableQueue, Queue};
+#[allow(unused_imports)] // the docs' links
+use crate::Event;
+use crate::Pipe;
+use bell::Doorbell;
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A channel end that [`Async`] can wrap: the receiving and sending ends of `spsc`,
+/// `mpmc` and `frames`, [`Pipe`], [`Queue`], [`JoinableQueue`]. Sealed.
+pub trait AsyncEndpoint: sealed::Sealed {
+    /// Registers doorbell `bell` and announces a waiter on the signal that a receive
+    /// (`send == false`) or a send waits on.
+    #[doc(hidden)]
+    fn arm(&mut self, bell: u64, send: bool) -> Result<()>;
+
+    /// Removes doorbell `bell` from every signal it may be registered on.
+    #[doc(hidden)]
+    fn disarm(&mut self, bell: u64);
+}
+
+/// An end that receives: [`Async::recv`] and the other receiving calls.
+pub trait AsyncRecv: AsyncEndpoint {
+    /// What a receive returns.
+    type Item;
+
+    /// One receive that never blocks ([`Error::WouldBlock`] if nothing is ready).
+    #[doc(hidden)]
+    fn attempt_recv(&mut self) -> Result<Self::Item>;
+}
+
+/// An end that sends: [`Async::send`] and the other sending calls.
+pub trait AsyncSend: AsyncEndpoint {
+    /// What a send takes: the value (`spsc`, `mpmc`), the bytes (`frames`, [`Pipe`]) or a
+    /// reference to the item (the serde queues).
+    type Msg<'a>: Copy
+    where
+        Self: 'a;
+
+    /// One send that never blocks ([`Error::WouldBlock`] if there is no room).
+    #[doc(hidden)]
+    fn attempt_send(&mut self, msg: Self::Msg<'_>) -> Result<()>;
+}
+
+/// Registers `bell` on `signal` and announces a waiter.
+fn arm_signal(signal: &Signal, bell: u64) -> Result<()> {
+    if !signal.add_bell(bell) {
+        return Err(Error::Busy {
+            what: format!(
+                "all {} async-waiter doorbells of this channel",
+                crate::channel::BELLS
+            ),
+        });
+    }
+    signal.prepare_wait();
+    Ok(())
+}
+
+/// The receiving ends of the typed and frame rings.
+macro_rules! receiver {
+    ($ty:ty, $item:ty $(, $g:ident)?) => {
+        impl$(<$g: bytemuck::Pod>)? sealed::Sealed for $ty {}
+        impl$(<$g: bytemuck::Pod>)? AsyncEndpoint for $ty {
+            fn arm(&mut self, bell: u64, _send: bool) -> Result<()> {
+                arm_signal(self.data_signal(), bell)
+            }
+            fn disarm(&mut self, bell: u64) {
+                self.data_signal().remove_bell(bell);
+            }
+        }
+        impl$(<$g: bytemuck::Pod>)? AsyncRecv for $ty {
+            type Item = $item;
+            #[inline]
+            fn attempt_recv(&mut self) -> Result<$item> {
+                self.try_recv()
+            }
+        }
+    };
+}
+
+receiver!(spsc::Receiver<T>, T, T);
+receiver!(mpmc::Receiver<T>, T, T);
+receiver!(frames::Receiver, Vec<u8>);
+
+/// The sending ends of the typed and frame rings.
+macro_rules! sender {
+    ($ty:ty, $msg:ty $(, $g:ident)?) => {
+        impl$(<$g: bytemuck::Pod>)? sealed::Sealed for $ty {}
+        impl$(<$g: bytemuck::Pod>)? AsyncEndpoint for $ty {
+            fn arm(&mut self, bell: u64, _send: bool) -> Result<()> {
+                arm_signal(self.space_signal(), bell)
+            }
+            fn disarm(&mut self, bell: u64) {
+                self.space_signal().remove_bell(bell);
+            }
+        }
+        impl$(<$g: bytemuck::Pod>)? AsyncSend for $ty {
+            type Msg<'a>
+                = $msg
+            where
+                Self: 'a;
+            #[inline]
+            // `?` converts a typed ring's `SendError` (and is a no-op for frames).
+            #[allow(clippy::needless_question_mark)]
+            fn attempt_send(&mut self, msg: Self::Msg<'_>) -> Result<()> {
+                Ok(self.try_send(msg)?)
+            }
+        }
+    };
+}
+
+sender!(spsc::Sender<T>, T, T);
+sender!(mpmc::Sender<T>, T, T);
+sender!(frames::Sender, &'a [u8]);
+
+impl sealed::Sealed for Pipe {}
+impl AsyncEndpoint for Pipe {
+    fn arm(&mut self, bell: u64, send: bool) -> Result<()> {
+        let signal = if send {
+            self.space_signal()?
+        } else {
+            self.data_signal()?
+        };
+        arm_signal(signal, bell)
+    }
+    fn disarm(&mut self, bell: u64) {
+        for s in self.signals() {
+            s.remove_bell(bell);
+        }
+    }
+}
+impl AsyncRecv for Pipe {
+    type Item = Vec<u8>;
+    #[inline]
+    fn attempt_recv(&mut self) -> Result<Vec<u8>> {
+        self.try_recv()
+    }
+}
+impl AsyncSend for Pipe {
+    type Msg<'a>
+        = &'a [u8]
+    where
+        Self: 'a;
+    #[inline]
+    fn attempt_send(&mut self, msg: &[u8]) -> Result<()> {
+        self.try_send(msg)
+    }
+}
+
+/// The serde queues: `get` and `put` are their receive and send; each end attaches on
+/// first use.
+macro_rules! serde_queue {
+    ($ty:ident, $q:ident => $queue:expr) => {
+        impl<T: Serialize + DeserializeOwned, C: Codec> sealed::Sealed for $ty<T, C> {}
+        impl<T: Serialize + DeserializeOwned, C: Codec> AsyncEndpoint for $ty<T, C> {
+            fn arm(&mut self, bell: u64, send: bool) -> Result<()> {
+                let signal = if send {
+                    self.sending_signal()?
+                } else {
+                    self.receiving_signal()?
+                };
+                arm_signal(signal, bell)
+            }
+            fn disarm(&mut self, bell: u64) {
+                for s in self.attached_signals() {
+                    s.remove_bell(bell);
+                }
+            }
+        }
+        impl<T: Serialize + DeserializeOwned, C: Codec> AsyncRecv for $ty<T, C> {
+            type Item = T;
+            #[inline]
+            fn attempt_recv(&mut self) -> Result<T> {
+                self.try_get()
+            }
+        }
+        impl<T: Serialize + DeserializeOwned, C: Codec> AsyncSend for $ty<T, C> {
+            type Msg<'a>
+                = &'a T
+            where
+                Self: 'a;
+            #[inline]
+            fn attempt_send(&mut self, item: &T) -> Result<()> {
+                // Not even an encoding while the queue is full: an item that travels out
+                // of line would cost a segment per attempt.
+                let $q = &*self;
+                if $queue.is_full() {
+                    return Err(Error::WouldBlock);
+                }
+                self.try_put(item)
+            }
+        }
+    };
+}
+
+serde_queue!(Queue, q => q);
+serde_queue!(JoinableQueue, q => q.queue());
+
+/// `Some(value)`, `None` for [`Error::WouldBlock`], or the error.
+#[inline]
+fn ready<R>(r: Result<R>) -> Result<Option<R>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(Error::WouldBlock) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A channel end that async code can wait on; see the [module docs](self).
+///
+/// ```
+/// # #[cfg(feature = "tokio")]
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use shmkit::{aio::Async, spsc};
+/// # let name = shmkit::__private::test_name("doc-async");
+/// let mut tx = Async::new(spsc::Sender::<u64>::create(&name, 64)?)?;
+/// let mut rx = Async::new(spsc::Receiver::<u64>::open(&name)?)?; // usually in another process
+/// tx.send(7).await?;
+/// assert_eq!(rx.recv().await?, 7);
+/// # Ok::<(), shmkit::Error>(())
+/// # }).unwrap();
+/// ```
+pub struct Async<E: AsyncEndpoint> {
+    end: E,
+    bell: Doorbell,
+    /// An error met after a batch of `recv_many`: the next receive returns it.
+    deferred: Option<Error>,
+    /// The stream has ended (`Stream::poll_next` returned `None`).
+    #[cfg(feature = "tokio")]
+    ended: bool,
+}
+
+impl<E: AsyncEndpoint> Async<E> {
+    /// Wraps `end`, with a doorbell of its own.
+    pub fn new(end: E) -> Result<Self> {
+        Ok(Async {
+            end,
+            bell: Doorbell::new()?,
+            deferred: None,
+            #[cfg(feature = "tokio")]
+            ended: false,
+        })
+    }
+
+    /// The wrapped end.
+    pub fn get_ref(&self) -> &E {
+        &self.end
+    }
+
+    /// The wrapped end, for its synchronous calls.
+    pub fn get_mut(&mut self) -> &mut E {
+        &mut self.end
+    }
+
+    /// Takes the datagrams that rang the doorbell (after it became readable).
+    pub fn clear(&self) {
+        self.bell.clear();
+    }
+}
+
+impl<E: AsyncRecv> Async<E> {
+    /// Takes a message if one is ready; otherwise arms the doorbell (so that the next
+    /// publication rings it) and returns [`Error::WouldBlock`]: wait for the doorbell's
+    /// descriptor ([`AsFd`]) to become readable, call [`Async::clear`], and try again.
+    /// Any other error ([`Error::Disconnected`], ...) is the receive's.
+    #[inline]
+    pub fn try_recv_or_arm(&mut self) -> Result<E::Item> {
+        if let Some(e) = self.deferred.take() {
+            return Err(e);
+        }
+        let r = self.bell.attempt_or_arm(
+            &mut self.end,
+            |end| ready(end.attempt_recv()),
+            |end, bell| end.arm(bell, false),
+        );
+        r?.ok_or(Error::WouldBlock)
+    }
+
+    /// Receives the next message, waiting without blocking the thread. Cancel-safe.
+    /// [`Error::Disconnected`] once the senders are gone and the ring is drained.
+    #[cfg(feature = "tokio")]
+    pub async fn recv(&mut self) -> Result<E::Item> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Receives at least one message (waiting as [`recv`](Self::recv) does) and then
+    /// every one ready now, up to `max` in all, appended to `buf`; how many. Cancel-safe.
+    /// The form for throughput: one wait for a batch. `Ok(0)` only if `max` is 0; the
+    /// errors are `recv`'s, after what was received is in `buf`.
+    #[cfg(feature = "tokio")]
+    pub async fn recv_many(&mut self, buf: &mut Vec<E::Item>, max: usize) -> Result<usize> {
+        if max == 0 {
+            return Ok(0);
+        }
+        buf.push(self.recv().await?);
+        let mut n = 1;
+        while n < max {
+            match self.end.attempt_recv() {
+                Ok(v) => {
+                    buf.push(v);
+                    n += 1;
+                }
+                Err(Error::WouldBlock) => break,
+                // After the batch: the next receive returns it.
+                Err(e) => {
+                    self.deferred = Some(e);
+                    break;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// The poll form of [`recv`](Self::recv), for hand-written futures and streams: a
+    /// message if one is ready, or `Pending` with the task woken by the doorbell (or,
+    /// without a ring, after the liveness slice).
+    #[cfg(feature = "tokio")]
+    #[inline]
+    pub fn poll_recv(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<E::Item>> {
+        if let Some(e) = self.deferred.take() {
+            return std::task::Poll::Ready(Err(e));
+        }
+        self.bell.poll_until(
+            cx,
+            &mut self.end,
+            |end| ready(end.attempt_recv()),
+            |end, bell| end.arm(bell, false),
+        )
+    }
+}
+
+impl<E: AsyncSend> Async<E> {
+    /// Sends `msg` if there is room; otherwise arms the doorbell (so that the next
+    /// release of room rings it) and returns [`Error::WouldBlock`], as
+    /// [`try_recv_or_arm`](Self::try_recv_or_arm) does for receiving.
+    #[inline]
+    pub fn try_send_or_arm(&mut self, msg: E::Msg<'_>) -> Result<()> {
+        let r = self.bell.attempt_or_arm(
+            &mut self.end,
+            |end| ready(end.attempt_send(msg)),
+            |end, bell| end.arm(bell, true),
+        );
+        r?.ok_or(Error::WouldBlock)
+    }
+
+    /// Sends `msg`, waiting without blocking the thread while there is no room.
+    /// Cancel-safe: dropped before it completes, it has sent nothing. The errors are the
+    /// synchronous send's ([`Error::Disconnected`] once the receivers are gone, ...).
+    #[cfg(feature = "tokio")]
+    pub async fn send(&mut self, msg: E::Msg<'_>) -> Result<()> {
+        std::future::poll_fn(|cx| self.poll_send(cx, msg)).await
+    }
+
+    /// The poll form of [`send`](Self::send).
+    #[cfg(feature = "tokio")]
+    #[inline]
+    pub fn poll_send(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        msg: E::Msg<'_>,
+    ) -> std::task::Poll<Result<()>> {
+        self.bell.poll_until(
+            cx,
+            &mut self.end,
+            |end| ready(end.attempt_send(msg)),
+            |end, bell| end.arm(bell, true),
+        )
+    }
+}
+
+/// Receivers as a stream: `None` once every sender is gone and the ring is drained
+/// ([`Error::Disconnected`]); any other error is yielded, and then the stream ends,
+/// except [`Error::Codec`] (a serde queue's item that did not decode), after which it goes
+/// on, as the receivers' `iter()` do.
+#[cfg(feature = "tokio")]
+impl<E: AsyncRecv + Unpin> futures_core::Stream for Async<E> {
+    type Item = Result<E::Item>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        match this.poll_recv(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(v)) => Poll::Ready(Some(Ok(v))),
+            Poll::Ready(Err(Error::Disconnected)) => {
+                this.ended = true;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Err(e)) => {
+                this.ended = !matches!(e, Error::Codec { .. });
+                Poll::Ready(Some(Err(e)))
+            }
+        }
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl<E: AsyncRecv + Unpin> futures_core::FusedStream for Async<E> {
+    fn is_terminated(&self) -> bool {
+        self.ended
+    }
+}
+
+impl<E: AsyncEndpoint> AsFd for Async<E> {
+    /// The doorbell: readable after a wake-up (see [`Async::try_recv_or_arm`]).
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.bell.as_fd()
+    }
+}
+
+impl<E: AsyncEndpoint> Drop for Async<E> {
+    fn drop(&mut self) {
+        self.end.disarm(self.bell.id());
+    }
+}
+
+impl<E: AsyncEndpoint + fmt::Debug> fmt::Debug for Async<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Async")
+            .field("end", &self.end)
+            .field("bell", &format_args!("{:#x}", self.bell.id()))
+            .finish()
+    }
+}
