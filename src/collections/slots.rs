@@ -617,40 +617,34 @@ pub(crate) fn describe(body: &[u8]) -> Vec<(String, String)> {
 /// to 8; a dict's slots start at `HEAD`. A slot is `SLOT` bytes plus the entry room
 /// (`max_entry_bytes` rounded up to 8).
 pub mod layout {
-    use std::mem::{offset_of, size_of};
+    use std::mem::size_of;
 
     use super::{SlotHead, TableHead};
+    use crate::__layout::offsets;
 
     /// Size of the head: the map or the slots follow.
     pub const HEAD: usize = size_of::<TableHead>();
-    /// The lock word (`u32`: owner token, parked bit).
-    pub const LOCK_WORD: usize = offset_of!(TableHead, lock);
-    /// The lock's state word (`u32`: 0 consistent, 1 a holder died, 2 not recoverable).
-    pub const LOCK_STATE: usize = LOCK_WORD + 4;
-    /// The length (`u64`).
-    pub const LEN: usize = offset_of!(TableHead, len);
-    /// Dict: the slot being replaced, plus one (`u64`).
-    pub const PENDING_OLD: usize = offset_of!(TableHead, pending_old);
-    /// Dict: the replacement's new slot, plus one; list: the spare slot (`u64`).
-    pub const PENDING_NEW: usize = offset_of!(TableHead, pending_new);
-    /// The capacity in entries (`u64`).
-    pub const CAPACITY: usize = offset_of!(TableHead, capacity);
-    /// The number of slots (`u64`).
-    pub const SLOTS: usize = offset_of!(TableHead, slots);
-    /// The size of one slot in bytes (`u64`).
-    pub const SLOT_SIZE: usize = offset_of!(TableHead, slot_size);
     /// Size of a slot's fixed part: the entry's bytes follow.
     pub const SLOT: usize = size_of::<SlotHead>();
-    /// A slot's state (`u32`: 0 empty, 1 full, 2 removed; dict only).
-    pub const SLOT_STATE: usize = offset_of!(SlotHead, state);
-    /// A slot's key length (`u32`).
-    pub const SLOT_KLEN: usize = offset_of!(SlotHead, klen);
-    /// A slot's value length (`u32`).
-    pub const SLOT_VLEN: usize = offset_of!(SlotHead, vlen);
-    /// A slot's key hash (`u64`).
-    pub const SLOT_HASH: usize = offset_of!(SlotHead, hash);
-    /// A slot's checksum (`u64`).
-    pub const SLOT_CHECK: usize = offset_of!(SlotHead, check);
+    /// The lock's state word (`u32`: 0 consistent, 1 a holder died, 2 not recoverable).
+    pub const LOCK_STATE: usize = LOCK_WORD + 4;
+
+    offsets!(TableHead;
+        /// The lock word: owner token, parked bit.
+        LOCK_WORD: u32 = lock,
+        LEN: u64 = len,
+        /// Dict: the slot being replaced, plus one.
+        PENDING_OLD: u64 = pending_old,
+        /// Dict: the replacement's new slot, plus one; list: the spare slot.
+        PENDING_NEW: u64 = pending_new,
+        CAPACITY: u64 = capacity, SLOTS: u64 = slots, SLOT_SIZE: u64 = slot_size,
+    );
+    offsets!(SlotHead;
+        /// 0 empty, 1 full, 2 removed (dict only).
+        SLOT_STATE: u32 = state,
+        SLOT_KLEN: u32 = klen, SLOT_VLEN: u32 = vlen, SLOT_HASH: u64 = hash,
+        SLOT_CHECK: u64 = check,
+    );
 }
 
 #[cfg(test)]
