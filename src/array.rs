@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytemuck::Pod;
 
 use crate::error::{plain, Error, LockError, LockResult, Result};
-use crate::object::{constructors, object_debug, At, Head, Len};
+use crate::object::{constructors, object_debug, At, Body, Head, Len};
 use crate::segment::{Kind, Segment};
 use crate::sync::mutex::LockedBody;
 use crate::sync::raw_mutex::RawMutex;
@@ -45,6 +45,37 @@ impl<T: Pod> Fill<'_, T> {
             Fill::From(src) => dst.copy_from_slice(src),
         }
     }
+}
+
+/// What [`Array`] and [`RawArray`] share inside their `impl`, over their field `body`:
+/// the constructors, the `build` behind them (a body of `$kind`, its head started by
+/// `$head`, see [`Head::zero`]), `len`, `is_empty` and `segment`.
+macro_rules! array_common {
+    ($what:literal, $kind:expr, $head:expr) => {
+        constructors!($what, data: &[T], open: Fill::Zero(0));
+        constructors!(@zeroed $what, Fill::Zero);
+
+        fn build(at: At<'_>, fill: Fill<'_, T>) -> Result<Self> {
+            let len = Len::Create(fill.len());
+            let body = Body::new(at, $kind, len, Head::zero($head), |d| fill.apply(d))?;
+            Ok(Self { body })
+        }
+
+        /// Number of elements.
+        pub fn len(&self) -> usize {
+            self.body.len()
+        }
+
+        /// Whether the array has no elements.
+        pub fn is_empty(&self) -> bool {
+            self.len() == 0
+        }
+
+        /// The segment the array lives in.
+        pub fn segment(&self) -> &Segment {
+            self.body.segment()
+        }
+    };
 }
 
 fn check_len(expected: usize, got: usize) -> Result<()> {
@@ -86,29 +117,7 @@ pub struct Array<T: Pod> {
 object_debug!(Array<T>, len);
 
 impl<T: Pod> Array<T> {
-    constructors!("array", data: &[T], open: Fill::Zero(0));
-    constructors!(@zeroed "array", Fill::Zero);
-
-    fn build(at: At<'_>, fill: Fill<'_, T>) -> Result<Self> {
-        let body = LockedBody::new(
-            at,
-            Kind::Array,
-            Len::Create(fill.len()),
-            Head::zero(RawMutex::new),
-            |d| fill.apply(d),
-        )?;
-        Ok(Array { body })
-    }
-
-    /// Number of elements.
-    pub fn len(&self) -> usize {
-        self.body.len()
-    }
-
-    /// Whether the array has no elements.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
+    array_common!("array", Kind::Array, RawMutex::new);
 
     /// Locks the array; the guard derefs to `[T]` in place. A holder that died is reported
     /// as by [`Mutex::lock`](crate::Mutex::lock): [`Error::OwnerDied`], the lock left free
@@ -186,11 +195,6 @@ impl<T: Pod> Array<T> {
     pub fn to_vec(&self) -> Result<Vec<T>> {
         Ok(self.lock()?.to_vec())
     }
-
-    /// The segment the array lives in.
-    pub fn segment(&self) -> &Segment {
-        self.body.segment()
-    }
 }
 
 /// Elements of `T` in shared memory without a lock: `multiprocessing.RawArray`.
@@ -232,29 +236,7 @@ pub struct RawArray<T: Pod> {
 object_debug!(RawArray<T>, len);
 
 impl<T: Pod> RawArray<T> {
-    constructors!("raw array", data: &[T], open: Fill::Zero(0));
-    constructors!(@zeroed "raw array", Fill::Zero);
-
-    fn build(at: At<'_>, fill: Fill<'_, T>) -> Result<Self> {
-        let body = PlainBody::new(
-            at,
-            Kind::RawArray,
-            Len::Create(fill.len()),
-            Head::zero(|| ()),
-            |d| fill.apply(d),
-        )?;
-        Ok(RawArray { body })
-    }
-
-    /// Number of elements.
-    pub fn len(&self) -> usize {
-        self.body.len()
-    }
-
-    /// Whether the array has no elements.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
+    array_common!("raw array", Kind::RawArray, || ());
 
     /// A volatile read of element `i`.
     pub fn get(&self, i: usize) -> Result<T> {
@@ -329,10 +311,5 @@ impl<T: Pod> RawArray<T> {
         T: AtomicPod,
     {
         self.body.atomics()
-    }
-
-    /// The segment the array lives in.
-    pub fn segment(&self) -> &Segment {
-        self.body.segment()
     }
 }

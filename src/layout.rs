@@ -9,28 +9,35 @@
 pub use crate::channel::layout::{frames, mpmc, pair, slot};
 pub use crate::collections::slots::layout as collections;
 
+/// `offsets!(Struct; NAME: u64 = field, ...)`: one `pub const NAME: usize` per entry, the
+/// offset of `field` in `Struct` (`offset_of!`), documented with the field and the width
+/// a hand-writer uses there (`u64`). Doc comments before an entry are added to its doc.
+macro_rules! offsets {
+    ($ty:ident; $($(#[doc = $doc:literal])* $name:ident: $width:ty = $field:ident),+ $(,)?) => {
+        $(
+            #[doc = concat!(
+                "Offset of `", stringify!($ty), "::", stringify!($field),
+                "` (`", stringify!($width), "`)."
+            )]
+            $(#[doc = $doc])*
+            pub const $name: usize = std::mem::offset_of!($ty, $field);
+        )+
+    };
+}
+pub(crate) use offsets;
+
 /// The segment header that starts every segment file.
 pub mod segment {
-    use std::mem::{offset_of, size_of};
+    use std::mem::size_of;
 
     use crate::segment::Header;
 
     /// Size of the segment header: the body follows.
     pub const SIZE: usize = size_of::<Header>();
-    /// The magic word (`u64`).
-    pub const MAGIC: usize = offset_of!(Header, magic);
-    /// The format version (`u32`).
-    pub const VERSION: usize = offset_of!(Header, version);
-    /// The header size field (`u32`).
-    pub const HEADER_SIZE: usize = offset_of!(Header, header_size);
-    /// The object kind (`u32`).
-    pub const KIND: usize = offset_of!(Header, kind);
-    /// The init state (`u32`).
-    pub const STATE: usize = offset_of!(Header, state);
-    /// The capacity (`u64`).
-    pub const CAPACITY: usize = offset_of!(Header, capacity);
-    /// The body length (`u64`).
-    pub const BODY_LEN: usize = offset_of!(Header, body_len);
-    /// The file length (`u64`).
-    pub const TOTAL_LEN: usize = offset_of!(Header, total_len);
+
+    super::offsets!(Header;
+        MAGIC: u64 = magic, VERSION: u32 = version, HEADER_SIZE: u32 = header_size,
+        KIND: u32 = kind, STATE: u32 = state, CAPACITY: u64 = capacity,
+        BODY_LEN: u64 = body_len, TOTAL_LEN: u64 = total_len,
+    );
 }

@@ -333,6 +333,19 @@ impl<H: Sync, T: bytemuck::Pod> Body<H, T> {
         })
     }
 
+    /// [`Body::new`] for a body of exactly one `T`, `init` (values and locks).
+    pub(crate) fn one(
+        at: At<'_>,
+        kind: Kind,
+        head: Head<impl Fn() -> H, impl Fn(&H)>,
+        init: T,
+    ) -> Result<Self>
+    where
+        H: ZeroHead,
+    {
+        Self::new(at, kind, Len::Exactly(1), head, |d| d[0] = init)
+    }
+
     /// The head, the first element and the length of a validated (or fresh) body.
     fn pointers(seg: &Segment) -> Result<(NonNull<H>, NonNull<T>, usize)> {
         let len = usize::try_from(seg.capacity())

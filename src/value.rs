@@ -10,7 +10,7 @@ use std::sync::atomic;
 use bytemuck::Pod;
 
 use crate::error::{Error, LockError, Result};
-use crate::object::{constructors, object_debug, At, Body, Head, Len};
+use crate::object::{constructors, object_debug, At, Body, Head};
 use crate::segment::{Kind, Segment};
 use crate::sync::{Mutex, MutexGuard};
 
@@ -193,13 +193,7 @@ impl<T: Pod> RawValue<T> {
     constructors!("raw value", init: T, open: T::zeroed());
 
     fn build(at: At<'_>, init: T) -> Result<Self> {
-        let body = PlainBody::new(
-            at,
-            Kind::RawValue,
-            Len::Exactly(1),
-            Head::zero(|| ()),
-            |d| d[0] = init,
-        )?;
+        let body = PlainBody::one(at, Kind::RawValue, Head::zero(|| ()), init)?;
         Ok(RawValue { body })
     }
 

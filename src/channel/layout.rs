@@ -7,6 +7,7 @@ use std::mem::{offset_of, size_of};
 
 use super::typed::Slot;
 use super::{EndpointSlot, Header, Line, RECEIVER, SENDER};
+use crate::__layout::offsets;
 
 /// A slot of spsc and mpmc: the stamp, then the value.
 pub mod slot {
@@ -25,30 +26,31 @@ pub mod slot {
 pub mod pair {
     use super::*;
 
-    /// `ends`: the endpoint slots, sender then receiver.
-    pub const ENDS: usize = offset_of!(Header, ends);
+    /// Size of the header: the ring follows.
+    pub const SIZE: usize = size_of::<Header>();
     /// Size of one endpoint slot.
     pub const END_SIZE: usize = size_of::<EndpointSlot>();
-    /// Offset of the liveness token (`u32`) in an endpoint slot.
-    pub const END_TOKEN: usize = offset_of!(EndpointSlot, token);
-    /// Offset of the pid (`u32`) in an endpoint slot.
-    pub const END_PID: usize = offset_of!(EndpointSlot, pid);
-    /// Offset of the "ever attached" word (`u32`) in an endpoint slot.
-    pub const END_EVER: usize = offset_of!(EndpointSlot, ever);
     /// Index of the sender's endpoint slot.
     pub const SENDER: usize = super::SENDER;
     /// Index of the receiver's endpoint slot.
     pub const RECEIVER: usize = super::RECEIVER;
-    /// `tail` (`u64`): the sender's published position.
-    pub const TAIL: usize = offset_of!(Header, tail);
-    /// `head` (`u64`): the receiver's published position.
-    pub const HEAD: usize = offset_of!(Header, head);
-    /// The `data` wake word (`u32`).
-    pub const DATA: usize = offset_of!(Header, data);
-    /// The `space` wake word (`u32`).
-    pub const SPACE: usize = offset_of!(Header, space);
-    /// Size of the header: the ring follows.
-    pub const SIZE: usize = size_of::<Header>();
+
+    offsets!(Header;
+        /// The endpoint slots, sender then receiver.
+        ENDS: [EndpointSlot; 2] = ends,
+        /// The sender's published position.
+        TAIL: u64 = tail,
+        /// The receiver's published position.
+        HEAD: u64 = head,
+        DATA: u32 = data, SPACE: u32 = space,
+    );
+    offsets!(EndpointSlot;
+        /// The liveness token.
+        END_TOKEN: u32 = token,
+        END_PID: u32 = pid,
+        /// Whether an endpoint ever attached.
+        END_EVER: u32 = ever,
+    );
 }
 
 /// The mpmc header and registrations; the slots follow the header.
@@ -56,30 +58,26 @@ pub mod mpmc {
     use super::*;
     use crate::channel::mpmc::ring::{Header, Registration};
 
-    /// `tail` (`u64`).
-    pub const TAIL: usize = offset_of!(Header, tail);
-    /// `head` (`u64`).
-    pub const HEAD: usize = offset_of!(Header, head);
-    /// The `data` wake word (`u32`).
-    pub const DATA: usize = offset_of!(Header, data);
-    /// The `space` wake word (`u32`).
-    pub const SPACE: usize = offset_of!(Header, space);
-    /// `lost` (`u64`).
-    pub const LOST: usize = offset_of!(Header, lost);
-    /// The sender registrations, one line each.
-    pub const SENDERS: usize = offset_of!(Header, senders);
-    /// The receiver registrations, one line each.
-    pub const RECEIVERS: usize = offset_of!(Header, receivers);
-    /// Size of one registration line.
-    pub const REG_SIZE: usize = size_of::<Line<Registration>>();
-    /// Offset of the endpoint slot in a registration (its fields as in [`super::pair`]).
-    pub const REG_END: usize = offset_of!(Registration, end);
-    /// Offset of the pending word (`u64`) in a registration.
-    pub const PENDING: usize = offset_of!(Registration, pending);
     /// Size of the header: the slots follow.
     pub const SIZE: usize = size_of::<Header>();
+    /// Size of one registration line.
+    pub const REG_SIZE: usize = size_of::<Line<Registration>>();
     /// The pending word of an endpoint that claims nothing.
     pub const IDLE: u64 = crate::channel::mpmc::ring::IDLE;
+
+    offsets!(Header;
+        TAIL: u64 = tail, HEAD: u64 = head, DATA: u32 = data, SPACE: u32 = space,
+        LOST: u64 = lost,
+        /// The sender registrations, one line each.
+        SENDERS: [Line<Registration>; MAX_ENDPOINTS] = senders,
+        /// The receiver registrations, one line each.
+        RECEIVERS: [Line<Registration>; MAX_ENDPOINTS] = receivers,
+    );
+    offsets!(Registration;
+        /// The endpoint slot (its fields as in [`super::pair`]).
+        REG_END: EndpointSlot = end,
+        PENDING: u64 = pending,
+    );
 
     /// `(cap + 1).next_power_of_two()`: the distance between a slot's positions.
     pub const fn one_lap(cap: u64) -> u64 {

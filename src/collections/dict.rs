@@ -35,8 +35,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::slots::{
-    decode, encode, fingerprint, key_hash, Design, Locked, Params, Table, TableHead, EMPTY, FULL,
-    TOMB,
+    decode, encode, fingerprint, key_hash, Design, Locked, Params, Table, EMPTY, FULL, TOMB,
 };
 use super::Recovery;
 use crate::error::{Error, Result};
@@ -46,24 +45,14 @@ use crate::primitive::Ordering;
 use crate::segment::Kind;
 
 /// The dict's table design.
-#[derive(Debug)]
 pub(crate) enum DictTable {}
 
 impl Design for DictTable {
     const KIND: Kind = Kind::Dict;
-    const WHAT: &'static str = "dict";
 
     fn slots(capacity: usize) -> usize {
         capacity + capacity / 4 + 1
     }
-
-    fn slots_at(_: usize) -> usize {
-        0
-    }
-
-    fn fill(_: usize, _: &mut [u64]) {}
-
-    fn init_head(_: usize, _: &TableHead) {}
 }
 
 /// A fixed-capacity map from `K` to `V` in shared memory: Python's `Manager().dict()`
@@ -125,11 +114,7 @@ pub struct SharedDict<K, V> {
 
 impl<K, V> fmt::Debug for SharedDict<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SharedDict")
-            .field("segment", self.table.segment())
-            .field("len", &self.table.len_hint())
-            .field("capacity", &self.table.shape().capacity)
-            .finish_non_exhaustive()
+        self.table.debug(f, "SharedDict")
     }
 }
 
@@ -257,16 +242,6 @@ where
         ))
     }
 
-    /// The stored length, checked.
-    fn stored_len(g: &Locked<'_, DictTable>) -> Result<usize> {
-        // Relaxed: under the lock.
-        let n = g.head().len.load(Ordering::Relaxed);
-        usize::try_from(n)
-            .ok()
-            .filter(|&n| n <= g.shape().capacity)
-            .ok_or_else(|| Error::corrupt(format!("dict: length {n} exceeds the capacity")))
-    }
-
     fn set_len(g: &Locked<'_, DictTable>, n: usize) {
         // Relaxed: under the lock; the lock's Release publishes it (and `len()` reads it
         // as a hint).
@@ -301,7 +276,7 @@ where
         let head = g.head();
         match p.found {
             None => {
-                let len = Self::stored_len(g)?;
+                let len = g.stored_len()?;
                 if len >= g.shape().capacity {
                     return Err(Error::Overflow {
                         limit: g.shape().capacity as u64,
@@ -395,7 +370,7 @@ where
             return Ok(None);
         };
         let old = Self::value_at(&g, i, &mut buf)?;
-        let len = Self::stored_len(&g)?;
+        let len = g.stored_len()?;
         retire(&g, i);
         Self::set_len(&g, len.saturating_sub(1));
         Ok(Some(old))
@@ -440,7 +415,7 @@ where
                 Self::put(&g, &key, &p)?;
             }
             (None, Some(i)) => {
-                let len = Self::stored_len(&g)?;
+                let len = g.stored_len()?;
                 retire(&g, i);
                 Self::set_len(&g, len.saturating_sub(1));
             }
@@ -469,7 +444,7 @@ where
     pub fn snapshot(&self) -> Result<Vec<(K, V)>> {
         let mut buf = Vec::new();
         let g = self.table.lock()?;
-        let mut out = Vec::with_capacity(Self::stored_len(&g)?);
+        let mut out = Vec::with_capacity(g.stored_len()?);
         for i in 0..g.shape().slots {
             // Relaxed: under the lock.
             match g.slot(i).state.load(Ordering::Relaxed) {

@@ -37,12 +37,10 @@ use crate::primitive::{AtomicU32, Ordering};
 use crate::segment::Kind;
 
 /// The list's table design.
-#[derive(Debug)]
 pub(crate) enum ListTable {}
 
 impl Design for ListTable {
     const KIND: Kind = Kind::List;
-    const WHAT: &'static str = "list";
 
     fn slots(capacity: usize) -> usize {
         capacity + 1
@@ -107,11 +105,7 @@ pub struct SharedList<T> {
 
 impl<T> fmt::Debug for SharedList<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SharedList")
-            .field("segment", self.table.segment())
-            .field("len", &self.table.len_hint())
-            .field("capacity", &self.table.shape().capacity)
-            .finish_non_exhaustive()
+        self.table.debug(f, "SharedList")
     }
 }
 
@@ -142,15 +136,6 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
     }
 
     super::table_accessors!("list", "values", "value (encoded)");
-
-    fn stored_len(g: &Locked<'_, ListTable>) -> Result<usize> {
-        // Relaxed: under the lock.
-        let n = g.head().len.load(Ordering::Relaxed);
-        usize::try_from(n)
-            .ok()
-            .filter(|&n| n <= g.shape().capacity)
-            .ok_or_else(|| Error::corrupt(format!("list: length {n} exceeds the capacity")))
-    }
 
     /// The map entry of position `i` (`i < capacity`).
     fn map_entry<'g>(g: &Locked<'g, ListTable>, i: usize) -> &'g AtomicU32 {
@@ -220,7 +205,7 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
     pub fn push(&self, v: &T) -> Result<()> {
         let bytes = self.encode_value(v)?;
         let g = self.table.lock()?;
-        let n = Self::stored_len(&g)?;
+        let n = g.stored_len()?;
         if n == g.shape().capacity {
             return Err(Error::Overflow { limit: n as u64 });
         }
@@ -238,7 +223,7 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
     pub fn get(&self, i: usize) -> Result<T> {
         let mut buf = Vec::new();
         let g = self.table.lock()?;
-        let n = Self::stored_len(&g)?;
+        let n = g.stored_len()?;
         if i >= n {
             return Err(Error::OutOfBounds { index: i, len: n });
         }
@@ -250,7 +235,7 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
     pub fn set(&self, i: usize, v: &T) -> Result<()> {
         let bytes = self.encode_value(v)?;
         let g = self.table.lock()?;
-        let n = Self::stored_len(&g)?;
+        let n = g.stored_len()?;
         if i >= n {
             return Err(Error::OutOfBounds { index: i, len: n });
         }
@@ -271,7 +256,7 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
     pub fn pop(&self) -> Result<Option<T>> {
         let mut buf = Vec::new();
         let g = self.table.lock()?;
-        let n = Self::stored_len(&g)?;
+        let n = g.stored_len()?;
         if n == 0 {
             return Ok(None);
         }
@@ -286,7 +271,7 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
     pub fn to_vec(&self) -> Result<Vec<T>> {
         let mut buf = Vec::new();
         let g = self.table.lock()?;
-        let n = Self::stored_len(&g)?;
+        let n = g.stored_len()?;
         let mut out = Vec::with_capacity(n);
         for i in 0..n {
             let s = Self::slot_of(&g, i)?;
@@ -325,7 +310,7 @@ impl<T: Serialize + DeserializeOwned> SharedList<T> {
         if how == crate::sync::raw_mutex::Acquired::Clean {
             return Ok(Recovery::default());
         }
-        Self::stored_len(&g)?;
+        g.stored_len()?;
         let slots = g.shape().slots;
         let mut seen = vec![false; slots];
         for i in 0..g.shape().capacity {

@@ -216,16 +216,19 @@ impl Shape {
 
 /// How a kind lays out its table.
 pub(crate) trait Design {
+    /// The segment kind; its name (`dict`, `list`) names the type in errors.
     const KIND: Kind;
-    const WHAT: &'static str;
     /// Physical slots for `capacity` entries.
     fn slots(capacity: usize) -> usize;
-    /// Bytes before the first slot.
-    fn slots_at(capacity: usize) -> usize;
-    /// Fills a new table's data (zeroed before; words of 8 bytes).
-    fn fill(capacity: usize, data: &mut [u64]);
-    /// Sets the non-zero head fields of a new table (beyond the parameters).
-    fn init_head(capacity: usize, head: &TableHead);
+    /// Bytes before the first slot (none unless the design keeps something there).
+    fn slots_at(_capacity: usize) -> usize {
+        0
+    }
+    /// Fills a new table's data (zeroed before; words of 8 bytes). Nothing by default.
+    fn fill(_capacity: usize, _data: &mut [u64]) {}
+    /// Sets the non-zero head fields of a new table (beyond the parameters). Nothing by
+    /// default.
+    fn init_head(_capacity: usize, _head: &TableHead) {}
 }
 
 fn slot_bytes_for(max_entry: usize) -> usize {
@@ -248,7 +251,7 @@ impl<D: Design> Table<D> {
         // Parameters matter (and are checked) unless the caller only opens.
         let creating = mode != CreationMode::Open;
         let (words, p) = if creating {
-            let p = params.check(D::WHAT)?;
+            let p = params.check(D::KIND.as_str())?;
             let bytes =
                 D::slots_at(p.capacity) + D::slots(p.capacity) * slot_bytes_for(p.max_entry);
             (bytes / 8, p)
@@ -311,7 +314,7 @@ impl<D: Design> Table<D> {
             h.seed[0].load(Ordering::Relaxed),
             h.seed[1].load(Ordering::Relaxed),
         ];
-        let bad = |what: String| Error::corrupt(format!("{} head: {what}", D::WHAT));
+        let bad = |what: String| Error::corrupt(format!("{} head: {what}", D::KIND.as_str()));
         let capacity = usize::try_from(capacity)
             .ok()
             .filter(|&c| (1..=MAX_CAPACITY).contains(&c))
@@ -367,6 +370,15 @@ impl<D: Design> Table<D> {
         self.body.ptr().cast()
     }
 
+    /// `Debug` for the table type `name` over this table: its segment, length and capacity.
+    pub(crate) fn debug(&self, f: &mut std::fmt::Formatter<'_>, name: &str) -> std::fmt::Result {
+        f.debug_struct(name)
+            .field("segment", self.segment())
+            .field("len", &self.len_hint())
+            .field("capacity", &self.shape.capacity)
+            .finish_non_exhaustive()
+    }
+
     /// The live-entry count as stored, clamped to the capacity (a hint: no lock).
     pub(crate) fn len_hint(&self) -> usize {
         // Relaxed: a hint, the value of some moment; nothing is read through it.
@@ -417,6 +429,20 @@ impl<'a, D: Design> Locked<'a, D> {
         self.t.head().lock.mark_consistent();
     }
 
+    /// The stored length (live entries, or the list's length), checked against the
+    /// capacity.
+    pub(crate) fn stored_len(&self) -> Result<usize> {
+        // Relaxed: under the lock.
+        let n = self.head().len.load(Ordering::Relaxed);
+        usize::try_from(n)
+            .ok()
+            .filter(|&n| n <= self.shape().capacity)
+            .ok_or_else(|| {
+                let what = D::KIND.as_str();
+                Error::corrupt(format!("{what}: length {n} exceeds the capacity"))
+            })
+    }
+
     pub(crate) fn shape(&self) -> &'a Shape {
         &self.t.shape
     }
@@ -458,7 +484,7 @@ impl<'a, D: Design> Locked<'a, D> {
         if klen.saturating_add(vlen) > self.t.shape.max_entry() {
             return Err(Error::corrupt(format!(
                 "{} slot {i}: {klen} + {vlen} bytes in a slot of {}",
-                D::WHAT,
+                D::KIND.as_str(),
                 self.t.shape.max_entry()
             )));
         }
@@ -498,7 +524,7 @@ impl<'a, D: Design> Locked<'a, D> {
         if checksum(l.klen, l.vlen, l.hash, out) != l.check {
             return Err(Error::corrupt(format!(
                 "{} slot {i}: checksum mismatch (a torn or forged entry)",
-                D::WHAT
+                D::KIND.as_str()
             )));
         }
         Ok(l)
@@ -617,40 +643,34 @@ pub(crate) fn describe(body: &[u8]) -> Vec<(String, String)> {
 /// to 8; a dict's slots start at `HEAD`. A slot is `SLOT` bytes plus the entry room
 /// (`max_entry_bytes` rounded up to 8).
 pub mod layout {
-    use std::mem::{offset_of, size_of};
+    use std::mem::size_of;
 
     use super::{SlotHead, TableHead};
+    use crate::__layout::offsets;
 
     /// Size of the head: the map or the slots follow.
     pub const HEAD: usize = size_of::<TableHead>();
-    /// The lock word (`u32`: owner token, parked bit).
-    pub const LOCK_WORD: usize = offset_of!(TableHead, lock);
-    /// The lock's state word (`u32`: 0 consistent, 1 a holder died, 2 not recoverable).
-    pub const LOCK_STATE: usize = LOCK_WORD + 4;
-    /// The length (`u64`).
-    pub const LEN: usize = offset_of!(TableHead, len);
-    /// Dict: the slot being replaced, plus one (`u64`).
-    pub const PENDING_OLD: usize = offset_of!(TableHead, pending_old);
-    /// Dict: the replacement's new slot, plus one; list: the spare slot (`u64`).
-    pub const PENDING_NEW: usize = offset_of!(TableHead, pending_new);
-    /// The capacity in entries (`u64`).
-    pub const CAPACITY: usize = offset_of!(TableHead, capacity);
-    /// The number of slots (`u64`).
-    pub const SLOTS: usize = offset_of!(TableHead, slots);
-    /// The size of one slot in bytes (`u64`).
-    pub const SLOT_SIZE: usize = offset_of!(TableHead, slot_size);
     /// Size of a slot's fixed part: the entry's bytes follow.
     pub const SLOT: usize = size_of::<SlotHead>();
-    /// A slot's state (`u32`: 0 empty, 1 full, 2 removed; dict only).
-    pub const SLOT_STATE: usize = offset_of!(SlotHead, state);
-    /// A slot's key length (`u32`).
-    pub const SLOT_KLEN: usize = offset_of!(SlotHead, klen);
-    /// A slot's value length (`u32`).
-    pub const SLOT_VLEN: usize = offset_of!(SlotHead, vlen);
-    /// A slot's key hash (`u64`).
-    pub const SLOT_HASH: usize = offset_of!(SlotHead, hash);
-    /// A slot's checksum (`u64`).
-    pub const SLOT_CHECK: usize = offset_of!(SlotHead, check);
+    /// The lock's state word (`u32`: 0 consistent, 1 a holder died, 2 not recoverable).
+    pub const LOCK_STATE: usize = LOCK_WORD + 4;
+
+    offsets!(TableHead;
+        /// The lock word: owner token, parked bit.
+        LOCK_WORD: u32 = lock,
+        LEN: u64 = len,
+        /// Dict: the slot being replaced, plus one.
+        PENDING_OLD: u64 = pending_old,
+        /// Dict: the replacement's new slot, plus one; list: the spare slot.
+        PENDING_NEW: u64 = pending_new,
+        CAPACITY: u64 = capacity, SLOTS: u64 = slots, SLOT_SIZE: u64 = slot_size,
+    );
+    offsets!(SlotHead;
+        /// 0 empty, 1 full, 2 removed (dict only).
+        SLOT_STATE: u32 = state,
+        SLOT_KLEN: u32 = klen, SLOT_VLEN: u32 = vlen, SLOT_HASH: u64 = hash,
+        SLOT_CHECK: u64 = check,
+    );
 }
 
 #[cfg(test)]

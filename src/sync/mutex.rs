@@ -11,7 +11,7 @@ use bytemuck::Pod;
 use super::raw_mutex::{Acquired, RawMutex};
 use super::wait::Deadline;
 use crate::error::{plain, LockError, LockResult, Result, Unrepaired};
-use crate::object::{constructors, object_debug, At, Body, Head, Len};
+use crate::object::{constructors, object_debug, At, Body, Head};
 use crate::segment::{Kind, Segment};
 
 /// The storage of `Mutex`, `Value` and `Array`: a [`RawMutex`] followed by `len` values of
@@ -228,9 +228,7 @@ impl<T: Pod> Mutex<T> {
 
     /// A mutex-shaped object of another kind (a [`Value`](crate::Value)).
     pub(crate) fn with_kind(at: At<'_>, kind: Kind, init: T) -> Result<Self> {
-        let body = LockedBody::new(at, kind, Len::Exactly(1), Head::zero(RawMutex::new), |d| {
-            d[0] = init
-        })?;
+        let body = LockedBody::one(at, kind, Head::zero(RawMutex::new), init)?;
         Ok(Mutex { body })
     }
 

@@ -53,7 +53,7 @@ use super::raw_mutex::Acquired;
 use super::raw_rwlock::{RawRwLock, RwShared, READER_SLOTS};
 use super::wait::Deadline;
 use crate::error::{plain, LockResult, Result, Unrepaired};
-use crate::object::{constructors, object_debug, At, Body, Head, Len};
+use crate::object::{constructors, object_debug, At, Body, Head};
 use crate::segment::{Kind, Segment};
 
 /// A robust, process-shared reader-writer lock protecting a `T`: many readers or one
@@ -97,13 +97,7 @@ impl<T: Pod> RwLock<T> {
     constructors!("reader-writer lock", init: T, open: T::zeroed());
 
     fn build(at: At<'_>, init: T) -> Result<Self> {
-        let body = Body::new(
-            at,
-            Kind::RwLock,
-            Len::Exactly(1),
-            Head::zero(RwShared::new),
-            |d| d[0] = init,
-        )?;
+        let body = Body::one(at, Kind::RwLock, Head::zero(RwShared::new), init)?;
         Ok(RwLock {
             body,
             hint: AtomicUsize::new(0),

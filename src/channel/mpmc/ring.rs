@@ -291,6 +291,46 @@ impl<T: Pod> Ring<T> {
     // -----------------------------------------------------------------------------------
     // The queue proper.
 
+    /// The claiming CAS of `poll_send` and `poll_recv`: moves `end` (`tail` or `head`) on
+    /// from `pos`, our copy of it, having said in `pending` what we claim. `Err(cur)`: we
+    /// lost the race and claim nothing; `cur` is `end` now.
+    #[inline]
+    fn claim(&self, end: &AtomicU64, pending: &AtomicU64, pos: u64) -> Result<(), u64> {
+        // Say what we claim before claiming it. Release: pairs with the Acquire loads in
+        // `holder`, through the CAS below.
+        pending.store(pos, Ordering::Release);
+        // AcqRel: Release publishes the pending word to whoever reads this `end` or a later
+        // one with Acquire (a recovering peer); Acquire orders our access to the slot (a
+        // sender's write of the value, a receiver's read) after the claim.
+        // Acquire on failure: as the caller's Acquire load of `end`, for the value it
+        // retries.
+        match end.compare_exchange_weak(
+            pos,
+            self.geo.next(pos),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => Ok(()),
+            Err(cur) => {
+                // Lost the race: we claim nothing. Release: as above.
+                pending.store(IDLE, Ordering::Release);
+                Err(cur)
+            }
+        }
+    }
+
+    /// For a stamp that `who` cannot explain at `pos`, its copy of `end` (`tail` or
+    /// `head`): `end` as it is now if it has moved (the copy was stale), otherwise
+    /// `Error::Corrupt` (a stamp ahead of a position that has not moved: nobody wrote that).
+    fn moved_on(&self, end: &AtomicU64, pos: u64, stamp: u64, who: &str) -> Result<u64> {
+        // Acquire: as the caller's first load of `end`.
+        let now = end.load(Ordering::Acquire);
+        if now == pos {
+            return Err(self.corrupt(who, pos, stamp));
+        }
+        Ok(now)
+    }
+
     /// One attempt to claim a free slot for sending (a few rounds when others win races).
     #[inline]
     pub(super) fn poll_send(&self, reg: usize) -> Result<Poll<u64>> {
@@ -310,38 +350,17 @@ impl<T: Pod> Ring<T> {
             let stamp = slot.stamp.load(Ordering::Acquire);
             let prev = tail.wrapping_sub(self.geo.one_lap);
             if stamp == tail {
-                // Free for `tail`. Say what we claim before claiming it. Release: pairs
-                // with the Acquire loads in `holder`, through the CAS below.
-                pending.store(tail, Ordering::Release);
-                // AcqRel: Release publishes the pending word to whoever reads this tail or
-                // a later one with Acquire (a recovering peer); Acquire orders our write
-                // of the value after the claim.
-                // Acquire on failure: as the load of `tail` above, for the value we retry.
-                match h.tail.0.compare_exchange_weak(
-                    tail,
-                    self.geo.next(tail),
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                ) {
-                    Ok(_) => return Ok(Poll::Ready(tail)),
-                    Err(cur) => {
-                        // Lost the race: we claim nothing. Release: as above.
-                        pending.store(IDLE, Ordering::Release);
-                        tail = cur;
-                    }
+                // Free for `tail`: claim it (see `claim` for the orderings).
+                match self.claim(&h.tail.0, pending, tail) {
+                    Ok(()) => return Ok(Poll::Ready(tail)),
+                    Err(cur) => tail = cur,
                 }
             } else if stamp == prev || stamp == prev.wrapping_add(1) {
                 // The previous lap's message is still in the slot (being written, not yet
                 // received, or held by a receiver): full.
                 return Ok(Poll::Pending);
             } else {
-                // Acquire: as above.
-                let now = h.tail.0.load(Ordering::Acquire);
-                if now == tail {
-                    // A stamp ahead of a tail that has not moved: nobody wrote that.
-                    return Err(self.corrupt("sender", tail, stamp));
-                }
-                tail = now; // our copy of tail was stale
+                tail = self.moved_on(&h.tail.0, tail, stamp, "sender")?;
             }
         }
         Ok(Poll::Pending)
@@ -387,20 +406,10 @@ impl<T: Pod> Ring<T> {
             let stamp = slot.stamp.load(Ordering::Acquire);
             let ahead = head.wrapping_add(self.geo.one_lap);
             if stamp == head.wrapping_add(1) {
-                // Published: claim it. Release (both): as in `poll_send`.
-                pending.store(head, Ordering::Release);
-                // AcqRel, and Acquire on failure: as in `poll_send`.
-                match h.head.0.compare_exchange_weak(
-                    head,
-                    self.geo.next(head),
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                ) {
-                    Ok(_) => return Ok(Poll::Ready(head)),
-                    Err(cur) => {
-                        pending.store(IDLE, Ordering::Release);
-                        head = cur;
-                    }
+                // Published: claim it (see `claim` for the orderings).
+                match self.claim(&h.head.0, pending, head) {
+                    Ok(()) => return Ok(Poll::Ready(head)),
+                    Err(cur) => head = cur,
                 }
             } else if stamp == head || stamp == head.wrapping_sub(self.geo.one_lap).wrapping_add(1)
             {
@@ -416,7 +425,7 @@ impl<T: Pod> Ring<T> {
                 // move it. (A slot's stamp only grows, and only through each of its
                 // positions in turn, so any later lap means `head`'s turn is over: slots
                 // given back repeatedly while `head` waited further back can be several
-                // laps ahead.) AcqRel/Acquire: as the claiming CAS.
+                // laps ahead.) AcqRel/Acquire: as the claiming CAS (`claim`).
                 let next = self.geo.next(head);
                 head = match h.head.0.compare_exchange_weak(
                     head,
@@ -428,12 +437,7 @@ impl<T: Pod> Ring<T> {
                     Err(cur) => cur,
                 };
             } else {
-                // Acquire: as above.
-                let now = h.head.0.load(Ordering::Acquire);
-                if now == head {
-                    return Err(self.corrupt("receiver", head, stamp));
-                }
-                head = now; // our copy of head was stale
+                head = self.moved_on(&h.head.0, head, stamp, "receiver")?;
             }
         }
         Ok(Poll::Pending)
