@@ -541,6 +541,15 @@ fn pool_parent() {
 fn start_pool_parent() -> (std::process::Child, Vec<u32>) {
     let mut cmd = common::command("pool_parent", &[]);
     cmd.process_group(0).stdout(Stdio::piped());
+    // As a terminal's shell starts a foreground job: SIGINT at its default, even when
+    // this test runs in the background (where the shell made us ignore it).
+    // SAFETY: `signal` is async-signal-safe, and nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
     let mut child = cmd.spawn().unwrap();
     let out = BufReader::new(child.stdout.take().unwrap());
     let mut workers = Vec::new();

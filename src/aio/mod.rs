@@ -56,6 +56,7 @@ mod waits;
 use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd};
 
+use bytemuck::Pod;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -122,108 +123,30 @@ fn arm_signal(signal: &Signal, bell: u64) -> Result<()> {
     Ok(())
 }
 
-/// The receiving ends of the typed and frame rings.
-macro_rules! receiver {
-    ($ty:ty, $item:ty $(, $g:ident)?) => {
-        impl$(<$g: bytemuck::Pod>)? sealed::Sealed for $ty {}
-        impl$(<$g: bytemuck::Pod>)? AsyncEndpoint for $ty {
+/// `Sealed` and [`AsyncEndpoint`] for an end, with its generic parameters in brackets:
+/// the ends of the typed and frame rings (`one`: one side, one signal to wait on), or the
+/// ends that both send and receive (`two`: [`Pipe`], and the serde queues, which attach
+/// each side on first use).
+macro_rules! endpoint {
+    (one [$($gen:tt)*] $ty:ty) => {
+        impl<$($gen)*> sealed::Sealed for $ty {}
+        impl<$($gen)*> AsyncEndpoint for $ty {
             fn arm(&mut self, bell: u64, _send: bool) -> Result<()> {
-                arm_signal(self.data_signal(), bell)
+                arm_signal(self.wait_signal(), bell)
             }
             fn disarm(&mut self, bell: u64) {
-                self.data_signal().remove_bell(bell);
-            }
-        }
-        impl$(<$g: bytemuck::Pod>)? AsyncRecv for $ty {
-            type Item = $item;
-            #[inline]
-            fn attempt_recv(&mut self) -> Result<$item> {
-                self.try_recv()
+                self.wait_signal().remove_bell(bell);
             }
         }
     };
-}
-
-receiver!(spsc::Receiver<T>, T, T);
-receiver!(mpmc::Receiver<T>, T, T);
-receiver!(frames::Receiver, Vec<u8>);
-
-/// The sending ends of the typed and frame rings.
-macro_rules! sender {
-    ($ty:ty, $msg:ty $(, $g:ident)?) => {
-        impl$(<$g: bytemuck::Pod>)? sealed::Sealed for $ty {}
-        impl$(<$g: bytemuck::Pod>)? AsyncEndpoint for $ty {
-            fn arm(&mut self, bell: u64, _send: bool) -> Result<()> {
-                arm_signal(self.space_signal(), bell)
-            }
-            fn disarm(&mut self, bell: u64) {
-                self.space_signal().remove_bell(bell);
-            }
-        }
-        impl$(<$g: bytemuck::Pod>)? AsyncSend for $ty {
-            type Msg<'a>
-                = $msg
-            where
-                Self: 'a;
-            #[inline]
-            // `?` converts a typed ring's `SendError` (and is a no-op for frames).
-            #[allow(clippy::needless_question_mark)]
-            fn attempt_send(&mut self, msg: Self::Msg<'_>) -> Result<()> {
-                Ok(self.try_send(msg)?)
-            }
-        }
-    };
-}
-
-sender!(spsc::Sender<T>, T, T);
-sender!(mpmc::Sender<T>, T, T);
-sender!(frames::Sender, &'a [u8]);
-
-impl sealed::Sealed for Pipe {}
-impl AsyncEndpoint for Pipe {
-    fn arm(&mut self, bell: u64, send: bool) -> Result<()> {
-        let signal = if send {
-            self.space_signal()?
-        } else {
-            self.data_signal()?
-        };
-        arm_signal(signal, bell)
-    }
-    fn disarm(&mut self, bell: u64) {
-        for s in self.signals() {
-            s.remove_bell(bell);
-        }
-    }
-}
-impl AsyncRecv for Pipe {
-    type Item = Vec<u8>;
-    #[inline]
-    fn attempt_recv(&mut self) -> Result<Vec<u8>> {
-        self.try_recv()
-    }
-}
-impl AsyncSend for Pipe {
-    type Msg<'a>
-        = &'a [u8]
-    where
-        Self: 'a;
-    #[inline]
-    fn attempt_send(&mut self, msg: &[u8]) -> Result<()> {
-        self.try_send(msg)
-    }
-}
-
-/// The serde queues: `get` and `put` are their receive and send; each end attaches on
-/// first use.
-macro_rules! serde_queue {
-    ($ty:ident, $q:ident => $queue:expr) => {
-        impl<T: Serialize + DeserializeOwned, C: Codec> sealed::Sealed for $ty<T, C> {}
-        impl<T: Serialize + DeserializeOwned, C: Codec> AsyncEndpoint for $ty<T, C> {
+    (two [$($gen:tt)*] $ty:ty) => {
+        impl<$($gen)*> sealed::Sealed for $ty {}
+        impl<$($gen)*> AsyncEndpoint for $ty {
             fn arm(&mut self, bell: u64, send: bool) -> Result<()> {
                 let signal = if send {
-                    self.sending_signal()?
+                    self.sender()?.wait_signal()
                 } else {
-                    self.receiving_signal()?
+                    self.receiver()?.wait_signal()
                 };
                 arm_signal(signal, bell)
             }
@@ -233,34 +156,80 @@ macro_rules! serde_queue {
                 }
             }
         }
-        impl<T: Serialize + DeserializeOwned, C: Codec> AsyncRecv for $ty<T, C> {
-            type Item = T;
+    };
+}
+
+/// [`AsyncRecv`] for an end whose non-blocking receive is `$call`.
+macro_rules! receives {
+    ([$($gen:tt)*] $ty:ty, $item:ty, $call:ident) => {
+        impl<$($gen)*> AsyncRecv for $ty {
+            type Item = $item;
             #[inline]
-            fn attempt_recv(&mut self) -> Result<T> {
-                self.try_get()
-            }
-        }
-        impl<T: Serialize + DeserializeOwned, C: Codec> AsyncSend for $ty<T, C> {
-            type Msg<'a>
-                = &'a T
-            where
-                Self: 'a;
-            #[inline]
-            fn attempt_send(&mut self, item: &T) -> Result<()> {
-                // Not even an encoding while the queue is full: an item that travels out
-                // of line would cost a segment per attempt.
-                let $q = &*self;
-                if $queue.is_full() {
-                    return Err(Error::WouldBlock);
-                }
-                self.try_put(item)
+            fn attempt_recv(&mut self) -> Result<$item> {
+                self.$call()
             }
         }
     };
 }
 
-serde_queue!(Queue, q => q);
-serde_queue!(JoinableQueue, q => q.queue());
+/// [`AsyncSend`] for an end that takes `$msg`, sending with `$send(end, msg)`.
+macro_rules! sends {
+    ([$($gen:tt)*] $ty:ty, $msg:ty, $send:expr) => {
+        impl<$($gen)*> AsyncSend for $ty {
+            type Msg<'a>
+                = $msg
+            where
+                Self: 'a;
+            #[inline]
+            fn attempt_send(&mut self, msg: Self::Msg<'_>) -> Result<()> {
+                $send(self, msg)
+            }
+        }
+    };
+}
+
+endpoint!(one [T: Pod] spsc::Receiver<T>);
+endpoint!(one [T: Pod] mpmc::Receiver<T>);
+endpoint!(one [] frames::Receiver);
+endpoint!(one [T: Pod] spsc::Sender<T>);
+endpoint!(one [T: Pod] mpmc::Sender<T>);
+endpoint!(one [] frames::Sender);
+endpoint!(two [] Pipe);
+endpoint!(two [T: Serialize + DeserializeOwned, C: Codec] Queue<T, C>);
+endpoint!(two [T: Serialize + DeserializeOwned, C: Codec] JoinableQueue<T, C>);
+
+receives!([T: Pod] spsc::Receiver<T>, T, try_recv);
+receives!([T: Pod] mpmc::Receiver<T>, T, try_recv);
+receives!([] frames::Receiver, Vec<u8>, try_recv);
+receives!([] Pipe, Vec<u8>, try_recv);
+receives!([T: Serialize + DeserializeOwned, C: Codec] Queue<T, C>, T, try_get);
+receives!([T: Serialize + DeserializeOwned, C: Codec] JoinableQueue<T, C>, T, try_get);
+
+/// A typed ring's send: the value comes back in the error, which drops it.
+fn send_value<T: Pod>(r: std::result::Result<(), crate::SendError<T>>) -> Result<()> {
+    r.map_err(|e| e.error)
+}
+
+sends!([T: Pod] spsc::Sender<T>, T, |end: &mut Self, v| send_value(end.try_send(v)));
+sends!([T: Pod] mpmc::Sender<T>, T, |end: &mut Self, v| send_value(end.try_send(v)));
+sends!([] frames::Sender, &'a [u8], |end: &mut Self, b| end.try_send(b));
+sends!([] Pipe, &'a [u8], |end: &mut Self, b| end.try_send(b));
+sends!([T: Serialize + DeserializeOwned, C: Codec] Queue<T, C>, &'a T, |q: &mut Self, item| {
+    put_unless_full(q.is_full(), || q.try_put(item))
+});
+sends!([T: Serialize + DeserializeOwned, C: Codec] JoinableQueue<T, C>, &'a T, |q: &mut Self, item| {
+    put_unless_full(q.queue().is_full(), || q.try_put(item))
+});
+
+/// A serde queue's send: not even an encoding while the queue is full (an item that
+/// travels out of line would cost a segment per attempt).
+#[inline]
+fn put_unless_full(full: bool, put: impl FnOnce() -> Result<()>) -> Result<()> {
+    if full {
+        return Err(Error::WouldBlock);
+    }
+    put()
+}
 
 /// `Some(value)`, `None` for [`Error::WouldBlock`], or the error.
 #[inline]

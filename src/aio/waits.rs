@@ -8,6 +8,8 @@ use std::future::poll_fn;
 
 use super::bell::Doorbell;
 use crate::error::Result;
+use crate::primitive::AtomicU32;
+use crate::sync::wait::{self, Bells};
 use crate::{BoundedSemaphore, Event, Semaphore};
 
 /// Runs its closure when dropped: removes a one-shot wait's doorbell.
@@ -20,19 +22,19 @@ impl<F: FnMut()> Drop for OnDrop<F> {
 }
 
 /// Waits until `attempt` gives a value: at once if it does, otherwise on a fresh doorbell
-/// armed with `arm` and removed with `disarm`.
+/// registered beside `word` (an event's or a semaphore's) and removed when the wait ends.
 async fn until<R>(
+    (word, bells): (&AtomicU32, &Bells),
     mut attempt: impl FnMut() -> Result<Option<R>>,
-    arm: impl Fn(u64) -> Result<()>,
-    disarm: impl Fn(u64),
 ) -> Result<R> {
     if let Some(r) = attempt()? {
         return Ok(r);
     }
     let mut bell = Doorbell::new()?;
     let id = bell.id();
-    let _registered = OnDrop(|| disarm(id));
-    poll_fn(|cx| bell.poll_until(cx, &mut (), |_| attempt(), |_, b| arm(b))).await
+    let _registered = OnDrop(|| bells.remove(id));
+    poll_fn(|cx| bell.poll_until(cx, &mut (), |_| attempt(), |_, b| wait::arm(word, bells, b)))
+        .await
 }
 
 impl Event {
@@ -52,12 +54,7 @@ impl Event {
     pub async fn wait_async(&self) -> Result<()> {
         let st = self.state();
         let start = st.generation();
-        until(
-            || Ok(st.fired_since(start).then_some(())),
-            |b| st.arm(b),
-            |b| st.disarm(b),
-        )
-        .await
+        until(st.async_parts(), || Ok(st.fired_since(start).then_some(()))).await
     }
 }
 
@@ -80,12 +77,7 @@ macro_rules! acquire_async {
             /// ```
             pub async fn acquire_async(&self) -> Result<()> {
                 let st = self.state();
-                until(
-                    || Ok(st.try_take().then_some(())),
-                    |b| st.arm(b),
-                    |b| st.disarm(b),
-                )
-                .await
+                until(st.async_parts(), || Ok(st.try_take().then_some(()))).await
             }
         }
     };

@@ -113,6 +113,13 @@ macro_rules! pair_endpoint {
         pub fn is_disconnected(&self) -> bool {
             self$(.$f)?.ring.hdr().peer_gone(&self$(.$f)?.ring.seg, $end)
         }
+
+        /// The signal this end sleeps on (`space` for the sender, `data` for the
+        /// receiver): where `aio` registers its doorbell.
+        pub(crate) fn wait_signal(&self) -> &$crate::channel::Signal {
+            let h = self$(.$f)?.ring.hdr();
+            if $end == $crate::channel::SENDER { &h.space } else { &h.data }
+        }
     };
 }
 pub(crate) use pair_endpoint;

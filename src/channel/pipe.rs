@@ -243,13 +243,15 @@ impl Pipe {
         self.creator
     }
 
-    fn tx(&mut self) -> Result<&mut Sender> {
+    /// The sending side ([`Error::InvalidArgument`] at the receiving end of a one-way pipe).
+    pub(crate) fn sender(&mut self) -> Result<&mut Sender> {
         self.tx.as_mut().ok_or_else(|| {
             Error::InvalidArgument("this end of a one-way pipe only receives".into())
         })
     }
 
-    fn rx(&mut self) -> Result<&mut Receiver> {
+    /// The receiving side ([`Error::InvalidArgument`] at the sending end of a one-way pipe).
+    pub(crate) fn receiver(&mut self) -> Result<&mut Receiver> {
         self.rx
             .as_mut()
             .ok_or_else(|| Error::InvalidArgument("this end of a one-way pipe only sends".into()))
@@ -257,74 +259,63 @@ impl Pipe {
 
     /// Sends a copy of `bytes` to the other end, blocking while its ring is full.
     pub fn send(&mut self, bytes: &[u8]) -> Result<()> {
-        self.tx()?.send(bytes)
+        self.sender()?.send(bytes)
     }
 
     /// Sends, waiting at most `timeout` for room.
     pub fn send_timeout(&mut self, bytes: &[u8], timeout: Duration) -> Result<()> {
-        self.tx()?.send_timeout(bytes, timeout)
+        self.sender()?.send_timeout(bytes, timeout)
     }
 
     /// Sends if there is room now; never blocks ([`Error::WouldBlock`] if the ring is
     /// full).
     pub fn try_send(&mut self, bytes: &[u8]) -> Result<()> {
-        self.tx()?.try_send(bytes)
+        self.sender()?.try_send(bytes)
     }
 
-    /// The signal this end's receiving side sleeps on (for `aio`).
-    pub(crate) fn data_signal(&mut self) -> Result<&crate::channel::Signal> {
-        Ok(self.rx()?.data_signal())
-    }
-
-    /// The signal this end's sending side sleeps on (for `aio`).
-    pub(crate) fn space_signal(&mut self) -> Result<&crate::channel::Signal> {
-        Ok(self.tx()?.space_signal())
-    }
-
-    /// Both signals this end may sleep on (for `aio`, which removes its doorbell from
+    /// Every signal this end may sleep on (for `aio`, which removes its doorbell from
     /// them).
-    pub(crate) fn signals(&self) -> impl Iterator<Item = &crate::channel::Signal> {
-        let rx = self.rx.as_ref().map(|r| r.data_signal());
-        let tx = self.tx.as_ref().map(|t| t.space_signal());
-        rx.into_iter().chain(tx)
+    pub(crate) fn attached_signals(&self) -> impl Iterator<Item = &crate::channel::Signal> {
+        let rx = self.rx.iter().map(|r| r.wait_signal());
+        rx.chain(self.tx.iter().map(|t| t.wait_signal()))
     }
 
     /// Receives the next message as an owned copy, blocking while there is none.
     pub fn recv(&mut self) -> Result<Vec<u8>> {
-        self.rx()?.recv()
+        self.receiver()?.recv()
     }
 
     /// Receives a copy if a message is ready; never blocks ([`Error::WouldBlock`] if none).
     pub fn try_recv(&mut self) -> Result<Vec<u8>> {
-        self.rx()?.try_recv()
+        self.receiver()?.try_recv()
     }
 
     /// Receives a copy, waiting at most `timeout`.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>> {
-        self.rx()?.recv_timeout(timeout)
+        self.receiver()?.recv_timeout(timeout)
     }
 
     /// Receives the next message in place (for a cooperating peer; see
     /// [`frames::Receiver::recv_ref`](crate::frames::Receiver::recv_ref)).
     pub fn recv_ref(&mut self) -> Result<Frame<'_>> {
-        self.rx()?.recv_ref()
+        self.receiver()?.recv_ref()
     }
 
     /// Receives in place if a message is ready; never blocks.
     pub fn try_recv_ref(&mut self) -> Result<Frame<'_>> {
-        self.rx()?.try_recv_ref()
+        self.receiver()?.try_recv_ref()
     }
 
     /// Receives in place, waiting at most `timeout`.
     pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<Frame<'_>> {
-        self.rx()?.recv_ref_timeout(timeout)
+        self.receiver()?.recv_ref_timeout(timeout)
     }
 
     /// Whether a message is ready, waiting at most `timeout` for one (`Duration::ZERO`
     /// asks without waiting). `Ok(false)` also when the other end is gone and nothing is
     /// left: the next `recv` says `Disconnected`.
     pub fn poll(&mut self, timeout: Duration) -> Result<bool> {
-        let rx = self.rx()?;
+        let rx = self.receiver()?;
         let r = if timeout.is_zero() {
             rx.peek(None)
         } else {

@@ -317,19 +317,19 @@ impl<T: Serialize + DeserializeOwned, C: Codec> JoinableQueue<T, C> {
         self.st().unfinished.0.load(Ordering::Relaxed)
     }
 
-    /// The signal that wakes this handle's receiving end (attaching it).
-    pub(crate) fn receiving_signal(&mut self) -> Result<&crate::channel::Signal> {
-        self.queue.receiving_signal()
+    /// This handle's producing end (attached on first use).
+    pub(crate) fn sender(&mut self) -> Result<&mut crate::channel::mpmc::Sender<super::Slot>> {
+        self.queue.sender()
+    }
+
+    /// This handle's consuming end (attached on first use).
+    pub(crate) fn receiver(&mut self) -> Result<&mut crate::channel::mpmc::Receiver<super::Slot>> {
+        self.queue.receiver()
     }
 
     /// The signals of the ends this handle has attached.
     pub(crate) fn attached_signals(&self) -> impl Iterator<Item = &crate::channel::Signal> {
         self.queue.attached_signals()
-    }
-
-    /// The signal that wakes this handle's sending end (attaching it).
-    pub(crate) fn sending_signal(&mut self) -> Result<&crate::channel::Signal> {
-        self.queue.sending_signal()
     }
 
     /// The queue itself (`len`, `capacity`, `lost`, ...).

@@ -175,28 +175,19 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
         self.max_item = bytes;
     }
 
-    fn sender(&mut self) -> Result<&mut mpmc::Sender<Slot>> {
+    /// This handle's producing end (attached on first use).
+    pub(crate) fn sender(&mut self) -> Result<&mut mpmc::Sender<Slot>> {
         attach(&mut self.tx, &self.name, tag::<T, C>(), mpmc::Sender::build)
-    }
-
-    /// The signal that wakes this handle's receiving end (attaching it).
-    pub(crate) fn receiving_signal(&mut self) -> Result<&crate::channel::Signal> {
-        Ok(self.receiver()?.data_signal())
     }
 
     /// The signals of the ends this handle has attached (none attached here).
     pub(crate) fn attached_signals(&self) -> impl Iterator<Item = &crate::channel::Signal> {
-        let rx = self.rx.as_ref().map(|r| r.data_signal());
-        let tx = self.tx.as_ref().map(|t| t.space_signal());
-        rx.into_iter().chain(tx)
+        let rx = self.rx.iter().map(|r| r.wait_signal());
+        rx.chain(self.tx.iter().map(|t| t.wait_signal()))
     }
 
-    /// The signal that wakes this handle's sending end (attaching it).
-    pub(crate) fn sending_signal(&mut self) -> Result<&crate::channel::Signal> {
-        Ok(self.sender()?.space_signal())
-    }
-
-    fn receiver(&mut self) -> Result<&mut mpmc::Receiver<Slot>> {
+    /// This handle's consuming end (attached on first use).
+    pub(crate) fn receiver(&mut self) -> Result<&mut mpmc::Receiver<Slot>> {
         attach(
             &mut self.rx,
             &self.name,

@@ -108,15 +108,10 @@ impl EventState {
     }
 
     /// Registers doorbell `bell` and announces an async waiter (see `wait::arm`).
+    /// The word and its doorbells, for an async wait (see `wait::arm`).
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
-    pub(crate) fn arm(&self, bell: u64) -> Result<()> {
-        wait::arm(&self.word, &self.bells, bell)
-    }
-
-    /// Removes doorbell `bell`.
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
-    pub(crate) fn disarm(&self, bell: u64) {
-        self.bells.remove(bell);
+    pub(crate) fn async_parts(&self) -> (&AtomicU32, &Bells) {
+        (&self.word, &self.bells)
     }
 
     /// Waits until the flag is set (the in-process form, for the loom models).

@@ -111,16 +111,10 @@ impl SemState {
         Ok(())
     }
 
-    /// Registers doorbell `bell` and announces an async waiter (see `wait::arm`).
+    /// The word and its doorbells, for an async wait (see `wait::arm`).
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
-    pub(crate) fn arm(&self, bell: u64) -> Result<()> {
-        wait::arm(&self.word, &self.bells, bell)
-    }
-
-    /// Removes doorbell `bell`.
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
-    pub(crate) fn disarm(&self, bell: u64) {
-        self.bells.remove(bell);
+    pub(crate) fn async_parts(&self) -> (&AtomicU32, &Bells) {
+        (&self.word, &self.bells)
     }
 
     /// The permits available now (a snapshot).

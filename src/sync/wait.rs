@@ -315,6 +315,7 @@ pub(crate) fn spin_phase<R>(
 /// more afterwards: a change made before the announcement is seen then, one made after it
 /// rings the doorbell. (The bit may stay set for nothing, if the attempt succeeds: the
 /// next waker then makes one needless wake.)
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 pub(crate) fn arm(word: &AtomicU32, bells: &Bells, bell: u64) -> Result<()> {
     if !bells.add(bell) {
         return Err(Error::Busy {

@@ -57,11 +57,6 @@ fn max_frame(cap: u64) -> usize {
 }
 
 impl Sender {
-    /// The signal this end sleeps on when the ring is full (for `aio`).
-    pub(crate) fn space_signal(&self) -> &crate::channel::Signal {
-        &self.ring.hdr().space
-    }
-
     pair_endpoint!(SENDER, "sender", "receiver", open: 0, capacity: "The ring's size in bytes (a power of two).", len: "Bytes published and not yet released (a snapshot).");
 
     /// The largest payload one frame can carry.
@@ -396,11 +391,6 @@ pub struct Receiver {
 
 impl Receiver {
     pair_endpoint!(RECEIVER, "receiver", "sender", open: 0, capacity: "The ring's size in bytes (a power of two).", len: "Bytes published and not yet released (a snapshot).");
-
-    /// The signal that wakes this receiver (for async waiters' doorbells).
-    pub(crate) fn data_signal(&self) -> &crate::channel::Signal {
-        &self.ring.hdr().data
-    }
 
     /// The largest payload one frame can carry.
     pub fn max_frame(&self) -> usize {

@@ -109,6 +109,16 @@ impl<T: Pod, const SIDE: bool> End<T, SIDE> {
 
     /// Claims a free slot (sender) or a published message (receiver), waiting until
     /// `deadline`.
+    /// The signal this side sleeps on: `space` (sender) or `data` (receiver).
+    fn signal(ring: &Ring<T>) -> &crate::channel::Signal {
+        let h = ring.hdr();
+        if SIDE == TX {
+            &h.space
+        } else {
+            &h.data
+        }
+    }
+
     #[inline]
     fn claim(&mut self, deadline: Deadline) -> Result<u64> {
         self.give_back();
@@ -116,9 +126,8 @@ impl<T: Pod, const SIDE: bool> End<T, SIDE> {
         if let Poll::Ready(pos) = Self::poll(ring, reg)? {
             return Ok(pos);
         }
-        let h = ring.hdr();
         wait_until(
-            if SIDE == TX { &h.space } else { &h.data },
+            Self::signal(ring),
             self.strategy,
             deadline,
             || Self::poll(ring, reg),
@@ -181,6 +190,11 @@ macro_rules! endpoint {
                 Ok($ty {
                     end: End::attach(ring, reg),
                 })
+            }
+
+            /// The signal this endpoint sleeps on: where `aio` registers its doorbell.
+            pub(crate) fn wait_signal(&self) -> &crate::channel::Signal {
+                End::<T, $side>::signal(&self.end.ring)
             }
 
             /// The waiting strategy of this endpoint (default [`WaitStrategy::Blocking`]).
@@ -257,11 +271,6 @@ pub struct Sender<T: Pod> {
 endpoint!(Sender, TX, "mpmc::Sender", "receiver");
 
 impl<T: Pod> Sender<T> {
-    /// The signal this end sleeps on when the queue is full (for `aio`).
-    pub(crate) fn space_signal(&self) -> &crate::channel::Signal {
-        &self.end.ring.hdr().space
-    }
-
     #[inline]
     fn send_with(
         &mut self,
@@ -445,10 +454,6 @@ pub struct Receiver<T: Pod> {
 endpoint!(Receiver, RX, "mpmc::Receiver", "sender");
 
 impl<T: Pod> Receiver<T> {
-    /// The signal that wakes this receiver (for async waiters' doorbells).
-    pub(crate) fn data_signal(&self) -> &crate::channel::Signal {
-        &self.end.ring.hdr().data
-    }
     fn guard(&mut self, pos: u64) -> RecvGuard<'_, T> {
         self.end.held = Some(pos);
         failpoint!("mpmc.recv.claimed");

@@ -355,11 +355,6 @@ pub struct Sender<T: Pod> {
 }
 
 impl<T: Pod> Sender<T> {
-    /// The signal this end sleeps on when the ring is full (for `aio`).
-    pub(crate) fn space_signal(&self) -> &crate::channel::Signal {
-        &self.end.ring.hdr().space
-    }
-
     pair_endpoint!(SENDER, "sender", "receiver", in end: End<T, TX>, open: 1, capacity: "The number of slots (a power of two).", len: "Messages published and not yet released (a snapshot).");
 
     /// Writes `v` into the free slot at our position and publishes it.
@@ -554,11 +549,6 @@ pub struct Receiver<T: Pod> {
 
 impl<T: Pod> Receiver<T> {
     pair_endpoint!(RECEIVER, "receiver", "sender", in end: End<T, RX>, open: 1, capacity: "The number of slots (a power of two).", len: "Messages published and not yet released (a snapshot).");
-
-    /// The signal that wakes this receiver (for async waiters' doorbells).
-    pub(crate) fn data_signal(&self) -> &crate::channel::Signal {
-        &self.end.ring.hdr().data
-    }
 
     fn guard(&mut self) -> RecvGuard<'_, T> {
         RecvGuard { rx: self }

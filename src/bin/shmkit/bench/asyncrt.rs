@@ -25,7 +25,8 @@ use super::Res;
 
 shmkit::task! {
     /// Echoes `n` requests from `req` to `rep`, blocking.
-    fn echo(req: String, rep: String, n: u64) -> Result<(), String> {
+    fn echo(req: String, rep: String, n: u64, cpu: Option<usize>) -> Result<(), String> {
+        pin(cpu);
         let mut rx = spsc::Receiver::<u64>::open(&req).map_err(|e| e.to_string())?;
         let mut tx = spsc::Sender::<u64>::open(&rep).map_err(|e| e.to_string())?;
         for _ in 0..n {
@@ -38,7 +39,8 @@ shmkit::task! {
 
 shmkit::task! {
     /// Echoes `n` 8-byte requests on the Unix socket at `path`.
-    fn echo_unix(path: String, n: u64) -> Result<(), String> {
+    fn echo_unix(path: String, n: u64, cpu: Option<usize>) -> Result<(), String> {
+        pin(cpu);
         let mut s = StdStream::connect(&path).map_err(|e| e.to_string())?;
         let mut b = [0u8; 8];
         for _ in 0..n {
@@ -52,7 +54,8 @@ shmkit::task! {
 
 shmkit::task! {
     /// Sends `1..=n` on spsc `name`.
-    fn produce(name: String, n: u64) -> Result<(), String> {
+    fn produce(name: String, n: u64, cpu: Option<usize>) -> Result<(), String> {
+        pin(cpu);
         let mut tx = spsc::Sender::<u64>::open(&name).map_err(|e| e.to_string())?;
         for i in 1..=n {
             tx.send(i).map_err(|e| e.to_string())?;
@@ -64,12 +67,27 @@ shmkit::task! {
 shmkit::task! {
     /// Sends `1..=n` as 8-byte messages on the Unix socket at `path`, one write each (a
     /// message is sent when `send` returns, as with the ring).
-    fn produce_unix(path: String, n: u64) -> Result<(), String> {
+    fn produce_unix(path: String, n: u64, cpu: Option<usize>) -> Result<(), String> {
+        pin(cpu);
         let mut s = StdStream::connect(&path).map_err(|e| e.to_string())?;
         for i in 1..=n {
             s.write_all(&i.to_le_bytes()).map_err(|e| e.to_string())?;
         }
         Ok(())
+    }
+}
+
+/// The peer's CPU: the second one, while this process runs pinned to the first (as the
+/// showdown's own rows do: a wake-up is then always one across CPUs, whichever kind
+/// makes it, rather than whatever the scheduler's placement makes it).
+fn peer_cpu() -> Option<usize> {
+    (super::mpmc::CPUS.get().copied().unwrap_or(1) > 1).then_some(1)
+}
+
+/// Pins the peer process (see `peer_cpu`).
+fn pin(cpu: Option<usize>) {
+    if let Some(cpu) = cpu {
+        let _ = shmkit::__private::pin_to_cpu(cpu);
     }
 }
 
@@ -111,7 +129,7 @@ fn round_trip(rt: &tokio::runtime::Runtime, k: usize, n: u64) -> Res<f64> {
         let (req, rep) = (name("req"), name("rep"));
         let mut tx = spsc::Sender::<u64>::create(&req, 64)?;
         let rx = spsc::Receiver::<u64>::create(&rep, 64)?;
-        let peer = Process::spawn(echo, (req, rep, n))?;
+        let peer = Process::spawn(echo, (req, rep, n, peer_cpu()))?;
         if k == 0 {
             let mut rx = Async::new(rx)?;
             rt.block_on(async {
@@ -138,7 +156,9 @@ fn round_trip(rt: &tokio::runtime::Runtime, k: usize, n: u64) -> Res<f64> {
         }
         peer.join()??;
     } else {
-        let (s, peer) = unix_peer("rt", |path| Process::spawn(echo_unix, (path, n)))?;
+        let (s, peer) = unix_peer("rt", |path| {
+            Process::spawn(echo_unix, (path, n, peer_cpu()))
+        })?;
         rt.block_on(async {
             let mut s = tokio::net::UnixStream::from_std(s)?;
             let mut b = [0u8; 8];
@@ -163,7 +183,7 @@ fn throughput(rt: &tokio::runtime::Runtime, k: usize, n: u64) -> Res<f64> {
     if k < 2 {
         let ch = name("tp");
         let rx = spsc::Receiver::<u64>::create(&ch, 4096)?;
-        let peer = Process::spawn(produce, (ch, n))?;
+        let peer = Process::spawn(produce, (ch, n, peer_cpu()))?;
         let mut sum = 0u64;
         if k == 0 {
             // The throughput form: one wait per batch of whatever is ready.
@@ -187,7 +207,9 @@ fn throughput(rt: &tokio::runtime::Runtime, k: usize, n: u64) -> Res<f64> {
         assert_eq!(sum, n * (n + 1) / 2);
         peer.join()??;
     } else {
-        let (s, peer) = unix_peer("tp", |path| Process::spawn(produce_unix, (path, n)))?;
+        let (s, peer) = unix_peer("tp", |path| {
+            Process::spawn(produce_unix, (path, n, peer_cpu()))
+        })?;
         let got = rt.block_on(async {
             let mut s = tokio::net::UnixStream::from_std(s)?;
             let mut buf = vec![0u8; 64 << 10];
@@ -231,7 +253,7 @@ pub(super) fn run(rounds: usize, full: bool) -> Res<String> {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "\nAsync receiver on a tokio current-thread runtime; medians of {rounds} rounds, [min-max]"
+        "\nAsync receiver on a tokio current-thread runtime (CPU 0, its peer on CPU 1); medians of {rounds} rounds, [min-max]"
     );
     let _ = writeln!(
         t,

@@ -210,12 +210,12 @@ pub fn run(args: &Args) -> Res<()> {
     // Before we pin ourselves (which makes `available_parallelism` say 1, and which the
     // pools' workers would inherit).
     let _ = mpmc::CPUS.set(cpus);
-    let pools = pool::run(plan.rounds, args.full, cpus)?
-        + &queue::run(plan.rounds, args.full)?
-        + &asyncrt::run(plan.rounds, args.full)?;
+    let mut pools = pool::run(plan.rounds, args.full, cpus)? + &queue::run(plan.rounds, args.full)?;
     if cpus > 1 {
         pin_to_cpu(0)?;
     }
+    // Pinned, with its peers on the other CPU, as the rows below.
+    pools += &asyncrt::run(plan.rounds, args.full)?;
     let cases = cases();
     let mut samples = vec![Samples::default(); cases.len()];
     let start = Instant::now();
