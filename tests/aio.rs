@@ -27,7 +27,19 @@ fn __child() {
         ("queue_lengths", queue_lengths),
         ("set_later", set_later),
         ("release_later", release_later),
+        ("take_one_then_stall", take_one_then_stall),
     ]);
+}
+
+/// Child: takes one value from spsc `ring` and one item from queue `queue`, then waits to
+/// be killed.
+fn take_one_then_stall() {
+    let mut rx = spsc::Receiver::<u64>::open(&arg("ring")).unwrap();
+    let mut q = Queue::<String>::open(&arg("queue")).unwrap();
+    rx.recv().unwrap();
+    q.get().unwrap();
+    report("took", 1);
+    std::thread::sleep(Duration::from_secs(600));
 }
 
 /// Child: receives `n` values on spsc `name` (blocking, slowly now and then, so that the
@@ -476,4 +488,41 @@ fn an_async_receiver_is_a_stream_that_ends_when_the_producer_is_gone() {
     });
     assert_eq!(got, (1..=N).collect::<Vec<_>>());
     finish_ok(child);
+}
+
+#[test]
+fn a_consumer_killed_while_async_senders_wait_for_room_is_disconnected() {
+    let names = Names::new("aio-sendkill");
+    let (ring, queue) = (names.name("r"), names.name("q"));
+    let mut tx = Async::new(spsc::Sender::<u64>::create(&ring, 4).unwrap()).unwrap();
+    let mut q = Async::new(Queue::<String>::create(&queue, 4).unwrap()).unwrap();
+    let mut child = spawn(
+        "take_one_then_stall",
+        &[("ring", ring.clone()), ("queue", queue.clone())],
+    );
+    runtime().block_on(async {
+        tx.send(0).await.unwrap();
+        q.send(&"first".to_string()).await.unwrap();
+        // Fill both, while the child has taken its one (then the rings stay full).
+        let mut i = 1;
+        while tokio::time::timeout(Duration::from_millis(200), tx.send(i))
+            .await
+            .is_ok()
+        {
+            i += 1;
+        }
+        while tokio::time::timeout(Duration::from_millis(200), q.send(&"x".to_string()))
+            .await
+            .is_ok()
+        {}
+        let ring_wait = tokio::spawn(async move { tx.send(u64::MAX).await });
+        let queue_wait = tokio::spawn(async move { q.send(&"last".to_string()).await });
+        tokio::time::sleep(Duration::from_millis(20)).await; // both park
+        child.kill().unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(30), ring_wait).await;
+        assert!(matches!(r, Ok(Ok(Err(Error::Disconnected)))), "{r:?}");
+        let r = tokio::time::timeout(Duration::from_secs(30), queue_wait).await;
+        assert!(matches!(r, Ok(Ok(Err(Error::Disconnected)))), "{r:?}");
+    });
+    let _ = finish(child);
 }

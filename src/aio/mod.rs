@@ -215,21 +215,15 @@ sends!([T: Pod] mpmc::Sender<T>, T, |end: &mut Self, v| send_value(end.try_send(
 sends!([] frames::Sender, &'a [u8], |end: &mut Self, b| end.try_send(b));
 sends!([] Pipe, &'a [u8], |end: &mut Self, b| end.try_send(b));
 sends!([T: Serialize + DeserializeOwned, C: Codec] Queue<T, C>, &'a T, |q: &mut Self, item| {
-    put_unless_full(q.is_full(), || q.try_put(item))
+    // Not even an encoding while the queue is full (an item that travels out of line
+    // would cost a segment per attempt); `room` also notices consumers that died.
+    q.sender()?.room()?;
+    q.try_put(item)
 });
 sends!([T: Serialize + DeserializeOwned, C: Codec] JoinableQueue<T, C>, &'a T, |q: &mut Self, item| {
-    put_unless_full(q.queue().is_full(), || q.try_put(item))
+    q.sender()?.room()?;
+    q.try_put(item)
 });
-
-/// A serde queue's send: not even an encoding while the queue is full (an item that
-/// travels out of line would cost a segment per attempt).
-#[inline]
-fn put_unless_full(full: bool, put: impl FnOnce() -> Result<()>) -> Result<()> {
-    if full {
-        return Err(Error::WouldBlock);
-    }
-    put()
-}
 
 /// `Some(value)`, `None` for [`Error::WouldBlock`], or the error.
 #[inline]

@@ -159,6 +159,30 @@ impl<T: Pod, const SIDE: bool> End<T, SIDE> {
     }
 }
 
+impl<T: Pod> End<T, TX> {
+    /// Whether a send would find room now, without claiming a slot (for senders that must
+    /// prepare their message before claiming, such as the serde queues' async `put`):
+    /// `Ok` if the queue is not full, [`Error::Disconnected`] if it is full and every
+    /// receiver is gone (by the liveness checks of `try_claim`, as often), otherwise
+    /// [`Error::WouldBlock`].
+    fn room(&mut self) -> Result<()> {
+        let full = |ring: &Ring<T>| ring.len() as u64 >= ring.geo.cap;
+        if !full(&self.ring) {
+            return Ok(());
+        }
+        let gone = if self.check.due() {
+            self.ring.stalled(Self::SIDE)?
+        } else {
+            self.ring.all_closed(Self::SIDE.other())
+        };
+        match (gone, full(&self.ring)) {
+            (_, false) => Ok(()),
+            (true, true) => Err(Error::Disconnected),
+            (false, true) => Err(Error::WouldBlock),
+        }
+    }
+}
+
 impl<T: Pod, const SIDE: bool> Drop for End<T, SIDE> {
     fn drop(&mut self) {
         self.give_back();
@@ -271,6 +295,11 @@ pub struct Sender<T: Pod> {
 endpoint!(Sender, TX, "mpmc::Sender", "receiver");
 
 impl<T: Pod> Sender<T> {
+    /// Whether a send would find room now, without claiming a slot: see `End::room`.
+    pub(crate) fn room(&mut self) -> Result<()> {
+        self.end.room()
+    }
+
     #[inline]
     fn send_with(
         &mut self,
