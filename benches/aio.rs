@@ -6,8 +6,9 @@
 //!   another; the blocking peer echoes. A 50 µs pause (untimed) before each request lets
 //!   the peer fall asleep, so each round trip is one wake-up each way.
 //! - `aio/one_way_8B`: the peer sends `u64`s as fast as it can (one `send` or `write`
-//!   each); the async end takes them with `recv_many`, the blocking one with `recv`,
-//!   `UnixStream` with reads of up to 64 KiB.
+//!   each); the async end takes them with `recv_many` (and, `async_recv_each`, with one
+//!   `recv().await` each), the blocking one with `recv`, `UnixStream` with reads of up to
+//!   64 KiB.
 //! - `aio/send_8B`: the async end sends (one `send().await` each) into a blocking
 //!   receiver, against a blocking `send`.
 //!
@@ -15,7 +16,8 @@
 //! `shmkit bench`): a wake-up is then always one across CPUs, whichever kind makes it.
 //! `shmkit bench` interleaves the same kinds round by round and prints the ratios.
 //!
-//! Run: `cargo bench --bench aio --features tokio`; `-- --test` for a quick check. The bench
+//! Run: `cargo bench --bench aio --features tokio` (not `--all-features`, whose test-only
+//! failpoints cost every protocol step a check); `-- --test` for a quick check. The bench
 //! binary is also the peers' binary: `main` calls `shmkit::init()` first.
 
 use std::io::{Read, Write};
@@ -163,9 +165,9 @@ fn round_trips(rt: &tokio::runtime::Runtime, k: usize, iters: u64, cpu: Option<u
 
 /// `n` messages one way, kind `k`, from a producer process: the time to receive them.
 fn one_way(rt: &tokio::runtime::Runtime, k: usize, n: u64, cpu: Option<usize>) -> Duration {
-    let t = Instant::now();
     if k == 2 {
         let (s, peer) = unix_peer(|p| Process::spawn(produce_unix, (p, n, cpu)).unwrap());
+        let t = Instant::now();
         rt.block_on(async {
             let mut s = tokio::net::UnixStream::from_std(s).unwrap();
             let mut buf = vec![0u8; 64 << 10];
@@ -174,14 +176,24 @@ fn one_way(rt: &tokio::runtime::Runtime, k: usize, n: u64, cpu: Option<usize>) -
                 bytes += s.read(&mut buf).await.unwrap() as u64;
             }
         });
+        let elapsed = t.elapsed();
         peer.join().unwrap();
-        return t.elapsed();
+        return elapsed;
     }
     let ch = name("oneway");
     let rx = spsc::Receiver::<u64>::create(&ch, 4096).unwrap();
     let peer = Process::spawn(produce, (ch, n, cpu)).unwrap();
+    // From here: the peer may have sent up to a ring (4,096) already, a fraction of `n`.
+    let t = Instant::now();
     let mut sum = 0u64;
-    if k == 0 {
+    if k == 3 {
+        let mut rx = Async::new(rx).unwrap();
+        rt.block_on(async {
+            for _ in 0..n {
+                sum = sum.wrapping_add(rx.recv().await.unwrap());
+            }
+        });
+    } else if k == 0 {
         let mut rx = Async::new(rx).unwrap();
         rt.block_on(async {
             let mut buf = Vec::with_capacity(1024);
@@ -199,8 +211,9 @@ fn one_way(rt: &tokio::runtime::Runtime, k: usize, n: u64, cpu: Option<usize>) -
         }
     }
     assert_eq!(sum, n * (n + 1) / 2);
+    let elapsed = t.elapsed();
     peer.join().unwrap();
-    t.elapsed()
+    elapsed
 }
 
 /// `n` messages sent by us (async or blocking) to a consumer process.
@@ -222,8 +235,9 @@ fn sends(rt: &tokio::runtime::Runtime, asynchronous: bool, n: u64, cpu: Option<u
             tx.send(i).unwrap();
         }
     }
+    let elapsed = t.elapsed();
     assert_eq!(peer.join().unwrap(), n * (n + 1) / 2);
-    t.elapsed()
+    elapsed
 }
 
 fn main() {
@@ -251,10 +265,10 @@ fn main() {
     }
     g.finish();
 
-    const N: u64 = 200_000;
+    const N: u64 = 1_000_000;
     let mut g = c.benchmark_group("aio/one_way_8B");
     g.throughput(Throughput::Elements(N));
-    for (k, kind) in KINDS.iter().enumerate() {
+    for (k, kind) in KINDS.iter().chain(&["async_recv_each"]).enumerate() {
         g.bench_function(*kind, |b| {
             b.iter_custom(|iters| (0..iters).map(|_| one_way(&rt, k, N, cpu)).sum())
         });

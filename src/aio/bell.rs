@@ -88,6 +88,10 @@ impl Doorbell {
         mut attempt: impl FnMut(&mut S) -> Result<Option<R>>,
         arm: impl FnOnce(&mut S, u64) -> Result<()>,
     ) -> Result<Option<R>> {
+        // The usual case under load: ready at once (no spin budget to consult).
+        if let Some(r) = attempt(state)? {
+            return Ok(Some(r));
+        }
         if let Some(r) = wait::spin_phase(SPIN, || attempt(state))? {
             return Ok(Some(r));
         }
@@ -112,7 +116,9 @@ impl Doorbell {
             match self.attempt_or_arm(state, &mut attempt, &mut arm) {
                 Ok(None) => {}
                 r => {
-                    self.slice = None;
+                    if self.slice.is_some() {
+                        self.slice = None;
+                    }
                     return Poll::Ready(r.map(|v| v.expect("matched above")));
                 }
             }

@@ -309,6 +309,13 @@ impl<E: AsyncRecv> Async<E> {
     /// [`Error::Disconnected`] once the senders are gone and the ring is drained.
     #[cfg(feature = "tokio")]
     pub async fn recv(&mut self) -> Result<E::Item> {
+        // The usual case under load, ready at once: one direct receive.
+        if self.deferred.is_none() {
+            match self.end.attempt_recv() {
+                Err(Error::WouldBlock) => {}
+                r => return r,
+            }
+        }
         std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 
@@ -380,6 +387,11 @@ impl<E: AsyncSend> Async<E> {
     /// synchronous send's ([`Error::Disconnected`] once the receivers are gone, ...).
     #[cfg(feature = "tokio")]
     pub async fn send(&mut self, msg: E::Msg<'_>) -> Result<()> {
+        // The usual case under load, room at once: one direct send.
+        match self.end.attempt_send(msg) {
+            Err(Error::WouldBlock) => {}
+            r => return r,
+        }
         std::future::poll_fn(|cx| self.poll_send(cx, msg)).await
     }
 
