@@ -162,6 +162,47 @@ fn an_async_waiter_either_sees_the_publication_or_its_doorbell_rings() {
     });
 }
 
+/// The same handshake on an event's word (`Event::wait_async`): the waiter registers,
+/// announces with an RMW and re-checks; `set` rings what its RMW saw announced.
+#[test]
+fn an_async_event_waiter_either_sees_the_set_or_its_doorbell_rings() {
+    loom::model(|| {
+        let e = Arc::new(EventState::new());
+        let rung = Arc::new(loom::sync::atomic::AtomicU64::new(0));
+        let start = e.generation();
+        let e2 = e.clone();
+        let waiter = thread::spawn(move || e2.arm_and_check(7, start));
+        // Relaxed: read after the threads joined.
+        e.set_recording(|id| rung.store(id, std::sync::atomic::Ordering::Relaxed));
+        let saw = waiter.join().unwrap();
+        let rung = rung.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(saw || rung == 7, "a lost wake-up: not seen, not rung");
+    });
+}
+
+/// And on a semaphore's word (`Semaphore::acquire_async`): the permit is taken by the
+/// waiter's last try, or the release rings its doorbell.
+#[test]
+fn an_async_semaphore_waiter_either_takes_the_permit_or_its_doorbell_rings() {
+    loom::model(|| {
+        let s = Arc::new(SemState::new(0));
+        let rung = Arc::new(loom::sync::atomic::AtomicU64::new(0));
+        let s2 = s.clone();
+        let waiter = thread::spawn(move || s2.arm_and_try(7));
+        // Relaxed: read after the threads joined.
+        s.release_recording(1, NO_BOUND, |id| {
+            rung.store(id, std::sync::atomic::Ordering::Relaxed)
+        })
+        .unwrap();
+        let took = waiter.join().unwrap();
+        let rung = rung.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            took || rung == 7,
+            "a lost wake-up: no permit taken, not rung"
+        );
+    });
+}
+
 #[test]
 fn channel_sleep_wake_handshake_never_loses_a_wake_up() {
     loom::model(|| {

@@ -42,6 +42,11 @@ impl EventState {
 
     /// Sets the flag and wakes every waiter.
     pub fn set(&self) {
+        self.set_with(crate::os::doorbell::ring);
+    }
+
+    /// [`set`](Self::set), ringing doorbells with `ring` (the loom models record them).
+    fn set_with(&self, ring: impl FnMut(u64)) {
         let word = &self.word;
         // Relaxed: a hint for the CAS.
         let mut w = word.load(Ordering::Relaxed);
@@ -57,7 +62,7 @@ impl EventState {
             }
         }
         if w & WAITERS != 0 {
-            wait::wake_word(word, &self.bells);
+            wait::wake_word(word, &self.bells, ring);
         }
     }
 
@@ -93,14 +98,14 @@ impl EventState {
 
     /// For an async wait (`aio`): the word's generation now, to pass to
     /// [`fired_since`](Self::fired_since).
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
-    pub(crate) fn generation(&self) -> u32 {
+    #[cfg_attr(not(any(feature = "tokio", loom)), allow(dead_code))]
+    pub fn generation(&self) -> u32 {
         // Acquire: pairs with the Release CAS in `set`.
         self.word.load(Ordering::Acquire)
     }
 
     /// Whether the flag is set, or was set since `start` (a [`generation`](Self::generation)).
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "tokio", loom)), allow(dead_code))]
     pub(crate) fn fired_since(&self, start: u32) -> bool {
         // Acquire: pairs with the Release CAS in `set`.
         let w = self.word.load(Ordering::Acquire);
@@ -112,6 +117,21 @@ impl EventState {
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn async_parts(&self) -> (&AtomicU32, &Bells) {
         (&self.word, &self.bells)
+    }
+
+    /// The async waiter's arming (`aio`), for the loom models: registers doorbell `id`,
+    /// announces itself and re-checks; whether the flag fired since `start` (a
+    /// [`generation`](Self::generation)).
+    #[cfg(loom)]
+    pub fn arm_and_check(&self, id: u64, start: u32) -> bool {
+        wait::arm(&self.word, &self.bells, id).unwrap();
+        self.fired_since(start)
+    }
+
+    /// `set`, recording the doorbells it rings with `ring` (for the loom models).
+    #[cfg(loom)]
+    pub fn set_recording(&self, ring: impl FnMut(u64)) {
+        self.set_with(ring);
     }
 
     /// Waits until the flag is set (the in-process form, for the loom models).

@@ -85,6 +85,12 @@ impl SemState {
 
     /// Returns `n` permits unless that would exceed `limit`.
     pub fn release(&self, n: u32, limit: u32) -> Result<()> {
+        self.release_with(n, limit, crate::os::doorbell::ring)
+    }
+
+    /// [`release`](Self::release), ringing doorbells with `ring` (the loom models record
+    /// them).
+    fn release_with(&self, n: u32, limit: u32, ring: impl FnMut(u64)) -> Result<()> {
         let word = &self.word;
         // Relaxed: a hint for the CAS.
         let mut w = word.load(Ordering::Relaxed);
@@ -106,9 +112,23 @@ impl SemState {
             }
         }
         if w & WAITERS != 0 {
-            wait::wake_word(word, &self.bells);
+            wait::wake_word(word, &self.bells, ring);
         }
         Ok(())
+    }
+
+    /// The async waiter's arming (`aio`), for the loom models: registers doorbell `id`,
+    /// announces itself and tries once more; whether it took a permit.
+    #[cfg(loom)]
+    pub fn arm_and_try(&self, id: u64) -> bool {
+        wait::arm(&self.word, &self.bells, id).unwrap();
+        self.try_take()
+    }
+
+    /// `release`, recording the doorbells it rings with `ring` (for the loom models).
+    #[cfg(loom)]
+    pub fn release_recording(&self, n: u32, limit: u32, ring: impl FnMut(u64)) -> Result<()> {
+        self.release_with(n, limit, ring)
     }
 
     /// The word and its doorbells, for an async wait (see `wait::arm`).

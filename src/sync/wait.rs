@@ -315,7 +315,7 @@ pub(crate) fn spin_phase<R>(
 /// more afterwards: a change made before the announcement is seen then, one made after it
 /// rings the doorbell. (The bit may stay set for nothing, if the attempt succeeds: the
 /// next waker then makes one needless wake.)
-#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "tokio", loom)), allow(dead_code))]
 pub(crate) fn arm(word: &AtomicU32, bells: &Bells, bell: u64) -> Result<()> {
     if !bells.add(bell) {
         return Err(Error::Busy {
@@ -332,13 +332,14 @@ pub(crate) fn arm(word: &AtomicU32, bells: &Bells, bell: u64) -> Result<()> {
 
 /// The wake of a futex word with [`Bells`], after the waker's read-modify-write saw
 /// WAITERS (and cleared it): wakes every futex sleeper and rings every doorbell.
+/// `ring` rings a doorbell (`os::doorbell::ring`; the loom models record it).
 #[cold]
-pub(crate) fn wake_word(word: &AtomicU32, bells: &Bells) {
+pub(crate) fn wake_word(word: &AtomicU32, bells: &Bells, ring: impl FnMut(u64)) {
     wake(word, u32::MAX);
     // Acquire: pairs with the Release half of `arm`'s announcement, which the waker's RMW
     // read (or a later value of its release sequence): the registration is seen below.
     primitive::fence(Ordering::Acquire);
-    bells.ring();
+    bells.ring_with(ring);
 }
 
 /// How many async waiters (doorbells) one futex word can have at a time.
@@ -391,12 +392,6 @@ impl Bells {
                 ring(id);
             }
         }
-    }
-
-    /// Rings every registered doorbell.
-    #[cold]
-    fn ring(&self) {
-        self.ring_with(crate::os::doorbell::ring);
     }
 }
 
