@@ -4,7 +4,8 @@
 //!
 //! Each client has a request ring (client → server) and a reply ring (server → client).
 //! The server awaits all request rings at once (one tokio task per client, all on one
-//! thread), answers each request, and gives up on a request that takes too long.
+//! thread), answers each request (awaiting room in the reply ring), gives up on a request
+//! that takes too long, and awaits the client processes' ends.
 //!
 //! ```sh
 //! cargo run --release --example tokio_service --features tokio
@@ -36,17 +37,21 @@ shmkit::task! {
 }
 
 /// Serves one client until it goes; how many requests it answered.
-async fn serve(mut requests: Async<spsc::Receiver<u64>>, mut replies: spsc::Sender<u64>) -> u64 {
+async fn serve(
+    mut requests: Async<spsc::Receiver<u64>>,
+    mut replies: Async<spsc::Sender<u64>>,
+) -> u64 {
     let mut served = 0;
     loop {
         // A request that does not come within the timeout ends this client's session.
         match tokio::time::timeout(Duration::from_secs(5), requests.recv()).await {
-            Ok(Ok(x)) => {
-                replies
-                    .send(x * x)
-                    .expect("the reply ring has room: one request at a time");
-                served += 1;
-            }
+            Ok(Ok(x)) => match replies.send(x * x).await {
+                Ok(()) => served += 1,
+                Err(e) => {
+                    eprintln!("a client's reply ring: {e}: closing its session");
+                    return served;
+                }
+            },
             Ok(Err(Error::Disconnected)) => return served,
             Ok(Err(e)) => panic!("request ring: {e}"),
             Err(_) => {
@@ -69,7 +74,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let req = format!("example.svc.{}.{c}.req", std::process::id());
             let rep = format!("example.svc.{}.{c}.rep", std::process::id());
             let requests = Async::new(spsc::Receiver::<u64>::create(&req, 64)?)?;
-            let replies = spsc::Sender::<u64>::create(&rep, 64)?;
+            let replies = Async::new(spsc::Sender::<u64>::create(&rep, 64)?)?;
             sessions.push(tokio::spawn(serve(requests, replies)));
             clients.push(Process::spawn(client, (req, rep))?);
         }
@@ -78,7 +83,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             total += s.await?;
         }
         for c in clients {
-            c.join()??;
+            c.join_async().await??;
         }
         println!("served {total} requests from {CLIENTS} client processes on one thread");
         Ok(())

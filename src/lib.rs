@@ -30,6 +30,8 @@
 //! | locks | [`Mutex<T>`] (robust: a holder that dies is reported as [`Error::OwnerDied`], never a deadlock, and repaired through [`LockError::OwnerDied`]), [`RwLock<T>`], [`ReentrantMutex`] |
 //! | signalling | [`Semaphore`], [`BoundedSemaphore`], [`Event`], [`Condvar`], [`Barrier`] |
 //! | channels | [`spsc`] and [`mpmc`] rings of typed slots, [`frames`] (variable-length byte records: the FloatChannel done right), [`Pipe`] (two frame rings) |
+//! | processes | [`process::Process`] and [`process::Pool`] (a registered function in a re-executed copy of this binary), [`Queue`] and [`JoinableQueue`] for any serde type, [`SharedDict`] and [`SharedList`] |
+//! | async | [`aio::Async`] (await receiving from and sending into any channel or queue), `Event::wait_async`, `Semaphore::acquire_async`, `Process::join_async`, [`AsyncResult`](process::AsyncResult) as a future (the `tokio` feature) |
 //! | segments | [`Segment`] (raw bytes with a validated header), [`Options`], anonymous objects for `fork`ed children |
 //! | operators | [`list`], [`inspect`], [`clean`], [`unlink`] (also as `shmkit list/inspect/clean`) |
 //!

@@ -1,10 +1,9 @@
 //! Async waits: [`Async`] wraps a channel end (`spsc`, `mpmc`, `frames`, a [`Pipe`], a
 //! [`Queue`] or [`JoinableQueue`]) so that an executor can wait to receive from it or to
-//! send into it without a thread per wait; [`Event::wait_async`],
-//! [`Semaphore::acquire_async`](crate::Semaphore::acquire_async),
-//! [`Process::join_async`](crate::process::Process::join_async) and
-//! [`AsyncResult`](crate::process::AsyncResult) (a future) do the same for the other
-//! objects that can be waited for.
+//! send into it without a thread per wait; `Event::wait_async`,
+//! `Semaphore::acquire_async` (and `BoundedSemaphore`'s), `Process::join_async` (with the
+//! `tokio` feature) and [`AsyncResult`](crate::process::AsyncResult) (a future, any
+//! executor) do the same for the other objects that can be waited for.
 //!
 //! # How a wake-up crosses processes
 //! An async waiter owns a *doorbell*: a Unix datagram socket of its own, bound to an
@@ -25,7 +24,7 @@
 //! [`Async::try_send_or_arm`]) takes a message if one is ready, or arms the doorbell and
 //! says [`Error::WouldBlock`]; the doorbell's descriptor ([`AsFd`]) becomes readable when a
 //! wake-up comes. With the `tokio` feature, [`Async::recv`], [`Async::send`], the other
-//! `_async` waits and [`Stream`](futures_core::Stream) for receivers do the waiting under
+//! `_async` waits and `futures_core::Stream` for receivers do the waiting under
 //! tokio (any runtime with IO and time enabled, current-thread or multi-thread).
 //!
 //! # Cancel safety
@@ -64,8 +63,6 @@ use crate::channel::{frames, mpmc, spsc, Signal};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
 use crate::queue::{JoinableQueue, Queue};
-#[allow(unused_imports)] // the docs' links
-use crate::Event;
 use crate::Pipe;
 use bell::Doorbell;
 
