@@ -23,7 +23,7 @@
 //! The core is executor-agnostic: [`Async::try_recv_or_arm`] (and
 //! [`Async::try_send_or_arm`]) takes a message if one is ready, or arms the doorbell and
 //! says [`Error::WouldBlock`]; the doorbell's descriptor ([`AsFd`]) becomes readable when a
-//! wake-up comes. With the `tokio` feature, [`Async::recv`], [`Async::send`], the other
+//! wake-up comes. With the `tokio` feature, `Async::recv`, `Async::send`, the other
 //! `_async` waits and `futures_core::Stream` for receivers do the waiting under
 //! tokio (any runtime with IO and time enabled, current-thread or multi-thread).
 //!
@@ -83,7 +83,8 @@ pub trait AsyncEndpoint: sealed::Sealed {
     fn disarm(&mut self, bell: u64);
 }
 
-/// An end that receives: [`Async::recv`] and the other receiving calls.
+/// An end that receives: [`Async::try_recv_or_arm`] and (with `tokio`) `recv` and the
+/// other receiving calls.
 pub trait AsyncRecv: AsyncEndpoint {
     /// What a receive returns.
     type Item;
@@ -93,7 +94,7 @@ pub trait AsyncRecv: AsyncEndpoint {
     fn attempt_recv(&mut self) -> Result<Self::Item>;
 }
 
-/// An end that sends: [`Async::send`] and the other sending calls.
+/// An end that sends: [`Async::try_send_or_arm`] and (with `tokio`) `send`.
 pub trait AsyncSend: AsyncEndpoint {
     /// What a send takes: the value (`spsc`, `mpmc`), the bytes (`frames`, [`Pipe`]) or a
     /// reference to the item (the serde queues).
