@@ -15,6 +15,12 @@
 //! at send ([`Error::InvalidArgument`]), never a hang. Blocking, waking, timeouts and
 //! peer death behave as in [`spsc`](crate::spsc).
 //!
+//! # Sizing the ring
+//! Give the ring room for the burst you expect, not much more: a ring that stays in the
+//! L1 caches (tens of KiB) moves 1-4 KiB frames at up to twice the rate of a 1 MiB ring,
+//! whose every line streams through L2/L3 (`shmkit bench` uses 16 KiB up to 4 KiB frames;
+//! see BENCHMARKS.md). Frames larger than a quarter of the ring leave few in flight.
+//!
 //! # Layout
 //! Records are 16-byte aligned: `[stamp: u64][len | PAD: u64][payload][padding]`. The
 //! stamp is `pos + 1` once the record at byte position `pos` is published. Before it
