@@ -80,8 +80,9 @@ pub use endpoints::{Loan, ReadChunk, Receiver, RecvGuard, Sender, WriteChunk};
 /// the ends, opened with [`Sender::open`] and [`Receiver::open`] in any process, find it
 /// whenever they come, and see each other as if one of them had created it (a peer that
 /// never attached is awaited, not gone). The holder that created the channel removes the
-/// name when it drops; ends already open keep working. See the
-/// [channel module](crate::channel) for holders of the other kinds.
+/// name when it drops; ends already open keep working. [`mpmc::Holder`](crate::mpmc::Holder)
+/// and [`frames::Holder`](crate::frames::Holder) hold the other kinds,
+/// [`PipeHolder`](crate::PipeHolder) pipes.
 ///
 /// ```
 /// use shmkit::spsc;
