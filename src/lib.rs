@@ -137,7 +137,7 @@ mod value;
 
 pub use admin::{clean, inspect, list, unlink, CleanMode, Inspection, SegmentInfo};
 pub use array::{Array, RawArray};
-pub use channel::pipe::Pipe;
+pub use channel::pipe::{Pipe, PipeHolder};
 pub use channel::{frames, mpmc, spsc, SendError, WaitStrategy};
 pub use collections::{Recovery, SharedDict, SharedList};
 pub use error::{Error, LockError, LockResult, Result};

@@ -3,6 +3,8 @@
 //! - [`spsc`]: one producer, one consumer, typed slots.
 //! - [`mpmc`]: any number of producers and consumers, typed slots.
 //! - [`frames`]: one producer, one consumer, variable-length byte records; `Pipe` over two.
+//! - A `Holder` of each kind, which keeps a channel (and its name) without being one of
+//!   its ends: the channel is an object of its own (see `holder`).
 //! - The errors of the channels ([`SendError`]) and the iterators' shape ([`recv_iter`]).
 //!
 //! # One receive vocabulary
@@ -32,6 +34,7 @@
 
 mod error;
 pub mod frames;
+mod holder;
 pub(crate) mod layout;
 #[cfg(loom)]
 mod models;
@@ -41,6 +44,7 @@ pub mod spsc;
 mod typed;
 
 pub use error::SendError;
+pub(crate) use holder::holder;
 #[cfg(loom)]
 pub use models::{BellModel, HandshakeModel};
 
@@ -92,11 +96,7 @@ macro_rules! pair_endpoint {
 
         #[doc = $len]
         pub fn len(&self) -> usize {
-            let h = self$(.$f)?.ring.hdr();
-            // Relaxed: a snapshot of counters; nothing is read through it.
-            let tail = h.tail.0.load(crate::primitive::Ordering::Relaxed);
-            let head = h.head.0.load(crate::primitive::Ordering::Relaxed);
-            tail.wrapping_sub(head).min(self$(.$f)?.ring.cap) as usize
+            self$(.$f)?.ring.hdr().len(self$(.$f)?.ring.cap)
         }
 
         /// Whether nothing is waiting (a snapshot).
@@ -210,6 +210,14 @@ impl Header {
                 ),
             })
         }
+    }
+
+    /// Messages (or bytes) published and not yet released in a ring of `cap`: a snapshot.
+    pub(crate) fn len(&self, cap: u64) -> usize {
+        // Relaxed: a snapshot of counters; nothing is read through it.
+        let tail = self.tail.0.load(Ordering::Relaxed);
+        let head = self.head.0.load(Ordering::Relaxed);
+        tail.wrapping_sub(head).min(cap) as usize
     }
 
     /// Closes end `end` cleanly (an endpoint's drop): frees its registration, then wakes

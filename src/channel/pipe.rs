@@ -10,11 +10,16 @@
 //! finds `o2c` therefore also finds `c2o` (unless the pipe is one-way, or its creator is
 //! closing it: the creator's end unlinks `o2c` first, then `c2o`).
 //!
+//! A [`PipeHolder`] ([`Pipe::hold`]) makes the two rings as the creator does, through frame
+//! [`Holder`]s, and attaches no end: the *first* end (the creator's two: `c2o`'s sender,
+//! `o2c`'s receiver) is then opened with [`Pipe::open_first`], the second (the opener's)
+//! with [`Pipe::open`], each claiming `c2o` first, as `open` always did.
+//!
 //! What lives here touches no shared memory itself: it only opens and holds the rings.
 
 use std::time::{Duration, Instant};
 
-use super::frames::{Frame, Receiver, Sender};
+use super::frames::{Frame, Holder, Receiver, Sender};
 use crate::error::{Error, Result};
 use crate::os::failpoint::failpoint;
 use crate::segment::MAX_NAME_LEN;
@@ -25,7 +30,9 @@ use crate::segment::MAX_NAME_LEN;
 /// two ends of a connection: what one end sends, the other receives, in both directions
 /// (or in one, with [`Pipe::create_one_way`]: the creator only receives, the opener only
 /// sends, like `Pipe(duplex=False)`). When either process may come first, both call
-/// [`Pipe::open_or_create`]: one becomes the creator, the other the opener. Messages are
+/// [`Pipe::open_or_create`]: one becomes the creator, the other the opener. A parent that
+/// takes neither end holds the pipe ([`Pipe::hold`], a [`PipeHolder`]) and hands its name
+/// to two children, which open its ends with [`Pipe::open_first`] and [`Pipe::open`]. Messages are
 /// byte frames, received as copies (`recv`, `try_recv`, `recv_timeout`: `Vec<u8>`) or in
 /// place (`recv_ref`, `try_recv_ref`, `recv_ref_timeout`: a
 /// [`Frame`](crate::frames::Frame), for cooperating peers), as in
@@ -74,9 +81,22 @@ fn names(name: &str) -> Result<(String, String)> {
     Ok((format!("{name}.c2o"), format!("{name}.o2c")))
 }
 
+/// The two ends of a pipe: the first is the creator's (`c2o`'s sender, `o2c`'s receiver),
+/// the second the opener's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    First,
+    Second,
+}
+
 /// An error about one of the rings of pipe `name`, told about the pipe: the name the user
 /// gave, never a ring's.
 fn about_pipe(e: Error, name: &str) -> Error {
+    about_end(e, name, End::Second)
+}
+
+/// [`about_pipe`], for an error while taking end `end`.
+fn about_end(e: Error, name: &str, end: End) -> Error {
     let name = name.to_owned();
     match e {
         Error::NotFound { .. } => Error::NotFound { name },
@@ -85,7 +105,10 @@ fn about_pipe(e: Error, name: &str) -> Error {
         Error::PermissionDenied { reason, .. } => Error::PermissionDenied { name, reason },
         Error::InvalidName { reason, .. } => Error::InvalidName { name, reason },
         Error::Busy { .. } => Error::Busy {
-            what: format!("the opener's end of pipe `{name}`"),
+            what: match end {
+                End::First => format!("the first (creator's) end of pipe `{name}`"),
+                End::Second => format!("the opener's end of pipe `{name}`"),
+            },
         },
         e => e,
     }
@@ -134,32 +157,138 @@ impl Pipe {
     /// Opens the other end of the pipe `name` (duplex or one-way, as it was created).
     /// [`Error::NotFound`] if there is no such pipe; [`Error::Busy`] if a live process
     /// holds the opener's end already.
+    ///
+    /// On a pipe held by a [`PipeHolder`] this is its second end; [`Pipe::open_first`]
+    /// opens the other.
     pub fn open(name: &str) -> Result<Pipe> {
-        Self::open_rings(name).map_err(|e| about_pipe(e, name))
+        Self::open_rings(name, End::Second).map_err(|e| about_end(e, name, End::Second))
     }
 
-    /// [`Pipe::open`]; errors name the rings.
-    fn open_rings(name: &str) -> Result<Pipe> {
+    /// Opens the first end of the pipe `name`: the one [`Pipe::create`] returns (`conn1` of
+    /// Python's `conn1, conn2 = Pipe()`; on a one-way pipe, the end that receives), for a
+    /// pipe held by a [`PipeHolder`], whose children open its two ends: this one and
+    /// [`Pipe::open`]'s. [`Error::NotFound`] if there is no such pipe; [`Error::Busy`] if a
+    /// live process holds this end already (the creator's end of a pipe made with
+    /// `create` or `open_or_create`, say).
+    ///
+    /// ```
+    /// use shmkit::Pipe;
+    /// # let name = shmkit::__private::test_name("doc-pipe-first");
+    /// let held = Pipe::hold(&name, 1 << 12)?; // the parent
+    /// let mut a = Pipe::open_first(&name)?; // one child
+    /// let mut b = Pipe::open(&name)?; // the other
+    /// a.send(b"ping")?;
+    /// assert_eq!(b.recv()?, b"ping");
+    /// assert!(matches!(Pipe::open_first(&name), Err(shmkit::Error::Busy { .. })));
+    /// # drop(held);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn open_first(name: &str) -> Result<Pipe> {
+        Self::open_rings(name, End::First).map_err(|e| about_end(e, name, End::First))
+    }
+
+    /// [`Pipe::open`] (`End::Second`) or [`Pipe::open_first`]; errors name the rings.
+    fn open_rings(name: &str, end: End) -> Result<Pipe> {
         let (c2o, o2c) = names(name)?;
-        // `c2o` first, as `open_or_create` does: of competing openers, the one that claims
-        // its receiver wins, and the others give up before they hold anything.
-        let open_c2o = || match Receiver::open(&c2o) {
-            Ok(rx) => Ok(Some(rx)),
-            Err(Error::NotFound { .. }) => Ok(None), // one-way, or not created yet
-            Err(e) => Err(e),
+        // `c2o` first, as `open_or_create` does: of competing openers of one end, the one
+        // that claims its `c2o` side wins, and the others give up before they hold
+        // anything. A missing `c2o` is a one-way pipe, or one not created yet; a duplex
+        // pipe's `o2c` exists only after its `c2o`, so if `c2o` was missing, look again
+        // once `o2c` is found (it may have been created in between).
+        fn found<E>(r: Result<E>) -> Result<Option<E>> {
+            match r {
+                Ok(e) => Ok(Some(e)),
+                Err(Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        }
+        Ok(match end {
+            End::Second => {
+                let rx = found(Receiver::open(&c2o))?;
+                let tx = Sender::open(&o2c)?;
+                let rx = match rx {
+                    Some(rx) => Some(rx),
+                    None => found(Receiver::open(&c2o))?,
+                };
+                Pipe {
+                    rx,
+                    tx: Some(tx),
+                    creator: false,
+                }
+            }
+            End::First => {
+                let tx = found(Sender::open(&c2o))?;
+                let rx = Receiver::open(&o2c)?;
+                let tx = match tx {
+                    Some(tx) => Some(tx),
+                    None => found(Sender::open(&c2o))?,
+                };
+                Pipe {
+                    rx: Some(rx),
+                    tx,
+                    creator: false,
+                }
+            }
+        })
+    }
+
+    /// Creates a duplex pipe whose rings hold `capacity` bytes each, and holds it without
+    /// taking either end: the pipe is an object of its own, for a parent that hands its
+    /// name to two children, which open its ends ([`Pipe::open_first`] and [`Pipe::open`])
+    /// whenever they come; Python's `a, b = Pipe()` given to two processes.
+    /// [`Error::AlreadyExists`] if a pipe of this name exists.
+    ///
+    /// ```
+    /// use shmkit::Pipe;
+    /// # let name = shmkit::__private::test_name("doc-pipe-hold");
+    /// let held = Pipe::hold(&name, 1 << 16)?; // the parent takes no end
+    /// let mut b = Pipe::open(&name)?; // a child
+    /// let mut a = Pipe::open_first(&name)?; // another, later
+    /// b.send(b"hello")?;
+    /// assert_eq!(a.recv()?, b"hello");
+    /// drop(held); // the name goes; the ends keep working
+    /// assert!(matches!(Pipe::open(&name), Err(shmkit::Error::NotFound { .. })));
+    /// a.send(b"still here")?;
+    /// assert_eq!(b.recv()?, b"still here");
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn hold(name: &str, capacity: usize) -> Result<PipeHolder> {
+        let (c2o, o2c) = names(name)?;
+        let held = || -> Result<PipeHolder> {
+            let c2o = Holder::create(&c2o, capacity)?;
+            // On failure `c2o` drops here and removes its ring again.
+            let o2c = Holder::create(&o2c, capacity)?;
+            Ok(PipeHolder {
+                o2c,
+                c2o: Some(c2o),
+                name: name.to_owned(),
+            })
         };
-        let rx = open_c2o()?;
-        let tx = Sender::open(&o2c)?;
-        // A duplex pipe's `o2c` exists only after its `c2o`: if `c2o` was missing, look
-        // again now that `o2c` is found (it may have been created in between).
-        let rx = match rx {
-            Some(rx) => Some(rx),
-            None => open_c2o()?,
-        };
-        Ok(Pipe {
-            rx,
-            tx: Some(tx),
-            creator: false,
+        held().map_err(|e| about_pipe(e, name))
+    }
+
+    /// [`Pipe::hold`] for a one-way pipe: the first end ([`Pipe::open_first`]) only
+    /// receives, the second ([`Pipe::open`]) only sends, like Python's
+    /// `r, w = Pipe(duplex=False)`.
+    ///
+    /// ```
+    /// use shmkit::Pipe;
+    /// # let name = shmkit::__private::test_name("doc-pipe-hold-1w");
+    /// let held = Pipe::hold_one_way(&name, 1 << 12)?;
+    /// let mut w = Pipe::open(&name)?;
+    /// let mut r = Pipe::open_first(&name)?;
+    /// w.send(b"one way")?;
+    /// assert_eq!(r.recv()?, b"one way");
+    /// assert!(r.send(b"back").is_err()); // the receiving end does not send
+    /// assert!(held.is_one_way());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn hold_one_way(name: &str, capacity: usize) -> Result<PipeHolder> {
+        let (_, o2c) = names(name)?;
+        Ok(PipeHolder {
+            o2c: Holder::create(&o2c, capacity).map_err(|e| about_pipe(e, name))?,
+            c2o: None,
+            name: name.to_owned(),
         })
     }
 
@@ -326,5 +455,74 @@ impl Pipe {
             Err(Error::WouldBlock | Error::Timeout | Error::Disconnected) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// A pipe held without either end: see [`Pipe::hold`]. It keeps the pipe's two rings (and
+/// so its name) for as long as it lives, and removes the name when it drops (ends already
+/// open keep working).
+///
+/// ```
+/// use shmkit::Pipe;
+/// # let name = shmkit::__private::test_name("doc-pipe-holder");
+/// let held = Pipe::hold(&name, 1 << 12)?;
+/// assert_eq!((held.name(), held.capacity()), (name.as_str(), 1 << 12));
+/// assert!(!held.is_one_way());
+/// println!("{held:?}");
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub struct PipeHolder {
+    // Declared (so dropped) before `c2o`: `o2c` is unlinked first, as the creator's end
+    // does (see `Pipe`).
+    o2c: Holder,
+    c2o: Option<Holder>,
+    name: String,
+}
+
+impl PipeHolder {
+    /// The pipe's name.
+    ///
+    /// ```
+    /// use shmkit::Pipe;
+    /// # let name = shmkit::__private::test_name("doc-pipe-holder-name");
+    /// assert_eq!(Pipe::hold(&name, 1 << 12)?.name(), name);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The size of each ring in bytes.
+    ///
+    /// ```
+    /// use shmkit::Pipe;
+    /// # let name = shmkit::__private::test_name("doc-pipe-holder-cap");
+    /// assert_eq!(Pipe::hold_one_way(&name, 1 << 12)?.capacity(), 1 << 12);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn capacity(&self) -> usize {
+        self.o2c.capacity()
+    }
+
+    /// Whether the pipe is one-way ([`Pipe::hold_one_way`]).
+    ///
+    /// ```
+    /// use shmkit::Pipe;
+    /// # let name = shmkit::__private::test_name("doc-pipe-holder-1w");
+    /// assert!(Pipe::hold_one_way(&name, 1 << 12)?.is_one_way());
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn is_one_way(&self) -> bool {
+        self.c2o.is_none()
+    }
+}
+
+impl std::fmt::Debug for PipeHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipeHolder")
+            .field("name", &self.name)
+            .field("capacity", &self.capacity())
+            .field("one_way", &self.is_one_way())
+            .finish()
     }
 }

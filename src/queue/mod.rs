@@ -149,7 +149,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     fn with_mode(name: &str, mode: CreationMode, capacity: usize) -> Result<Self> {
         let opts = Options::new();
         let holder =
-            mpmc::Holder::new(At::named(name, mode, &opts).tagged(tag::<T, C>()), capacity)?;
+            mpmc::Holder::build(At::named(name, mode, &opts).tagged(tag::<T, C>()), capacity)?;
         Ok(Queue {
             holder,
             name: name.to_owned(),

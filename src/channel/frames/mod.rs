@@ -51,6 +51,7 @@
 //! # Files
 //! - `ring`: the record layout, the mapping, reading and releasing records.
 //! - `endpoints`: [`Sender`], [`FrameLoan`], [`Receiver`], [`Frame`].
+//! - `mod.rs`: [`Holder`] (its API from the channel module's `holder!`).
 //!
 //! [`Error::InvalidArgument`]: crate::Error::InvalidArgument
 //! [`Error::Corrupt`]: crate::Error::Corrupt
@@ -59,6 +60,35 @@ mod endpoints;
 pub(in crate::channel) mod ring;
 
 pub use endpoints::{Frame, FrameLoan, Receiver, Sender};
+
+/// The channel without an endpoint: an object of its own, held by a process that is
+/// neither its sender nor its receiver, as [`spsc::Holder`](crate::spsc::Holder) is for
+/// typed rings (and [`PipeHolder`](crate::PipeHolder) for pipes).
+///
+/// The holder creates the ring and keeps it, and its name, for as long as it lives; the
+/// ends ([`Sender::open`], [`Receiver::open`], in any process) find it whenever they come,
+/// and see each other as if one of them had created it. The holder that created the ring
+/// removes the name when it drops; ends already open keep working.
+///
+/// ```
+/// use shmkit::frames;
+/// # let name = shmkit::__private::test_name("doc-frames-holder");
+/// let held = frames::Holder::create(&name, 1 << 16)?; // the parent: no end
+/// let mut tx = frames::Sender::open(&name)?; // a child
+/// let mut rx = frames::Receiver::open(&name)?; // another child
+/// tx.send(b"hello")?;
+/// assert_eq!(held.len(), 32); // bytes: one record
+/// assert_eq!(rx.recv()?, b"hello");
+/// drop(held); // the name goes; the ends keep working
+/// assert!(matches!(frames::Receiver::open(&name), Err(shmkit::Error::NotFound { .. })));
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub struct Holder {
+    ring: ring::Ring,
+}
+
+super::holder!([] Holder, "frames", "", open: 0,
+    capacity: |r| r.cap as usize, len: |r| r.hdr().len(r.cap));
 
 /// The smallest and largest ring sizes (bytes).
 pub const MIN_CAPACITY: u64 = 64;

@@ -7,7 +7,8 @@
 //! uses it.
 //!
 //! Any number of processes (or threads, one handle each) open [`Sender`]s and
-//! [`Receiver`]s by name, up to [`MAX_ENDPOINTS`] of each at a time; each message goes to
+//! [`Receiver`]s by name, up to [`MAX_ENDPOINTS`] of each at a time (the queue may be
+//! created by one of them, or held by a process that is neither: [`Holder`]); each message goes to
 //! exactly one receiver, and the messages of one sender arrive in order at each receiver.
 //! `send` blocks while the queue is full, `recv` while it is empty (see [`WaitStrategy`]
 //! for how); `try_` forms never block ([`Error::WouldBlock`]); `_timeout` forms give up
@@ -122,6 +123,7 @@
 //! - `ring`: the shared layout, position arithmetic and the lock-free queue.
 //! - `recovery`: registration, and recovering what dead endpoints left behind.
 //! - `endpoints`: [`Sender`], [`Loan`], [`Receiver`], [`RecvGuard`].
+//! - `mod.rs`: [`Holder`] (its API from the channel module's `holder!`).
 //!
 //! [`WaitStrategy`]: crate::WaitStrategy
 //! [`Error::WouldBlock`]: crate::Error::WouldBlock
@@ -138,47 +140,49 @@ pub use super::SendError;
 pub use endpoints::{Loan, Receiver, RecvGuard, Sender};
 pub(crate) use ring::describe;
 
-/// The queue without an endpoint: it holds the segment (and so its name) open, and sees
-/// the counters. For objects built on the queue (the serde `Queue`), whose creator need not
-/// be a sender or a receiver.
-pub(crate) struct Holder<T: bytemuck::Pod> {
+/// The queue without an endpoint: an object of its own, held by a process that is
+/// neither a sender nor a receiver (Python's habit: create the queue in the parent, hand
+/// its name to the children). The serde [`Queue`](crate::Queue) is built on it.
+///
+/// The holder creates the queue and keeps it, and its name, for as long as it lives; the
+/// ends ([`Sender::open`], [`Receiver::open`], in any process) find it whenever they come,
+/// and see each other as if one of them had created it (receivers wait for a first
+/// sender). The holder that created the queue removes the name when it drops; ends
+/// already open keep working.
+///
+/// ```
+/// use shmkit::mpmc;
+/// # let name = shmkit::__private::test_name("doc-mpmc-holder");
+/// let held = mpmc::Holder::<u64>::create(&name, 16)?; // the parent: no end
+/// let mut rx = mpmc::Receiver::<u64>::open(&name)?; // children
+/// let mut tx = mpmc::Sender::<u64>::open(&name)?;
+/// tx.send(7)?;
+/// assert_eq!((held.len(), held.lost()), (1, 0));
+/// assert_eq!(rx.recv()?, 7);
+/// drop(held); // the name goes; the ends keep working
+/// assert!(matches!(mpmc::Sender::<u64>::open(&name), Err(shmkit::Error::NotFound { .. })));
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub struct Holder<T: bytemuck::Pod> {
     ring: ring::Ring<T>,
 }
 
+super::holder!([T: bytemuck::Pod] Holder<T>, "mpmc", "::<u64>", open: 1,
+    capacity: |r| r.geo.cap as usize, len: |r| r.len());
+
 impl<T: bytemuck::Pod> Holder<T> {
-    /// Creates and/or opens the queue at `at`, attaching no endpoint.
-    pub(crate) fn new(at: crate::object::At<'_>, capacity: usize) -> crate::Result<Self> {
-        Ok(Holder {
-            ring: ring::Ring::new(at, capacity)?,
-        })
-    }
-
-    /// Messages claimed and not yet received (a snapshot).
-    pub(crate) fn len(&self) -> usize {
-        self.ring.len()
-    }
-
-    /// The number of slots.
-    pub(crate) fn capacity(&self) -> usize {
-        self.ring.geo.cap as usize
-    }
-
-    /// Messages lost to dead endpoints.
-    pub(crate) fn lost(&self) -> u64 {
+    /// How many messages were lost to dead endpoints since the queue was created (see
+    /// [`Receiver::lost`]).
+    ///
+    /// ```
+    /// use shmkit::mpmc;
+    /// # let name = shmkit::__private::test_name("doc-mpmc-holder-lost");
+    /// let held = mpmc::Holder::<u64>::create(&name, 16)?;
+    /// assert_eq!(held.lost(), 0);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
+    pub fn lost(&self) -> u64 {
         self.ring.lost()
-    }
-
-    /// The segment.
-    pub(crate) fn segment(&self) -> &crate::Segment {
-        &self.ring.seg
-    }
-}
-
-impl<T: bytemuck::Pod> std::fmt::Debug for Holder<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Holder")
-            .field("segment", &self.ring.seg)
-            .finish()
     }
 }
 

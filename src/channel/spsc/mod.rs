@@ -1,7 +1,7 @@
 //! A single-producer single-consumer ring of typed slots in shared memory.
 //!
 //! One [`Sender`] and one [`Receiver`], in any two processes (or threads), found by name;
-//! either side may create the channel. `send` blocks while the ring is full, `recv` while
+//! either side may create the channel, or a third process that holds it ([`Holder`]). `send` blocks while the ring is full, `recv` while
 //! it is empty (see [`WaitStrategy`] for how); `try_` forms never block; `_timeout` forms
 //! give up with [`Error::Timeout`]. Nothing allocates and no syscall is made on the hot
 //! path unless the peer sleeps.
@@ -59,6 +59,7 @@
 //! - `ring`: the slots, the mapping, and the stamp checks.
 //! - `endpoints`: [`Sender`], [`Loan`], [`WriteChunk`], [`Receiver`], [`RecvGuard`],
 //!   [`ReadChunk`].
+//! - `mod.rs`: [`Holder`] (its API from the channel module's `holder!`).
 //!
 //! [`WaitStrategy`]: crate::WaitStrategy
 //! [`Error::Timeout`]: crate::Error::Timeout
@@ -70,6 +71,39 @@ mod ring;
 
 pub use super::SendError;
 pub use endpoints::{Loan, ReadChunk, Receiver, RecvGuard, Sender, WriteChunk};
+
+/// The channel without an endpoint: an object of its own, held by a process that is
+/// neither its sender nor its receiver (Python's habit: create the queue in the parent,
+/// hand its name to the children).
+///
+/// The holder creates the channel and keeps it, and its name, for as long as it lives:
+/// the ends, opened with [`Sender::open`] and [`Receiver::open`] in any process, find it
+/// whenever they come, and see each other as if one of them had created it (a peer that
+/// never attached is awaited, not gone). The holder that created the channel removes the
+/// name when it drops; ends already open keep working. [`mpmc::Holder`](crate::mpmc::Holder)
+/// and [`frames::Holder`](crate::frames::Holder) hold the other kinds,
+/// [`PipeHolder`](crate::PipeHolder) pipes.
+///
+/// ```
+/// use shmkit::spsc;
+/// # let name = shmkit::__private::test_name("doc-spsc-holder");
+/// let held = spsc::Holder::<u64>::create(&name, 1024)?; // the parent: no end
+/// let mut rx = spsc::Receiver::<u64>::open(&name)?; // a child
+/// let mut tx = spsc::Sender::<u64>::open(&name)?; // another child, later
+/// tx.send(7)?;
+/// assert_eq!(rx.recv()?, 7);
+/// drop(held); // the name goes; the ends keep working
+/// assert!(matches!(spsc::Sender::<u64>::open(&name), Err(shmkit::Error::NotFound { .. })));
+/// tx.send(8)?;
+/// assert_eq!(rx.recv()?, 8);
+/// # Ok::<(), shmkit::Error>(())
+/// ```
+pub struct Holder<T: bytemuck::Pod> {
+    ring: ring::Ring<T>,
+}
+
+super::holder!([T: bytemuck::Pod] Holder<T>, "spsc", "::<u64>", open: 1,
+    capacity: |r| r.cap as usize, len: |r| r.hdr().len(r.cap));
 
 /// The largest capacity (slots) a ring may have.
 pub const MAX_CAPACITY: u64 = 1 << 32;

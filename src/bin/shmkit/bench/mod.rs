@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use shmkit::{frames, spsc, Error, RawArray, WaitStrategy};
 
 mod asyncrt;
+mod dict;
 mod mpmc;
 mod pool;
 mod python;
@@ -210,7 +211,9 @@ pub fn run(args: &Args) -> Res<()> {
     // Before we pin ourselves (which makes `available_parallelism` say 1, and which the
     // pools' workers would inherit).
     let _ = mpmc::CPUS.set(cpus);
-    let mut pools = pool::run(plan.rounds, args.full, cpus)? + &queue::run(plan.rounds, args.full)?;
+    let mut pools = pool::run(plan.rounds, args.full, cpus)?
+        + &queue::run(plan.rounds, args.full)?
+        + &dict::run(plan.rounds, args.full)?;
     if cpus > 1 {
         pin_to_cpu(0)?;
     }
