@@ -202,33 +202,34 @@ impl Pipe {
                 Err(e) => Err(e),
             }
         }
-        Ok(match end {
+        /// `c2o`'s side (perhaps missing), then `o2c`'s, then `c2o`'s once more if it
+        /// was missing.
+        fn both<A, B>(
+            c2o: impl Fn() -> Result<A>,
+            o2c: impl FnOnce() -> Result<B>,
+        ) -> Result<(Option<A>, B)> {
+            let first = found(c2o())?;
+            let other = o2c()?;
+            let first = match first {
+                Some(a) => Some(a),
+                None => found(c2o())?,
+            };
+            Ok((first, other))
+        }
+        let (rx, tx) = match end {
             End::Second => {
-                let rx = found(Receiver::open(&c2o))?;
-                let tx = Sender::open(&o2c)?;
-                let rx = match rx {
-                    Some(rx) => Some(rx),
-                    None => found(Receiver::open(&c2o))?,
-                };
-                Pipe {
-                    rx,
-                    tx: Some(tx),
-                    creator: false,
-                }
+                let (rx, tx) = both(|| Receiver::open(&c2o), || Sender::open(&o2c))?;
+                (rx, Some(tx))
             }
             End::First => {
-                let tx = found(Sender::open(&c2o))?;
-                let rx = Receiver::open(&o2c)?;
-                let tx = match tx {
-                    Some(tx) => Some(tx),
-                    None => found(Sender::open(&c2o))?,
-                };
-                Pipe {
-                    rx: Some(rx),
-                    tx,
-                    creator: false,
-                }
+                let (tx, rx) = both(|| Sender::open(&c2o), || Receiver::open(&o2c))?;
+                (Some(rx), tx)
             }
+        };
+        Ok(Pipe {
+            rx,
+            tx,
+            creator: false,
         })
     }
 

@@ -10,7 +10,6 @@
 //! round trip over a socket to its server process: its `n` is a twentieth of ours, to keep
 //! each round at a second or two.
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 use shmkit::process::Process;
@@ -82,33 +81,15 @@ fn round_ours(n: u64) -> Res<Vec<(&'static str, f64)>> {
     Ok(vec![("dict_sets_2procs", sets), ("dict_gets_2procs", gets)])
 }
 
+const GROUP: python::Group = python::Group {
+    what: "dict",
+    title: "Shared dict (u64 keys and values, each process its own keys)",
+    rows: &ROWS,
+    sizes: [(200_000, 10_000), (800_000, 40_000)],
+    script: ("manager_dict_bench.py", &["1"]),
+};
+
 /// Runs the rows for `rounds` rounds; the table.
 pub(super) fn run(rounds: usize, full: bool) -> Res<String> {
-    let (n, n_py) = if full {
-        (800_000, 40_000)
-    } else {
-        (200_000, 10_000)
-    };
-    let python = python::available();
-    let mut ours: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    let mut theirs: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for round in 0..rounds {
-        eprint!("\r\x1b[2Kdict: round {}/{rounds}", round + 1);
-        for (id, v) in round_ours(n)? {
-            ours.entry(id).or_default().push(v);
-        }
-        if python {
-            for (id, v) in python::run("manager_dict_bench.py", &[&n_py.to_string(), "1"])? {
-                theirs.entry(id).or_default().push(v);
-            }
-        }
-    }
-    eprint!("\r\x1b[2K");
-    Ok(python::table(
-        "Shared dict (u64 keys and values, each process its own keys)",
-        &ROWS,
-        &ours,
-        &theirs,
-        python,
-    ))
+    python::interleaved(&GROUP, rounds, full, round_ours)
 }

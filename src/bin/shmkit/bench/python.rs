@@ -58,6 +58,49 @@ pub(super) fn run(script: &str, args: &[&str]) -> Res<Vec<(String, f64)>> {
     Ok(rows)
 }
 
+/// A group of rows that Python's `multiprocessing` runs too: what [`interleaved`] needs.
+pub(super) struct Group {
+    /// The progress line's name.
+    pub(super) what: &'static str,
+    /// The table's title.
+    pub(super) title: &'static str,
+    pub(super) rows: &'static [Row],
+    /// Items for us and for Python: in a quick run, in a full one.
+    pub(super) sizes: [(u64, u64); 2],
+    /// The script, and its arguments after Python's item count.
+    pub(super) script: (&'static str, &'static [&'static str]),
+}
+
+/// `rounds` rounds of `group`: ours (`ours(items)`, once a round) and, when `python3` is
+/// there, Python's in the same rounds, interleaved; the table.
+pub(super) fn interleaved(
+    group: &Group,
+    rounds: usize,
+    full: bool,
+    mut ours: impl FnMut(u64) -> Res<Vec<(&'static str, f64)>>,
+) -> Res<String> {
+    let (n, n_py) = group.sizes[usize::from(full)];
+    let n_py = n_py.to_string();
+    let mut args = vec![n_py.as_str()];
+    args.extend_from_slice(group.script.1);
+    let python = available();
+    let mut mine: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut theirs: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for round in 0..rounds {
+        eprint!("\r\x1b[2K{}: round {}/{rounds}", group.what, round + 1);
+        for (id, v) in ours(n)? {
+            mine.entry(id).or_default().push(v);
+        }
+        if python {
+            for (id, v) in run(group.script.0, &args)? {
+                theirs.entry(id).or_default().push(v);
+            }
+        }
+    }
+    eprint!("\r\x1b[2K");
+    Ok(table(group.title, group.rows, &mine, &theirs, python))
+}
+
 /// Median and (min, max) of `v`.
 pub(super) fn stats(v: &[f64]) -> (f64, f64, f64) {
     let mut s = v.to_vec();

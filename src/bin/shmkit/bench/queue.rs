@@ -7,7 +7,6 @@
 //! starts included: about a millisecond each, against runs of hundreds of milliseconds).
 //! Consumers stop at a `None` sentinel, as in the seeds' programs.
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 use shmkit::process::Process;
@@ -137,33 +136,15 @@ fn round_ours(n: u64) -> Res<Vec<(&'static str, f64)>> {
     Ok(rows)
 }
 
+const GROUP: python::Group = python::Group {
+    what: "queues",
+    title: "Serde queues (short strings)",
+    rows: &ROWS,
+    sizes: [(1_000_000, 100_000), (4_000_000, 400_000)],
+    script: ("queue_bench.py", &[]),
+};
+
 /// Runs the rows for `rounds` rounds; the table.
 pub(super) fn run(rounds: usize, full: bool) -> Res<String> {
-    let (n, n_py) = if full {
-        (4_000_000, 400_000)
-    } else {
-        (1_000_000, 100_000)
-    };
-    let python = python::available();
-    let mut ours: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    let mut theirs: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for round in 0..rounds {
-        eprint!("\r\x1b[2Kqueues: round {}/{rounds}", round + 1);
-        for (id, v) in round_ours(n)? {
-            ours.entry(id).or_default().push(v);
-        }
-        if python {
-            for (id, v) in python::run("queue_bench.py", &[&n_py.to_string()])? {
-                theirs.entry(id).or_default().push(v);
-            }
-        }
-    }
-    eprint!("\r\x1b[2K");
-    Ok(python::table(
-        "Serde queues (short strings)",
-        &ROWS,
-        &ours,
-        &theirs,
-        python,
-    ))
+    python::interleaved(&GROUP, rounds, full, round_ours)
 }
