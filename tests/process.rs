@@ -649,6 +649,45 @@ mod awaited {
         });
     }
 
+    /// Drains an `Imap` as a stream.
+    async fn collect<R: serde::de::DeserializeOwned>(mut s: shmkit::process::Imap<R>) -> Vec<R> {
+        use futures_core::Stream;
+        let mut out = Vec::new();
+        while let Some(r) =
+            std::future::poll_fn(|cx| std::pin::Pin::new(&mut s).poll_next(cx)).await
+        {
+            out.push(r.unwrap());
+        }
+        out
+    }
+
+    #[test]
+    fn imap_results_are_a_stream_in_order_or_as_they_finish() {
+        let pool = Pool::new(2).unwrap();
+        runtime().block_on(async {
+            let ordered = collect(pool.imap(square, 0..500u64, 7).unwrap()).await;
+            assert_eq!(ordered, (0..500u64).map(|x| x * x).collect::<Vec<_>>());
+            let mut unordered = collect(pool.imap_unordered(square, 0..500u64, 1).unwrap()).await;
+            unordered.sort();
+            assert_eq!(unordered, (0..500u64).map(|x| x * x).collect::<Vec<_>>());
+            // Slow tasks: the stream waits, woken by the pool, without blocking the thread:
+            // a task spawned on this one-thread runtime runs before the results come.
+            let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let ran2 = ran.clone();
+            let other = tokio::spawn(async move {
+                ran2.store(true, std::sync::atomic::Ordering::SeqCst);
+            });
+            let slow = pool.imap(sleep_ms, [200u64, 200, 200, 200], 1).unwrap();
+            let slow = collect(slow).await;
+            assert_eq!(slow.len(), 4);
+            assert!(
+                ran.load(std::sync::atomic::Ordering::SeqCst),
+                "the stream blocked the thread while the tasks ran"
+            );
+            other.await.unwrap();
+        });
+    }
+
     #[test]
     fn an_async_result_is_a_future() {
         let mut pool = Pool::new(2).unwrap();

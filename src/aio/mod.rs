@@ -2,8 +2,9 @@
 //! [`Queue`] or [`JoinableQueue`]) so that an executor can wait to receive from it or to
 //! send into it without a thread per wait; `Event::wait_async`,
 //! `Semaphore::acquire_async` (and `BoundedSemaphore`'s), `Process::join_async` (with the
-//! `tokio` feature) and [`AsyncResult`](crate::process::AsyncResult) (a future, any
-//! executor) do the same for the other objects that can be waited for.
+//! `tokio` feature), [`AsyncResult`](crate::process::AsyncResult) (a future, any
+//! executor) and [`Imap`](crate::process::Imap) (a stream, with `tokio`) do the same for
+//! the other objects that can be waited for.
 //!
 //! # How a wake-up crosses processes
 //! An async waiter owns a *doorbell*: a Unix datagram socket of its own, bound to an

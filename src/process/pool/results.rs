@@ -297,6 +297,8 @@ struct StreamQ {
     ready: Vec<(usize, Answer)>,
     /// The consumer sleeps on `cv`.
     waiting: bool,
+    /// The task awaiting the stream, if it is awaited (`futures_core::Stream`).
+    waker: Option<std::task::Waker>,
 }
 
 impl Stream {
@@ -305,6 +307,7 @@ impl Stream {
             q: Mutex::new(StreamQ {
                 ready: Vec::new(),
                 waiting: false,
+                waker: None,
             }),
             cv: Condvar::new(),
         })
@@ -317,6 +320,11 @@ impl Stream {
         if std::mem::take(&mut q.waiting) {
             self.cv.notify_one();
         }
+        let waker = q.waker.take();
+        drop(q);
+        if let Some(w) = waker {
+            w.wake();
+        }
     }
 }
 
@@ -326,7 +334,8 @@ const CHECK: Duration = Duration::from_millis(100);
 
 /// The results of [`Pool::imap`](super::Pool::imap) (in the order of the inputs) or
 /// [`Pool::imap_unordered`](super::Pool::imap_unordered) (as they finish): one
-/// `Result` per input, decoded in the thread that iterates.
+/// `Result` per input, decoded in the thread that iterates. With the `tokio` feature it is
+/// also a `futures_core::Stream` of the same items, for async code.
 pub struct Imap<R> {
     stream: Arc<Stream>,
     /// Answers taken from the stream, not yet looked at.
@@ -340,6 +349,9 @@ pub struct Imap<R> {
     early: BTreeMap<usize, Answer>,
     current: VecDeque<Result<R>>,
     received: usize,
+    /// Awaited: the next look at whether answers can still come (see `CHECK`).
+    #[cfg(feature = "tokio")]
+    check: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
     _r: PhantomData<fn() -> R>,
 }
 
@@ -360,6 +372,8 @@ impl<R: DeserializeOwned> Imap<R> {
             early: BTreeMap::new(),
             current: VecDeque::new(),
             received: 0,
+            #[cfg(feature = "tokio")]
+            check: None,
             _r: PhantomData,
         }
     }
@@ -387,29 +401,99 @@ impl<R: DeserializeOwned> Imap<R> {
 
     /// The next answer to arrive.
     fn recv(&mut self) -> (usize, Answer) {
-        self.received += 1;
         if let Some(a) = self.taken.pop_front() {
+            self.received += 1;
             return a;
         }
-        let mut q = self.stream.q.lock().unwrap_or_else(|e| e.into_inner());
+        let stream = self.stream.clone();
+        let mut q = stream.q.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            if !q.ready.is_empty() {
-                self.taken.extend(q.ready.drain(..));
-                drop(q);
-                return self.taken.pop_front().expect("not empty");
-            }
-            // Only we hold the stream: no job is left to answer (the dispatcher answers
-            // every job, also when the pool ends; it would take a dispatcher that died).
-            if Arc::strong_count(&self.stream) == 1 {
-                return (self.first_missing(), Answer::Failed(Failure::Terminated));
+            if let Some(a) = self.arrived(&mut q) {
+                return a;
             }
             q.waiting = true;
-            q = self
-                .stream
+            q = stream
                 .cv
                 .wait_timeout(q, CHECK)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+        }
+    }
+
+    /// The next answer, if one has arrived (taking every answer handed over so far), or
+    /// the failure of the first missing one if none can come any more; counts it.
+    fn arrived(&mut self, q: &mut StreamQ) -> Option<(usize, Answer)> {
+        let a = if !q.ready.is_empty() {
+            self.taken.extend(q.ready.drain(..));
+            self.taken.pop_front().expect("not empty")
+        } else if Arc::strong_count(&self.stream) <= 2 {
+            // Only we hold the stream (with the clone our caller holds): no job is left to
+            // answer (the dispatcher answers every job, also when the pool ends; it would
+            // take a dispatcher that died).
+            (self.first_missing(), Answer::Failed(Failure::Terminated))
+        } else {
+            return None;
+        };
+        self.received += 1;
+        Some(a)
+    }
+
+    /// The poll form of `recv`: the task is woken by the dispatcher's next hand-over, or
+    /// after `CHECK` to look at whether answers can still come.
+    #[cfg(feature = "tokio")]
+    fn poll_recv(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<(usize, Answer)> {
+        use std::future::Future;
+        use std::task::Poll;
+        if let Some(a) = self.taken.pop_front() {
+            self.received += 1;
+            return Poll::Ready(a);
+        }
+        let stream = self.stream.clone();
+        let mut q = stream.q.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(a) = self.arrived(&mut q) {
+            self.check = None;
+            return Poll::Ready(a);
+        }
+        match &q.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => q.waker = Some(cx.waker().clone()),
+        }
+        drop(q);
+        let check = self
+            .check
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(CHECK)));
+        if check.as_mut().poll(cx).is_ready() {
+            self.check = None;
+            cx.waker().wake_by_ref(); // look again
+        }
+        Poll::Pending
+    }
+
+    /// The poll form of `next_answer`.
+    #[cfg(feature = "tokio")]
+    fn poll_next_answer(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<(usize, Answer)>> {
+        use std::task::Poll;
+        if self.ordered {
+            if self.next_chunk == self.sizes.len() {
+                return Poll::Ready(None);
+            }
+            while !self.early.contains_key(&self.next_chunk) {
+                let Poll::Ready((i, a)) = self.poll_recv(cx) else {
+                    return Poll::Pending;
+                };
+                self.early.insert(i, a);
+            }
+            let i = self.next_chunk;
+            self.next_chunk += 1;
+            Poll::Ready(self.early.remove(&i).map(|a| (i, a)))
+        } else {
+            if self.received == self.sizes.len() {
+                return Poll::Ready(None);
+            }
+            self.poll_recv(cx).map(Some)
         }
     }
 
@@ -431,6 +515,39 @@ impl<R: DeserializeOwned> Iterator for Imap<R> {
             let (i, answer) = self.next_answer()?;
             let n = self.sizes.get(i).copied().unwrap_or(0);
             self.current = answer.results(n, self.task);
+        }
+    }
+}
+
+// Nothing in an `Imap` is ever pinned in place (no field is projected from a pin): it
+// may move freely, whatever `R` is.
+impl<R> Unpin for Imap<R> {}
+
+/// The results as a stream, for async code (the `tokio` feature): the same items as the
+/// iterator, in the same order, without blocking the thread while they are computed.
+/// The pool's dispatcher wakes the task.
+#[cfg(feature = "tokio")]
+impl<R: DeserializeOwned> futures_core::Stream for Imap<R> {
+    type Item = Result<R>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<R>>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        loop {
+            if let Some(r) = this.current.pop_front() {
+                return Poll::Ready(Some(r));
+            }
+            let Poll::Ready(next) = this.poll_next_answer(cx) else {
+                return Poll::Pending;
+            };
+            let Some((i, answer)) = next else {
+                return Poll::Ready(None);
+            };
+            let n = this.sizes.get(i).copied().unwrap_or(0);
+            this.current = answer.results(n, this.task);
         }
     }
 }
