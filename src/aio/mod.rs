@@ -10,15 +10,16 @@
 //! An async waiter owns a *doorbell*: a Unix datagram socket of its own, bound to an
 //! abstract address (Linux: nothing in the file system, gone with the socket). To wait, it
 //! registers the doorbell in the object's shared state (a channel's signal, an event's or
-//! a semaphore's word: each has room for 8 doorbells), announces itself there exactly as a
-//! sleeping blocking waiter does (the WAITERS bit), checks its condition once more, and
-//! only then waits for the socket to become readable. A peer that publishes (sends,
-//! receives, sets, releases) looks at the WAITERS bit anyway (one fence and one load, or
-//! the read-modify-write it makes regardless); only when it is set does it make the futex
-//! wake and ring the registered doorbells (one `sendto` each). So with no async (or
-//! blocking) waiter parked, the peer makes no syscall at all, and blocking and async
-//! waiters on one object coexist. A datagram from anyone else costs a re-check, never a
-//! wrong result.
+//! a semaphore's word: each has room for 8 doorbells), announces itself there as a
+//! sleeping blocking waiter does (a channel's signal has a bit of its own for async
+//! waiters, ASYNC, beside WAITERS; an event's or a semaphore's word shares WAITERS),
+//! checks its condition once more, and only then waits for the socket to become readable.
+//! A peer that publishes (sends, receives, sets, releases) looks at those bits anyway (one
+//! fence and one load, or the read-modify-write it makes regardless); only when one is set
+//! does it wake: the futex wake for WAITERS, the registered doorbells (one `sendto` each)
+//! for ASYNC. So with no async (or blocking) waiter parked, the peer makes no syscall at
+//! all, and blocking and async waiters on one object coexist. A datagram from anyone else
+//! costs a re-check, never a wrong result.
 //!
 //! # Executors
 //! The core is executor-agnostic: [`Async::try_recv_or_arm`] (and
@@ -118,7 +119,7 @@ fn arm_signal(signal: &Signal, bell: u64) -> Result<()> {
             ),
         });
     }
-    signal.prepare_wait();
+    signal.prepare_async_wait();
     Ok(())
 }
 

@@ -151,6 +151,11 @@ use crate::error::{Error, Result};
 use crate::primitive::{self, AtomicU32, AtomicU64, Ordering};
 use crate::segment::Segment;
 pub(crate) use crate::sync::wait::BELLS;
+
+/// Signal word bit 30: an async waiter may be waiting for its doorbell (see [`Signal`]).
+const ASYNC: u32 = 1 << 30;
+/// The signal word's counter bits.
+const COUNT: u32 = !(WAITERS | ASYNC);
 use crate::sync::wait::{self, Bells, Deadline, WAITERS};
 
 /// A value on its own 128-byte line (two lines of the adjacent-line prefetcher).
@@ -337,9 +342,11 @@ pub enum WaitStrategy {
     BusyPoll,
 }
 
-/// A process-shared eventcount: one futex word, bit 31 WAITERS, bits 0..=30 a counter
-/// bumped by every wake; and the doorbells of async waiters ([`Bells`]), rung by the same
-/// wake that wakes futex sleepers, so only when somebody announced itself.
+/// A process-shared eventcount: one futex word, bit 31 WAITERS (a futex sleeper may be
+/// there), bit 30 ASYNC (an async waiter may be there), bits 0..=29 a counter bumped by
+/// every wake; and the doorbells of async waiters ([`Bells`]), rung by the wake only when
+/// ASYNC was announced, as the futex wake is made only when WAITERS was: a channel with
+/// only async waiters costs its notifier a `sendto` per wake, no futex call.
 #[derive(Debug)]
 #[repr(C, align(128))]
 #[cfg_attr(not(loom), derive(bytemuck::Zeroable))]
@@ -385,28 +392,31 @@ impl Signal {
         // we see its bit, or it sees our publication when it re-checks).
         primitive::fence(Ordering::SeqCst);
         // Relaxed: ordered by the fence above.
-        if self.word.load(Ordering::Relaxed) & WAITERS != 0 {
-            self.wake_all_with(ring);
+        if self.word.load(Ordering::Relaxed) & (WAITERS | ASYNC) != 0 {
+            self.wake_all_with(ring, true);
         }
     }
 
-    /// Wakes every sleeper and rings every registered doorbell.
+    /// Wakes every sleeper and rings every registered doorbell (a closing end: whether
+    /// or not anybody announced itself).
     #[cold]
     pub(crate) fn wake_all(&self) {
-        self.wake_all_with(crate::os::doorbell::ring);
+        self.wake_all_with(crate::os::doorbell::ring, false);
     }
 
+    /// `announced`: wake futex sleepers only if WAITERS was set, ring doorbells only if
+    /// ASYNC was (the notify path); otherwise both, always.
     #[cold]
-    fn wake_all_with(&self, ring: impl FnMut(u64)) {
-        // Bump the counter and clear WAITERS in one CAS: every sleeper wakes, and
-        // re-announces itself if it must sleep again.
+    fn wake_all_with(&self, ring: impl FnMut(u64), announced: bool) {
+        // Bump the counter and clear WAITERS and ASYNC in one CAS: every sleeper wakes,
+        // and re-announces itself if it must sleep again.
         // Release: a closing end clears its slot before it wakes; a waiter whose announcing
         // RMW (`prepare_wait`, Acquire) reads this bump, or a later value, then sees the
         // cleared slot in its cheap check (see `wait_until`). Relaxed load and failure:
         // only the value to replace.
         let mut w = self.word.load(Ordering::Relaxed);
         loop {
-            let new = (w & !WAITERS).wrapping_add(1) & !WAITERS;
+            let new = (w & COUNT).wrapping_add(1) & COUNT;
             match self
                 .word
                 .compare_exchange_weak(w, new, Ordering::Release, Ordering::Relaxed)
@@ -415,10 +425,25 @@ impl Signal {
                 Err(cur) => w = cur,
             }
         }
-        wait::wake(&self.word, u32::MAX);
-        // The bells' SeqCst loads come after the SeqCst fence of `notify_with` (or, from
-        // `wake_all`, after a close that a waiter's cheap check looks at): see `Bells::add`.
-        self.bells.ring_with(ring);
+        if !announced || w & WAITERS != 0 {
+            wait::wake(&self.word, u32::MAX);
+        }
+        if !announced || w & ASYNC != 0 {
+            // The bells' SeqCst loads come after the SeqCst fence of `notify_with` (or,
+            // from `wake_all`, after a close that a waiter's cheap check looks at): see
+            // `Bells::add`.
+            self.bells.ring_with(ring);
+        }
+    }
+
+    /// The async form of [`prepare_wait`](Self::prepare_wait), after the doorbell was
+    /// registered (`add_bell`): announces an async waiter (ASYNC), with the same fences.
+    /// The caller re-checks its condition after this and then waits for its doorbell.
+    pub(crate) fn prepare_async_wait(&self) {
+        // SeqCst: the RMW and the fence pair with the fence in `notify` (as in
+        // `prepare_wait`); the RMW also orders the registration before the announcement.
+        self.word.fetch_or(ASYNC, Ordering::SeqCst);
+        primitive::fence(Ordering::SeqCst);
     }
 
     /// Step 1 of sleeping: announce a sleeper and return the value to sleep on. The caller

@@ -73,7 +73,7 @@ impl BellModel {
     /// announces itself, and re-checks; whether it saw the publication.
     pub fn arm_and_check(&self, id: u64) -> bool {
         assert!(self.signal.add_bell(id));
-        self.signal.prepare_wait();
+        self.signal.prepare_async_wait();
         // Acquire: pairs with the Release store in `publish`.
         self.stamp.load(Ordering::Acquire) != 0
     }
