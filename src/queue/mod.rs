@@ -25,6 +25,12 @@
 //! puts the sentinels, from its first `put`), or a gap between producers reads as
 //! `Disconnected`.
 //!
+//! # `Pod` items
+//! For plain-old-data items (`bytemuck::Pod`: numbers, arrays, `#[repr(C)]` structs) the
+//! queue without serialization is [`mpmc`] itself: typed slots written and read in place,
+//! the same multi-producer multi-consumer protocol, and an [`mpmc::Holder`] to keep it as
+//! an object of its own, as this queue does.
+//!
 //! # Untrusted input
 //! Everything a peer wrote is checked: a slot's length against [`INLINE`], an out-of-line
 //! item's segment name (it must be one of this queue's) and length (against the item
