@@ -24,14 +24,16 @@
 //!
 //! `cargo run --release --bin queues [-- --rounds N]`.
 
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+#[path = "../harness.rs"]
+mod harness;
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ipc_channel::ipc::{IpcOneShotServer, IpcReceiver, IpcSender};
 use shmkit::Queue;
 
-type Res<T> = Result<T, Box<dyn std::error::Error>>;
+use harness::{percentile, Peer, Res};
 type Msg = Option<String>;
 
 /// Set in the peer: `KIND MEASURE ARG PARENT_PID`.
@@ -387,8 +389,6 @@ fn peer_main(spec: &str) -> Res<()> {
     }
 }
 
-struct Peer(Child);
-
 impl Peer {
     fn spawn(kind: Kind, measure: Measure, arg: &str) -> Res<Peer> {
         let child = Command::new(std::env::current_exe()?)
@@ -405,49 +405,13 @@ impl Peer {
             .spawn()?;
         Ok(Peer(child))
     }
-
-    fn finish(mut self) -> Res<()> {
-        let until = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.0.try_wait()? {
-                return if status.success() {
-                    Ok(())
-                } else {
-                    Err(format!("peer exited with {status}").into())
-                };
-            }
-            if Instant::now() > until {
-                return Err("the peer did not exit".into());
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
 }
 
 /// Names of shmkit segments start with this.
 const NAME_PREFIX: &str = "cmpq-";
 
 fn unique_name(kind: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    // Relaxed: a counter for unique names, nothing is published through it.
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    format!("{NAME_PREFIX}{}-{kind}-{n}", std::process::id())
-}
-
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize] as f64
+    harness::unique_name(NAME_PREFIX, kind)
 }
 
 fn median(v: &[f64]) -> f64 {

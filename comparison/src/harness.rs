@@ -1,0 +1,57 @@
+//! What both comparison binaries share: the peer process (the same binary re-run), unique
+//! segment names, percentiles. Included by `main.rs` (`mod harness;`) and by
+//! `bin/queues.rs` (`#[path = "../harness.rs"] mod harness;`).
+
+use std::process::Child;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// A peer process; killed and reaped if still running when dropped.
+pub struct Peer(pub Child);
+
+impl Peer {
+    /// Waits (at most 10 s) for the peer to exit, successfully.
+    pub fn finish(mut self) -> Res<()> {
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.0.try_wait()? {
+                return if status.success() {
+                    Ok(())
+                } else {
+                    Err(format!("peer exited with {status}").into())
+                };
+            }
+            if Instant::now() > until {
+                return Err("the peer did not exit".into());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// A segment name of this process, unique within it: `PREFIX.PID-KIND-N`.
+pub fn unique_name(prefix: &str, kind: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    // Relaxed: a counter for unique names, nothing is published through it.
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}{}-{kind}-{n}", std::process::id())
+}
+
+/// The `p` quantile of sorted samples (NaN if none).
+pub fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize] as f64
+}
