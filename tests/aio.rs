@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{arg, arg_as, finish, finish_ok, report, spawn, Names};
+use common::{arg, arg_as, finish, finish_ok, multi_thread_runtime, report, runtime, spawn, Names};
 use shmkit::aio::Async;
 use shmkit::{spsc, Error, Event, Pipe, Queue, Semaphore};
 
@@ -148,13 +148,6 @@ fn stall() {
     std::thread::sleep(Duration::from_secs(600));
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn a_tokio_task_receives_a_million_messages_from_a_producer_process() {
     let names = Names::new("aio-million");
@@ -162,11 +155,7 @@ fn a_tokio_task_receives_a_million_messages_from_a_producer_process() {
     let mut rx = Async::new(spsc::Receiver::<u64>::create(&name, 1024).unwrap()).unwrap();
     const N: u64 = 1_000_000;
     let child = spawn("count_up", &[("name", name.clone()), ("n", N.to_string())]);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = multi_thread_runtime();
     let sum = rt.block_on(async {
         let mut sum = 0u64;
         let mut next = 1;
@@ -328,11 +317,7 @@ fn a_task_sends_and_another_receives_at_once_through_a_blocking_echo_process() {
     let mut rx = Async::new(spsc::Receiver::<u64>::create(&rep, 8).unwrap()).unwrap();
     let child = spawn("echo", &[("req", req.clone()), ("rep", rep.clone())]);
     const N: u64 = 100_000;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = multi_thread_runtime();
     let got = rt.block_on(async {
         let sending = tokio::spawn(async move {
             for i in 0..N {
@@ -431,11 +416,7 @@ fn semaphore_permits_released_by_another_process_are_acquired_by_async_waiters()
         "release_later",
         &[("name", name.clone()), ("n", N.to_string())],
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = multi_thread_runtime();
     let sem = std::sync::Arc::new(sem);
     let taken = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let per_task = rt.block_on(async {

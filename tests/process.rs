@@ -615,13 +615,7 @@ fn a_parent_killed_with_sigkill_takes_its_workers_along() {
 #[cfg(feature = "tokio")]
 mod awaited {
     use super::*;
-
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    }
+    use common::runtime;
 
     #[test]
     fn join_async_gives_the_result_and_the_errors_of_join() {

@@ -305,3 +305,22 @@ impl Drop for SignalStorm {
         unsafe { libc::timer_delete(self.timer) };
     }
 }
+
+/// A current-thread tokio runtime with IO and time (the async tests).
+#[cfg(not(loom))]
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A multi-thread tokio runtime of two workers with IO and time (the async tests).
+#[cfg(not(loom))]
+pub fn multi_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
