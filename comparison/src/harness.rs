@@ -55,3 +55,29 @@ pub fn percentile(sorted: &[u64], p: f64) -> f64 {
     }
     sorted[((sorted.len() - 1) as f64 * p).round() as usize] as f64
 }
+
+/// The command line, `[--rounds N | --quick]`: the rounds to run (`default` without
+/// arguments, 3 with `--quick`), or `None` once `--help` has printed the usage.
+pub fn parse_rounds(default: usize, program: &str) -> Res<Option<usize>> {
+    let mut rounds = default;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--rounds" => rounds = args.next().ok_or("--rounds N")?.parse()?,
+            "--quick" => rounds = 3,
+            "-h" | "--help" => {
+                println!("usage: {program} [--rounds N | --quick]");
+                return Ok(None);
+            }
+            _ => return Err(format!("unknown argument {a}").into()),
+        }
+    }
+    Ok(Some(rounds))
+}
+
+/// Removes shmkit segments that earlier runs (killed ones) left under `prefix`.
+pub fn clean_stale(prefix: &str) {
+    if let Err(e) = shmkit::clean(prefix, shmkit::CleanMode::Remove) {
+        eprintln!("note: could not clean stale segments: {e}");
+    }
+}

@@ -45,22 +45,10 @@ fn main() -> Res<()> {
     if let Ok(spec) = std::env::var(PEER) {
         return peer_main(&spec);
     }
-    let mut rounds = 7;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--rounds" => rounds = args.next().ok_or("--rounds N")?.parse()?,
-            "--quick" => rounds = 3,
-            "-h" | "--help" => {
-                println!("usage: shmkit-comparison [--rounds N | --quick]");
-                return Ok(());
-            }
-            _ => return Err(format!("unknown argument {a}").into()),
-        }
-    }
-    if let Err(e) = shmkit::clean(NAME_PREFIX, shmkit::CleanMode::Remove) {
-        eprintln!("note: could not clean stale segments: {e}");
-    }
+    let Some(rounds) = harness::parse_rounds(7, "shmkit-comparison")? else {
+        return Ok(());
+    };
+    harness::clean_stale(NAME_PREFIX);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     if cpus > 1 {
         shmkit::__private::pin_to_cpu(0)?;
