@@ -81,3 +81,18 @@ pub fn clean_stale(prefix: &str) {
         eprintln!("note: could not clean stale segments: {e}");
     }
 }
+
+/// The peer's set-up, from the last field of its spec (`parent`, the parent's pid): dies
+/// with the parent (`false` if the parent is gone already), and runs on CPU 1.
+pub fn become_peer(parent: &str) -> Res<bool> {
+    let parent: i32 = parent.parse()?;
+    // SAFETY: prctl(PR_SET_PDEATHSIG) and getppid take and return plain integers.
+    let orphan = unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        libc::getppid() != parent
+    };
+    // Not conditioned on `available_parallelism`: we inherited the parent's affinity (CPU 0
+    // alone), so it would say 1. Fails harmlessly on a one-CPU machine.
+    let _ = shmkit::__private::pin_to_cpu(1);
+    Ok(!orphan)
+}

@@ -281,18 +281,9 @@ fn peer_main(spec: &str) -> Res<()> {
     let [kind, name, parent] = parts[..] else {
         return Err(format!("bad {PEER}").into());
     };
-    let parent: i32 = parent.parse()?;
-    // SAFETY: prctl(PR_SET_PDEATHSIG) and getppid take and return plain integers.
-    let orphan = unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-        libc::getppid() != parent
-    };
-    if orphan {
-        return Ok(());
+    if !harness::become_peer(parent)? {
+        return Ok(()); // orphaned before it started
     }
-    // Not conditioned on `available_parallelism`: we inherited the parent's affinity (CPU 0
-    // alone), so it would say 1. Fails harmlessly on a one-CPU machine.
-    let _ = shmkit::__private::pin_to_cpu(1);
     match kind {
         "shmkit" => serve::<ShmkitSpsc>(name),
         "iceoryx2" => serve::<Iceoryx2>(name),
