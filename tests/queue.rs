@@ -421,7 +421,7 @@ fn scribbler() {
         .unwrap();
     let map = memmap2::MmapOptions::new().map_raw(&file).unwrap();
     let (base, len) = (map.as_mut_ptr(), map.len());
-    let stride = slot::size::<[u32; 32]>(); // a 128-byte item, 4-aligned, as the queue's
+    let stride = slot::size::<[u32; 30]>(); // a 120-byte item, 4-aligned, as the queue's
     let first = segment::SIZE + mpmc::SIZE;
     let slots = (len - first) / stride;
     let mut rng = Rng::new(arg_as("seed"));
@@ -453,16 +453,26 @@ fn a_hostile_process_scribbling_over_queued_items_gets_errors_never_a_panic() {
     let names = Names::new("q-hostile");
     let name = names.name("q");
     let mut q = Queue::<(String, Vec<u32>)>::create(&name, 256).unwrap();
-    let mut child = common::command(
-        "scribbler",
-        &[
-            ("name", name.clone()),
-            ("seed", common::msg::seed().to_string()),
-        ],
-    )
-    .spawn()
-    .unwrap();
-    let out = std::io::BufReader::new(child.stdout.take().unwrap());
+    /// Kills the scribbler however the test ends (it scribbles until killed).
+    struct Scribbler(std::process::Child);
+    impl Drop for Scribbler {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Scribbler(
+        common::command(
+            "scribbler",
+            &[
+                ("name", name.clone()),
+                ("seed", common::msg::seed().to_string()),
+            ],
+        )
+        .spawn()
+        .unwrap(),
+    );
+    let out = std::io::BufReader::new(child.0.stdout.take().unwrap());
     use std::io::BufRead;
     assert!(out.lines().any(|l| l.unwrap() == "REPORT started=1"));
     let item = ("abc".repeat(20), (0..10).collect::<Vec<u32>>());
@@ -484,8 +494,7 @@ fn a_hostile_process_scribbling_over_queued_items_gets_errors_never_a_panic() {
             }
         }
     }
-    child.kill().unwrap();
-    let _ = child.wait();
+    drop(child);
     // Every call returned (an item, or an error for that item); the scribbling showed.
     assert!(ok > 0 && errors > 0, "ok {ok}, errors {errors}");
     assert_eq!(

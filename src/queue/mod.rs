@@ -3,7 +3,7 @@
 //! or pickling.
 //!
 //! # How items travel
-//! A queue is an [`mpmc`] queue of 128-byte slots: any number of producer and
+//! A queue is an [`mpmc`] queue of 128-byte slots (a stamp and 120 bytes): any number of producer and
 //! consumer processes, each item to exactly one consumer, the items of one producer in
 //! order at each consumer, and a producer that dies mid-`put` costs one slot, skipped and
 //! counted in [`Queue::lost`], never a torn item. An item is encoded with the codec
@@ -67,18 +67,22 @@ use crate::error::{Error, Result};
 use crate::object::At;
 use crate::os::failpoint::failpoint;
 use crate::segment::{CreationMode, Options, Segment};
+use crate::sync::wait::Deadline;
 use crate::SendError;
 
 /// The bytes of an item's encoding that travel inside its slot; longer ones go out of
 /// line.
-pub const INLINE: usize = 120;
+pub const INLINE: usize = 112;
 
 /// Slot flag: the bytes are the name of the segment that holds the item.
 const OUT_OF_LINE: u32 = 1;
 
-/// One slot: 128 bytes, two cache lines (measured: twice the rate of 256-byte slots for
-/// short items; larger slots would move more lines per item, smaller ones send more
-/// items out of line).
+/// One slot's value: 120 bytes, so that with the ring's 8-byte stamp a slot is exactly two
+/// cache lines and never shares one with its neighbours; the stamp, the length and the
+/// first 48 bytes of the encoding share the first line, so a short item moves one line
+/// from producer to consumer (the consumer copies out only the bytes the length names).
+/// Larger slots would move more lines per item, smaller ones send more items out of
+/// line.
 #[derive(Clone, Copy, Pod, Zeroable)]
 #[repr(C)]
 pub(crate) struct Slot {
@@ -89,7 +93,9 @@ pub(crate) struct Slot {
     bytes: [u8; INLINE],
 }
 
-const _: () = assert!(size_of::<Slot>() == 128);
+const _: () = assert!(size_of::<Slot>() == 120);
+// With the ring's 8-byte stamp in front: 128 bytes a slot.
+const _: () = assert!(size_of::<u64>() + size_of::<Slot>() == 128 && align_of::<Slot>() <= 8);
 
 /// The default limit of one item's encoding.
 const MAX_ITEM: usize = 1 << 30;
@@ -290,22 +296,19 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     }
 
     fn recv(&mut self, how: Recv) -> Result<T> {
-        let rx = self.receiver()?;
-        let slot = match how {
-            Recv::Block => rx.recv()?,
-            Recv::Try => rx.try_recv()?,
-            Recv::Timeout(t) => rx.recv_timeout(t)?,
+        let deadline = match how {
+            Recv::Block => Some(Deadline::NEVER),
+            Recv::Try => None,
+            Recv::Timeout(t) => Some(Deadline::after(t)),
         };
-        let r = self.decode(&slot);
+        self.receiver()?;
+        let (rx, buf) = (self.rx.as_mut().expect("attached"), &mut self.buf);
+        let (len, flags) = rx.recv_with(deadline, |slot| copy_out(slot, buf))?;
+        let r = decode_parts::<T, C>(len, flags, &self.buf, &self.name, self.max_item);
         if matches!(r, Err(Error::Codec { .. })) {
             self.undecodable += 1;
         }
         r
-    }
-
-    /// The item in `slot`, checked.
-    fn decode(&self, slot: &Slot) -> Result<T> {
-        decode_slot::<T, C>(slot, &self.name, self.max_item)
     }
 
     /// Takes the next item, waiting while there is none. [`Error::Disconnected`] once every
@@ -401,30 +404,65 @@ fn attach<'a, E>(
     Ok(end.as_mut().expect("attached"))
 }
 
-/// The item of queue `queue` in `slot`, checked (lengths against [`INLINE`] and
-/// `max_item`, an out-of-line name against the queue's) before anything is allocated.
-fn decode_slot<T: DeserializeOwned, C: Codec>(
-    slot: &Slot,
+/// Copies the length, the flags and the bytes they name (at most [`INLINE`]) of the
+/// slot at `slot` into `buf` (cleared first); the length and flags are returned as read,
+/// unchecked ([`decode_parts`] checks them).
+fn copy_out(slot: *const Slot, buf: &mut Vec<u8>) -> (u32, u32) {
+    // SAFETY: `slot` points at a claimed slot in the mapping (`recv_with`'s contract),
+    // read through raw pointers only: volatile reads of the two words, then a fenced copy
+    // of at most INLINE bytes (in bounds of `bytes`) into `buf`, which has room for them.
+    // Any bytes are valid `u8`s; a peer writing meanwhile can only make them garbage,
+    // which the release check in `recv_with` then reports.
+    unsafe {
+        let len = std::ptr::addr_of!((*slot).len).read_volatile();
+        let flags = std::ptr::addr_of!((*slot).flags).read_volatile();
+        let n = if flags == 0 {
+            len as usize
+        } else {
+            (flags >> 8 & 0xff) as usize
+        }
+        .min(INLINE);
+        buf.clear();
+        buf.reserve(n);
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+        std::ptr::copy_nonoverlapping(
+            std::ptr::addr_of!((*slot).bytes).cast::<u8>(),
+            buf.as_mut_ptr(),
+            n,
+        );
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+        buf.set_len(n);
+        (len, flags)
+    }
+}
+
+/// The item of queue `queue` whose slot said `len` and `flags`, with `bytes` copied from
+/// it (the first `len` bytes inline, or the out-of-line segment's name), checked (lengths
+/// against [`INLINE`] and `max_item`, an out-of-line name against the queue's) before
+/// anything is allocated.
+fn decode_parts<T: DeserializeOwned, C: Codec>(
+    len: u32,
+    flags: u32,
+    bytes: &[u8],
     queue: &str,
     max_item: usize,
 ) -> Result<T> {
-    let n = slot.len as usize;
-    if slot.flags == 0 {
-        if n > INLINE {
+    let n = len as usize;
+    if flags == 0 {
+        if n > INLINE || n > bytes.len() {
             return Err(Error::corrupt(format!(
                 "a queue slot says {n} bytes; it holds {INLINE}"
             )));
         }
-        return C::decode(&slot.bytes[..n]);
+        return C::decode(&bytes[..n]);
     }
-    let name_len = (slot.flags >> 8 & 0xff) as usize;
-    if slot.flags & !0xff00 != OUT_OF_LINE || name_len > INLINE {
+    let name_len = (flags >> 8 & 0xff) as usize;
+    if flags & !0xff00 != OUT_OF_LINE || name_len > INLINE || name_len > bytes.len() {
         return Err(Error::corrupt(format!(
-            "a queue slot with flags {:#x}",
-            slot.flags
+            "a queue slot with flags {flags:#x}"
         )));
     }
-    let name = std::str::from_utf8(&slot.bytes[..name_len])
+    let name = std::str::from_utf8(&bytes[..name_len])
         .ok()
         .filter(|n| is_ool_name(queue, n))
         .ok_or_else(|| Error::corrupt("an out-of-line item names a segment not of its queue"))?;
@@ -466,7 +504,9 @@ pub(crate) fn fuzz_slot(bytes: &[u8]) -> bool {
     let mut slot = Slot::zeroed();
     let n = bytes.len().min(size_of::<Slot>());
     bytemuck::bytes_of_mut(&mut slot)[..n].copy_from_slice(&bytes[..n]);
-    decode_slot::<(String, Vec<u64>), Postcard>(&slot, "fuzzq", 1 << 20).is_ok()
+    let mut buf = Vec::new();
+    let (len, flags) = copy_out(&slot, &mut buf);
+    decode_parts::<(String, Vec<u64>), Postcard>(len, flags, &buf, "fuzzq", 1 << 20).is_ok()
 }
 
 impl<T, C: Codec> Drop for Queue<T, C> {
@@ -507,6 +547,16 @@ enum Recv {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn decode_slot<T: DeserializeOwned, C: Codec>(
+        slot: &Slot,
+        queue: &str,
+        max_item: usize,
+    ) -> Result<T> {
+        let mut buf = Vec::new();
+        let (len, flags) = copy_out(slot, &mut buf);
+        decode_parts::<T, C>(len, flags, &buf, queue, max_item)
+    }
 
     #[test]
     fn out_of_line_names_must_be_the_queue_s_own_and_garbage_is_an_error() {

@@ -493,18 +493,49 @@ impl<T: Pod> Receiver<T> {
     /// slot stayed ours during the copy.
     #[inline]
     fn take(&mut self, pos: u64) -> Result<T> {
+        self.take_with(pos, |v| {
+            // SAFETY: in bounds (a claimed position); a volatile read of a Pod value,
+            // valid whatever bytes a misbehaving peer put there.
+            unsafe { crate::copy::read_shared(v) }
+        })
+    }
+
+    /// Hands the claimed message at `pos` to `read`, then releases its slot: `read`'s
+    /// result if the slot stayed ours meanwhile (see [`Receiver::recv_with`]).
+    #[inline]
+    fn take_with<R>(&mut self, pos: u64, read: impl FnOnce(*const T) -> R) -> Result<R> {
         failpoint!("mpmc.recv.claimed");
         let ring = &self.end.ring;
-        // SAFETY: in bounds (a claimed position); a volatile read of a Pod value, valid
-        // whatever bytes a misbehaving peer put there.
-        let v = unsafe { crate::copy::read_shared(ring.claimed_slot(pos).value.get()) };
+        let r = read(ring.claimed_slot(pos).value.get());
         if ring.release(pos) {
-            Ok(v)
+            Ok(r)
         } else {
             Err(Error::corrupt(format!(
-                "mpmc message {pos:#x} was freed under its receiver while it was copied"
+                "mpmc message {pos:#x} was freed under its receiver while it was read"
             )))
         }
+    }
+
+    /// Receives the next message by handing its slot to `read`, then releases the slot
+    /// and checks, as [`Receiver::recv`] does, that it stayed ours meanwhile: `read`'s
+    /// result is returned only then. `deadline` is `None` for a try. For a caller that
+    /// needs only part of a large slot (the serde queue reads a short item's first
+    /// cache line only).
+    ///
+    /// `read` gets a pointer to the value in shared memory, valid until it returns: it
+    /// must copy out through raw, volatile or fenced reads (`crate::copy`), never form a
+    /// reference, and treat what it read as untrusted until this returns `Ok`.
+    #[inline]
+    pub(crate) fn recv_with<R>(
+        &mut self,
+        deadline: Option<Deadline>,
+        read: impl FnOnce(*const T) -> R,
+    ) -> Result<R> {
+        let pos = match deadline {
+            Some(d) => self.end.claim(d)?,
+            None => self.end.try_claim()?,
+        };
+        self.take_with(pos, read)
     }
 
     /// Receives the next message as a copy, blocking while the queue is empty; the slot

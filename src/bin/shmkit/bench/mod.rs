@@ -55,6 +55,25 @@ pub struct Args {
     /// Writes `results.json` and `chart.svg` into this directory.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Runs only these groups (for a quick look at one of them; the README's numbers come
+    /// from whole runs).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Group>,
+}
+
+/// The groups of the showdown, for `--only`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Group {
+    /// Process pools against Python's `Pool`.
+    Pool,
+    /// Serde queues against Python's `Queue` and `JoinableQueue`.
+    Queue,
+    /// Shared dict sets against Python's `Manager().dict()`.
+    Dict,
+    /// Async (tokio) round trips and one-way transfers.
+    Async,
+    /// Round trips and throughput of the rings against pipes, sockets and the floors.
+    Rings,
 }
 
 struct Plan {
@@ -211,15 +230,29 @@ pub fn run(args: &Args) -> Res<()> {
     // Before we pin ourselves (which makes `available_parallelism` say 1, and which the
     // pools' workers would inherit).
     let _ = mpmc::CPUS.set(cpus);
-    let mut pools = pool::run(plan.rounds, args.full, cpus)?
-        + &queue::run(plan.rounds, args.full)?
-        + &dict::run(plan.rounds, args.full)?;
+    let runs = |g: Group| args.only.is_empty() || args.only.contains(&g);
+    let mut pools = String::new();
+    if runs(Group::Pool) {
+        pools += &pool::run(plan.rounds, args.full, cpus)?;
+    }
+    if runs(Group::Queue) {
+        pools += &queue::run(plan.rounds, args.full)?;
+    }
+    if runs(Group::Dict) {
+        pools += &dict::run(plan.rounds, args.full)?;
+    }
     if cpus > 1 {
         pin_to_cpu(0)?;
     }
     // Pinned, with its peers on the other CPU, as the rows below.
-    pools += &asyncrt::run(plan.rounds, args.full)?;
-    let cases = cases();
+    if runs(Group::Async) {
+        pools += &asyncrt::run(plan.rounds, args.full)?;
+    }
+    let cases = if runs(Group::Rings) {
+        cases()
+    } else {
+        Vec::new()
+    };
     let mut samples = vec![Samples::default(); cases.len()];
     let start = Instant::now();
     for round in 0..plan.rounds {
