@@ -22,6 +22,7 @@ fn __child() {
         ("late_reader", late_reader),
         ("counted_producer", counted_producer),
         ("scribbler", scribbler),
+        ("edge_producer", edge_producer),
     ]);
 }
 
@@ -197,6 +198,48 @@ fn large_items_travel_out_of_line_and_leave_nothing_behind() {
     q.set_max_item(1000);
     assert!(matches!(q.put(&big), Err(Error::InvalidArgument(_))));
     drop((q, other));
+    assert_eq!(names.leftovers(), Vec::<String>::new());
+}
+
+/// The lengths of the boundaries between the ways an item travels: the slot's first
+/// line, the slot, the slot and its extension, out of line.
+const EDGES: [usize; 13] = [
+    0, 1, 47, 48, 111, 112, 127, 128, 300, 1000, 1134, 1135, 4000,
+];
+
+/// Child: puts a string of each length of `EDGES` (its bytes derived from the length),
+/// twice round, into a queue of 2 slots (so the slots and their extensions are reused).
+fn edge_producer() {
+    let mut q = Queue::<String>::open(&arg("name")).unwrap();
+    for _ in 0..2 {
+        for n in EDGES {
+            q.put(&edge_string(n)).unwrap();
+        }
+    }
+}
+
+fn edge_string(n: usize) -> String {
+    (0..n)
+        .map(|k| char::from(b'a' + ((k * 7 + n) % 26) as u8))
+        .collect()
+}
+
+#[test]
+fn items_of_every_length_cross_the_slot_extension_and_out_of_line_boundaries() {
+    // A string of length n encodes to a length of 1 byte (n < 128) or 2, then n bytes:
+    // the edges are 48 (one line), 112 (the slot) and 1,136 (`INLINE`) bytes encoded.
+    assert_eq!(shmkit::queue::INLINE, 1136);
+    let names = Names::new("q-edges");
+    let name = names.name("q");
+    let mut q = Queue::<String>::create(&name, 2).unwrap();
+    let producer = spawn("edge_producer", &[("name", name.clone())]);
+    for _ in 0..2 {
+        for n in EDGES {
+            assert_eq!(q.get().unwrap(), edge_string(n), "length {n}");
+        }
+    }
+    finish_ok(producer);
+    drop(q);
     assert_eq!(names.leftovers(), Vec::<String>::new());
 }
 
@@ -421,6 +464,14 @@ fn scribbler() {
         .unwrap();
     let map = memmap2::MmapOptions::new().map_raw(&file).unwrap();
     let (base, len) = (map.as_mut_ptr(), map.len());
+    // The slots' extensions, where the tails of items longer than a slot travel.
+    let ext_file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/dev/shm/shmkit.{}.ext", arg("name")))
+        .unwrap();
+    let ext_map = memmap2::MmapOptions::new().map_raw(&ext_file).unwrap();
+    let (ext_base, ext_len) = (ext_map.as_mut_ptr(), ext_map.len());
     let stride = slot::size::<[u32; 30]>(); // a 120-byte item, 4-aligned, as the queue's
     let first = segment::SIZE + mpmc::SIZE;
     let slots = (len - first) / stride;
@@ -434,12 +485,18 @@ fn scribbler() {
         if i % 200 == 0 {
             std::thread::sleep(Duration::from_millis(1));
         }
-        let s = first + rng.below(slots as u64) as usize * stride;
-        // The item follows the 8-byte stamp.
-        let at = s + 8 + rng.below((stride - 8) as u64) as usize;
-        // SAFETY: in bounds of the mapping (`at < s + stride <= len`); a byte written
-        // volatile: the other process reads these bytes only by copying them.
-        unsafe { base.add(at).write_volatile(rng.next() as u8) };
+        if i % 2 == 0 {
+            let s = first + rng.below(slots as u64) as usize * stride;
+            // The item follows the 8-byte stamp.
+            let at = s + 8 + rng.below((stride - 8) as u64) as usize;
+            // SAFETY: in bounds of the mapping (`at < s + stride <= len`); a byte written
+            // volatile: the other process reads these bytes only by copying them.
+            unsafe { base.add(at).write_volatile(rng.next() as u8) };
+        } else {
+            let at = segment::SIZE + rng.below((ext_len - segment::SIZE) as u64) as usize;
+            // SAFETY: in bounds of the extensions' mapping; as above.
+            unsafe { ext_base.add(at).write_volatile(rng.next() as u8) };
+        }
     }
 }
 
@@ -475,12 +532,16 @@ fn a_hostile_process_scribbling_over_queued_items_gets_errors_never_a_panic() {
     let out = std::io::BufReader::new(child.0.stdout.take().unwrap());
     use std::io::BufRead;
     assert!(out.lines().any(|l| l.unwrap() == "REPORT started=1"));
-    let item = ("abc".repeat(20), (0..10).collect::<Vec<u32>>());
+    // A short item (in its slot) and a longer one (its tail in the slot's extension).
+    let items = [
+        ("abc".repeat(20), (0..10).collect::<Vec<u32>>()),
+        ("abc".repeat(200), (0..100).collect::<Vec<u32>>()),
+    ];
     let (mut ok, mut errors, mut codec) = (0u64, 0u64, 0u64);
     let start = std::time::Instant::now();
     while start.elapsed() < Duration::from_secs(1) {
-        for _ in 0..64 {
-            q.put(&item).unwrap();
+        for k in 0..64 {
+            q.put(&items[k % 2]).unwrap();
         }
         for _ in 0..64 {
             match q.get_timeout(Duration::from_secs(10)) {

@@ -3,15 +3,25 @@
 //! or pickling.
 //!
 //! # How items travel
-//! A queue is an [`mpmc`] queue of 128-byte slots (a stamp and 120 bytes): any number of producer and
-//! consumer processes, each item to exactly one consumer, the items of one producer in
-//! order at each consumer, and a producer that dies mid-`put` costs one slot, skipped and
-//! counted in [`Queue::lost`], never a torn item. An item is encoded with the codec
-//! (postcard) into the slot when its encoding fits in [`INLINE`] bytes (a short string, a
-//! small struct); a larger one travels out of line, in a segment of its own that the
-//! consumer copies out and removes (one `create`, `mmap` and `unlink`: tens of
-//! microseconds, so keep hot items small), up to the queue's item limit (1 GiB by default,
-//! [`Queue::set_max_item`]). `put` writes into shared memory before it returns: Python's
+//! A queue is an [`mpmc`] queue of 128-byte slots (a stamp and 120 bytes): any number of
+//! producer and consumer processes, each item to exactly one consumer, the items of one
+//! producer in order at each consumer, and a producer that dies mid-`put` costs one slot,
+//! skipped and counted in [`Queue::lost`], never a torn item. An item is encoded with the
+//! codec (postcard) straight into its slot:
+//!
+//! | encoding | travels | cost |
+//! |---|---|---|
+//! | up to 48 bytes (a short string, a small struct) | in the slot's first cache line, with its length | one cache line from producer to consumer |
+//! | up to 112 bytes | in the slot | two lines |
+//! | up to [`INLINE`] (1,136) bytes | the first 112 in the slot, the rest in the slot's *extension*: 1,024 bytes per slot in a second segment, `NAME.ext` | one line per 64 bytes; no system call |
+//! | larger | out of line, in a segment of its own that the consumer copies out and removes | one `create`, `mmap` and `unlink`: tens of microseconds |
+//!
+//! Out-of-line items go up to the queue's item limit (1 GiB by default,
+//! [`Queue::set_max_item`]). The extensions take `capacity` KiB of address space; on
+//! tmpfs a page is allocated only once an item longer than 112 bytes has passed through
+//! one of its slots. An extension belongs to whoever owns its slot (the ring's stamps
+//! decide), so it needs no protocol of its own, and what the ring promises when a process
+//! dies holds for it too. `put` writes into shared memory before it returns: Python's
 //! "join a process before its queue is drained" deadlock cannot happen.
 //!
 //! # The queue is an object of its own
@@ -69,10 +79,25 @@ use crate::os::failpoint::failpoint;
 use crate::segment::{CreationMode, Options, Segment};
 use crate::sync::wait::Deadline;
 use crate::SendError;
+use std::sync::atomic::{compiler_fence, Ordering::SeqCst};
 
-/// The bytes of an item's encoding that travel inside its slot; longer ones go out of
+/// How many times a `put` claims a slot again when the one it wrote was skipped under it
+/// (only tampered shared state makes a live producer look dead).
+const MAX_RESENDS: usize = 16;
+
+/// The bytes of an item's encoding that travel in its slot (with the length, in the slot's
+/// first cache line when short).
+const IN_SLOT: usize = 112;
+
+/// The bytes of each slot's extension: where the part of an item's encoding past
+/// [`IN_SLOT`] travels, in the queue's second segment (`NAME.ext`), at the slot's index.
+/// Untouched (and, on tmpfs, not even allocated) until an item needs it.
+const EXTENSION: usize = 1024;
+
+/// Items whose encoding is at most this many bytes travel in place, through the ring (the
+/// first 112 bytes in the slot, the rest in the slot's extension); longer ones go out of
 /// line.
-pub const INLINE: usize = 112;
+pub const INLINE: usize = IN_SLOT + EXTENSION;
 
 /// Slot flag: the bytes are the name of the segment that holds the item.
 const OUT_OF_LINE: u32 = 1;
@@ -81,19 +106,18 @@ const OUT_OF_LINE: u32 = 1;
 /// cache lines and never shares one with its neighbours; the stamp, the length and the
 /// first 48 bytes of the encoding share the first line, so a short item moves one line
 /// from producer to consumer (the consumer copies out only the bytes the length names).
-/// Larger slots would move more lines per item, smaller ones send more items out of
-/// line.
+/// Larger slots would move more lines per item; a longer item's tail goes to the slot's
+/// extension, lines that only such items touch.
 #[derive(Clone, Copy, Pod, Zeroable)]
 #[repr(C)]
 pub(crate) struct Slot {
-    /// The encoding's length (inline or out of line).
+    /// The encoding's length (in place or out of line).
     len: u32,
     /// `OUT_OF_LINE`, and the name's length in bits 8..16.
     flags: u32,
-    bytes: [u8; INLINE],
+    bytes: [u8; IN_SLOT],
 }
 
-const _: () = assert!(size_of::<Slot>() == 120);
 // With the ring's 8-byte stamp in front: 128 bytes a slot.
 const _: () = assert!(size_of::<u64>() + size_of::<Slot>() == 128 && align_of::<Slot>() <= 8);
 
@@ -114,14 +138,19 @@ fn tag<T, C: Codec>() -> u64 {
 /// let mut q = Queue::<(String, u32)>::create(&name, 64)?;
 /// let mut other = Queue::<(String, u32)>::open(&name)?; // usually in another process
 /// q.put(&("A".to_string(), 1))?;
-/// q.put(&("B".repeat(1000), 2))?; // out of line: larger than a slot
+/// q.put(&("B".repeat(1000), 2))?; // in place: its tail in the slot's extension
+/// q.put(&("C".repeat(5000), 3))?; // out of line: longer than `INLINE`
 /// assert_eq!(other.get()?, ("A".to_string(), 1));
-/// assert_eq!(other.get()?.1, 2);
+/// assert_eq!(other.get()?, ("B".repeat(1000), 2));
+/// assert_eq!(other.get()?.1, 3);
 /// assert!(matches!(other.try_get(), Err(shmkit::Error::WouldBlock)));
 /// # Ok::<(), shmkit::Error>(())
 /// ```
 pub struct Queue<T, C: Codec = Postcard> {
     holder: mpmc::Holder<Slot>,
+    /// The slots' extensions (`NAME.ext`): `capacity` blocks of [`EXTENSION`] bytes, block
+    /// `i` owned by whoever owns slot `i` (the ring's stamps decide).
+    ext: Segment,
     name: String,
     tx: Option<mpmc::Sender<Slot>>,
     rx: Option<mpmc::Receiver<Slot>>,
@@ -160,10 +189,35 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
 
     fn with_mode(name: &str, mode: CreationMode, capacity: usize) -> Result<Self> {
         let opts = Options::new();
+        // The extensions first: an opener that finds the queue finds them too.
+        let ext_name = format!("{name}.ext");
+        let ext_len = capacity.checked_mul(EXTENSION).ok_or_else(|| {
+            Error::InvalidArgument(format!("a queue of {capacity} items is too large"))
+        })?;
+        let ext = match mode {
+            CreationMode::Create => Segment::create(&ext_name, ext_len, &opts)?,
+            CreationMode::Open => Segment::open(&ext_name, &opts)?,
+            CreationMode::OpenOrCreate => Segment::open_or_create(&ext_name, ext_len, &opts)?,
+        };
         let holder =
             mpmc::Holder::build(At::named(name, mode, &opts).tagged(tag::<T, C>()), capacity)?;
+        // The queue's creator removes both names (with `open_or_create`, another process
+        // may have created the extensions an instant before).
+        ext.set_keep(!holder.segment().is_creator());
+        if ext.len() / EXTENSION < holder.capacity() {
+            return Err(Error::LayoutMismatch {
+                name: name.to_owned(),
+                what: format!(
+                    "its extensions ({ext_name}) hold {} bytes, not {} for {} slots",
+                    ext.len(),
+                    holder.capacity() * EXTENSION,
+                    holder.capacity()
+                ),
+            });
+        }
         Ok(Queue {
             holder,
+            ext,
             name: name.to_owned(),
             tx: None,
             rx: None,
@@ -203,18 +257,10 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
         attach(&mut self.rx, &self.name, tag::<T, C>, mpmc::Receiver::build)
     }
 
-    /// Encodes `item` into a slot (writing a large one out of line): the slot, and the
-    /// out-of-line segment's name to remove should the slot not be sent.
-    fn encode(&mut self, item: &T) -> Result<(Slot, Option<String>)> {
-        self.buf.clear();
-        C::encode(item, &mut self.buf)?;
+    /// Writes the encoding in `self.buf` (longer than [`INLINE`]) out of line: the slot
+    /// that names it, and the segment's name, to remove should the slot not be sent.
+    fn out_of_line(&mut self) -> Result<(Slot, String)> {
         let n = self.buf.len();
-        let mut slot = Slot::zeroed();
-        slot.len = n as u32;
-        if n <= INLINE {
-            slot.bytes[..n].copy_from_slice(&self.buf);
-            return Ok((slot, None));
-        }
         if n > self.max_item || n > u32::MAX as usize {
             return Err(Error::InvalidArgument(format!(
                 "an item of {n} bytes encoded is over this queue's limit of {} bytes",
@@ -223,60 +269,81 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
         }
         self.ool_n += 1;
         let ool = format!("{}.x{}.{}", self.name, std::process::id(), self.ool_n);
-        let seg = Segment::create(&ool, n, &Options::new().keep(true))?;
-        // SAFETY: the segment is ours alone (just created, its name not yet sent) and `n`
-        // bytes long; the source is our own buffer.
-        unsafe { std::ptr::copy_nonoverlapping(self.buf.as_ptr(), seg.as_ptr(), n) };
         let name = ool.as_bytes();
-        if name.len() > INLINE {
-            let _ = crate::admin::unlink(&ool);
+        if name.len() > IN_SLOT {
             return Err(Error::InvalidArgument(
                 "the queue's name is too long for out-of-line items".into(),
             ));
         }
+        let seg = Segment::create(&ool, n, &Options::new().keep(true))?;
+        // SAFETY: the segment is ours alone (just created, its name not yet sent) and `n`
+        // bytes long; the source is our own buffer.
+        unsafe { std::ptr::copy_nonoverlapping(self.buf.as_ptr(), seg.as_ptr(), n) };
+        let mut slot = Slot::zeroed();
+        slot.len = n as u32;
         slot.flags = OUT_OF_LINE | (name.len() as u32) << 8;
         slot.bytes[..name.len()].copy_from_slice(name);
-        Ok((slot, Some(ool)))
+        Ok((slot, ool))
     }
 
     fn send(&mut self, item: &T, how: Send) -> Result<()> {
-        if !matches!(how, Send::Timeout(_)) {
-            // The usual case, an item that fits its slot: encoded straight into the slot,
-            // in place (no staging slot to clear and copy).
-            self.buf.clear();
-            C::encode(item, &mut self.buf)?;
-            if self.buf.len() <= INLINE {
-                self.sender()?;
-                let (tx, buf) = (self.tx.as_mut().expect("attached"), &self.buf);
-                let mut loan = match how {
-                    Send::Try => tx.try_loan()?,
-                    _ => tx.loan()?,
-                };
-                failpoint!("queue.put.claimed");
-                let n = buf.len();
-                loan.len = n as u32;
-                loan.flags = 0;
-                loan.bytes[..n / 2].copy_from_slice(&buf[..n / 2]);
-                failpoint!("queue.put.half_written");
-                loan.bytes[n / 2..n].copy_from_slice(&buf[n / 2..]);
-                loan.commit()?;
+        self.buf.clear();
+        C::encode(item, &mut self.buf)?;
+        let n = self.buf.len();
+        if n > INLINE {
+            let (slot, ool) = self.out_of_line()?;
+            let tx = self.sender()?;
+            let r = match how {
+                Send::Block => tx.send(slot),
+                Send::Try => tx.try_send(slot),
+                Send::Timeout(t) => tx.send_timeout(slot, t),
+            };
+            return r.map_err(|e: SendError<Slot>| {
+                let _ = crate::admin::unlink(&ool);
+                e.into()
+            });
+        }
+        // In place: written straight into the claimed slot (and its extension), no
+        // staging copy.
+        self.sender()?;
+        let (ext, cap) = (self.ext.as_ptr(), self.holder.capacity());
+        for _ in 0..MAX_RESENDS {
+            let tx = self.tx.as_mut().expect("attached");
+            let mut loan = match how {
+                Send::Block => tx.loan()?,
+                Send::Try => tx.try_loan()?,
+                Send::Timeout(t) => tx.loan_timeout(t)?,
+            };
+            failpoint!("queue.put.claimed");
+            let buf = &self.buf;
+            let head = n.min(IN_SLOT);
+            loan.len = n as u32;
+            loan.flags = 0;
+            loan.bytes[..head / 2].copy_from_slice(&buf[..head / 2]);
+            failpoint!("queue.put.half_written");
+            loan.bytes[head / 2..head].copy_from_slice(&buf[head / 2..head]);
+            if n > IN_SLOT {
+                let ext = extension(ext, cap, loan.index());
+                // SAFETY: we own the claimed slot, so its extension too (the stamps give
+                // slot and extension to one process at a time; a receiver's release of
+                // the previous lap happens-before our claim). `n - IN_SLOT <= EXTENSION`
+                // bytes, in bounds; the source is our own buffer. Raw writes, fenced so
+                // that they stay before the publishing Release.
+                unsafe {
+                    compiler_fence(SeqCst);
+                    std::ptr::copy_nonoverlapping(buf[IN_SLOT..].as_ptr(), ext, n - IN_SLOT);
+                    compiler_fence(SeqCst);
+                }
+            }
+            if loan.publish() {
                 failpoint!("queue.put.committed");
                 return Ok(());
             }
+            // Skipped under us (we were taken for dead: tampered state): put it again.
         }
-        let (slot, ool) = self.encode(item)?;
-        let tx = self.sender()?;
-        let r = match how {
-            Send::Block => tx.send(slot),
-            Send::Try => tx.try_send(slot),
-            Send::Timeout(t) => tx.send_timeout(slot, t),
-        };
-        r.map_err(|e: SendError<Slot>| {
-            if let Some(name) = &ool {
-                let _ = crate::admin::unlink(name);
-            }
-            e.into()
-        })
+        Err(Error::corrupt(
+            "queue: every slot this producer claimed was skipped under it",
+        ))
     }
 
     /// Puts `item`, waiting while the queue is full. [`Error::Codec`] if it cannot be
@@ -302,8 +369,11 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
             Recv::Timeout(t) => Some(Deadline::after(t)),
         };
         self.receiver()?;
+        let (ext, cap) = (self.ext.as_ptr(), self.holder.capacity());
         let (rx, buf) = (self.rx.as_mut().expect("attached"), &mut self.buf);
-        let (len, flags) = rx.recv_with(deadline, |slot| copy_out(slot, buf))?;
+        let (len, flags) = rx.recv_with(deadline, |slot, i| {
+            copy_out(slot, extension(ext, cap, i), buf)
+        })?;
         let r = decode_parts::<T, C>(len, flags, &self.buf, &self.name, self.max_item);
         if matches!(r, Err(Error::Codec { .. })) {
             self.undecodable += 1;
@@ -404,33 +474,41 @@ fn attach<'a, E>(
     Ok(end.as_mut().expect("attached"))
 }
 
-/// Copies the length, the flags and the bytes they name (at most [`INLINE`]) of the
-/// slot at `slot` into `buf` (cleared first); the length and flags are returned as read,
-/// unchecked ([`decode_parts`] checks them).
-fn copy_out(slot: *const Slot, buf: &mut Vec<u8>) -> (u32, u32) {
-    // SAFETY: `slot` points at a claimed slot in the mapping (`recv_with`'s contract),
-    // read through raw pointers only: volatile reads of the two words, then a fenced copy
-    // of at most INLINE bytes (in bounds of `bytes`) into `buf`, which has room for them.
-    // Any bytes are valid `u8`s; a peer writing meanwhile can only make them garbage,
-    // which the release check in `recv_with` then reports.
+/// The extension of slot `index` in the extensions at `base`, which hold `cap` of them
+/// (checked when the queue was opened); `index` is a slot's (`< cap`: `min` keeps even a
+/// broken invariant in bounds).
+fn extension(base: *mut u8, cap: usize, index: usize) -> *mut u8 {
+    // SAFETY: `index.min(cap - 1) < cap`: in bounds of the extensions' segment.
+    unsafe { base.add(index.min(cap - 1) * EXTENSION) }
+}
+
+/// Copies the length, the flags and the bytes they name of the slot at `slot` into `buf`
+/// (cleared first): an item in place (at most [`INLINE`] bytes: the slot's, then those of
+/// its extension at `ext`), or an out-of-line item's name. The length and flags are
+/// returned as read, unchecked ([`decode_parts`] checks them).
+fn copy_out(slot: *const Slot, ext: *const u8, buf: &mut Vec<u8>) -> (u32, u32) {
+    // SAFETY: `slot` points at a claimed slot in the mapping and `ext` at its extension of
+    // EXTENSION bytes (`recv_with`'s contract, `Queue::recv`), read through raw pointers
+    // only: volatile reads of the two words, then fenced copies of at most IN_SLOT bytes
+    // of `bytes` and EXTENSION of the extension (in bounds) into `buf`, which has room
+    // for them. Any bytes are valid `u8`s; a peer writing meanwhile can only make them
+    // garbage, which the release check in `recv_with` then reports.
     unsafe {
         let len = std::ptr::addr_of!((*slot).len).read_volatile();
         let flags = std::ptr::addr_of!((*slot).flags).read_volatile();
         let n = if flags == 0 {
-            len as usize
+            (len as usize).min(INLINE)
         } else {
-            (flags >> 8 & 0xff) as usize
-        }
-        .min(INLINE);
+            ((flags >> 8 & 0xff) as usize).min(IN_SLOT)
+        };
+        let head = n.min(IN_SLOT);
         buf.clear();
         buf.reserve(n);
-        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
-        std::ptr::copy_nonoverlapping(
-            std::ptr::addr_of!((*slot).bytes).cast::<u8>(),
-            buf.as_mut_ptr(),
-            n,
-        );
-        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+        compiler_fence(SeqCst);
+        let bytes = std::ptr::addr_of!((*slot).bytes).cast::<u8>();
+        std::ptr::copy_nonoverlapping(bytes, buf.as_mut_ptr(), head);
+        std::ptr::copy_nonoverlapping(ext, buf.as_mut_ptr().add(head), n - head);
+        compiler_fence(SeqCst);
         buf.set_len(n);
         (len, flags)
     }
@@ -457,7 +535,7 @@ fn decode_parts<T: DeserializeOwned, C: Codec>(
         return C::decode(&bytes[..n]);
     }
     let name_len = (flags >> 8 & 0xff) as usize;
-    if flags & !0xff00 != OUT_OF_LINE || name_len > INLINE || name_len > bytes.len() {
+    if flags & !0xff00 != OUT_OF_LINE || name_len > IN_SLOT || name_len > bytes.len() {
         return Err(Error::corrupt(format!(
             "a queue slot with flags {flags:#x}"
         )));
@@ -504,14 +582,23 @@ pub(crate) fn fuzz_slot(bytes: &[u8]) -> bool {
     let mut slot = Slot::zeroed();
     let n = bytes.len().min(size_of::<Slot>());
     bytemuck::bytes_of_mut(&mut slot)[..n].copy_from_slice(&bytes[..n]);
+    // The bytes after the slot are its extension.
+    let mut ext = [0u8; EXTENSION];
+    let rest = &bytes[n..];
+    ext[..rest.len().min(EXTENSION)].copy_from_slice(&rest[..rest.len().min(EXTENSION)]);
     let mut buf = Vec::new();
-    let (len, flags) = copy_out(&slot, &mut buf);
+    let (len, flags) = copy_out(&slot, ext.as_ptr(), &mut buf);
     decode_parts::<(String, Vec<u64>), Postcard>(len, flags, &buf, "fuzzq", 1 << 20).is_ok()
 }
 
 impl<T, C: Codec> Drop for Queue<T, C> {
     fn drop(&mut self) {
         if self.holder.segment().is_creator() {
+            if !self.ext.is_creator() {
+                // Another process created the extensions an instant before us
+                // (`open_or_create`): their name goes with the queue's all the same.
+                let _ = crate::admin::unlink(&format!("{}.ext", self.name));
+            }
             // Out-of-line items nobody took (their producer or consumer died): removed,
             // unless a live process still has one open.
             let _ = crate::admin::clean(&format!("{}.x", self.name), crate::CleanMode::Remove);
@@ -553,8 +640,9 @@ mod tests {
         queue: &str,
         max_item: usize,
     ) -> Result<T> {
+        let ext = [0u8; EXTENSION];
         let mut buf = Vec::new();
-        let (len, flags) = copy_out(slot, &mut buf);
+        let (len, flags) = copy_out(slot, ext.as_ptr(), &mut buf);
         decode_parts::<T, C>(len, flags, &buf, queue, max_item)
     }
 

@@ -374,6 +374,19 @@ impl<T: Pod> Sender<T> {
             blocking: false,
         })
     }
+
+    /// Lends a slot, waiting at most `timeout` for one ([`Error::Timeout`]); its
+    /// [`Loan::commit`] sends again without blocking if it must (as after `try_loan`).
+    pub fn loan_timeout(&mut self, timeout: Duration) -> Result<Loan<'_, T>> {
+        let pos = self.end.claim(Deadline::after(timeout))?;
+        self.end.held = Some(pos);
+        Ok(Loan {
+            tx: self,
+            pos,
+            done: false,
+            blocking: false,
+        })
+    }
 }
 
 /// A claimed slot lent by [`Sender::loan`]: derefs to the `T` in the queue.
@@ -420,6 +433,26 @@ impl<T: Pod> Loan<'_, T> {
         } else {
             self.tx.try_send(v).map_err(|e| e.error)
         }
+    }
+}
+
+impl<T: Pod> Loan<'_, T> {
+    /// The index of the lent slot in the ring (`0..capacity`): the serde queue keeps the
+    /// tail of a longer item in a second segment, at the same index.
+    #[inline]
+    pub(crate) fn index(&self) -> usize {
+        // A claimed position: its index was checked (`Ring::slot`) when it was claimed.
+        (self.pos & self.tx.end.ring.geo.mask).min(self.tx.end.ring.geo.cap - 1) as usize
+    }
+
+    /// Publishes the slot; `false` if it was skipped meanwhile (we were taken for dead:
+    /// tampered shared state), and then nothing is sent: unlike [`Loan::commit`], which
+    /// sends the slot's value again, for a caller whose message is more than the slot.
+    #[inline]
+    pub(crate) fn publish(mut self) -> bool {
+        self.done = true;
+        self.tx.end.held = None;
+        self.tx.end.ring.publish(self.pos)
     }
 }
 
@@ -493,7 +526,7 @@ impl<T: Pod> Receiver<T> {
     /// slot stayed ours during the copy.
     #[inline]
     fn take(&mut self, pos: u64) -> Result<T> {
-        self.take_with(pos, |v| {
+        self.take_with(pos, |v, _| {
             // SAFETY: in bounds (a claimed position); a volatile read of a Pod value,
             // valid whatever bytes a misbehaving peer put there.
             unsafe { crate::copy::read_shared(v) }
@@ -503,10 +536,12 @@ impl<T: Pod> Receiver<T> {
     /// Hands the claimed message at `pos` to `read`, then releases its slot: `read`'s
     /// result if the slot stayed ours meanwhile (see [`Receiver::recv_with`]).
     #[inline]
-    fn take_with<R>(&mut self, pos: u64, read: impl FnOnce(*const T) -> R) -> Result<R> {
+    fn take_with<R>(&mut self, pos: u64, read: impl FnOnce(*const T, usize) -> R) -> Result<R> {
         failpoint!("mpmc.recv.claimed");
         let ring = &self.end.ring;
-        let r = read(ring.claimed_slot(pos).value.get());
+        // A claimed position: its index was checked when it was claimed.
+        let index = (pos & ring.geo.mask).min(ring.geo.cap - 1) as usize;
+        let r = read(ring.claimed_slot(pos).value.get(), index);
         if ring.release(pos) {
             Ok(r)
         } else {
@@ -516,7 +551,8 @@ impl<T: Pod> Receiver<T> {
         }
     }
 
-    /// Receives the next message by handing its slot to `read`, then releases the slot
+    /// Receives the next message by handing its slot (and the slot's index in the ring) to
+    /// `read`, then releases the slot
     /// and checks, as [`Receiver::recv`] does, that it stayed ours meanwhile: `read`'s
     /// result is returned only then. `deadline` is `None` for a try. For a caller that
     /// needs only part of a large slot (the serde queue reads a short item's first
@@ -529,7 +565,7 @@ impl<T: Pod> Receiver<T> {
     pub(crate) fn recv_with<R>(
         &mut self,
         deadline: Option<Deadline>,
-        read: impl FnOnce(*const T) -> R,
+        read: impl FnOnce(*const T, usize) -> R,
     ) -> Result<R> {
         let pos = match deadline {
             Some(d) => self.end.claim(d)?,
