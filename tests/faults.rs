@@ -75,8 +75,8 @@ fn a_sender_killed_between_its_stamp_and_its_tail_is_resumed_after_its_last_mess
         assert_eq!(rx.recv().unwrap(), i);
     }
     assert!(matches!(rx.try_recv(), Err(Error::Disconnected)));
-    // Message 5's slot now says "released" while the tail still points at it: a new
-    // sender must see that it was committed and continue after it.
+    // Message 5's slot says "published" while the tail still points at it (and the head
+    // is past it): a new sender must see that it was committed and continue after it.
     let mut tx = spsc::Sender::<u64>::open(&name).unwrap();
     for i in 6..20 {
         tx.send(i).unwrap();
@@ -104,8 +104,8 @@ fn a_receiver_killed_between_its_release_and_its_head_is_resumed_after_its_last_
     let name = names.name("ch");
     let mut tx = spsc::Sender::<u64>::create(&name, 4).unwrap();
     let kid = killed_at("spsc_recv", &name, "spsc.released@3");
-    // Fill until the dead receiver is noticed: the released slot gets refilled for the
-    // next lap, so its stamp is one lap and one ahead of the stale head.
+    // The receiver dies after its third `head` store, before it wakes us: fill until the
+    // dead receiver is noticed (never waiting for ever for the wake it did not make).
     let mut sent = 0u64;
     loop {
         match tx.send_timeout(sent, PATIENCE) {

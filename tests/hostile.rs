@@ -848,9 +848,10 @@ fn a_hostile_writer_on_frame_control_words_gets_only_intact_frames_or_errors() {
 // ---------------------------------------------------------------------------------------
 // Scenario 8, at attach: an endpoint that takes over from a dead one (resumes) reads
 // positions, stamps and records that a hostile peer could have forged. The work of one
-// call is bounded by one ring: an spsc end walks at most `capacity + 1` stamps (the slot
-// of `pos + capacity` is the slot of `pos`, so no fixed pattern can extend the walk, and
-// the loop is bounded besides); a frame receiver resumes in O(1) (the head, checked
+// call is bounded by one ring: an spsc sender walks at most `capacity + 1` stamps (the
+// slot of `pos + capacity` is the slot of `pos`, so no fixed pattern can extend the walk,
+// and the loop is bounded besides), an spsc receiver resumes in O(1) (the head, checked
+// against the tail and the stamp before it); a frame receiver resumes in O(1) (the head, checked
 // against the tail) and consumes at most two records per receive; a frame sender walks
 // records of at least 16 bytes and never more than one ring past the head. These tests
 // forge the longest walks and check that each call returns, where it says.
@@ -868,47 +869,99 @@ fn position_of(end: &dyn std::fmt::Debug) -> u64 {
 }
 
 #[test]
-fn an_spsc_receiver_resuming_over_forged_stamps_walks_at_most_one_ring() {
+fn an_spsc_sender_resuming_over_forged_stamps_walks_at_most_one_ring() {
     const CAP: u64 = 1 << 16;
     let names = Names::new("resume_spsc");
     let name = names.name("ch");
-    // The live sender: the receiver sees `WouldBlock`, never `Disconnected`.
-    let _tx = spsc::Sender::<u64>::create(&name, CAP as usize).unwrap();
+    // The live receiver: the sender sees `WouldBlock`, never `Disconnected`.
+    let _rx = spsc::Receiver::<u64>::create(&name, CAP as usize).unwrap();
     let body = seg_layout::SIZE as u64;
     let slots = body + pair::SIZE as u64;
     let stride = slot::size::<u64>() as u64;
     let near_wrap = u64::MAX - 2;
-    for (head, refilled) in [(0, false), (0, true), (near_wrap, false), (near_wrap, true)] {
-        // Every slot says "released by the dead receiver" (and, refilled, "published again
-        // for the next lap"): the longest walk there is.
+    for head in [0, 5, near_wrap] {
+        // Every slot says "published" from the head on, while the tail still says the
+        // head (a dead sender that never stored it): the longest walk there is.
         let mut ring = vec![0u8; (CAP * stride) as usize];
         for k in 0..CAP {
             let pos = head.wrapping_add(k);
-            let stamp = pos.wrapping_add(CAP).wrapping_add(refilled as u64);
             let at = ((pos & (CAP - 1)) * stride) as usize + slot::STAMP;
-            ring[at..at + 8].copy_from_slice(&stamp.to_ne_bytes());
+            ring[at..at + 8].copy_from_slice(&pos.wrapping_add(1).to_ne_bytes());
         }
         put(&name, slots, &ring);
-        put(&name, body + pair::HEAD as u64, &head.to_ne_bytes());
-        let mut rx = spsc::Receiver::<u64>::open(&name).unwrap();
-        // One ring past the head, and not one slot further.
-        assert_eq!(position_of(&rx), head.wrapping_add(CAP));
-        match rx.try_recv() {
-            Ok(_) if refilled => {}
-            Err(Error::WouldBlock) if !refilled => {}
-            other => panic!("head {head}, refilled {refilled}: {other:?}"),
+        forge_positions(&name, head, head);
+        let mut tx = spsc::Sender::<u64>::open(&name).unwrap();
+        // One ring past the head, and not one slot further: the ring is full.
+        assert_eq!(position_of(&tx), head.wrapping_add(CAP));
+        match tx.try_send(1) {
+            Err(e) if matches!(e.error, Error::WouldBlock) => {}
+            other => panic!("head {head}: {other:?}"),
         }
-        drop(rx);
-        // A stamp that is neither released nor where the walk may stop: refused on attach.
+        drop(tx);
+        // The receiver's head ahead of the sender, or more than a ring behind it: refused
+        // on attach.
+        for bad_head in [head.wrapping_add(CAP + 1), head.wrapping_sub(1)] {
+            forge_positions(&name, bad_head, head);
+            assert!(
+                matches!(spsc::Sender::<u64>::open(&name), Err(Error::Corrupt { .. })),
+                "head {head}, forged head {bad_head}"
+            );
+        }
+        // A stamp that is neither published nor the previous lap's, where the walk stops:
+        // refused on attach.
         let bad = head.wrapping_add(5);
         let at = slots + (bad & (CAP - 1)) * stride + slot::STAMP as u64;
         put(&name, at, &bad.wrapping_add(3).to_ne_bytes());
-        put(&name, body + pair::HEAD as u64, &head.to_ne_bytes());
+        forge_positions(&name, head, head);
         assert!(matches!(
-            spsc::Receiver::<u64>::open(&name),
+            spsc::Sender::<u64>::open(&name),
             Err(Error::Corrupt { .. })
         ));
     }
+}
+
+#[test]
+fn an_spsc_receiver_resumes_at_the_head_and_refuses_forged_positions() {
+    const CAP: u64 = 8;
+    let names = Names::new("resume_spsc_rx");
+    let name = names.name("ch");
+    let mut tx = spsc::Sender::<u64>::create(&name, CAP as usize).unwrap();
+    for i in 0..5 {
+        tx.send(i).unwrap();
+    }
+    let mut rx = spsc::Receiver::<u64>::open(&name).unwrap();
+    assert_eq!(rx.recv().unwrap(), 0);
+    assert_eq!(rx.recv().unwrap(), 1);
+    drop(rx);
+    // In O(1): at the head, whatever the stamps after it say.
+    let rx = spsc::Receiver::<u64>::open(&name).unwrap();
+    assert_eq!(position_of(&rx), 2);
+    drop(rx);
+    // A head ahead of the published messages (the stamp before it is not published), or
+    // more than a ring away from the tail: refused on attach.
+    let far_behind = 5u64.wrapping_sub(CAP + 1);
+    for (head, tail) in [(6, 5), (7, 5), (5 + CAP + 1, 5), (far_behind, 5)] {
+        forge_positions(&name, head, tail);
+        assert!(
+            matches!(
+                spsc::Receiver::<u64>::open(&name),
+                Err(Error::Corrupt { .. })
+            ),
+            "head {head}, tail {tail}"
+        );
+    }
+    // A head that lags the tail (a sender that died before its tail store): accepted.
+    forge_positions(&name, 4, 3);
+    let rx = spsc::Receiver::<u64>::open(&name).unwrap();
+    assert_eq!(position_of(&rx), 4);
+    drop(rx);
+    // The real positions again: the messages not yet released are delivered.
+    forge_positions(&name, 2, 5);
+    let mut rx = spsc::Receiver::<u64>::open(&name).unwrap();
+    assert_eq!(
+        rx.try_iter().collect::<Result<Vec<_>, _>>().unwrap(),
+        [2, 3, 4]
+    );
 }
 
 /// Writes a frame ring whose every record, from `from` on for one ring, is a published

@@ -251,6 +251,39 @@ fn spsc_ring_delivers_in_order_through_wrap_and_waits() {
     });
 }
 
+/// The chunked paths of the real spsc ring: the sender lends chunks by its cached copy of
+/// the receiver's `head` (reloaded only when it says full) and stamps each slot; the
+/// receiver reads chunks by their stamps and releases each with one `head` store. Three
+/// messages through two slots, in chunks of up to two, so that it wraps and both sides
+/// wait.
+#[test]
+fn spsc_chunks_deliver_in_order_through_wrap_and_waits() {
+    loom::model(|| {
+        let name = unique("spsc-chunks");
+        let mut rx = shmkit::spsc::Receiver::<u64>::create(&name, 2).unwrap();
+        let mut tx = shmkit::spsc::Sender::<u64>::open(&name).unwrap();
+        let t = thread::spawn(move || {
+            let mut next = 0;
+            while next < 3 {
+                let mut c = tx.write_chunk(2).unwrap();
+                let n = c.fill_from(next..3);
+                c.commit(n);
+                next += n as u64;
+            }
+        });
+        let mut got = 0;
+        while got < 3 {
+            let c = rx.read_chunk(2).unwrap();
+            for v in c.iter() {
+                assert_eq!(*v, got);
+                got += 1;
+            }
+            c.commit_all();
+        }
+        t.join().unwrap();
+    });
+}
+
 /// The real mpmc queue: two producers, one consumer, capacity 1; every message exactly
 /// once. (The mpmc header, with its two registration tables, needs larger coroutine
 /// stacks than loom's default.) The full mpmc model takes minutes at three preemptions;

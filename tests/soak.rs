@@ -165,10 +165,13 @@ fn create_near_wrap(kind: &str, name: &str, cap: usize, laps: u64) -> u64 {
             put(h + pair::HEAD, &start.to_le_bytes());
             if kind == "spsc" {
                 for k in 0..cap {
-                    // The slot of position `start + k` is free for it.
+                    // The slot of position `start + k` holds the previous lap's message
+                    // (stamp `pos + 1 - cap`): not yet published for `pos`, and released
+                    // (the head is `start`).
                     let pos = start.wrapping_add(k);
                     let i = (pos & (cap - 1)) as usize;
-                    put(h + PAIR_HDR + i * SLOT + slot::STAMP, &pos.to_le_bytes());
+                    let stamp = pos.wrapping_add(1).wrapping_sub(cap);
+                    put(h + PAIR_HDR + i * SLOT + slot::STAMP, &stamp.to_le_bytes());
                 }
             }
             // frames: the data bytes are zero, so no stamp says "published".

@@ -10,7 +10,7 @@
 //! | --- | --- |
 //! | `segment.before_publish` | a creator, after initialising, before its name appears |
 //! | `spsc.published` | a sender, after a slot's stamp says published, before `tail` |
-//! | `spsc.released` | a receiver, after a slot's stamp says released, before `head` |
+//! | `spsc.released` | a receiver, after `head` moved, before it wakes the sender |
 //! | `frames.published` | a sender, after a record's stamp, before `tail` |
 //! | `frames.released` | a receiver, after `head` moved, before it wakes the sender |
 //! | `collections.torn` | a dict or list writer, after a slot's bytes, before its checksum |

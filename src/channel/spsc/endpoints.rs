@@ -1,16 +1,18 @@
 //! The public endpoints of the ring: [`Sender`] (with its [`Loan`] and [`WriteChunk`]) and
 //! [`Receiver`] (with its [`RecvGuard`] and [`ReadChunk`]), their constructors, where a new
-//! endpoint resumes, and the waiting around the stamp polls. See the [module docs](super)
-//! for the contract.
+//! endpoint resumes, and the waiting around the polls. See the [module docs](super) for
+//! the contract.
 //!
-//! Both endpoints are an [`End`], generic over its side: the stamps that give a slot to
-//! each side, its counter and its signals are the only differences, chosen in one place
-//! each (`End::ready`, `End::pending`, `End::done`, ...). The public types add only their
-//! own API on top.
+//! Both endpoints are an [`End`], generic over its side: what it polls (the sender its
+//! cached copy of `head`, the receiver the stamp of the slot at its position), how it
+//! hands slots over (the sender stamps them, the receiver stores `head`) and its signals
+//! are the only differences, chosen in one place each (`End::poll_at`, `End::finish_n`,
+//! `End::signals`, ...). The public types add only their own API on top.
 //!
-//! What lives here touches shared memory through the ring (`ring`): the stamp of the slot
-//! at its own position, the value in it while the stamp gives it to this side, and its
-//! own published counter (`tail` or `head`) and endpoint registration.
+//! What lives here touches shared memory through the ring (`ring`): the stamps and values
+//! of the slots the protocol gives to this side, the published counters (`tail`, written
+//! by the sender; `head`, written by the receiver and read by the sender) and its own
+//! endpoint registration.
 
 use super::super::{pair_endpoint, pair_endpoint_impls};
 use crate::os::failpoint::failpoint;
@@ -28,7 +30,7 @@ use super::super::{
 use super::ring::Ring;
 use super::SendError;
 use crate::error::{Error, Result};
-use crate::primitive::{AtomicU64, Ordering};
+use crate::primitive::Ordering;
 use crate::sync::wait::Deadline;
 
 // ---------------------------------------------------------------------------------------
@@ -40,85 +42,38 @@ const TX: bool = true;
 const RX: bool = false;
 
 /// One end of the ring, the sender's (`End<T, TX>`) or the receiver's (`End<T, RX>`): its
-/// position (process-local), how it waits, and the stamp protocol seen from its side.
+/// position (process-local), how it waits, and the protocol seen from its side.
 /// [`Sender`] and [`Receiver`] are each one of these.
 struct End<T, const SIDE: bool> {
     ring: Ring<T>,
     pos: u64,
+    /// The sender's cached copy of the receiver's published `head` (`pos - head` never
+    /// exceeds the capacity): reloaded only when it says the ring is full. The receiver
+    /// does not use it.
+    head: u64,
     strategy: WaitStrategy,
     peer: PeerCheck,
+}
+
+/// Whether stamp `s` of the slot of `pos` says "not published yet": the stamp of the
+/// previous lap's message (`pos + 1 - cap`), or, on the first lap, the initial stamp (the
+/// slot's index, which the ring starts with).
+#[inline]
+fn unpublished(pos: u64, cap: u64, s: u64) -> bool {
+    s == pos.wrapping_add(1).wrapping_sub(cap) || (s == pos && pos < cap)
 }
 
 impl<T: Pod, const SIDE: bool> End<T, SIDE> {
     /// The peer's registration in the channel header.
     const PEER: usize = if SIDE == TX { RECEIVER } else { SENDER };
 
-    fn at(ring: Ring<T>, pos: u64) -> Self {
+    fn at(ring: Ring<T>, (pos, head): (u64, u64)) -> Self {
         End {
             ring,
             pos,
+            head,
             strategy: WaitStrategy::Blocking,
             peer: PeerCheck::new(),
-        }
-    }
-
-    // The stamps of the slot of `pos` in a ring of `cap` slots, as this side reads them
-    // (the module docs have the protocol).
-
-    /// The stamp that gives the slot to this side: free for `pos` (sender), published for
-    /// `pos` (receiver).
-    #[inline]
-    fn ready(pos: u64) -> u64 {
-        if SIDE == TX {
-            pos
-        } else {
-            pos.wrapping_add(1)
-        }
-    }
-
-    /// The stamp that says the peer still has the slot: the previous lap's message
-    /// (sender), not yet published (receiver).
-    #[inline]
-    fn pending(pos: u64, cap: u64) -> u64 {
-        if SIDE == TX {
-            pos.wrapping_add(1).wrapping_sub(cap)
-        } else {
-            pos
-        }
-    }
-
-    /// The stamp this side leaves when done with the slot: published (sender), free for
-    /// the next lap (receiver).
-    #[inline]
-    fn done(pos: u64, cap: u64) -> u64 {
-        if SIDE == TX {
-            pos.wrapping_add(1)
-        } else {
-            pos.wrapping_add(cap)
-        }
-    }
-
-    /// The stamps that say an earlier end of this side was done with the slot, perhaps
-    /// after its last counter update, and the peer may have taken it since: published, or
-    /// published and released (sender); released, or released and refilled for the next
-    /// lap (receiver).
-    #[inline]
-    fn passed(pos: u64, cap: u64) -> [u64; 2] {
-        let done = Self::done(pos, cap);
-        if SIDE == TX {
-            [done, pos.wrapping_add(cap)]
-        } else {
-            [done, done.wrapping_add(1)]
-        }
-    }
-
-    /// This side's published counter: `tail` (sender), `head` (receiver).
-    #[inline]
-    fn counter(h: &Header) -> &AtomicU64 {
-        if SIDE == TX {
-            &h.tail.0
-        } else {
-            &h.head.0
         }
     }
 
@@ -133,59 +88,137 @@ impl<T: Pod, const SIDE: bool> End<T, SIDE> {
         }
     }
 
-    /// Where this end resumes, from the shared state (after the claim): after the slots
-    /// that an earlier end of this side was done with, even after its last counter update
-    /// (it died in between).
-    fn resume(ring: &Ring<T>) -> Result<u64> {
+    /// Where this end resumes, from the shared state (after the claim): `(position,
+    /// head)`.
+    ///
+    /// A receiver resumes at the published `head` (checked against `tail` and against the
+    /// stamp of the slot before it), in O(1): a message the dead receiver held but did not
+    /// release is delivered again. A sender resumes after the last published message:
+    /// from the published `tail` it walks over the slots whose stamps say published (an
+    /// earlier sender may have died between its stamps and its `tail` store), at most one
+    /// ring, and never more than a ring past `head`.
+    fn resume(ring: &Ring<T>) -> Result<(u64, u64)> {
         let cap = ring.cap;
-        // Acquire: pairs with the previous end's Release in its endpoint release.
-        let mut pos = Self::counter(ring.hdr()).load(Ordering::Acquire);
+        let h = ring.hdr();
+        // Acquire (both): pair with the previous ends' Release in their endpoint release
+        // (and, for `head`, with the receiver's Release store of it).
+        let tail = h.tail.0.load(Ordering::Acquire);
+        let head = h.head.0.load(Ordering::Acquire);
+        let positions = |what: &str, pos: u64| {
+            Error::corrupt(format!(
+                "spsc positions out of range ({what}): tail {tail}, head {head}, resuming at {pos}"
+            ))
+        };
+        if SIDE == RX {
+            // The tail may lag the head (a sender that died between its stamps and its
+            // `tail` store, whose messages were received since); never by more than a ring.
+            if tail.wrapping_sub(head) > cap && head.wrapping_sub(tail) > cap {
+                return Err(positions("more than a ring apart", head));
+            }
+            // The message before `head` was published (and perhaps refilled for the next
+            // lap since): a head forged ahead of the messages is refused here.
+            if head != 0 {
+                let prev = head.wrapping_sub(1);
+                // Acquire: pairs with the sender's Release stamp store.
+                let s = ring.slot(prev).stamp.load(Ordering::Acquire);
+                if s != head && s != head.wrapping_add(cap) {
+                    return Err(ring.corrupt("before the receiver's position", prev, s));
+                }
+            }
+            return Ok((head, head));
+        }
+        let mut pos = tail;
         // At most one ring of stamps, whatever a peer forged: the slot of `pos + cap` is
-        // the slot of `pos`, whose stamp cannot say "passed" for both laps (tests/hostile.rs
-        // forges the longest such walk); the loop bound holds even against stamps
-        // rewritten during the walk.
+        // the slot of `pos`, whose stamp cannot say "published" for both laps
+        // (tests/hostile.rs forges the longest such walk); the bound holds even against
+        // stamps rewritten during the walk.
+        let mut walked = false;
         for _ in 0..=cap {
-            // Acquire: pairs with the stamp stores of both sides.
-            let stamp = ring.slot(pos).stamp.load(Ordering::Acquire);
-            if Self::passed(pos, cap).contains(&stamp) {
+            // Acquire: pairs with the previous sender's Release stamp store.
+            let s = ring.slot(pos).stamp.load(Ordering::Acquire);
+            if s == pos.wrapping_add(1) {
                 pos = pos.wrapping_add(1);
-            } else if stamp == Self::ready(pos) || stamp == Self::pending(pos, cap) {
-                return Ok(pos);
-            } else {
-                return Err(ring.corrupt("on attach", pos, stamp));
+                continue;
+            }
+            if !unpublished(pos, cap, s) {
+                return Err(ring.corrupt("on attach", pos, s));
+            }
+            walked = true;
+            break;
+        }
+        if !walked {
+            return Err(Error::corrupt(
+                "spsc: every slot claims to be newly published",
+            ));
+        }
+        // Never more than a ring of unreleased messages, and the receiver never ahead.
+        if pos.wrapping_sub(head) > cap {
+            return Err(positions("the receiver is not within a ring behind", pos));
+        }
+        // The message before our position was published: a tail forged ahead of the
+        // messages is refused here (an empty ring has nothing to check).
+        if pos != head {
+            let prev = pos.wrapping_sub(1);
+            // Acquire: as above.
+            let s = ring.slot(prev).stamp.load(Ordering::Acquire);
+            if s != pos {
+                return Err(ring.corrupt("before the sender's position", prev, s));
             }
         }
-        Err(Error::corrupt(if SIDE == TX {
-            "spsc: every slot claims to be newly published"
-        } else {
-            "spsc: every slot claims to be newly released"
-        }))
+        Ok((pos, head))
     }
 
-    /// Whether the slot `i` places after our position is ours now (by its stamp).
+    /// Polls for the slot at `pos`, for an end whose parts are borrowed apart (see
+    /// `wait`): the sender asks whether the slot is free (by its cached `head`, reloaded
+    /// if that says full), the receiver whether its message is published (by its stamp).
     #[inline]
-    fn is_ready(&self, i: u64) -> bool {
-        let pos = self.pos.wrapping_add(i);
-        // Acquire: as in `poll`.
-        self.ring.slot(pos).stamp.load(Ordering::Acquire) == Self::ready(pos)
-    }
-
-    /// Polls the slot at our position: ours, still the peer's, or corrupt.
-    #[inline]
-    fn poll(&self) -> Result<Poll<()>> {
-        let pos = self.pos;
-        // Acquire: pairs with the peer's Release stamp store in `stamp_done`: the sender's
-        // value is visible to the receiver; the receiver's reads of the old value are done
-        // before the sender overwrites it.
-        let stamp = self.ring.slot(pos).stamp.load(Ordering::Acquire);
-        if stamp == Self::ready(pos) {
-            Ok(Poll::Ready(()))
-        } else if stamp == Self::pending(pos, self.ring.cap) {
-            Ok(Poll::Pending)
+    fn poll_at(ring: &Ring<T>, pos: u64, head: &mut u64) -> Result<Poll<()>> {
+        let cap = ring.cap;
+        if SIDE == TX {
+            if pos.wrapping_sub(*head) < cap {
+                return Ok(Poll::Ready(()));
+            }
+            let free = Self::reload_head(ring, pos, head)?;
+            Ok(if free > 0 {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            })
         } else {
-            let role = if SIDE == TX { "sender" } else { "receiver" };
-            Err(self.ring.corrupt(role, pos, stamp))
+            // Acquire: pairs with the sender's Release stamp store in `publish`: the value
+            // it wrote is visible to us.
+            let s = ring.slot(pos).stamp.load(Ordering::Acquire);
+            if s == pos.wrapping_add(1) {
+                Ok(Poll::Ready(()))
+            } else if unpublished(pos, cap, s) {
+                Ok(Poll::Pending)
+            } else {
+                Err(ring.corrupt("receiver", pos, s))
+            }
         }
+    }
+
+    /// The sender's reload of the receiver's `head` into `head`: how many slots are free
+    /// from `pos`. A `head` ahead of `pos`, or more than a ring behind, is corrupt.
+    #[inline]
+    fn reload_head(ring: &Ring<T>, pos: u64, head: &mut u64) -> Result<u64> {
+        // Acquire: pairs with the receiver's Release store of `head` in `release`: its reads
+        // of the slots it released are done before we overwrite them.
+        let h = ring.hdr().head.0.load(Ordering::Acquire);
+        let used = pos.wrapping_sub(h);
+        if used > ring.cap {
+            return Err(Error::corrupt(format!(
+                "spsc: receiver position {h} is not within a ring behind the sender's {pos}"
+            )));
+        }
+        *head = h;
+        Ok(ring.cap - used)
+    }
+
+    /// Polls for the slot at our position: ours, not yet, or corrupt.
+    #[inline]
+    fn poll(&mut self) -> Result<Poll<()>> {
+        Self::poll_at(&self.ring, self.pos, &mut self.head)
     }
 
     /// Waits until the slot at our position is ours, until `deadline`.
@@ -193,13 +226,13 @@ impl<T: Pod, const SIDE: bool> End<T, SIDE> {
         if let Poll::Ready(()) = self.poll()? {
             return Ok(());
         }
-        let ring = &self.ring;
-        let this = &*self;
+        // Disjoint borrows: the ring for both closures, the cached head for the poll.
+        let (ring, pos, head) = (&self.ring, self.pos, &mut self.head);
         wait_until(
             Self::signals(ring.hdr()).0,
             self.strategy,
             deadline,
-            || this.poll(),
+            || Self::poll_at(ring, pos, head),
             |check| ring.hdr().ends.0[Self::PEER].is_gone_by(&ring.seg, check),
         )
     }
@@ -212,8 +245,9 @@ impl<T: Pod, const SIDE: bool> End<T, SIDE> {
                 let ring = &self.ring;
                 if !self.peer.gone(&ring.seg, &ring.hdr().ends.0[Self::PEER])? {
                     Err(Error::WouldBlock)
-                } else if SIDE == RX && matches!(self.poll()?, Poll::Ready(())) {
-                    // The sender may have published just before it went.
+                } else if matches!(self.poll()?, Poll::Ready(())) {
+                    // The sender may have published, or the receiver released, just before
+                    // it went.
                     Ok(())
                 } else {
                     Err(Error::Disconnected)
@@ -223,14 +257,31 @@ impl<T: Pod, const SIDE: bool> End<T, SIDE> {
     }
 
     /// Waits until the slot at our position is ours, then counts how many of the next `n`
-    /// (at least one, at most a ring) are.
+    /// (at least one, at most a ring) are: the sender by its cached `head` (reloaded once
+    /// if that says fewer than `n` are free), the receiver by their stamps.
     fn wait_chunk(&mut self, n: usize) -> Result<usize> {
         self.wait(Deadline::NEVER)?;
-        let mut len = 1;
-        while len < n.min(self.ring.cap as usize) && self.is_ready(len as u64) {
-            len += 1;
+        let cap = self.ring.cap;
+        let want = (n as u64).clamp(1, cap);
+        if SIDE == TX {
+            let mut free = cap - self.pos.wrapping_sub(self.head);
+            if free < want {
+                free = Self::reload_head(&self.ring, self.pos, &mut self.head)?;
+            }
+            // `wait` said at least one is free.
+            Ok(want.min(free).max(1) as usize)
+        } else {
+            let mut len = 1;
+            while len < want {
+                let pos = self.pos.wrapping_add(len);
+                // Acquire: as in `poll_at`.
+                if self.ring.slot(pos).stamp.load(Ordering::Acquire) != pos.wrapping_add(1) {
+                    break;
+                }
+                len += 1;
+            }
+            Ok(len as usize)
         }
-        Ok(len)
     }
 
     /// The value in the slot `i` places after our position.
@@ -239,52 +290,57 @@ impl<T: Pod, const SIDE: bool> End<T, SIDE> {
         self.ring.slot(self.pos.wrapping_add(i as u64)).value.get()
     }
 
-    /// Hands the slot at our position to the peer: stamps it and announces it.
+    /// Hands the slot at our position to the peer.
     #[inline]
     fn finish(&mut self) {
-        self.stamp_done();
-        self.announce();
+        self.finish_n(1);
     }
 
-    /// Hands the first `n` slots from our position to the peer, in order.
-    fn finish_n(&mut self, n: usize) {
-        for _ in 0..n {
-            self.stamp_done();
-        }
-        if n > 0 {
-            self.announce();
-        }
-    }
-
-    /// Stamps the slot at our position done (published, or free for the sender's next
-    /// lap) and moves on; the peer, which polls the stamp, can take it now.
+    /// Hands the first `n` slots from our position to the peer, in order: the sender
+    /// stamps each published, then stores `tail`; the receiver stores `head` once. Then
+    /// wakes the peer if it sleeps.
     #[inline]
-    fn stamp_done(&mut self) {
+    fn finish_n(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        if SIDE == TX {
+            for _ in 0..n {
+                self.publish();
+            }
+        }
+        let h = self.ring.hdr();
+        if SIDE == TX {
+            // Relaxed: a published counter for `len` and for a new sender (which checks it
+            // against the stamps); never polled.
+            h.tail.0.store(self.pos, Ordering::Relaxed);
+        } else {
+            self.pos = self.pos.wrapping_add(n as u64);
+            // Release: our reads of the released slots are done before the sender, whose
+            // Acquire load in `reload_head` pairs with this, overwrites them; also what a
+            // new receiver resumes from.
+            h.head.0.store(self.pos, Ordering::Release);
+            failpoint!("spsc.released");
+        }
+        // The sleeper's re-check after announcing itself reads the stamp (receiver) or
+        // `head` (sender) stored above: `notify`'s fence orders that store before its look
+        // at the sleeper bit.
+        Self::signals(h).1.notify();
+    }
+
+    /// The sender's publication of the slot at our position: stamps it `pos + 1` and moves
+    /// on; the receiver, which polls that stamp, can take it now.
+    #[inline]
+    fn publish(&mut self) {
         let pos = self.pos;
-        // Release: the sender's publishes the value written into the slot to the
-        // receiver's Acquire load of the stamp; the receiver's says that its reads of the
-        // value are done before the sender may overwrite it (pairs with the sender's
-        // Acquire load in `poll`).
+        // Release: publishes the value written into the slot to the receiver's Acquire
+        // load of the stamp in `poll_at`.
         self.ring
             .slot(pos)
             .stamp
-            .store(Self::done(pos, self.ring.cap), Ordering::Release);
+            .store(pos.wrapping_add(1), Ordering::Release);
         self.pos = pos.wrapping_add(1);
-        if SIDE == TX {
-            failpoint!("spsc.published");
-        } else {
-            failpoint!("spsc.released");
-        }
-    }
-
-    /// After one or more stamps: updates the published counter and wakes a sleeper.
-    #[inline]
-    fn announce(&self) {
-        let h = self.ring.hdr();
-        // Relaxed: a published counter for `len` and for a new end of this side; never
-        // polled.
-        Self::counter(h).store(self.pos, Ordering::Relaxed);
-        Self::signals(h).1.notify();
+        failpoint!("spsc.published");
     }
 }
 
@@ -360,8 +416,10 @@ impl<T: Pod> Sender<T> {
     /// Writes `v` into the free slot at our position and publishes it.
     #[inline]
     fn put(&mut self, v: T) {
-        // SAFETY: the stamp said the slot is free for our position: the receiver does not
-        // read it until we publish, and we are the only sender.
+        // SAFETY: the slot is in bounds, and `head` (cached or reloaded) said it is free: the
+        // receiver released it (its reads were done before its Release store of `head`,
+        // which our Acquire load read) and does not read it again until we publish; we are
+        // the only sender.
         unsafe { *self.end.value(0) = v };
         self.end.finish();
     }
@@ -463,7 +521,8 @@ impl<T: Pod> Loan<'_, T> {
 impl<T: Pod> Deref for Loan<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        // SAFETY: the slot is free for our position: only we access it until we publish.
+        // SAFETY: `head` said the slot is free (see `Sender::put`): only we access it until
+        // we publish.
         unsafe { &*self.tx.end.value(0) }
     }
 }
@@ -505,8 +564,8 @@ impl<T: Pod> WriteChunk<'_, T> {
     /// Slot `i` of the chunk, to write in place.
     pub fn get_mut(&mut self, i: usize) -> Option<&mut T> {
         (i < self.len).then(|| {
-            // SAFETY: the `len` slots from our position were free for their positions when
-            // lent, and stay ours until we publish them.
+            // SAFETY: `head` said the `len` slots from our position were free when lent
+            // (released by the receiver), and they stay ours until we publish them.
             unsafe { &mut *self.end.value(i) }
         })
     }

@@ -18,13 +18,30 @@
 //! other error (such as [`Error::Corrupt`]).
 //!
 //! # Design
-//! Every slot carries a sequence stamp next to its value: `pos` while it is free for the
-//! message at position `pos`, `pos + 1` once that message is published, `pos + capacity`
-//! once the consumer released it. Each side keeps its position locally and polls only the
-//! stamp of the slot it needs, so a small message costs one cache-line transfer. The
-//! positions are also published (for `len` and for a new endpoint to resume) but never
-//! polled. Because stamps sit between the values, batches ([`Sender::write_chunk`],
-//! [`Receiver::read_chunk`]) expose slots one by one rather than as slices.
+//! Every slot carries a stamp next to its value; a stamp only ever says "published": the
+//! sender writes the value, then stores `pos + 1` in the stamp (Release), for the message
+//! at position `pos`. The receiver polls only the stamp of the slot at its position
+//! (Acquire) until it reads `pos + 1`, so a small message costs one cache-line transfer;
+//! the stamp it finds there before that is the previous lap's, `pos + 1 - capacity`, or on
+//! the first lap the slot's initial one (its index), which cannot be mistaken for it. Any
+//! other stamp is [`Error::Corrupt`].
+//!
+//! The receiver never writes a slot. It releases messages by storing its position,
+//! `head` (on its own 128-byte line), once per receive, guard drop or chunk commit
+//! (Release: its reads are done before the sender reuses the slots). The sender keeps a
+//! process-local copy of `head` and reloads the shared one (Acquire) only when that copy
+//! says the ring is full, so while there is room it reads nothing the receiver writes,
+//! and only the sender writes the data lines. A `head` ahead of the sender, or more
+//! than a ring behind it, is [`Error::Corrupt`]. The sender also publishes its position,
+//! `tail`, which nobody polls (it is for `len` and for a new sender).
+//!
+//! Sleeping follows the eventcount of the channel module: after its stamps or its `head`
+//! store, each side looks (after one fence) at the peer's signal word, and makes the wake
+//! syscall only if the peer announced that it sleeps; a sleeping sender waits for `head`
+//! to move, a sleeping receiver for the stamp. Batches ([`Sender::write_chunk`],
+//! [`Receiver::read_chunk`]) check `head` once (the cached copy, reloaded at most once)
+//! and store `head` once per chunk; because stamps sit between the values, they expose
+//! slots one by one rather than as slices.
 //!
 //! # When a peer dies
 //! A peer that never attached is awaited, not reported: a receiver may be created before
@@ -33,8 +50,10 @@
 //! [`Error::Disconnected`] once the sender is gone *and* everything it committed has been
 //! received; `send` returns it when the ring is full and the receiver is gone. A new
 //! endpoint can attach after the old one died: a new sender continues after the last
-//! committed message (a message loaned but not committed is never delivered); a new
-//! receiver resumes at the first message not yet released, so a message the dead receiver
+//! published message (from `tail`, over the stamps that say published after it: one that
+//! died between its stamps and its `tail` store loses nothing; a message loaned but not
+//! committed is never delivered), and never more than a ring ahead of `head`; a new
+//! receiver resumes at `head`, the first message not yet released, so a message the dead receiver
 //! held in a guard is delivered again.
 //!
 //! ```
@@ -56,7 +75,7 @@
 //! ```
 //!
 //! # Files
-//! - `ring`: the slots, the mapping, and the stamp checks.
+//! - `ring`: the slots and the mapping.
 //! - `endpoints`: [`Sender`], [`Loan`], [`WriteChunk`], [`Receiver`], [`RecvGuard`],
 //!   [`ReadChunk`].
 //! - `mod.rs`: [`Holder`] (its API from the channel module's `holder!`).

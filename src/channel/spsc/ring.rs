@@ -1,10 +1,9 @@
-//! The ring proper: the shared slots (a stamp beside each value), the mapping of the
-//! segment, and the stamp checks both endpoints share. See the [module docs](super) for the
-//! stamp protocol.
+//! The ring proper: the shared slots (a stamp beside each value) and the mapping of the
+//! segment, which both endpoints share. See the [module docs](super) for the protocol.
 //!
 //! What lives here may touch the channel header and the slots; it holds no position of
-//! its own: each endpoint (in `endpoints`) keeps its position and polls only the stamp of
-//! the slot it needs.
+//! its own: each endpoint (in `endpoints`) keeps its position, and the stamp checks live
+//! there too.
 
 use bytemuck::Pod;
 
@@ -16,8 +15,8 @@ use crate::object::{At, Head};
 use crate::segment::Kind;
 
 pub(super) fn body_len<T>(cap: u64) -> Option<u64> {
-    // With one slot, "published for pos" (pos + 1) and "free for the next position"
-    // (pos + 1) would be the same stamp: at least two.
+    // At least two slots (a format rule kept from the first protocol, whose stamps needed
+    // them; the stamps of this one would tell one slot's laps apart too).
     if cap < 2 || !cap.is_power_of_two() || cap > MAX_CAPACITY {
         return None;
     }
