@@ -5,6 +5,8 @@
 //!   the consumer's start to both processes' end (process starts included: about a
 //!   millisecond each, against tens of milliseconds of transfer).
 //! - `queue/strings_2p2c`: the same `N` strings from two producers to two consumers.
+//! - `queue/strings_500B_1p1c`: as `strings_1p1c`, each string padded with 500 bytes (an
+//!   item whose tail travels in its slot's extension).
 //! - `joinable/task_done_2c`: the bench process puts `N` strings into a `JoinableQueue`,
 //!   two consumer processes `get` and `task_done` them, the bench process `join`s.
 //!
@@ -26,13 +28,17 @@ use shmkit::{JoinableQueue, Queue};
 
 /// Strings per iteration.
 const N: u64 = 200_000;
+/// The padding of the longer strings' row.
+const PAD: usize = 500;
 
 shmkit::task! {
-    /// Puts `"msg-0"`, `"msg-1"`, ... `n` times, then `stops` `None` sentinels.
-    fn produce(name: String, n: u64, stops: u32) {
+    /// Puts `"msg-0"`, `"msg-1"`, ... (each followed by `pad` bytes `x`) `n` times, then
+    /// `stops` `None` sentinels.
+    fn produce(name: String, n: u64, stops: u32, pad: usize) {
         let mut q = Queue::<Option<String>>::open(&name).expect("open the queue");
+        let pad = "x".repeat(pad);
         for i in 0..n {
-            q.put(&Some(format!("msg-{i}"))).expect("put");
+            q.put(&Some(format!("msg-{i}{pad}"))).expect("put");
         }
         for _ in 0..stops {
             q.put(&None).expect("put a sentinel");
@@ -70,16 +76,25 @@ shmkit::task! {
 
 fn python_reference() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/python/queue_bench.py");
-    match std::process::Command::new("python3")
-        .arg(script)
-        .arg(N.to_string())
-        .output()
-    {
-        Ok(out) if out.status.success() => {
-            eprintln!("Python multiprocessing, same work ({N} strings; msg/s per row):");
-            eprint!("{}", String::from_utf8_lossy(&out.stdout));
+    for pad in [0, PAD] {
+        match std::process::Command::new("python3")
+            .arg(script)
+            .arg(N.to_string())
+            .arg(pad.to_string())
+            .output()
+        {
+            Ok(out) if out.status.success() => {
+                eprintln!(
+                    "Python multiprocessing, same work ({N} strings padded with {pad} bytes; \
+                     msg/s per row):"
+                );
+                eprint!("{}", String::from_utf8_lossy(&out.stdout));
+            }
+            _ => {
+                eprintln!("note: python3 not available: the Python reference is skipped");
+                return;
+            }
         }
-        _ => eprintln!("note: python3 not available: the Python reference is skipped"),
     }
 }
 
@@ -90,8 +105,9 @@ fn unique(what: &str) -> String {
     format!("bench.queue.{}.{what}.{k}", std::process::id())
 }
 
-/// One run of `N` strings from `producers` to `consumers` processes: its time.
-fn strings(producers: u64, consumers: u32) -> Duration {
+/// One run of `N` strings (padded with `pad` bytes) from `producers` to `consumers`
+/// processes: its time.
+fn strings(producers: u64, consumers: u32, pad: usize) -> Duration {
     let name = unique("q");
     let _hold = Queue::<Option<String>>::create(&name, 1024).unwrap();
     let t = Instant::now();
@@ -102,7 +118,7 @@ fn strings(producers: u64, consumers: u32) -> Duration {
         .map(|i| {
             let stops =
                 consumers / producers as u32 + u32::from((i as u32) < consumers % producers as u32);
-            Process::spawn(produce, (name.clone(), N / producers, stops)).unwrap()
+            Process::spawn(produce, (name.clone(), N / producers, stops, pad)).unwrap()
         })
         .collect();
     for p in ps {
@@ -150,10 +166,13 @@ fn main() {
     let mut g = c.benchmark_group("queue");
     g.throughput(Throughput::Elements(N));
     g.bench_function("strings_1p1c", |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| strings(1, 1)).sum())
+        b.iter_custom(|iters| (0..iters).map(|_| strings(1, 1, 0)).sum())
     });
     g.bench_function("strings_2p2c", |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| strings(2, 2)).sum())
+        b.iter_custom(|iters| (0..iters).map(|_| strings(2, 2, 0)).sum())
+    });
+    g.bench_function("strings_500B_1p1c", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| strings(1, 1, PAD)).sum())
     });
     g.finish();
 

@@ -3,7 +3,7 @@
 queue rows: short strings from producer processes to consumer processes.
 
 Prints one JSON object per line: {"row": ID, "value": msgs_per_s, "unit": "msg/s"}.
-Usage: queue_bench.py N
+Usage: queue_bench.py N [PAD]: PAD bytes of "x" after each "msg-N" (default 0).
 """
 import json
 import multiprocessing as mp
@@ -11,9 +11,12 @@ import sys
 import time
 
 
+PAD = ""
+
+
 def produce(q, n, stop, consumers):
     for i in range(n):
-        q.put("msg-%d" % i)
+        q.put("msg-%d%s" % (i, PAD))
     for _ in range(stop):
         q.put(None)
 
@@ -41,12 +44,22 @@ def timed(procs):
 
 
 def main():
+    global PAD
     n = int(sys.argv[1])
+    PAD = "x" * (int(sys.argv[2]) if len(sys.argv) > 2 else 0)
     ctx = mp.get_context("fork")
 
     q = ctx.Queue()
     dt = timed([ctx.Process(target=produce, args=(q, n, 1, 1)), ctx.Process(target=consume, args=(q,))])
     print(json.dumps({"row": "queue_1p1c", "value": n / dt, "unit": "msg/s"}), flush=True)
+
+    if len(sys.argv) <= 2:
+        # The same with 500 bytes of padding (shmkit's row `queue_1p1c_500`).
+        PAD = "x" * 500
+        q = ctx.Queue()
+        dt = timed([ctx.Process(target=produce, args=(q, n, 1, 1)), ctx.Process(target=consume, args=(q,))])
+        print(json.dumps({"row": "queue_1p1c_500", "value": n / dt, "unit": "msg/s"}), flush=True)
+        PAD = ""
 
     q = ctx.Queue()
     procs = [ctx.Process(target=produce, args=(q, n // 2, 1, 2)) for _ in range(2)]
@@ -60,7 +73,7 @@ def main():
     for c in consumers:
         c.start()
     for i in range(n):
-        q.put("msg-%d" % i)
+        q.put("msg-%d%s" % (i, PAD))
     q.join()
     dt = time.perf_counter() - t
     for _ in consumers:

@@ -1,4 +1,5 @@
-//! The serde queues' rows of `shmkit bench`: short strings (`"msg-N"`) through a
+//! The serde queues' rows of `shmkit bench`: short strings (`"msg-N"`; in one row with 500
+//! bytes of padding, an item whose tail travels in its slot's extension) through a
 //! `Queue<String>` from producer processes to consumer processes, and through a
 //! `JoinableQueue<String>` with `task_done` and `join`, against Python's `Queue` and
 //! `JoinableQueue` doing the same in the same rounds (`scripts/python/queue_bench.py`).
@@ -16,10 +17,11 @@ use super::python::{self, Row};
 use super::Res;
 
 shmkit::task! {
-    fn produce(name: String, n: u64, sentinels: u32) -> Result<(), String> {
+    fn produce(name: String, n: u64, sentinels: u32, pad: usize) -> Result<(), String> {
         let mut q = Queue::<Option<String>>::open(&name).map_err(|e| e.to_string())?;
+        let pad = "x".repeat(pad);
         for i in 0..n {
-            q.put(&Some(format!("msg-{i}"))).map_err(|e| e.to_string())?;
+            q.put(&Some(format!("msg-{i}{pad}"))).map_err(|e| e.to_string())?;
         }
         for _ in 0..sentinels {
             q.put(&None).map_err(|e| e.to_string())?;
@@ -54,10 +56,16 @@ shmkit::task! {
     }
 }
 
-const ROWS: [Row; 3] = [
+const ROWS: [Row; 4] = [
     Row {
         id: "queue_1p1c",
         label: "Queue<String>, 1 → 1 process",
+        unit: "msg/s",
+        higher_is_better: true,
+    },
+    Row {
+        id: "queue_1p1c_500",
+        label: "  the same, strings + 500 B",
         unit: "msg/s",
         higher_is_better: true,
     },
@@ -96,9 +104,17 @@ fn round_ours(n: u64) -> Res<Vec<(&'static str, f64)>> {
     let _hold = Queue::<Option<String>>::create(&q, 1024)?;
     let t = Instant::now();
     let c = Process::spawn(consume, q.clone())?;
-    Process::spawn(produce, (q.clone(), n, 1))?.join()??;
+    Process::spawn(produce, (q.clone(), n, 1, 0))?.join()??;
     join_all(vec![c])?;
     rows.push(("queue_1p1c", n as f64 / t.elapsed().as_secs_f64()));
+
+    let q = name("1p1c500");
+    let _hold = Queue::<Option<String>>::create(&q, 1024)?;
+    let t = Instant::now();
+    let c = Process::spawn(consume, q.clone())?;
+    Process::spawn(produce, (q.clone(), n, 1, 500))?.join()??;
+    join_all(vec![c])?;
+    rows.push(("queue_1p1c_500", n as f64 / t.elapsed().as_secs_f64()));
 
     let q = name("2p2c");
     let _hold = Queue::<Option<String>>::create(&q, 1024)?;
@@ -108,8 +124,8 @@ fn round_ours(n: u64) -> Res<Vec<(&'static str, f64)>> {
         Process::spawn(consume, q.clone())?,
     ];
     let ps = vec![
-        Process::spawn(produce, (q.clone(), n / 2, 1))?,
-        Process::spawn(produce, (q.clone(), n / 2, 1))?,
+        Process::spawn(produce, (q.clone(), n / 2, 1, 0))?,
+        Process::spawn(produce, (q.clone(), n / 2, 1, 0))?,
     ];
     for p in ps {
         p.join()??;
