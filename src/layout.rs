@@ -35,6 +35,9 @@ pub mod segment {
     /// Size of the segment header: the body follows.
     pub const SIZE: usize = size_of::<Header>();
 
+    /// The format version this build writes and reads.
+    pub const FORMAT_VERSION: u32 = crate::segment::VERSION;
+
     super::offsets!(Header;
         MAGIC: u64 = magic, VERSION: u32 = version, HEADER_SIZE: u32 = header_size,
         KIND: u32 = kind, STATE: u32 = state, CAPACITY: u64 = capacity,

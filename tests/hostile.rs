@@ -1461,8 +1461,9 @@ fn every_kind_refuses_another_format_version_or_header_size() {
     for kind in KINDS {
         let n = names.name(kind);
         let _creator = create(kind, &n);
-        for (at, v) in [(VERSION_AT, 2u32), (VERSION_AT, 0), (HEADER_SIZE_AT, 64)] {
-            let good = if at == VERSION_AT { 1u32 } else { 128 };
+        let (good_version, next) = (seg_layout::FORMAT_VERSION, seg_layout::FORMAT_VERSION + 1);
+        for (at, v) in [(VERSION_AT, next), (VERSION_AT, 0), (HEADER_SIZE_AT, 64)] {
+            let good = if at == VERSION_AT { good_version } else { 128 };
             put(&n, at, &v.to_le_bytes());
             for mode in [CreationMode::Open, CreationMode::OpenOrCreate] {
                 let r = object(kind, &n, mode, &Options::new());
@@ -1483,12 +1484,13 @@ fn another_format_is_refused_before_anything_past_the_fixed_prefix_is_read() {
         let _creator = create(kind, &n);
         // Another format version, and everything after the 16-byte prefix (kind, state,
         // sizes, lengths, ...) garbage: a later format may put anything there.
-        put(&n, VERSION_AT, &2u32.to_le_bytes());
+        let next = seg_layout::FORMAT_VERSION + 1;
+        put(&n, VERSION_AT, &next.to_le_bytes());
         put(&n, 16, &[0xFF; 112]);
         let r = open(kind, &n);
-        assert!(is_mismatch(&r), "{kind}, version 2: {}", show(&r));
+        assert!(is_mismatch(&r), "{kind}, version {next}: {}", show(&r));
         // The same with this version but another header size.
-        put(&n, VERSION_AT, &1u32.to_le_bytes());
+        put(&n, VERSION_AT, &seg_layout::FORMAT_VERSION.to_le_bytes());
         put(&n, HEADER_SIZE_AT, &256u32.to_le_bytes());
         let r = open(kind, &n);
         assert!(is_mismatch(&r), "{kind}, header size 256: {}", show(&r));

@@ -53,7 +53,7 @@ fuzz_target!(|data: &[u8]| {
     if bytes.len() >= HEADER_SIZE {
         if flags & 2 != 0 {
             put_u64(&mut bytes, seg::MAGIC, MAGIC);
-            put_u32(&mut bytes, seg::VERSION, 1);
+            put_u32(&mut bytes, seg::VERSION, seg::FORMAT_VERSION);
             put_u32(&mut bytes, seg::HEADER_SIZE, HEADER_SIZE as u32);
         }
         if flags & 4 != 0 {

@@ -11,7 +11,10 @@ use crate::error::{Error, Result};
 /// The magic number at the start of every segment: `b"SHMKIT\0\x01"` in little endian.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMKIT\0\x01");
 /// The format version. A segment of another version is refused.
-pub(crate) const VERSION: u32 = 1;
+///
+/// 2: spsc stamps only say "published" (the receiver releases through `head`); a serde
+/// queue's slot holds 120 bytes and has an extension in `NAME.ext`.
+pub(crate) const VERSION: u32 = 2;
 /// Size of the header, and offset of the body.
 pub const HEADER_SIZE: usize = 128;
 /// The largest segment we create or accept (the liveness bytes live above it).
