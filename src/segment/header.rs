@@ -334,7 +334,7 @@ mod tests {
         type Case = (fn(&mut Header), bool);
         let cases: Vec<Case> = vec![
             (|h| h.magic ^= 1, false),
-            (|h| h.version = 2, true),
+            (|h| h.version = VERSION + 1, true),
             (|h| h.header_size = 64, true),
             (|h| h.kind = 999, false),
             (|h| h.kind = Kind::Mutex as u32, true),
