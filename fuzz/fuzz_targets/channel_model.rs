@@ -134,8 +134,10 @@ impl SpscModel {
         let rx0 = spsc::Receiver::<u64>::with_options(&name, CreationMode::Create, cap, &opts)
             .expect("create spsc");
         {
-            // An empty ring at `start`: both positions there, every slot free for its next
-            // position. The creator's receiver is dropped before anyone resumes from it.
+            // An empty ring at `start`: both positions there, every slot stamped with the
+            // previous lap's message (published and released: `pos + 1 - cap` for its next
+            // position `pos`). The creator's receiver is dropped before anyone resumes from
+            // it.
             let map = Mapping::open(&name).expect("map spsc");
             let (body, len) = map.body();
             assert!(len >= pair::SIZE + cap * SLOT);
@@ -147,7 +149,8 @@ impl SpscModel {
                 for p in 0..cap as u64 {
                     let pos = start.wrapping_add(p);
                     let slot = (pos & (cap as u64 - 1)) as usize;
-                    poke64(body, pair::SIZE + slot * SLOT, pos);
+                    let stamp = pos.wrapping_add(1).wrapping_sub(cap as u64);
+                    poke64(body, pair::SIZE + slot * SLOT, stamp);
                 }
             }
         }
