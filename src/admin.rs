@@ -229,6 +229,21 @@ pub enum CleanMode {
     RemoveIncludingForeign,
 }
 
+/// For `QUEUE.xPID.N`, the name of a serde queue's out-of-line item: `QUEUE`.
+pub(crate) fn item_queue(name: &str) -> Option<&str> {
+    let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    let (rest, n) = name.rsplit_once('.')?;
+    let (queue, pid) = rest.rsplit_once(".x")?;
+    (digits(pid) && digits(n) && !queue.is_empty()).then_some(queue)
+}
+
+/// Whether a live process holds the segment `name` (any error: as if it did).
+fn is_held(name: &str) -> bool {
+    let path = format!("{}/{PREFIX}{name}", os::SHM_DIR);
+    os::open_rw(&path)
+        .is_ok_and(|fd| os::ofd_is_locked(fd.as_raw_fd(), HOLDER_BYTE).unwrap_or(true))
+}
+
 /// Removes this crate's segments that no live process holds: named segments left behind by
 /// processes that died (or kept on purpose with [`Options::keep`](crate::Options::keep) and no longer open), and
 /// temporary files of creators that died before publishing. A file under our prefix without
@@ -253,7 +268,22 @@ pub enum CleanMode {
 /// file, which a cleaner must take exclusively before it unlinks), a process never opens a
 /// segment that is being removed, and each stale file is removed by exactly one cleaner.
 /// Files of other users are left alone.
+///
+/// An out-of-line item of a serde [`Queue`](crate::Queue) (a segment of its own, named
+/// `QUEUE.xPID.N`, which nobody holds between its producer's `put` and its consumer's
+/// `get`) is left alone while its queue is held by a live process.
 pub fn clean(prefix: &str, mode: CleanMode) -> Result<Vec<String>> {
+    clean_with(prefix, mode, true)
+}
+
+/// [`clean`], which leaves alone the out-of-line items of queues that live processes hold
+/// only if `spare_live_queues_items` (a queue's creator, removing its queue, removes them
+/// all).
+pub(crate) fn clean_with(
+    prefix: &str,
+    mode: CleanMode,
+    spare_live_queues_items: bool,
+) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for fname in shm_files()? {
         let fname = fname.as_str();
@@ -266,6 +296,13 @@ pub fn clean(prefix: &str, mode: CleanMode) -> Result<Vec<String>> {
             },
         };
         if !user_name.starts_with(prefix) {
+            continue;
+        }
+        // (A creator's temporary file is never an item in flight: only published names.)
+        if spare_live_queues_items
+            && fname.starts_with(PREFIX)
+            && item_queue(user_name).is_some_and(is_held)
+        {
             continue;
         }
         let path = format!("{}/{fname}", os::SHM_DIR);

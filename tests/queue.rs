@@ -23,6 +23,9 @@ fn __child() {
         ("counted_producer", counted_producer),
         ("scribbler", scribbler),
         ("edge_producer", edge_producer),
+        ("big_putter", big_putter),
+        ("cleaner", cleaner),
+        ("owner_of_a_queue", owner_of_a_queue),
     ]);
 }
 
@@ -241,6 +244,62 @@ fn items_of_every_length_cross_the_slot_extension_and_out_of_line_boundaries() {
     finish_ok(producer);
     drop(q);
     assert_eq!(names.leftovers(), Vec::<String>::new());
+}
+
+/// Child: puts one item too large for a slot (out of line) into queue `name`, and exits.
+fn big_putter() {
+    let mut q = Queue::<Vec<u64>>::open(&arg("name")).unwrap();
+    q.put(&(0..10_000).collect()).unwrap();
+}
+
+/// Child: `shmkit::clean` of everything under `prefix` (what `shmkit clean` runs);
+/// reports how many segments it removed.
+fn cleaner() {
+    let removed = shmkit::clean(&arg("prefix"), shmkit::CleanMode::Remove).unwrap();
+    report("removed", removed.len());
+}
+
+#[test]
+fn clean_spares_the_out_of_line_items_of_a_live_queue_and_removes_those_of_a_dead_one() {
+    let names = Names::new("q-cleanspare");
+    let name = names.name("q");
+    let big: Vec<u64> = (0..10_000).collect();
+    let mut q = Queue::<Vec<u64>>::create(&name, 4).unwrap();
+    // The item's segment is held by nobody between the producer's exit and our `get`.
+    finish_ok(spawn("big_putter", &[("name", name.clone())]));
+    let o = finish_ok(spawn("cleaner", &[("prefix", names.prefix().to_owned())]));
+    assert_eq!(o.get::<usize>("removed"), 0);
+    assert_eq!(q.get().unwrap(), big);
+    drop(q);
+    // A queue whose every process died (its creator killed after a `put`, before any
+    // `get`): the queue, its extensions and the item are stale, and all go.
+    let dead = names.name("dead");
+    let mut owner = spawn("owner_of_a_queue", &[("name", dead.clone())]);
+    let out = std::io::BufReader::new(owner.stdout.take().unwrap());
+    use std::io::BufRead;
+    assert!(out.lines().any(|l| l.unwrap() == "REPORT put=1"));
+    owner.kill().unwrap();
+    owner.wait().unwrap();
+    let o = finish_ok(spawn("cleaner", &[("prefix", names.prefix().to_owned())]));
+    assert_eq!(
+        o.get::<usize>("removed"),
+        3,
+        "the queue, its extensions and the item"
+    );
+    assert_eq!(names.leftovers(), Vec::<String>::new());
+}
+
+/// Child: creates queue `name`, puts one item out of line, says so, and waits to be
+/// killed.
+fn owner_of_a_queue() {
+    let mut q = Queue::<Vec<u64>>::create(&arg("name"), 4).unwrap();
+    q.put(&(0..10_000).collect()).unwrap();
+    report("put", 1);
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }
 
 #[test]

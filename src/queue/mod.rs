@@ -566,14 +566,7 @@ fn decode_parts<T: DeserializeOwned, C: Codec>(
 
 /// Whether `n` is `QUEUE.xPID.N`, an out-of-line item of queue `queue`.
 fn is_ool_name(queue: &str, n: &str) -> bool {
-    n.strip_prefix(queue)
-        .and_then(|r| r.strip_prefix(".x"))
-        .and_then(|r| r.split_once('.'))
-        .is_some_and(|(pid, k)| {
-            [pid, k]
-                .iter()
-                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-        })
+    crate::admin::item_queue(n) == Some(queue)
 }
 
 /// For the fuzz target `queue_slot`: `bytes` as a slot of a queue of `(String, Vec<u64>)`
@@ -601,7 +594,11 @@ impl<T, C: Codec> Drop for Queue<T, C> {
             }
             // Out-of-line items nobody took (their producer or consumer died): removed,
             // unless a live process still has one open.
-            let _ = crate::admin::clean(&format!("{}.x", self.name), crate::CleanMode::Remove);
+            let _ = crate::admin::clean_with(
+                &format!("{}.x", self.name),
+                crate::CleanMode::Remove,
+                false,
+            );
         }
     }
 }
