@@ -1,7 +1,8 @@
 //! Copies into and out of shared memory that another process may write or read at the same
 //! time: the one place that decides how a `Pod` value is moved across the boundary
-//! (volatile for small values, a fenced plain copy for large ones). Used by the typed
-//! objects and the channels' copy-out receives; nothing here synchronises anything.
+//! (volatile for small values, a fenced plain copy for large ones), and the prefetch hint.
+//! Used by the typed objects, the channels' copy-out receives and the shared dict; nothing
+//! here synchronises anything.
 
 /// Reads a value that another process may write at the same time, as one volatile load
 /// when it is small; a large value is copied with `copy_nonoverlapping` instead, because
@@ -47,4 +48,18 @@ pub(crate) unsafe fn write_shared<T: bytemuck::Pod>(dst: *mut T, v: T) {
         unsafe { std::ptr::copy_nonoverlapping(&v, dst, 1) };
         std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
     }
+}
+
+/// Asks the CPU to bring the cache line at `p` into its cache: a hint, which reads and
+/// writes nothing and never faults (a no-op where no prefetch instruction is wired up).
+#[inline]
+pub(crate) fn prefetch(p: *const u8) {
+    #[cfg(all(target_arch = "x86_64", not(loom)))]
+    // SAFETY: `prefetcht0` needs SSE, which every x86_64 CPU has; a prefetch is only a
+    // hint: it accesses no memory observably and never faults, whatever the address.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    };
+    #[cfg(not(all(target_arch = "x86_64", not(loom))))]
+    let _ = p;
 }

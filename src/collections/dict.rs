@@ -178,6 +178,9 @@ where
         let mut buf = Vec::with_capacity(32);
         encode(k, &mut buf)?;
         let hash = key_hash(self.table.shape().seed, &buf);
+        // Every caller takes the lock next and looks at the key's home slot first.
+        self.table
+            .prefetch_slot((hash % self.table.shape().slots as u64) as usize);
         Ok(Key {
             klen: buf.len(),
             buf,
