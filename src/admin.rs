@@ -273,17 +273,21 @@ fn is_held(name: &str) -> bool {
 /// `QUEUE.xPID.N`, which nobody holds between its producer's `put` and its consumer's
 /// `get`) is left alone while its queue is held by a live process.
 pub fn clean(prefix: &str, mode: CleanMode) -> Result<Vec<String>> {
-    clean_with(prefix, mode, true)
+    clean_with(prefix, mode, Spare::LiveQueuesItems)
 }
 
-/// [`clean`], which leaves alone the out-of-line items of queues that live processes hold
-/// only if `spare_live_queues_items` (a queue's creator, removing its queue, removes them
-/// all).
-pub(crate) fn clean_with(
-    prefix: &str,
-    mode: CleanMode,
-    spare_live_queues_items: bool,
-) -> Result<Vec<String>> {
+/// What [`clean_with`] leaves alone, besides segments that a live process holds.
+#[derive(Clone, Copy)]
+pub(crate) enum Spare<'a> {
+    /// The out-of-line items of queues that live processes hold (what [`clean`] does).
+    LiveQueuesItems,
+    /// Everything but the out-of-line items of this queue (its creator, removing the
+    /// queue, removes its items, and nothing else that starts with its name).
+    AllButItemsOf(&'a str),
+}
+
+/// [`clean`], leaving alone what `spare` says.
+pub(crate) fn clean_with(prefix: &str, mode: CleanMode, spare: Spare<'_>) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for fname in shm_files()? {
         let fname = fname.as_str();
@@ -298,11 +302,14 @@ pub(crate) fn clean_with(
         if !user_name.starts_with(prefix) {
             continue;
         }
-        // (A creator's temporary file is never an item in flight: only published names.)
-        if spare_live_queues_items
-            && fname.starts_with(PREFIX)
-            && item_queue(user_name).is_some_and(is_held)
-        {
+        let spared = match spare {
+            // (A creator's temporary file is never an item in flight: published names only.)
+            Spare::LiveQueuesItems => {
+                fname.starts_with(PREFIX) && item_queue(user_name).is_some_and(is_held)
+            }
+            Spare::AllButItemsOf(queue) => item_queue(user_name) != Some(queue),
+        };
+        if spared {
             continue;
         }
         let path = format!("{}/{fname}", os::SHM_DIR);

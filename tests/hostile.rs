@@ -1577,3 +1577,26 @@ fn an_element_type_of_another_size_or_alignment_is_a_layout_mismatch() {
     assert!(spsc::Receiver::<u64>::open(&n("spsc")).is_ok());
     assert!(mpmc::Receiver::<u64>::open(&n("mpmc")).is_ok());
 }
+
+#[test]
+fn an_spsc_head_forged_backwards_is_corrupt_not_a_slot_lent_twice() {
+    let names = Names::new("spsc_head_back");
+    let name = names.name("ch");
+    let mut tx = spsc::Sender::<u64>::create(&name, 4).unwrap();
+    let mut rx = spsc::Receiver::<u64>::open(&name).unwrap();
+    for v in 0..4 {
+        tx.send(v).unwrap();
+    }
+    assert_eq!(rx.recv().unwrap(), 0);
+    assert_eq!(rx.recv().unwrap(), 1);
+    // Full by its copy of `head` (0): the sender reloads it (2) and sends.
+    tx.send(4).unwrap();
+    // `head` forged back to 1: within a ring of the sender (at 5), but behind what it
+    // read. A chunk of 4 reloads it and must refuse, not lend the unreleased slot.
+    put(
+        &name,
+        seg_layout::SIZE as u64 + pair::HEAD as u64,
+        &1u64.to_ne_bytes(),
+    );
+    assert!(matches!(tx.write_chunk(4), Err(Error::Corrupt { .. })));
+}

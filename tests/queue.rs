@@ -197,10 +197,40 @@ fn large_items_travel_out_of_line_and_leave_nothing_behind() {
     q.put(&vec![1, 2, 3]).unwrap();
     assert_eq!(other.get().unwrap(), big);
     assert_eq!(other.get().unwrap(), [1, 2, 3]);
-    // Over the item limit: refused at put, nothing created.
-    q.set_max_item(1000);
+    // Over the item limit: refused at put, nothing created; in place or out of line.
+    q.set_max_item(100);
     assert!(matches!(q.put(&big), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        q.put(&vec![1000; 100]),
+        Err(Error::InvalidArgument(_))
+    ));
+    // A consumer with a lower limit than its producer's: that item is an error, the next
+    // one goes through.
+    q.set_max_item(1 << 20);
+    other.set_max_item(100);
+    q.put(&vec![1000; 100]).unwrap();
+    q.put(&vec![4]).unwrap();
+    assert!(matches!(other.get(), Err(Error::Corrupt { .. })));
+    assert_eq!(other.get().unwrap(), [4]);
     drop((q, other));
+    assert_eq!(names.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn a_queue_that_fails_to_be_created_leaves_nothing_and_one_that_goes_leaves_others_alone() {
+    let names = Names::new("q-cleanup");
+    let name = names.name("q");
+    assert!(Queue::<String>::create(&name, 0).is_err());
+    assert_eq!(names.leftovers(), Vec::<String>::new());
+    // A queue whose name starts with another's (`q.xfer`): when `q`'s creator removes
+    // `q`, it removes `q`'s items and `q.ext`, not `q.xfer`'s items in flight.
+    let q = Queue::<Vec<u64>>::create(&name, 4).unwrap();
+    let other = format!("{name}.xfer");
+    let mut q2 = Queue::<Vec<u64>>::create(&other, 4).unwrap();
+    finish_ok(spawn("big_putter", &[("name", other.clone())]));
+    drop(q);
+    assert_eq!(q2.get().unwrap(), (0..10_000).collect::<Vec<u64>>());
+    drop(q2);
     assert_eq!(names.leftovers(), Vec::<String>::new());
 }
 

@@ -16,12 +16,16 @@
 //! | up to [`INLINE`] (1,136) bytes | the first 112 in the slot, the rest in the slot's *extension*: 1,024 bytes per slot in a second segment, `NAME.ext` | one line per 64 bytes; no system call |
 //! | larger | out of line, in a segment of its own that the consumer copies out and removes | one `create`, `mmap` and `unlink`: tens of microseconds |
 //!
-//! Out-of-line items go up to the queue's item limit (1 GiB by default,
-//! [`Queue::set_max_item`]). The extensions take `capacity` KiB of address space; on
-//! tmpfs a page is allocated only once an item longer than 112 bytes has passed through
-//! one of its slots. An extension belongs to whoever owns its slot (the ring's stamps
-//! decide), so it needs no protocol of its own, and what the ring promises when a process
-//! dies holds for it too. `put` writes into shared memory before it returns: Python's
+//! Every item goes up to the queue's item limit (1 GiB by default,
+//! [`Queue::set_max_item`]). The extensions take `capacity` KiB of `/dev/shm` (a queue
+//! of 1,024 items: 1 MiB beside its 128 KiB of slots), reserved when the queue is created,
+//! as every segment is, so that a full tmpfs is an error then and never a `SIGBUS` later.
+//! An extension belongs to whoever owns its slot (the ring's stamps decide), so it needs
+//! no protocol of its own, and what the ring promises when a process dies holds for it
+//! too. Names: the extensions' segment adds 4 bytes to the queue's name (so a queue's
+//! name has at most 196 bytes), and an out-of-line item's segment name
+//! (`NAME.xPID.N`) must fit in a slot's 112 bytes (else that `put` is
+//! [`Error::InvalidArgument`]). `put` writes into shared memory before it returns: Python's
 //! "join a process before its queue is drained" deadlock cannot happen.
 //!
 //! # The queue is an object of its own
@@ -91,7 +95,7 @@ const IN_SLOT: usize = 112;
 
 /// The bytes of each slot's extension: where the part of an item's encoding past
 /// [`IN_SLOT`] travels, in the queue's second segment (`NAME.ext`), at the slot's index.
-/// Untouched (and, on tmpfs, not even allocated) until an item needs it.
+/// Untouched (never in a cache) until an item needs it.
 const EXTENSION: usize = 1024;
 
 /// Items whose encoding is at most this many bytes travel in place, through the ring (the
@@ -189,22 +193,38 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
 
     fn with_mode(name: &str, mode: CreationMode, capacity: usize) -> Result<Self> {
         let opts = Options::new();
-        // The extensions first: an opener that finds the queue finds them too.
+        // The extensions first: an opener that finds the queue finds them too. Their name
+        // is never removed by their own handle: the queue's creator removes it with the
+        // queue's (`Drop`), whoever created them (with `open_or_create`, another process
+        // may have, an instant before); a process whose queue fails to open must not
+        // remove extensions that another process's queue uses.
         let ext_name = format!("{name}.ext");
         let ext_len = capacity.checked_mul(EXTENSION).ok_or_else(|| {
             Error::InvalidArgument(format!("a queue of {capacity} items is too large"))
         })?;
+        let keep = Options::new().keep(true);
         let ext = match mode {
-            CreationMode::Create => Segment::create(&ext_name, ext_len, &opts)?,
-            CreationMode::Open => Segment::open(&ext_name, &opts)?,
-            CreationMode::OpenOrCreate => Segment::open_or_create(&ext_name, ext_len, &opts)?,
+            CreationMode::Create => Segment::create(&ext_name, ext_len, &keep)?,
+            CreationMode::Open => Segment::open(&ext_name, &keep)?,
+            CreationMode::OpenOrCreate => Segment::open_or_create(&ext_name, ext_len, &keep)?,
         };
         let holder =
-            mpmc::Holder::build(At::named(name, mode, &opts).tagged(tag::<T, C>()), capacity)?;
-        // The queue's creator removes both names (with `open_or_create`, another process
-        // may have created the extensions an instant before).
-        ext.set_keep(!holder.segment().is_creator());
+            match mpmc::Holder::build(At::named(name, mode, &opts).tagged(tag::<T, C>()), capacity)
+            {
+                Ok(h) => h,
+                Err(e) => {
+                    // Created exclusively just now, so no other queue uses them.
+                    if mode == CreationMode::Create {
+                        ext.remove_name();
+                    }
+                    return Err(e);
+                }
+            };
         if ext.len() / EXTENSION < holder.capacity() {
+            if holder.segment().is_creator() {
+                // The queue's name goes as we return: the extensions' goes with it.
+                ext.remove_name();
+            }
             return Err(Error::LayoutMismatch {
                 name: name.to_owned(),
                 what: format!(
@@ -261,11 +281,8 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     /// that names it, and the segment's name, to remove should the slot not be sent.
     fn out_of_line(&mut self) -> Result<(Slot, String)> {
         let n = self.buf.len();
-        if n > self.max_item || n > u32::MAX as usize {
-            return Err(Error::InvalidArgument(format!(
-                "an item of {n} bytes encoded is over this queue's limit of {} bytes",
-                self.max_item.min(u32::MAX as usize)
-            )));
+        if n > u32::MAX as usize {
+            return Err(too_large(n, u32::MAX as usize));
         }
         self.ool_n += 1;
         let ool = format!("{}.x{}.{}", self.name, std::process::id(), self.ool_n);
@@ -290,6 +307,9 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
         self.buf.clear();
         C::encode(item, &mut self.buf)?;
         let n = self.buf.len();
+        if n > self.max_item {
+            return Err(too_large(n, self.max_item));
+        }
         if n > INLINE {
             let (slot, ool) = self.out_of_line()?;
             let tx = self.sender()?;
@@ -527,6 +547,11 @@ fn decode_parts<T: DeserializeOwned, C: Codec>(
 ) -> Result<T> {
     let n = len as usize;
     if flags == 0 {
+        if n > max_item {
+            return Err(Error::corrupt(format!(
+                "a queue item says {n} bytes; the limit is {max_item}"
+            )));
+        }
         if n > INLINE || n > bytes.len() {
             return Err(Error::corrupt(format!(
                 "a queue slot says {n} bytes; it holds {INLINE}"
@@ -564,6 +589,13 @@ fn decode_parts<T: DeserializeOwned, C: Codec>(
     C::decode(&v)
 }
 
+/// An item of `n` bytes encoded, over the limit of `max` bytes.
+fn too_large(n: usize, max: usize) -> Error {
+    Error::InvalidArgument(format!(
+        "an item of {n} bytes encoded is over this queue's limit of {max} bytes"
+    ))
+}
+
 /// Whether `n` is `QUEUE.xPID.N`, an out-of-line item of queue `queue`.
 fn is_ool_name(queue: &str, n: &str) -> bool {
     crate::admin::item_queue(n) == Some(queue)
@@ -587,17 +619,14 @@ pub(crate) fn fuzz_slot(bytes: &[u8]) -> bool {
 impl<T, C: Codec> Drop for Queue<T, C> {
     fn drop(&mut self) {
         if self.holder.segment().is_creator() {
-            if !self.ext.is_creator() {
-                // Another process created the extensions an instant before us
-                // (`open_or_create`): their name goes with the queue's all the same.
-                let _ = crate::admin::unlink(&format!("{}.ext", self.name));
-            }
+            // The extensions' name goes with the queue's (if it still names ours).
+            self.ext.remove_name();
             // Out-of-line items nobody took (their producer or consumer died): removed,
             // unless a live process still has one open.
             let _ = crate::admin::clean_with(
                 &format!("{}.x", self.name),
                 crate::CleanMode::Remove,
-                false,
+                crate::admin::Spare::AllButItemsOf(&self.name),
             );
         }
     }

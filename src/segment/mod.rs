@@ -636,9 +636,16 @@ impl Drop for Segment {
         if self.keep.load(Ordering::Relaxed) || pid != os::getpid() {
             return;
         }
+        self.remove_name();
+    }
+}
+
+impl Segment {
+    /// Removes this segment's name if it still names the file this handle maps (somebody
+    /// may have removed it and created another segment under the same name since), whoever
+    /// created it. The mapping stays valid for everyone who has it.
+    pub(crate) fn remove_name(&self) {
         if let Some(path) = &self.path {
-            // Unlink only if the name still refers to our file: somebody may have removed it
-            // and created another segment under the same name.
             if let (Ok(ours), Ok(now)) = (os::fstat(self.fd.as_raw_fd()), os::stat_path(path)) {
                 if (ours.dev, ours.ino) == (now.dev, now.ino) {
                     let _ = os::unlink(path);

@@ -211,6 +211,13 @@ impl<T: Pod, const SIDE: bool> End<T, SIDE> {
                 "spsc: receiver position {h} is not within a ring behind the sender's {pos}"
             )));
         }
+        // `head` only grows: one behind our last reading of it was forged.
+        if h.wrapping_sub(*head) > ring.cap {
+            return Err(Error::corrupt(format!(
+                "spsc: receiver position {h} moved back from {}",
+                *head
+            )));
+        }
         *head = h;
         Ok(ring.cap - used)
     }
