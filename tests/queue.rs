@@ -26,6 +26,7 @@ fn __child() {
         ("big_putter", big_putter),
         ("cleaner", cleaner),
         ("owner_of_a_queue", owner_of_a_queue),
+        ("sized_producer", sized_producer),
     ]);
 }
 
@@ -330,6 +331,57 @@ fn owner_of_a_queue() {
     loop {
         std::thread::sleep(Duration::from_secs(1));
     }
+}
+
+/// Child: opens queue `name`, reports its in-place limit, and puts strings of the
+/// lengths in `lens` (comma-separated; bytes from `edge_string`).
+fn sized_producer() {
+    let mut q = Queue::<String>::open(&arg("name")).unwrap();
+    report("limit", q.in_place_limit());
+    for n in arg("lens").split(',').map(|n| n.parse::<usize>().unwrap()) {
+        q.put(&edge_string(n)).unwrap();
+    }
+}
+
+#[test]
+fn create_with_sets_the_in_place_limit_that_every_opener_finds() {
+    let names = Names::new("q-sized");
+    // No extensions: 112 bytes in place; longer items out of line, and still delivered.
+    let small = names.name("small");
+    let mut q = Queue::<String>::create_with(&small, 4, 0).unwrap();
+    assert_eq!(q.in_place_limit(), 112);
+    let o = finish_ok(spawn(
+        "sized_producer",
+        &[("name", small.clone()), ("lens", "110,111,500".into())],
+    ));
+    assert_eq!(o.get::<usize>("limit"), 112);
+    for n in [110, 111, 500] {
+        assert_eq!(q.get().unwrap(), edge_string(n), "length {n}");
+    }
+    // 4 KiB extensions: a 4,000-byte item travels in place (no segment of its own).
+    let big = names.name("big");
+    let mut q2 = Queue::<String>::create_with(&big, 2, 4096 + 112).unwrap();
+    assert_eq!(q2.in_place_limit(), 4096 + 112);
+    let o = finish_ok(spawn(
+        "sized_producer",
+        &[("name", big.clone()), ("lens", "4000,4205".into())],
+    ));
+    assert_eq!(o.get::<usize>("limit"), 4096 + 112);
+    let items = shmkit::list()
+        .unwrap()
+        .into_iter()
+        .filter(|i| i.name.starts_with(&format!("{big}.x")))
+        .count();
+    assert_eq!(items, 0, "no item went out of line");
+    assert_eq!(q2.get().unwrap(), edge_string(4000));
+    assert_eq!(q2.get().unwrap(), edge_string(4205));
+    // Past 64 KiB a slot: refused, nothing made.
+    assert!(matches!(
+        Queue::<String>::create_with(&names.name("huge"), 2, usize::MAX),
+        Err(Error::InvalidArgument(_))
+    ));
+    drop((q, q2));
+    assert_eq!(names.leftovers(), Vec::<String>::new());
 }
 
 #[test]

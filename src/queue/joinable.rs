@@ -105,7 +105,7 @@ pub struct JoinableQueue<T, C: Codec = Postcard> {
 impl<T: Serialize + DeserializeOwned, C: Codec> JoinableQueue<T, C> {
     super::queue_constructors!(" (and its task counters, `NAME.jq`)");
 
-    fn with_mode(name: &str, mode: CreationMode, capacity: usize) -> Result<Self> {
+    fn with_mode(name: &str, mode: CreationMode, capacity: usize, ext_size: usize) -> Result<Self> {
         let opts = Options::new();
         let counters = format!("{name}.jq");
         // Counters first: an opener that finds the queue finds them too.
@@ -117,7 +117,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> JoinableQueue<T, C> {
             Head::zero(JoinState::new),
             |_| (),
         )?;
-        let queue = Queue::with_mode(name, mode, capacity)?;
+        let queue = Queue::with_mode(name, mode, capacity, ext_size)?;
         Ok(JoinableQueue {
             queue,
             state,

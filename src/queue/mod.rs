@@ -13,13 +13,16 @@
 //! |---|---|---|
 //! | up to 48 bytes (a short string, a small struct) | in the slot's first cache line, with its length | one cache line from producer to consumer |
 //! | up to 112 bytes | in the slot | two lines |
-//! | up to [`INLINE`] (1,136) bytes | the first 112 in the slot, the rest in the slot's *extension*: 1,024 bytes per slot in a second segment, `NAME.ext` | one line per 64 bytes; no system call |
+//! | up to [`INLINE`] (1,136) bytes | the first 112 in the slot, the rest in the slot's *extension*: 1,024 bytes per slot in a second segment, `NAME.ext` (another size with [`Queue::create_with`]) | one line per 64 bytes; no system call |
 //! | larger | out of line, in a segment of its own that the consumer copies out and removes | one `create`, `mmap` and `unlink`: tens of microseconds |
 //!
 //! Every item goes up to the queue's item limit (1 GiB by default,
 //! [`Queue::set_max_item`]). The extensions take `capacity` KiB of `/dev/shm` (a queue
 //! of 1,024 items: 1 MiB beside its 128 KiB of slots), reserved when the queue is created,
-//! as every segment is, so that a full tmpfs is an error then and never a `SIGBUS` later.
+//! as every segment is, so that a full tmpfs is an error then and never a `SIGBUS` later;
+//! where `/dev/shm` is small (a container's 64 MiB) or the items are short,
+//! [`Queue::create_with`] takes less (`in_place` of 112 bytes: no extensions), and where
+//! they are longer, more (up to 64 KiB a slot).
 //! An extension belongs to whoever owns its slot (the ring's stamps decide), so it needs
 //! no protocol of its own, and what the ring promises when a process dies holds for it
 //! too. Names: the extensions' segment adds 4 bytes to the queue's name (so a queue's
@@ -93,14 +96,18 @@ const MAX_RESENDS: usize = 16;
 /// first cache line when short).
 const IN_SLOT: usize = 112;
 
-/// The bytes of each slot's extension: where the part of an item's encoding past
-/// [`IN_SLOT`] travels, in the queue's second segment (`NAME.ext`), at the slot's index.
-/// Untouched (never in a cache) until an item needs it.
+/// The bytes of each slot's extension by default: where the part of an item's encoding
+/// past [`IN_SLOT`] travels, in the queue's second segment (`NAME.ext`), at the slot's
+/// index. Untouched (never in a cache) until an item needs it.
 const EXTENSION: usize = 1024;
 
+/// The largest extension `create_with` accepts (64 KiB a slot).
+const MAX_EXTENSION: usize = 64 << 10;
+
 /// Items whose encoding is at most this many bytes travel in place, through the ring (the
-/// first 112 bytes in the slot, the rest in the slot's extension); longer ones go out of
-/// line.
+/// first 112 bytes in the slot, the rest in the slot's extension), in a queue made by
+/// `create` or `open_or_create`; longer ones go out of line. `create_with` chooses
+/// another limit ([`Queue::in_place_limit`]).
 pub const INLINE: usize = IN_SLOT + EXTENSION;
 
 /// Slot flag: the bytes are the name of the segment that holds the item.
@@ -152,9 +159,12 @@ fn tag<T, C: Codec>() -> u64 {
 /// ```
 pub struct Queue<T, C: Codec = Postcard> {
     holder: mpmc::Holder<Slot>,
-    /// The slots' extensions (`NAME.ext`): `capacity` blocks of [`EXTENSION`] bytes, block
+    /// The slots' extensions (`NAME.ext`): `capacity` blocks of `ext_size` bytes, block
     /// `i` owned by whoever owns slot `i` (the ring's stamps decide).
     ext: Segment,
+    /// Bytes of one extension (a multiple of 64, at most [`MAX_EXTENSION`]; 0: none),
+    /// checked against the segment when the queue was opened.
+    ext_size: usize,
     name: String,
     tx: Option<mpmc::Sender<Slot>>,
     rx: Option<mpmc::Receiver<Slot>>,
@@ -165,24 +175,41 @@ pub struct Queue<T, C: Codec = Postcard> {
     _t: PhantomData<fn(T, C) -> T>,
 }
 
-/// `create`, `open` and `open_or_create` of a queue type, over its
-/// `with_mode(name, mode, capacity)`; `$extra` is appended to `create`'s doc.
+/// `create`, `create_with`, `open` and `open_or_create` of a queue type, over its
+/// `with_mode(name, mode, capacity, extension)`; `$extra` is appended to `create`'s doc.
 macro_rules! queue_constructors {
     ($extra:literal) => {
         #[doc = concat!("Creates the queue `name` with room for `capacity` items", $extra, "; [`Error::AlreadyExists`] if the name exists.")]
         pub fn create(name: &str, capacity: usize) -> Result<Self> {
-            Self::with_mode(name, CreationMode::Create, capacity)
+            Self::with_mode(name, CreationMode::Create, capacity, crate::queue::EXTENSION)
+        }
+
+        /// Creates the queue `name` with room for `capacity` items, of which those whose
+        /// encoding is at most `in_place` bytes travel through the ring (the rest out of
+        /// line): the slots' extensions take `capacity` times `in_place - 112` bytes
+        /// (rounded up to 64) of `/dev/shm`, none if `in_place <= 112`. `create` is
+        /// `create_with(name, capacity, 1136)`; [`Error::InvalidArgument`] past 64 KiB a
+        /// slot.
+        pub fn create_with(name: &str, capacity: usize, in_place: usize) -> Result<Self> {
+            let ext = in_place.saturating_sub(crate::queue::IN_SLOT);
+            if ext > crate::queue::MAX_EXTENSION {
+                return Err(Error::InvalidArgument(format!(
+                    "{in_place} bytes in place: at most {} a slot",
+                    crate::queue::IN_SLOT + crate::queue::MAX_EXTENSION
+                )));
+            }
+            Self::with_mode(name, CreationMode::Create, capacity, ext.next_multiple_of(64))
         }
 
         /// Opens the existing queue `name` ([`Error::NotFound`] if there is none;
         /// [`Error::LayoutMismatch`] if it holds another type or codec).
         pub fn open(name: &str) -> Result<Self> {
-            Self::with_mode(name, CreationMode::Open, 1)
+            Self::with_mode(name, CreationMode::Open, 1, 0)
         }
 
         /// Opens the queue `name`, or creates it with room for `capacity` items.
         pub fn open_or_create(name: &str, capacity: usize) -> Result<Self> {
-            Self::with_mode(name, CreationMode::OpenOrCreate, capacity)
+            Self::with_mode(name, CreationMode::OpenOrCreate, capacity, crate::queue::EXTENSION)
         }
     };
 }
@@ -191,7 +218,9 @@ use queue_constructors;
 impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     queue_constructors!("");
 
-    fn with_mode(name: &str, mode: CreationMode, capacity: usize) -> Result<Self> {
+    /// `ext_size`: the bytes of a slot's extension, when this call creates the queue (a
+    /// multiple of 64); an opener takes the segment's.
+    fn with_mode(name: &str, mode: CreationMode, capacity: usize, ext_size: usize) -> Result<Self> {
         let opts = Options::new();
         // The extensions first: an opener that finds the queue finds them too. Their name
         // is never removed by their own handle: the queue's creator removes it with the
@@ -199,7 +228,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
         // may have, an instant before); a process whose queue fails to open must not
         // remove extensions that another process's queue uses.
         let ext_name = format!("{name}.ext");
-        let ext_len = capacity.checked_mul(EXTENSION).ok_or_else(|| {
+        let ext_len = capacity.checked_mul(ext_size).ok_or_else(|| {
             Error::InvalidArgument(format!("a queue of {capacity} items is too large"))
         })?;
         let keep = Options::new().keep(true);
@@ -220,7 +249,11 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
                     return Err(e);
                 }
             };
-        if ext.len() / EXTENSION < holder.capacity() {
+        // An opener's extension size is the segment's: its length over the capacity, a
+        // multiple of 64 up to the largest (anything else was not made by a queue).
+        let cap = holder.capacity();
+        let ext_size = ext.len() / cap;
+        if ext.len() % cap != 0 || ext_size % 64 != 0 || ext_size > MAX_EXTENSION {
             if holder.segment().is_creator() {
                 // The queue's name goes as we return: the extensions' goes with it.
                 ext.remove_name();
@@ -228,16 +261,16 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
             return Err(Error::LayoutMismatch {
                 name: name.to_owned(),
                 what: format!(
-                    "its extensions ({ext_name}) hold {} bytes, not {} for {} slots",
-                    ext.len(),
-                    holder.capacity() * EXTENSION,
-                    holder.capacity()
+                    "its extensions ({ext_name}) hold {} bytes, not a multiple of 64 up to \
+                     {MAX_EXTENSION} for each of its {cap} slots",
+                    ext.len()
                 ),
             });
         }
         Ok(Queue {
             holder,
             ext,
+            ext_size,
             name: name.to_owned(),
             tx: None,
             rx: None,
@@ -277,7 +310,13 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
         attach(&mut self.rx, &self.name, tag::<T, C>, mpmc::Receiver::build)
     }
 
-    /// Writes the encoding in `self.buf` (longer than [`INLINE`]) out of line: the slot
+    /// The longest encoding that travels in place, through the ring: 112 bytes in the slot
+    /// plus the extension's ([`INLINE`] unless the queue was made by `create_with`).
+    pub fn in_place_limit(&self) -> usize {
+        IN_SLOT + self.ext_size
+    }
+
+    /// Writes the encoding in `self.buf` (longer than the in-place limit) out of line: the slot
     /// that names it, and the segment's name, to remove should the slot not be sent.
     fn out_of_line(&mut self) -> Result<(Slot, String)> {
         let n = self.buf.len();
@@ -310,7 +349,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
         if n > self.max_item {
             return Err(too_large(n, self.max_item));
         }
-        if n > INLINE {
+        if n > self.in_place_limit() {
             let (slot, ool) = self.out_of_line()?;
             let tx = self.sender()?;
             let r = match how {
@@ -326,7 +365,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
         // In place: written straight into the claimed slot (and its extension), no
         // staging copy.
         self.sender()?;
-        let (ext, cap) = (self.ext.as_ptr(), self.holder.capacity());
+        let (ext, cap, size) = (self.ext.as_ptr(), self.holder.capacity(), self.ext_size);
         for _ in 0..MAX_RESENDS {
             let tx = self.tx.as_mut().expect("attached");
             let mut loan = match how {
@@ -343,10 +382,10 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
             failpoint!("queue.put.half_written");
             loan.bytes[head / 2..head].copy_from_slice(&buf[head / 2..head]);
             if n > IN_SLOT {
-                let ext = extension(ext, cap, loan.index());
+                let ext = extension(ext, cap, size, loan.index());
                 // SAFETY: we own the claimed slot, so its extension too (the stamps give
                 // slot and extension to one process at a time; a receiver's release of
-                // the previous lap happens-before our claim). `n - IN_SLOT <= EXTENSION`
+                // the previous lap happens-before our claim). `n - IN_SLOT <= size`
                 // bytes, in bounds; the source is our own buffer. Raw writes, fenced so
                 // that they stay before the publishing Release.
                 unsafe {
@@ -389,10 +428,10 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
             Recv::Timeout(t) => Some(Deadline::after(t)),
         };
         self.receiver()?;
-        let (ext, cap) = (self.ext.as_ptr(), self.holder.capacity());
+        let (ext, cap, size) = (self.ext.as_ptr(), self.holder.capacity(), self.ext_size);
         let (rx, buf) = (self.rx.as_mut().expect("attached"), &mut self.buf);
         let (len, flags) = rx.recv_with(deadline, |slot, i| {
-            copy_out(slot, extension(ext, cap, i), buf)
+            copy_out(slot, extension(ext, cap, size, i), size, buf)
         })?;
         let r = decode_parts::<T, C>(len, flags, &self.buf, &self.name, self.max_item);
         if matches!(r, Err(Error::Codec { .. })) {
@@ -494,30 +533,31 @@ fn attach<'a, E>(
     Ok(end.as_mut().expect("attached"))
 }
 
-/// The extension of slot `index` in the extensions at `base`, which hold `cap` of them
-/// (checked when the queue was opened); `index` is a slot's (`< cap`: `min` keeps even a
-/// broken invariant in bounds).
-fn extension(base: *mut u8, cap: usize, index: usize) -> *mut u8 {
-    // SAFETY: `index.min(cap - 1) < cap`: in bounds of the extensions' segment.
-    unsafe { base.add(index.min(cap - 1) * EXTENSION) }
+/// The extension of slot `index` in the extensions at `base`, which hold `cap` of `size`
+/// bytes (checked when the queue was opened); `index` is a slot's (`< cap`: `min` keeps
+/// even a broken invariant in bounds).
+fn extension(base: *mut u8, cap: usize, size: usize, index: usize) -> *mut u8 {
+    // SAFETY: `index.min(cap - 1) < cap`: in bounds of the extensions' segment (the end
+    // of it for a size of 0).
+    unsafe { base.add(index.min(cap - 1) * size) }
 }
 
 /// Copies the length, the flags and the bytes they name of the slot at `slot` into `buf`
-/// (cleared first): an item in place (at most [`INLINE`] bytes: the slot's, then those of
-/// its extension at `ext`), or an out-of-line item's name. The length and flags are
-/// returned as read, unchecked ([`decode_parts`] checks them).
-fn copy_out(slot: *const Slot, ext: *const u8, buf: &mut Vec<u8>) -> (u32, u32) {
+/// (cleared first): an item in place (at most 112 + `ext_size` bytes: the slot's, then
+/// those of its extension at `ext`), or an out-of-line item's name. The length and flags
+/// are returned as read, unchecked ([`decode_parts`] checks them).
+fn copy_out(slot: *const Slot, ext: *const u8, ext_size: usize, buf: &mut Vec<u8>) -> (u32, u32) {
     // SAFETY: `slot` points at a claimed slot in the mapping and `ext` at its extension of
-    // EXTENSION bytes (`recv_with`'s contract, `Queue::recv`), read through raw pointers
+    // `ext_size` bytes (`recv_with`'s contract, `Queue::recv`), read through raw pointers
     // only: volatile reads of the two words, then fenced copies of at most IN_SLOT bytes
-    // of `bytes` and EXTENSION of the extension (in bounds) into `buf`, which has room
+    // of `bytes` and `ext_size` of the extension (in bounds) into `buf`, which has room
     // for them. Any bytes are valid `u8`s; a peer writing meanwhile can only make them
     // garbage, which the release check in `recv_with` then reports.
     unsafe {
         let len = std::ptr::addr_of!((*slot).len).read_volatile();
         let flags = std::ptr::addr_of!((*slot).flags).read_volatile();
         let n = if flags == 0 {
-            (len as usize).min(INLINE)
+            (len as usize).min(IN_SLOT + ext_size)
         } else {
             ((flags >> 8 & 0xff) as usize).min(IN_SLOT)
         };
@@ -536,7 +576,7 @@ fn copy_out(slot: *const Slot, ext: *const u8, buf: &mut Vec<u8>) -> (u32, u32) 
 
 /// The item of queue `queue` whose slot said `len` and `flags`, with `bytes` copied from
 /// it (the first `len` bytes inline, or the out-of-line segment's name), checked (lengths
-/// against [`INLINE`] and `max_item`, an out-of-line name against the queue's) before
+/// against the bytes copied and `max_item`, an out-of-line name against the queue's) before
 /// anything is allocated.
 fn decode_parts<T: DeserializeOwned, C: Codec>(
     len: u32,
@@ -552,9 +592,10 @@ fn decode_parts<T: DeserializeOwned, C: Codec>(
                 "a queue item says {n} bytes; the limit is {max_item}"
             )));
         }
-        if n > INLINE || n > bytes.len() {
+        if n > bytes.len() {
             return Err(Error::corrupt(format!(
-                "a queue slot says {n} bytes; it holds {INLINE}"
+                "a queue slot says {n} bytes; it holds at most {}",
+                bytes.len()
             )));
         }
         return C::decode(&bytes[..n]);
@@ -612,7 +653,7 @@ pub(crate) fn fuzz_slot(bytes: &[u8]) -> bool {
     let rest = &bytes[n..];
     ext[..rest.len().min(EXTENSION)].copy_from_slice(&rest[..rest.len().min(EXTENSION)]);
     let mut buf = Vec::new();
-    let (len, flags) = copy_out(&slot, ext.as_ptr(), &mut buf);
+    let (len, flags) = copy_out(&slot, ext.as_ptr(), EXTENSION, &mut buf);
     decode_parts::<(String, Vec<u64>), Postcard>(len, flags, &buf, "fuzzq", 1 << 20).is_ok()
 }
 
@@ -668,7 +709,7 @@ mod tests {
     ) -> Result<T> {
         let ext = [0u8; EXTENSION];
         let mut buf = Vec::new();
-        let (len, flags) = copy_out(slot, ext.as_ptr(), &mut buf);
+        let (len, flags) = copy_out(slot, ext.as_ptr(), EXTENSION, &mut buf);
         decode_parts::<T, C>(len, flags, &buf, queue, max_item)
     }
 
