@@ -354,38 +354,33 @@ impl<T: Pod> Sender<T> {
     /// so do not hold a loan for long.
     pub fn loan(&mut self) -> Result<Loan<'_, T>> {
         let pos = self.end.claim(Deadline::NEVER)?;
-        self.end.held = Some(pos);
-        Ok(Loan {
-            tx: self,
-            pos,
-            done: false,
-            blocking: true,
-        })
+        Ok(self.lend(pos, true))
     }
 
     /// Lends a slot if one is free now; never blocks.
     pub fn try_loan(&mut self) -> Result<Loan<'_, T>> {
         let pos = self.end.try_claim()?;
-        self.end.held = Some(pos);
-        Ok(Loan {
-            tx: self,
-            pos,
-            done: false,
-            blocking: false,
-        })
+        Ok(self.lend(pos, false))
     }
 
     /// Lends a slot, waiting at most `timeout` for one ([`Error::Timeout`]); its
     /// [`Loan::commit`] sends again without blocking if it must (as after `try_loan`).
     pub fn loan_timeout(&mut self, timeout: Duration) -> Result<Loan<'_, T>> {
         let pos = self.end.claim(Deadline::after(timeout))?;
+        Ok(self.lend(pos, false))
+    }
+
+    /// The loan of the slot at `pos`, just claimed; `blocking`: how its `commit` sends
+    /// again, should it have to.
+    #[inline]
+    fn lend(&mut self, pos: u64, blocking: bool) -> Loan<'_, T> {
         self.end.held = Some(pos);
-        Ok(Loan {
+        Loan {
             tx: self,
             pos,
             done: false,
-            blocking: false,
-        })
+            blocking,
+        }
     }
 }
 

@@ -100,21 +100,16 @@ where
 fn round_ours(n: u64) -> Res<Vec<(&'static str, f64)>> {
     let mut rows = Vec::new();
 
-    let q = name("1p1c");
-    let _hold = Queue::<Option<String>>::create(&q, 1024)?;
-    let t = Instant::now();
-    let c = Process::spawn(consume, q.clone())?;
-    Process::spawn(produce, (q.clone(), n, 1, 0))?.join()??;
-    join_all(vec![c])?;
-    rows.push(("queue_1p1c", n as f64 / t.elapsed().as_secs_f64()));
-
-    let q = name("1p1c500");
-    let _hold = Queue::<Option<String>>::create(&q, 1024)?;
-    let t = Instant::now();
-    let c = Process::spawn(consume, q.clone())?;
-    Process::spawn(produce, (q.clone(), n, 1, 500))?.join()??;
-    join_all(vec![c])?;
-    rows.push(("queue_1p1c_500", n as f64 / t.elapsed().as_secs_f64()));
+    // One producer, one consumer: strings padded with `pad` bytes.
+    for (row, pad) in [("queue_1p1c", 0), ("queue_1p1c_500", 500)] {
+        let q = name(row);
+        let _hold = Queue::<Option<String>>::create(&q, 1024)?;
+        let t = Instant::now();
+        let c = Process::spawn(consume, q.clone())?;
+        Process::spawn(produce, (q.clone(), n, 1, pad))?.join()??;
+        join_all(vec![c])?;
+        rows.push((row, n as f64 / t.elapsed().as_secs_f64()));
+    }
 
     let q = name("2p2c");
     let _hold = Queue::<Option<String>>::create(&q, 1024)?;
