@@ -181,9 +181,9 @@ pub mod __private {
         crate::os::doorbell::RINGS.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// For the fuzz target `queue_slot`: `bytes` as a slot of a `Queue<(String, Vec<u64>)>`;
-    /// whether it decoded.
-    pub fn fuzz_queue_slot(bytes: &[u8]) -> bool {
+    /// For the fuzz target `queue_slot`: `bytes` as a slot of a `Queue<(String, Vec<u64>)>`
+    /// and of a `Queue<[u32; 3], codec::Pod>`; whether each decoded.
+    pub fn fuzz_queue_slot(bytes: &[u8]) -> (bool, bool) {
         crate::queue::fuzz_slot(bytes)
     }
 

@@ -58,8 +58,6 @@ use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd};
 
 use bytemuck::Pod;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use crate::channel::{frames, mpmc, spsc, Signal};
 use crate::codec::Codec;
@@ -195,15 +193,15 @@ endpoint!(one [T: Pod] spsc::Sender<T>);
 endpoint!(one [T: Pod] mpmc::Sender<T>);
 endpoint!(one [] frames::Sender);
 endpoint!(two [] Pipe);
-endpoint!(two [T: Serialize + DeserializeOwned, C: Codec] Queue<T, C>);
-endpoint!(two [T: Serialize + DeserializeOwned, C: Codec] JoinableQueue<T, C>);
+endpoint!(two [T, C: Codec<T>] Queue<T, C>);
+endpoint!(two [T, C: Codec<T>] JoinableQueue<T, C>);
 
 receives!([T: Pod] spsc::Receiver<T>, T, try_recv);
 receives!([T: Pod] mpmc::Receiver<T>, T, try_recv);
 receives!([] frames::Receiver, Vec<u8>, try_recv);
 receives!([] Pipe, Vec<u8>, try_recv);
-receives!([T: Serialize + DeserializeOwned, C: Codec] Queue<T, C>, T, try_get);
-receives!([T: Serialize + DeserializeOwned, C: Codec] JoinableQueue<T, C>, T, try_get);
+receives!([T, C: Codec<T>] Queue<T, C>, T, try_get);
+receives!([T, C: Codec<T>] JoinableQueue<T, C>, T, try_get);
 
 /// A typed ring's send: the value comes back in the error, which drops it.
 fn send_value<T: Pod>(r: std::result::Result<(), crate::SendError<T>>) -> Result<()> {
@@ -214,13 +212,13 @@ sends!([T: Pod] spsc::Sender<T>, T, |end: &mut Self, v| send_value(end.try_send(
 sends!([T: Pod] mpmc::Sender<T>, T, |end: &mut Self, v| send_value(end.try_send(v)));
 sends!([] frames::Sender, &'a [u8], |end: &mut Self, b| end.try_send(b));
 sends!([] Pipe, &'a [u8], |end: &mut Self, b| end.try_send(b));
-sends!([T: Serialize + DeserializeOwned, C: Codec] Queue<T, C>, &'a T, |q: &mut Self, item| {
+sends!([T, C: Codec<T>] Queue<T, C>, &'a T, |q: &mut Self, item| {
     // Not even an encoding while the queue is full (an item that travels out of line
     // would cost a segment per attempt); `room` also notices consumers that died.
     q.sender()?.room()?;
     q.try_put(item)
 });
-sends!([T: Serialize + DeserializeOwned, C: Codec] JoinableQueue<T, C>, &'a T, |q: &mut Self, item| {
+sends!([T, C: Codec<T>] JoinableQueue<T, C>, &'a T, |q: &mut Self, item| {
     q.sender()?.room()?;
     q.try_put(item)
 });
@@ -414,7 +412,7 @@ impl<E: AsyncSend> Async<E> {
 
 /// Receivers as a stream: `None` once every sender is gone and the ring is drained
 /// ([`Error::Disconnected`]); any other error is yielded, and then the stream ends,
-/// except [`Error::Codec`] (a serde queue's item that did not decode), after which it goes
+/// except [`Error::Codec`] (a queue's item that did not decode), after which it goes
 /// on, as the receivers' `iter()` do.
 #[cfg(feature = "tokio")]
 impl<E: AsyncRecv + Unpin> futures_core::Stream for Async<E> {

@@ -28,7 +28,6 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::codec::{Codec, Postcard};
 use crate::error::{Error, Result};
 use crate::object::{At, Body, Head, Len};
 use crate::primitive::{AtomicU32, AtomicU64, Ordering};
@@ -599,17 +598,17 @@ pub(crate) fn key_hash(seed: [u64; 2], key: &[u8]) -> u64 {
 
 /// Encodes `value` with the default codec, appending to `out`.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
-    Postcard::encode(value, out)
+    crate::codec::postcard_encode(value, out)
 }
 
 /// Decodes a value that fills `bytes`.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    Postcard::decode(bytes)
+    crate::codec::postcard_decode(bytes)
 }
 
 /// The fingerprint of what a table's entries encode.
 pub(crate) fn fingerprint(parts: &[&str]) -> u64 {
-    crate::codec::fingerprint::<Postcard>(parts) | 1
+    crate::codec::fingerprint(crate::codec::POSTCARD_ID, parts) | 1
 }
 
 /// For `shmkit inspect`: the length and capacity from a copy of a table's body.

@@ -10,7 +10,6 @@ use super::child::Child;
 use super::wire::{self, Msg};
 use super::worker::Spec;
 use crate::channel::frames;
-use crate::codec::{Codec, Postcard};
 use crate::error::{Error, Result};
 
 /// A fresh base name for this process's process-layer objects: `mp.PID.N`.
@@ -149,7 +148,7 @@ pub(crate) fn item_result<R: DeserializeOwned>(
 ) -> Result<R> {
     let text = || String::from_utf8_lossy(bytes).into_owned();
     match status {
-        wire::OK => Postcard::decode(bytes).map_err(|e| Error::Codec {
+        wire::OK => crate::codec::postcard_decode(bytes).map_err(|e| Error::Codec {
             what: format!("the result of `{task}` from process {pid}: {e}"),
         }),
         wire::PANICKED => Err(Error::Panicked {

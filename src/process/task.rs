@@ -55,7 +55,7 @@ pub fn cached_fingerprint(cell: &std::sync::OnceLock<u64>, compute: fn() -> u64)
 /// The fingerprint of a task: its name and its argument and result types, with the codec.
 #[doc(hidden)]
 pub fn fingerprint(name: &str, arg: &str, out: &str) -> u64 {
-    crate::codec::fingerprint::<Postcard>(&[name, arg, out])
+    crate::codec::fingerprint(crate::codec::POSTCARD_ID, &[name, arg, out])
 }
 
 /// How one call went in the worker, as it travels back: the encoded result, or why not.
@@ -95,7 +95,7 @@ inventory::collect!(Registration);
 /// Decodes the argument, runs `T` catching a panic, and appends the encoded result to
 /// `out` (which the caller truncates on anything but `Outcome::Ok`).
 fn run_erased<T: Task>(arg: &[u8], out: &mut Vec<u8>) -> Outcome {
-    let arg = match Postcard::decode::<T::Arg>(arg) {
+    let arg = match <Postcard as Codec<T::Arg>>::decode(arg) {
         Ok(a) => a,
         Err(e) => return Outcome::Codec(format!("the argument: {e}")),
     };

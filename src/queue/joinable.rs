@@ -18,9 +18,6 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-
 use super::Queue;
 use crate::channel::{wait_until, Check, Line, Poll, Signal, WaitStrategy};
 use crate::codec::{Codec, Postcard};
@@ -95,14 +92,14 @@ impl JoinState {
 /// # let _ = t;
 /// # Ok::<(), shmkit::Error>(())
 /// ```
-pub struct JoinableQueue<T, C: Codec = Postcard> {
+pub struct JoinableQueue<T, C: Codec<T> = Postcard> {
     queue: Queue<T, C>,
     state: Shared<JoinState>,
     /// This handle's consumer registration, once it has taken an item.
     me: Option<usize>,
 }
 
-impl<T: Serialize + DeserializeOwned, C: Codec> JoinableQueue<T, C> {
+impl<T, C: Codec<T>> JoinableQueue<T, C> {
     super::queue_constructors!(" (and its task counters, `NAME.jq`)");
 
     fn with_mode(name: &str, mode: CreationMode, capacity: usize, ext_size: usize) -> Result<Self> {
@@ -391,7 +388,7 @@ fn give_up(st: &JoinState, c: &Consumer) {
     }
 }
 
-impl<T, C: Codec> Drop for JoinableQueue<T, C> {
+impl<T, C: Codec<T>> Drop for JoinableQueue<T, C> {
     fn drop(&mut self) {
         if let Some(i) = self.me {
             let st = self.state.head();
@@ -409,7 +406,7 @@ impl<T, C: Codec> Drop for JoinableQueue<T, C> {
     }
 }
 
-impl<T, C: Codec> fmt::Debug for JoinableQueue<T, C> {
+impl<T, C: Codec<T>> fmt::Debug for JoinableQueue<T, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JoinableQueue")
             .field("queue", &self.queue)

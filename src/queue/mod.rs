@@ -1,13 +1,13 @@
 //! [`Queue<T>`] and [`JoinableQueue<T>`]: Python's `multiprocessing.Queue` and
-//! `JoinableQueue` for any serde type, in shared memory, without a feeder thread, a pipe
-//! or pickling.
+//! `JoinableQueue` for any serde type (or any `bytemuck::Pod` type, unserialized), in
+//! shared memory, without a feeder thread, a pipe or pickling.
 //!
 //! # How items travel
 //! A queue is an [`mpmc`] queue of 128-byte slots (a stamp and 120 bytes): any number of
 //! producer and consumer processes, each item to exactly one consumer, the items of one
 //! producer in order at each consumer, and a producer that dies mid-`put` costs one slot,
 //! skipped and counted in [`Queue::lost`], never a torn item. An item is encoded with the
-//! codec (postcard) straight into its slot:
+//! codec (postcard by default) straight into its slot:
 //!
 //! | encoding | travels | cost |
 //! |---|---|---|
@@ -43,10 +43,15 @@
 //! `Disconnected`.
 //!
 //! # `Pod` items
-//! For plain-old-data items (`bytemuck::Pod`: numbers, arrays, `#[repr(C)]` structs) the
-//! queue without serialization is [`mpmc`] itself: typed slots written and read in place,
-//! the same multi-producer multi-consumer protocol, and an [`mpmc::Holder`] to keep it as
-//! an object of its own, as this queue does.
+//! For plain-old-data items (`bytemuck::Pod`: numbers, arrays, `#[repr(C)]` structs
+//! without padding), `Queue<T, codec::Pod>` skips serialization: an item's encoding is its
+//! own `size_of::<T>()` bytes, copied into the slot as they are, and on `get` copied out at
+//! any alignment; everything else (slots, extensions, out of line past the in-place
+//! limit, dead processes) is as above. See [`codec::Pod`](crate::codec::Pod).
+//!
+//! Where even that copy counts, [`mpmc`] itself is the queue of `Pod` items: typed slots
+//! written and read in place, the same multi-producer multi-consumer protocol, and an
+//! [`mpmc::Holder`] to keep it as an object of its own, as this queue does.
 //!
 //! # Untrusted input
 //! Everything a peer wrote is checked: a slot's length against [`INLINE`], an out-of-line
@@ -55,10 +60,10 @@
 //! [`Error::Codec`] for that item alone (and counted in [`Queue::undecodable`]); the queue
 //! goes on.
 //!
-//! The codec is the second type parameter (default [`Postcard`]; any [`Codec`] plugs in).
-//! The segment header records a fingerprint of `T` and of the codec: opening a
-//! `Queue<String>` as a `Queue<u64>` (or with another codec) is
-//! [`Error::LayoutMismatch`].
+//! The codec is the second type parameter (default [`Postcard`]; [`codec::Pod`](crate::codec::Pod)
+//! for `Pod` items; any [`Codec<T>`] plugs in). The segment header records a fingerprint
+//! of `T` and of the codec: opening a `Queue<String>` as a `Queue<u64>`, or a
+//! `Queue<u64, codec::Pod>` as a `Queue<u64>`, is [`Error::LayoutMismatch`].
 //!
 //! # Files
 //! - `mod.rs`: the slot format and [`Queue`].
@@ -73,8 +78,6 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use bytemuck::{Pod, Zeroable};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 pub use joinable::JoinableQueue;
 
@@ -136,8 +139,8 @@ const _: () = assert!(size_of::<u64>() + size_of::<Slot>() == 128 && align_of::<
 const MAX_ITEM: usize = 1 << 30;
 
 /// The fingerprint of a queue of `T` encoded with `C`.
-fn tag<T, C: Codec>() -> u64 {
-    crate::codec::fingerprint::<C>(&["queue", std::any::type_name::<T>()])
+fn tag<T, C: Codec<T>>() -> u64 {
+    crate::codec::fingerprint(C::ID, &["queue", std::any::type_name::<T>()])
 }
 
 /// A multi-producer multi-consumer queue of `T` in shared memory: see the
@@ -157,7 +160,7 @@ fn tag<T, C: Codec>() -> u64 {
 /// assert!(matches!(other.try_get(), Err(shmkit::Error::WouldBlock)));
 /// # Ok::<(), shmkit::Error>(())
 /// ```
-pub struct Queue<T, C: Codec = Postcard> {
+pub struct Queue<T, C: Codec<T> = Postcard> {
     holder: mpmc::Holder<Slot>,
     /// The slots' extensions (`NAME.ext`): `capacity` blocks of `ext_size` bytes, block
     /// `i` owned by whoever owns slot `i` (the ring's stamps decide).
@@ -215,7 +218,7 @@ macro_rules! queue_constructors {
 }
 use queue_constructors;
 
-impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
+impl<T, C: Codec<T>> Queue<T, C> {
     queue_constructors!("");
 
     /// `ext_size`: the bytes of a slot's extension, when this call creates the queue (a
@@ -578,7 +581,7 @@ fn copy_out(slot: *const Slot, ext: *const u8, ext_size: usize, buf: &mut Vec<u8
 /// it (the first `len` bytes inline, or the out-of-line segment's name), checked (lengths
 /// against the bytes copied and `max_item`, an out-of-line name against the queue's) before
 /// anything is allocated.
-fn decode_parts<T: DeserializeOwned, C: Codec>(
+fn decode_parts<T, C: Codec<T>>(
     len: u32,
     flags: u32,
     bytes: &[u8],
@@ -642,9 +645,9 @@ fn is_ool_name(queue: &str, n: &str) -> bool {
     crate::admin::item_queue(n) == Some(queue)
 }
 
-/// For the fuzz target `queue_slot`: `bytes` as a slot of a queue of `(String, Vec<u64>)`
-/// named `fuzzq`; whether it decoded.
-pub(crate) fn fuzz_slot(bytes: &[u8]) -> bool {
+/// For the fuzz target `queue_slot`: `bytes` as a slot of a queue named `fuzzq`, of
+/// `(String, Vec<u64>)` (postcard) and of `[u32; 3]` (`codec::Pod`); whether each decoded.
+pub(crate) fn fuzz_slot(bytes: &[u8]) -> (bool, bool) {
     let mut slot = Slot::zeroed();
     let n = bytes.len().min(size_of::<Slot>());
     bytemuck::bytes_of_mut(&mut slot)[..n].copy_from_slice(&bytes[..n]);
@@ -654,10 +657,13 @@ pub(crate) fn fuzz_slot(bytes: &[u8]) -> bool {
     ext[..rest.len().min(EXTENSION)].copy_from_slice(&rest[..rest.len().min(EXTENSION)]);
     let mut buf = Vec::new();
     let (len, flags) = copy_out(&slot, ext.as_ptr(), EXTENSION, &mut buf);
-    decode_parts::<(String, Vec<u64>), Postcard>(len, flags, &buf, "fuzzq", 1 << 20).is_ok()
+    (
+        decode_parts::<(String, Vec<u64>), Postcard>(len, flags, &buf, "fuzzq", 1 << 20).is_ok(),
+        decode_parts::<[u32; 3], crate::codec::Pod>(len, flags, &buf, "fuzzq", 1 << 20).is_ok(),
+    )
 }
 
-impl<T, C: Codec> Drop for Queue<T, C> {
+impl<T, C: Codec<T>> Drop for Queue<T, C> {
     fn drop(&mut self) {
         if self.holder.segment().is_creator() {
             // The extensions' name goes with the queue's (if it still names ours).
@@ -673,7 +679,7 @@ impl<T, C: Codec> Drop for Queue<T, C> {
     }
 }
 
-impl<T, C: Codec> fmt::Debug for Queue<T, C> {
+impl<T, C: Codec<T>> fmt::Debug for Queue<T, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Queue")
             .field("segment", self.holder.segment())
@@ -702,11 +708,7 @@ enum Recv {
 mod tests {
     use super::*;
 
-    fn decode_slot<T: DeserializeOwned, C: Codec>(
-        slot: &Slot,
-        queue: &str,
-        max_item: usize,
-    ) -> Result<T> {
+    fn decode_slot<T, C: Codec<T>>(slot: &Slot, queue: &str, max_item: usize) -> Result<T> {
         let ext = [0u8; EXTENSION];
         let mut buf = Vec::new();
         let (len, flags) = copy_out(slot, ext.as_ptr(), EXTENSION, &mut buf);
