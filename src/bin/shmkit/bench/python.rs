@@ -121,14 +121,14 @@ pub(super) fn table(
     let _ =
         writeln!(
         t,
-        "\n{title}; medians of {} rounds, [min-max]; Python's multiprocessing in the same rounds{}",
+        "\n{title}; medians of {} rounds, [min-max]; Python's multiprocessing in the same rounds{}; the ratio is the median of the rounds' ratios",
         ours.values().next().map_or(0, Vec::len),
         if python_ran { "" } else { ": skipped, no python3" }
     );
     let _ = writeln!(
         t,
-        "{:<34} {:>26} {:>24} {:>8}",
-        "", "shmkit", "python", "ratio"
+        "{:<34} {:>26} {:>24} {:>16}",
+        "", "shmkit", "python", "ratio [min-max]"
     );
     for row in rows {
         let Some(v) = ours.get(row.id) else { continue };
@@ -137,17 +137,29 @@ pub(super) fn table(
         let (py, ratio) = match theirs.get(row.id) {
             Some(p) if !p.is_empty() => {
                 let (pm, plo, phi) = stats(p);
-                let r = if row.higher_is_better { m / pm } else { pm / m };
                 (
                     format!("{} [{}-{}]", num(pm), num(plo), num(phi)),
-                    format!("{r:.1}×"),
+                    ratio(v, p, row.higher_is_better),
                 )
             }
             _ => ("-".into(), "-".into()),
         };
-        let _ = writeln!(t, "{:<34} {mine:>26} {py:>24} {ratio:>8}", row.label);
+        let _ = writeln!(t, "{:<34} {mine:>26} {py:>24} {ratio:>16}", row.label);
     }
     t
+}
+
+/// Ours against Python's, as "median× [min-max]" of the rounds' ratios (each round runs
+/// both, back to back, so a change of the VM's mood between rounds cancels out); the ratio
+/// of the medians where the rounds do not pair up (a Python round that failed).
+fn ratio(ours: &[f64], theirs: &[f64], higher_is_better: bool) -> String {
+    let r = |a: f64, b: f64| if higher_is_better { a / b } else { b / a };
+    if ours.len() != theirs.len() {
+        return format!("{:.1}×", r(stats(ours).0, stats(theirs).0));
+    }
+    let rs: Vec<f64> = ours.iter().zip(theirs).map(|(&a, &b)| r(a, b)).collect();
+    let (m, lo, hi) = stats(&rs);
+    format!("{m:.1}× [{lo:.0}-{hi:.0}]")
 }
 
 /// A number with three significant digits and a k/M suffix.

@@ -10,6 +10,8 @@ struct Row {
     p999: f64,
     msgs_per_s: f64,
     bytes_per_s: f64,
+    /// Throughput: bytes per second in each round, in the order the rounds ran.
+    round_bytes_per_s: Vec<f64>,
 }
 
 pub(super) struct Report {
@@ -24,6 +26,17 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     }
     let i = ((sorted.len() - 1) as f64 * p).round() as usize;
     sorted[i] as f64
+}
+
+/// Row `r`'s throughput against `base`'s: the median of the rounds' ratios, each round's
+/// two numbers measured back to back (a change of the VM's mood between rounds cancels
+/// out), or the ratio of the medians where the rounds do not pair up.
+fn throughput_ratio(r: &Row, base: &Row) -> f64 {
+    let (a, b) = (&r.round_bytes_per_s, &base.round_bytes_per_s);
+    if a.is_empty() || a.len() != b.len() {
+        return r.bytes_per_s / base.bytes_per_s;
+    }
+    median(a.iter().zip(b).map(|(x, y)| x / y).collect())
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -49,6 +62,7 @@ impl Report {
                     p999: percentile(&rtt, 0.999),
                     msgs_per_s: median(s.rounds.iter().map(|r| r.0 as f64 / r.2).collect()),
                     bytes_per_s: median(s.rounds.iter().map(|r| r.1 as f64 / r.2).collect()),
+                    round_bytes_per_s: s.rounds.iter().map(|r| r.1 as f64 / r.2).collect(),
                 }
             })
             .collect();
@@ -122,7 +136,7 @@ impl Report {
                       Busy-poll numbers from this run are not meaningful; run again later.\n";
             }
         }
-        s += "\nOne-way throughput (median of rounds)\n";
+        s += "\nOne-way throughput (median of rounds; each ratio the median of the rounds' ratios)\n";
         s += &format!(
             "{:<30} {:>8} {:>12} {:>10} {:>9} {:>9}\n",
             "case", "size", "msgs/s", "GB/s", "vs pipe", "vs floor"
@@ -131,7 +145,7 @@ impl Report {
             let vs = |other, digits: usize| {
                 self.baseline(other, r.case.size)
                     .map_or("".to_string(), |o| {
-                        format!("{:.digits$}x", r.bytes_per_s / o.bytes_per_s)
+                        format!("{:.digits$}x", throughput_ratio(r, o))
                     })
             };
             s += &format!(
