@@ -159,7 +159,9 @@ fn ratio(ours: &[f64], theirs: &[f64], higher_is_better: bool) -> String {
     }
     let rs: Vec<f64> = ours.iter().zip(theirs).map(|(&a, &b)| r(a, b)).collect();
     let (m, lo, hi) = stats(&rs);
-    format!("{m:.1}× [{lo:.0}-{hi:.0}]")
+    // Whole numbers for the large ratios; one decimal where that would hide the spread.
+    let d = if lo < 10.0 { 1 } else { 0 };
+    format!("{m:.1}× [{lo:.d$}-{hi:.d$}]")
 }
 
 /// A number with three significant digits and a k/M suffix.
