@@ -3,7 +3,8 @@
 //! # Table
 //! Open addressing with linear probing over `capacity + capacity / 4 + 1` slots (a load
 //! of at most 80 %), keyed by a seeded SipHash of the key's *encoded* bytes (the seed is
-//! chosen by the creator and stored in the head; every process hashes alike). Keys are
+//! chosen by the creator and stored in the head; every process hashes alike); a probe
+//! starts at the high bits of `hash * slots`. Keys are
 //! equal when their encodings are. A removed entry leaves a tombstone (`TOMB`), turned
 //! back into `EMPTY` when the slot after it is empty, so chains stay short. A probe visits
 //! at most every slot once.
@@ -127,9 +128,9 @@ struct Probe {
 }
 
 /// A key, encoded and hashed, in a buffer that the value's encoding follows when there
-/// is one (one allocation per call).
+/// is one.
 struct Key {
-    buf: Vec<u8>,
+    buf: Spare,
     klen: usize,
     hash: u64,
 }
@@ -165,7 +166,10 @@ where
     }
 
     fn build(at: At<'_>, params: Params) -> Result<Self> {
-        let tag = fingerprint(&[type_name::<K>(), type_name::<V>()]);
+        // "probe 2": where a probe starts (`home`) changed from `hash % slots` to a
+        // multiply-shift; a dict made by a build that probes otherwise is refused
+        // (`LayoutMismatch`), never searched in the wrong places.
+        let tag = fingerprint(&[type_name::<K>(), type_name::<V>(), "probe 2"]);
         Ok(SharedDict {
             table: Table::new(at, params, tag)?,
             _kv: PhantomData,
@@ -175,12 +179,12 @@ where
     super::table_accessors!("dict", "entries", "entry (encoded key and value together)");
 
     fn key(&self, k: &K) -> Result<Key> {
-        let mut buf = Vec::with_capacity(32);
+        let mut buf = Spare::take(Spare::ENCODED);
         encode(k, &mut buf)?;
         let hash = key_hash(self.table.shape().seed, &buf);
         // Every caller takes the lock next and looks at the key's home slot first.
         self.table
-            .prefetch_slot((hash % self.table.shape().slots as u64) as usize);
+            .prefetch_slot(home(hash, self.table.shape().slots));
         Ok(Key {
             klen: buf.len(),
             buf,
@@ -191,7 +195,7 @@ where
     /// Finds `key`'s slot, or where it would go. Visits each slot at most once.
     fn probe(g: &Locked<'_, DictTable>, key: &Key, buf: &mut Vec<u8>) -> Result<Probe> {
         let n = g.shape().slots;
-        let mut i = (key.hash % n as u64) as usize;
+        let mut i = home(key.hash, n);
         let mut free = None;
         for _ in 0..n {
             let s = g.slot(i);
@@ -271,7 +275,7 @@ where
     /// Stores the entry in `key`'s buffer (the key's bytes, then the value's) where `p`
     /// says: a new slot for a new key, or a move for an existing one.
     fn put(g: &Locked<'_, DictTable>, key: &Key, p: &Probe) -> Result<()> {
-        let entry = key.buf.as_slice();
+        let entry = &key.buf[..];
         if entry.len() > g.shape().max_entry() {
             return Err(too_large(entry.len(), g.shape().max_entry()));
         }
@@ -338,7 +342,7 @@ where
         if key.buf.len() > max {
             return Err(too_large(key.buf.len(), max));
         }
-        let mut buf = Vec::new();
+        let mut buf = Spare::take(Spare::READ);
         let g = self.table.lock()?;
         let (p, old) = Self::probe_value(&g, &key, &mut buf)?;
         Self::put(&g, &key, &p)?;
@@ -348,7 +352,7 @@ where
     /// The value under `k`, if any (a copy, decoded).
     pub fn get(&self, k: &K) -> Result<Option<V>> {
         let key = self.key(k)?;
-        let mut buf = Vec::new();
+        let mut buf = Spare::take(Spare::READ);
         let g = self.table.lock()?;
         match Self::probe(&g, &key, &mut buf)?.found {
             Some(i) => Self::value_at(&g, i, &mut buf).map(Some),
@@ -359,7 +363,7 @@ where
     /// Whether `k` has a value.
     pub fn contains_key(&self, k: &K) -> Result<bool> {
         let key = self.key(k)?;
-        let mut buf = Vec::new();
+        let mut buf = Spare::take(Spare::READ);
         let g = self.table.lock()?;
         Ok(Self::probe(&g, &key, &mut buf)?.found.is_some())
     }
@@ -367,7 +371,7 @@ where
     /// Removes `k`; its value, if it had one.
     pub fn remove(&self, k: &K) -> Result<Option<V>> {
         let key = self.key(k)?;
-        let mut buf = Vec::new();
+        let mut buf = Spare::take(Spare::READ);
         let g = self.table.lock()?;
         let Some(i) = Self::probe(&g, &key, &mut buf)?.found else {
             return Ok(None);
@@ -408,7 +412,7 @@ where
     /// ```
     pub fn update(&self, k: &K, f: impl FnOnce(Option<V>) -> Option<V>) -> Result<Option<V>> {
         let mut key = self.key(k)?;
-        let mut buf = Vec::new();
+        let mut buf = Spare::take(Spare::READ);
         let g = self.table.lock()?;
         let (p, old) = Self::probe_value(&g, &key, &mut buf)?;
         let new = f(old);
@@ -445,7 +449,7 @@ where
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn snapshot(&self) -> Result<Vec<(K, V)>> {
-        let mut buf = Vec::new();
+        let mut buf = Spare::take(Spare::READ);
         let g = self.table.lock()?;
         let mut out = Vec::with_capacity(g.stored_len()?);
         for i in 0..g.shape().slots {
@@ -498,6 +502,63 @@ where
         g.mark_consistent();
         Ok(r)
     }
+}
+
+/// A buffer of one dict operation, borrowed from this thread's two spares (the key and
+/// value encoded; bytes read from slots) and given back when the operation ends: a thread
+/// that keeps using dicts allocates nothing per call. A nested call (a dict used from
+/// [`SharedDict::update`]'s closure) finds the spare taken and starts with an empty
+/// buffer. A buffer grown past [`Spare::KEEP`] is freed rather than kept.
+struct Spare {
+    buf: Vec<u8>,
+    which: usize,
+}
+
+thread_local! {
+    static SPARES: [std::cell::Cell<Vec<u8>>; 2] =
+        const { [std::cell::Cell::new(Vec::new()), std::cell::Cell::new(Vec::new())] };
+}
+
+impl Spare {
+    const ENCODED: usize = 0;
+    const READ: usize = 1;
+    /// The largest buffer a thread keeps between calls.
+    const KEEP: usize = 4096;
+
+    fn take(which: usize) -> Spare {
+        // `try_with`: during the thread's exit the spares may be gone; start afresh then.
+        let buf = SPARES.try_with(|s| s[which].take()).unwrap_or_default();
+        Spare { buf, which }
+    }
+}
+
+impl Drop for Spare {
+    fn drop(&mut self) {
+        if self.buf.capacity() <= Spare::KEEP {
+            let mut buf = std::mem::take(&mut self.buf);
+            buf.clear();
+            let _ = SPARES.try_with(|s| s[self.which].set(buf));
+        }
+    }
+}
+
+impl std::ops::Deref for Spare {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        &self.buf
+    }
+}
+
+impl std::ops::DerefMut for Spare {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+}
+
+/// The slot where a key of hash `hash` starts its probe, among `n`: the high bits of
+/// `hash * n` (a multiplication where `hash % n` would divide).
+fn home(hash: u64, n: usize) -> usize {
+    ((u128::from(hash) * n as u128) >> 64) as usize
 }
 
 fn next(i: usize, n: usize) -> usize {
@@ -565,7 +626,7 @@ fn repair(g: &Locked<'_, DictTable>) -> Result<Recovery> {
     };
     let n = g.shape().slots;
     let head = g.head();
-    let mut buf = Vec::new();
+    let mut buf = Spare::take(Spare::READ);
     // Relaxed (all): under the lock.
     let (old, new) = (
         head.pending_old.load(Ordering::Relaxed),
@@ -606,4 +667,39 @@ fn repair(g: &Locked<'_, DictTable>) -> Result<Recovery> {
     }
     head.len.store(live as u64, Ordering::Relaxed);
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_probe_starts_inside_the_table_whatever_the_hash() {
+        for n in [1, 2, 3, 1_000, 1 << 30] {
+            for h in [0, 1, u64::MAX / 2, u64::MAX - 1, u64::MAX] {
+                assert!(home(h, n) < n, "hash {h:#x}, {n} slots");
+            }
+        }
+        // The high bits decide: hashes spread over the whole table.
+        assert_eq!(home(u64::MAX, 10), 9);
+        assert_eq!(home(1 << 63, 10), 5);
+    }
+
+    #[test]
+    fn spares_are_reused_nested_calls_get_their_own_and_large_ones_are_freed() {
+        let mut a = Spare::take(Spare::READ);
+        a.extend_from_slice(&[1; 100]);
+        let nested = Spare::take(Spare::READ); // taken while `a` holds the spare
+        assert_eq!(nested.capacity(), 0);
+        drop(nested);
+        let cap = a.capacity();
+        drop(a);
+        let again = Spare::take(Spare::READ);
+        assert!(again.is_empty() && again.capacity() == cap); // `a`'s buffer, cleared
+        drop(again);
+        let mut big = Spare::take(Spare::ENCODED);
+        big.resize(Spare::KEEP + 1, 0);
+        drop(big);
+        assert_eq!(Spare::take(Spare::ENCODED).capacity(), 0); // not kept
+    }
 }
