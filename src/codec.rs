@@ -37,6 +37,11 @@ use crate::error::{Error, Result};
 /// assert!(<Postcard as Codec<(String, u32)>>::decode(&buf[..1]).is_err());
 /// # Ok::<(), shmkit::Error>(())
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot encode and decode a `{T}`",
+    note = "`Postcard` (the default) takes any `T: Serialize + DeserializeOwned`; \
+            `codec::Pod` any `T: bytemuck::Pod`"
+)]
 pub trait Codec<T: ?Sized>: Send + Sync + 'static {
     /// A number naming the codec and its version, recorded in fingerprints. Two codecs
     /// (or two versions of one whose encodings differ) must not share one.

@@ -65,8 +65,9 @@ impl Design for DictTable {
 /// and value together; 256 by default, [`SharedDict::create_with`] sets another): a full
 /// dict or an entry too large is an error, never a silent drop or truncation.
 ///
-/// The segment records a fingerprint of `K`, `V` and the codec: opening a
-/// `SharedDict<String, u64>` as a `SharedDict<u64, u64>` is [`Error::LayoutMismatch`].
+/// The segment records a fingerprint of `K`, `V`, the codec and the table's probe: opening
+/// a `SharedDict<String, u64>` as a `SharedDict<u64, u64>` is [`Error::LayoutMismatch`],
+/// and so is opening a dict made by a build that probes the table otherwise.
 ///
 /// # Cost
 /// One lock, one copy in or out, no system call unless the lock is contended (two

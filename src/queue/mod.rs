@@ -138,9 +138,12 @@ const _: () = assert!(size_of::<u64>() + size_of::<Slot>() == 128 && align_of::<
 /// The default limit of one item's encoding.
 const MAX_ITEM: usize = 1 << 30;
 
-/// The fingerprint of a queue of `T` encoded with `C`.
+/// The fingerprint of a queue of `T` encoded with `C`: the type's name, size and alignment
+/// and the codec, so that two builds whose same-named `T` differ in layout (which is the
+/// wire format itself for `codec::Pod`) are refused at `open`, not at every item.
 fn tag<T, C: Codec<T>>() -> u64 {
-    crate::codec::fingerprint(C::ID, &["queue", std::any::type_name::<T>()])
+    let layout = format!("{}/{}", size_of::<T>(), align_of::<T>());
+    crate::codec::fingerprint(C::ID, &["queue", std::any::type_name::<T>(), &layout])
 }
 
 /// A multi-producer multi-consumer queue of `T` in shared memory: see the

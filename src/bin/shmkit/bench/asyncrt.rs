@@ -20,7 +20,7 @@ use shmkit::process::Process;
 use shmkit::spsc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::python::{num, stats};
+use super::python::{num, paired, stats};
 use super::Res;
 
 shmkit::task! {
@@ -274,15 +274,15 @@ pub(super) fn run(rounds: usize, full: bool) -> Res<String> {
         t,
         "(*) async: recv_many, batches of up to 1,024; blocking: recv; UnixStream: reads of up to 64 KiB"
     );
-    let (ra, rb, ru) = (stats(&rtt[0]).0, stats(&rtt[1]).0, stats(&rtt[2]).0);
-    let (ta, tb, tu) = (stats(&tp[0]).0, stats(&tp[1]).0, stats(&tp[2]).0);
+    // Each ratio the median of the rounds' ratios (the three kinds run back to back in
+    // every round).
     let _ = writeln!(
         t,
         "async vs blocking: round trip {:.2}×, throughput {:.2}×; async vs tokio UnixStream: round trip {:.2}×, throughput {:.1}×",
-        ra / rb,
-        ta / tb,
-        ra / ru,
-        ta / tu
+        paired(&rtt[0], &rtt[1]),
+        paired(&tp[0], &tp[1]),
+        paired(&rtt[0], &rtt[2]),
+        paired(&tp[0], &tp[2])
     );
     Ok(t)
 }

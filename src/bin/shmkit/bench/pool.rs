@@ -248,12 +248,11 @@ fn table(
         python_ran,
     );
     if let (Some(v), false) = (ours.get("sha512_dir"), floor.is_empty()) {
-        let (m, _, _) = python::stats(v);
         let (f, _, _) = python::stats(floor);
         t.push_str(&format!(
             "SHA-512: one thread hashes {} MB/s; the pool reaches {:.2}× that ({workers} workers)\n",
             python::num(f),
-            m / f
+            python::paired(v, floor)
         ));
     }
     t

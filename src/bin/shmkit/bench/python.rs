@@ -149,15 +149,32 @@ pub(super) fn table(
     t
 }
 
-/// Ours against Python's, as "median× [min-max]" of the rounds' ratios (each round runs
-/// both, back to back, so a change of the VM's mood between rounds cancels out); the ratio
-/// of the medians where the rounds do not pair up (a Python round that failed).
-fn ratio(ours: &[f64], theirs: &[f64], higher_is_better: bool) -> String {
-    let r = |a: f64, b: f64| if higher_is_better { a / b } else { b / a };
-    if ours.len() != theirs.len() {
-        return format!("{:.1}×", r(stats(ours).0, stats(theirs).0));
+/// The rounds' ratios `a[i] / b[i]`, round `i` of both measured back to back, so that a
+/// change of the VM's mood between rounds cancels out. Every group pushes one value per
+/// round for each of its rows (a failed round ends the run), so the two line up; should
+/// they not, the quotient of the medians stands in (one value).
+pub(super) fn round_ratios(a: &[f64], b: &[f64]) -> Vec<f64> {
+    if a.is_empty() || b.is_empty() {
+        return vec![f64::NAN];
     }
-    let rs: Vec<f64> = ours.iter().zip(theirs).map(|(&a, &b)| r(a, b)).collect();
+    if a.len() != b.len() {
+        return vec![stats(a).0 / stats(b).0];
+    }
+    a.iter().zip(b).map(|(x, y)| x / y).collect()
+}
+
+/// The median of [`round_ratios`].
+pub(super) fn paired(a: &[f64], b: &[f64]) -> f64 {
+    stats(&round_ratios(a, b)).0
+}
+
+/// Ours against Python's, as "median× [min-max]" of the rounds' ratios.
+fn ratio(ours: &[f64], theirs: &[f64], higher_is_better: bool) -> String {
+    let rs = if higher_is_better {
+        round_ratios(ours, theirs)
+    } else {
+        round_ratios(theirs, ours)
+    };
     let (m, lo, hi) = stats(&rs);
     // Whole numbers for the large ratios; one decimal where that would hide the spread.
     let d = if lo < 10.0 { 1 } else { 0 };

@@ -28,15 +28,10 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[i] as f64
 }
 
-/// Row `r`'s throughput against `base`'s: the median of the rounds' ratios, each round's
-/// two numbers measured back to back (a change of the VM's mood between rounds cancels
-/// out), or the ratio of the medians where the rounds do not pair up.
+/// Row `r`'s throughput against `base`'s: the median of the rounds' ratios (every case
+/// runs once a round, so the rounds line up; see `python::round_ratios`).
 fn throughput_ratio(r: &Row, base: &Row) -> f64 {
-    let (a, b) = (&r.round_bytes_per_s, &base.round_bytes_per_s);
-    if a.is_empty() || a.len() != b.len() {
-        return r.bytes_per_s / base.bytes_per_s;
-    }
-    median(a.iter().zip(b).map(|(x, y)| x / y).collect())
+    super::python::paired(&r.round_bytes_per_s, &base.round_bytes_per_s)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
