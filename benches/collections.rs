@@ -17,6 +17,8 @@
 //!
 //! The bench binary is also the workers' binary: `main` calls `shmkit::init()` first.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
@@ -44,22 +46,11 @@ shmkit::task! {
 }
 
 fn python_reference() {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/scripts/python/manager_dict_bench.py"
+    common::python(
+        "manager_dict_bench.py",
+        &["20000".into(), "3".into()],
+        "Python Manager().dict(), same work (2 processes, 20,000 sets each):",
     );
-    match std::process::Command::new("python3")
-        .arg(script)
-        .arg("20000")
-        .arg("3")
-        .output()
-    {
-        Ok(out) if out.status.success() => {
-            eprintln!("Python Manager().dict(), same work (2 processes, 20,000 sets each):");
-            eprint!("{}", String::from_utf8_lossy(&out.stdout));
-        }
-        _ => eprintln!("note: python3 not available: the Python reference is skipped"),
-    }
 }
 
 /// `rounds` rounds of 2 K sets from two worker processes: the time spent setting.
@@ -92,8 +83,7 @@ fn two_processes(rounds: u64) -> Duration {
 
 fn main() {
     shmkit::init();
-    let args: Vec<String> = std::env::args().collect();
-    if !args.iter().any(|a| a == "--test" || a == "--list") {
+    if common::measuring() {
         python_reference();
     }
     let mut c = Criterion::default()

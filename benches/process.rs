@@ -19,6 +19,8 @@
 //!
 //! The bench binary is also the workers' binary: `main` calls `shmkit::init()` first.
 
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,31 +44,25 @@ fn workers() -> usize {
 }
 
 fn python_reference(workers: usize) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/python/pool_bench.py");
     let dir = std::env::temp_dir().join(format!("shmkit-bench-py-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     let _ = std::fs::write(dir.join("f"), vec![7u8; 1 << 20]);
-    match std::process::Command::new("python3")
-        .arg(script)
-        .arg(workers.to_string())
-        .arg(&dir)
-        .arg("--quick")
-        .output()
-    {
-        Ok(out) if out.status.success() => {
-            eprintln!("Python multiprocessing, same work ({workers} workers):");
-            eprint!("{}", String::from_utf8_lossy(&out.stdout));
-        }
-        _ => eprintln!("note: python3 not available: the Python reference is skipped"),
-    }
+    common::python(
+        "pool_bench.py",
+        &[
+            workers.to_string(),
+            dir.display().to_string(),
+            "--quick".into(),
+        ],
+        &format!("Python multiprocessing, same work ({workers} workers):"),
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn main() {
     shmkit::init();
     let workers = workers();
-    let args: Vec<String> = std::env::args().collect();
-    if !args.iter().any(|a| a == "--test" || a == "--list") {
+    if common::measuring() {
         python_reference(workers);
     }
     let mut c = Criterion::default()

@@ -20,6 +20,8 @@
 //!
 //! The bench binary is also the workers' binary: `main` calls `shmkit::init()` first.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
@@ -75,25 +77,12 @@ shmkit::task! {
 }
 
 fn python_reference() {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/python/queue_bench.py");
     for pad in [0, PAD] {
-        match std::process::Command::new("python3")
-            .arg(script)
-            .arg(N.to_string())
-            .arg(pad.to_string())
-            .output()
-        {
-            Ok(out) if out.status.success() => {
-                eprintln!(
-                    "Python multiprocessing, same work ({N} strings padded with {pad} bytes; \
-                     msg/s per row):"
-                );
-                eprint!("{}", String::from_utf8_lossy(&out.stdout));
-            }
-            _ => {
-                eprintln!("note: python3 not available: the Python reference is skipped");
-                return;
-            }
+        let title = format!(
+            "Python multiprocessing, same work ({N} strings padded with {pad} bytes; msg/s per row):"
+        );
+        if !common::python("queue_bench.py", &[N.to_string(), pad.to_string()], &title) {
+            return;
         }
     }
 }
@@ -153,8 +142,7 @@ fn joinable() -> Duration {
 
 fn main() {
     shmkit::init();
-    let args: Vec<String> = std::env::args().collect();
-    if !args.iter().any(|a| a == "--test" || a == "--list") {
+    if common::measuring() {
         python_reference();
     }
     let mut c = Criterion::default()
