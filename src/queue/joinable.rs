@@ -102,7 +102,7 @@ pub struct JoinableQueue<T, C: Codec<T> = Postcard> {
 impl<T, C: Codec<T>> JoinableQueue<T, C> {
     super::queue_constructors!(" (and its task counters, `NAME.jq`)");
 
-    fn with_mode(name: &str, mode: CreationMode, capacity: usize, ext_size: usize) -> Result<Self> {
+    fn with_mode(name: &str, mode: CreationMode, capacity: usize) -> Result<Self> {
         let opts = Options::new();
         let counters = format!("{name}.jq");
         // Counters first: an opener that finds the queue finds them too.
@@ -114,7 +114,7 @@ impl<T, C: Codec<T>> JoinableQueue<T, C> {
             Head::zero(JoinState::new),
             |_| (),
         )?;
-        let queue = Queue::with_mode(name, mode, capacity, ext_size)?;
+        let queue = Queue::with_mode(name, mode, capacity)?;
         Ok(JoinableQueue {
             queue,
             state,

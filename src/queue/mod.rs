@@ -95,23 +95,34 @@ use std::sync::atomic::{compiler_fence, Ordering::SeqCst};
 /// (only tampered shared state makes a live producer look dead).
 const MAX_RESENDS: usize = 16;
 
-/// The bytes of an item's encoding that travel in its slot (with the length, in the slot's
-/// first cache line when short).
+/// The bytes of an item's encoding that travel in its first slot (with the length, in the
+/// slot's first cache line when short).
 const IN_SLOT: usize = 112;
 
-/// The bytes of each slot's extension by default: where the part of an item's encoding
-/// past [`IN_SLOT`] travels, in the queue's second segment (`NAME.ext`), at the slot's
-/// index. Untouched (never in a cache) until an item needs it.
-const EXTENSION: usize = 1024;
+/// The bytes of an item's encoding that each of its further slots (its *continuations*)
+/// carries: the whole value of a slot.
+const IN_CONTINUATION: usize = size_of::<Slot>();
 
-/// The largest extension `create_with` accepts (64 KiB a slot).
-const MAX_EXTENSION: usize = 64 << 10;
+/// How many slots an item whose encoding is `n` bytes long takes in place: one for up to
+/// [`IN_SLOT`] bytes, and one more for each [`IN_CONTINUATION`] bytes after them.
+pub(crate) fn span(n: u64) -> u64 {
+    if n <= IN_SLOT as u64 {
+        1
+    } else {
+        1 + (n - IN_SLOT as u64).div_ceil(IN_CONTINUATION as u64)
+    }
+}
 
-/// Items whose encoding is at most this many bytes travel in place, through the ring (the
-/// first 112 bytes in the slot, the rest in the slot's extension), in a queue made by
-/// `create` or `open_or_create`; longer ones go out of line. `create_with` chooses
-/// another limit ([`Queue::in_place_limit`]).
-pub const INLINE: usize = IN_SLOT + EXTENSION;
+/// The bytes that `k` slots carry (`k >= 1`).
+fn carried(k: u64) -> usize {
+    IN_SLOT + (k.saturating_sub(1) as usize).saturating_mul(IN_CONTINUATION)
+}
+
+/// The most slots one item takes in place in a queue of `cap` slots: half of them (at least
+/// one), so that a long item waits for at most half the queue to drain, and two fit.
+fn max_span(cap: u64) -> u64 {
+    (cap / 2).max(1)
+}
 
 /// Slot flag: the bytes are the name of the segment that holds the item.
 const OUT_OF_LINE: u32 = 1;
@@ -120,8 +131,8 @@ const OUT_OF_LINE: u32 = 1;
 /// cache lines and never shares one with its neighbours; the stamp, the length and the
 /// first 48 bytes of the encoding share the first line, so a short item moves one line
 /// from producer to consumer (the consumer copies out only the bytes the length names).
-/// Larger slots would move more lines per item; a longer item's tail goes to the slot's
-/// extension, lines that only such items touch.
+/// This is an item's first slot; a longer item's further slots (its continuations) carry
+/// 120 bytes of its encoding each, in the same place.
 #[derive(Clone, Copy, Pod, Zeroable)]
 #[repr(C)]
 pub(crate) struct Slot {
@@ -143,7 +154,8 @@ const MAX_ITEM: usize = 1 << 30;
 /// wire format itself for `codec::Pod`) are refused at `open`, not at every item.
 fn tag<T, C: Codec<T>>() -> u64 {
     let layout = format!("{}/{}", size_of::<T>(), align_of::<T>());
-    crate::codec::fingerprint(C::ID, &["queue", std::any::type_name::<T>(), &layout])
+    // "spans": items take consecutive slots (an earlier format had per-slot extensions).
+    crate::codec::fingerprint(C::ID, &["queue spans", std::any::type_name::<T>(), &layout])
 }
 
 /// A multi-producer multi-consumer queue of `T` in shared memory: see the
@@ -154,9 +166,9 @@ fn tag<T, C: Codec<T>>() -> u64 {
 /// # let name = shmkit::__private::test_name("doc-queue");
 /// let mut q = Queue::<(String, u32)>::create(&name, 64)?;
 /// let mut other = Queue::<(String, u32)>::open(&name)?; // usually in another process
-/// q.put(&("A".to_string(), 1))?;
-/// q.put(&("B".repeat(1000), 2))?; // in place: its tail in the slot's extension
-/// q.put(&("C".repeat(5000), 3))?; // out of line: longer than `INLINE`
+/// q.put(&("A".to_string(), 1))?; // one slot
+/// q.put(&("B".repeat(1000), 2))?; // in place: nine slots
+/// q.put(&("C".repeat(5000), 3))?; // out of line: more than half the queue's slots
 /// assert_eq!(other.get()?, ("A".to_string(), 1));
 /// assert_eq!(other.get()?, ("B".repeat(1000), 2));
 /// assert_eq!(other.get()?.1, 3);
@@ -165,12 +177,6 @@ fn tag<T, C: Codec<T>>() -> u64 {
 /// ```
 pub struct Queue<T, C: Codec<T> = Postcard> {
     holder: mpmc::Holder<Slot>,
-    /// The slots' extensions (`NAME.ext`): `capacity` blocks of `ext_size` bytes, block
-    /// `i` owned by whoever owns slot `i` (the ring's stamps decide).
-    ext: Segment,
-    /// Bytes of one extension (a multiple of 64, at most [`MAX_EXTENSION`]; 0: none),
-    /// checked against the segment when the queue was opened.
-    ext_size: usize,
     name: String,
     tx: Option<mpmc::Sender<Slot>>,
     rx: Option<mpmc::Receiver<Slot>>,
@@ -181,41 +187,29 @@ pub struct Queue<T, C: Codec<T> = Postcard> {
     _t: PhantomData<fn(T, C) -> T>,
 }
 
-/// `create`, `create_with`, `open` and `open_or_create` of a queue type, over its
-/// `with_mode(name, mode, capacity, extension)`; `$extra` is appended to `create`'s doc.
+/// `create`, `open` and `open_or_create` of a queue type, over its
+/// `with_mode(name, mode, capacity)`; `$extra` is appended to `create`'s doc.
 macro_rules! queue_constructors {
     ($extra:literal) => {
-        #[doc = concat!("Creates the queue `name` with room for `capacity` items", $extra, "; [`Error::AlreadyExists`] if the name exists.")]
+        #[doc = concat!("Creates the queue `name` with `capacity` slots", $extra, "; [`Error::AlreadyExists`] if the name exists.")]
+        ///
+        /// An item whose encoding is at most 112 bytes takes one slot, a longer one a slot
+        /// more for each 120 bytes further (a slot is 128 bytes of `/dev/shm`, reserved
+        /// when the queue is created); items of up to half the slots travel in place
+        /// ([`in_place_limit`](Self::in_place_limit)), longer ones out of line.
         pub fn create(name: &str, capacity: usize) -> Result<Self> {
-            Self::with_mode(name, CreationMode::Create, capacity, crate::queue::EXTENSION)
-        }
-
-        /// Creates the queue `name` with room for `capacity` items, of which those whose
-        /// encoding is at most `in_place` bytes travel through the ring (the rest out of
-        /// line): the slots' extensions take `capacity` times `in_place - 112` bytes
-        /// (rounded up to 64) of `/dev/shm`, none if `in_place <= 112`. `create` is
-        /// `create_with(name, capacity, 1136)`; [`Error::InvalidArgument`] past 64 KiB a
-        /// slot.
-        pub fn create_with(name: &str, capacity: usize, in_place: usize) -> Result<Self> {
-            let ext = in_place.saturating_sub(crate::queue::IN_SLOT);
-            if ext > crate::queue::MAX_EXTENSION {
-                return Err(Error::InvalidArgument(format!(
-                    "{in_place} bytes in place: at most {} a slot",
-                    crate::queue::IN_SLOT + crate::queue::MAX_EXTENSION
-                )));
-            }
-            Self::with_mode(name, CreationMode::Create, capacity, ext.next_multiple_of(64))
+            Self::with_mode(name, CreationMode::Create, capacity)
         }
 
         /// Opens the existing queue `name` ([`Error::NotFound`] if there is none;
         /// [`Error::LayoutMismatch`] if it holds another type or codec).
         pub fn open(name: &str) -> Result<Self> {
-            Self::with_mode(name, CreationMode::Open, 1, 0)
+            Self::with_mode(name, CreationMode::Open, 1)
         }
 
-        /// Opens the queue `name`, or creates it with room for `capacity` items.
+        /// Opens the queue `name`, or creates it with `capacity` slots.
         pub fn open_or_create(name: &str, capacity: usize) -> Result<Self> {
-            Self::with_mode(name, CreationMode::OpenOrCreate, capacity, crate::queue::EXTENSION)
+            Self::with_mode(name, CreationMode::OpenOrCreate, capacity)
         }
     };
 }
@@ -224,59 +218,12 @@ use queue_constructors;
 impl<T, C: Codec<T>> Queue<T, C> {
     queue_constructors!("");
 
-    /// `ext_size`: the bytes of a slot's extension, when this call creates the queue (a
-    /// multiple of 64); an opener takes the segment's.
-    fn with_mode(name: &str, mode: CreationMode, capacity: usize, ext_size: usize) -> Result<Self> {
+    fn with_mode(name: &str, mode: CreationMode, capacity: usize) -> Result<Self> {
         let opts = Options::new();
-        // The extensions first: an opener that finds the queue finds them too. Their name
-        // is never removed by their own handle: the queue's creator removes it with the
-        // queue's (`Drop`), whoever created them (with `open_or_create`, another process
-        // may have, an instant before); a process whose queue fails to open must not
-        // remove extensions that another process's queue uses.
-        let ext_name = format!("{name}.ext");
-        let ext_len = capacity.checked_mul(ext_size).ok_or_else(|| {
-            Error::InvalidArgument(format!("a queue of {capacity} items is too large"))
-        })?;
-        let keep = Options::new().keep(true);
-        let ext = match mode {
-            CreationMode::Create => Segment::create(&ext_name, ext_len, &keep)?,
-            CreationMode::Open => Segment::open(&ext_name, &keep)?,
-            CreationMode::OpenOrCreate => Segment::open_or_create(&ext_name, ext_len, &keep)?,
-        };
         let holder =
-            match mpmc::Holder::build(At::named(name, mode, &opts).tagged(tag::<T, C>()), capacity)
-            {
-                Ok(h) => h,
-                Err(e) => {
-                    // Created exclusively just now, so no other queue uses them.
-                    if mode == CreationMode::Create {
-                        ext.remove_name();
-                    }
-                    return Err(e);
-                }
-            };
-        // An opener's extension size is the segment's: its length over the capacity, a
-        // multiple of 64 up to the largest (anything else was not made by a queue).
-        let cap = holder.capacity();
-        let ext_size = ext.len() / cap;
-        if ext.len() % cap != 0 || ext_size % 64 != 0 || ext_size > MAX_EXTENSION {
-            if holder.segment().is_creator() {
-                // The queue's name goes as we return: the extensions' goes with it.
-                ext.remove_name();
-            }
-            return Err(Error::LayoutMismatch {
-                name: name.to_owned(),
-                what: format!(
-                    "its extensions ({ext_name}) hold {} bytes, not a multiple of 64 up to \
-                     {MAX_EXTENSION} for each of its {cap} slots",
-                    ext.len()
-                ),
-            });
-        }
+            mpmc::Holder::build(At::named(name, mode, &opts).tagged(tag::<T, C>()), capacity)?;
         Ok(Queue {
             holder,
-            ext,
-            ext_size,
             name: name.to_owned(),
             tx: None,
             rx: None,
@@ -302,7 +249,11 @@ impl<T, C: Codec<T>> Queue<T, C> {
 
     /// This handle's producing end (attached on first use).
     pub(crate) fn sender(&mut self) -> Result<&mut mpmc::Sender<Slot>> {
-        attach(&mut self.tx, &self.name, tag::<T, C>, mpmc::Sender::build)
+        attach(&mut self.tx, &self.name, tag::<T, C>, |at, c| {
+            let mut tx = mpmc::Sender::build(at, c)?;
+            tx.enable_spans();
+            Ok(tx)
+        })
     }
 
     /// The signals of the ends this handle has attached (none attached here).
@@ -313,13 +264,25 @@ impl<T, C: Codec<T>> Queue<T, C> {
 
     /// This handle's consuming end (attached on first use).
     pub(crate) fn receiver(&mut self) -> Result<&mut mpmc::Receiver<Slot>> {
-        attach(&mut self.rx, &self.name, tag::<T, C>, mpmc::Receiver::build)
+        attach(&mut self.rx, &self.name, tag::<T, C>, |at, c| {
+            let mut rx = mpmc::Receiver::build(at, c)?;
+            rx.enable_spans();
+            Ok(rx)
+        })
     }
 
-    /// The longest encoding that travels in place, through the ring: 112 bytes in the slot
-    /// plus the extension's ([`INLINE`] unless the queue was made by `create_with`).
+    /// The longest encoding that travels in place, through the ring: as many bytes as
+    /// half the queue's slots carry (112 in the first, 120 in each further one), at least
+    /// 112. A queue of 1,024 slots takes items of up to 61,432 bytes in place.
+    ///
+    /// ```
+    /// # let name = shmkit::__private::test_name("doc-queue-limit");
+    /// let q = shmkit::Queue::<String>::create(&name, 1024)?;
+    /// assert_eq!(q.in_place_limit(), 112 + 511 * 120);
+    /// # Ok::<(), shmkit::Error>(())
+    /// ```
     pub fn in_place_limit(&self) -> usize {
-        IN_SLOT + self.ext_size
+        carried(max_span(self.holder.capacity() as u64))
     }
 
     /// Writes the encoding in `self.buf` (longer than the in-place limit) out of line: the slot
@@ -368,37 +331,39 @@ impl<T, C: Codec<T>> Queue<T, C> {
                 e.into()
             });
         }
-        // In place: written straight into the claimed slot (and its extension), no
-        // staging copy.
+        // In place: copied from the encoding into the claimed slots.
         self.sender()?;
-        let (ext, cap, size) = (self.ext.as_ptr(), self.holder.capacity(), self.ext_size);
+        let k = span(n as u64);
+        let deadline = match how {
+            Send::Block => Some(Deadline::NEVER),
+            Send::Try => None,
+            Send::Timeout(t) => Some(Deadline::after(t)),
+        };
         for _ in 0..MAX_RESENDS {
             let tx = self.tx.as_mut().expect("attached");
-            let mut loan = match how {
-                Send::Block => tx.loan()?,
-                Send::Try => tx.try_loan()?,
-                Send::Timeout(t) => tx.loan_timeout(t)?,
-            };
+            let loan = tx.claim_span(k, deadline)?;
             failpoint!("queue.put.claimed");
             let buf = &self.buf;
-            let head = n.min(IN_SLOT);
-            loan.len = n as u32;
-            loan.flags = 0;
-            loan.bytes[..head / 2].copy_from_slice(&buf[..head / 2]);
-            failpoint!("queue.put.half_written");
-            loan.bytes[head / 2..head].copy_from_slice(&buf[head / 2..head]);
-            if n > IN_SLOT {
-                let ext = extension(ext, cap, size, loan.index());
-                // SAFETY: we own the claimed slot, so its extension too (the stamps give
-                // slot and extension to one process at a time; a receiver's release of
-                // the previous lap happens-before our claim). `n - IN_SLOT <= size`
-                // bytes, in bounds; the source is our own buffer. Raw writes, fenced so
-                // that they stay before the publishing Release.
-                unsafe {
-                    compiler_fence(SeqCst);
-                    std::ptr::copy_nonoverlapping(buf[IN_SLOT..].as_ptr(), ext, n - IN_SLOT);
-                    compiler_fence(SeqCst);
-                }
+            let head = loan.slot(0);
+            // SAFETY: we own the `k` claimed slots (the stamps give them to one process
+            // at a time; a receiver's release of the previous lap happens-before our
+            // claim); `k` slots carry at least `n` bytes, so every piece is inside one of
+            // them; the source is our own buffer. Raw writes, fenced so that they stay
+            // before the publishing Release.
+            unsafe {
+                std::ptr::addr_of_mut!((*head).len).write(n as u32);
+                std::ptr::addr_of_mut!((*head).flags).write(0);
+                compiler_fence(SeqCst);
+                for_each_piece(0, n / 2, |j, at, from, len| {
+                    let to = loan.slot(j).cast::<u8>().add(at);
+                    std::ptr::copy_nonoverlapping(buf.as_ptr().add(from), to, len);
+                });
+                failpoint!("queue.put.half_written");
+                for_each_piece(n / 2, n, |j, at, from, len| {
+                    let to = loan.slot(j).cast::<u8>().add(at);
+                    std::ptr::copy_nonoverlapping(buf.as_ptr().add(from), to, len);
+                });
+                compiler_fence(SeqCst);
             }
             if loan.publish() {
                 failpoint!("queue.put.committed");
@@ -434,10 +399,9 @@ impl<T, C: Codec<T>> Queue<T, C> {
             Recv::Timeout(t) => Some(Deadline::after(t)),
         };
         self.receiver()?;
-        let (ext, cap, size) = (self.ext.as_ptr(), self.holder.capacity(), self.ext_size);
         let (rx, buf) = (self.rx.as_mut().expect("attached"), &mut self.buf);
-        let (len, flags) = rx.recv_with(deadline, |slot, i| {
-            copy_out(slot, extension(ext, cap, size, i), size, buf)
+        let (len, flags) = rx.recv_span_with(deadline, span_of, |view| {
+            copy_out(|j| view.slot(j), view.len(), buf)
         })?;
         let r = decode_parts::<T, C>(len, flags, &self.buf, &self.name, self.max_item);
         if matches!(r, Err(Error::Codec { .. })) {
@@ -539,41 +503,73 @@ fn attach<'a, E>(
     Ok(end.as_mut().expect("attached"))
 }
 
-/// The extension of slot `index` in the extensions at `base`, which hold `cap` of `size`
-/// bytes (checked when the queue was opened); `index` is a slot's (`< cap`: `min` keeps
-/// even a broken invariant in bounds).
-fn extension(base: *mut u8, cap: usize, size: usize, index: usize) -> *mut u8 {
-    // SAFETY: `index.min(cap - 1) < cap`: in bounds of the extensions' segment (the end
-    // of it for a size of 0).
-    unsafe { base.add(index.min(cap - 1) * size) }
+/// Calls `f(j, at, from, len)` for each piece of an item's encoding between its bytes
+/// `start` and `end`: `len` bytes from offset `from` of the encoding go to byte `at` of the
+/// value of the item's slot `j` (the first slot's bytes start after its length and flags).
+#[inline]
+fn for_each_piece(start: usize, end: usize, mut f: impl FnMut(u64, usize, usize, usize)) {
+    let head_at = std::mem::offset_of!(Slot, bytes);
+    let mut o = start;
+    while o < end {
+        let (j, at, room) = if o < IN_SLOT {
+            (0, head_at + o, IN_SLOT - o)
+        } else {
+            let r = o - IN_SLOT;
+            let (j, at) = (r / IN_CONTINUATION, r % IN_CONTINUATION);
+            (1 + j as u64, at, IN_CONTINUATION - at)
+        };
+        let len = room.min(end - o);
+        f(j, at, o, len);
+        o += len;
+    }
 }
 
-/// Copies the length, the flags and the bytes they name of the slot at `slot` into `buf`
-/// (cleared first): an item in place (at most 112 + `ext_size` bytes: the slot's, then
-/// those of its extension at `ext`), or an out-of-line item's name. The length and flags
-/// are returned as read, unchecked ([`decode_parts`] checks them).
-fn copy_out(slot: *const Slot, ext: *const u8, ext_size: usize, buf: &mut Vec<u8>) -> (u32, u32) {
-    // SAFETY: `slot` points at a claimed slot in the mapping and `ext` at its extension of
-    // `ext_size` bytes (`recv_with`'s contract, `Queue::recv`), read through raw pointers
-    // only: volatile reads of the two words, then fenced copies of at most IN_SLOT bytes
-    // of `bytes` and `ext_size` of the extension (in bounds) into `buf`, which has room
-    // for them. Any bytes are valid `u8`s; a peer writing meanwhile can only make them
-    // garbage, which the release check in `recv_with` then reports.
+/// How many slots the item whose first slot is at `slot` (in shared memory) says it takes
+/// (the ring checks it, see `mpmc`'s `span_at`): one for an out-of-line item.
+fn span_of(slot: *const Slot) -> u64 {
+    // SAFETY: `slot` points at a published slot in the mapping (`recv_span_with`'s
+    // contract); volatile reads of two plain words, valid whatever their bits.
+    let (len, flags) = unsafe {
+        (
+            std::ptr::addr_of!((*slot).len).read_volatile(),
+            std::ptr::addr_of!((*slot).flags).read_volatile(),
+        )
+    };
+    if flags == 0 {
+        span(len.into())
+    } else {
+        1
+    }
+}
+
+/// Copies the length, the flags and the bytes they name of the item whose `k` slots are
+/// at `slot(0)`, … `slot(k - 1)` into `buf` (cleared first): an item in place (at most
+/// what `k` slots carry), or an out-of-line item's name. The length and flags are returned
+/// as read, unchecked ([`decode_parts`] checks them).
+fn copy_out(slot: impl Fn(u64) -> *const Slot, k: u64, buf: &mut Vec<u8>) -> (u32, u32) {
+    let head = slot(0);
+    // SAFETY: `slot(j)` points at the claimed slot `j < k` in the mapping
+    // (`recv_span_with`'s contract), read through raw pointers only: volatile reads of the
+    // two words, then fenced copies of at most what the `k` slots carry (each piece inside
+    // one slot, `for_each_piece`) into `buf`, which has room for them. Any bytes are valid
+    // `u8`s; a peer writing meanwhile can only make them garbage, which the release check
+    // in `recv_span_with` then reports.
     unsafe {
-        let len = std::ptr::addr_of!((*slot).len).read_volatile();
-        let flags = std::ptr::addr_of!((*slot).flags).read_volatile();
+        let len = std::ptr::addr_of!((*head).len).read_volatile();
+        let flags = std::ptr::addr_of!((*head).flags).read_volatile();
         let n = if flags == 0 {
-            (len as usize).min(IN_SLOT + ext_size)
+            (len as usize).min(carried(k))
         } else {
             ((flags >> 8 & 0xff) as usize).min(IN_SLOT)
         };
-        let head = n.min(IN_SLOT);
         buf.clear();
         buf.reserve(n);
         compiler_fence(SeqCst);
-        let bytes = std::ptr::addr_of!((*slot).bytes).cast::<u8>();
-        std::ptr::copy_nonoverlapping(bytes, buf.as_mut_ptr(), head);
-        std::ptr::copy_nonoverlapping(ext, buf.as_mut_ptr().add(head), n - head);
+        let to = buf.as_mut_ptr();
+        for_each_piece(0, n, |j, at, from, len| {
+            let src = slot(j).cast::<u8>().add(at);
+            std::ptr::copy_nonoverlapping(src, to.add(from), len);
+        });
         compiler_fence(SeqCst);
         buf.set_len(n);
         (len, flags)
@@ -648,18 +644,20 @@ fn is_ool_name(queue: &str, n: &str) -> bool {
     crate::admin::item_queue(n) == Some(queue)
 }
 
-/// For the fuzz target `queue_slot`: `bytes` as a slot of a queue named `fuzzq`, of
-/// `(String, Vec<u64>)` (postcard) and of `[u32; 3]` (`codec::Pod`); whether each decoded.
+/// For the fuzz target `queue_slot`: `bytes` as the slots of an item (its first slot, then
+/// up to 15 continuations) of a queue named `fuzzq`, of `(String, Vec<u64>)` (postcard)
+/// and of `[u32; 3]` (`codec::Pod`); whether each decoded. The number of slots is the one
+/// the first slot says, if the bytes give that many (else 1), as the ring decides.
 pub(crate) fn fuzz_slot(bytes: &[u8]) -> (bool, bool) {
-    let mut slot = Slot::zeroed();
-    let n = bytes.len().min(size_of::<Slot>());
-    bytemuck::bytes_of_mut(&mut slot)[..n].copy_from_slice(&bytes[..n]);
-    // The bytes after the slot are its extension.
-    let mut ext = [0u8; EXTENSION];
-    let rest = &bytes[n..];
-    ext[..rest.len().min(EXTENSION)].copy_from_slice(&rest[..rest.len().min(EXTENSION)]);
+    let mut slots = [Slot::zeroed(); 16];
+    let given = bytes.len().div_ceil(size_of::<Slot>()).clamp(1, slots.len());
+    for (slot, chunk) in slots.iter_mut().zip(bytes.chunks(size_of::<Slot>())) {
+        bytemuck::bytes_of_mut(slot)[..chunk.len()].copy_from_slice(chunk);
+    }
+    let k = span_of(&slots[0]);
+    let k = if k <= given as u64 { k } else { 1 };
     let mut buf = Vec::new();
-    let (len, flags) = copy_out(&slot, ext.as_ptr(), EXTENSION, &mut buf);
+    let (len, flags) = copy_out(|j| &slots[j as usize] as *const Slot, k, &mut buf);
     (
         decode_parts::<(String, Vec<u64>), Postcard>(len, flags, &buf, "fuzzq", 1 << 20).is_ok(),
         decode_parts::<[u32; 3], crate::codec::Pod>(len, flags, &buf, "fuzzq", 1 << 20).is_ok(),
@@ -669,8 +667,6 @@ pub(crate) fn fuzz_slot(bytes: &[u8]) -> (bool, bool) {
 impl<T, C: Codec<T>> Drop for Queue<T, C> {
     fn drop(&mut self) {
         if self.holder.segment().is_creator() {
-            // The extensions' name goes with the queue's (if it still names ours).
-            self.ext.remove_name();
             // Out-of-line items nobody took (their producer or consumer died): removed,
             // unless a live process still has one open.
             let _ = crate::admin::clean_with(
@@ -712,9 +708,8 @@ mod tests {
     use super::*;
 
     fn decode_slot<T, C: Codec<T>>(slot: &Slot, queue: &str, max_item: usize) -> Result<T> {
-        let ext = [0u8; EXTENSION];
         let mut buf = Vec::new();
-        let (len, flags) = copy_out(slot, ext.as_ptr(), EXTENSION, &mut buf);
+        let (len, flags) = copy_out(|_| slot as *const Slot, 1, &mut buf);
         decode_parts::<T, C>(len, flags, &buf, queue, max_item)
     }
 
@@ -733,7 +728,7 @@ mod tests {
         }
         // Garbage slots: errors, never a panic or an allocation past the limits.
         let mut slot = Slot::zeroed();
-        slot.len = INLINE as u32 + 1;
+        slot.len = IN_SLOT as u32 + 1;
         assert!(matches!(
             decode_slot::<String, Postcard>(&slot, &name, 1 << 20),
             Err(Error::Corrupt { .. })

@@ -66,8 +66,9 @@ struct End<T: Pod, const SIDE: bool> {
     strategy: WaitStrategy,
     check: Every,
     /// A position lent by a sender's `loan` or viewed by a receiver's guard whose loan or
-    /// guard was forgotten (never committed nor dropped): given back on the next claim.
-    held: Option<u64>,
+    /// guard was forgotten (never committed nor dropped), and its number of slots: given
+    /// back on the next claim.
+    held: Option<(u64, u64)>,
 }
 
 impl<T: Pod, const SIDE: bool> End<T, SIDE> {
@@ -88,11 +89,12 @@ impl<T: Pod, const SIDE: bool> End<T, SIDE> {
     /// it) or guard (its message released).
     #[inline]
     fn give_back(&mut self) {
-        if let Some(pos) = self.held.take() {
+        if let Some((pos, k)) = self.held.take() {
             if SIDE == TX {
+                // Its continuations, if any, are stepped over after it (`recover_recv`).
                 self.ring.skip(pos, false);
             } else {
-                let _ = self.ring.release(pos);
+                let _ = self.ring.release(pos, k);
             }
         }
     }
@@ -121,16 +123,44 @@ impl<T: Pod, const SIDE: bool> End<T, SIDE> {
 
     #[inline]
     fn claim(&mut self, deadline: Deadline) -> Result<u64> {
+        self.claim_by(deadline, Self::poll)
+    }
+
+    /// Claims a slot or a message if there is one now.
+    fn try_claim(&mut self) -> Result<u64> {
+        self.try_claim_by(Self::poll)
+    }
+
+    /// `claim` with another poll (a multi-slot claim's); `None` for a try.
+    #[inline]
+    fn claim_until<P>(
+        &mut self,
+        deadline: Option<Deadline>,
+        poll: impl Fn(&Ring<T>, usize) -> Result<Poll<P>>,
+    ) -> Result<P> {
+        match deadline {
+            Some(d) => self.claim_by(d, poll),
+            None => self.try_claim_by(poll),
+        }
+    }
+
+    /// `claim` with another poll.
+    #[inline]
+    fn claim_by<P>(
+        &mut self,
+        deadline: Deadline,
+        poll: impl Fn(&Ring<T>, usize) -> Result<Poll<P>>,
+    ) -> Result<P> {
         self.give_back();
         let (ring, reg) = (&self.ring, self.reg);
-        if let Poll::Ready(pos) = Self::poll(ring, reg)? {
+        if let Poll::Ready(pos) = poll(ring, reg)? {
             return Ok(pos);
         }
         wait_until(
             Self::signal(ring),
             self.strategy,
             deadline,
-            || Self::poll(ring, reg),
+            || poll(ring, reg),
             |check| match check {
                 Check::Cheap => Ok(ring.all_closed(Self::SIDE.other())),
                 Check::Full => ring.stalled(Self::SIDE),
@@ -138,10 +168,10 @@ impl<T: Pod, const SIDE: bool> End<T, SIDE> {
         )
     }
 
-    /// Claims a slot or a message if there is one now.
-    fn try_claim(&mut self) -> Result<u64> {
+    /// `try_claim` with another poll.
+    fn try_claim_by<P>(&mut self, poll: impl Fn(&Ring<T>, usize) -> Result<Poll<P>>) -> Result<P> {
         self.give_back();
-        if let Poll::Ready(pos) = Self::poll(&self.ring, self.reg)? {
+        if let Poll::Ready(pos) = poll(&self.ring, self.reg)? {
             return Ok(pos);
         }
         let gone = if self.check.due() {
@@ -151,7 +181,7 @@ impl<T: Pod, const SIDE: bool> End<T, SIDE> {
         };
         // One more look: a recovery may have unblocked us, or a peer moved just before it
         // went.
-        match Self::poll(&self.ring, self.reg)? {
+        match poll(&self.ring, self.reg)? {
             Poll::Ready(pos) => Ok(pos),
             Poll::Pending if gone => Err(Error::Disconnected),
             Poll::Pending => Err(Error::WouldBlock),
@@ -214,6 +244,12 @@ macro_rules! endpoint {
                 Ok($ty {
                     end: End::attach(ring, reg),
                 })
+            }
+
+            /// Makes this handle treat the queue as one of multi-slot messages (the serde
+            /// queue's; see *Multi-slot messages* in the module docs).
+            pub(crate) fn enable_spans(&mut self) {
+                self.end.ring.geo.spans = true;
             }
 
             /// The signal this endpoint sleeps on: where `aio` registers its doorbell.
@@ -370,11 +406,31 @@ impl<T: Pod> Sender<T> {
         Ok(self.lend(pos, false))
     }
 
+    /// Claims `k` consecutive slots (from 1 to the capacity) for one message of several
+    /// slots, waiting until `deadline` (`None`: a try), and lends them: see [`SpanLoan`].
+    #[inline]
+    pub(crate) fn claim_span(
+        &mut self,
+        k: u64,
+        deadline: Option<Deadline>,
+    ) -> Result<SpanLoan<'_, T>> {
+        let pos = self
+            .end
+            .claim_until(deadline, move |ring, reg| ring.poll_send_n(reg, k))?;
+        self.end.held = Some((pos, k));
+        Ok(SpanLoan {
+            tx: self,
+            pos,
+            k,
+            done: false,
+        })
+    }
+
     /// The loan of the slot at `pos`, just claimed; `blocking`: how its `commit` sends
     /// again, should it have to.
     #[inline]
     fn lend(&mut self, pos: u64, blocking: bool) -> Loan<'_, T> {
-        self.end.held = Some(pos);
+        self.end.held = Some((pos, 1));
         Loan {
             tx: self,
             pos,
@@ -431,23 +487,70 @@ impl<T: Pod> Loan<'_, T> {
     }
 }
 
-impl<T: Pod> Loan<'_, T> {
-    /// The index of the lent slot in the ring (`0..capacity`): the serde queue keeps the
-    /// tail of a longer item in a second segment, at the same index.
+/// The `k` slots of one message, claimed by [`Sender::claim_span`], to be written through
+/// raw pointers ([`SpanLoan::slot`]) and published with [`SpanLoan::publish`]; dropped
+/// unpublished, it is given back (skipped, as a dropped [`Loan`]).
+pub(crate) struct SpanLoan<'a, T: Pod> {
+    tx: &'a mut Sender<T>,
+    pos: u64,
+    k: u64,
+    done: bool,
+}
+
+impl<T: Pod> SpanLoan<'_, T> {
+    /// The value of the message's slot `j` (`j < k`: the first, then its continuations),
+    /// ours to write until published.
     #[inline]
-    pub(crate) fn index(&self) -> usize {
-        // A claimed position: its index was checked (`Ring::slot`) when it was claimed.
-        (self.pos & self.tx.end.ring.geo.mask).min(self.tx.end.ring.geo.cap - 1) as usize
+    pub(crate) fn slot(&self, j: u64) -> *mut T {
+        let ring = &self.tx.end.ring;
+        // `min` keeps even a wrong `j` inside the claim, so inside the mapping.
+        ring.claimed_slot(ring.geo.advance(self.pos, j.min(self.k - 1)))
+            .value
+            .get()
     }
 
-    /// Publishes the slot; `false` if it was skipped meanwhile (we were taken for dead:
-    /// tampered shared state), and then nothing is sent: unlike [`Loan::commit`], which
-    /// sends the slot's value again, for a caller whose message is more than the slot.
+    /// Publishes the message; `false` if it was skipped meanwhile (we were taken for dead:
+    /// tampered shared state), and then nothing is sent.
     #[inline]
     pub(crate) fn publish(mut self) -> bool {
         self.done = true;
         self.tx.end.held = None;
         self.tx.end.ring.publish(self.pos)
+    }
+}
+
+impl<T: Pod> Drop for SpanLoan<'_, T> {
+    fn drop(&mut self) {
+        if !self.done {
+            // `held` is our claim: give it back.
+            self.tx.end.give_back();
+        }
+    }
+}
+
+/// The `k` slots of a claimed message, lent to [`Receiver::recv_span_with`]'s reader.
+pub(crate) struct SpanView<'a, T: Pod> {
+    ring: &'a Ring<T>,
+    pos: u64,
+    k: u64,
+}
+
+impl<T: Pod> SpanView<'_, T> {
+    /// The number of slots.
+    #[inline]
+    pub(crate) fn len(&self) -> u64 {
+        self.k
+    }
+
+    /// The value of slot `j` (`j < len()`: the first, then its continuations), in shared
+    /// memory: read it with raw, volatile or fenced reads only.
+    #[inline]
+    pub(crate) fn slot(&self, j: u64) -> *const T {
+        // `min` keeps even a wrong `j` inside the claim, so inside the mapping.
+        self.ring
+            .claimed_slot(self.ring.geo.advance(self.pos, j.min(self.k - 1)))
+            .value
+            .get()
     }
 }
 
@@ -512,7 +615,7 @@ endpoint!(Receiver, RX, "mpmc::Receiver", "sender");
 
 impl<T: Pod> Receiver<T> {
     fn guard(&mut self, pos: u64) -> RecvGuard<'_, T> {
-        self.end.held = Some(pos);
+        self.end.held = Some((pos, 1));
         failpoint!("mpmc.recv.claimed");
         RecvGuard { rx: self, pos }
     }
@@ -521,23 +624,21 @@ impl<T: Pod> Receiver<T> {
     /// slot stayed ours during the copy.
     #[inline]
     fn take(&mut self, pos: u64) -> Result<T> {
-        self.take_with(pos, |v, _| {
+        self.take_with(pos, 1, |view| {
             // SAFETY: in bounds (a claimed position); a volatile read of a Pod value,
             // valid whatever bytes a misbehaving peer put there.
-            unsafe { crate::copy::read_shared(v) }
+            unsafe { crate::copy::read_shared(view.slot(0)) }
         })
     }
 
-    /// Hands the claimed message at `pos` to `read`, then releases its slot: `read`'s
-    /// result if the slot stayed ours meanwhile (see [`Receiver::recv_with`]).
+    /// Hands the claimed message at `pos` (`k` slots) to `read`, then releases its slots:
+    /// `read`'s result if they stayed ours meanwhile (see [`Receiver::recv_span_with`]).
     #[inline]
-    fn take_with<R>(&mut self, pos: u64, read: impl FnOnce(*const T, usize) -> R) -> Result<R> {
+    fn take_with<R>(&mut self, pos: u64, k: u64, read: impl FnOnce(SpanView<'_, T>) -> R) -> Result<R> {
         failpoint!("mpmc.recv.claimed");
         let ring = &self.end.ring;
-        // A claimed position: its index was checked when it was claimed.
-        let index = (pos & ring.geo.mask).min(ring.geo.cap - 1) as usize;
-        let r = read(ring.claimed_slot(pos).value.get(), index);
-        if ring.release(pos) {
+        let r = read(SpanView { ring, pos, k });
+        if ring.release(pos, k) {
             Ok(r)
         } else {
             Err(Error::corrupt(format!(
@@ -546,27 +647,27 @@ impl<T: Pod> Receiver<T> {
         }
     }
 
-    /// Receives the next message by handing its slot (and the slot's index in the ring) to
-    /// `read`, then releases the slot
-    /// and checks, as [`Receiver::recv`] does, that it stayed ours meanwhile: `read`'s
-    /// result is returned only then. `deadline` is `None` for a try. For a caller that
-    /// needs only part of a large slot (the serde queue reads a short item's first
-    /// cache line only).
+    /// Receives the next message, of one or more slots (see *Multi-slot messages* in the
+    /// module docs; `span_of` reads its number of slots from its first slot, through a
+    /// pointer into shared memory, with volatile reads only), by handing its slots to
+    /// `read`, then releases them and checks, as [`Receiver::recv`] does, that they stayed
+    /// ours meanwhile: `read`'s result is returned only then. `deadline` is `None` for a
+    /// try. For the serde queue, which copies out only the bytes an item has.
     ///
-    /// `read` gets a pointer to the value in shared memory, valid until it returns: it
+    /// `read` gets pointers to the values in shared memory, valid until it returns: it
     /// must copy out through raw, volatile or fenced reads (`crate::copy`), never form a
     /// reference, and treat what it read as untrusted until this returns `Ok`.
     #[inline]
-    pub(crate) fn recv_with<R>(
+    pub(crate) fn recv_span_with<R>(
         &mut self,
         deadline: Option<Deadline>,
-        read: impl FnOnce(*const T, usize) -> R,
+        span_of: impl Fn(*const T) -> u64,
+        read: impl FnOnce(SpanView<'_, T>) -> R,
     ) -> Result<R> {
-        let pos = match deadline {
-            Some(d) => self.end.claim(d)?,
-            None => self.end.try_claim()?,
-        };
-        self.take_with(pos, read)
+        let (pos, k) = self
+            .end
+            .claim_until(deadline, |ring, reg| ring.poll_recv_by(reg, &span_of))?;
+        self.take_with(pos, k, read)
     }
 
     /// Receives the next message as a copy, blocking while the queue is empty; the slot
@@ -663,7 +764,7 @@ impl<T: Pod> Drop for RecvGuard<'_, T> {
     fn drop(&mut self) {
         self.rx.end.held = None;
         // A slot freed under us already is no concern of an in-place view.
-        let _ = self.rx.end.ring.release(self.pos);
+        let _ = self.rx.end.ring.release(self.pos, 1);
     }
 }
 

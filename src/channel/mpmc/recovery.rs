@@ -28,8 +28,9 @@ pub(super) enum Holder {
     Nobody,
     /// An endpoint of a live process has it pending (it may be the claimer).
     Live,
-    /// Only endpoints of dead processes have it pending.
-    Dead,
+    /// Only endpoints of dead processes have it pending; the span (slots) the first of them
+    /// said it claims (receivers only: a sender's is 1).
+    Dead(u64),
 }
 
 impl<T: Pod> Ring<T> {
@@ -70,11 +71,18 @@ impl<T: Pod> Ring<T> {
         true
     }
 
-    /// Frees the slot of message `pos`, held by a dead receiver. `false` if it was not held.
-    pub(super) fn free_held(&self, pos: u64) -> bool {
+    /// Frees the slots of message `pos` (`k` of them), held by a dead receiver: its first
+    /// slot, whose CAS decides against the holder's own release (which frees the first slot
+    /// last), then its continuations (those the holder did not free before it died).
+    /// `false` if it was not held.
+    pub(super) fn free_held(&self, pos: u64, k: u64) -> bool {
         // AcqRel: as in `skip`; decides against the holder's own release CAS.
         let ok = self.free_slot(pos, Ordering::AcqRel);
         if ok {
+            for j in 1..k.min(self.geo.cap) {
+                // AcqRel: as above. Fails for a continuation the holder freed already.
+                self.free_continuation(self.geo.advance(pos, j), Ordering::AcqRel);
+            }
             // Relaxed: a statistic.
             self.hdr().lost.0.fetch_add(1, Ordering::Relaxed);
             self.hdr().space.notify();
@@ -87,7 +95,7 @@ impl<T: Pod> Ring<T> {
 
     /// Who has `pos` pending on `side`, leaving out registration `exclude`.
     pub(super) fn holder(&self, side: Side, pos: u64, exclude: Option<usize>) -> Result<Holder> {
-        let mut dead = false;
+        let mut dead = None;
         for (j, line) in self.table(side).iter().enumerate() {
             if exclude == Some(j) {
                 continue;
@@ -118,17 +126,41 @@ impl<T: Pod> Ring<T> {
             if t2 != t1 || self.seg.is_alive(t1)? {
                 return Ok(Holder::Live);
             }
-            dead = true;
+            if dead.is_none() {
+                dead = Some(self.span_of_reg(side, j)?);
+            }
         }
-        Ok(if dead { Holder::Dead } else { Holder::Nobody })
+        Ok(dead.map_or(Holder::Nobody, Holder::Dead))
+    }
+
+    /// The span registration `j` of `side` says its claim takes: 1 for a sender, the
+    /// receiver's `span` word (stored before its pending word, read after it: Acquire)
+    /// for a receiver, checked against the capacity.
+    fn span_of_reg(&self, side: Side, j: usize) -> Result<u64> {
+        if side == Side::Send {
+            return Ok(1);
+        }
+        // Acquire: pairs with the Release store in `poll_recv_by`, made before the pending
+        // word that the caller read.
+        let k = self.table(side)[j].0.span.load(Ordering::Acquire).max(1);
+        if k > self.geo.cap {
+            return Err(Error::corrupt(format!(
+                "mpmc receiver registration {j} claims {k} slots of {}",
+                self.geo.cap
+            )));
+        }
+        Ok(k)
     }
 
     /// Skips the claimed, unpublished position `pos` if its sender is dead. `true` if the
-    /// queue changed (skipped, or published meanwhile).
-    pub(super) fn skip_dead_claim(&self, pos: u64) -> Result<bool> {
+    /// queue changed (skipped, or published meanwhile). `at_head`: `pos` is where `head`
+    /// is; then, in a queue of multi-slot messages, a claimed slot that no sender has
+    /// pending is a skipped message's continuation, freed here and stepped over (`head`
+    /// reaches a continuation only by stepping over its message's skipped first slot).
+    pub(super) fn skip_dead_claim(&self, pos: u64, at_head: bool) -> Result<bool> {
         match self.holder(Side::Send, pos, None)? {
             Holder::Live => Ok(false),
-            Holder::Dead => {
+            Holder::Dead(_) => {
                 self.skip(pos, true);
                 Ok(true)
             }
@@ -138,6 +170,13 @@ impl<T: Pod> Ring<T> {
                 // Acquire: see `holder`.
                 if self.slot(pos)?.stamp.load(Ordering::Acquire) != pos {
                     Ok(true)
+                } else if self.geo.spans && at_head {
+                    // A continuation: nobody claims a continuation's position itself.
+                    self.skip(pos, false);
+                    Ok(true)
+                } else if self.geo.spans {
+                    // A continuation of a message being written, published or held: full.
+                    Ok(false)
                 } else {
                     Err(Error::corrupt(format!(
                         "mpmc position {pos:#x} is claimed but no sender claims it"
@@ -147,13 +186,13 @@ impl<T: Pod> Ring<T> {
         }
     }
 
-    /// Frees the slot of message `pos` if the receiver holding it is dead. `true` if the
+    /// Frees the slots of message `pos` if the receiver holding it is dead. `true` if the
     /// queue changed.
     pub(super) fn free_dead_hold(&self, pos: u64) -> Result<bool> {
         match self.holder(Side::Recv, pos, None)? {
             Holder::Live => Ok(false),
-            Holder::Dead => {
-                self.free_held(pos);
+            Holder::Dead(k) => {
+                self.free_held(pos, k);
                 Ok(true)
             }
             Holder::Nobody => {
@@ -169,23 +208,80 @@ impl<T: Pod> Ring<T> {
         }
     }
 
+    /// The continuation at `q` (stamp `q`, `head` past it) belongs to a message a receiver
+    /// holds: if that receiver is dead, free the message. `true` if the queue changed.
+    fn free_dead_hold_covering(&self, q: u64) -> Result<bool> {
+        let mut starts = [IDLE; MAX_ENDPOINTS];
+        for (j, line) in self.table(Side::Recv).iter().enumerate() {
+            // Acquire (all three): as in `holder`.
+            if line.0.end.token.load(Ordering::Acquire) == 0 {
+                continue;
+            }
+            let p = line.0.pending.load(Ordering::Acquire);
+            if p == IDLE || (p & self.geo.mask) >= self.geo.cap {
+                continue;
+            }
+            let k = self.span_of_reg(Side::Recv, j)?;
+            if self.geo.distance(p, q).is_some_and(|d| d < k) {
+                starts[j] = p;
+            }
+        }
+        // Acquire: as in `recover_send`.
+        let head = self.hdr().head.0.load(Ordering::Acquire);
+        for p in starts.into_iter().filter(|&p| p != IDLE) {
+            // The message at `p`, received (`head` past it) and still held (its first
+            // slot's stamp `p + 1`): whoever has `p` pending holds it, so ask `holder`,
+            // which also gives the holder's span. A dead loser of the race for `p` may
+            // have it pending too; it read the same length from the same published slot.
+            if !self.geo.passed(p, head)
+                || self.slot(p)?.stamp.load(Ordering::Acquire) != p.wrapping_add(1)
+            {
+                continue;
+            }
+            match self.holder(Side::Recv, p, None)? {
+                Holder::Live => return Ok(false),
+                Holder::Dead(k) => {
+                    if self.free_held(p, k) {
+                        return Ok(true);
+                    }
+                }
+                Holder::Nobody => {}
+            }
+        }
+        // Freed meanwhile? Acquire: see `holder`.
+        if self.slot(q)?.stamp.load(Ordering::Acquire) != q {
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
     /// A receiver is stuck: if the message at `head` was claimed by a sender that died
-    /// before publishing it, skip it. `true` if the queue changed.
+    /// before publishing it, skip it (and, in a queue of multi-slot messages, its
+    /// continuations after it). `true` if the queue changed.
     pub(super) fn recover_recv(&self) -> Result<bool> {
         let h = self.hdr();
-        // Acquire (all three): pair with the claiming CASes and the stamp CASes, so that
-        // the claimers' pending words are visible to `holder`.
-        let head = h.head.0.load(Ordering::Acquire);
-        let stamp = self.slot(head)?.stamp.load(Ordering::Acquire);
-        if stamp != head {
-            return Ok(false); // published, or nothing to do with a dead sender
+        let mut changed = false;
+        for _ in 0..=self.geo.cap {
+            // Acquire (all three): pair with the claiming CASes and the stamp CASes, so
+            // that the claimers' pending words are visible to `holder`.
+            let head = h.head.0.load(Ordering::Acquire);
+            let stamp = self.slot(head)?.stamp.load(Ordering::Acquire);
+            if stamp != head {
+                return Ok(changed); // published, or nothing to do with a dead sender
+            }
+            let tail = h.tail.0.load(Ordering::Acquire);
+            match self.geo.distance(head, tail) {
+                Some(0) => return Ok(changed), // empty
+                Some(d) if d <= 2 * self.geo.cap => {
+                    if !self.skip_dead_claim(head, true)? {
+                        return Ok(changed);
+                    }
+                    changed = true;
+                }
+                _ => return Err(self.corrupt_positions(head, tail)),
+            }
         }
-        let tail = h.tail.0.load(Ordering::Acquire);
-        match self.geo.distance(head, tail) {
-            Some(0) => Ok(false), // empty
-            Some(d) if d <= 2 * self.geo.cap => self.skip_dead_claim(head),
-            _ => Err(self.corrupt_positions(head, tail)),
-        }
+        Ok(changed)
     }
 
     /// A sender is stuck on a full slot: if its previous message was claimed by a sender
@@ -198,8 +294,15 @@ impl<T: Pod> Ring<T> {
         let stamp = self.slot(tail)?.stamp.load(Ordering::Acquire);
         let prev = tail.wrapping_sub(self.geo.one_lap);
         if stamp == prev {
+            if self.geo.spans {
+                let head = h.head.0.load(Ordering::Acquire);
+                if self.geo.passed(prev, head) {
+                    // Received with its message, not freed: a continuation still held.
+                    return self.free_dead_hold_covering(prev);
+                }
+            }
             // Claimed one lap ago and never published (`tail` has passed it).
-            self.skip_dead_claim(prev)
+            self.skip_dead_claim(prev, false)
         } else if stamp == prev.wrapping_add(1) {
             let head = h.head.0.load(Ordering::Acquire);
             if self.geo.passed(prev, head) {
@@ -299,7 +402,9 @@ impl<T: Pod> Ring<T> {
                 if self.holder(side, old, Some(j))? == Holder::Live {
                     return Ok(false);
                 }
-                self.free_held(old);
+                // The predecessor's own span: it had `old` pending, so it said how many
+                // slots the message at `old` takes.
+                self.free_held(old, self.span_of_reg(side, j)?);
             }
         }
         Ok(true)

@@ -31,6 +31,10 @@ pub(in crate::channel) struct Registration {
     pub(in crate::channel) end: EndpointSlot,
     /// [`IDLE`], or the position this endpoint is claiming or holds (see the module docs).
     pub(in crate::channel) pending: AtomicU64,
+    /// How many slots a receiver's claim at `pending` takes (a multi-slot item, see
+    /// *Multi-slot items* in the module docs); stored before `pending`, 0 read as 1.
+    /// Senders leave it alone.
+    pub(in crate::channel) span: AtomicU64,
 }
 
 /// The queue header. Hot words each on their own 128-byte line.
@@ -53,7 +57,7 @@ pub(in crate::channel) struct Header {
 }
 
 #[cfg(not(loom))]
-const _: () = assert!(std::mem::size_of::<Registration>() == 24);
+const _: () = assert!(std::mem::size_of::<Registration>() == 32);
 #[cfg(not(loom))]
 const _: () = assert!(std::mem::size_of::<Line<Registration>>() == 128);
 #[cfg(not(loom))]
@@ -76,6 +80,7 @@ impl Header {
             Line(Registration {
                 end: EndpointSlot::new(),
                 pending: AtomicU64::new(IDLE),
+                span: AtomicU64::new(0),
             })
         };
         Header {
@@ -132,6 +137,11 @@ pub(super) struct Geometry {
     pub(super) mask: u64,
     /// `log2(one_lap)`.
     pub(super) shift: u32,
+    /// Whether this handle's messages may take several slots (the serde queue's items; a
+    /// process-local choice of the object built on the ring, see `set_spans`): then a
+    /// claimed slot that no endpoint has pending is the continuation of a skipped item,
+    /// freed and stepped over, rather than [`Error::Corrupt`].
+    pub(super) spans: bool,
 }
 
 /// The fields of an mpmc queue header in `body` (a snapshot read with plain reads; only
@@ -190,16 +200,27 @@ impl Geometry {
             one_lap,
             mask: one_lap - 1,
             shift: one_lap.trailing_zeros(),
+            spans: false,
         }
     }
 
     /// The position after `pos`.
     #[inline]
     pub(super) fn next(&self, pos: u64) -> u64 {
-        if (pos & self.mask) + 1 < self.cap {
-            pos.wrapping_add(1)
+        self.advance(pos, 1)
+    }
+
+    /// The position `k` after `pos`, for `k <= cap` (a position's index is below `cap`,
+    /// so the sum wraps into the next lap at most once).
+    #[inline]
+    pub(super) fn advance(&self, pos: u64, k: u64) -> u64 {
+        let i = (pos & self.mask) + k;
+        if i < self.cap {
+            pos.wrapping_add(k)
         } else {
-            (pos & !self.mask).wrapping_add(self.one_lap)
+            (pos & !self.mask)
+                .wrapping_add(self.one_lap)
+                .wrapping_add(i - self.cap)
         }
     }
 
@@ -292,10 +313,10 @@ impl<T: Pod> Ring<T> {
     // The queue proper.
 
     /// The claiming CAS of `poll_send` and `poll_recv`: moves `end` (`tail` or `head`) on
-    /// from `pos`, our copy of it, having said in `pending` what we claim. `Err(cur)`: we
-    /// lost the race and claim nothing; `cur` is `end` now.
+    /// from `pos`, our copy of it, by `k` slots, having said in `pending` what we claim.
+    /// `Err(cur)`: we lost the race and claim nothing; `cur` is `end` now.
     #[inline]
-    fn claim(&self, end: &AtomicU64, pending: &AtomicU64, pos: u64) -> Result<(), u64> {
+    fn claim(&self, end: &AtomicU64, pending: &AtomicU64, pos: u64, k: u64) -> Result<(), u64> {
         // Say what we claim before claiming it. Release: pairs with the Acquire loads in
         // `holder`, through the CAS below.
         pending.store(pos, Ordering::Release);
@@ -306,7 +327,7 @@ impl<T: Pod> Ring<T> {
         // retries.
         match end.compare_exchange_weak(
             pos,
-            self.geo.next(pos),
+            self.geo.advance(pos, k),
             Ordering::AcqRel,
             Ordering::Acquire,
         ) {
@@ -334,6 +355,19 @@ impl<T: Pod> Ring<T> {
     /// One attempt to claim a free slot for sending (a few rounds when others win races).
     #[inline]
     pub(super) fn poll_send(&self, reg: usize) -> Result<Poll<u64>> {
+        self.poll_send_n(reg, 1)
+    }
+
+    /// One attempt to claim `k` consecutive free slots for sending one message (`k` from 1
+    /// to the capacity): the first is the message's, the others its continuations.
+    #[inline]
+    pub(super) fn poll_send_n(&self, reg: usize, k: u64) -> Result<Poll<u64>> {
+        if k == 0 || k > self.geo.cap {
+            return Err(Error::InvalidArgument(format!(
+                "a message of {k} slots in a queue of {}",
+                self.geo.cap
+            )));
+        }
         let h = self.hdr();
         let pending = self.pending(Side::Send, reg);
         // Acquire: pairs with the Release of the claiming CAS that moved `tail` here (and,
@@ -350,8 +384,19 @@ impl<T: Pod> Ring<T> {
             let stamp = slot.stamp.load(Ordering::Acquire);
             let prev = tail.wrapping_sub(self.geo.one_lap);
             if stamp == tail {
-                // Free for `tail`: claim it (see `claim` for the orderings).
-                match self.claim(&h.tail.0, pending, tail) {
+                if k > 1 {
+                    match self.rest_free(tail, k)? {
+                        Ok(true) => {}
+                        Ok(false) => return Ok(Poll::Pending),
+                        Err(cur) => {
+                            tail = cur;
+                            continue;
+                        }
+                    }
+                }
+                // Free for `tail` (and the `k - 1` after it): claim them (see `claim` for
+                // the orderings).
+                match self.claim(&h.tail.0, pending, tail, k) {
                     Ok(()) => return Ok(Poll::Ready(tail)),
                     Err(cur) => tail = cur,
                 }
@@ -366,12 +411,43 @@ impl<T: Pod> Ring<T> {
         Ok(Poll::Pending)
     }
 
+    /// Whether the `k - 1` slots after `tail`'s (free) one are free for their positions
+    /// too: `Ok(true)` if so, `Ok(false)` if the previous lap still uses one (full),
+    /// `Err(cur)` if `tail` moved on meanwhile (`cur`: where it is now).
+    fn rest_free(&self, tail: u64, k: u64) -> Result<Result<bool, u64>> {
+        for j in 1..k {
+            let q = self.geo.advance(tail, j);
+            // Acquire: as for the first slot's stamp in `poll_send_n`. A position at or past
+            // `tail` was never claimed, so its slot's stamp is `q` (free), or the previous
+            // lap's `q - one_lap` (claimed: a continuation, or a message being written) or
+            // `q - one_lap + 1` (published or held).
+            let stamp = self.claimed_slot(q).stamp.load(Ordering::Acquire);
+            if stamp == q {
+                continue;
+            }
+            // Acquire: as the first load of `tail`.
+            let now = self.hdr().tail.0.load(Ordering::Acquire);
+            if now != tail {
+                return Ok(Err(now));
+            }
+            let prev = q.wrapping_sub(self.geo.one_lap);
+            if stamp == prev || stamp == prev.wrapping_add(1) {
+                return Ok(Ok(false));
+            }
+            return Err(self.corrupt("sender", q, stamp));
+        }
+        Ok(Ok(true))
+    }
+
     /// Publishes the message written at `pos`; `false` if the slot was skipped meanwhile
-    /// (we were taken for dead), so that the message must be sent again.
+    /// (we were taken for dead), so that the message must be sent again. A message of
+    /// several slots publishes its first only: its continuations keep their claimed stamps
+    /// until the receiver frees them.
     #[inline]
     pub(super) fn publish(&self, pos: u64) -> bool {
-        // Release: publishes the value to the receivers' Acquire load of the stamp.
-        // Relaxed on failure: we learn only that the slot is no longer ours.
+        // Release: publishes the value (and its continuations') to the receivers' Acquire
+        // load of the stamp. Relaxed on failure: we learn only that the slot is no longer
+        // ours.
         let ok = self
             .claimed_slot(pos)
             .stamp
@@ -391,8 +467,24 @@ impl<T: Pod> Ring<T> {
     /// One attempt to claim a published message for receiving.
     #[inline]
     pub(super) fn poll_recv(&self, reg: usize) -> Result<Poll<u64>> {
+        Ok(match self.poll_recv_by(reg, |_| 1)? {
+            Poll::Ready((pos, _)) => Poll::Ready(pos),
+            Poll::Pending => Poll::Pending,
+        })
+    }
+
+    /// One attempt to claim a published message of one or more slots for receiving: its
+    /// position and its number of slots, which `span_of` reads from its first slot (a
+    /// pointer to the value in shared memory, to be read with volatile reads only; what
+    /// it says is checked, see `span_at`).
+    #[inline]
+    pub(super) fn poll_recv_by(
+        &self,
+        reg: usize,
+        span_of: impl Fn(*const T) -> u64,
+    ) -> Result<Poll<(u64, u64)>> {
         let h = self.hdr();
-        let pending = self.pending(Side::Recv, reg);
+        let line = &self.table(Side::Recv)[reg].0;
         // Acquire: pairs with the Release of the CAS that moved `head` here (a claim, or a
         // skip, which frees the slot before it moves `head`): the stamp we load next is
         // then no older than that. With Relaxed, a receiver could see `head` moved past a
@@ -406,9 +498,15 @@ impl<T: Pod> Ring<T> {
             let stamp = slot.stamp.load(Ordering::Acquire);
             let ahead = head.wrapping_add(self.geo.one_lap);
             if stamp == head.wrapping_add(1) {
-                // Published: claim it (see `claim` for the orderings).
-                match self.claim(&h.head.0, pending, head) {
-                    Ok(()) => return Ok(Poll::Ready(head)),
+                // Published: claim it (see `claim` for the orderings), having said how many
+                // slots it takes. Relaxed load: our own word. Release store: read with
+                // Acquire after `pending` by whoever recovers our hold (`holder`).
+                let k = self.span_at(head, slot, &span_of);
+                if line.span.load(Ordering::Relaxed) != k {
+                    line.span.store(k, Ordering::Release);
+                }
+                match self.claim(&h.head.0, &line.pending, head, k) {
+                    Ok(()) => return Ok(Poll::Ready((head, k))),
                     Err(cur) => head = cur,
                 }
             } else if stamp == head || stamp == head.wrapping_sub(self.geo.one_lap).wrapping_add(1)
@@ -443,17 +541,47 @@ impl<T: Pod> Ring<T> {
         Ok(Poll::Pending)
     }
 
-    /// Frees the slot of the message at `pos` that we hold (a guard dropped, or a copy
-    /// taken). `false` if the slot was no longer ours: a sender took us for dead and freed
-    /// it already (or a peer forged its stamp), so a copy taken before may be torn.
+    /// The number of slots of the published message at `head`, as `span_of` reads it from
+    /// its first slot, if that is possible: from 1 to the capacity, and every continuation
+    /// still at its claimed stamp (a sender leaves them so, and only the message's
+    /// receiver changes them). Otherwise 1: the message's reader then finds a length that
+    /// its one slot cannot hold and reports the message corrupt, and the slots after it
+    /// are stepped over as a skipped message's continuations.
     #[inline]
-    pub(super) fn release(&self, pos: u64) -> bool {
+    fn span_at(&self, head: u64, slot: &Slot<T>, span_of: &impl Fn(*const T) -> u64) -> u64 {
+        let k = span_of(slot.value.get());
+        if k <= 1 || k > self.geo.cap {
+            return 1;
+        }
+        for j in 1..k {
+            let q = self.geo.advance(head, j);
+            // Acquire: as the first slot's stamp (a later lap's stamp means this is not a
+            // message of `k` slots).
+            if self.claimed_slot(q).stamp.load(Ordering::Acquire) != q {
+                return 1;
+            }
+        }
+        k
+    }
+
+    /// Frees the slots of the message of `k` slots at `pos` that we hold (a guard dropped,
+    /// or a copy taken): its continuations first, then its first slot, whose CAS decides
+    /// against a recovering peer's (`free_held`). `false` if a slot was no longer ours: a
+    /// sender took us for dead and freed it already (or a peer forged its stamp), so a copy
+    /// taken before may be torn.
+    #[inline]
+    pub(super) fn release(&self, pos: u64, k: u64) -> bool {
+        let mut ok = true;
+        for j in 1..k {
+            // Release, and the validation: as `free_slot` below.
+            ok &= self.free_continuation(self.geo.advance(pos, j), Ordering::Release);
+        }
         // Release: our reads of the value are done before a sender may overwrite it
         // (pairs with its Acquire stamp load in `poll_send`). Relaxed on failure: we learn
         // only that the slot is no longer ours. Success also validates a copy (seqlock
         // style): the stamp is still `pos + 1`, and a sender writes the slot only after it
         // saw the stamp we store here, so nobody wrote it while we read.
-        let ok = self.free_slot(pos, Ordering::Release);
+        ok &= self.free_slot(pos, Ordering::Release);
         self.hdr().space.notify();
         ok
     }
@@ -469,6 +597,21 @@ impl<T: Pod> Ring<T> {
             .compare_exchange(
                 pos.wrapping_add(1),
                 pos.wrapping_add(self.geo.one_lap),
+                success,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    }
+
+    /// The CAS that frees the continuation slot at `q` (its stamp still the claimed `q`)
+    /// for the next lap; as `free_slot` otherwise.
+    #[inline]
+    pub(super) fn free_continuation(&self, q: u64, success: Ordering) -> bool {
+        self.claimed_slot(q)
+            .stamp
+            .compare_exchange(
+                q,
+                q.wrapping_add(self.geo.one_lap),
                 success,
                 Ordering::Relaxed,
             )
