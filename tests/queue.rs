@@ -30,6 +30,7 @@ fn __child() {
         ("owner_of_a_queue", owner_of_a_queue),
         ("sized_producer", sized_producer),
         ("pod_producer", pod_producer),
+        ("one_taker", one_taker),
     ]);
 }
 
@@ -52,12 +53,7 @@ enum Item {
 
 fn item(producer: u32, seq: u64) -> Item {
     let r = mix(((producer as u64) << 40) ^ seq);
-    // Mostly small (inline); one in 2,000 larger than a slot (out of line).
-    let len = if r.is_multiple_of(2000) {
-        300 + (r >> 20) as usize % 5000
-    } else {
-        (r >> 8) as usize % 80
-    };
+    let len = item_len(r);
     if r & 1 == 0 {
         let text: String = (0..len)
             .map(|k| char::from(b'a' + ((r >> (k % 50)) % 26) as u8))
@@ -77,6 +73,18 @@ fn item(producer: u32, seq: u64) -> Item {
             name: format!("p{producer}-{seq}"),
             values,
         }
+    }
+}
+
+/// Mostly small (one slot); one in four longer (up to 12 slots in place); one in 2,000
+/// larger still (out of line in a queue of 64 slots, or in place in a larger one).
+fn item_len(r: u64) -> usize {
+    if r.is_multiple_of(2000) {
+        300 + (r >> 20) as usize % 5000
+    } else if (r >> 4).is_multiple_of(4) {
+        120 + (r >> 8) as usize % 1200
+    } else {
+        (r >> 8) as usize % 80
     }
 }
 
@@ -227,7 +235,7 @@ fn a_queue_that_fails_to_be_created_leaves_nothing_and_one_that_goes_leaves_othe
     assert!(Queue::<String>::create(&name, 0).is_err());
     assert_eq!(names.leftovers(), Vec::<String>::new());
     // A queue whose name starts with another's (`q.xfer`): when `q`'s creator removes
-    // `q`, it removes `q`'s items and `q.ext`, not `q.xfer`'s items in flight.
+    // `q`, it removes `q`'s out-of-line items, not `q.xfer`'s items in flight.
     let q = Queue::<Vec<u64>>::create(&name, 4).unwrap();
     let other = format!("{name}.xfer");
     let mut q2 = Queue::<Vec<u64>>::create(&other, 4).unwrap();
@@ -238,14 +246,15 @@ fn a_queue_that_fails_to_be_created_leaves_nothing_and_one_that_goes_leaves_othe
     assert_eq!(names.leftovers(), Vec::<String>::new());
 }
 
-/// The lengths of the boundaries between the ways an item travels: the slot's first
-/// line, the slot, the slot and its extension, out of line.
-const EDGES: [usize; 13] = [
-    0, 1, 47, 48, 111, 112, 127, 128, 300, 1000, 1134, 1135, 4000,
+/// The lengths of the boundaries between the ways an item travels in a queue of 8 slots:
+/// the first slot's first line, the first slot, two slots, three, four (half the queue:
+/// the in-place limit), out of line.
+const EDGES: [usize; 15] = [
+    0, 1, 47, 48, 110, 111, 112, 126, 127, 229, 230, 231, 470, 471, 4000,
 ];
 
 /// Child: puts a string of each length of `EDGES` (its bytes derived from the length),
-/// twice round, into a queue of 2 slots (so the slots and their extensions are reused).
+/// twice round, into a queue of 8 slots (so that items wrap round the ring).
 fn edge_producer() {
     let mut q = Queue::<String>::open(&arg("name")).unwrap();
     for _ in 0..2 {
@@ -262,13 +271,14 @@ fn edge_string(n: usize) -> String {
 }
 
 #[test]
-fn items_of_every_length_cross_the_slot_extension_and_out_of_line_boundaries() {
+fn items_of_every_length_cross_the_slot_and_out_of_line_boundaries() {
     // A string of length n encodes to a length of 1 byte (n < 128) or 2, then n bytes:
-    // the edges are 48 (one line), 112 (the slot) and 1,136 (`INLINE`) bytes encoded.
-    assert_eq!(shmkit::queue::INLINE, 1136);
+    // the edges are 48 (one line), 112 (one slot), 232 (two), 352 (three) and 472 (four,
+    // the in-place limit of 8 slots) bytes encoded.
     let names = Names::new("q-edges");
     let name = names.name("q");
-    let mut q = Queue::<String>::create(&name, 2).unwrap();
+    let mut q = Queue::<String>::create(&name, 8).unwrap();
+    assert_eq!(q.in_place_limit(), 472);
     let producer = spawn("edge_producer", &[("name", name.clone())]);
     for _ in 0..2 {
         for n in EDGES {
@@ -306,7 +316,7 @@ fn clean_spares_the_out_of_line_items_of_a_live_queue_and_removes_those_of_a_dea
     assert_eq!(q.get().unwrap(), big);
     drop(q);
     // A queue whose every process died (its creator killed after a `put`, before any
-    // `get`): the queue, its extensions and the item are stale, and all go.
+    // `get`): the queue and the item are stale, and both go.
     let dead = names.name("dead");
     let mut owner = spawn("owner_of_a_queue", &[("name", dead.clone())]);
     let out = std::io::BufReader::new(owner.stdout.take().unwrap());
@@ -317,8 +327,8 @@ fn clean_spares_the_out_of_line_items_of_a_live_queue_and_removes_those_of_a_dea
     let o = finish_ok(spawn("cleaner", &[("prefix", names.prefix().to_owned())]));
     assert_eq!(
         o.get::<usize>("removed"),
-        3,
-        "the queue, its extensions and the item"
+        2,
+        "the queue and the item"
     );
     assert_eq!(names.leftovers(), Vec::<String>::new());
 }
@@ -347,11 +357,11 @@ fn sized_producer() {
 }
 
 #[test]
-fn create_with_sets_the_in_place_limit_that_every_opener_finds() {
+fn items_up_to_half_the_slots_travel_in_place_and_every_opener_agrees() {
     let names = Names::new("q-sized");
-    // No extensions: 112 bytes in place; longer items out of line, and still delivered.
+    // Three slots: one in place, 112 bytes; longer items out of line, and still delivered.
     let small = names.name("small");
-    let mut q = Queue::<String>::create_with(&small, 4, 0).unwrap();
+    let mut q = Queue::<String>::create(&small, 3).unwrap();
     assert_eq!(q.in_place_limit(), 112);
     let o = finish_ok(spawn(
         "sized_producer",
@@ -361,28 +371,26 @@ fn create_with_sets_the_in_place_limit_that_every_opener_finds() {
     for n in [110, 111, 500] {
         assert_eq!(q.get().unwrap(), edge_string(n), "length {n}");
     }
-    // 4 KiB extensions: a 4,000-byte item travels in place (no segment of its own).
+    // 80 slots: 40 in place, 112 + 39 * 120 bytes; items of 4,002 and 4,207 bytes encoded
+    // travel in place (no segment of their own), in 34 and 36 consecutive slots.
     let big = names.name("big");
-    let mut q2 = Queue::<String>::create_with(&big, 2, 4096 + 112).unwrap();
-    assert_eq!(q2.in_place_limit(), 4096 + 112);
+    let mut q2 = Queue::<String>::create(&big, 80).unwrap();
+    assert_eq!(q2.in_place_limit(), 4792);
     let o = finish_ok(spawn(
         "sized_producer",
         &[("name", big.clone()), ("lens", "4000,4205".into())],
     ));
-    assert_eq!(o.get::<usize>("limit"), 4096 + 112);
+    assert_eq!(o.get::<usize>("limit"), 4792);
     let items = shmkit::list()
         .unwrap()
         .into_iter()
         .filter(|i| i.name.starts_with(&format!("{big}.x")))
         .count();
     assert_eq!(items, 0, "no item went out of line");
+    assert_eq!(q2.len(), 34 + 36, "slots in use");
     assert_eq!(q2.get().unwrap(), edge_string(4000));
     assert_eq!(q2.get().unwrap(), edge_string(4205));
-    // Past 64 KiB a slot: refused, nothing made.
-    assert!(matches!(
-        Queue::<String>::create_with(&names.name("huge"), 2, usize::MAX),
-        Err(Error::InvalidArgument(_))
-    ));
+    assert!(q2.is_empty());
     drop((q, q2));
     assert_eq!(names.leftovers(), Vec::<String>::new());
 }
@@ -634,14 +642,24 @@ fn counted_producer() {
 #[cfg(feature = "failpoints")]
 #[test]
 fn a_producer_killed_at_each_step_of_a_put_costs_that_item_alone() {
-    for (point, delivered, lost) in [
-        ("queue.put.claimed", 49, 1),
-        ("queue.put.half_written", 49, 1),
-        ("queue.put.committed", 50, 0),
-    ] {
+    // The put killed is the `at`-th: of a short item (one slot), then of a long one
+    // (several slots: its continuations are stepped over after its skipped first slot).
+    let long = |seq: u64| item_len(mix((1 << 40) ^ seq)) >= 200;
+    let short_at = (40..).find(|&s| !long(s)).unwrap();
+    let long_at = (40..).find(|&s| long(s)).unwrap();
+    let cases = [short_at, long_at].into_iter().flat_map(|seq| {
+        [
+            ("queue.put.claimed", seq, 1),
+            ("queue.put.half_written", seq, 1),
+            ("queue.put.committed", seq + 1, 0),
+        ]
+        .map(|(point, delivered, lost)| (point, seq + 1, delivered, lost))
+    });
+    for (point, at, delivered, lost) in cases {
         let names = Names::new("q-fp");
         let name = names.name("q");
-        let mut q = Items::create(&name, 64).unwrap();
+        // Room for every item the producer puts before it is killed.
+        let mut q = Items::create(&name, 4096).unwrap();
         q.put(&Some(item(8, 0))).unwrap(); // a producer attached throughout
         let p = common::spawn_with_env(
             "counted_producer",
@@ -650,7 +668,7 @@ fn a_producer_killed_at_each_step_of_a_put_costs_that_item_alone() {
                 ("id", "1".into()),
                 ("n", "100".into()),
             ],
-            &[("SHMKIT_FAILPOINT", &format!("{point}@50"))],
+            &[("SHMKIT_FAILPOINT", &format!("{point}@{at}"))],
         );
         let o = finish(p);
         assert_eq!(o.signal, Some(libc::SIGKILL), "{point}: {o:?}");
@@ -667,9 +685,42 @@ fn a_producer_killed_at_each_step_of_a_put_costs_that_item_alone() {
             last = Some(seq);
             got += 1;
         }
-        assert_eq!(got, delivered, "{point}");
-        assert_eq!(q.lost(), lost, "{point}");
+        assert_eq!(got, delivered, "{point}@{at}");
+        assert_eq!(q.lost(), lost, "{point}@{at}");
     }
+}
+
+/// Child: takes one item from queue `name` (a failpoint kills it while it holds it).
+fn one_taker() {
+    let mut q = Queue::<String>::open(&arg("name")).unwrap();
+    let _ = q.get();
+}
+
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_consumer_killed_holding_a_long_item_gives_back_all_its_slots() {
+    let names = Names::new("q-holdkill");
+    let name = names.name("q");
+    let mut q = Queue::<String>::create(&name, 8).unwrap();
+    // A short item in slot 0, taken here, so that the long one takes slots 1 to 4.
+    q.put(&"x".to_string()).unwrap();
+    assert_eq!(q.get().unwrap(), "x");
+    q.put(&edge_string(400)).unwrap(); // 402 bytes encoded: 4 slots
+    let o = finish(common::spawn_with_env(
+        "one_taker",
+        &[("name", name.clone())],
+        &[("SHMKIT_FAILPOINT", "mpmc.recv.claimed@1")],
+    ));
+    assert_eq!(o.signal, Some(libc::SIGKILL), "{o:?}");
+    // Items of 4 slots keep going round the 8: the second needs the dead consumer's
+    // slots, which a blocked `put` frees, all four.
+    for n in 401..409 {
+        q.put(&edge_string(n)).unwrap();
+        assert_eq!(q.get().unwrap(), edge_string(n), "length {n}");
+    }
+    assert_eq!(q.lost(), 1, "the item the consumer held");
+    drop(q);
+    assert_eq!(names.leftovers(), Vec::<String>::new());
 }
 
 // ---------------------------------------------------------------------------------------
@@ -686,14 +737,6 @@ fn scribbler() {
         .unwrap();
     let map = memmap2::MmapOptions::new().map_raw(&file).unwrap();
     let (base, len) = (map.as_mut_ptr(), map.len());
-    // The slots' extensions, where the tails of items longer than a slot travel.
-    let ext_file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(format!("/dev/shm/shmkit.{}.ext", arg("name")))
-        .unwrap();
-    let ext_map = memmap2::MmapOptions::new().map_raw(&ext_file).unwrap();
-    let (ext_base, ext_len) = (ext_map.as_mut_ptr(), ext_map.len());
     let stride = slot::size::<[u32; 30]>(); // a 120-byte item, 4-aligned, as the queue's
     let first = segment::SIZE + mpmc::SIZE;
     let slots = (len - first) / stride;
@@ -707,18 +750,12 @@ fn scribbler() {
         if i % 200 == 0 {
             std::thread::sleep(Duration::from_millis(1));
         }
-        if i % 2 == 0 {
-            let s = first + rng.below(slots as u64) as usize * stride;
-            // The item follows the 8-byte stamp.
-            let at = s + 8 + rng.below((stride - 8) as u64) as usize;
-            // SAFETY: in bounds of the mapping (`at < s + stride <= len`); a byte written
-            // volatile: the other process reads these bytes only by copying them.
-            unsafe { base.add(at).write_volatile(rng.next() as u8) };
-        } else {
-            let at = segment::SIZE + rng.below((ext_len - segment::SIZE) as u64) as usize;
-            // SAFETY: in bounds of the extensions' mapping; as above.
-            unsafe { ext_base.add(at).write_volatile(rng.next() as u8) };
-        }
+        let s = first + rng.below(slots as u64) as usize * stride;
+        // The item follows the 8-byte stamp.
+        let at = s + 8 + rng.below((stride - 8) as u64) as usize;
+        // SAFETY: in bounds of the mapping (`at < s + stride <= len`); a byte written
+        // volatile: the other process reads these bytes only by copying them.
+        unsafe { base.add(at).write_volatile(rng.next() as u8) };
     }
 }
 
@@ -754,7 +791,7 @@ fn a_hostile_process_scribbling_over_queued_items_gets_errors_never_a_panic() {
     let out = std::io::BufReader::new(child.0.stdout.take().unwrap());
     use std::io::BufRead;
     assert!(out.lines().any(|l| l.unwrap() == "REPORT started=1"));
-    // A short item (in its slot) and a longer one (its tail in the slot's extension).
+    // A short item (one slot) and a longer one (eight slots).
     let items = [
         ("abc".repeat(20), (0..10).collect::<Vec<u32>>()),
         ("abc".repeat(200), (0..100).collect::<Vec<u32>>()),

@@ -123,24 +123,26 @@ impl<T: Pod, const SIDE: bool> End<T, SIDE> {
 
     #[inline]
     fn claim(&mut self, deadline: Deadline) -> Result<u64> {
-        self.claim_by(deadline, Self::poll)
+        self.claim_by(deadline, 1, Self::poll)
     }
 
     /// Claims a slot or a message if there is one now.
     fn try_claim(&mut self) -> Result<u64> {
-        self.try_claim_by(Self::poll)
+        self.try_claim_by(1, Self::poll)
     }
 
-    /// `claim` with another poll (a multi-slot claim's); `None` for a try.
+    /// `claim` with another poll (a multi-slot claim's, of `want` slots: what a blocked
+    /// sender recovers, see `Ring::stalled`); `None` for a try.
     #[inline]
     fn claim_until<P>(
         &mut self,
         deadline: Option<Deadline>,
+        want: u64,
         poll: impl Fn(&Ring<T>, usize) -> Result<Poll<P>>,
     ) -> Result<P> {
         match deadline {
-            Some(d) => self.claim_by(d, poll),
-            None => self.try_claim_by(poll),
+            Some(d) => self.claim_by(d, want, poll),
+            None => self.try_claim_by(want, poll),
         }
     }
 
@@ -149,6 +151,7 @@ impl<T: Pod, const SIDE: bool> End<T, SIDE> {
     fn claim_by<P>(
         &mut self,
         deadline: Deadline,
+        want: u64,
         poll: impl Fn(&Ring<T>, usize) -> Result<Poll<P>>,
     ) -> Result<P> {
         self.give_back();
@@ -163,19 +166,23 @@ impl<T: Pod, const SIDE: bool> End<T, SIDE> {
             || poll(ring, reg),
             |check| match check {
                 Check::Cheap => Ok(ring.all_closed(Self::SIDE.other())),
-                Check::Full => ring.stalled(Self::SIDE),
+                Check::Full => ring.stalled(Self::SIDE, want),
             },
         )
     }
 
     /// `try_claim` with another poll.
-    fn try_claim_by<P>(&mut self, poll: impl Fn(&Ring<T>, usize) -> Result<Poll<P>>) -> Result<P> {
+    fn try_claim_by<P>(
+        &mut self,
+        want: u64,
+        poll: impl Fn(&Ring<T>, usize) -> Result<Poll<P>>,
+    ) -> Result<P> {
         self.give_back();
         if let Poll::Ready(pos) = poll(&self.ring, self.reg)? {
             return Ok(pos);
         }
         let gone = if self.check.due() {
-            self.ring.stalled(Self::SIDE)?
+            self.ring.stalled(Self::SIDE, want)?
         } else {
             self.ring.all_closed(Self::SIDE.other())
         };
@@ -201,7 +208,7 @@ impl<T: Pod> End<T, TX> {
             return Ok(());
         }
         let gone = if self.check.due() {
-            self.ring.stalled(Self::SIDE)?
+            self.ring.stalled(Self::SIDE, 1)?
         } else {
             self.ring.all_closed(Self::SIDE.other())
         };
@@ -416,7 +423,7 @@ impl<T: Pod> Sender<T> {
     ) -> Result<SpanLoan<'_, T>> {
         let pos = self
             .end
-            .claim_until(deadline, move |ring, reg| ring.poll_send_n(reg, k))?;
+            .claim_until(deadline, k, move |ring, reg| ring.poll_send_n(reg, k))?;
         self.end.held = Some((pos, k));
         Ok(SpanLoan {
             tx: self,
@@ -666,7 +673,7 @@ impl<T: Pod> Receiver<T> {
     ) -> Result<R> {
         let (pos, k) = self
             .end
-            .claim_until(deadline, |ring, reg| ring.poll_recv_by(reg, &span_of))?;
+            .claim_until(deadline, 1, |ring, reg| ring.poll_recv_by(reg, &span_of))?;
         self.take_with(pos, k, read)
     }
 

@@ -71,18 +71,19 @@ impl<T: Pod> Ring<T> {
         true
     }
 
-    /// Frees the slots of message `pos` (`k` of them), held by a dead receiver: its first
-    /// slot, whose CAS decides against the holder's own release (which frees the first slot
-    /// last), then its continuations (those the holder did not free before it died).
-    /// `false` if it was not held.
+    /// Frees the slots of message `pos` (`k` of them), held by a dead receiver, in the
+    /// holder's own order: its continuations (those the holder did not free before it
+    /// died), then its first slot, whose CAS decides. So a continuation is never held
+    /// after its first slot is free, whoever dies when. `false` if it was not held.
     pub(super) fn free_held(&self, pos: u64, k: u64) -> bool {
+        for j in 1..k.min(self.geo.cap) {
+            // AcqRel: as below. An exact CAS: it fails for a continuation freed already
+            // (and reused since), so a stale verdict frees nothing of anyone else's.
+            self.free_continuation(self.geo.advance(pos, j), Ordering::AcqRel);
+        }
         // AcqRel: as in `skip`; decides against the holder's own release CAS.
         let ok = self.free_slot(pos, Ordering::AcqRel);
         if ok {
-            for j in 1..k.min(self.geo.cap) {
-                // AcqRel: as above. Fails for a continuation the holder freed already.
-                self.free_continuation(self.geo.advance(pos, j), Ordering::AcqRel);
-            }
             // Relaxed: a statistic.
             self.hdr().lost.0.fetch_add(1, Ordering::Relaxed);
             self.hdr().space.notify();
@@ -208,53 +209,6 @@ impl<T: Pod> Ring<T> {
         }
     }
 
-    /// The continuation at `q` (stamp `q`, `head` past it) belongs to a message a receiver
-    /// holds: if that receiver is dead, free the message. `true` if the queue changed.
-    fn free_dead_hold_covering(&self, q: u64) -> Result<bool> {
-        let mut starts = [IDLE; MAX_ENDPOINTS];
-        for (j, line) in self.table(Side::Recv).iter().enumerate() {
-            // Acquire (all three): as in `holder`.
-            if line.0.end.token.load(Ordering::Acquire) == 0 {
-                continue;
-            }
-            let p = line.0.pending.load(Ordering::Acquire);
-            if p == IDLE || (p & self.geo.mask) >= self.geo.cap {
-                continue;
-            }
-            let k = self.span_of_reg(Side::Recv, j)?;
-            if self.geo.distance(p, q).is_some_and(|d| d < k) {
-                starts[j] = p;
-            }
-        }
-        // Acquire: as in `recover_send`.
-        let head = self.hdr().head.0.load(Ordering::Acquire);
-        for p in starts.into_iter().filter(|&p| p != IDLE) {
-            // The message at `p`, received (`head` past it) and still held (its first
-            // slot's stamp `p + 1`): whoever has `p` pending holds it, so ask `holder`,
-            // which also gives the holder's span. A dead loser of the race for `p` may
-            // have it pending too; it read the same length from the same published slot.
-            if !self.geo.passed(p, head)
-                || self.slot(p)?.stamp.load(Ordering::Acquire) != p.wrapping_add(1)
-            {
-                continue;
-            }
-            match self.holder(Side::Recv, p, None)? {
-                Holder::Live => return Ok(false),
-                Holder::Dead(k) => {
-                    if self.free_held(p, k) {
-                        return Ok(true);
-                    }
-                }
-                Holder::Nobody => {}
-            }
-        }
-        // Freed meanwhile? Acquire: see `holder`.
-        if self.slot(q)?.stamp.load(Ordering::Acquire) != q {
-            return Ok(true);
-        }
-        Ok(false)
-    }
-
     /// A receiver is stuck: if the message at `head` was claimed by a sender that died
     /// before publishing it, skip it (and, in a queue of multi-slot messages, its
     /// continuations after it). `true` if the queue changed.
@@ -284,26 +238,44 @@ impl<T: Pod> Ring<T> {
         Ok(changed)
     }
 
-    /// A sender is stuck on a full slot: if its previous message was claimed by a sender
-    /// that died before publishing, skip it; if it is held by a receiver that died, free
-    /// it. `true` if the queue changed.
-    pub(super) fn recover_send(&self) -> Result<bool> {
+    /// A sender that wants `want` slots is stuck: if the first of them that is not free
+    /// holds a message claimed by a sender that died before publishing it, skip it; if it
+    /// holds one held by a receiver that died, free it. `true` if the queue changed.
+    pub(super) fn recover_send(&self, want: u64) -> Result<bool> {
         let h = self.hdr();
         // Acquire (all): as in `recover_recv`.
         let tail = h.tail.0.load(Ordering::Acquire);
-        let stamp = self.slot(tail)?.stamp.load(Ordering::Acquire);
-        let prev = tail.wrapping_sub(self.geo.one_lap);
+        self.slot(tail)?;
+        for j in 0..want.clamp(1, self.geo.cap) {
+            let q = self.geo.advance(tail, j);
+            let stamp = self.claimed_slot(q).stamp.load(Ordering::Acquire);
+            if stamp != q {
+                return self.recover_slot(q, stamp);
+            }
+        }
+        Ok(false)
+    }
+
+    /// `recover_send` for the slot of position `q` (at or past `tail`), whose stamp is
+    /// `stamp`, not free.
+    fn recover_slot(&self, q: u64, stamp: u64) -> Result<bool> {
+        let h = self.hdr();
+        let prev = q.wrapping_sub(self.geo.one_lap);
         if stamp == prev {
-            if self.geo.spans {
-                let head = h.head.0.load(Ordering::Acquire);
-                if self.geo.passed(prev, head) {
-                    // Received with its message, not freed: a continuation still held.
-                    return self.free_dead_hold_covering(prev);
-                }
+            // Acquire: as in `recover_recv`.
+            let head = h.head.0.load(Ordering::Acquire);
+            if self.geo.spans && self.geo.passed(prev, head) {
+                // A continuation received and not freed. Its first slot is freed last
+                // (`release`, `free_held`), and before `q`, so it would be held and block
+                // the sender first: only tampered state gets here.
+                return Err(Error::corrupt(format!(
+                    "mpmc continuation {prev:#x} is held after its message was freed"
+                )));
             }
             // Claimed one lap ago and never published (`tail` has passed it).
             self.skip_dead_claim(prev, false)
         } else if stamp == prev.wrapping_add(1) {
+            // Acquire: as in `recover_recv`.
             let head = h.head.0.load(Ordering::Acquire);
             if self.geo.passed(prev, head) {
                 self.free_dead_hold(prev) // received, not released
@@ -312,7 +284,7 @@ impl<T: Pod> Ring<T> {
                 // given back while it waited, see `laps_ahead`; receivers move it on.)
                 Ok(false)
             } else {
-                Err(self.corrupt_positions(head, tail))
+                Err(self.corrupt_positions(head, q))
             }
         } else {
             Ok(false)
@@ -358,11 +330,12 @@ impl<T: Pod> Ring<T> {
     }
 
     /// Called by a blocked `side` when a sleep slice runs out: recover what dead peers left
-    /// behind, then tell whether the other side is gone (`Ok(false)` after a recovery, so
-    /// that the caller polls again first).
-    pub(super) fn stalled(&self, side: Side) -> Result<bool> {
+    /// behind (a sender that wants `want` slots: in any of them), then tell whether the
+    /// other side is gone (`Ok(false)` after a recovery, so that the caller polls again
+    /// first).
+    pub(super) fn stalled(&self, side: Side, want: u64) -> Result<bool> {
         let changed = match side {
-            Side::Send => self.recover_send()?,
+            Side::Send => self.recover_send(want)?,
             Side::Recv => self.recover_recv()?,
         };
         if changed {

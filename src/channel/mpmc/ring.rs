@@ -542,8 +542,8 @@ impl<T: Pod> Ring<T> {
     }
 
     /// The number of slots of the published message at `head`, as `span_of` reads it from
-    /// its first slot, if that is possible: from 1 to the capacity, and every continuation
-    /// still at its claimed stamp (a sender leaves them so, and only the message's
+    /// its first slot, if that is possible: from 1 to the capacity, every slot claimed
+    /// (before `tail`), and every continuation still at its claimed stamp (a sender leaves them so, and only the message's
     /// receiver changes them). Otherwise 1: the message's reader then finds a length that
     /// its one slot cannot hold and reports the message corrupt, and the slots after it
     /// are stepped over as a skipped message's continuations.
@@ -551,6 +551,13 @@ impl<T: Pod> Ring<T> {
     fn span_at(&self, head: u64, slot: &Slot<T>, span_of: &impl Fn(*const T) -> u64) -> u64 {
         let k = span_of(slot.value.get());
         if k <= 1 || k > self.geo.cap {
+            return 1;
+        }
+        // The slots must all have been claimed: past `tail`, a free slot's stamp is its
+        // position too. Acquire: as in `poll_send_n` (`tail` only grows, so what was
+        // claimed stays so).
+        let tail = self.hdr().tail.0.load(Ordering::Acquire);
+        if !self.geo.distance(head, tail).is_some_and(|d| d >= k) {
             return 1;
         }
         for j in 1..k {
