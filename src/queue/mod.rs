@@ -5,31 +5,34 @@
 //! # How items travel
 //! A queue is an [`mpmc`] queue of 128-byte slots (a stamp and 120 bytes): any number of
 //! producer and consumer processes, each item to exactly one consumer, the items of one
-//! producer in order at each consumer, and a producer that dies mid-`put` costs one slot,
-//! skipped and counted in [`Queue::lost`], never a torn item. An item is encoded with the
-//! codec (postcard by default) straight into its slot:
+//! producer in order at each consumer. An item is encoded with the codec (postcard by
+//! default) and copied into as many *consecutive* slots as it needs, claimed together by
+//! one compare-and-swap, so that items of any length share one ring and take only the
+//! room they need (the ring is a multi-producer variable-length ring, in slots of 120
+//! bytes):
 //!
 //! | encoding | travels | cost |
 //! |---|---|---|
-//! | up to 48 bytes (a short string, a small struct) | in the slot's first cache line, with its length | one cache line from producer to consumer |
-//! | up to 112 bytes | in the slot | two lines |
-//! | up to [`INLINE`] (1,136) bytes | the first 112 in the slot, the rest in the slot's *extension*: 1,024 bytes per slot in a second segment, `NAME.ext` (another size with [`Queue::create_with`]) | one line per 64 bytes; no system call |
+//! | up to 48 bytes (a short string, a small struct) | in one slot's first cache line, with its length | one cache line from producer to consumer |
+//! | up to 112 bytes | in one slot | two lines |
+//! | up to [`Queue::in_place_limit`] (half the slots: 61,432 bytes in a queue of 1,024) | 112 bytes in its first slot, 120 in each further one (its *continuations*) | one line per 64 bytes, one stamp per slot; no system call |
 //! | larger | out of line, in a segment of its own that the consumer copies out and removes | one `create`, `mmap` and `unlink`: tens of microseconds |
 //!
-//! Every item goes up to the queue's item limit (1 GiB by default,
-//! [`Queue::set_max_item`]). The extensions take `capacity` KiB of `/dev/shm` (a queue
-//! of 1,024 items: 1 MiB beside its 128 KiB of slots), reserved when the queue is created,
-//! as every segment is, so that a full tmpfs is an error then and never a `SIGBUS` later;
-//! where `/dev/shm` is small (a container's 64 MiB) or the items are short,
-//! [`Queue::create_with`] takes less (`in_place` of 112 bytes: no extensions), and where
-//! they are longer, more (up to 64 KiB a slot).
-//! An extension belongs to whoever owns its slot (the ring's stamps decide), so it needs
-//! no protocol of its own, and what the ring promises when a process dies holds for it
-//! too. Names: the extensions' segment adds 4 bytes to the queue's name (so a queue's
-//! name has at most 196 bytes), and an out-of-line item's segment name
-//! (`NAME.xPID.N`) must fit in a slot's 112 bytes (else that `put` is
+//! `capacity` counts slots: `Queue::create(name, 1024)` takes 128 KiB of `/dev/shm`
+//! (reserved when the queue is created, as every segment is, so that a full tmpfs is an
+//! error then and never a `SIGBUS` later) and holds 1,024 short items, or fewer longer
+//! ones. [`Queue::len`] and [`Queue::is_full`] count slots too. Every item goes up to the
+//! queue's item limit (1 GiB by default, [`Queue::set_max_item`]). An out-of-line item's
+//! segment name (`NAME.xPID.N`) must fit in a slot's 112 bytes (else that `put` is
 //! [`Error::InvalidArgument`]). `put` writes into shared memory before it returns: Python's
 //! "join a process before its queue is drained" deadlock cannot happen.
+//!
+//! A producer that dies mid-`put` costs that item, skipped and counted in [`Queue::lost`],
+//! never a torn item: its first slot is skipped as any dead producer's slot in [`mpmc`],
+//! and the consumers then step over its continuations. A consumer that dies holding an
+//! item (between taking it from the ring and copying it out) costs that item too, and its
+//! slots are freed, all of them, when a producer needs them. See *Multi-slot messages*
+//! in the [`mpmc`] module docs for the protocol.
 //!
 //! # The queue is an object of its own
 //! The process that creates a queue need not put or get: it holds the queue (and its
@@ -45,17 +48,18 @@
 //! # `Pod` items
 //! For plain-old-data items (`bytemuck::Pod`: numbers, arrays, `#[repr(C)]` structs
 //! without padding), `Queue<T, codec::Pod>` skips serialization: an item's encoding is its
-//! own `size_of::<T>()` bytes, copied into the slot as they are, and on `get` copied out at
-//! any alignment; everything else (slots, extensions, out of line past the in-place
-//! limit, dead processes) is as above. See [`codec::Pod`](crate::codec::Pod).
+//! own `size_of::<T>()` bytes, copied into its slots as they are, and on `get` copied out
+//! at any alignment; everything else (slots, out of line past the in-place limit, dead
+//! processes) is as above. See [`codec::Pod`](crate::codec::Pod).
 //!
 //! Where even that copy counts, [`mpmc`] itself is the queue of `Pod` items: typed slots
 //! written and read in place, the same multi-producer multi-consumer protocol, and an
 //! [`mpmc::Holder`] to keep it as an object of its own, as this queue does.
 //!
 //! # Untrusted input
-//! Everything a peer wrote is checked: a slot's length against [`INLINE`], an out-of-line
-//! item's segment name (it must be one of this queue's) and length (against the item
+//! Everything a peer wrote is checked: an item's length against the slots it says it
+//! takes (and those against the ring: claimed, at most the capacity, every continuation
+//! still claimed), an out-of-line item's segment name (it must be one of this queue's) and length (against the item
 //! limit, before anything is allocated). An item that does not decode is
 //! [`Error::Codec`] for that item alone (and counted in [`Queue::undecodable`]); the queue
 //! goes on.
@@ -446,7 +450,8 @@ impl<T, C: Codec<T>> Queue<T, C> {
         })
     }
 
-    /// Items put and not yet taken (approximate, as Python's `qsize`).
+    /// Slots in use: items put and not yet taken, an item longer than 112 bytes encoded
+    /// counting as the slots it takes (approximate, as Python's `qsize`).
     pub fn len(&self) -> usize {
         self.holder.len()
     }
@@ -456,12 +461,12 @@ impl<T, C: Codec<T>> Queue<T, C> {
         self.len() == 0
     }
 
-    /// Whether the queue is full (a snapshot).
+    /// Whether every slot is in use (a snapshot; a long item may find no room before).
     pub fn is_full(&self) -> bool {
         self.len() >= self.capacity()
     }
 
-    /// How many items the queue holds at most.
+    /// The queue's number of slots: how many items of up to 112 bytes encoded it holds.
     pub fn capacity(&self) -> usize {
         self.holder.capacity()
     }

@@ -13,7 +13,8 @@ pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMKIT\0\x01");
 /// The format version. A segment of another version is refused.
 ///
 /// 2: spsc stamps only say "published" (the receiver releases through `head`); a serde
-/// queue's slot holds 120 bytes and has an extension in `NAME.ext`.
+/// queue's slot holds 120 bytes, and a longer item takes consecutive slots (the queue's
+/// type fingerprint says so).
 pub(crate) const VERSION: u32 = 2;
 /// Size of the header, and offset of the body.
 pub const HEADER_SIZE: usize = 128;

@@ -119,6 +119,38 @@
 //! against the positions, distances between `head` and `tail`, pending words. A bad value
 //! is [`Error::Corrupt`]; every retry loop is bounded.
 //!
+//! # Multi-slot messages
+//! The serde [`Queue`](crate::Queue) sends items of any length through this ring: an item
+//! takes `k` consecutive slots (`1 <= k <= capacity`), its *first* slot and `k - 1`
+//! *continuations*, claimed by one CAS of `tail` from `p` to `p + k` once every one of
+//! them is free (stamp = its position). Only the first slot is published (`p → p + 1`):
+//! a continuation keeps its claimed stamp `q` until it is freed, which makes the state of
+//! a message one word, decided by one CAS, as for a one-slot message. A receiver that sees
+//! the first slot published reads `k` from it (the queue's length word) and checks it: at
+//! most the capacity, every slot before `tail` (past it, a free slot's stamp is its
+//! position too) and every continuation at its claimed stamp; otherwise it takes one slot
+//! and the reader finds a length that one slot cannot hold (`Error::Corrupt` for that
+//! item). It records `k` in its registration's `span` word (stored before its pending
+//! word) and CASes `head` from `p` to `p + k`. Releasing frees the continuations first
+//! (`q → q + one_lap`), then the first slot, so a continuation is never held after its
+//! first slot is free; each CAS also validates the copy, seqlock style.
+//!
+//! Dead peers, for such messages:
+//! - A sender dies between its claim and its publication: its first slot is skipped as
+//!   above (counted lost). Nobody has a continuation's position pending (a claimer has
+//!   only the first), so a receiver that steps onto a claimed slot that no endpoint has
+//!   pending (after a skipped first slot, `head` moves one slot at a time) frees it and
+//!   steps on: the continuations of a skipped message, stepped over within one recovery.
+//!   (Recording `k` in the sender's registration would not do: a loser of the claiming
+//!   CAS that died before clearing its pending word would leave another `k` for the same
+//!   `p`.)
+//! - A receiver dies holding a message: a sender that needs one of its slots finds the
+//!   first slot held (the first not free, as it checks every slot it wants), and frees
+//!   the message with the dead receiver's `span`, in the holder's own order. Every
+//!   receiver that read `k` for a `p` still held read the same published word, so the
+//!   `span` of any dead registration with `p` pending is right whenever the first slot's
+//!   CAS succeeds.
+//!
 //! # Files
 //! - `ring`: the shared layout, position arithmetic and the lock-free queue.
 //! - `recovery`: registration, and recovering what dead endpoints left behind.
