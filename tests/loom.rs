@@ -454,6 +454,50 @@ impl Chan for Frames {
     }
 }
 
+/// The serde queue (`shmkit::Queue<Vec<u8>>`) with items of two slots each (120 bytes of
+/// payload encode to 121), in a queue of 4 slots: claims of several slots, a dead
+/// producer's continuation stepped over after its skipped first slot, a dead consumer's
+/// two slots freed by a blocked producer.
+struct SerdeQueue;
+impl SerdeQueue {
+    fn item(v: u64) -> Vec<u8> {
+        let mut b = vec![0u8; 120];
+        b[..8].copy_from_slice(&v.to_le_bytes());
+        b[112..].copy_from_slice(&v.to_le_bytes());
+        b
+    }
+}
+impl Chan for SerdeQueue {
+    type Tx = shmkit::Queue<Vec<u8>>;
+    type Rx = shmkit::Queue<Vec<u8>>;
+    const CAP: usize = 4;
+    /// An item taken is copied out after it is released: a consumer killed in between
+    /// loses it (it never sees it), as mpmc's does.
+    const AT_MOST_ONCE: bool = true;
+    fn tx_create(name: &str) -> Self::Tx {
+        Self::Tx::with_options(name, CreationMode::Create, Self::CAP, &kept()).unwrap()
+    }
+    fn rx_create(name: &str) -> Self::Rx {
+        Self::Rx::with_options(name, CreationMode::Create, Self::CAP, &kept()).unwrap()
+    }
+    fn tx_open(name: &str) -> Self::Tx {
+        Self::Tx::open(name).unwrap()
+    }
+    fn rx_open(name: &str) -> Self::Rx {
+        Self::Rx::open(name).unwrap()
+    }
+    fn send(tx: &mut Self::Tx, v: u64) -> Result<(), Error> {
+        tx.put(&Self::item(v))
+    }
+    fn recv_with(rx: &mut Self::Rx, seen: impl FnOnce(u64)) -> Result<(), Error> {
+        let b = rx.get()?;
+        let v = u64::from_le_bytes(b[..8].try_into().unwrap());
+        assert_eq!(b, Self::item(v), "a torn item");
+        seen(v);
+        Ok(())
+    }
+}
+
 /// The models' channels outlive their creators (a successor may attach after the creator
 /// closed); [`Name`] unlinks them.
 fn kept() -> Options {
@@ -671,6 +715,18 @@ fn mpmc_survives_a_sender_killed_at_any_step() {
 #[test]
 fn mpmc_survives_a_receiver_killed_at_any_step() {
     let n = at_every_kill_point(receiver_killed::<Mpmc>);
+    assert!(n > 10, "{n} kill points");
+}
+
+#[test]
+fn serde_queue_of_two_slot_items_survives_a_producer_killed_at_any_step() {
+    let n = at_every_kill_point(sender_killed::<SerdeQueue>);
+    assert!(n > 10, "{n} kill points");
+}
+
+#[test]
+fn serde_queue_of_two_slot_items_survives_a_consumer_killed_at_any_step() {
+    let n = at_every_kill_point(receiver_killed::<SerdeQueue>);
     assert!(n > 10, "{n} kill points");
 }
 

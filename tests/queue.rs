@@ -325,11 +325,7 @@ fn clean_spares_the_out_of_line_items_of_a_live_queue_and_removes_those_of_a_dea
     owner.kill().unwrap();
     owner.wait().unwrap();
     let o = finish_ok(spawn("cleaner", &[("prefix", names.prefix().to_owned())]));
-    assert_eq!(
-        o.get::<usize>("removed"),
-        2,
-        "the queue and the item"
-    );
+    assert_eq!(o.get::<usize>("removed"), 2, "the queue and the item");
     assert_eq!(names.leftovers(), Vec::<String>::new());
 }
 

@@ -102,11 +102,10 @@ pub struct JoinableQueue<T, C: Codec<T> = Postcard> {
 impl<T, C: Codec<T>> JoinableQueue<T, C> {
     super::queue_constructors!(" (and its task counters, `NAME.jq`)");
 
-    fn with_mode(name: &str, mode: CreationMode, capacity: usize) -> Result<Self> {
-        let opts = Options::new();
+    fn with_mode(name: &str, mode: CreationMode, capacity: usize, opts: &Options) -> Result<Self> {
         let counters = format!("{name}.jq");
         // Counters first: an opener that finds the queue finds them too.
-        let at = At::named(&counters, mode, &opts);
+        let at = At::named(&counters, mode, opts);
         let state = Shared::new(
             at,
             Kind::JoinableQueue,
@@ -114,7 +113,7 @@ impl<T, C: Codec<T>> JoinableQueue<T, C> {
             Head::zero(JoinState::new),
             |_| (),
         )?;
-        let queue = Queue::with_mode(name, mode, capacity)?;
+        let queue = Queue::with_mode(name, mode, capacity, opts)?;
         Ok(JoinableQueue {
             queue,
             state,

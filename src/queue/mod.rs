@@ -202,18 +202,29 @@ macro_rules! queue_constructors {
         /// when the queue is created); items of up to half the slots travel in place
         /// ([`in_place_limit`](Self::in_place_limit)), longer ones out of line.
         pub fn create(name: &str, capacity: usize) -> Result<Self> {
-            Self::with_mode(name, CreationMode::Create, capacity)
+            Self::with_mode(name, crate::CreationMode::Create, capacity, &crate::Options::new())
         }
 
         /// Opens the existing queue `name` ([`Error::NotFound`] if there is none;
         /// [`Error::LayoutMismatch`] if it holds another type or codec).
         pub fn open(name: &str) -> Result<Self> {
-            Self::with_mode(name, CreationMode::Open, 1)
+            Self::with_mode(name, crate::CreationMode::Open, 1, &crate::Options::new())
         }
 
         /// Opens the queue `name`, or creates it with `capacity` slots.
         pub fn open_or_create(name: &str, capacity: usize) -> Result<Self> {
-            Self::with_mode(name, CreationMode::OpenOrCreate, capacity)
+            Self::with_mode(name, crate::CreationMode::OpenOrCreate, capacity, &crate::Options::new())
+        }
+
+        /// Creates and/or opens the queue `name` as `mode` says, with `opts` (mode bits,
+        /// keep, trust: see [`Options`](crate::Options)); `capacity` is used only if it is created.
+        pub fn with_options(
+            name: &str,
+            mode: crate::CreationMode,
+            capacity: usize,
+            opts: &crate::Options,
+        ) -> Result<Self> {
+            Self::with_mode(name, mode, capacity, opts)
         }
     };
 }
@@ -222,10 +233,9 @@ use queue_constructors;
 impl<T, C: Codec<T>> Queue<T, C> {
     queue_constructors!("");
 
-    fn with_mode(name: &str, mode: CreationMode, capacity: usize) -> Result<Self> {
-        let opts = Options::new();
+    fn with_mode(name: &str, mode: CreationMode, capacity: usize, opts: &Options) -> Result<Self> {
         let holder =
-            mpmc::Holder::build(At::named(name, mode, &opts).tagged(tag::<T, C>()), capacity)?;
+            mpmc::Holder::build(At::named(name, mode, opts).tagged(tag::<T, C>()), capacity)?;
         Ok(Queue {
             holder,
             name: name.to_owned(),
@@ -655,7 +665,10 @@ fn is_ool_name(queue: &str, n: &str) -> bool {
 /// the first slot says, if the bytes give that many (else 1), as the ring decides.
 pub(crate) fn fuzz_slot(bytes: &[u8]) -> (bool, bool) {
     let mut slots = [Slot::zeroed(); 16];
-    let given = bytes.len().div_ceil(size_of::<Slot>()).clamp(1, slots.len());
+    let given = bytes
+        .len()
+        .div_ceil(size_of::<Slot>())
+        .clamp(1, slots.len());
     for (slot, chunk) in slots.iter_mut().zip(bytes.chunks(size_of::<Slot>())) {
         bytemuck::bytes_of_mut(slot)[..chunk.len()].copy_from_slice(chunk);
     }

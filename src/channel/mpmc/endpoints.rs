@@ -165,10 +165,22 @@ impl<T: Pod, const SIDE: bool> End<T, SIDE> {
             deadline,
             || poll(ring, reg),
             |check| match check {
-                Check::Cheap => Ok(ring.all_closed(Self::SIDE.other())),
+                Check::Cheap => Self::closed(ring, want),
                 Check::Full => ring.stalled(Self::SIDE, want),
             },
         )
+    }
+
+    /// The cheap check of a blocked endpoint: whether every peer closed cleanly (no kernel
+    /// question). If so, it recovers first, as `stalled` does (`Ok(false)` if that changed
+    /// the queue): a peer that took over a dead one's registration settled its claim and
+    /// closed, and what the claim left (a skipped message's continuations) may stand
+    /// between a receiver and the messages sent after it.
+    fn closed(ring: &Ring<T>, want: u64) -> Result<bool> {
+        if !ring.all_closed(Self::SIDE.other()) {
+            return Ok(false);
+        }
+        ring.stalled(Self::SIDE, want)
     }
 
     /// `try_claim` with another poll.
@@ -184,7 +196,7 @@ impl<T: Pod, const SIDE: bool> End<T, SIDE> {
         let gone = if self.check.due() {
             self.ring.stalled(Self::SIDE, want)?
         } else {
-            self.ring.all_closed(Self::SIDE.other())
+            Self::closed(&self.ring, want)?
         };
         // One more look: a recovery may have unblocked us, or a peer moved just before it
         // went.
@@ -641,7 +653,12 @@ impl<T: Pod> Receiver<T> {
     /// Hands the claimed message at `pos` (`k` slots) to `read`, then releases its slots:
     /// `read`'s result if they stayed ours meanwhile (see [`Receiver::recv_span_with`]).
     #[inline]
-    fn take_with<R>(&mut self, pos: u64, k: u64, read: impl FnOnce(SpanView<'_, T>) -> R) -> Result<R> {
+    fn take_with<R>(
+        &mut self,
+        pos: u64,
+        k: u64,
+        read: impl FnOnce(SpanView<'_, T>) -> R,
+    ) -> Result<R> {
         failpoint!("mpmc.recv.claimed");
         let ring = &self.end.ring;
         let r = read(SpanView { ring, pos, k });

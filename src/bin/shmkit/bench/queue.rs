@@ -1,5 +1,5 @@
 //! The serde queues' rows of `shmkit bench`: short strings (`"msg-N"`; in one row with 500
-//! bytes of padding, an item whose tail travels in its slot's extension) through a
+//! bytes of padding, an item of five consecutive slots) through a
 //! `Queue<String>` from producer processes to consumer processes, and through a
 //! `JoinableQueue<String>` with `task_done` and `join`, against Python's `Queue` and
 //! `JoinableQueue` doing the same in the same rounds (`scripts/python/queue_bench.py`).
