@@ -265,7 +265,7 @@ impl<T, C: Codec<T>> Queue<T, C> {
     pub(crate) fn sender(&mut self) -> Result<&mut mpmc::Sender<Slot>> {
         attach(&mut self.tx, &self.name, tag::<T, C>, |at, c| {
             let mut tx = mpmc::Sender::build(at, c)?;
-            tx.enable_spans();
+            tx.enable_spans(span_of_bytes);
             Ok(tx)
         })
     }
@@ -280,7 +280,7 @@ impl<T, C: Codec<T>> Queue<T, C> {
     pub(crate) fn receiver(&mut self) -> Result<&mut mpmc::Receiver<Slot>> {
         attach(&mut self.rx, &self.name, tag::<T, C>, |at, c| {
             let mut rx = mpmc::Receiver::build(at, c)?;
-            rx.enable_spans();
+            rx.enable_spans(span_of_bytes);
             Ok(rx)
         })
     }
@@ -555,6 +555,11 @@ fn span_of(slot: *const Slot) -> u64 {
     } else {
         1
     }
+}
+
+/// [`span_of`] for the ring, which knows a slot's value only as bytes.
+fn span_of_bytes(value: *const u8) -> u64 {
+    span_of(value.cast::<Slot>())
 }
 
 /// Copies the length, the flags and the bytes they name of the item whose `k` slots are

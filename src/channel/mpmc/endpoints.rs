@@ -266,9 +266,11 @@ macro_rules! endpoint {
             }
 
             /// Makes this handle treat the queue as one of multi-slot messages (the serde
-            /// queue's; see *Multi-slot messages* in the module docs).
-            pub(crate) fn enable_spans(&mut self) {
-                self.end.ring.geo.spans = true;
+            /// queue's; see *Multi-slot messages* in the module docs): `span_of` reads how
+            /// many slots a message takes from its first slot's value (a pointer into shared
+            /// memory: volatile reads only; any answer is checked).
+            pub(crate) fn enable_spans(&mut self, span_of: fn(*const u8) -> u64) {
+                self.end.ring.geo.span_of = Some(span_of);
             }
 
             /// The signal this endpoint sleeps on: where `aio` registers its doorbell.

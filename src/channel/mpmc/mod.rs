@@ -130,8 +130,7 @@
 //! most the capacity, every slot before `tail` (past it, a free slot's stamp is its
 //! position too) and every continuation at its claimed stamp; otherwise it takes one slot
 //! and the reader finds a length that one slot cannot hold (`Error::Corrupt` for that
-//! item). It records `k` in its registration's `span` word (stored before its pending
-//! word) and CASes `head` from `p` to `p + k`. Releasing frees the continuations first
+//! item). It CASes `head` from `p` to `p + k`. Releasing frees the continuations first
 //! (`q → q + one_lap`), then the first slot, so a continuation is never held after its
 //! first slot is free; each CAS also validates the copy, seqlock style.
 //!
@@ -146,10 +145,10 @@
 //!   `p`.)
 //! - A receiver dies holding a message: a sender that needs one of its slots finds the
 //!   first slot held (the first not free, as it checks every slot it wants), and frees
-//!   the message with the dead receiver's `span`, in the holder's own order. Every
-//!   receiver that read `k` for a `p` still held read the same published word, so the
-//!   `span` of any dead registration with `p` pending is right whenever the first slot's
-//!   CAS succeeds.
+//!   the message in the holder's own order, reading `k` from the held message itself,
+//!   seqlock style (its value does not change while its first slot's stamp says held).
+//!   Never from what an endpoint recorded: a dead loser of the race for `p`, or a
+//!   registration taken over meanwhile, could say anything.
 //!
 //! # Files
 //! - `ring`: the shared layout, position arithmetic and the lock-free queue.

@@ -28,9 +28,8 @@ pub(super) enum Holder {
     Nobody,
     /// An endpoint of a live process has it pending (it may be the claimer).
     Live,
-    /// Only endpoints of dead processes have it pending; the span (slots) the first of them
-    /// said it claims (receivers only: a sender's is 1).
-    Dead(u64),
+    /// Only endpoints of dead processes have it pending.
+    Dead,
 }
 
 impl<T: Pod> Ring<T> {
@@ -71,12 +70,18 @@ impl<T: Pod> Ring<T> {
         true
     }
 
-    /// Frees the slots of message `pos` (`k` of them), held by a dead receiver, in the
-    /// holder's own order: its continuations (those the holder did not free before it
-    /// died), then its first slot, whose CAS decides. So a continuation is never held
-    /// after its first slot is free, whoever dies when. `false` if it was not held.
-    pub(super) fn free_held(&self, pos: u64, k: u64) -> bool {
-        for j in 1..k.min(self.geo.cap) {
+    /// Frees the slots of message `pos`, held by a dead receiver, in the holder's own
+    /// order: its continuations (those the holder did not free before it died), then its
+    /// first slot, whose CAS decides. So a continuation is never held after its first slot
+    /// is free, whoever dies when. How many slots it takes is read from the held message
+    /// itself (`held_span`), never from what an endpoint said: a dead loser of the race
+    /// for `pos`, or a registration taken over meanwhile, may say anything. `false` if it
+    /// was not held.
+    pub(super) fn free_held(&self, pos: u64) -> bool {
+        let Some(k) = self.held_span(pos) else {
+            return false;
+        };
+        for j in 1..k {
             // AcqRel: as below. An exact CAS: it fails for a continuation freed already
             // (and reused since), so a stale verdict frees nothing of anyone else's.
             self.free_continuation(self.geo.advance(pos, j), Ordering::AcqRel);
@@ -96,7 +101,7 @@ impl<T: Pod> Ring<T> {
 
     /// Who has `pos` pending on `side`, leaving out registration `exclude`.
     pub(super) fn holder(&self, side: Side, pos: u64, exclude: Option<usize>) -> Result<Holder> {
-        let mut dead = None;
+        let mut dead = false;
         for (j, line) in self.table(side).iter().enumerate() {
             if exclude == Some(j) {
                 continue;
@@ -127,30 +132,9 @@ impl<T: Pod> Ring<T> {
             if t2 != t1 || self.seg.is_alive(t1)? {
                 return Ok(Holder::Live);
             }
-            if dead.is_none() {
-                dead = Some(self.span_of_reg(side, j)?);
-            }
+            dead = true;
         }
-        Ok(dead.map_or(Holder::Nobody, Holder::Dead))
-    }
-
-    /// The span registration `j` of `side` says its claim takes: 1 for a sender, the
-    /// receiver's `span` word (stored before its pending word, read after it: Acquire)
-    /// for a receiver, checked against the capacity.
-    fn span_of_reg(&self, side: Side, j: usize) -> Result<u64> {
-        if side == Side::Send {
-            return Ok(1);
-        }
-        // Acquire: pairs with the Release store in `poll_recv_by`, made before the pending
-        // word that the caller read.
-        let k = self.table(side)[j].0.span.load(Ordering::Acquire).max(1);
-        if k > self.geo.cap {
-            return Err(Error::corrupt(format!(
-                "mpmc receiver registration {j} claims {k} slots of {}",
-                self.geo.cap
-            )));
-        }
-        Ok(k)
+        Ok(if dead { Holder::Dead } else { Holder::Nobody })
     }
 
     /// Skips the claimed, unpublished position `pos` if its sender is dead. `true` if the
@@ -161,7 +145,7 @@ impl<T: Pod> Ring<T> {
     pub(super) fn skip_dead_claim(&self, pos: u64, at_head: bool) -> Result<bool> {
         match self.holder(Side::Send, pos, None)? {
             Holder::Live => Ok(false),
-            Holder::Dead(_) => {
+            Holder::Dead => {
                 self.skip(pos, true);
                 Ok(true)
             }
@@ -171,11 +155,11 @@ impl<T: Pod> Ring<T> {
                 // Acquire: see `holder`.
                 if self.slot(pos)?.stamp.load(Ordering::Acquire) != pos {
                     Ok(true)
-                } else if self.geo.spans && at_head {
+                } else if self.geo.span_of.is_some() && at_head {
                     // A continuation: nobody claims a continuation's position itself.
                     self.skip(pos, false);
                     Ok(true)
-                } else if self.geo.spans {
+                } else if self.geo.span_of.is_some() {
                     // A continuation of a message being written, published or held: full.
                     Ok(false)
                 } else {
@@ -192,8 +176,8 @@ impl<T: Pod> Ring<T> {
     pub(super) fn free_dead_hold(&self, pos: u64) -> Result<bool> {
         match self.holder(Side::Recv, pos, None)? {
             Holder::Live => Ok(false),
-            Holder::Dead(k) => {
-                self.free_held(pos, k);
+            Holder::Dead => {
+                self.free_held(pos);
                 Ok(true)
             }
             Holder::Nobody => {
@@ -264,16 +248,23 @@ impl<T: Pod> Ring<T> {
         if stamp == prev {
             // Acquire: as in `recover_recv`.
             let head = h.head.0.load(Ordering::Acquire);
-            if self.geo.spans && self.geo.passed(prev, head) {
-                // A continuation received and not freed. Its first slot is freed last
-                // (`release`, `free_held`), and before `q`, so it would be held and block
-                // the sender first: only tampered state gets here.
+            if self.geo.span_of.is_some() && self.geo.passed(prev, head) {
+                // `head` passed it: claimed by a receiver, or stepped over after a skip;
+                // both change the stamp before they move `head`, so (Acquire, after the
+                // Acquire load of `head`) the stamp has moved on, and we poll again.
+                if self.claimed_slot(q).stamp.load(Ordering::Acquire) != prev {
+                    return Ok(true);
+                }
+                // Still `prev`: a continuation received and not freed. Its first slot is
+                // freed last (`release`, `free_held`), and before `q`, so it would be held
+                // and block the sender first: only tampered state gets here.
                 return Err(Error::corrupt(format!(
                     "mpmc continuation {prev:#x} is held after its message was freed"
                 )));
             }
-            // Claimed one lap ago and never published (`tail` has passed it).
-            self.skip_dead_claim(prev, false)
+            // Claimed one lap ago and never published (`tail` has passed it); at `head`, a
+            // skipped message's continuation is stepped over by whoever finds it.
+            self.skip_dead_claim(prev, head == prev)
         } else if stamp == prev.wrapping_add(1) {
             // Acquire: as in `recover_recv`.
             let head = h.head.0.load(Ordering::Acquire);
@@ -375,9 +366,7 @@ impl<T: Pod> Ring<T> {
                 if self.holder(side, old, Some(j))? == Holder::Live {
                     return Ok(false);
                 }
-                // The predecessor's own span: it had `old` pending, so it said how many
-                // slots the message at `old` takes.
-                self.free_held(old, self.span_of_reg(side, j)?);
+                self.free_held(old);
             }
         }
         Ok(true)

@@ -31,10 +31,6 @@ pub(in crate::channel) struct Registration {
     pub(in crate::channel) end: EndpointSlot,
     /// [`IDLE`], or the position this endpoint is claiming or holds (see the module docs).
     pub(in crate::channel) pending: AtomicU64,
-    /// How many slots a receiver's claim at `pending` takes (a multi-slot item, see
-    /// *Multi-slot items* in the module docs); stored before `pending`, 0 read as 1.
-    /// Senders leave it alone.
-    pub(in crate::channel) span: AtomicU64,
 }
 
 /// The queue header. Hot words each on their own 128-byte line.
@@ -57,7 +53,7 @@ pub(in crate::channel) struct Header {
 }
 
 #[cfg(not(loom))]
-const _: () = assert!(std::mem::size_of::<Registration>() == 32);
+const _: () = assert!(std::mem::size_of::<Registration>() == 24);
 #[cfg(not(loom))]
 const _: () = assert!(std::mem::size_of::<Line<Registration>>() == 128);
 #[cfg(not(loom))]
@@ -80,7 +76,6 @@ impl Header {
             Line(Registration {
                 end: EndpointSlot::new(),
                 pending: AtomicU64::new(IDLE),
-                span: AtomicU64::new(0),
             })
         };
         Header {
@@ -128,7 +123,7 @@ impl Side {
 
 /// Position arithmetic for a capacity (crossbeam's encoding: a lap number above the slot
 /// index).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) struct Geometry {
     pub(super) cap: u64,
     /// `(cap + 1).next_power_of_two()`: the distance between a slot's positions.
@@ -137,11 +132,16 @@ pub(super) struct Geometry {
     pub(super) mask: u64,
     /// `log2(one_lap)`.
     pub(super) shift: u32,
-    /// Whether this handle's messages may take several slots (the serde queue's items; a
-    /// process-local choice of the object built on the ring, see `set_spans`): then a
-    /// claimed slot that no endpoint has pending is the continuation of a skipped item,
-    /// freed and stepped over, rather than [`Error::Corrupt`].
-    pub(super) spans: bool,
+    /// How many slots a published message takes, read from its first slot's value (a
+    /// pointer into shared memory, read with volatile reads only), where messages may take
+    /// several (the serde queue's items; a process-local choice of the object built on
+    /// the ring, see `enable_spans`). Then, too, a claimed slot that no endpoint has
+    /// pending is the continuation of a skipped message, freed and stepped over, rather
+    /// than [`Error::Corrupt`].
+    pub(super) span_of: Option<fn(*const u8) -> u64>,
+    /// A value `tail` had (it only grows): a receiver that checks a message's slots
+    /// against `tail` loads it only when this is not far enough (`span_at`).
+    tail_seen: std::cell::Cell<u64>,
 }
 
 /// The fields of an mpmc queue header in `body` (a snapshot read with plain reads; only
@@ -200,7 +200,8 @@ impl Geometry {
             one_lap,
             mask: one_lap - 1,
             shift: one_lap.trailing_zeros(),
-            spans: false,
+            span_of: None,
+            tail_seen: std::cell::Cell::new(0),
         }
     }
 
@@ -359,7 +360,10 @@ impl<T: Pod> Ring<T> {
     }
 
     /// One attempt to claim `k` consecutive free slots for sending one message (`k` from 1
-    /// to the capacity): the first is the message's, the others its continuations.
+    /// to the capacity): the first is the message's, the others its continuations. Every
+    /// one is checked free for its position before the claim: a slot may be claimed only
+    /// for the lap after the one its stamp has, or the stamps would no longer tell laps
+    /// apart (claiming first and waiting for the rest after lets `tail` run laps ahead).
     #[inline]
     pub(super) fn poll_send_n(&self, reg: usize, k: u64) -> Result<Poll<u64>> {
         if k == 0 || k > self.geo.cap {
@@ -484,7 +488,7 @@ impl<T: Pod> Ring<T> {
         span_of: impl Fn(*const T) -> u64,
     ) -> Result<Poll<(u64, u64)>> {
         let h = self.hdr();
-        let line = &self.table(Side::Recv)[reg].0;
+        let pending = self.pending(Side::Recv, reg);
         // Acquire: pairs with the Release of the CAS that moved `head` here (a claim, or a
         // skip, which frees the slot before it moves `head`): the stamp we load next is
         // then no older than that. With Relaxed, a receiver could see `head` moved past a
@@ -498,14 +502,10 @@ impl<T: Pod> Ring<T> {
             let stamp = slot.stamp.load(Ordering::Acquire);
             let ahead = head.wrapping_add(self.geo.one_lap);
             if stamp == head.wrapping_add(1) {
-                // Published: claim it (see `claim` for the orderings), having said how many
-                // slots it takes. Relaxed load: our own word. Release store: read with
-                // Acquire after `pending` by whoever recovers our hold (`holder`).
+                // Published: claim it and the slots it takes (see `claim` for the
+                // orderings).
                 let k = self.span_at(head, slot, &span_of);
-                if line.span.load(Ordering::Relaxed) != k {
-                    line.span.store(k, Ordering::Release);
-                }
-                match self.claim(&h.head.0, &line.pending, head, k) {
+                match self.claim(&h.head.0, pending, head, k) {
                     Ok(()) => return Ok(Poll::Ready((head, k))),
                     Err(cur) => head = cur,
                 }
@@ -554,11 +554,15 @@ impl<T: Pod> Ring<T> {
             return 1;
         }
         // The slots must all have been claimed: past `tail`, a free slot's stamp is its
-        // position too. Acquire: as in `poll_send_n` (`tail` only grows, so what was
-        // claimed stays so).
-        let tail = self.hdr().tail.0.load(Ordering::Acquire);
-        if !self.geo.distance(head, tail).is_some_and(|d| d >= k) {
-            return 1;
+        // position too. `tail` only grows, so a value seen before that is far enough ahead
+        // says so; else load it. Acquire: as in `poll_send_n`.
+        let claimed = |tail| self.geo.distance(head, tail).is_some_and(|d| d >= k);
+        if !claimed(self.geo.tail_seen.get()) {
+            let tail = self.hdr().tail.0.load(Ordering::Acquire);
+            self.geo.tail_seen.set(tail);
+            if !claimed(tail) {
+                return 1;
+            }
         }
         for j in 1..k {
             let q = self.geo.advance(head, j);
@@ -608,6 +612,25 @@ impl<T: Pod> Ring<T> {
                 Ordering::Relaxed,
             )
             .is_ok()
+    }
+
+    /// The number of slots of the message at `pos` while it is held (its first slot's stamp
+    /// `pos + 1`: the value does not change then), read from the value itself, seqlock
+    /// style (the stamp loaded before and after): `None` if it is not held. 1 where
+    /// messages take one slot, or where the value says more than the capacity.
+    pub(super) fn held_span(&self, pos: u64) -> Option<u64> {
+        let slot = self.claimed_slot(pos);
+        let held = || slot.stamp.load(Ordering::Acquire) == pos.wrapping_add(1);
+        // Acquire (both loads): pair with the publishing Release CAS; the value read
+        // between them is the published one if the stamp did not move.
+        if !held() {
+            return None;
+        }
+        let k = self
+            .geo
+            .span_of
+            .map_or(1, |f| f(slot.value.get().cast::<u8>().cast_const()));
+        held().then_some(if k == 0 || k > self.geo.cap { 1 } else { k })
     }
 
     /// The CAS that frees the continuation slot at `q` (its stamp still the claimed `q`)
