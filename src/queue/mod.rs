@@ -368,15 +368,25 @@ impl<T, C: Codec<T>> Queue<T, C> {
                 std::ptr::addr_of_mut!((*head).len).write(n as u32);
                 std::ptr::addr_of_mut!((*head).flags).write(0);
                 compiler_fence(SeqCst);
-                for_each_piece(0, n / 2, |j, at, from, len| {
-                    let to = loan.slot(j).cast::<u8>().add(at);
-                    std::ptr::copy_nonoverlapping(buf.as_ptr().add(from), to, len);
-                });
+                let copy = |start, end| {
+                    if end <= IN_SLOT {
+                        // In the first slot (all of a short item): one copy.
+                        let to = std::ptr::addr_of_mut!((*head).bytes).cast::<u8>();
+                        std::ptr::copy_nonoverlapping(
+                            buf.as_ptr().add(start),
+                            to.add(start),
+                            end - start,
+                        );
+                    } else {
+                        for_each_piece(start, end, |j, at, from, len| {
+                            let to = loan.slot(j).cast::<u8>().add(at);
+                            std::ptr::copy_nonoverlapping(buf.as_ptr().add(from), to, len);
+                        });
+                    }
+                };
+                copy(0, n / 2);
                 failpoint!("queue.put.half_written");
-                for_each_piece(n / 2, n, |j, at, from, len| {
-                    let to = loan.slot(j).cast::<u8>().add(at);
-                    std::ptr::copy_nonoverlapping(buf.as_ptr().add(from), to, len);
-                });
+                copy(n / 2, n);
                 compiler_fence(SeqCst);
             }
             if loan.publish() {
@@ -586,10 +596,16 @@ fn copy_out(slot: impl Fn(u64) -> *const Slot, k: u64, buf: &mut Vec<u8>) -> (u3
         buf.reserve(n);
         compiler_fence(SeqCst);
         let to = buf.as_mut_ptr();
-        for_each_piece(0, n, |j, at, from, len| {
-            let src = slot(j).cast::<u8>().add(at);
-            std::ptr::copy_nonoverlapping(src, to.add(from), len);
-        });
+        if n <= IN_SLOT {
+            // All in the first slot: one copy.
+            let src = std::ptr::addr_of!((*head).bytes).cast::<u8>();
+            std::ptr::copy_nonoverlapping(src, to, n);
+        } else {
+            for_each_piece(0, n, |j, at, from, len| {
+                let src = slot(j).cast::<u8>().add(at);
+                std::ptr::copy_nonoverlapping(src, to.add(from), len);
+            });
+        }
         compiler_fence(SeqCst);
         buf.set_len(n);
         (len, flags)
