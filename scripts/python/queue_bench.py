@@ -59,6 +59,12 @@ def main():
         q = ctx.Queue()
         dt = timed([ctx.Process(target=produce, args=(q, n, 1, 1)), ctx.Process(target=consume, args=(q,))])
         print(json.dumps({"row": "queue_1p1c_500", "value": n / dt, "unit": "msg/s"}), flush=True)
+        # And with 4,000 bytes, a quarter of the items (`queue_1p1c_4k`).
+        PAD = "x" * 4000
+        q = ctx.Queue()
+        m = n // 4
+        dt = timed([ctx.Process(target=produce, args=(q, m, 1, 1)), ctx.Process(target=consume, args=(q,))])
+        print(json.dumps({"row": "queue_1p1c_4k", "value": m / dt, "unit": "msg/s"}), flush=True)
         PAD = ""
 
     q = ctx.Queue()

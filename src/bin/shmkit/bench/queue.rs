@@ -1,5 +1,6 @@
 //! The serde queues' rows of `shmkit bench`: short strings (`"msg-N"`; in one row with 500
-//! bytes of padding, an item of five consecutive slots) through a
+//! bytes of padding, an item of five consecutive slots, in another with 4,000, 34 slots)
+//! through a
 //! `Queue<String>` from producer processes to consumer processes, and through a
 //! `JoinableQueue<String>` with `task_done` and `join`, against Python's `Queue` and
 //! `JoinableQueue` doing the same in the same rounds (`scripts/python/queue_bench.py`).
@@ -56,7 +57,7 @@ shmkit::task! {
     }
 }
 
-const ROWS: [Row; 4] = [
+const ROWS: [Row; 5] = [
     Row {
         id: "queue_1p1c",
         label: "Queue<String>, 1 → 1 process",
@@ -66,6 +67,12 @@ const ROWS: [Row; 4] = [
     Row {
         id: "queue_1p1c_500",
         label: "  the same, strings + 500 B",
+        unit: "msg/s",
+        higher_is_better: true,
+    },
+    Row {
+        id: "queue_1p1c_4k",
+        label: "  the same, strings + 4,000 B",
         unit: "msg/s",
         higher_is_better: true,
     },
@@ -100,8 +107,13 @@ where
 fn round_ours(n: u64) -> Res<Vec<(&'static str, f64)>> {
     let mut rows = Vec::new();
 
-    // One producer, one consumer: strings padded with `pad` bytes.
-    for (row, pad) in [("queue_1p1c", 0), ("queue_1p1c_500", 500)] {
+    // One producer, one consumer: strings padded with `pad` bytes (a quarter of the
+    // items for the longest, as in the Python script).
+    for (row, pad, n) in [
+        ("queue_1p1c", 0, n),
+        ("queue_1p1c_500", 500, n),
+        ("queue_1p1c_4k", 4000, n / 4),
+    ] {
         let q = name(row);
         let _hold = Queue::<Option<String>>::create(&q, 1024)?;
         let t = Instant::now();
