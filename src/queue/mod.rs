@@ -200,7 +200,7 @@ macro_rules! queue_constructors {
         /// An item whose encoding is at most 112 bytes takes one slot, a longer one a slot
         /// more for each 120 bytes further (a slot is 128 bytes of `/dev/shm`, reserved
         /// when the queue is created); items of up to half the slots travel in place
-        /// ([`in_place_limit`](Self::in_place_limit)), longer ones out of line.
+        /// ([`Queue::in_place_limit`](crate::Queue::in_place_limit)), longer ones out of line.
         pub fn create(name: &str, capacity: usize) -> Result<Self> {
             Self::with_mode(name, crate::CreationMode::Create, capacity, &crate::Options::new())
         }
@@ -264,9 +264,7 @@ impl<T, C: Codec<T>> Queue<T, C> {
     /// This handle's producing end (attached on first use).
     pub(crate) fn sender(&mut self) -> Result<&mut mpmc::Sender<Slot>> {
         attach(&mut self.tx, &self.name, tag::<T, C>, |at, c| {
-            let mut tx = mpmc::Sender::build(at, c)?;
-            tx.enable_spans(span_of_bytes);
-            Ok(tx)
+            mpmc::Sender::build_spans(at, c, Some(span_of_bytes))
         })
     }
 
@@ -279,9 +277,7 @@ impl<T, C: Codec<T>> Queue<T, C> {
     /// This handle's consuming end (attached on first use).
     pub(crate) fn receiver(&mut self) -> Result<&mut mpmc::Receiver<Slot>> {
         attach(&mut self.rx, &self.name, tag::<T, C>, |at, c| {
-            let mut rx = mpmc::Receiver::build(at, c)?;
-            rx.enable_spans(span_of_bytes);
-            Ok(rx)
+            mpmc::Receiver::build_spans(at, c, Some(span_of_bytes))
         })
     }
 

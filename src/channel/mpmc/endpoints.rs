@@ -258,19 +258,26 @@ macro_rules! endpoint {
             /// Creates and/or opens the queue at `at` and attaches this endpoint (for
             /// objects built on the queue, which give `at` their own fingerprint).
             pub(crate) fn build(at: At<'_>, capacity: usize) -> Result<Self> {
-                let ring = Ring::new(at, capacity)?;
+                Self::build_spans(at, capacity, None)
+            }
+
+            /// `build`, for a queue of multi-slot messages (the serde queue's; see
+            /// *Multi-slot messages* in the module docs) if `span_of` is given: it reads
+            /// how many slots a message takes from its first slot's value (a pointer into
+            /// shared memory: volatile reads only; any answer is checked). Set before the
+            /// endpoint registers: taking over a dead endpoint's registration may free a
+            /// message it held, all its slots.
+            pub(crate) fn build_spans(
+                at: At<'_>,
+                capacity: usize,
+                span_of: Option<fn(*const u8) -> u64>,
+            ) -> Result<Self> {
+                let mut ring = Ring::new(at, capacity)?;
+                ring.geo.span_of = span_of;
                 let reg = ring.register(End::<T, $side>::SIDE)?;
                 Ok($ty {
                     end: End::attach(ring, reg),
                 })
-            }
-
-            /// Makes this handle treat the queue as one of multi-slot messages (the serde
-            /// queue's; see *Multi-slot messages* in the module docs): `span_of` reads how
-            /// many slots a message takes from its first slot's value (a pointer into shared
-            /// memory: volatile reads only; any answer is checked).
-            pub(crate) fn enable_spans(&mut self, span_of: fn(*const u8) -> u64) {
-                self.end.ring.geo.span_of = Some(span_of);
             }
 
             /// The signal this endpoint sleeps on: where `aio` registers its doorbell.

@@ -135,7 +135,7 @@ pub(super) struct Geometry {
     /// How many slots a published message takes, read from its first slot's value (a
     /// pointer into shared memory, read with volatile reads only), where messages may take
     /// several (the serde queue's items; a process-local choice of the object built on
-    /// the ring, see `enable_spans`). Then, too, a claimed slot that no endpoint has
+    /// the ring, see `build_spans`). Then, too, a claimed slot that no endpoint has
     /// pending is the continuation of a skipped message, freed and stepped over, rather
     /// than [`Error::Corrupt`].
     pub(super) span_of: Option<fn(*const u8) -> u64>,
