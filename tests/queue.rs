@@ -31,6 +31,7 @@ fn __child() {
         ("sized_producer", sized_producer),
         ("pod_producer", pod_producer),
         ("one_taker", one_taker),
+        ("one_long_putter", one_long_putter),
     ]);
 }
 
@@ -715,6 +716,40 @@ fn a_consumer_killed_holding_a_long_item_gives_back_all_its_slots() {
         assert_eq!(q.get().unwrap(), edge_string(n), "length {n}");
     }
     assert_eq!(q.lost(), 1, "the item the consumer held");
+    drop(q);
+    assert_eq!(names.leftovers(), Vec::<String>::new());
+}
+
+/// Child: puts one string of 400 characters (4 slots) into queue `name` (a failpoint
+/// kills it after its claim).
+fn one_long_putter() {
+    let mut q = Queue::<String>::open(&arg("name")).unwrap();
+    let _ = q.put(&edge_string(400));
+}
+
+#[cfg(feature = "failpoints")]
+#[test]
+fn short_timeouts_in_a_loop_still_step_over_a_dead_producers_claim() {
+    let names = Names::new("q-shortwait");
+    let name = names.name("q");
+    let mut q = Queue::<String>::create(&name, 16).unwrap();
+    let o = finish(common::spawn_with_env(
+        "one_long_putter",
+        &[("name", name.clone())],
+        &[("SHMKIT_FAILPOINT", "queue.put.claimed@1")],
+    ));
+    assert_eq!(o.signal, Some(libc::SIGKILL), "{o:?}");
+    q.put(&"after".to_string()).unwrap();
+    // Each wait is shorter than a sleep slice, so it never reaches the full check on its
+    // own; the item behind the dead claim must come all the same.
+    let got = (0..50_000)
+        .find_map(|_| match q.get_timeout(Duration::from_micros(50)) {
+            Err(Error::Timeout) => None,
+            r => Some(r),
+        })
+        .expect("the item behind the dead claim");
+    assert_eq!(got.unwrap(), "after");
+    assert_eq!(q.lost(), 1);
     drop(q);
     assert_eq!(names.leftovers(), Vec::<String>::new());
 }

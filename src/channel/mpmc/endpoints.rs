@@ -159,7 +159,7 @@ impl<T: Pod, const SIDE: bool> End<T, SIDE> {
         if let Poll::Ready(pos) = poll(ring, reg)? {
             return Ok(pos);
         }
-        wait_until(
+        let r = wait_until(
             Self::signal(ring),
             self.strategy,
             deadline,
@@ -168,7 +168,21 @@ impl<T: Pod, const SIDE: bool> End<T, SIDE> {
                 Check::Cheap => Self::closed(ring, want),
                 Check::Full => ring.stalled(Self::SIDE, want),
             },
-        )
+        );
+        match r {
+            // A wait shorter than a sleep slice never runs the full check: do it here (as
+            // often as a try does), so that short timeouts called in a loop still recover
+            // what a dead peer left at the front of the queue, and look once more.
+            Err(Error::Timeout) if self.check.due() => {
+                let gone = ring.stalled(Self::SIDE, want)?;
+                match poll(ring, reg)? {
+                    Poll::Ready(pos) => Ok(pos),
+                    Poll::Pending if gone => Err(Error::Disconnected),
+                    Poll::Pending => Err(Error::Timeout),
+                }
+            }
+            r => r,
+        }
     }
 
     /// The cheap check of a blocked endpoint: whether every peer closed cleanly (no kernel

@@ -14,7 +14,7 @@ use super::super::{EndpointSlot, Line, Poll, Signal};
 use super::{MAX_CAPACITY, MAX_ENDPOINTS};
 use crate::error::{Error, Result};
 use crate::object::{At, Head};
-use crate::primitive::{AtomicU64, Ordering};
+use crate::primitive::{fence, AtomicU64, Ordering};
 use crate::segment::Kind;
 
 /// The pending word of an endpoint that claims nothing.
@@ -620,17 +620,27 @@ impl<T: Pod> Ring<T> {
     /// messages take one slot, or where the value says more than the capacity.
     pub(super) fn held_span(&self, pos: u64) -> Option<u64> {
         let slot = self.claimed_slot(pos);
-        let held = || slot.stamp.load(Ordering::Acquire) == pos.wrapping_add(1);
-        // Acquire (both loads): pair with the publishing Release CAS; the value read
-        // between them is the published one if the stamp did not move.
-        if !held() {
+        let held = pos.wrapping_add(1);
+        // Acquire: pairs with the publishing Release CAS, so that the value read next is
+        // the published one (or later).
+        if slot.stamp.load(Ordering::Acquire) != held {
             return None;
         }
         let k = self
             .geo
             .span_of
             .map_or(1, |f| f(slot.value.get().cast::<u8>().cast_const()));
-        held().then_some(if k == 0 || k > self.geo.cap { 1 } else { k })
+        // The seqlock's second look: the fence keeps the value's reads before the stamp
+        // load after it (an Acquire load alone lets earlier reads move below it). A sender
+        // writes a new value only after it saw the slot freed, so if the stamp still says
+        // held, what we read was this message's.
+        fence(Ordering::Acquire);
+        // Relaxed: ordered by the fence above.
+        (slot.stamp.load(Ordering::Relaxed) == held).then_some(if k == 0 || k > self.geo.cap {
+            1
+        } else {
+            k
+        })
     }
 
     /// The CAS that frees the continuation slot at `q` (its stamp still the claimed `q`)
