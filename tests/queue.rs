@@ -687,6 +687,17 @@ fn a_producer_killed_at_each_step_of_a_put_costs_that_item_alone() {
     }
 }
 
+/// Runs child `role` on queue `name` with the failpoint `point`, which must kill it.
+#[cfg(feature = "failpoints")]
+fn killed_at(role: &str, name: &str, point: &str) {
+    let o = finish(common::spawn_with_env(
+        role,
+        &[("name", name.to_owned())],
+        &[("SHMKIT_FAILPOINT", point)],
+    ));
+    assert_eq!(o.signal, Some(libc::SIGKILL), "{role} at {point}: {o:?}");
+}
+
 /// Child: takes one item from queue `name` (a failpoint kills it while it holds it).
 fn one_taker() {
     let mut q = Queue::<String>::open(&arg("name")).unwrap();
@@ -703,12 +714,7 @@ fn a_consumer_killed_holding_a_long_item_gives_back_all_its_slots() {
     q.put(&"x".to_string()).unwrap();
     assert_eq!(q.get().unwrap(), "x");
     q.put(&edge_string(400)).unwrap(); // 402 bytes encoded: 4 slots
-    let o = finish(common::spawn_with_env(
-        "one_taker",
-        &[("name", name.clone())],
-        &[("SHMKIT_FAILPOINT", "mpmc.recv.claimed@1")],
-    ));
-    assert_eq!(o.signal, Some(libc::SIGKILL), "{o:?}");
+    killed_at("one_taker", &name, "mpmc.recv.claimed@1");
     // Items of 4 slots keep going round the 8: the second needs the dead consumer's
     // slots, which a blocked `put` frees, all four.
     for n in 401..409 {
@@ -733,12 +739,7 @@ fn short_timeouts_in_a_loop_still_step_over_a_dead_producers_claim() {
     let names = Names::new("q-shortwait");
     let name = names.name("q");
     let mut q = Queue::<String>::create(&name, 16).unwrap();
-    let o = finish(common::spawn_with_env(
-        "one_long_putter",
-        &[("name", name.clone())],
-        &[("SHMKIT_FAILPOINT", "queue.put.claimed@1")],
-    ));
-    assert_eq!(o.signal, Some(libc::SIGKILL), "{o:?}");
+    killed_at("one_long_putter", &name, "queue.put.claimed@1");
     q.put(&"after".to_string()).unwrap();
     // Each wait is shorter than a sleep slice, so it never reaches the full check on its
     // own; the item behind the dead claim must come all the same.

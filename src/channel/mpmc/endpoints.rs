@@ -22,6 +22,7 @@ use super::super::{
     ends_iter, ends_try_iter, fmt_endpoint, recv_iter, wait_until, Check, Poll, WaitStrategy,
 };
 use super::ring::{Ring, Side};
+use super::spans::SpanView;
 use super::SendError;
 use crate::error::{Error, Result};
 use crate::object::At;
@@ -53,22 +54,22 @@ impl Every {
 }
 
 /// [`End`]'s side: a sender's.
-const TX: bool = true;
+pub(super) const TX: bool = true;
 /// [`End`]'s side: a receiver's.
-const RX: bool = false;
+pub(super) const RX: bool = false;
 
 /// One endpoint of the queue, a sender (`End<T, TX>`) or a receiver (`End<T, RX>`): its
 /// registration, how it waits, and the slot it may still hold. [`Sender`] and [`Receiver`]
 /// are each one of these; dropping it gives the slot back and unregisters.
-struct End<T: Pod, const SIDE: bool> {
-    ring: Ring<T>,
+pub(super) struct End<T: Pod, const SIDE: bool> {
+    pub(super) ring: Ring<T>,
     reg: usize,
     strategy: WaitStrategy,
     check: Every,
     /// A position lent by a sender's `loan` or viewed by a receiver's guard whose loan or
     /// guard was forgotten (never committed nor dropped), and its number of slots: given
     /// back on the next claim.
-    held: Option<(u64, u64)>,
+    pub(super) held: Option<(u64, u64)>,
 }
 
 impl<T: Pod, const SIDE: bool> End<T, SIDE> {
@@ -88,7 +89,7 @@ impl<T: Pod, const SIDE: bool> End<T, SIDE> {
     /// Gives back the slot of a forgotten loan (skipped, so that receivers do not wait for
     /// it) or guard (its message released).
     #[inline]
-    fn give_back(&mut self) {
+    pub(super) fn give_back(&mut self) {
         if let Some((pos, k)) = self.held.take() {
             if SIDE == TX {
                 // Its continuations, if any, are stepped over after it (`recover_recv`).
@@ -134,7 +135,7 @@ impl<T: Pod, const SIDE: bool> End<T, SIDE> {
     /// `claim` with another poll (a multi-slot claim's, of `want` slots: what a blocked
     /// sender recovers, see `Ring::stalled`); `None` for a try.
     #[inline]
-    fn claim_until<P>(
+    pub(super) fn claim_until<P>(
         &mut self,
         deadline: Option<Deadline>,
         want: u64,
@@ -367,7 +368,7 @@ macro_rules! endpoint {
 /// # Ok::<(), shmkit::Error>(())
 /// ```
 pub struct Sender<T: Pod> {
-    end: End<T, TX>,
+    pub(super) end: End<T, TX>,
 }
 
 endpoint!(Sender, TX, "mpmc::Sender", "receiver");
@@ -448,26 +449,6 @@ impl<T: Pod> Sender<T> {
         Ok(self.lend(pos, false))
     }
 
-    /// Claims `k` consecutive slots (from 1 to the capacity) for one message of several
-    /// slots, waiting until `deadline` (`None`: a try), and lends them: see [`SpanLoan`].
-    #[inline]
-    pub(crate) fn claim_span(
-        &mut self,
-        k: u64,
-        deadline: Option<Deadline>,
-    ) -> Result<SpanLoan<'_, T>> {
-        let pos = self
-            .end
-            .claim_until(deadline, k, move |ring, reg| ring.poll_send_n(reg, k))?;
-        self.end.held = Some((pos, k));
-        Ok(SpanLoan {
-            tx: self,
-            pos,
-            k,
-            done: false,
-        })
-    }
-
     /// The loan of the slot at `pos`, just claimed; `blocking`: how its `commit` sends
     /// again, should it have to.
     #[inline]
@@ -529,73 +510,6 @@ impl<T: Pod> Loan<'_, T> {
     }
 }
 
-/// The `k` slots of one message, claimed by [`Sender::claim_span`], to be written through
-/// raw pointers ([`SpanLoan::slot`]) and published with [`SpanLoan::publish`]; dropped
-/// unpublished, it is given back (skipped, as a dropped [`Loan`]).
-pub(crate) struct SpanLoan<'a, T: Pod> {
-    tx: &'a mut Sender<T>,
-    pos: u64,
-    k: u64,
-    done: bool,
-}
-
-impl<T: Pod> SpanLoan<'_, T> {
-    /// The value of the message's slot `j` (`j < k`: the first, then its continuations),
-    /// ours to write until published.
-    #[inline]
-    pub(crate) fn slot(&self, j: u64) -> *mut T {
-        let ring = &self.tx.end.ring;
-        // `min` keeps even a wrong `j` inside the claim, so inside the mapping.
-        ring.claimed_slot(ring.geo.advance(self.pos, j.min(self.k - 1)))
-            .value
-            .get()
-    }
-
-    /// Publishes the message; `false` if it was skipped meanwhile (we were taken for dead:
-    /// tampered shared state), and then nothing is sent.
-    #[inline]
-    pub(crate) fn publish(mut self) -> bool {
-        self.done = true;
-        self.tx.end.held = None;
-        self.tx.end.ring.publish(self.pos)
-    }
-}
-
-impl<T: Pod> Drop for SpanLoan<'_, T> {
-    fn drop(&mut self) {
-        if !self.done {
-            // `held` is our claim: give it back.
-            self.tx.end.give_back();
-        }
-    }
-}
-
-/// The `k` slots of a claimed message, lent to [`Receiver::recv_span_with`]'s reader.
-pub(crate) struct SpanView<'a, T: Pod> {
-    ring: &'a Ring<T>,
-    pos: u64,
-    k: u64,
-}
-
-impl<T: Pod> SpanView<'_, T> {
-    /// The number of slots.
-    #[inline]
-    pub(crate) fn len(&self) -> u64 {
-        self.k
-    }
-
-    /// The value of slot `j` (`j < len()`: the first, then its continuations), in shared
-    /// memory: read it with raw, volatile or fenced reads only.
-    #[inline]
-    pub(crate) fn slot(&self, j: u64) -> *const T {
-        // `min` keeps even a wrong `j` inside the claim, so inside the mapping.
-        self.ring
-            .claimed_slot(self.ring.geo.advance(self.pos, j.min(self.k - 1)))
-            .value
-            .get()
-    }
-}
-
 impl<T: Pod> Drop for Loan<'_, T> {
     fn drop(&mut self) {
         if !self.done {
@@ -650,7 +564,7 @@ impl<T: Pod> fmt::Debug for Loan<'_, T> {
 /// # Ok::<(), shmkit::Error>(())
 /// ```
 pub struct Receiver<T: Pod> {
-    end: End<T, RX>,
+    pub(super) end: End<T, RX>,
 }
 
 endpoint!(Receiver, RX, "mpmc::Receiver", "sender");
@@ -676,7 +590,7 @@ impl<T: Pod> Receiver<T> {
     /// Hands the claimed message at `pos` (`k` slots) to `read`, then releases its slots:
     /// `read`'s result if they stayed ours meanwhile (see [`Receiver::recv_span_with`]).
     #[inline]
-    fn take_with<R>(
+    pub(super) fn take_with<R>(
         &mut self,
         pos: u64,
         k: u64,
@@ -684,7 +598,7 @@ impl<T: Pod> Receiver<T> {
     ) -> Result<R> {
         failpoint!("mpmc.recv.claimed");
         let ring = &self.end.ring;
-        let r = read(SpanView { ring, pos, k });
+        let r = read(SpanView::new(ring, pos, k));
         if ring.release(pos, k) {
             Ok(r)
         } else {
@@ -692,29 +606,6 @@ impl<T: Pod> Receiver<T> {
                 "mpmc message {pos:#x} was freed under its receiver while it was read"
             )))
         }
-    }
-
-    /// Receives the next message, of one or more slots (see *Multi-slot messages* in the
-    /// module docs; `span_of` reads its number of slots from its first slot, through a
-    /// pointer into shared memory, with volatile reads only), by handing its slots to
-    /// `read`, then releases them and checks, as [`Receiver::recv`] does, that they stayed
-    /// ours meanwhile: `read`'s result is returned only then. `deadline` is `None` for a
-    /// try. For the serde queue, which copies out only the bytes an item has.
-    ///
-    /// `read` gets pointers to the values in shared memory, valid until it returns: it
-    /// must copy out through raw, volatile or fenced reads (`crate::copy`), never form a
-    /// reference, and treat what it read as untrusted until this returns `Ok`.
-    #[inline]
-    pub(crate) fn recv_span_with<R>(
-        &mut self,
-        deadline: Option<Deadline>,
-        span_of: impl Fn(*const T) -> u64,
-        read: impl FnOnce(SpanView<'_, T>) -> R,
-    ) -> Result<R> {
-        let (pos, k) = self
-            .end
-            .claim_until(deadline, 1, |ring, reg| ring.poll_recv_by(reg, &span_of))?;
-        self.take_with(pos, k, read)
     }
 
     /// Receives the next message as a copy, blocking while the queue is empty; the slot

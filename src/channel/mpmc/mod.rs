@@ -154,6 +154,7 @@
 //! - `ring`: the shared layout, position arithmetic and the lock-free queue.
 //! - `recovery`: registration, and recovering what dead endpoints left behind.
 //! - `endpoints`: [`Sender`], [`Loan`], [`Receiver`], [`RecvGuard`].
+//! - `spans`: the endpoints' crate-internal forms for messages of several slots.
 //! - `mod.rs`: [`Holder`] (its API from the channel module's `holder!`).
 //!
 //! [`WaitStrategy`]: crate::WaitStrategy
@@ -166,6 +167,7 @@
 mod endpoints;
 mod recovery;
 pub(in crate::channel) mod ring;
+mod spans;
 
 pub use super::SendError;
 pub use endpoints::{Loan, Receiver, RecvGuard, Sender};

@@ -1,0 +1,132 @@
+//! The endpoints' forms for messages of several consecutive slots (the serde queue's
+//! items; see *Multi-slot messages* in the [module docs](super)): a sender's claim of `k`
+//! slots lent as a [`SpanLoan`], a receiver's claimed message lent to its reader as a
+//! [`SpanView`]. Crate-internal: the public endpoints send and receive one slot a message.
+
+use bytemuck::Pod;
+
+use super::endpoints::{Receiver, Sender};
+use super::ring::Ring;
+use crate::error::Result;
+use crate::sync::wait::Deadline;
+
+impl<T: Pod> Sender<T> {
+    /// Claims `k` consecutive slots (from 1 to the capacity) for one message of several
+    /// slots, waiting until `deadline` (`None`: a try), and lends them: see [`SpanLoan`].
+    #[inline]
+    pub(crate) fn claim_span(
+        &mut self,
+        k: u64,
+        deadline: Option<Deadline>,
+    ) -> Result<SpanLoan<'_, T>> {
+        let pos = self
+            .end
+            .claim_until(deadline, k, move |ring, reg| ring.poll_send_n(reg, k))?;
+        self.end.held = Some((pos, k));
+        Ok(SpanLoan {
+            tx: self,
+            pos,
+            k,
+            done: false,
+        })
+    }
+}
+
+impl<T: Pod> Receiver<T> {
+    /// Receives the next message, of one or more slots (see *Multi-slot messages* in the
+    /// module docs; `span_of` reads its number of slots from its first slot, through a
+    /// pointer into shared memory, with volatile reads only), by handing its slots to
+    /// `read`, then releases them and checks, as [`Receiver::recv`] does, that they stayed
+    /// ours meanwhile: `read`'s result is returned only then. `deadline` is `None` for a
+    /// try. For the serde queue, which copies out only the bytes an item has.
+    ///
+    /// `read` gets pointers to the values in shared memory, valid until it returns: it
+    /// must copy out through raw, volatile or fenced reads (`crate::copy`), never form a
+    /// reference, and treat what it read as untrusted until this returns `Ok`.
+    #[inline]
+    pub(crate) fn recv_span_with<R>(
+        &mut self,
+        deadline: Option<Deadline>,
+        span_of: impl Fn(*const T) -> u64,
+        read: impl FnOnce(SpanView<'_, T>) -> R,
+    ) -> Result<R> {
+        let (pos, k) = self
+            .end
+            .claim_until(deadline, 1, |ring, reg| ring.poll_recv_by(reg, &span_of))?;
+        self.take_with(pos, k, read)
+    }
+}
+
+/// The `k` slots of one message, claimed by [`Sender::claim_span`], to be written through
+/// raw pointers ([`SpanLoan::slot`]) and published with [`SpanLoan::publish`]; dropped
+/// unpublished, it is given back (skipped, as a dropped [`Loan`]).
+pub(crate) struct SpanLoan<'a, T: Pod> {
+    tx: &'a mut Sender<T>,
+    pos: u64,
+    k: u64,
+    done: bool,
+}
+
+impl<T: Pod> SpanLoan<'_, T> {
+    /// The value of the message's slot `j` (`j < k`: the first, then its continuations),
+    /// ours to write until published.
+    #[inline]
+    pub(crate) fn slot(&self, j: u64) -> *mut T {
+        let ring = &self.tx.end.ring;
+        // `min` keeps even a wrong `j` inside the claim, so inside the mapping.
+        ring.claimed_slot(ring.geo.advance(self.pos, j.min(self.k - 1)))
+            .value
+            .get()
+    }
+
+    /// Publishes the message; `false` if it was skipped meanwhile (we were taken for dead:
+    /// tampered shared state), and then nothing is sent.
+    #[inline]
+    pub(crate) fn publish(mut self) -> bool {
+        self.done = true;
+        self.tx.end.held = None;
+        self.tx.end.ring.publish(self.pos)
+    }
+}
+
+impl<T: Pod> Drop for SpanLoan<'_, T> {
+    fn drop(&mut self) {
+        if !self.done {
+            // `held` is our claim: give it back.
+            self.tx.end.give_back();
+        }
+    }
+}
+
+/// The `k` slots of a claimed message, lent to [`Receiver::recv_span_with`]'s reader.
+pub(crate) struct SpanView<'a, T: Pod> {
+    ring: &'a Ring<T>,
+    pos: u64,
+    k: u64,
+}
+
+impl<'a, T: Pod> SpanView<'a, T> {
+    /// The claimed message of `k` slots at `pos` in `ring`.
+    pub(super) fn new(ring: &'a Ring<T>, pos: u64, k: u64) -> Self {
+        SpanView { ring, pos, k }
+    }
+}
+
+impl<T: Pod> SpanView<'_, T> {
+    /// The number of slots.
+    #[inline]
+    pub(crate) fn len(&self) -> u64 {
+        self.k
+    }
+
+    /// The value of slot `j` (`j < len()`: the first, then its continuations), in shared
+    /// memory: read it with raw, volatile or fenced reads only.
+    #[inline]
+    pub(crate) fn slot(&self, j: u64) -> *const T {
+        // `min` keeps even a wrong `j` inside the claim, so inside the mapping.
+        self.ring
+            .claimed_slot(self.ring.geo.advance(self.pos, j.min(self.k - 1)))
+            .value
+            .get()
+    }
+}
