@@ -384,6 +384,25 @@ trait Chan: 'static {
     }
 }
 
+/// A [`Chan`]'s constructors: every channel type here has `with_options` (created kept,
+/// see [`kept`]) and `open`.
+macro_rules! chan_constructors {
+    () => {
+        fn tx_create(name: &str) -> Self::Tx {
+            Self::Tx::with_options(name, CreationMode::Create, Self::CAP, &kept()).unwrap()
+        }
+        fn rx_create(name: &str) -> Self::Rx {
+            Self::Rx::with_options(name, CreationMode::Create, Self::CAP, &kept()).unwrap()
+        }
+        fn tx_open(name: &str) -> Self::Tx {
+            Self::Tx::open(name).unwrap()
+        }
+        fn rx_open(name: &str) -> Self::Rx {
+            Self::Rx::open(name).unwrap()
+        }
+    };
+}
+
 /// A typed ring (spsc, mpmc) of `u64`, as a [`Chan`].
 macro_rules! typed_chan {
     ($kind:ident, $module:ident, $cap:expr, $at_most_once:expr) => {
@@ -393,18 +412,7 @@ macro_rules! typed_chan {
             type Rx = shmkit::$module::Receiver<u64>;
             const CAP: usize = $cap;
             const AT_MOST_ONCE: bool = $at_most_once;
-            fn tx_create(name: &str) -> Self::Tx {
-                Self::Tx::with_options(name, CreationMode::Create, Self::CAP, &kept()).unwrap()
-            }
-            fn rx_create(name: &str) -> Self::Rx {
-                Self::Rx::with_options(name, CreationMode::Create, Self::CAP, &kept()).unwrap()
-            }
-            fn tx_open(name: &str) -> Self::Tx {
-                Self::Tx::open(name).unwrap()
-            }
-            fn rx_open(name: &str) -> Self::Rx {
-                Self::Rx::open(name).unwrap()
-            }
+            chan_constructors!();
             fn send(tx: &mut Self::Tx, v: u64) -> Result<(), Error> {
                 tx.send(v).map_err(Error::from)
             }
@@ -428,18 +436,7 @@ impl Chan for Frames {
     /// Two 8-byte records fit (each with its header), so the ring wraps and fills.
     const CAP: usize = 64;
     const AT_MOST_ONCE: bool = false;
-    fn tx_create(name: &str) -> Self::Tx {
-        Self::Tx::with_options(name, CreationMode::Create, Self::CAP, &kept()).unwrap()
-    }
-    fn rx_create(name: &str) -> Self::Rx {
-        Self::Rx::with_options(name, CreationMode::Create, Self::CAP, &kept()).unwrap()
-    }
-    fn tx_open(name: &str) -> Self::Tx {
-        Self::Tx::open(name).unwrap()
-    }
-    fn rx_open(name: &str) -> Self::Rx {
-        Self::Rx::open(name).unwrap()
-    }
+    chan_constructors!();
     fn send(tx: &mut Self::Tx, v: u64) -> Result<(), Error> {
         tx.send(&v.to_le_bytes())
     }
@@ -474,18 +471,7 @@ impl Chan for SerdeQueue {
     /// An item taken is copied out after it is released: a consumer killed in between
     /// loses it (it never sees it), as mpmc's does.
     const AT_MOST_ONCE: bool = true;
-    fn tx_create(name: &str) -> Self::Tx {
-        Self::Tx::with_options(name, CreationMode::Create, Self::CAP, &kept()).unwrap()
-    }
-    fn rx_create(name: &str) -> Self::Rx {
-        Self::Rx::with_options(name, CreationMode::Create, Self::CAP, &kept()).unwrap()
-    }
-    fn tx_open(name: &str) -> Self::Tx {
-        Self::Tx::open(name).unwrap()
-    }
-    fn rx_open(name: &str) -> Self::Rx {
-        Self::Rx::open(name).unwrap()
-    }
+    chan_constructors!();
     fn send(tx: &mut Self::Tx, v: u64) -> Result<(), Error> {
         tx.put(&Self::item(v))
     }
