@@ -66,13 +66,18 @@ mod model {
     }
 
     loom::thread_local! {
-        /// The deaths this thread has already "timed out" on (see [`futex_wait`]).
-        static DEATHS_SEEN: std::cell::Cell<u64> = std::cell::Cell::new(0);
+        /// The deaths and the wakes counted at this thread's last timed-out wait (see
+        /// [`futex_wait`]).
+        static SEEN: std::cell::Cell<(u64, u64)> = std::cell::Cell::new((0, 0));
     }
 
     /// A timed wait returns `TimedOut` once for every death of another modelled process
-    /// since this thread's last timed-out wait: a real sleeper's slice runs out some time
-    /// after a peer's death, and that is when it checks its peers' liveness. Otherwise a
+    /// since this thread's last timed-out wait, and, once a process has died, once more
+    /// whenever a wake happened since then: a real sleeper's slice runs out some time after
+    /// a peer's death, and then again every slice, and that is when it checks its peers'
+    /// liveness. A thread whose wait had run out before what it waits for came to depend
+    /// on the dead (a dead sender's claim that it reached only later, say) gets to check
+    /// again, as a real one would, without a model that times out forever. Otherwise a
     /// sleeper sleeps until woken (a lost wake-up is a deadlock that loom reports).
     pub(crate) fn futex_wait(
         word: &AtomicU32,
@@ -90,9 +95,12 @@ mod model {
         let timed = timeout.is_some();
         let timed_out = |k: &Kernel| {
             timed
-                && DEATHS_SEEN.with(|seen| {
-                    let out = k.deaths > seen.get();
-                    seen.set(k.deaths);
+                && SEEN.with(|seen| {
+                    let (deaths, wakes) = seen.get();
+                    let out = k.deaths > deaths || (k.deaths > 0 && k.wakes > wakes);
+                    if out {
+                        seen.set((k.deaths, k.wakes));
+                    }
                     out
                 })
         };

@@ -716,6 +716,85 @@ fn serde_queue_of_two_slot_items_survives_a_consumer_killed_at_any_step() {
     assert!(n > 10, "{n} kill points");
 }
 
+/// Turns: a producer of one two-slot item, killed at step `k` of attaching, putting it and
+/// closing, and a producer of three one-slot items share a queue of two slots and one
+/// consumer. The short producer fills the queue, starts the victim and puts its third
+/// item; the consumer starts taking only then. The long item needs the whole queue, so its
+/// producer waits, and takes the turn; the short producer is never kept waiting by it for
+/// good (the turn ends when the long item is claimed, or its producer closes or dies), and
+/// the consumer gets every item put, in order, nothing torn.
+fn turn_holder_killed(k: u32) -> bool {
+    type Q = shmkit::Queue<Vec<u8>>;
+    fn long() -> Vec<u8> {
+        vec![7u8; 120] // 121 bytes encoded: two slots
+    }
+    let name = unique("kill-turn");
+    let _unlink = Name(name.clone());
+    let mut rx = Q::with_options(&name, CreationMode::Create, 2, &kept()).unwrap();
+    let put = std::sync::Arc::new(StdBool::new(false));
+    let go = Arc::new(loom::sync::Notify::new());
+    // Each endpoint stays in the thread that opened it (a thread is a process here).
+    let short = {
+        let (name, put, go) = (name.clone(), put.clone(), go.clone());
+        big(move || {
+            let mut tx = Q::open(&name).unwrap();
+            tx.put(&vec![0]).unwrap();
+            tx.put(&vec![1]).unwrap();
+            let victim = big(move || {
+                die_after(k, || {
+                    let mut tx = Q::open(&name).unwrap();
+                    tx.put(&long()).unwrap();
+                    put.store(true, Relaxed);
+                    drop(tx);
+                })
+                .is_none()
+            });
+            go.notify();
+            tx.put(&vec![2]).unwrap();
+            drop(tx);
+            victim.join().unwrap()
+        })
+    };
+    go.wait();
+    // Until the three short items came (the long one may come before, between or after
+    // them); then, with both producers done, whatever is left. (Not until `Disconnected`:
+    // the model's sleeps time out once per death, where a real one runs out every slice,
+    // and only that check tells a dead producer's registration from a closed one.)
+    let mut got: Vec<Vec<u8>> = Vec::new();
+    while got.iter().filter(|v| v.len() == 1).count() < 3 {
+        got.push(rx.get().unwrap_or_else(|e| panic!("k={k}: consumer: {e}")));
+    }
+    let killed = short.join().unwrap();
+    loop {
+        match rx.try_get() {
+            Ok(v) => got.push(v),
+            Err(Error::WouldBlock | Error::Disconnected) => break,
+            Err(e) => panic!("k={k}: consumer: {e}"),
+        }
+    }
+    let shorts: Vec<_> = got.iter().filter(|v| v.len() == 1).cloned().collect();
+    assert_eq!(shorts, [vec![0], vec![1], vec![2]], "k={k}: {got:?}");
+    let longs = got.iter().filter(|v| v.len() > 1).count();
+    assert!(
+        got.iter().all(|v| v.len() == 1 || *v == long()),
+        "k={k}: a torn item"
+    );
+    // A long item put is received; one published by a victim killed before `put`
+    // returned may be.
+    let put = put.load(Relaxed);
+    assert!(
+        longs == usize::from(put) || (killed && !put && longs <= 1),
+        "k={k}: put {put}, killed {killed}, {longs} long items received"
+    );
+    killed
+}
+
+#[test]
+fn serde_queue_turn_of_a_long_producer_killed_at_any_step_never_blocks_a_short_one() {
+    let n = at_every_kill_point(turn_holder_killed);
+    assert!(n > 10, "{n} kill points");
+}
+
 /// The robust mutex: a holder killed at any step of opening, locking twice and unlocking
 /// (the count it protects is written between its steps). The survivor, which locks twice
 /// too, never hangs: it takes a dead holder's lock over and is told `OwnerDied` (then it

@@ -32,6 +32,7 @@ fn __child() {
         ("pod_producer", pod_producer),
         ("one_taker", one_taker),
         ("one_long_putter", one_long_putter),
+        ("two_slot_putter", two_slot_putter),
     ]);
 }
 
@@ -751,6 +752,78 @@ fn short_timeouts_in_a_loop_still_step_over_a_dead_producers_claim() {
         .expect("the item behind the dead claim");
     assert_eq!(got.unwrap(), "after");
     assert_eq!(q.lost(), 1);
+    drop(q);
+    assert_eq!(names.leftovers(), Vec::<String>::new());
+}
+
+// ---------------------------------------------------------------------------------------
+// Turns: a long item waiting for room is not kept waiting by short ones
+
+/// Child: puts one string of 150 characters (152 bytes encoded: 2 slots) into queue
+/// `name`, waiting for room.
+fn two_slot_putter() {
+    let mut q = Queue::<String>::open(&arg("name")).unwrap();
+    q.put(&edge_string(150)).unwrap();
+}
+
+/// Whether a sender of queue `name` has taken the turn (as `shmkit inspect` shows it).
+fn turn_taken(name: &str) -> bool {
+    let report = shmkit::inspect(name).unwrap();
+    report.fields.iter().any(|(k, _)| k.starts_with("turn"))
+}
+
+/// A queue of 4 slots full of short items, and a child blocked putting a 2-slot item into
+/// it, which has taken the turn.
+fn full_queue_and_a_waiting_long_put(names: &Names) -> (Queue<String>, std::process::Child) {
+    let name = names.name("q");
+    let mut q = Queue::<String>::create(&name, 4).unwrap();
+    for i in 0..4 {
+        q.put(&i.to_string()).unwrap();
+    }
+    assert!(!turn_taken(&name));
+    let child = spawn("two_slot_putter", &[("name", name.clone())]);
+    wait_until(Duration::from_secs(30), || turn_taken(&name));
+    (q, child)
+}
+
+#[test]
+fn a_long_item_waiting_for_room_is_not_overtaken_by_short_ones() {
+    let names = Names::new("q-turn");
+    let (mut q, child) = full_queue_and_a_waiting_long_put(&names);
+    assert_eq!(q.get().unwrap(), "0");
+    // One slot is free, the long item needs two: without the turn a short item would take
+    // it, and under a steady stream of short items every slot freed after it.
+    assert!(matches!(q.try_put(&"late".into()), Err(Error::WouldBlock)));
+    assert_eq!(q.get().unwrap(), "1");
+    // Two free: the long item goes in, and its sender ends its turn.
+    finish_ok(child);
+    assert!(!turn_taken(&names.name("q")));
+    assert_eq!(q.get().unwrap(), "2");
+    q.put(&"late".to_string()).unwrap();
+    for want in ["3".to_string(), edge_string(150), "late".into()] {
+        assert_eq!(q.get().unwrap(), want);
+    }
+    assert_eq!(q.lost(), 0);
+    drop(q);
+    assert_eq!(names.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn the_turn_of_a_long_put_killed_while_it_waits_passes_on() {
+    let names = Names::new("q-turnkill");
+    let (mut q, mut child) = full_queue_and_a_waiting_long_put(&names);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(q.get().unwrap(), "0");
+    // The dead sender's turn must not keep the free slot from us: a blocked put's recovery
+    // ends it.
+    q.put_timeout(&"after".to_string(), Duration::from_secs(30))
+        .unwrap();
+    assert!(!turn_taken(&names.name("q")));
+    for want in ["1", "2", "3", "after"] {
+        assert_eq!(q.get().unwrap(), want);
+    }
+    assert_eq!(q.lost(), 0);
     drop(q);
     assert_eq!(names.leftovers(), Vec::<String>::new());
 }

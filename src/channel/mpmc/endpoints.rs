@@ -63,7 +63,7 @@ pub(super) const RX: bool = false;
 /// are each one of these; dropping it gives the slot back and unregisters.
 pub(super) struct End<T: Pod, const SIDE: bool> {
     pub(super) ring: Ring<T>,
-    reg: usize,
+    pub(super) reg: usize,
     strategy: WaitStrategy,
     check: Every,
     /// A position lent by a sender's `loan` or viewed by a receiver's guard whose loan or
@@ -597,9 +597,12 @@ impl<T: Pod> Receiver<T> {
         read: impl FnOnce(SpanView<'_, T>) -> R,
     ) -> Result<R> {
         failpoint!("mpmc.recv.claimed");
-        let ring = &self.end.ring;
-        let r = read(SpanView::new(ring, pos, k));
-        if ring.release(pos, k) {
+        // Recorded while `read` runs: if it panics, the next call or the drop gives the
+        // slots back, as for a forgotten guard.
+        self.end.held = Some((pos, k));
+        let r = read(SpanView::new(&self.end.ring, pos, k));
+        self.end.held = None;
+        if self.end.ring.release(pos, k) {
             Ok(r)
         } else {
             Err(Error::corrupt(format!(

@@ -150,6 +150,22 @@
 //!   Never from what an endpoint recorded: a dead loser of the race for `p`, or a
 //!   registration taken over meanwhile, could say anything.
 //!
+//! # Turns
+//! A message of `k > 1` slots needs `k` free slots at `tail` at once, while a one-slot
+//! message needs one: with senders of short messages that keep the queue full, every slot
+//! a receiver frees would go to one of them, and a long message could wait forever. So a
+//! sender that *waits* (blocking or with a timeout, not a `try_`) to claim a message of
+//! several slots and cannot claim it now takes the *turn* (the word beside `tail`, on the
+//! same line: its registration's index plus one). While a turn is taken, every other
+//! sender's poll says "not now", as if the queue were full, and the queue drains until
+//! the long message fits; its sender then claims it and ends the turn, waking the others.
+//! A sender ends its turn however its wait ends (claimed, timed out, disconnected), and
+//! when it closes; a new endpoint that takes over a dead one's registration ends the dead
+//! one's turn, and a blocked sender's recovery ends the turn of a sender that is gone (or
+//! a turn that names no registration). The turn is a hint, read Relaxed: a stale or forged
+//! one costs fairness for a while, never a message nor an endless wait. Queues of one-slot
+//! messages (plain `mpmc`) never read it.
+//!
 //! # Files
 //! - `ring`: the shared layout, position arithmetic and the lock-free queue.
 //! - `recovery`: registration, and recovering what dead endpoints left behind.

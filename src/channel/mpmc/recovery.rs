@@ -207,7 +207,7 @@ impl<T: Pod> Ring<T> {
             if stamp != head {
                 return Ok(changed); // published, or nothing to do with a dead sender
             }
-            let tail = h.tail.0.load(Ordering::Acquire);
+            let tail = h.tail.0.pos.load(Ordering::Acquire);
             match self.geo.distance(head, tail) {
                 Some(0) => return Ok(changed), // empty
                 Some(d) if d <= 2 * self.geo.cap => {
@@ -226,9 +226,12 @@ impl<T: Pod> Ring<T> {
     /// holds a message claimed by a sender that died before publishing it, skip it; if it
     /// holds one held by a receiver that died, free it. `true` if the queue changed.
     pub(super) fn recover_send(&self, want: u64) -> Result<bool> {
+        if self.geo.span_of.is_some() && self.end_dead_turn()? {
+            return Ok(true);
+        }
         let h = self.hdr();
         // Acquire (all): as in `recover_recv`.
-        let tail = h.tail.0.load(Ordering::Acquire);
+        let tail = h.tail.0.pos.load(Ordering::Acquire);
         self.slot(tail)?;
         for j in 0..want.clamp(1, self.geo.cap) {
             let q = self.geo.advance(tail, j);
@@ -236,6 +239,41 @@ impl<T: Pod> Ring<T> {
             if stamp != q {
                 return self.recover_slot(q, stamp);
             }
+        }
+        Ok(false)
+    }
+
+    /// Ends the turn (see *Turns* in the module docs) of a sender that is gone: closed, or
+    /// its process dead (an endpoint that takes its registration over ends it too, in
+    /// `register`). A turn that names no registration is garbage, and ended as well: a
+    /// turn is a hint, and ending one costs fairness, never a message. `true` if it did.
+    fn end_dead_turn(&self) -> Result<bool> {
+        let turn = &self.hdr().tail.0.turn;
+        // Relaxed: a hint (see `Tail::turn`).
+        let t = turn.load(Ordering::Relaxed);
+        if t == 0 {
+            return Ok(false);
+        }
+        let reg = usize::try_from(t - 1)
+            .ok()
+            .and_then(|j| self.table(Side::Send).get(j));
+        let gone = match reg {
+            None => true,
+            Some(line) => {
+                // Acquire: as in `holder`.
+                let token = line.0.end.token.load(Ordering::Acquire);
+                token == 0 || !self.seg.is_alive(token)?
+            }
+        };
+        // Relaxed: a hint. If the registration changed hands and its new holder took the
+        // turn meanwhile, ending it costs that sender one more poll, which takes it again.
+        if gone
+            && turn
+                .compare_exchange(t, 0, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.hdr().space.notify();
+            return Ok(true);
         }
         Ok(false)
     }
@@ -347,7 +385,7 @@ impl<T: Pod> Ring<T> {
         let stamp = self.slot(old)?.stamp.load(Ordering::Acquire);
         match side {
             Side::Send => {
-                let tail = h.tail.0.load(Ordering::Acquire);
+                let tail = h.tail.0.pos.load(Ordering::Acquire);
                 if stamp != old || !self.geo.passed(old, tail) {
                     return Ok(true); // published, skipped, or never claimed
                 }
@@ -403,6 +441,10 @@ impl<T: Pod> Ring<T> {
             }
             // Release: pairs with the Acquire loads in `holder`.
             reg.pending.store(IDLE, Ordering::Release);
+            if side == Side::Send {
+                // A predecessor that died waiting for its turn: end it.
+                self.end_turn(j);
+            }
             return Ok(j);
         }
         Err(Error::Busy {
@@ -416,6 +458,9 @@ impl<T: Pod> Ring<T> {
 
     pub(super) fn unregister(&self, side: Side, reg: usize) {
         let h = self.hdr();
+        if side == Side::Send {
+            self.end_turn(reg);
+        }
         self.table(side)[reg].0.end.release(&self.seg);
         // Wake the other side so that a blocked peer re-checks whether we were the last.
         match side {

@@ -33,13 +33,28 @@ pub(in crate::channel) struct Registration {
     pub(in crate::channel) pending: AtomicU64,
 }
 
+/// `tail`'s line: the position, and whose turn it is to claim next.
+#[derive(Debug)]
+#[repr(C)]
+#[cfg_attr(not(loom), derive(bytemuck::Zeroable))]
+pub(in crate::channel) struct Tail {
+    /// The next position to claim for sending. Only grows (CAS).
+    pub(in crate::channel) pos: AtomicU64,
+    /// In a queue of multi-slot messages: 0, or `j + 1` while sender registration `j`
+    /// waits to claim a message of several slots, which needs them all free at once, and
+    /// has asked the other senders to let the queue drain until it has (see *Turns* in
+    /// the module docs). A hint that every sender reads with `pos` (the same line): a
+    /// stale or garbage value costs fairness, never a message.
+    pub(in crate::channel) turn: AtomicU64,
+}
+
 /// The queue header. Hot words each on their own 128-byte line.
 #[derive(Debug)]
 #[repr(C)]
 #[cfg_attr(not(loom), derive(bytemuck::Zeroable))]
 pub(in crate::channel) struct Header {
-    /// The next position to claim for sending. Only grows (CAS).
-    pub(in crate::channel) tail: Line<AtomicU64>,
+    /// The next position to claim for sending, and whose turn it is.
+    pub(in crate::channel) tail: Line<Tail>,
     /// The next position to claim for receiving. Only grows (CAS).
     pub(in crate::channel) head: Line<AtomicU64>,
     /// Receivers sleep here when the queue is empty.
@@ -79,7 +94,10 @@ impl Header {
             })
         };
         Header {
-            tail: Line(AtomicU64::new(0)),
+            tail: Line(Tail {
+                pos: AtomicU64::new(0),
+                turn: AtomicU64::new(0),
+            }),
             head: Line(AtomicU64::new(0)),
             data: Signal::new(),
             space: Signal::new(),
@@ -153,7 +171,10 @@ pub(crate) fn describe(
 ) -> Vec<(String, String)> {
     use super::super::{u32_at, u64_at};
     let mut out = Vec::new();
-    let tail = u64_at(body, std::mem::offset_of!(Header, tail));
+    let tail = u64_at(
+        body,
+        std::mem::offset_of!(Header, tail) + std::mem::offset_of!(Tail, pos),
+    );
     let head = u64_at(body, std::mem::offset_of!(Header, head));
     if let (Some(tail), Some(head)) = (tail, head) {
         let geo = Geometry::new(capacity.clamp(1, MAX_CAPACITY));
@@ -161,6 +182,16 @@ pub(crate) fn describe(
             "depth (claimed, not yet received)".to_owned(),
             geo.distance(head, tail)
                 .map_or_else(|| "inconsistent positions".to_owned(), |d| d.to_string()),
+        ));
+    }
+    let turn = u64_at(
+        body,
+        std::mem::offset_of!(Header, tail) + std::mem::offset_of!(Tail, turn),
+    );
+    if let Some(t) = turn.filter(|&t| t != 0) {
+        out.push((
+            "turn (a sender waiting for several slots)".to_owned(),
+            format!("sender registration {}", t.wrapping_sub(1)),
         ));
     }
     if let Some(lost) = u64_at(body, std::mem::offset_of!(Header, lost)) {
@@ -373,13 +404,17 @@ impl<T: Pod> Ring<T> {
             )));
         }
         let h = self.hdr();
+        if self.geo.span_of.is_some() && !self.may_claim(reg) {
+            // Another sender's turn: let the queue drain for it (see *Turns*).
+            return Ok(Poll::Pending);
+        }
         let pending = self.pending(Side::Send, reg);
         // Acquire: pairs with the Release of the claiming CAS that moved `tail` here (and,
         // through the release sequence, the earlier ones): whoever claimed this slot's
         // previous lap had seen it free, so the stamp we load next is no older than that
         // lap. With Relaxed, a stale stamp two laps behind would read as corruption (loom
         // finds it).
-        let mut tail = h.tail.0.load(Ordering::Acquire);
+        let mut tail = h.tail.0.pos.load(Ordering::Acquire);
         for _ in 0..RETRIES {
             let slot = self.slot(tail)?;
             // Acquire: pairs with the Release CAS that freed the slot (a receiver's
@@ -400,7 +435,7 @@ impl<T: Pod> Ring<T> {
                 }
                 // Free for `tail` (and the `k - 1` after it): claim them (see `claim` for
                 // the orderings).
-                match self.claim(&h.tail.0, pending, tail, k) {
+                match self.claim(&h.tail.0.pos, pending, tail, k) {
                     Ok(()) => return Ok(Poll::Ready(tail)),
                     Err(cur) => tail = cur,
                 }
@@ -409,10 +444,60 @@ impl<T: Pod> Ring<T> {
                 // received, or held by a receiver): full.
                 return Ok(Poll::Pending);
             } else {
-                tail = self.moved_on(&h.tail.0, tail, stamp, "sender")?;
+                tail = self.moved_on(&h.tail.0.pos, tail, stamp, "sender")?;
             }
         }
         Ok(Poll::Pending)
+    }
+
+    /// Whether sender registration `reg` may claim now: nobody's turn, or its own (see
+    /// *Turns* in the module docs).
+    #[inline]
+    fn may_claim(&self, reg: usize) -> bool {
+        // Relaxed: a hint (see `Tail::turn`). A sender that misses a turn just taken claims
+        // once more; one that misses its end is woken by it (`end_turn`).
+        let t = self.hdr().tail.0.turn.load(Ordering::Relaxed);
+        t == 0 || t == reg as u64 + 1
+    }
+
+    /// `poll_send_n` for a sender that waits (blocking, or until a deadline) to claim a
+    /// message of `k > 1` slots, which needs them all free at once: one that cannot claim
+    /// now takes the turn if nobody has it, so that the other senders, whose one-slot
+    /// messages could otherwise take every slot as soon as it is freed, let the queue
+    /// drain for it; it ends its turn when it claims. Its caller ends the turn too when it
+    /// stops waiting (`end_turn`), whatever the reason.
+    pub(super) fn poll_send_turn(&self, reg: usize, k: u64) -> Result<Poll<u64>> {
+        let r = self.poll_send_n(reg, k)?;
+        match r {
+            Poll::Ready(_) => self.end_turn(reg),
+            Poll::Pending => {
+                // Relaxed: a hint (see `Tail::turn`); the CAS leaves another sender's turn.
+                let _ = self.hdr().tail.0.turn.compare_exchange(
+                    0,
+                    reg as u64 + 1,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            }
+        }
+        Ok(r)
+    }
+
+    /// Ends sender registration `reg`'s turn, if it has it, and wakes the senders that let
+    /// the queue drain for it.
+    pub(super) fn end_turn(&self, reg: usize) {
+        let turn = &self.hdr().tail.0.turn;
+        let mine = reg as u64 + 1;
+        // Relaxed (all): a hint. The notify's fence orders the CAS before its check for
+        // sleepers (pairs with the fence of `prepare_wait`: a sender about to sleep because
+        // of our turn sees it over when it polls again, or is woken).
+        if turn.load(Ordering::Relaxed) == mine
+            && turn
+                .compare_exchange(mine, 0, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.hdr().space.notify();
+        }
     }
 
     /// Whether the `k - 1` slots after `tail`'s (free) one are free for their positions
@@ -430,7 +515,7 @@ impl<T: Pod> Ring<T> {
                 continue;
             }
             // Acquire: as the first load of `tail`.
-            let now = self.hdr().tail.0.load(Ordering::Acquire);
+            let now = self.hdr().tail.0.pos.load(Ordering::Acquire);
             if now != tail {
                 return Ok(Err(now));
             }
@@ -558,7 +643,7 @@ impl<T: Pod> Ring<T> {
         // says so; else load it. Acquire: as in `poll_send_n`.
         let claimed = |tail| self.geo.distance(head, tail).is_some_and(|d| d >= k);
         if !claimed(self.geo.tail_seen.get()) {
-            let tail = self.hdr().tail.0.load(Ordering::Acquire);
+            let tail = self.hdr().tail.0.pos.load(Ordering::Acquire);
             self.geo.tail_seen.set(tail);
             if !claimed(tail) {
                 return 1;
@@ -673,7 +758,7 @@ impl<T: Pod> Ring<T> {
         // Relaxed: a snapshot; nothing is read through it. Head first, so that the tail
         // read after it is not behind it.
         let head = h.head.0.load(Ordering::Relaxed);
-        let tail = h.tail.0.load(Ordering::Relaxed);
+        let tail = h.tail.0.pos.load(Ordering::Relaxed);
         self.geo
             .distance(head, tail)
             .map_or(0, |d| d.min(self.geo.cap)) as usize

@@ -19,9 +19,20 @@ impl<T: Pod> Sender<T> {
         k: u64,
         deadline: Option<Deadline>,
     ) -> Result<SpanLoan<'_, T>> {
-        let pos = self
-            .end
-            .claim_until(deadline, k, move |ring, reg| ring.poll_send_n(reg, k))?;
+        let pos = if k > 1 && deadline.is_some() && self.end.ring.geo.span_of.is_some() {
+            // A wait for several slots: with a turn, so that one-slot messages do not keep
+            // it waiting (see *Turns* in the module docs), ended however the wait ends.
+            let r = self
+                .end
+                .claim_until(deadline, k, move |ring, reg| ring.poll_send_turn(reg, k));
+            if r.is_err() {
+                self.end.ring.end_turn(self.end.reg);
+            }
+            r?
+        } else {
+            self.end
+                .claim_until(deadline, k, move |ring, reg| ring.poll_send_n(reg, k))?
+        };
         self.end.held = Some((pos, k));
         Ok(SpanLoan {
             tx: self,
@@ -128,5 +139,30 @@ impl<T: Pod> SpanView<'_, T> {
             .claimed_slot(self.ring.geo.advance(self.pos, j.min(self.k - 1)))
             .value
             .get()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+
+    #[test]
+    fn a_reader_that_panics_leaves_no_slot_held() {
+        let name = crate::__private::test_name("spans-panic");
+        let mut tx = Sender::<u64>::create(&name, 2).unwrap();
+        let mut rx = Receiver::<u64>::open(&name).unwrap();
+        tx.send(1).unwrap();
+        tx.send(2).unwrap();
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            rx.recv_span_with(Some(Deadline::NEVER), |_| 1, |_| panic!("the reader"))
+        }));
+        assert!(r.is_err());
+        // The receiver's next call frees the slot the reader had: both are free after it.
+        assert_eq!(rx.recv().unwrap(), 2);
+        tx.try_send(3).unwrap();
+        tx.try_send(4).unwrap();
+        assert_eq!((rx.recv().unwrap(), rx.recv().unwrap()), (3, 4));
+        assert_eq!(rx.lost(), 0);
     }
 }
