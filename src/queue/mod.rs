@@ -34,6 +34,16 @@
 //! slots are freed, all of them, when a producer needs them. See *Multi-slot messages*
 //! in the [`mpmc`] module docs for the protocol.
 //!
+//! An item of several slots needs them all free at once, where a short item needs one:
+//! so that producers of short items, which could take every slot a consumer frees, do
+//! not keep it waiting for ever, a blocking or timed `put` of a long item that cannot
+//! claim its slots at once takes the queue's *turn*, and the other producers wait (as if
+//! the queue were full) until it has claimed them. A producer that dies with the turn
+//! does not keep the others waiting (see *Turns* in the [`mpmc`] module docs).
+//! [`Queue::try_put`] never takes the turn, and neither does the async `put`, which is
+//! built on it: under a steady stream of short items, a long item's `try_put` may keep
+//! finding the queue full.
+//!
 //! # The queue is an object of its own
 //! The process that creates a queue need not put or get: it holds the queue (and its
 //! name) for as long as its handle lives, so a child that opens it late finds it. A handle
