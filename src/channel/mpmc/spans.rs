@@ -20,15 +20,7 @@ impl<T: Pod> Sender<T> {
         deadline: Option<Deadline>,
     ) -> Result<SpanLoan<'_, T>> {
         let pos = if k > 1 && deadline.is_some() && self.end.ring.geo.span_of.is_some() {
-            // A wait for several slots: with a turn, so that one-slot messages do not keep
-            // it waiting (see *Turns* in the module docs), ended however the wait ends.
-            let r = self
-                .end
-                .claim_until(deadline, k, move |ring, reg| ring.poll_send_turn(reg, k));
-            if r.is_err() {
-                self.end.ring.end_turn(self.end.reg);
-            }
-            r?
+            self.claim_with_turn(k, deadline)?
         } else {
             self.end
                 .claim_until(deadline, k, move |ring, reg| ring.poll_send_n(reg, k))?
@@ -40,6 +32,22 @@ impl<T: Pod> Sender<T> {
             k,
             done: false,
         })
+    }
+}
+
+impl<T: Pod> Sender<T> {
+    /// `claim_span`'s wait for several slots: with a turn, so that one-slot messages do
+    /// not keep it waiting (see *Turns* in the module docs), ended however the wait ends.
+    /// Out of line: the short messages' path stays as small as it was.
+    #[inline(never)]
+    fn claim_with_turn(&mut self, k: u64, deadline: Option<Deadline>) -> Result<u64> {
+        let r = self
+            .end
+            .claim_until(deadline, k, move |ring, reg| ring.poll_send_turn(reg, k));
+        if r.is_err() {
+            self.end.ring.end_turn(self.end.reg);
+        }
+        r
     }
 }
 
