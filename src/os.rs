@@ -200,6 +200,20 @@ pub(crate) fn geteuid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// The monotonic clock (`CLOCK_MONOTONIC`, the same in every process of the machine), in
+/// milliseconds: for times that processes compare through shared memory.
+pub(crate) fn monotonic_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .wrapping_mul(1000)
+        .wrapping_add(ts.tv_nsec as u64 / 1_000_000)
+}
+
 /// This process's id (for display only: liveness is never judged by pid).
 pub(crate) fn getpid() -> u32 {
     std::process::id()

@@ -33,6 +33,7 @@ fn __child() {
         ("one_taker", one_taker),
         ("one_long_putter", one_long_putter),
         ("two_slot_putter", two_slot_putter),
+        ("long_putter", long_putter),
     ]);
 }
 
@@ -824,6 +825,114 @@ fn the_turn_of_a_long_put_killed_while_it_waits_passes_on() {
         assert_eq!(q.get().unwrap(), want);
     }
     assert_eq!(q.lost(), 0);
+    drop(q);
+    assert_eq!(names.leftovers(), Vec::<String>::new());
+}
+
+/// Child: puts one string of `len` characters into queue `name`, waiting for room, and
+/// reports how the put ended (`ok`, or the error).
+fn long_putter() {
+    let mut q = Queue::<String>::open(&arg("name")).unwrap();
+    let r = q.put(&edge_string(arg_as("len")));
+    report("put", r.map_or_else(|e| format!("{e:?}"), |()| "ok".into()));
+}
+
+/// A queue of `cap` slots with `used` short items ("0", "1", …) in it, and a child blocked
+/// putting a string of `len` characters, which has taken the turn.
+fn queue_and_a_waiting_long_put(
+    names: &Names,
+    cap: usize,
+    used: usize,
+    len: usize,
+) -> (Queue<String>, std::process::Child) {
+    let name = names.name("q");
+    let mut q = Queue::<String>::create(&name, cap).unwrap();
+    for i in 0..used {
+        q.put(&i.to_string()).unwrap();
+    }
+    let child = spawn(
+        "long_putter",
+        &[("name", name.clone()), ("len", len.to_string())],
+    );
+    wait_until(Duration::from_secs(30), || turn_taken(&name));
+    (q, child)
+}
+
+/// Sends `signal` to `child`.
+fn signal(child: &std::process::Child, signal: libc::c_int) {
+    // SAFETY: kill(2) on our own child's pid; no memory is involved.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signal) }, 0);
+}
+
+#[test]
+fn a_turn_the_queue_cannot_drain_for_stalls_the_other_producers_only_for_a_while() {
+    // A worker that must put before it can get again (it feeds its own queue) would wait
+    // for ever behind a turn that needs the queue to drain: the turn runs out, and its
+    // taker lets the others on.
+    let names = Names::new("q-turnwait");
+    // 6 of 8 slots used, and an item of 4 slots (402 bytes encoded) waiting.
+    let (mut q, child) = queue_and_a_waiting_long_put(&names, 8, 6, 400);
+    q.put_timeout(&"worker".to_string(), Duration::from_secs(30))
+        .unwrap();
+    let mut got = Vec::new();
+    for _ in 0..8 {
+        got.push(q.get().unwrap());
+    }
+    let mut want: Vec<String> = (0..6).map(|i| i.to_string()).collect();
+    want.extend(["worker".to_string(), edge_string(400)]);
+    assert_eq!(got, want);
+    assert_eq!(finish_ok(child).values["put"], "ok");
+    assert_eq!(q.lost(), 0);
+    drop(q);
+    assert_eq!(names.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn a_stopped_producers_turn_is_honoured_only_for_its_time() {
+    let names = Names::new("q-turnstop");
+    let (mut q, child) = queue_and_a_waiting_long_put(&names, 4, 4, 150);
+    // The turn's taker cannot end its turn while it is stopped; the others wait out its
+    // time, and go on.
+    signal(&child, libc::SIGSTOP);
+    assert_eq!(q.get().unwrap(), "0");
+    q.put_timeout(&"late".to_string(), Duration::from_secs(30))
+        .unwrap();
+    signal(&child, libc::SIGCONT);
+    for want in ["1".to_string(), "2".into(), "3".into(), "late".into()] {
+        assert_eq!(q.get().unwrap(), want);
+    }
+    assert_eq!(q.get().unwrap(), edge_string(150));
+    assert_eq!(finish_ok(child).values["put"], "ok");
+    drop(q);
+    assert_eq!(names.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn a_short_put_that_fits_goes_in_behind_a_turn_when_every_consumer_is_gone() {
+    let names = Names::new("q-turngone");
+    // 7 of 8 slots used, and an item of 3 slots (252 bytes encoded) waiting.
+    let (mut q, child) = queue_and_a_waiting_long_put(&names, 8, 7, 250);
+    let mut consumer = Queue::<String>::open(&names.name("q")).unwrap();
+    assert_eq!(consumer.get().unwrap(), "0"); // two free: not enough for the long item
+    signal(&child, libc::SIGSTOP); // its turn stays, fresh
+    drop(consumer); // every consumer is gone
+                    // Python's `put` does not care whether anybody reads: nor does ours, if it fits.
+    q.put_timeout(&"kept".to_string(), Duration::from_secs(30))
+        .unwrap();
+    signal(&child, libc::SIGCONT);
+    // The long put finds every consumer gone (or, if this process took the consumer's
+    // part again already, room later): it is told so, or goes in.
+    let o = finish_ok(child);
+    assert!(
+        o.values["put"] == "Disconnected" || o.values["put"] == "ok",
+        "{o:?}"
+    );
+    for want in ["1", "2", "3", "4", "5", "6", "kept"] {
+        assert_eq!(q.get().unwrap(), want);
+    }
+    if o.values["put"] == "ok" {
+        assert_eq!(q.get().unwrap(), edge_string(250));
+    }
     drop(q);
     assert_eq!(names.leftovers(), Vec::<String>::new());
 }

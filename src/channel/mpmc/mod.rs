@@ -155,16 +155,25 @@
 //! message needs one: with senders of short messages that keep the queue full, every slot
 //! a receiver frees would go to one of them, and a long message could wait forever. So a
 //! sender that *waits* (blocking or with a timeout, not a `try_`) to claim a message of
-//! several slots and cannot claim it now takes the *turn* (the word beside `tail`, on the
-//! same line: its registration's index plus one). While a turn is taken, every other
-//! sender's poll says "not now", as if the queue were full, and the queue drains until
-//! the long message fits; its sender then claims it and ends the turn, waking the others.
-//! A sender ends its turn however its wait ends (claimed, timed out, disconnected), and
-//! when it closes; a new endpoint that takes over a dead one's registration ends the dead
-//! one's turn, and a blocked sender's recovery ends the turn of a sender that is gone (or
-//! a turn that names no registration). The turn is a hint, read Relaxed: a stale or forged
-//! one costs fairness for a while, never a message nor an endless wait. Queues of one-slot
-//! messages (plain `mpmc`) never read it.
+//! several slots and cannot claim it now takes the *turn*: the word beside `tail`, on the
+//! same line, holds its registration's index plus one and the time it took it (the
+//! monotonic clock, in milliseconds). While a turn is taken, every other sender's poll
+//! says "not now", as if the queue were full, and the queue drains until the long message
+//! fits; its sender then claims it and ends the turn, waking the others.
+//!
+//! A turn is honoured for `TURN_MS` (200 ms) at most. Draining a long message's slots
+//! takes far less wherever receivers run; where they cannot (workers that must put before
+//! they can get again, so that nobody gets while everybody waits), the turn's taker ends
+//! it when its time is up, and takes it again only after as long again, while the others
+//! ignore a turn past its time. A sender ends its turn however its wait ends (claimed,
+//! timed out, disconnected), and when it closes; a new endpoint that takes over a dead
+//! one's registration ends the dead one's turn; a blocked sender's recovery ends the turn
+//! of a sender that is gone, a turn past its time, and one that names no registration.
+//! When every receiver is gone, a one-slot sender's recovery ends any turn, so that a
+//! message that fits goes in (it waits for a receiver to come), as it would without the
+//! turn; the turn's taker is told `Disconnected`. The turn is a hint, read Relaxed: a
+//! stale or forged one costs fairness for at most its time, never a message. Queues of
+//! one-slot messages (plain `mpmc`) never read it.
 //!
 //! # Files
 //! - `ring`: the shared layout, position arithmetic and the lock-free queue.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use super::ring::{Ring, Side, IDLE};
+use super::ring::{turn_expired, turn_now, turn_owner, Ring, Side, IDLE};
 use super::MAX_ENDPOINTS;
 use crate::error::{Error, Result};
 use crate::primitive::Ordering;
@@ -245,7 +245,7 @@ impl<T: Pod> Ring<T> {
 
     /// Ends the turn (see *Turns* in the module docs) of a sender that is gone: closed, or
     /// its process dead (an endpoint that takes its registration over ends it too, in
-    /// `register`). A turn that names no registration is garbage, and ended as well: a
+    /// `register`); a turn past its time; a turn that names no registration (garbage): a
     /// turn is a hint, and ending one costs fairness, never a message. `true` if it did.
     fn end_dead_turn(&self) -> Result<bool> {
         let turn = &self.hdr().tail.0.turn;
@@ -254,9 +254,11 @@ impl<T: Pod> Ring<T> {
         if t == 0 {
             return Ok(false);
         }
-        let reg = usize::try_from(t - 1)
+        let reg = usize::try_from(turn_owner(t))
             .ok()
-            .and_then(|j| self.table(Side::Send).get(j));
+            .and_then(|j| j.checked_sub(1))
+            .and_then(|j| self.table(Side::Send).get(j))
+            .filter(|_| !turn_expired(t, turn_now()));
         let gone = match reg {
             None => true,
             Some(line) => {
@@ -370,7 +372,34 @@ impl<T: Pod> Ring<T> {
         if changed {
             return Ok(false);
         }
-        self.all_gone(side.other())
+        let gone = self.all_gone(side.other())?;
+        if gone && side == Side::Send && want == 1 && self.geo.span_of.is_some() {
+            // Every receiver is gone: nobody drains the queue for a turn, and a one-slot
+            // message that fits may still be put (it waits for a receiver to come). End
+            // the turn and poll again first; its taker, waiting for several slots, is
+            // told `Disconnected` by its own check (and ends it too).
+            if self.end_any_turn() {
+                return Ok(false);
+            }
+        }
+        Ok(gone)
+    }
+
+    /// Ends whatever turn is taken; `true` if one was.
+    fn end_any_turn(&self) -> bool {
+        let turn = &self.hdr().tail.0.turn;
+        // Relaxed (both): a hint (see `Tail::turn`); the notify wakes the senders that let
+        // the queue drain for it, as `end_turn`'s does.
+        let t = turn.load(Ordering::Relaxed);
+        if t != 0
+            && turn
+                .compare_exchange(t, 0, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.hdr().space.notify();
+            return true;
+        }
+        false
     }
 
     /// Decides what a dead (or closed) predecessor in registration `j` left pending, so

@@ -17,6 +17,38 @@ use crate::object::{At, Head};
 use crate::primitive::{fence, AtomicU64, Ordering};
 use crate::segment::Kind;
 
+/// How long other senders let the queue drain for a turn (see *Turns* in the module
+/// docs): long enough for consumers to free a long message's slots many times over, short
+/// enough that processes that must put before they get again (workers that feed their own
+/// queue) are not stalled for long when the queue cannot drain.
+pub(in crate::channel) const TURN_MS: u64 = 200;
+
+/// The turn word of sender registration `reg`, taken at `now` (milliseconds).
+fn turn_word(reg: usize, now: u64) -> u64 {
+    (reg as u64 + 1) | now << 8
+}
+
+/// The registration index plus one that turn word `t` names (0: none).
+pub(in crate::channel) fn turn_owner(t: u64) -> u64 {
+    t & 0xff
+}
+
+/// Whether turn word `t` (not 0) is past its time at `now`: older than [`TURN_MS`], or
+/// from a time that has not come (garbage).
+pub(in crate::channel) fn turn_expired(t: u64, now: u64) -> bool {
+    now.wrapping_sub(t >> 8) >= TURN_MS
+}
+
+/// The clock that turns are timed by. Loom's models have no clock: there, a turn lasts
+/// until its sender ends it.
+pub(in crate::channel) fn turn_now() -> u64 {
+    if cfg!(loom) {
+        0
+    } else {
+        crate::os::monotonic_ms() & (u64::MAX >> 8)
+    }
+}
+
 /// The pending word of an endpoint that claims nothing.
 pub(in crate::channel) const IDLE: u64 = u64::MAX;
 /// The most rounds one poll makes when positions move under it (lost CAS races, stale
@@ -40,11 +72,13 @@ pub(in crate::channel) struct Registration {
 pub(in crate::channel) struct Tail {
     /// The next position to claim for sending. Only grows (CAS).
     pub(in crate::channel) pos: AtomicU64,
-    /// In a queue of multi-slot messages: 0, or `j + 1` while sender registration `j`
-    /// waits to claim a message of several slots, which needs them all free at once, and
-    /// has asked the other senders to let the queue drain until it has (see *Turns* in
-    /// the module docs). A hint that every sender reads with `pos` (the same line): a
-    /// stale or garbage value costs fairness, never a message.
+    /// In a queue of multi-slot messages: 0, or, while sender registration `j` waits to
+    /// claim a message of several slots (which needs them all free at once) and has asked
+    /// the other senders to let the queue drain until it has, `j + 1` in the low 8 bits
+    /// and, above them, when it asked (the monotonic clock in milliseconds): a turn is
+    /// honoured for [`TURN_MS`] at most (see *Turns* in the module docs). A hint that
+    /// every sender reads with `pos` (the same line): a stale or garbage value costs
+    /// fairness for a while, never a message.
     pub(in crate::channel) turn: AtomicU64,
 }
 
@@ -189,9 +223,19 @@ pub(crate) fn describe(
         std::mem::offset_of!(Header, tail) + std::mem::offset_of!(Tail, turn),
     );
     if let Some(t) = turn.filter(|&t| t != 0) {
+        let now = turn_now();
         out.push((
             "turn (a sender waiting for several slots)".to_owned(),
-            format!("sender registration {}", t.wrapping_sub(1)),
+            format!(
+                "sender registration {}, taken {} ms ago{}",
+                turn_owner(t).wrapping_sub(1),
+                now.wrapping_sub(t >> 8),
+                if turn_expired(t, now) {
+                    " (past its time)"
+                } else {
+                    ""
+                }
+            ),
         ));
     }
     if let Some(lost) = u64_at(body, std::mem::offset_of!(Header, lost)) {
@@ -457,27 +501,52 @@ impl<T: Pod> Ring<T> {
         // Relaxed: a hint (see `Tail::turn`). A sender that misses a turn just taken claims
         // once more; one that misses its end is woken by it (`end_turn`).
         let t = self.hdr().tail.0.turn.load(Ordering::Relaxed);
-        t == 0 || t == reg as u64 + 1
+        t == 0 || turn_owner(t) == reg as u64 + 1 || self.turn_over(t)
+    }
+
+    /// Whether another sender's turn `t` is past its time (the slow path of `may_claim`:
+    /// the clock is read only when a turn is taken).
+    #[cold]
+    fn turn_over(&self, t: u64) -> bool {
+        turn_expired(t, turn_now())
     }
 
     /// `poll_send_n` for a sender that waits (blocking, or until a deadline) to claim a
     /// message of `k > 1` slots, which needs them all free at once: one that cannot claim
-    /// now takes the turn if nobody has it, so that the other senders, whose one-slot
-    /// messages could otherwise take every slot as soon as it is freed, let the queue
-    /// drain for it; it ends its turn when it claims. Its caller ends the turn too when it
+    /// now takes the turn if nobody has it (or another's is past its time), so that the
+    /// other senders, whose one-slot messages could otherwise take every slot as soon as
+    /// it is freed, let the queue drain for it; it ends its turn when it claims. A turn
+    /// that runs out before that is ended, and not taken again for [`TURN_MS`]: `rest`,
+    /// the caller's, is when it may be (0 at first). The caller ends the turn too when it
     /// stops waiting (`end_turn`), whatever the reason.
-    pub(super) fn poll_send_turn(&self, reg: usize, k: u64) -> Result<Poll<u64>> {
+    pub(super) fn poll_send_turn(
+        &self,
+        reg: usize,
+        k: u64,
+        rest: &std::cell::Cell<u64>,
+    ) -> Result<Poll<u64>> {
         let r = self.poll_send_n(reg, k)?;
         match r {
             Poll::Ready(_) => self.end_turn(reg),
             Poll::Pending => {
-                // Relaxed: a hint (see `Tail::turn`); the CAS leaves another sender's turn.
-                let _ = self.hdr().tail.0.turn.compare_exchange(
-                    0,
-                    reg as u64 + 1,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                );
+                let turn = &self.hdr().tail.0.turn;
+                // Relaxed (both): a hint (see `Tail::turn`).
+                let t = turn.load(Ordering::Relaxed);
+                let now = turn_now();
+                if turn_owner(t) == reg as u64 + 1 {
+                    if turn_expired(t, now) {
+                        // The queue did not drain for us in time: let the others on.
+                        self.end_turn(reg);
+                        rest.set(now.saturating_add(TURN_MS));
+                    }
+                } else if (t == 0 || turn_expired(t, now)) && now >= rest.get() {
+                    let _ = turn.compare_exchange(
+                        t,
+                        turn_word(reg, now),
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                }
             }
         }
         Ok(r)
@@ -487,13 +556,14 @@ impl<T: Pod> Ring<T> {
     /// the queue drain for it.
     pub(super) fn end_turn(&self, reg: usize) {
         let turn = &self.hdr().tail.0.turn;
-        let mine = reg as u64 + 1;
         // Relaxed (all): a hint. The notify's fence orders the CAS before its check for
         // sleepers (pairs with the fence of `prepare_wait`: a sender about to sleep because
         // of our turn sees it over when it polls again, or is woken).
-        if turn.load(Ordering::Relaxed) == mine
+        let t = turn.load(Ordering::Relaxed);
+        if t != 0
+            && turn_owner(t) == reg as u64 + 1
             && turn
-                .compare_exchange(mine, 0, Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(t, 0, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
             self.hdr().space.notify();

@@ -41,9 +41,10 @@ impl<T: Pod> Sender<T> {
     /// Out of line: the short messages' path stays as small as it was.
     #[inline(never)]
     fn claim_with_turn(&mut self, k: u64, deadline: Option<Deadline>) -> Result<u64> {
+        let rest = std::cell::Cell::new(0);
         let r = self
             .end
-            .claim_until(deadline, k, move |ring, reg| ring.poll_send_turn(reg, k));
+            .claim_until(deadline, k, |ring, reg| ring.poll_send_turn(reg, k, &rest));
         if r.is_err() {
             self.end.ring.end_turn(self.end.reg);
         }
