@@ -34,6 +34,7 @@ fn __child() {
         ("one_long_putter", one_long_putter),
         ("two_slot_putter", two_slot_putter),
         ("long_putter", long_putter),
+        ("flooder", flooder),
     ]);
 }
 
@@ -882,6 +883,53 @@ fn a_turn_the_queue_cannot_drain_for_stalls_the_other_producers_only_for_a_while
     want.extend(["worker".to_string(), edge_string(400)]);
     assert_eq!(got, want);
     assert_eq!(finish_ok(child).values["put"], "ok");
+    assert_eq!(q.lost(), 0);
+    drop(q);
+    assert_eq!(names.leftovers(), Vec::<String>::new());
+}
+
+/// Child: puts `n` short items `"f{id}-{i}"` into queue `name`, as fast as it can.
+fn flooder() {
+    let mut q = Queue::<String>::open(&arg("name")).unwrap();
+    let id: u32 = arg_as("id");
+    for i in 0..arg_as::<u32>("n") {
+        q.put(&format!("f{id}-{i}")).unwrap();
+    }
+}
+
+#[test]
+fn a_turn_stays_while_a_slow_consumer_drains_the_queue_for_it() {
+    // A consumer that takes 120 ms an item frees the long item's 4 slots in some 400 ms,
+    // twice a turn's time: the turn must stay while the queue drains (it runs out only
+    // after a time with no progress), or the producers of short items, waiting behind it,
+    // would take each slot freed after it ran out, to the end.
+    let names = Names::new("q-turnslow");
+    let (mut q, long) = queue_and_a_waiting_long_put(&names, 8, 8, 400);
+    let flooders: Vec<_> = (0..2)
+        .map(|id| {
+            spawn(
+                "flooder",
+                &[
+                    ("name", names.name("q")),
+                    ("id", id.to_string()),
+                    ("n", "6".into()),
+                ],
+            )
+        })
+        .collect();
+    let mut got = Vec::new();
+    while got.len() < 8 + 12 + 1 {
+        got.push(q.get().unwrap());
+        std::thread::sleep(Duration::from_millis(120));
+    }
+    let at = got.iter().position(|s| *s == edge_string(400)).unwrap();
+    // Right after the 8 items that were there, and whatever short items took a slot
+    // before the turn was taken (it is, before the flooders start).
+    assert!(at <= 8 + 2, "the long item came {at}th of {}", got.len());
+    assert_eq!(finish_ok(long).values["put"], "ok");
+    for f in flooders {
+        finish_ok(f);
+    }
     assert_eq!(q.lost(), 0);
     drop(q);
     assert_eq!(names.leftovers(), Vec::<String>::new());

@@ -38,9 +38,9 @@
 //! so that producers of short items, which could take every slot a consumer frees, do
 //! not keep it waiting for ever, a blocking or timed `put` of a long item that cannot
 //! claim its slots at once takes the queue's *turn*, and the other producers wait (as if
-//! the queue were full) until it has claimed them, for 200 ms at most (so that workers
-//! that must put before they can get again are held up, not deadlocked, when the queue
-//! cannot drain). A producer that dies with the turn does not keep the others waiting
+//! the queue were full) until it has claimed them, as long as the consumers free slots
+//! (after 200 ms in which they free none, the turn runs out: workers that must put before
+//! they can get again are held up, not deadlocked, when the queue cannot drain). A producer that dies with the turn does not keep the others waiting
 //! (see *Turns* in the [`mpmc`] module docs).
 //! [`Queue::try_put`] never takes the turn, and neither does the async `put`, which is
 //! built on it: under a steady stream of short items, a long item's `try_put` may keep

@@ -161,11 +161,12 @@
 //! says "not now", as if the queue were full, and the queue drains until the long message
 //! fits; its sender then claims it and ends the turn, waking the others.
 //!
-//! A turn is honoured for `TURN_MS` (200 ms) at most. Draining a long message's slots
-//! takes far less wherever receivers run; where they cannot (workers that must put before
-//! they can get again, so that nobody gets while everybody waits), the turn's taker ends
-//! it when its time is up, and takes it again only after as long again, while the others
-//! ignore a turn past its time. A sender ends its turn however its wait ends (claimed,
+//! A turn lasts while the queue drains: its taker keeps it fresh whenever receivers have
+//! freed slots since it last looked, and it runs out after `TURN_MS` (200 ms) in which
+//! they freed none. Then (workers that must put before they can get again, so that
+//! nobody gets while everybody waits; a taker that is stopped) the taker ends it, and
+//! takes it again only after as long again, while the others ignore a turn past its
+//! time. A sender ends its turn however its wait ends (claimed,
 //! timed out, disconnected), and when it closes; a new endpoint that takes over a dead
 //! one's registration ends the dead one's turn; a blocked sender's recovery ends the turn
 //! of a sender that is gone, a turn past its time, and one that names no registration.

@@ -17,11 +17,25 @@ use crate::object::{At, Head};
 use crate::primitive::{fence, AtomicU64, Ordering};
 use crate::segment::Kind;
 
-/// How long other senders let the queue drain for a turn (see *Turns* in the module
-/// docs): long enough for consumers to free a long message's slots many times over, short
-/// enough that processes that must put before they get again (workers that feed their own
-/// queue) are not stalled for long when the queue cannot drain.
+/// How long a turn stays without receivers freeing a slot (see *Turns* in the module
+/// docs): far longer than a receiver that runs takes to free one, short enough that
+/// processes that must put before they get again (workers that feed their own queue) are
+/// not stalled for long when the queue cannot drain.
 pub(in crate::channel) const TURN_MS: u64 = 200;
+
+// The turn word keeps a registration's index plus one in its low 8 bits.
+const _: () = assert!(MAX_ENDPOINTS < 255);
+
+/// What a sender waiting for its turn keeps between polls (`poll_send_turn`).
+#[derive(Debug, Default)]
+pub(super) struct TurnState {
+    /// Whether it has the turn, as far as it knows.
+    held: std::cell::Cell<bool>,
+    /// `head` as it last saw it while it had the turn.
+    head: std::cell::Cell<u64>,
+    /// Until when (the turns' clock) it does not take the turn again.
+    rest: std::cell::Cell<u64>,
+}
 
 /// The turn word of sender registration `reg`, taken at `now` (milliseconds).
 fn turn_word(reg: usize, now: u64) -> u64 {
@@ -75,8 +89,9 @@ pub(in crate::channel) struct Tail {
     /// In a queue of multi-slot messages: 0, or, while sender registration `j` waits to
     /// claim a message of several slots (which needs them all free at once) and has asked
     /// the other senders to let the queue drain until it has, `j + 1` in the low 8 bits
-    /// and, above them, when it asked (the monotonic clock in milliseconds): a turn is
-    /// honoured for [`TURN_MS`] at most (see *Turns* in the module docs). A hint that
+    /// and, above them, when it asked or last saw receivers free slots (the monotonic clock
+    /// in milliseconds): a turn runs out after [`TURN_MS`] without (see *Turns* in the
+    /// module docs). A hint that
     /// every sender reads with `pos` (the same line): a stale or garbage value costs
     /// fairness for a while, never a message.
     pub(in crate::channel) turn: AtomicU64,
@@ -226,16 +241,18 @@ pub(crate) fn describe(
         let now = turn_now();
         out.push((
             "turn (a sender waiting for several slots)".to_owned(),
-            format!(
-                "sender registration {}, taken {} ms ago{}",
-                turn_owner(t).wrapping_sub(1),
-                now.wrapping_sub(t >> 8),
-                if turn_expired(t, now) {
-                    " (past its time)"
-                } else {
-                    ""
-                }
-            ),
+            match turn_owner(t).checked_sub(1) {
+                Some(j) => format!(
+                    "sender registration {j}, fresh {} ms ago{}",
+                    now.wrapping_sub(t >> 8),
+                    if turn_expired(t, now) {
+                        " (past its time)"
+                    } else {
+                        ""
+                    }
+                ),
+                None => format!("garbage ({t:#x})"),
+            },
         ));
     }
     if let Some(lost) = u64_at(body, std::mem::offset_of!(Header, lost)) {
@@ -505,51 +522,94 @@ impl<T: Pod> Ring<T> {
     }
 
     /// Whether another sender's turn `t` is past its time (the slow path of `may_claim`:
-    /// the clock is read only when a turn is taken).
+    /// the clock is read only when a turn is taken). One past its time is cleared, so that
+    /// the next claims do not read the clock for it (its taker, if it still waits, then
+    /// rests before it takes the turn again: see `keep_turn`).
     #[cold]
     fn turn_over(&self, t: u64) -> bool {
-        turn_expired(t, turn_now())
+        if !turn_expired(t, turn_now()) {
+            return false;
+        }
+        // Relaxed: a hint (see `Tail::turn`). Nobody waits for a turn to end by time.
+        let _ = self
+            .hdr()
+            .tail
+            .0
+            .turn
+            .compare_exchange(t, 0, Ordering::Relaxed, Ordering::Relaxed);
+        true
     }
 
     /// `poll_send_n` for a sender that waits (blocking, or until a deadline) to claim a
     /// message of `k > 1` slots, which needs them all free at once: one that cannot claim
     /// now takes the turn if nobody has it (or another's is past its time), so that the
     /// other senders, whose one-slot messages could otherwise take every slot as soon as
-    /// it is freed, let the queue drain for it; it ends its turn when it claims. A turn
-    /// that runs out before that is ended, and not taken again for [`TURN_MS`]: `rest`,
-    /// the caller's, is when it may be (0 at first). The caller ends the turn too when it
-    /// stops waiting (`end_turn`), whatever the reason.
+    /// it is freed, let the queue drain for it; it ends its turn when it claims. While
+    /// receivers free slots (`head` moves), it keeps its turn fresh; once they have freed
+    /// none for [`TURN_MS`], it ends the turn (or finds it ended by another sender) and
+    /// does not take it again for as long. `state` is the caller's (see [`TurnState`]).
+    /// The caller ends the turn too when it stops waiting (`end_turn`), whatever the reason.
     pub(super) fn poll_send_turn(
         &self,
         reg: usize,
         k: u64,
-        rest: &std::cell::Cell<u64>,
+        state: &TurnState,
     ) -> Result<Poll<u64>> {
         let r = self.poll_send_n(reg, k)?;
         match r {
             Poll::Ready(_) => self.end_turn(reg),
-            Poll::Pending => {
-                let turn = &self.hdr().tail.0.turn;
-                // Relaxed (both): a hint (see `Tail::turn`).
-                let t = turn.load(Ordering::Relaxed);
-                let now = turn_now();
-                if turn_owner(t) == reg as u64 + 1 {
-                    if turn_expired(t, now) {
-                        // The queue did not drain for us in time: let the others on.
-                        self.end_turn(reg);
-                        rest.set(now.saturating_add(TURN_MS));
-                    }
-                } else if (t == 0 || turn_expired(t, now)) && now >= rest.get() {
-                    let _ = turn.compare_exchange(
-                        t,
-                        turn_word(reg, now),
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    );
+            Poll::Pending => self.keep_turn(reg, state),
+        }
+        Ok(r)
+    }
+
+    /// `poll_send_turn`'s part when it cannot claim: take, keep fresh, or give up the turn.
+    fn keep_turn(&self, reg: usize, state: &TurnState) {
+        let h = self.hdr();
+        let turn = &h.tail.0.turn;
+        // Relaxed (the loads and the CASes): a hint (see `Tail::turn`); `head` only tells
+        // whether receivers made progress.
+        let t = turn.load(Ordering::Relaxed);
+        let now = turn_now();
+        let mine = turn_owner(t) == reg as u64 + 1;
+        if state.held.get() && !mine {
+            // Ended under us (past its time, by another sender, or because every receiver
+            // is gone): as if we had ended it.
+            state.held.set(false);
+            state.rest.set(now.saturating_add(TURN_MS));
+        }
+        if mine {
+            if cfg!(loom) {
+                return; // loom's models have no clock: no turn ends by time there
+            }
+            let head = h.head.0.load(Ordering::Relaxed);
+            if head != state.head.get() {
+                // The queue drains: keep the turn fresh.
+                state.head.set(head);
+                let _ = turn.compare_exchange(
+                    t,
+                    turn_word(reg, now),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            } else if turn_expired(t, now) {
+                // Nothing drained for our time (its receivers wait for the very senders
+                // that wait for us, say): let the others on.
+                self.end_turn(reg);
+                state.held.set(false);
+                state.rest.set(now.saturating_add(TURN_MS));
+            }
+        } else if (t == 0 || turn_expired(t, now)) && now >= state.rest.get() {
+            let taken = turn
+                .compare_exchange(t, turn_word(reg, now), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
+            if taken {
+                state.held.set(true);
+                if !cfg!(loom) {
+                    state.head.set(h.head.0.load(Ordering::Relaxed));
                 }
             }
         }
-        Ok(r)
     }
 
     /// Ends sender registration `reg`'s turn, if it has it, and wakes the senders that let

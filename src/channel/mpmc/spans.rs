@@ -6,7 +6,7 @@
 use bytemuck::Pod;
 
 use super::endpoints::{Receiver, Sender};
-use super::ring::Ring;
+use super::ring::{Ring, TurnState};
 use crate::error::Result;
 use crate::sync::wait::Deadline;
 
@@ -41,10 +41,10 @@ impl<T: Pod> Sender<T> {
     /// Out of line: the short messages' path stays as small as it was.
     #[inline(never)]
     fn claim_with_turn(&mut self, k: u64, deadline: Option<Deadline>) -> Result<u64> {
-        let rest = std::cell::Cell::new(0);
+        let state = TurnState::default();
         let r = self
             .end
-            .claim_until(deadline, k, |ring, reg| ring.poll_send_turn(reg, k, &rest));
+            .claim_until(deadline, k, |ring, reg| ring.poll_send_turn(reg, k, &state));
         if r.is_err() {
             self.end.ring.end_turn(self.end.reg);
         }
