@@ -34,17 +34,13 @@
 //! slots are freed, all of them, when a producer needs them. See *Multi-slot messages*
 //! in the [`mpmc`] module docs for the protocol.
 //!
-//! An item of several slots needs them all free at once, where a short item needs one:
-//! so that producers of short items, which could take every slot a consumer frees, do
-//! not keep it waiting for ever, a blocking or timed `put` of a long item that cannot
-//! claim its slots at once takes the queue's *turn*, and the other producers wait (as if
-//! the queue were full) until it has claimed them, as long as the consumers free slots
-//! (after 200 ms in which they free none, the turn runs out: workers that must put before
-//! they can get again are held up, not deadlocked, when the queue cannot drain). A producer that dies with the turn does not keep the others waiting
-//! (see *Turns* in the [`mpmc`] module docs).
-//! [`Queue::try_put`] never takes the turn, and neither does the async `put`, which is
-//! built on it: under a steady stream of short items, a long item's `try_put` may keep
-//! finding the queue full.
+//! A long item needs all its slots free at once: so that producers of short items, which
+//! take each slot a consumer frees, cannot keep it waiting for ever, a blocking or timed
+//! `put` of a long item that cannot claim at once takes the queue's *turn*, and the other
+//! producers wait (as if the queue were full) while the consumers free slots for it; 200
+//! ms without a slot freed end it (workers that must put before they can get are held up,
+//! not deadlocked). See *Turns* in the [`mpmc`] module docs. [`Queue::try_put`], and the
+//! async `put` built on it, never take the turn, and may keep finding the queue full.
 //!
 //! # The queue is an object of its own
 //! The process that creates a queue need not put or get: it holds the queue (and its

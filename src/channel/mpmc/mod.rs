@@ -181,6 +181,7 @@
 //! - `recovery`: registration, and recovering what dead endpoints left behind.
 //! - `endpoints`: [`Sender`], [`Loan`], [`Receiver`], [`RecvGuard`].
 //! - `spans`: the endpoints' crate-internal forms for messages of several slots.
+//! - `turns`: the turn of a sender waiting for several slots.
 //! - `mod.rs`: [`Holder`] (its API from the channel module's `holder!`).
 //!
 //! [`WaitStrategy`]: crate::WaitStrategy
@@ -194,6 +195,7 @@ mod endpoints;
 mod recovery;
 pub(in crate::channel) mod ring;
 mod spans;
+mod turns;
 
 pub use super::SendError;
 pub use endpoints::{Loan, Receiver, RecvGuard, Sender};

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use super::ring::{turn_expired, turn_now, turn_owner, Ring, Side, IDLE};
+use super::ring::{Ring, Side, IDLE};
 use super::MAX_ENDPOINTS;
 use crate::error::{Error, Result};
 use crate::primitive::Ordering;
@@ -243,43 +243,6 @@ impl<T: Pod> Ring<T> {
         Ok(false)
     }
 
-    /// Ends the turn (see *Turns* in the module docs) of a sender that is gone: closed, or
-    /// its process dead (an endpoint that takes its registration over ends it too, in
-    /// `register`); a turn past its time; a turn that names no registration (garbage): a
-    /// turn is a hint, and ending one costs fairness, never a message. `true` if it did.
-    fn end_dead_turn(&self) -> Result<bool> {
-        let turn = &self.hdr().tail.0.turn;
-        // Relaxed: a hint (see `Tail::turn`).
-        let t = turn.load(Ordering::Relaxed);
-        if t == 0 {
-            return Ok(false);
-        }
-        let reg = usize::try_from(turn_owner(t))
-            .ok()
-            .and_then(|j| j.checked_sub(1))
-            .and_then(|j| self.table(Side::Send).get(j))
-            .filter(|_| !turn_expired(t, turn_now()));
-        let gone = match reg {
-            None => true,
-            Some(line) => {
-                // Acquire: as in `holder`.
-                let token = line.0.end.token.load(Ordering::Acquire);
-                token == 0 || !self.seg.is_alive(token)?
-            }
-        };
-        // Relaxed: a hint. If the registration changed hands and its new holder took the
-        // turn meanwhile, ending it costs that sender one more poll, which takes it again.
-        if gone
-            && turn
-                .compare_exchange(t, 0, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            self.hdr().space.notify();
-            return Ok(true);
-        }
-        Ok(false)
-    }
-
     /// `recover_send` for the slot of position `q` (at or past `tail`), whose stamp is
     /// `stamp`, not free.
     fn recover_slot(&self, q: u64, stamp: u64) -> Result<bool> {
@@ -383,23 +346,6 @@ impl<T: Pod> Ring<T> {
             }
         }
         Ok(gone)
-    }
-
-    /// Ends whatever turn is taken; `true` if one was.
-    fn end_any_turn(&self) -> bool {
-        let turn = &self.hdr().tail.0.turn;
-        // Relaxed (both): a hint (see `Tail::turn`); the notify wakes the senders that let
-        // the queue drain for it, as `end_turn`'s does.
-        let t = turn.load(Ordering::Relaxed);
-        if t != 0
-            && turn
-                .compare_exchange(t, 0, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            self.hdr().space.notify();
-            return true;
-        }
-        false
     }
 
     /// Decides what a dead (or closed) predecessor in registration `j` left pending, so

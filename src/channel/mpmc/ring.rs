@@ -11,57 +11,12 @@ use bytemuck::Pod;
 
 use super::super::typed::{self, Shape, Slot};
 use super::super::{EndpointSlot, Line, Poll, Signal};
+use super::turns::{turn_expired, turn_now, turn_owner};
 use super::{MAX_CAPACITY, MAX_ENDPOINTS};
 use crate::error::{Error, Result};
 use crate::object::{At, Head};
 use crate::primitive::{fence, AtomicU64, Ordering};
 use crate::segment::Kind;
-
-/// How long a turn stays without receivers freeing a slot (see *Turns* in the module
-/// docs): far longer than a receiver that runs takes to free one, short enough that
-/// processes that must put before they get again (workers that feed their own queue) are
-/// not stalled for long when the queue cannot drain.
-pub(in crate::channel) const TURN_MS: u64 = 200;
-
-// The turn word keeps a registration's index plus one in its low 8 bits.
-const _: () = assert!(MAX_ENDPOINTS < 255);
-
-/// What a sender waiting for its turn keeps between polls (`poll_send_turn`).
-#[derive(Debug, Default)]
-pub(super) struct TurnState {
-    /// Whether it has the turn, as far as it knows.
-    held: std::cell::Cell<bool>,
-    /// `head` as it last saw it while it had the turn.
-    head: std::cell::Cell<u64>,
-    /// Until when (the turns' clock) it does not take the turn again.
-    rest: std::cell::Cell<u64>,
-}
-
-/// The turn word of sender registration `reg`, taken at `now` (milliseconds).
-fn turn_word(reg: usize, now: u64) -> u64 {
-    (reg as u64 + 1) | now << 8
-}
-
-/// The registration index plus one that turn word `t` names (0: none).
-pub(in crate::channel) fn turn_owner(t: u64) -> u64 {
-    t & 0xff
-}
-
-/// Whether turn word `t` (not 0) is past its time at `now`: older than [`TURN_MS`], or
-/// from a time that has not come (garbage).
-pub(in crate::channel) fn turn_expired(t: u64, now: u64) -> bool {
-    now.wrapping_sub(t >> 8) >= TURN_MS
-}
-
-/// The clock that turns are timed by. Loom's models have no clock: there, a turn lasts
-/// until its sender ends it.
-pub(in crate::channel) fn turn_now() -> u64 {
-    if cfg!(loom) {
-        0
-    } else {
-        crate::os::monotonic_ms() & (u64::MAX >> 8)
-    }
-}
 
 /// The pending word of an endpoint that claims nothing.
 pub(in crate::channel) const IDLE: u64 = u64::MAX;
@@ -90,7 +45,7 @@ pub(in crate::channel) struct Tail {
     /// claim a message of several slots (which needs them all free at once) and has asked
     /// the other senders to let the queue drain until it has, `j + 1` in the low 8 bits
     /// and, above them, when it asked or last saw receivers free slots (the monotonic clock
-    /// in milliseconds): a turn runs out after [`TURN_MS`] without (see *Turns* in the
+    /// in milliseconds): a turn runs out after [`TURN_MS`](super::turns::TURN_MS) without (see *Turns* in the
     /// module docs). A hint that
     /// every sender reads with `pos` (the same line): a stale or garbage value costs
     /// fairness for a while, never a message.
@@ -509,125 +464,6 @@ impl<T: Pod> Ring<T> {
             }
         }
         Ok(Poll::Pending)
-    }
-
-    /// Whether sender registration `reg` may claim now: nobody's turn, or its own (see
-    /// *Turns* in the module docs).
-    #[inline]
-    fn may_claim(&self, reg: usize) -> bool {
-        // Relaxed: a hint (see `Tail::turn`). A sender that misses a turn just taken claims
-        // once more; one that misses its end is woken by it (`end_turn`).
-        let t = self.hdr().tail.0.turn.load(Ordering::Relaxed);
-        t == 0 || turn_owner(t) == reg as u64 + 1 || self.turn_over(t)
-    }
-
-    /// Whether another sender's turn `t` is past its time (the slow path of `may_claim`:
-    /// the clock is read only when a turn is taken). One past its time is cleared, so that
-    /// the next claims do not read the clock for it (its taker, if it still waits, then
-    /// rests before it takes the turn again: see `keep_turn`).
-    #[cold]
-    fn turn_over(&self, t: u64) -> bool {
-        if !turn_expired(t, turn_now()) {
-            return false;
-        }
-        // Relaxed: a hint (see `Tail::turn`). Nobody waits for a turn to end by time.
-        let _ = self
-            .hdr()
-            .tail
-            .0
-            .turn
-            .compare_exchange(t, 0, Ordering::Relaxed, Ordering::Relaxed);
-        true
-    }
-
-    /// `poll_send_n` for a sender that waits (blocking, or until a deadline) to claim a
-    /// message of `k > 1` slots, which needs them all free at once: one that cannot claim
-    /// now takes the turn if nobody has it (or another's is past its time), so that the
-    /// other senders, whose one-slot messages could otherwise take every slot as soon as
-    /// it is freed, let the queue drain for it; it ends its turn when it claims. While
-    /// receivers free slots (`head` moves), it keeps its turn fresh; once they have freed
-    /// none for [`TURN_MS`], it ends the turn (or finds it ended by another sender) and
-    /// does not take it again for as long. `state` is the caller's (see [`TurnState`]).
-    /// The caller ends the turn too when it stops waiting (`end_turn`), whatever the reason.
-    pub(super) fn poll_send_turn(
-        &self,
-        reg: usize,
-        k: u64,
-        state: &TurnState,
-    ) -> Result<Poll<u64>> {
-        let r = self.poll_send_n(reg, k)?;
-        match r {
-            Poll::Ready(_) => self.end_turn(reg),
-            Poll::Pending => self.keep_turn(reg, state),
-        }
-        Ok(r)
-    }
-
-    /// `poll_send_turn`'s part when it cannot claim: take, keep fresh, or give up the turn.
-    fn keep_turn(&self, reg: usize, state: &TurnState) {
-        let h = self.hdr();
-        let turn = &h.tail.0.turn;
-        // Relaxed (the loads and the CASes): a hint (see `Tail::turn`); `head` only tells
-        // whether receivers made progress.
-        let t = turn.load(Ordering::Relaxed);
-        let now = turn_now();
-        let mine = turn_owner(t) == reg as u64 + 1;
-        if state.held.get() && !mine {
-            // Ended under us (past its time, by another sender, or because every receiver
-            // is gone): as if we had ended it.
-            state.held.set(false);
-            state.rest.set(now.saturating_add(TURN_MS));
-        }
-        if mine {
-            if cfg!(loom) {
-                return; // loom's models have no clock: no turn ends by time there
-            }
-            let head = h.head.0.load(Ordering::Relaxed);
-            if head != state.head.get() {
-                // The queue drains: keep the turn fresh.
-                state.head.set(head);
-                let _ = turn.compare_exchange(
-                    t,
-                    turn_word(reg, now),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                );
-            } else if turn_expired(t, now) {
-                // Nothing drained for our time (its receivers wait for the very senders
-                // that wait for us, say): let the others on.
-                self.end_turn(reg);
-                state.held.set(false);
-                state.rest.set(now.saturating_add(TURN_MS));
-            }
-        } else if (t == 0 || turn_expired(t, now)) && now >= state.rest.get() {
-            let taken = turn
-                .compare_exchange(t, turn_word(reg, now), Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok();
-            if taken {
-                state.held.set(true);
-                if !cfg!(loom) {
-                    state.head.set(h.head.0.load(Ordering::Relaxed));
-                }
-            }
-        }
-    }
-
-    /// Ends sender registration `reg`'s turn, if it has it, and wakes the senders that let
-    /// the queue drain for it.
-    pub(super) fn end_turn(&self, reg: usize) {
-        let turn = &self.hdr().tail.0.turn;
-        // Relaxed (all): a hint. The notify's fence orders the CAS before its check for
-        // sleepers (pairs with the fence of `prepare_wait`: a sender about to sleep because
-        // of our turn sees it over when it polls again, or is woken).
-        let t = turn.load(Ordering::Relaxed);
-        if t != 0
-            && turn_owner(t) == reg as u64 + 1
-            && turn
-                .compare_exchange(t, 0, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            self.hdr().space.notify();
-        }
     }
 
     /// Whether the `k - 1` slots after `tail`'s (free) one are free for their positions

@@ -6,7 +6,8 @@
 use bytemuck::Pod;
 
 use super::endpoints::{Receiver, Sender};
-use super::ring::{Ring, TurnState};
+use super::ring::Ring;
+use super::turns::TurnState;
 use crate::error::Result;
 use crate::sync::wait::Deadline;
 
