@@ -163,21 +163,31 @@ impl<T: Pod> Ring<T> {
         }
     }
 
-    /// Ends sender registration `reg`'s turn, if it has it, and wakes the senders that let
-    /// the queue drain for it.
-    pub(super) fn end_turn(&self, reg: usize) {
-        let turn = &self.hdr().tail.0.turn;
-        // Relaxed (all): a hint. The notify's fence orders the CAS before its check for
-        // sleepers (pairs with the fence of `prepare_wait`: a sender about to sleep because
-        // of our turn sees it over when it polls again, or is woken).
-        let t = turn.load(Ordering::Relaxed);
-        if t != 0
-            && turn_owner(t) == reg as u64 + 1
-            && turn
-                .compare_exchange(t, 0, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+    /// Ends turn `t` if it is still the turn, and wakes the senders that let the queue
+    /// drain for it; `true` if it did.
+    fn clear_turn(&self, t: u64) -> bool {
+        // Relaxed: a hint (see `Tail::turn`). The notify's fence orders the CAS before its
+        // check for sleepers (pairs with the fence of `prepare_wait`: a sender about to
+        // sleep because of the turn sees it over when it polls again, or is woken).
+        let ended = self
+            .hdr()
+            .tail
+            .0
+            .turn
+            .compare_exchange(t, 0, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok();
+        if ended {
             self.hdr().space.notify();
+        }
+        ended
+    }
+
+    /// Ends sender registration `reg`'s turn, if it has it.
+    pub(super) fn end_turn(&self, reg: usize) {
+        // Relaxed: a hint (see `Tail::turn`).
+        let t = self.hdr().tail.0.turn.load(Ordering::Relaxed);
+        if t != 0 && turn_owner(t) == reg as u64 + 1 {
+            self.clear_turn(t);
         }
     }
 
@@ -205,33 +215,15 @@ impl<T: Pod> Ring<T> {
                 token == 0 || !self.seg.is_alive(token)?
             }
         };
-        // Relaxed: a hint. If the registration changed hands and its new holder took the
-        // turn meanwhile, ending it costs that sender one more poll, which takes it again.
-        if gone
-            && turn
-                .compare_exchange(t, 0, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            self.hdr().space.notify();
-            return Ok(true);
-        }
-        Ok(false)
+        // If the registration changed hands and its new holder took the turn meanwhile,
+        // ending it costs that sender one more poll, which takes it again.
+        Ok(gone && self.clear_turn(t))
     }
 
     /// Ends whatever turn is taken; `true` if one was.
     pub(super) fn end_any_turn(&self) -> bool {
-        let turn = &self.hdr().tail.0.turn;
-        // Relaxed (both): a hint (see `Tail::turn`); the notify wakes the senders that let
-        // the queue drain for it, as `end_turn`'s does.
-        let t = turn.load(Ordering::Relaxed);
-        if t != 0
-            && turn
-                .compare_exchange(t, 0, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            self.hdr().space.notify();
-            return true;
-        }
-        false
+        // Relaxed: a hint (see `Tail::turn`).
+        let t = self.hdr().tail.0.turn.load(Ordering::Relaxed);
+        t != 0 && self.clear_turn(t)
     }
 }
