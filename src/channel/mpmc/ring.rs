@@ -44,10 +44,10 @@ pub(in crate::channel) struct Tail {
     /// In a queue of multi-slot messages: 0, or, while sender registration `j` waits to
     /// claim a message of several slots (which needs them all free at once) and has asked
     /// the other senders to let the queue drain until it has, `j + 1` in the low 8 bits
-    /// and, above them, when it asked or last saw receivers free slots (the monotonic clock
-    /// in milliseconds): a turn runs out after [`TURN_MS`](super::turns::TURN_MS) without (see *Turns* in the
-    /// module docs). A hint that
-    /// every sender reads with `pos` (the same line): a stale or garbage value costs
+    /// and, above them, when it asked or last saw receivers free slots (the monotonic
+    /// clock in milliseconds): a turn runs out after
+    /// [`TURN_MS`](super::turns::TURN_MS) without (see *Turns* in the module docs). A hint
+    /// that every sender reads with `pos` (the same line): a stale or garbage value costs
     /// fairness for a while, never a message.
     pub(in crate::channel) turn: AtomicU64,
 }
