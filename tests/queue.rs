@@ -32,7 +32,6 @@ fn __child() {
         ("pod_producer", pod_producer),
         ("one_taker", one_taker),
         ("one_long_putter", one_long_putter),
-        ("two_slot_putter", two_slot_putter),
         ("long_putter", long_putter),
         ("flooder", flooder),
     ]);
@@ -761,37 +760,16 @@ fn short_timeouts_in_a_loop_still_step_over_a_dead_producers_claim() {
 // ---------------------------------------------------------------------------------------
 // Turns: a long item waiting for room is not kept waiting by short ones
 
-/// Child: puts one string of 150 characters (152 bytes encoded: 2 slots) into queue
-/// `name`, waiting for room.
-fn two_slot_putter() {
-    let mut q = Queue::<String>::open(&arg("name")).unwrap();
-    q.put(&edge_string(150)).unwrap();
-}
-
 /// Whether a sender of queue `name` has taken the turn (as `shmkit inspect` shows it).
 fn turn_taken(name: &str) -> bool {
     let report = shmkit::inspect(name).unwrap();
     report.fields.iter().any(|(k, _)| k.starts_with("turn"))
 }
 
-/// A queue of 4 slots full of short items, and a child blocked putting a 2-slot item into
-/// it, which has taken the turn.
-fn full_queue_and_a_waiting_long_put(names: &Names) -> (Queue<String>, std::process::Child) {
-    let name = names.name("q");
-    let mut q = Queue::<String>::create(&name, 4).unwrap();
-    for i in 0..4 {
-        q.put(&i.to_string()).unwrap();
-    }
-    assert!(!turn_taken(&name));
-    let child = spawn("two_slot_putter", &[("name", name.clone())]);
-    wait_until(Duration::from_secs(30), || turn_taken(&name));
-    (q, child)
-}
-
 #[test]
 fn a_long_item_waiting_for_room_is_not_overtaken_by_short_ones() {
     let names = Names::new("q-turn");
-    let (mut q, child) = full_queue_and_a_waiting_long_put(&names);
+    let (mut q, child) = queue_and_a_waiting_long_put(&names, 4, 4, 150);
     assert_eq!(q.get().unwrap(), "0");
     // One slot is free, the long item needs two: without the turn a short item would take
     // it, and under a steady stream of short items every slot freed after it.
@@ -813,7 +791,7 @@ fn a_long_item_waiting_for_room_is_not_overtaken_by_short_ones() {
 #[test]
 fn the_turn_of_a_long_put_killed_while_it_waits_passes_on() {
     let names = Names::new("q-turnkill");
-    let (mut q, mut child) = full_queue_and_a_waiting_long_put(&names);
+    let (mut q, mut child) = queue_and_a_waiting_long_put(&names, 4, 4, 150);
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(q.get().unwrap(), "0");
@@ -851,6 +829,7 @@ fn queue_and_a_waiting_long_put(
     for i in 0..used {
         q.put(&i.to_string()).unwrap();
     }
+    assert!(!turn_taken(&name));
     let child = spawn(
         "long_putter",
         &[("name", name.clone()), ("len", len.to_string())],
