@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::msg::{mix, Rng};
-use common::{arg, arg_as, finish, finish_ok, report, spawn, wait_until, Names};
+use common::{arg, arg_as, finish, finish_ok, report, spawn, try_wait_until, wait_until, Names};
 use serde::{Deserialize, Serialize};
 use shmkit::bytemuck::{Pod, Zeroable};
 use shmkit::{codec, Error, JoinableQueue, Queue};
@@ -766,17 +766,21 @@ fn turn_taken(name: &str) -> bool {
     report.fields.iter().any(|(k, _)| k.starts_with("turn"))
 }
 
-#[test]
-fn a_long_item_waiting_for_room_is_not_overtaken_by_short_ones() {
+/// A long item waiting for room, put by a child as `how` says (see `long_putter`), is not
+/// overtaken by a short one.
+fn a_long_item_is_not_overtaken(how: &str) {
     let names = Names::new("q-turn");
-    let (mut q, child) = queue_and_a_waiting_long_put(&names, 4, 4, 150);
+    let (mut q, child) = queue_and_a_waiting_long_put_by(&names, 4, 4, 150, how);
     assert_eq!(q.get().unwrap(), "0");
     // One slot is free, the long item needs two: without the turn a short item would take
     // it, and under a steady stream of short items every slot freed after it.
-    assert!(matches!(q.try_put(&"late".into()), Err(Error::WouldBlock)));
+    for _ in 0..10 {
+        assert!(matches!(q.try_put(&"late".into()), Err(Error::WouldBlock)));
+        std::thread::sleep(Duration::from_millis(1));
+    }
     assert_eq!(q.get().unwrap(), "1");
     // Two free: the long item goes in, and its sender ends its turn.
-    finish_ok(child);
+    assert_eq!(finish_ok(child).values["put"], "ok");
     assert!(!turn_taken(&names.name("q")));
     assert_eq!(q.get().unwrap(), "2");
     q.put(&"late".to_string()).unwrap();
@@ -785,6 +789,48 @@ fn a_long_item_waiting_for_room_is_not_overtaken_by_short_ones() {
     }
     assert_eq!(q.lost(), 0);
     drop(q);
+    assert_eq!(names.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn a_long_item_waiting_for_room_is_not_overtaken_by_short_ones() {
+    a_long_item_is_not_overtaken("put");
+}
+
+#[test]
+fn a_long_item_put_with_short_timeouts_in_a_loop_keeps_its_turn_between_them() {
+    // Each call takes the turn if it has none: ended at each time-out, the turn would be
+    // gone between two calls, and a short item could take the free slot then.
+    a_long_item_is_not_overtaken("timeouts");
+}
+
+#[cfg(feature = "tokio")]
+#[test]
+fn a_long_item_put_by_an_async_put_takes_the_turn_too() {
+    a_long_item_is_not_overtaken("async");
+}
+
+#[cfg(feature = "tokio")]
+#[test]
+fn an_async_long_put_dropped_while_it_waits_ends_its_turn() {
+    let names = Names::new("q-turndrop");
+    let name = names.name("q");
+    let give_up = shmkit::Event::create(&names.name("give-up")).unwrap();
+    let bye = shmkit::Event::create(&names.name("bye")).unwrap();
+    let (mut q, child) = queue_and_a_waiting_long_put_by(&names, 4, 4, 150, "async-drop");
+    give_up.set();
+    // The child dropped its send but lives on, holding the queue: nothing but the drop
+    // ends its turn (a turn past its time stays in the word until somebody claims).
+    wait_until(Duration::from_secs(30), || !turn_taken(&name));
+    assert_eq!(q.get().unwrap(), "0");
+    q.put(&"late".to_string()).unwrap();
+    bye.set();
+    assert_eq!(finish_ok(child).values["put"], "dropped");
+    for want in ["1", "2", "3", "late"] {
+        assert_eq!(q.get().unwrap(), want);
+    }
+    assert!(matches!(q.try_get(), Err(Error::WouldBlock)));
+    drop((q, give_up, bye));
     assert_eq!(names.leftovers(), Vec::<String>::new());
 }
 
@@ -808,11 +854,47 @@ fn the_turn_of_a_long_put_killed_while_it_waits_passes_on() {
     assert_eq!(names.leftovers(), Vec::<String>::new());
 }
 
-/// Child: puts one string of `len` characters into queue `name`, waiting for room, and
-/// reports how the put ended (`ok`, or the error).
+/// Child: puts one string of `len` characters into queue `name`, waiting for room as `how`
+/// says, and reports how the put ended (`ok`, or the error): `put` (a blocking put),
+/// `timeouts` (`put_timeout` of 1 ms in a loop, sleeping 5 ms between), `async` (`Async::send`), `async-drop`
+/// (`Async::send` given up when event `NAME.give-up` is set, reported as `dropped`; then it
+/// waits for event `NAME.bye`, holding the queue).
 fn long_putter() {
-    let mut q = Queue::<String>::open(&arg("name")).unwrap();
-    let r = q.put(&edge_string(arg_as("len")));
+    let name = arg("name");
+    let mut q = Queue::<String>::open(&name).unwrap();
+    let item = edge_string(arg_as("len"));
+    let r = match arg("how").as_str() {
+        "put" => q.put(&item),
+        "timeouts" => loop {
+            match q.put_timeout(&item, Duration::from_millis(1)) {
+                // Other work between the calls.
+                Err(Error::Timeout) => std::thread::sleep(Duration::from_millis(5)),
+                r => break r,
+            }
+        },
+        #[cfg(feature = "tokio")]
+        "async" => {
+            let mut q = shmkit::aio::Async::new(q).unwrap();
+            common::runtime().block_on(q.send(&item))
+        }
+        #[cfg(feature = "tokio")]
+        "async-drop" => {
+            let base = name.strip_suffix(".q").unwrap();
+            let give_up = shmkit::Event::open(&format!("{base}.give-up")).unwrap();
+            let bye = shmkit::Event::open(&format!("{base}.bye")).unwrap();
+            let mut q = shmkit::aio::Async::new(q).unwrap();
+            let r = common::runtime().block_on(async {
+                tokio::select! {
+                    r = q.send(&item) => r.map(|()| "ok"),
+                    r = give_up.wait_async() => r.map(|()| "dropped"),
+                }
+            });
+            bye.wait().unwrap();
+            report("put", r.map_or_else(|e| format!("{e:?}"), str::to_string));
+            return;
+        }
+        other => panic!("long_putter: no way {other}"),
+    };
     report("put", r.map_or_else(|e| format!("{e:?}"), |()| "ok".into()));
 }
 
@@ -824,17 +906,37 @@ fn queue_and_a_waiting_long_put(
     used: usize,
     len: usize,
 ) -> (Queue<String>, std::process::Child) {
+    queue_and_a_waiting_long_put_by(names, cap, used, len, "put")
+}
+
+/// `queue_and_a_waiting_long_put`, the child waiting as `how` says (see `long_putter`).
+fn queue_and_a_waiting_long_put_by(
+    names: &Names,
+    cap: usize,
+    used: usize,
+    len: usize,
+    how: &str,
+) -> (Queue<String>, std::process::Child) {
     let name = names.name("q");
     let mut q = Queue::<String>::create(&name, cap).unwrap();
     for i in 0..used {
         q.put(&i.to_string()).unwrap();
     }
     assert!(!turn_taken(&name));
-    let child = spawn(
+    let mut child = spawn(
         "long_putter",
-        &[("name", name.clone()), ("len", len.to_string())],
+        &[
+            ("name", name.clone()),
+            ("len", len.to_string()),
+            ("how", how.into()),
+        ],
     );
-    wait_until(Duration::from_secs(30), || turn_taken(&name));
+    if !try_wait_until(Duration::from_secs(30), || turn_taken(&name)) {
+        // Not left behind, waiting for ever.
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the long put ({how}) did not take the turn");
+    }
     (q, child)
 }
 

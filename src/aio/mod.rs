@@ -105,6 +105,11 @@ pub trait AsyncSend: AsyncEndpoint {
     /// One send that never blocks ([`Error::WouldBlock`] if there is no room).
     #[doc(hidden)]
     fn attempt_send(&mut self, msg: Self::Msg<'_>) -> Result<()>;
+
+    /// Gives up a send that `attempt_send` left waiting (a serde queue's long item ends
+    /// its turn).
+    #[doc(hidden)]
+    fn abandon_send(&mut self) {}
 }
 
 /// Registers `bell` on `signal` and announces a waiter.
@@ -170,9 +175,10 @@ macro_rules! receives {
     };
 }
 
-/// [`AsyncSend`] for an end that takes `$msg`, sending with `$send(end, msg)`.
+/// [`AsyncSend`] for an end that takes `$msg`, sending with `$send(end, msg)` (and
+/// giving up with `$abandon(end)`).
 macro_rules! sends {
-    ([$($gen:tt)*] $ty:ty, $msg:ty, $send:expr) => {
+    ([$($gen:tt)*] $ty:ty, $msg:ty, $send:expr $(, $abandon:expr)?) => {
         impl<$($gen)*> AsyncSend for $ty {
             type Msg<'a>
                 = $msg
@@ -182,6 +188,11 @@ macro_rules! sends {
             fn attempt_send(&mut self, msg: Self::Msg<'_>) -> Result<()> {
                 $send(self, msg)
             }
+            $(
+                fn abandon_send(&mut self) {
+                    $abandon(self)
+                }
+            )?
         }
     };
 }
@@ -212,16 +223,12 @@ sends!([T: Pod] spsc::Sender<T>, T, |end: &mut Self, v| send_value(end.try_send(
 sends!([T: Pod] mpmc::Sender<T>, T, |end: &mut Self, v| send_value(end.try_send(v)));
 sends!([] frames::Sender, &'a [u8], |end: &mut Self, b| end.try_send(b));
 sends!([] Pipe, &'a [u8], |end: &mut Self, b| end.try_send(b));
-sends!([T, C: Codec<T>] Queue<T, C>, &'a T, |q: &mut Self, item| {
-    // Not even an encoding while the queue is full (an item that travels out of line
-    // would cost a segment per attempt); `room` also notices consumers that died.
-    q.sender()?.room()?;
-    q.try_put(item)
-});
-sends!([T, C: Codec<T>] JoinableQueue<T, C>, &'a T, |q: &mut Self, item| {
-    q.sender()?.room()?;
-    q.try_put(item)
-});
+// A long item takes the turn as a blocking `put` does (see `Queue::attempt_put`), and
+// ends it when the send is given up.
+sends!([T, C: Codec<T>] Queue<T, C>, &'a T, |q: &mut Self, item| q.attempt_put(item),
+    |q: &mut Self| q.leave_turn());
+sends!([T, C: Codec<T>] JoinableQueue<T, C>, &'a T, |q: &mut Self, item| q.attempt_put(item),
+    |q: &mut Self| q.leave_turn());
 
 /// `Some(value)`, `None` for [`Error::WouldBlock`], or the error.
 #[inline]
@@ -370,6 +377,11 @@ impl<E: AsyncSend> Async<E> {
     /// Sends `msg` if there is room; otherwise arms the doorbell (so that the next
     /// release of room rings it) and returns [`Error::WouldBlock`], as
     /// [`try_recv_or_arm`](Self::try_recv_or_arm) does for receiving.
+    ///
+    /// A [`Queue`]'s long item that finds no room takes the queue's turn, as a blocking
+    /// `put` does (see the [`queue`](crate::queue) module docs): the other producers let
+    /// the queue drain for it. Call this again when woken, or
+    /// [`abandon_send`](Self::abandon_send) to give the send up.
     #[inline]
     pub fn try_send_or_arm(&mut self, msg: E::Msg<'_>) -> Result<()> {
         let r = self.bell.attempt_or_arm(
@@ -380,8 +392,18 @@ impl<E: AsyncSend> Async<E> {
         r?.ok_or(Error::WouldBlock)
     }
 
+    /// Gives up a send that [`try_send_or_arm`](Self::try_send_or_arm) or
+    /// [`poll_send`](Self::poll_send) left waiting: a [`Queue`]'s long item ends its
+    /// turn (see the [`queue`](crate::queue) module docs), which would otherwise hold the
+    /// other producers back for up to 200 ms. Nothing to do for the other ends; dropping
+    /// a [`send`](Self::send) future does it.
+    pub fn abandon_send(&mut self) {
+        self.end.abandon_send();
+    }
+
     /// Sends `msg`, waiting without blocking the thread while there is no room.
-    /// Cancel-safe: dropped before it completes, it has sent nothing. The errors are the
+    /// Cancel-safe: dropped before it completes, it has sent nothing (and a [`Queue`]'s
+    /// long item gives up its turn). The errors are the
     /// synchronous send's ([`Error::Disconnected`] once the receivers are gone, ...).
     #[cfg(feature = "tokio")]
     pub async fn send(&mut self, msg: E::Msg<'_>) -> Result<()> {
@@ -390,10 +412,20 @@ impl<E: AsyncSend> Async<E> {
             Err(Error::WouldBlock) => {}
             r => return r,
         }
-        std::future::poll_fn(|cx| self.poll_send(cx, msg)).await
+        // From here on, a send dropped before it completes is given up (a serde queue's
+        // long item ends its turn).
+        struct Waiting<'a, E: AsyncSend>(&'a mut Async<E>);
+        impl<E: AsyncSend> Drop for Waiting<'_, E> {
+            fn drop(&mut self) {
+                self.0.end.abandon_send();
+            }
+        }
+        let w = Waiting(self);
+        std::future::poll_fn(|cx| w.0.poll_send(cx, msg)).await
     }
 
-    /// The poll form of [`send`](Self::send).
+    /// The poll form of [`send`](Self::send). A caller that stops polling before it is
+    /// ready calls [`abandon_send`](Self::abandon_send) (or drops the [`Async`]).
     #[cfg(feature = "tokio")]
     #[inline]
     pub fn poll_send(

@@ -141,6 +141,16 @@ impl<T, C: Codec<T>> JoinableQueue<T, C> {
         self.counted_put(|q| q.put_timeout(item, timeout))
     }
 
+    /// [`Queue::attempt_put`], counted (while it waits, it is not counted).
+    pub(crate) fn attempt_put(&mut self, item: &T) -> Result<()> {
+        self.counted_put(|q| q.attempt_put(item))
+    }
+
+    /// [`Queue::leave_turn`].
+    pub(crate) fn leave_turn(&mut self) {
+        self.queue.leave_turn();
+    }
+
     fn counted_put(&mut self, put: impl FnOnce(&mut Queue<T, C>) -> Result<()>) -> Result<()> {
         // Counted before it can be taken, so a `task_done` never runs ahead of its `put`.
         // AcqRel: pairs with the decrements in `task_done` and `reap`.

@@ -39,8 +39,12 @@
 //! `put` of a long item that cannot claim at once takes the queue's *turn*, and the other
 //! producers wait (as if the queue were full) while the consumers free slots for it; 200
 //! ms without a slot freed end it (workers that must put before they can get are held up,
-//! not deadlocked). See *Turns* in the [`mpmc`] module docs. [`Queue::try_put`], and the
-//! async `put` built on it, never take the turn, and may keep finding the queue full.
+//! not deadlocked). See *Turns* in the [`mpmc`] module docs. The turn outlives a
+//! `put_timeout` that times out, so that one called again in a loop waits in turn; the
+//! producer's next `put` of another kind, or its close, ends it. An async `put`
+//! ([`aio::Async`](crate::aio::Async)'s `send`) takes the turn too, and ends it when
+//! its future is dropped. [`Queue::try_put`] never takes it, and may keep finding the
+//! queue full.
 //!
 //! # The queue is an object of its own
 //! The process that creates a queue need not put or get: it holds the queue (and its
@@ -93,7 +97,7 @@ use bytemuck::{Pod, Zeroable};
 
 pub use joinable::JoinableQueue;
 
-use crate::channel::mpmc;
+use crate::channel::mpmc::{self, Claim};
 use crate::codec::{Codec, Postcard};
 use crate::error::{Error, Result};
 use crate::object::At;
@@ -337,11 +341,16 @@ impl<T, C: Codec<T>> Queue<T, C> {
             return Err(too_large(n, self.max_item));
         }
         if n > self.in_place_limit() {
+            if let Send::Attempt = how {
+                // Not a segment per attempt while the queue is full.
+                self.sender()?.room()?;
+            }
             let (slot, ool) = self.out_of_line()?;
             let tx = self.sender()?;
+            tx.leave_turn();
             let r = match how {
                 Send::Block => tx.send(slot),
-                Send::Try => tx.try_send(slot),
+                Send::Try | Send::Attempt => tx.try_send(slot),
                 Send::Timeout(t) => tx.send_timeout(slot, t),
             };
             return r.map_err(|e: SendError<Slot>| {
@@ -352,14 +361,15 @@ impl<T, C: Codec<T>> Queue<T, C> {
         // In place: copied from the encoding into the claimed slots.
         self.sender()?;
         let k = span(n as u64);
-        let deadline = match how {
-            Send::Block => Some(Deadline::NEVER),
-            Send::Try => None,
-            Send::Timeout(t) => Some(Deadline::after(t)),
+        let claim = match how {
+            Send::Block => Claim::Until(Deadline::NEVER),
+            Send::Try => Claim::Try,
+            Send::Attempt => Claim::Attempt,
+            Send::Timeout(t) => Claim::Until(Deadline::after(t)),
         };
         for _ in 0..MAX_RESENDS {
             let tx = self.tx.as_mut().expect("attached");
-            let loan = tx.claim_span(k, deadline)?;
+            let loan = tx.claim_span(k, claim)?;
             failpoint!("queue.put.claimed");
             let buf = &self.buf;
             let head = loan.slot(0);
@@ -415,9 +425,26 @@ impl<T, C: Codec<T>> Queue<T, C> {
         self.send(item, Send::Try)
     }
 
-    /// Puts `item`, waiting at most `timeout` for room ([`Error::Timeout`]).
+    /// Puts `item`, waiting at most `timeout` for room ([`Error::Timeout`]). A long item's
+    /// turn (see the [module docs](self)) outlives a time-out, so that calling this again
+    /// in a loop waits in turn as one longer call would.
     pub fn put_timeout(&mut self, item: &T, timeout: Duration) -> Result<()> {
         self.send(item, Send::Timeout(timeout))
+    }
+
+    /// One attempt of an async `put`: [`Error::WouldBlock`] if there is no room now, in
+    /// which case a long item takes (or keeps) the turn, as a waiting `put` does; the
+    /// caller tries again when woken, or calls [`Queue::leave_turn`].
+    pub(crate) fn attempt_put(&mut self, item: &T) -> Result<()> {
+        self.send(item, Send::Attempt)
+    }
+
+    /// Ends the turn this handle's producer holds, if any (an async `put` dropped before
+    /// it could put).
+    pub(crate) fn leave_turn(&mut self) {
+        if let Some(tx) = self.tx.as_mut() {
+            tx.leave_turn();
+        }
     }
 
     fn recv(&mut self, how: Recv) -> Result<T> {
@@ -735,6 +762,8 @@ impl<T, C: Codec<T>> fmt::Debug for Queue<T, C> {
 enum Send {
     Block,
     Try,
+    /// An async `put`'s attempt: see [`Queue::attempt_put`].
+    Attempt,
     Timeout(Duration),
 }
 

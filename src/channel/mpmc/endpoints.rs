@@ -23,6 +23,7 @@ use super::super::{
 };
 use super::ring::{Ring, Side};
 use super::spans::SpanView;
+use super::turns::TurnState;
 use super::SendError;
 use crate::error::{Error, Result};
 use crate::object::At;
@@ -70,6 +71,9 @@ pub(super) struct End<T: Pod, const SIDE: bool> {
     /// guard was forgotten (never committed nor dropped), and its number of slots: given
     /// back on the next claim.
     pub(super) held: Option<(u64, u64)>,
+    /// A sender's turn, kept between its claims of several slots (see `spans`); unused by
+    /// receivers.
+    pub(super) turn: TurnState,
 }
 
 impl<T: Pod, const SIDE: bool> End<T, SIDE> {
@@ -83,6 +87,7 @@ impl<T: Pod, const SIDE: bool> End<T, SIDE> {
             strategy: WaitStrategy::Blocking,
             check: Every { next: None },
             held: None,
+            turn: TurnState::default(),
         }
     }
 

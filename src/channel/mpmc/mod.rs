@@ -166,8 +166,11 @@
 //! they freed none. Then (workers that must put before they can get again, so that
 //! nobody gets while everybody waits; a taker that is stopped) the taker ends it, and
 //! takes it again only after as long again, while the others ignore a turn past its
-//! time. A sender ends its turn however its wait ends (claimed,
-//! timed out, disconnected), and when it closes; a new endpoint that takes over a dead
+//! time. A sender ends its turn when it claims, when its wait fails (disconnected),
+//! when it makes a claim of another kind, and when it closes; a wait that only gives up
+//! for now (a time-out, or an async send's attempt) keeps it, so that a timed send called
+//! again in a loop, or an async send polled again, goes on in turn (an async send
+//! dropped ends it); a new endpoint that takes over a dead
 //! one's registration ends the dead one's turn; a blocked sender's recovery ends the turn
 //! of a sender that is gone, a turn past its time, and one that names no registration.
 //! When every receiver is gone, a one-slot sender's recovery ends any turn, so that a
@@ -200,6 +203,7 @@ mod turns;
 pub use super::SendError;
 pub use endpoints::{Loan, Receiver, RecvGuard, Sender};
 pub(crate) use ring::describe;
+pub(crate) use spans::Claim;
 
 /// The queue without an endpoint: an object of its own, held by a process that is
 /// neither a sender nor a receiver (Python's habit: create the queue in the parent, hand

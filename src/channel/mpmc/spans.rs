@@ -7,24 +7,40 @@ use bytemuck::Pod;
 
 use super::endpoints::{Receiver, Sender};
 use super::ring::Ring;
-use super::turns::TurnState;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::sync::wait::Deadline;
+
+/// How [`Sender::claim_span`] waits for room.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Claim {
+    /// Not at all (a `try_put`).
+    Try,
+    /// Not now, but the caller tries again when woken (an async `put`): as `Try`, but a
+    /// message of several slots takes (or keeps) the turn, as a waiting one does.
+    Attempt,
+    /// Until the deadline.
+    Until(Deadline),
+}
 
 impl<T: Pod> Sender<T> {
     /// Claims `k` consecutive slots (from 1 to the capacity) for one message of several
-    /// slots, waiting until `deadline` (`None`: a try), and lends them: see [`SpanLoan`].
+    /// slots, waiting as `how` says, and lends them: see [`SpanLoan`].
+    ///
+    /// A claim of several slots that waits takes the turn (see *Turns* in the module
+    /// docs) and keeps it when it gives up for now ([`Error::Timeout`], or
+    /// [`Error::WouldBlock`] for an [`Claim::Attempt`]): a timed `put` called again in a
+    /// loop, or an async `put` polled again, goes on with it instead of queueing behind
+    /// the short messages once more. It lasts until this sender claims, ends it
+    /// ([`Sender::leave_turn`]), makes a claim of another kind, or closes; or until
+    /// `TURN_MS` (200 ms) pass with no slot freed.
     #[inline]
-    pub(crate) fn claim_span(
-        &mut self,
-        k: u64,
-        deadline: Option<Deadline>,
-    ) -> Result<SpanLoan<'_, T>> {
-        let pos = if k > 1 && deadline.is_some() && self.end.ring.geo.span_of.is_some() {
-            self.claim_with_turn(k, deadline)?
-        } else {
-            self.end
-                .claim_until(deadline, k, move |ring, reg| ring.poll_send_n(reg, k))?
+    pub(crate) fn claim_span(&mut self, k: u64, how: Claim) -> Result<SpanLoan<'_, T>> {
+        let long = k > 1 && self.end.ring.geo.span_of.is_some();
+        let pos = match how {
+            Claim::Until(d) if long => self.claim_with_turn(k, Some(d))?,
+            Claim::Attempt if long => self.claim_with_turn(k, None)?,
+            Claim::Until(d) => self.claim_short(k, Some(d))?,
+            Claim::Try | Claim::Attempt => self.claim_short(k, None)?,
         };
         self.end.held = Some((pos, k));
         Ok(SpanLoan {
@@ -34,20 +50,38 @@ impl<T: Pod> Sender<T> {
             done: false,
         })
     }
-}
 
-impl<T: Pod> Sender<T> {
-    /// `claim_span`'s wait for several slots: with a turn, so that one-slot messages do
-    /// not keep it waiting (see *Turns* in the module docs), ended however the wait ends.
-    /// Out of line: the short messages' path stays as small as it was.
+    /// Ends this sender's turn, if it holds one (an async `put` dropped before it could
+    /// claim).
+    pub(crate) fn leave_turn(&mut self) {
+        self.end.ring.leave_turn(self.end.reg, &self.end.turn);
+    }
+
+    /// `claim_span` without the turn: a short message, or a `try_put`. A turn this
+    /// sender still holds from a wait it gave up is ended first: it no longer waits.
+    #[inline]
+    fn claim_short(&mut self, k: u64, deadline: Option<Deadline>) -> Result<u64> {
+        self.leave_turn();
+        self.end
+            .claim_until(deadline, k, move |ring, reg| ring.poll_send_n(reg, k))
+    }
+
+    /// `claim_span`'s wait for several slots (`deadline: None`: one attempt), with the
+    /// turn, so that one-slot messages do not keep it waiting (see *Turns* in the module
+    /// docs). Out of line: the short messages' path stays as small as it was.
     #[inline(never)]
     fn claim_with_turn(&mut self, k: u64, deadline: Option<Deadline>) -> Result<u64> {
-        let state = TurnState::default();
+        // Out of the endpoint for the wait, which borrows the endpoint mutably.
+        let state = std::mem::take(&mut self.end.turn);
         let r = self
             .end
             .claim_until(deadline, k, |ring, reg| ring.poll_send_turn(reg, k, &state));
-        if r.is_err() {
-            self.end.ring.end_turn(self.end.reg);
+        self.end.turn = state;
+        match r {
+            // Claimed (the poll ended the turn), or not yet: the turn stays (see
+            // `claim_span`).
+            Ok(_) | Err(Error::Timeout | Error::WouldBlock) => {}
+            Err(_) => self.leave_turn(),
         }
         r
     }

@@ -24,7 +24,9 @@ pub(super) const TURN_MS: u64 = 200;
 // The turn word keeps a registration's index plus one in its low 8 bits.
 const _: () = assert!(MAX_ENDPOINTS < 255);
 
-/// What a sender waiting for its turn keeps between polls (`poll_send_turn`).
+/// What a sender waiting for its turn keeps between polls (`poll_send_turn`), and between
+/// calls: a timed `put` called again, or an async `put` polled again, goes on with the
+/// turn it took (see `Sender::claim_span`).
 #[derive(Debug, Default)]
 pub(super) struct TurnState {
     /// Whether it has the turn, as far as it knows.
@@ -108,7 +110,10 @@ impl<T: Pod> Ring<T> {
     ) -> Result<Poll<u64>> {
         let r = self.poll_send_n(reg, k)?;
         match r {
-            Poll::Ready(_) => self.end_turn(reg),
+            Poll::Ready(_) => {
+                self.end_turn(reg);
+                state.held.set(false);
+            }
             Poll::Pending => self.keep_turn(reg, state),
         }
         Ok(r)
@@ -180,6 +185,16 @@ impl<T: Pod> Ring<T> {
             self.hdr().space.notify();
         }
         ended
+    }
+
+    /// Ends sender registration `reg`'s turn if it holds one as far as `state` knows (a
+    /// sender that stopped waiting for several slots: see `Sender::claim_span`).
+    #[inline]
+    pub(super) fn leave_turn(&self, reg: usize, state: &TurnState) {
+        if state.held.get() {
+            state.held.set(false);
+            self.end_turn(reg);
+        }
     }
 
     /// Ends sender registration `reg`'s turn, if it has it.
