@@ -210,4 +210,15 @@ pub mod __loom {
     pub use crate::sync::condvar::CondState;
     pub use crate::sync::event::EventState;
     pub use crate::sync::semaphore::SemState;
+
+    /// Moves the modelled clock on by `ms` milliseconds (`restart`: sets it to `ms`, for
+    /// the start of a model's iteration); sleepers' slices run out.
+    pub fn advance_clock(ms: u64, restart: bool) {
+        crate::primitive::advance_clock(ms, restart);
+    }
+
+    /// Whether a producer of `q` has taken the queue's turn.
+    pub fn turn_taken<T, C: crate::codec::Codec<T>>(q: &crate::Queue<T, C>) -> bool {
+        q.turn_taken()
+    }
 }

@@ -201,7 +201,9 @@ pub(crate) fn geteuid() -> u32 {
 }
 
 /// The monotonic clock (`CLOCK_MONOTONIC`, the same in every process of the machine), in
-/// milliseconds: for times that processes compare through shared memory.
+/// milliseconds: for times that processes compare through shared memory. (Loom's models
+/// use a modelled clock instead.)
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn monotonic_ms() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,

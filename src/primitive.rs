@@ -43,12 +43,14 @@ pub(crate) fn spin_hint() {
 }
 
 #[cfg(loom)]
-pub(crate) use model::{futex_wait, futex_wake, spin_hint};
+pub(crate) use model::{advance_clock, clock_ms, futex_wait, futex_wake, spin_hint};
 
 /// The futex, modelled: comparing the word and going to sleep happen under one lock, as
 /// the kernel does under its hash-bucket lock, and a wake wakes every sleeper (waking more
-/// than asked is allowed: every caller re-checks). Timeouts are not modelled: a sleeper
-/// sleeps until woken, so a lost wake-up becomes a deadlock that loom reports.
+/// than asked is allowed: every caller re-checks). Time is modelled only as far as
+/// deaths and the modelled clock's moves make sleepers' slices run out (see
+/// `model::futex_wait`): otherwise a sleeper sleeps until woken, so a lost wake-up becomes
+/// a deadlock that loom reports.
 #[cfg(loom)]
 mod model {
     use super::{AtomicU32, FutexWait};
@@ -58,21 +60,51 @@ mod model {
         static ref KERNEL: (Mutex<Kernel>, Condvar) = (Mutex::new(Kernel::default()), Condvar::new());
     }
 
-    /// What the modelled kernel counts: wake calls, and deaths of modelled processes.
+    /// What the modelled kernel counts: wake calls, deaths of modelled processes, and
+    /// moves of the modelled clock.
     #[derive(Default)]
     pub(super) struct Kernel {
         wakes: u64,
         deaths: u64,
+        ticks: u64,
     }
 
     loom::thread_local! {
-        /// The deaths and the wakes counted at this thread's last timed-out wait (see
-        /// [`futex_wait`]).
-        static SEEN: std::cell::Cell<(u64, u64)> = std::cell::Cell::new((0, 0));
+        /// The deaths, the wakes and the clock's moves counted at this thread's last
+        /// timed-out wait (see [`futex_wait`]).
+        static SEEN: std::cell::Cell<(u64, u64, u64)> = std::cell::Cell::new((0, 0, 0));
+    }
+
+    std::thread_local! {
+        /// The modelled clock (milliseconds): still unless a model moves it
+        /// ([`advance_clock`]). A `std` thread-local on purpose: loom runs a model's
+        /// threads on the one thread of its test, so they all see this one, while the
+        /// models of other tests, on other threads, keep theirs; and reading it is no step
+        /// that loom would interleave.
+        static CLOCK: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+
+    /// The modelled clock's time (milliseconds since the model began).
+    pub(crate) fn clock_ms() -> u64 {
+        CLOCK.with(|c| c.get())
+    }
+
+    /// Moves the modelled clock on by `ms` (the first call of a model's iteration starts
+    /// it from 0 again: pass `restart`). Time passing is a sleeper's slice running out:
+    /// every timed sleep returns `TimedOut` once (see [`futex_wait`]).
+    pub(crate) fn advance_clock(ms: u64, restart: bool) {
+        CLOCK.with(|c| c.set(if restart { ms } else { c.get() + ms }));
+        if restart {
+            return;
+        }
+        let (lock, cv) = &*KERNEL;
+        lock.lock().unwrap().ticks += 1;
+        cv.notify_all();
     }
 
     /// A timed wait returns `TimedOut` once for every death of another modelled process
-    /// since this thread's last timed-out wait, and, once a process has died, once more
+    /// (or move of the modelled clock) since this thread's last timed-out wait, and, once
+    /// a process has died, once more
     /// whenever a wake happened since then: a real sleeper's slice runs out some time after
     /// a peer's death, and then again every slice, and that is when it checks its peers'
     /// liveness. A thread whose wait had run out before what it waits for came to depend
@@ -96,10 +128,11 @@ mod model {
         let timed_out = |k: &Kernel| {
             timed
                 && SEEN.with(|seen| {
-                    let (deaths, wakes) = seen.get();
-                    let out = k.deaths > deaths || (k.deaths > 0 && k.wakes > wakes);
+                    let (deaths, wakes, ticks) = seen.get();
+                    let out =
+                        k.deaths > deaths || (k.deaths > 0 && k.wakes > wakes) || k.ticks > ticks;
                     if out {
-                        seen.set((k.deaths, k.wakes));
+                        seen.set((k.deaths, k.wakes, k.ticks));
                     }
                     out
                 })

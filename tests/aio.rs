@@ -383,6 +383,56 @@ fn an_async_queue_producer_sends_inline_and_out_of_line_items() {
     assert_eq!(out.get::<u64>("len"), len);
 }
 
+/// Postcard, counting its encodings.
+struct Counting;
+
+static ENCODES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl shmkit::codec::Codec<String> for Counting {
+    const ID: u32 = 0x636e_7401;
+
+    fn encode(value: &String, out: &mut Vec<u8>) -> shmkit::Result<()> {
+        ENCODES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        <shmkit::codec::Postcard as shmkit::codec::Codec<String>>::encode(value, out)
+    }
+
+    fn decode(bytes: &[u8]) -> shmkit::Result<String> {
+        <shmkit::codec::Postcard as shmkit::codec::Codec<String>>::decode(bytes)
+    }
+}
+
+#[test]
+fn an_async_put_waiting_for_room_encodes_its_item_once_not_at_every_attempt() {
+    // A wake-up makes dozens of attempts (a spin before the doorbell is armed): while the
+    // queue has no room for the item's slots, they encode nothing (an item can be tens of
+    // kilobytes), though a long item keeps the turn meanwhile.
+    let names = Names::new("aio-qenc");
+    let name = names.name("q");
+    let mut q = Queue::<String, Counting>::create(&name, 4).unwrap();
+    for i in 0..4 {
+        q.put(&i.to_string()).unwrap();
+    }
+    for (len, slots) in [(5, 1), (150, 2)] {
+        let before = ENCODES.load(std::sync::atomic::Ordering::Relaxed);
+        let mut tx = Async::new(Queue::<String, Counting>::open(&name).unwrap()).unwrap();
+        let item = "x".repeat(len);
+        runtime().block_on(async {
+            tokio::select! {
+                r = tx.send(&item) => panic!("no room, yet {r:?}"),
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        });
+        let encodes = ENCODES.load(std::sync::atomic::Ordering::Relaxed) - before;
+        assert!(
+            encodes <= 2,
+            "{encodes} encodings of an item of {slots} slots"
+        );
+    }
+    assert_eq!(q.len(), 4);
+    drop(q);
+    assert_eq!(names.leftovers(), Vec::<String>::new());
+}
+
 #[test]
 fn an_event_set_by_another_process_wakes_an_async_waiter_and_cancelled_waits_leave_no_doorbell() {
     let names = Names::new("aio-event");

@@ -795,6 +795,50 @@ fn serde_queue_turn_of_a_long_producer_killed_at_any_step_never_blocks_a_short_o
     assert!(n > 10, "{n} kill points");
 }
 
+/// A turn runs out (see *Turns* in the mpmc module docs), on the modelled clock: a worker
+/// that must put before it gets again, so that nobody drains the queue for the turn, is
+/// held back only until the turn's time has passed. A queue of two slots holds one short
+/// item; a producer of a long item, which needs both slots, waits and takes the turn; the
+/// worker waits for that, moves the clock on by the turn's time, puts a short item (the
+/// free slot is its own once it finds the turn past its time), and gets the three items,
+/// the long one last. The long producer, whose turn ended under it, claims once the
+/// worker has made room.
+#[test]
+fn serde_queue_turn_past_its_time_lets_a_worker_that_cannot_drain_put() {
+    type Q = shmkit::Queue<Vec<u8>>;
+    fn long() -> Vec<u8> {
+        vec![7u8; 120] // 121 bytes encoded: two slots
+    }
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(b.preemption_bound.map_or(2, |p| p.min(2)));
+    b.max_branches = b.max_branches.max(100_000);
+    b.check(|| {
+        big(|| {
+            shmkit::__loom::advance_clock(0, true);
+            let name = unique("turn-time");
+            let _unlink = Name(name.clone());
+            let mut w = Q::with_options(&name, CreationMode::Create, 2, &kept()).unwrap();
+            w.put(&vec![0]).unwrap();
+            let producer = {
+                let name = name.clone();
+                big(move || Q::open(&name).unwrap().put(&long()))
+            };
+            while !shmkit::__loom::turn_taken(&w) {
+                thread::yield_now();
+            }
+            shmkit::__loom::advance_clock(200, false); // TURN_MS
+            w.put(&vec![1]).unwrap();
+            for want in [vec![0], vec![1], long()] {
+                assert_eq!(w.get().unwrap(), want);
+            }
+            producer.join().unwrap().unwrap();
+            shmkit::__loom::advance_clock(0, true);
+        })
+        .join()
+        .unwrap();
+    });
+}
+
 /// The robust mutex: a holder killed at any step of opening, locking twice and unlocking
 /// (the count it protects is written between its steps). The survivor, which locks twice
 /// too, never hangs: it takes a dead holder's lock over and is told `OwnerDied` (then it

@@ -820,8 +820,13 @@ fn an_async_long_put_dropped_while_it_waits_ends_its_turn() {
     let (mut q, child) = queue_and_a_waiting_long_put_by(&names, 4, 4, 150, "async-drop");
     give_up.set();
     // The child dropped its send but lives on, holding the queue: nothing but the drop
-    // ends its turn (a turn past its time stays in the word until somebody claims).
-    wait_until(Duration::from_secs(30), || !turn_taken(&name));
+    // ends its turn (a turn past its time stays in the word until somebody claims, unless
+    // its taker, still waiting, finds it so: this parent is quicker than that).
+    if !try_wait_until(Duration::from_secs(30), || !turn_taken(&name)) {
+        bye.set();
+        finish(child);
+        panic!("the dropped async put kept its turn");
+    }
     assert_eq!(q.get().unwrap(), "0");
     q.put(&"late".to_string()).unwrap();
     bye.set();
@@ -851,6 +856,44 @@ fn the_turn_of_a_long_put_killed_while_it_waits_passes_on() {
     }
     assert_eq!(q.lost(), 0);
     drop(q);
+    assert_eq!(names.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn a_turn_that_ran_out_between_two_timed_puts_is_taken_again_at_once() {
+    // A producer that puts a long item with short timeouts, working between the calls, may
+    // find its turn past its time and cleared by another producer when it comes back: it
+    // takes the turn again at once, as one that never had it, rather than resting as one
+    // whose turn ran out while it waited.
+    let names = Names::new("q-turnaway");
+    let name = names.name("q");
+    let mut short = Queue::<String>::create(&name, 4).unwrap();
+    for i in 0..4 {
+        short.put(&i.to_string()).unwrap();
+    }
+    let mut long = Queue::<String>::open(&name).unwrap();
+    let mut consumer = Queue::<String>::open(&name).unwrap();
+    let item = edge_string(150); // two slots
+    let once = |q: &mut Queue<String>| q.put_timeout(&item, Duration::from_millis(1));
+    assert!(matches!(once(&mut long), Err(Error::Timeout)));
+    assert!(turn_taken(&name));
+    std::thread::sleep(Duration::from_millis(250)); // the other work: past the turn's time
+    assert_eq!(consumer.get().unwrap(), "0");
+    short.put(&"4".into()).unwrap(); // clears the turn past its time, takes the free slot
+    assert!(!turn_taken(&name));
+    assert!(matches!(once(&mut long), Err(Error::Timeout)));
+    assert!(turn_taken(&name));
+    assert_eq!(consumer.get().unwrap(), "1");
+    assert!(matches!(
+        short.try_put(&"late".into()),
+        Err(Error::WouldBlock)
+    ));
+    assert_eq!(consumer.get().unwrap(), "2");
+    long.put_timeout(&item, Duration::from_secs(30)).unwrap();
+    for want in ["3".to_string(), "4".into(), item.clone()] {
+        assert_eq!(consumer.get().unwrap(), want);
+    }
+    drop((short, long, consumer));
     assert_eq!(names.leftovers(), Vec::<String>::new());
 }
 

@@ -395,7 +395,8 @@ impl<E: AsyncSend> Async<E> {
     /// Gives up a send that [`try_send_or_arm`](Self::try_send_or_arm) or
     /// [`poll_send`](Self::poll_send) left waiting: a [`Queue`]'s long item ends its
     /// turn (see the [`queue`](crate::queue) module docs), which would otherwise hold the
-    /// other producers back for up to 200 ms. Nothing to do for the other ends; dropping
+    /// other producers back until it runs out (200 ms after its taker
+    /// last saw the queue drain, and their next look). Nothing to do for the other ends; dropping
     /// a [`send`](Self::send) future does it.
     pub fn abandon_send(&mut self) {
         self.end.abandon_send();

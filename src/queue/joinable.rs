@@ -143,6 +143,8 @@ impl<T, C: Codec<T>> JoinableQueue<T, C> {
 
     /// [`Queue::attempt_put`], counted (while it waits, it is not counted).
     pub(crate) fn attempt_put(&mut self, item: &T) -> Result<()> {
+        // Not counted, not even encoded, while there is no room.
+        self.queue.attempt_ready()?;
         self.counted_put(|q| q.attempt_put(item))
     }
 

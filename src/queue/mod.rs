@@ -198,6 +198,9 @@ pub struct Queue<T, C: Codec<T> = Postcard> {
     rx: Option<mpmc::Receiver<Slot>>,
     buf: Vec<u8>,
     ool_n: u64,
+    /// How many slots the last async `put` attempt found no room for (0: none): the next
+    /// attempt encodes nothing until that many may be free (see `attempt_ready`).
+    waiting: u64,
     max_item: usize,
     undecodable: u64,
     _t: PhantomData<fn(T, C) -> T>,
@@ -255,6 +258,7 @@ impl<T, C: Codec<T>> Queue<T, C> {
             rx: None,
             buf: Vec::new(),
             ool_n: 0,
+            waiting: 0,
             max_item: MAX_ITEM,
             undecodable: 0,
             _t: PhantomData,
@@ -334,6 +338,22 @@ impl<T, C: Codec<T>> Queue<T, C> {
     }
 
     fn send(&mut self, item: &T, how: Send) -> Result<()> {
+        if !matches!(how, Send::Attempt) {
+            self.waiting = 0;
+        }
+        let r = self.send_now(item, how);
+        match (&r, how) {
+            (Ok(()), _)
+            | (Err(Error::WouldBlock), Send::Attempt)
+            | (Err(Error::Timeout), Send::Timeout(_)) => {}
+            // A put that failed for good, also before it could claim (an item that does
+            // not encode, say), waits no more.
+            (Err(_), _) => self.leave_turn(),
+        }
+        r
+    }
+
+    fn send_now(&mut self, item: &T, how: Send) -> Result<()> {
         self.buf.clear();
         C::encode(item, &mut self.buf)?;
         let n = self.buf.len();
@@ -342,8 +362,8 @@ impl<T, C: Codec<T>> Queue<T, C> {
         }
         if n > self.in_place_limit() {
             if let Send::Attempt = how {
-                // Not a segment per attempt while the queue is full.
-                self.sender()?.room()?;
+                // Not a segment per attempt while there is no room for its slot.
+                self.sender()?.room(1)?;
             }
             let (slot, ool) = self.out_of_line()?;
             let tx = self.sender()?;
@@ -432,16 +452,49 @@ impl<T, C: Codec<T>> Queue<T, C> {
         self.send(item, Send::Timeout(timeout))
     }
 
+    /// Whether a producer has taken the queue's turn (loom models).
+    #[cfg(loom)]
+    pub(crate) fn turn_taken(&self) -> bool {
+        self.holder.turn_taken()
+    }
+
     /// One attempt of an async `put`: [`Error::WouldBlock`] if there is no room now, in
     /// which case a long item takes (or keeps) the turn, as a waiting `put` does; the
     /// caller tries again when woken, or calls [`Queue::leave_turn`].
     pub(crate) fn attempt_put(&mut self, item: &T) -> Result<()> {
-        self.send(item, Send::Attempt)
+        self.attempt_ready()?;
+        let r = self.send(item, Send::Attempt);
+        self.waiting = match r {
+            // The encoding is still in `buf`.
+            Err(Error::WouldBlock) if self.buf.len() > self.in_place_limit() => 1,
+            Err(Error::WouldBlock) => span(self.buf.len() as u64),
+            _ => 0,
+        };
+        r
+    }
+
+    /// Before an async `put` attempt: [`Error::WouldBlock`], with no encoding, while the
+    /// last attempt's slots cannot be free (an async wake-up makes dozens of attempts: see
+    /// `aio`), keeping a long item's turn meanwhile. (A different item than the last
+    /// attempt's waits for as many slots once, at worst.)
+    pub(crate) fn attempt_ready(&mut self) -> Result<()> {
+        let k = self.waiting;
+        if k == 0 {
+            return Ok(());
+        }
+        let r = self.sender()?.room(k);
+        if let Err(e) = &r {
+            if !matches!(e, Error::WouldBlock) {
+                self.leave_turn();
+            }
+        }
+        r
     }
 
     /// Ends the turn this handle's producer holds, if any (an async `put` dropped before
-    /// it could put).
+    /// it could put, or one that failed).
     pub(crate) fn leave_turn(&mut self) {
+        self.waiting = 0;
         if let Some(tx) = self.tx.as_mut() {
             tx.leave_turn();
         }

@@ -229,25 +229,32 @@ impl<T: Pod, const SIDE: bool> End<T, SIDE> {
 }
 
 impl<T: Pod> End<T, TX> {
-    /// Whether a send would find room now, without claiming a slot (for senders that must
-    /// prepare their message before claiming, such as the serde queues' async `put`):
-    /// `Ok` if the queue is not full, [`Error::Disconnected`] if it is full and every
-    /// receiver is gone (by the liveness checks of `try_claim`, as often), otherwise
-    /// [`Error::WouldBlock`].
-    fn room(&mut self) -> Result<()> {
-        let full = |ring: &Ring<T>| ring.len() as u64 >= ring.geo.cap;
-        if !full(&self.ring) {
+    /// Whether a send of `k` slots would find room now, without claiming (for senders
+    /// that must prepare their message before claiming, such as the serde queues' async
+    /// `put`): `Ok` if `k` slots are free and no other sender's turn holds them back;
+    /// [`Error::Disconnected`] if not and every receiver is gone (by the liveness checks
+    /// of `try_claim`, as often); otherwise [`Error::WouldBlock`], after taking or keeping
+    /// the turn for a message of several slots, as its claim would.
+    fn room(&mut self, k: u64) -> Result<()> {
+        let fits = |ring: &Ring<T>, reg: usize| {
+            (ring.len() as u64).saturating_add(k) <= ring.geo.cap
+                && (ring.geo.span_of.is_none() || ring.may_claim(reg))
+        };
+        if fits(&self.ring, self.reg) {
             return Ok(());
         }
+        if k > 1 && self.ring.geo.span_of.is_some() {
+            self.ring.keep_turn(self.reg, &self.turn);
+        }
         let gone = if self.check.due() {
-            self.ring.stalled(Self::SIDE, 1)?
+            self.ring.stalled(Self::SIDE, k)?
         } else {
             self.ring.all_closed(Self::SIDE.other())
         };
-        match (gone, full(&self.ring)) {
-            (_, false) => Ok(()),
-            (true, true) => Err(Error::Disconnected),
-            (false, true) => Err(Error::WouldBlock),
+        match (gone, fits(&self.ring, self.reg)) {
+            (_, true) => Ok(()),
+            (true, false) => Err(Error::Disconnected),
+            (false, false) => Err(Error::WouldBlock),
         }
     }
 }
@@ -379,9 +386,10 @@ pub struct Sender<T: Pod> {
 endpoint!(Sender, TX, "mpmc::Sender", "receiver");
 
 impl<T: Pod> Sender<T> {
-    /// Whether a send would find room now, without claiming a slot: see `End::room`.
-    pub(crate) fn room(&mut self) -> Result<()> {
-        self.end.room()
+    /// Whether a send of `k` slots would find room now, without claiming: see
+    /// `End::room`.
+    pub(crate) fn room(&mut self, k: u64) -> Result<()> {
+        self.end.room(k)
     }
 
     #[inline]

@@ -154,7 +154,8 @@
 //! A message of `k > 1` slots needs `k` free slots at `tail` at once, while a one-slot
 //! message needs one: with senders of short messages that keep the queue full, every slot
 //! a receiver frees would go to one of them, and a long message could wait forever. So a
-//! sender that *waits* (blocking or with a timeout, not a `try_`) to claim a message of
+//! sender that *waits* (blocking, with a timeout, or an async send between its attempts;
+//! not a `try_`) to claim a message of
 //! several slots and cannot claim it now takes the *turn*: the word beside `tail`, on the
 //! same line, holds its registration's index plus one and the time it took it (the
 //! monotonic clock, in milliseconds). While a turn is taken, every other sender's poll
@@ -248,6 +249,20 @@ impl<T: bytemuck::Pod> Holder<T> {
     /// ```
     pub fn lost(&self) -> u64 {
         self.ring.lost()
+    }
+
+    /// Whether a sender has taken the turn (for the loom models, which cannot read the
+    /// word as `shmkit inspect` does).
+    #[cfg(loom)]
+    pub(crate) fn turn_taken(&self) -> bool {
+        // Relaxed: a hint (see `Tail::turn`).
+        self.ring
+            .hdr()
+            .tail
+            .0
+            .turn
+            .load(crate::primitive::Ordering::Relaxed)
+            != 0
     }
 }
 

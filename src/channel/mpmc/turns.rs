@@ -53,14 +53,14 @@ pub(super) fn turn_expired(t: u64, now: u64) -> bool {
     now.wrapping_sub(t >> 8) >= TURN_MS
 }
 
-/// The clock that turns are timed by. Loom's models have no clock: there, a turn lasts
-/// until its sender ends it.
+/// The clock that turns are timed by. Under loom, the modelled clock, which stands still
+/// unless a model moves it.
 pub(super) fn turn_now() -> u64 {
-    if cfg!(loom) {
-        0
-    } else {
-        crate::os::monotonic_ms() & (u64::MAX >> 8)
-    }
+    #[cfg(loom)]
+    let now = crate::primitive::clock_ms();
+    #[cfg(not(loom))]
+    let now = crate::os::monotonic_ms();
+    now & (u64::MAX >> 8)
 }
 
 impl<T: Pod> Ring<T> {
@@ -93,15 +93,16 @@ impl<T: Pod> Ring<T> {
         true
     }
 
-    /// `poll_send_n` for a sender that waits (blocking, or until a deadline) to claim a
-    /// message of `k > 1` slots, which needs them all free at once: one that cannot claim
+    /// `poll_send_n` for a sender that waits (blocking, until a deadline, or an async
+    /// send between its attempts) to claim a message of `k > 1` slots, which needs them all free at once: one that cannot claim
     /// now takes the turn if nobody has it (or another's is past its time), so that the
     /// other senders, whose one-slot messages could otherwise take every slot as soon as
     /// it is freed, let the queue drain for it; it ends its turn when it claims. While
     /// receivers free slots (`head` moves), it keeps its turn fresh; once they have freed
     /// none for [`TURN_MS`], it ends the turn (or finds it ended by another sender) and
     /// does not take it again for as long. `state` is the caller's (see [`TurnState`]).
-    /// The caller ends the turn too when it stops waiting (`end_turn`), whatever the reason.
+    /// The caller ends the turn too when it stops waiting for good (`leave_turn`); a wait
+    /// that only gives up for now keeps it (see `Sender::claim_span`).
     pub(super) fn poll_send_turn(
         &self,
         reg: usize,
@@ -120,7 +121,7 @@ impl<T: Pod> Ring<T> {
     }
 
     /// `poll_send_turn`'s part when it cannot claim: take, keep fresh, or give up the turn.
-    fn keep_turn(&self, reg: usize, state: &TurnState) {
+    pub(super) fn keep_turn(&self, reg: usize, state: &TurnState) {
         let h = self.hdr();
         let turn = &h.tail.0.turn;
         // Relaxed (the loads and the CASes): a hint (see `Tail::turn`); `head` only tells
@@ -135,10 +136,13 @@ impl<T: Pod> Ring<T> {
             state.rest.set(now.saturating_add(TURN_MS));
         }
         if mine {
-            if cfg!(loom) {
-                return; // loom's models have no clock: no turn ends by time there
-            }
-            let head = h.head.0.load(Ordering::Relaxed);
+            // Loom's models do not keep the turn fresh: it would add steps to every model,
+            // while the one model that moves the clock has nothing drain.
+            let head = if cfg!(loom) {
+                state.head.get()
+            } else {
+                h.head.0.load(Ordering::Relaxed)
+            };
             if head != state.head.get() {
                 // The queue drains: keep the turn fresh.
                 state.head.set(head);
@@ -185,6 +189,20 @@ impl<T: Pod> Ring<T> {
             self.hdr().space.notify();
         }
         ended
+    }
+
+    /// Forgets a turn that `state` says sender registration `reg` holds but that ended
+    /// while it was not waiting (between two timed claims: past its time, and cleared by
+    /// another sender): it takes the turn again at once, with no rest, as if it had
+    /// never had it. (A turn that ends while its sender waits makes it rest: see
+    /// `keep_turn`.)
+    pub(super) fn forget_lost_turn(&self, reg: usize, state: &TurnState) {
+        // Relaxed: a hint (see `Tail::turn`).
+        if state.held.get()
+            && turn_owner(self.hdr().tail.0.turn.load(Ordering::Relaxed)) != reg as u64 + 1
+        {
+            state.held.set(false);
+        }
     }
 
     /// Ends sender registration `reg`'s turn if it holds one as far as `state` knows (a
