@@ -717,12 +717,13 @@ fn serde_queue_of_two_slot_items_survives_a_consumer_killed_at_any_step() {
 }
 
 /// Turns: a producer of one two-slot item, killed at step `k` of attaching, putting it and
-/// closing, and a producer of three one-slot items share a queue of two slots and one
-/// consumer. The short producer fills the queue, starts the victim and puts its third
-/// item; the consumer starts taking only then. The long item needs the whole queue, so its
-/// producer waits, and takes the turn; the short producer is never kept waiting by it for
-/// good (the turn ends when the long item is claimed, or its producer closes or dies), and
-/// the consumer gets every item put, in order, nothing torn.
+/// closing, and a producer of four one-slot items share a queue of four slots and one
+/// consumer. The short producer puts three, starts the victim and puts its fourth; the
+/// consumer starts taking only then. The long item needs two slots where one is free, so
+/// its producer waits, and takes the turn; the short producer is never kept waiting by it
+/// for good (the turn ends when the long item is claimed, or its producer closes or dies),
+/// and the consumer gets every item put, in order, nothing torn. (The queue has four slots
+/// so that the long item travels in place, through the ring: at most half the slots.)
 fn turn_holder_killed(k: u32) -> bool {
     type Q = shmkit::Queue<Vec<u8>>;
     fn long() -> Vec<u8> {
@@ -730,7 +731,7 @@ fn turn_holder_killed(k: u32) -> bool {
     }
     let name = unique("kill-turn");
     let _unlink = Name(name.clone());
-    let mut rx = Q::with_options(&name, CreationMode::Create, 2, &kept()).unwrap();
+    let mut rx = Q::with_options(&name, CreationMode::Create, 4, &kept()).unwrap();
     let put = std::sync::Arc::new(StdBool::new(false));
     let go = Arc::new(loom::sync::Notify::new());
     // Each endpoint stays in the thread that opened it (a thread is a process here).
@@ -738,8 +739,9 @@ fn turn_holder_killed(k: u32) -> bool {
         let (name, put, go) = (name.clone(), put.clone(), go.clone());
         big(move || {
             let mut tx = Q::open(&name).unwrap();
-            tx.put(&vec![0]).unwrap();
-            tx.put(&vec![1]).unwrap();
+            for i in 0..3 {
+                tx.put(&vec![i]).unwrap();
+            }
             let victim = big(move || {
                 die_after(k, || {
                     let mut tx = Q::open(&name).unwrap();
@@ -750,18 +752,18 @@ fn turn_holder_killed(k: u32) -> bool {
                 .is_none()
             });
             go.notify();
-            tx.put(&vec![2]).unwrap();
+            tx.put(&vec![3]).unwrap();
             drop(tx);
             victim.join().unwrap()
         })
     };
     go.wait();
-    // Until the three short items came (the long one may come before, between or after
+    // Until the four short items came (the long one may come before, between or after
     // them); then, with both producers done, whatever is left. (Not until `Disconnected`:
     // the model's sleeps time out once per death, where a real one runs out every slice,
     // and only that check tells a dead producer's registration from a closed one.)
     let mut got: Vec<Vec<u8>> = Vec::new();
-    while got.iter().filter(|v| v.len() == 1).count() < 3 {
+    while got.iter().filter(|v| v.len() == 1).count() < 4 {
         got.push(rx.get().unwrap_or_else(|e| panic!("k={k}: consumer: {e}")));
     }
     let killed = short.join().unwrap();
@@ -773,7 +775,11 @@ fn turn_holder_killed(k: u32) -> bool {
         }
     }
     let shorts: Vec<_> = got.iter().filter(|v| v.len() == 1).cloned().collect();
-    assert_eq!(shorts, [vec![0], vec![1], vec![2]], "k={k}: {got:?}");
+    assert_eq!(
+        shorts,
+        [vec![0], vec![1], vec![2], vec![3]],
+        "k={k}: {got:?}"
+    );
     let longs = got.iter().filter(|v| v.len() > 1).count();
     assert!(
         got.iter().all(|v| v.len() == 1 || *v == long()),
@@ -797,17 +803,19 @@ fn serde_queue_turn_of_a_long_producer_killed_at_any_step_never_blocks_a_short_o
 
 /// A turn runs out (see *Turns* in the mpmc module docs), on the modelled clock: a worker
 /// that must put before it gets again, so that nobody drains the queue for the turn, is
-/// held back only until the turn's time has passed. A queue of two slots holds one short
-/// item; a producer of a long item, which needs both slots, waits and takes the turn; the
-/// worker waits for that, moves the clock on by the turn's time, puts a short item (the
-/// free slot is its own once it finds the turn past its time), and gets the three items,
-/// the long one last. The long producer, whose turn ended under it, claims once the
-/// worker has made room.
+/// held back only until the turn's time has passed. A queue of four slots holds three
+/// short items; a producer of a long item, which needs two slots, waits and takes the
+/// turn; the worker waits for that, moves the clock on by the turn's time, puts a short
+/// item (the free slot is its own once it finds the turn past its time), and gets the
+/// five items, the long one last. The long producer, whose turn ended under it, claims
+/// once the worker has made room. (Three things end a turn past its time: its taker, a
+/// claim that finds it so, and a blocked sender's recovery; with none of them, this
+/// model deadlocks.)
 #[test]
 fn serde_queue_turn_past_its_time_lets_a_worker_that_cannot_drain_put() {
     type Q = shmkit::Queue<Vec<u8>>;
     fn long() -> Vec<u8> {
-        vec![7u8; 120] // 121 bytes encoded: two slots
+        vec![7u8; 120] // 121 bytes encoded: two slots (in place: at most half the queue)
     }
     let mut b = loom::model::Builder::new();
     b.preemption_bound = Some(b.preemption_bound.map_or(2, |p| p.min(2)));
@@ -817,8 +825,10 @@ fn serde_queue_turn_past_its_time_lets_a_worker_that_cannot_drain_put() {
             shmkit::__loom::advance_clock(0, true);
             let name = unique("turn-time");
             let _unlink = Name(name.clone());
-            let mut w = Q::with_options(&name, CreationMode::Create, 2, &kept()).unwrap();
-            w.put(&vec![0]).unwrap();
+            let mut w = Q::with_options(&name, CreationMode::Create, 4, &kept()).unwrap();
+            for i in 0..3 {
+                w.put(&vec![i]).unwrap();
+            }
             let producer = {
                 let name = name.clone();
                 big(move || Q::open(&name).unwrap().put(&long()))
@@ -827,8 +837,8 @@ fn serde_queue_turn_past_its_time_lets_a_worker_that_cannot_drain_put() {
                 thread::yield_now();
             }
             shmkit::__loom::advance_clock(200, false); // TURN_MS
-            w.put(&vec![1]).unwrap();
-            for want in [vec![0], vec![1], long()] {
+            w.put(&vec![3]).unwrap();
+            for want in [vec![0], vec![1], vec![2], vec![3], long()] {
                 assert_eq!(w.get().unwrap(), want);
             }
             producer.join().unwrap().unwrap();
