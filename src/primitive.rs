@@ -79,8 +79,10 @@ mod model {
         /// The modelled clock (milliseconds): still unless a model moves it
         /// ([`advance_clock`]). A `std` thread-local on purpose: loom runs a model's
         /// threads on the one thread of its test, so they all see this one, while the
-        /// models of other tests, on other threads, keep theirs; and reading it is no step
-        /// that loom would interleave.
+        /// models of other tests, on other threads, keep theirs. Reading or moving it is
+        /// no step that loom interleaves: a model explores the orders of the loom
+        /// operations around those reads and moves, not every order of the reads and
+        /// moves themselves (incomplete, not wrong).
         static CLOCK: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     }
 

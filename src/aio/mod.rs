@@ -381,7 +381,10 @@ impl<E: AsyncSend> Async<E> {
     /// A [`Queue`]'s long item that finds no room takes the queue's turn, as a blocking
     /// `put` does (see the [`queue`](crate::queue) module docs): the other producers let
     /// the queue drain for it. Call this again when woken, or
-    /// [`abandon_send`](Self::abandon_send) to give the send up.
+    /// [`abandon_send`](Self::abandon_send) to give the send up. A queue remembers how
+    /// many slots its last attempt lacked, so that the next attempts encode nothing
+    /// until they may be free: call `abandon_send` before sending another item instead,
+    /// or that item waits once for as many slots.
     #[inline]
     pub fn try_send_or_arm(&mut self, msg: E::Msg<'_>) -> Result<()> {
         let r = self.bell.attempt_or_arm(

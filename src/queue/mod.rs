@@ -41,10 +41,10 @@
 //! ms without a slot freed end it (workers that must put before they can get are held up,
 //! not deadlocked). See *Turns* in the [`mpmc`] module docs. The turn outlives a
 //! `put_timeout` that times out, so that one called again in a loop waits in turn; the
-//! producer's next `put` of another kind, or its close, ends it. An async `put`
-//! ([`aio::Async`](crate::aio::Async)'s `send`) takes the turn too, and ends it when
-//! its future is dropped. [`Queue::try_put`] never takes it, and may keep finding the
-//! queue full.
+//! producer's next `put` of another kind, a `put` that fails, or its close ends it. An
+//! async `put` ([`aio::Async`](crate::aio::Async)'s `send`) takes the turn too, and ends
+//! it when it fails or its future is dropped. [`Queue::try_put`] never takes it, and may
+//! keep finding the queue full.
 //!
 //! # The queue is an object of its own
 //! The process that creates a queue need not put or get: it holds the queue (and its

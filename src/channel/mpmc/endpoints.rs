@@ -229,12 +229,14 @@ impl<T: Pod, const SIDE: bool> End<T, SIDE> {
 }
 
 impl<T: Pod> End<T, TX> {
-    /// Whether a send of `k` slots would find room now, without claiming (for senders
-    /// that must prepare their message before claiming, such as the serde queues' async
-    /// `put`): `Ok` if `k` slots are free and no other sender's turn holds them back;
-    /// [`Error::Disconnected`] if not and every receiver is gone (by the liveness checks
-    /// of `try_claim`, as often); otherwise [`Error::WouldBlock`], after taking or keeping
-    /// the turn for a message of several slots, as its claim would.
+    /// Whether a send of `k` slots may find room now, without claiming (for senders that
+    /// must prepare their message before claiming, such as the serde queues' async
+    /// `put`): `Ok` if `k` slots may be free (counted from `head`: a receiver may still be
+    /// copying out of some) and no other sender's turn holds them back;
+    /// [`Error::Disconnected`] if not and every receiver is gone (by the checks of
+    /// `try_claim`, as often: a one-slot sender's recovery then ends any turn);
+    /// otherwise [`Error::WouldBlock`], after taking or keeping the turn for a message of
+    /// several slots, as its claim would.
     fn room(&mut self, k: u64) -> Result<()> {
         let fits = |ring: &Ring<T>, reg: usize| {
             (ring.len() as u64).saturating_add(k) <= ring.geo.cap
@@ -244,12 +246,13 @@ impl<T: Pod> End<T, TX> {
             return Ok(());
         }
         if k > 1 && self.ring.geo.span_of.is_some() {
+            self.ring.forget_lost_turn(self.reg, &self.turn);
             self.ring.keep_turn(self.reg, &self.turn);
         }
         let gone = if self.check.due() {
             self.ring.stalled(Self::SIDE, k)?
         } else {
-            self.ring.all_closed(Self::SIDE.other())
+            Self::closed(&self.ring, k)?
         };
         match (gone, fits(&self.ring, self.reg)) {
             (_, true) => Ok(()),

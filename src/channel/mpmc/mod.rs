@@ -164,10 +164,13 @@
 //!
 //! A turn lasts while the queue drains: its taker keeps it fresh whenever receivers have
 //! freed slots since it last looked, and it runs out after `TURN_MS` (200 ms) in which
-//! they freed none. Then (workers that must put before they can get again, so that
-//! nobody gets while everybody waits; a taker that is stopped) the taker ends it, and
-//! takes it again only after as long again, while the others ignore a turn past its
-//! time. A sender ends its turn when it claims, when its wait fails (disconnected),
+//! they freed none that it saw. Then (workers that must put before they can get again,
+//! so that nobody gets while everybody waits; a taker that is stopped) the taker ends it,
+//! and takes it again only after as long again, while the others ignore a turn past its
+//! time. A taker that looks only now and then (a timed send called in a loop, an async
+//! send between polls) may find its turn run out and cleared by another sender while the
+//! queue drained: it takes it again at once, without the rest. A sender ends its turn
+//! when it claims, when its wait fails (disconnected),
 //! when it makes a claim of another kind, and when it closes; a wait that only gives up
 //! for now (a time-out, or an async send's attempt) keeps it, so that a timed send called
 //! again in a loop, or an async send polled again, goes on in turn (an async send

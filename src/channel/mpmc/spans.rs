@@ -34,7 +34,8 @@ impl<T: Pod> Sender<T> {
     /// ([`Sender::leave_turn`]), makes a claim of another kind, or closes; or until
     /// `TURN_MS` (200 ms) pass with no slot freed that it saw: between two calls it does
     /// not look, so a kept turn runs out 200 ms after the last call that saw the queue
-    /// drain (and the next call takes it again at once, see `forget_lost_turn`).
+    /// drain; the next call takes it again at once if the queue drained meanwhile (see
+    /// `forget_lost_turn`), and rests first if not.
     #[inline]
     pub(crate) fn claim_span(&mut self, k: u64, how: Claim) -> Result<SpanLoan<'_, T>> {
         let long = k > 1 && self.end.ring.geo.span_of.is_some();
@@ -73,10 +74,8 @@ impl<T: Pod> Sender<T> {
     /// docs). Out of line: the short messages' path stays as small as it was.
     #[inline(never)]
     fn claim_with_turn(&mut self, k: u64, deadline: Option<Deadline>) -> Result<u64> {
-        if deadline.is_some() {
-            // A turn that ran out since our last call: not one we lost while waiting.
-            self.end.ring.forget_lost_turn(self.end.reg, &self.end.turn);
-        }
+        // A turn that ran out since our last call while the queue drained.
+        self.end.ring.forget_lost_turn(self.end.reg, &self.end.turn);
         // Out of the endpoint for the wait, which borrows the endpoint mutably.
         let state = std::mem::take(&mut self.end.turn);
         let r = self

@@ -137,7 +137,8 @@ impl<T: Pod> Ring<T> {
         }
         if mine {
             // Loom's models do not keep the turn fresh: it would add steps to every model,
-            // while the one model that moves the clock has nothing drain.
+            // while in the one model that moves the clock nothing drains while the turn is
+            // taken.
             let head = if cfg!(loom) {
                 state.head.get()
             } else {
@@ -191,15 +192,21 @@ impl<T: Pod> Ring<T> {
         ended
     }
 
-    /// Forgets a turn that `state` says sender registration `reg` holds but that ended
-    /// while it was not waiting (between two timed claims: past its time, and cleared by
-    /// another sender): it takes the turn again at once, with no rest, as if it had
-    /// never had it. (A turn that ends while its sender waits makes it rest: see
-    /// `keep_turn`.)
+    /// Forgets a turn that `state` says sender registration `reg` holds but that ran out
+    /// while it did not look (between two calls, or two polls of an async send, it does
+    /// not keep the turn fresh), if the queue drained meanwhile: it takes the turn again at
+    /// once, as if it had never had it, where a turn that ran out without the queue
+    /// draining makes it rest (see `keep_turn`: the queue cannot drain for it, and the
+    /// others must get on). Called before a claim or look of several slots.
     pub(super) fn forget_lost_turn(&self, reg: usize, state: &TurnState) {
-        // Relaxed: a hint (see `Tail::turn`).
-        if state.held.get()
-            && turn_owner(self.hdr().tail.0.turn.load(Ordering::Relaxed)) != reg as u64 + 1
+        if cfg!(loom) || !state.held.get() {
+            return; // loom's models do not track `head` for turns (see `keep_turn`)
+        }
+        let h = self.hdr();
+        // Relaxed (both): a hint (see `Tail::turn`); `head` only tells whether receivers
+        // made progress.
+        if turn_owner(h.tail.0.turn.load(Ordering::Relaxed)) != reg as u64 + 1
+            && h.head.0.load(Ordering::Relaxed) != state.head.get()
         {
             state.held.set(false);
         }
