@@ -278,11 +278,12 @@ impl<T: Pod, const SIDE: bool> End<T, SIDE> {
             // `wait` said at least one is free.
             Ok(want.min(free).max(1) as usize)
         } else {
+            let (slots, pos) = (self.ring.slots(), self.pos);
             let mut len = 1;
             while len < want {
-                let pos = self.pos.wrapping_add(len);
+                let p = pos.wrapping_add(len);
                 // Acquire: as in `poll_at`.
-                if self.ring.slot(pos).stamp.load(Ordering::Acquire) != pos.wrapping_add(1) {
+                if slots.at(p).stamp.load(Ordering::Acquire) != p.wrapping_add(1) {
                     break;
                 }
                 len += 1;
@@ -312,9 +313,20 @@ impl<T: Pod, const SIDE: bool> End<T, SIDE> {
             return;
         }
         if SIDE == TX {
+            // The sender's publication of each slot: stamped `pos + 1`, the receiver, which
+            // polls that stamp, can take it.
+            let (slots, mut pos) = (self.ring.slots(), self.pos);
             for _ in 0..n {
-                self.publish();
+                // Release: publishes the value written into the slot to the receiver's
+                // Acquire load of the stamp in `poll_at`.
+                slots
+                    .at(pos)
+                    .stamp
+                    .store(pos.wrapping_add(1), Ordering::Release);
+                pos = pos.wrapping_add(1);
+                failpoint!("spsc.published");
             }
+            self.pos = pos;
         }
         let h = self.ring.hdr();
         if SIDE == TX {
@@ -333,21 +345,6 @@ impl<T: Pod, const SIDE: bool> End<T, SIDE> {
         // `head` (sender) stored above: `notify`'s fence orders that store before its look
         // at the sleeper bit.
         Self::signals(h).1.notify();
-    }
-
-    /// The sender's publication of the slot at our position: stamps it `pos + 1` and moves
-    /// on; the receiver, which polls that stamp, can take it now.
-    #[inline]
-    fn publish(&mut self) {
-        let pos = self.pos;
-        // Release: publishes the value written into the slot to the receiver's Acquire
-        // load of the stamp in `poll_at`.
-        self.ring
-            .slot(pos)
-            .stamp
-            .store(pos.wrapping_add(1), Ordering::Release);
-        self.pos = pos.wrapping_add(1);
-        failpoint!("spsc.published");
     }
 }
 
@@ -580,9 +577,11 @@ impl<T: Pod> WriteChunk<'_, T> {
     /// Fills the chunk from `values` (as many as fit) and returns how many were written;
     /// they are published by `commit`.
     pub fn fill_from(&mut self, values: impl IntoIterator<Item = T>) -> usize {
+        let (slots, pos) = (self.end.ring.slots(), self.end.pos);
         let mut n = 0;
         for v in values.into_iter().take(self.len) {
-            *self.get_mut(n).expect("n < len") = v;
+            // SAFETY: as in `get_mut`: slot `n < len` of the chunk is ours until published.
+            unsafe { slots.at(pos.wrapping_add(n as u64)).value.get().write(v) };
             n += 1;
         }
         n
@@ -781,7 +780,11 @@ impl<T: Pod> ReadChunk<'_, T> {
 
     /// The messages, in place.
     pub fn iter(&self) -> impl Iterator<Item = &T> + '_ {
-        (0..self.len).filter_map(move |i| self.get(i))
+        let (slots, pos) = (self.end.ring.slots(), self.end.pos);
+        (0..self.len as u64).map(move |i| {
+            // SAFETY: as in `get`: message `i < len` of the chunk stays ours until released.
+            unsafe { &*slots.at(pos.wrapping_add(i)).value.get() }
+        })
     }
 }
 
