@@ -185,7 +185,7 @@ impl<T: Pod, const SIDE: bool> End<T, SIDE> {
                 Poll::Pending
             })
         } else {
-            // Acquire: pairs with the sender's Release stamp store in `publish`: the value
+            // Acquire: pairs with the sender's Release stamp store in `finish_n`: the value
             // it wrote is visible to us.
             let s = ring.slot(pos).stamp.load(Ordering::Acquire);
             if s == pos.wrapping_add(1) {
@@ -313,12 +313,13 @@ impl<T: Pod, const SIDE: bool> End<T, SIDE> {
             return;
         }
         if SIDE == TX {
-            // The sender's publication of each slot: stamped `pos + 1`, the receiver, which
-            // polls that stamp, can take it.
+            // The sender's publication of each slot: stamped `pos + 1`, so that the
+            // receiver, which polls that stamp, can take it.
             let (slots, mut pos) = (self.ring.slots(), self.pos);
             for _ in 0..n {
-                // Release: publishes the value written into the slot to the receiver's
-                // Acquire load of the stamp in `poll_at`.
+                // Release: publishes the value written into the slot (and the stamps
+                // before it) to the Acquire loads of the stamp: the receiver's in `poll_at`
+                // and in `wait_chunk`'s scan, and a new sender's in `resume`.
                 slots
                     .at(pos)
                     .stamp
