@@ -24,6 +24,7 @@ const PATIENCE: Duration = Duration::from_secs(30);
 fn __child() {
     common::child_main(&[
         ("spsc_send", spsc_send),
+        ("spsc_send_chunk", spsc_send_chunk),
         ("spsc_recv", spsc_recv),
         ("frames_send", frames_send),
         ("frames_recv", frames_recv),
@@ -56,6 +57,17 @@ fn spsc_send() {
     }
 }
 
+/// Child: sends 0..8 as one chunk (one `commit`), then 8.. one by one.
+fn spsc_send_chunk() {
+    let mut tx = spsc::Sender::<u64>::open(&arg("name")).unwrap();
+    let mut chunk = tx.write_chunk(8).unwrap();
+    assert_eq!(chunk.fill_from(0..8), 8);
+    chunk.commit_all();
+    for i in 8.. {
+        tx.send(i).unwrap();
+    }
+}
+
 fn spsc_recv() {
     let mut rx = spsc::Receiver::<u64>::open(&arg("name")).unwrap();
     for i in 0.. {
@@ -79,6 +91,26 @@ fn a_sender_killed_between_its_stamp_and_its_tail_is_resumed_after_its_last_mess
     // is past it): a new sender must see that it was committed and continue after it.
     let mut tx = spsc::Sender::<u64>::open(&name).unwrap();
     for i in 6..20 {
+        tx.send(i).unwrap();
+        assert_eq!(rx.recv().unwrap(), i);
+    }
+}
+
+#[test]
+fn a_sender_killed_in_the_middle_of_a_chunk_s_commit_leaves_the_slots_it_stamped() {
+    let names = Names::new("fault_spsc_chunk");
+    let name = names.name("ch");
+    let mut rx = spsc::Receiver::<u64>::create(&name, 8).unwrap();
+    // One commit of eight slots, killed after the third stamp (before the other five and
+    // before `tail`): messages 0..=2 are committed, 3..8 never are.
+    assert_killed(killed_at("spsc_send_chunk", &name, "spsc.published@3"));
+    for i in 0..3 {
+        assert_eq!(rx.recv().unwrap(), i);
+    }
+    assert!(matches!(rx.try_recv(), Err(Error::Disconnected)));
+    // A new sender walks over the three stamps (the tail still says 0) and goes on at 3.
+    let mut tx = spsc::Sender::<u64>::open(&name).unwrap();
+    for i in 100..120 {
         tx.send(i).unwrap();
         assert_eq!(rx.recv().unwrap(), i);
     }
