@@ -6,7 +6,9 @@
 //! inside the multi-threaded harness.
 //!
 //! Names come from [`Names`], unique per test and process; dropping it removes whatever
-//! segment of its prefix is left, also when the test panics.
+//! segment of its prefix is left, also when the test panics. A child is killed when the
+//! test thread that spawned it ends (`PR_SET_PDEATHSIG`), so a failed test leaves no child
+//! behind.
 
 #![allow(dead_code)]
 
@@ -27,6 +29,12 @@ pub fn child_main(roles: &[(&str, fn())]) {
     let Ok(role) = std::env::var(ROLE_ENV) else {
         return;
     };
+    // A child must not outlive the test that started it: when a test fails (its thread
+    // unwinds without waiting for its children), a child blocked for ever would keep the
+    // harness's inherited stderr open, and whatever reads it (CI) waiting. The kernel
+    // kills it when the thread that spawned it ends.
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number; no memory is involved.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
     let f = roles
         .iter()
         .find(|(n, _)| *n == role)
