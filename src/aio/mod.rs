@@ -398,17 +398,17 @@ impl<E: AsyncSend> Async<E> {
     /// Gives up a send that [`try_send_or_arm`](Self::try_send_or_arm) or
     /// [`poll_send`](Self::poll_send) left waiting: a [`Queue`]'s long item ends its
     /// turn (see the [`queue`](crate::queue) module docs), which would otherwise hold the
-    /// other producers back until it runs out (200 ms after its taker
-    /// last saw the queue drain, and their next look). Nothing to do for the other ends; dropping
-    /// a [`send`](Self::send) future does it.
+    /// other producers back until it runs out (200 ms after its taker last saw the queue
+    /// drain, and their next look). Nothing to do for the other ends; dropping a
+    /// [`send`](Self::send) future does it.
     pub fn abandon_send(&mut self) {
         self.end.abandon_send();
     }
 
     /// Sends `msg`, waiting without blocking the thread while there is no room.
     /// Cancel-safe: dropped before it completes, it has sent nothing (and a [`Queue`]'s
-    /// long item gives up its turn). The errors are the
-    /// synchronous send's ([`Error::Disconnected`] once the receivers are gone, ...).
+    /// long item gives up its turn). The errors are the synchronous send's
+    /// ([`Error::Disconnected`] once the receivers are gone, ...).
     #[cfg(feature = "tokio")]
     pub async fn send(&mut self, msg: E::Msg<'_>) -> Result<()> {
         // The usual case under load, room at once: one direct send.
