@@ -104,15 +104,15 @@ mod model {
         cv.notify_all();
     }
 
-    /// A timed wait returns `TimedOut` once for every death of another modelled process
-    /// (or move of the modelled clock) since this thread's last timed-out wait, and, once
-    /// a process has died, once more
-    /// whenever a wake happened since then: a real sleeper's slice runs out some time after
-    /// a peer's death, and then again every slice, and that is when it checks its peers'
-    /// liveness. A thread whose wait had run out before what it waits for came to depend
-    /// on the dead (a dead sender's claim that it reached only later, say) gets to check
-    /// again, as a real one would, without a model that times out forever. Otherwise a
-    /// sleeper sleeps until woken (a lost wake-up is a deadlock that loom reports).
+    /// A timed wait returns `TimedOut` once for every death of another modelled process (or
+    /// move of the modelled clock) since this thread's last timed-out wait, and, once a
+    /// process has died, once more whenever a wake happened since then: a real sleeper's
+    /// slice runs out some time after a peer's death, and then again every slice, and that
+    /// is when it checks its peers' liveness. A thread whose wait had run out before what
+    /// it waits for came to depend on the dead (a dead sender's claim that it reached only
+    /// later, say) gets to check again, as a real one would, without a model that times out
+    /// forever. Otherwise a sleeper sleeps until woken (a lost wake-up is a deadlock that
+    /// loom reports).
     pub(crate) fn futex_wait(
         word: &AtomicU32,
         expected: u32,

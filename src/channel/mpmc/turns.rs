@@ -93,16 +93,17 @@ impl<T: Pod> Ring<T> {
         true
     }
 
-    /// `poll_send_n` for a sender that waits (blocking, until a deadline, or an async
-    /// send between its attempts) to claim a message of `k > 1` slots, which needs them all free at once: one that cannot claim
-    /// now takes the turn if nobody has it (or another's is past its time), so that the
-    /// other senders, whose one-slot messages could otherwise take every slot as soon as
-    /// it is freed, let the queue drain for it; it ends its turn when it claims. While
-    /// receivers free slots (`head` moves), it keeps its turn fresh; once they have freed
-    /// none for [`TURN_MS`], it ends the turn (or finds it ended by another sender) and
-    /// does not take it again for as long. `state` is the caller's (see [`TurnState`]).
-    /// The caller ends the turn too when it stops waiting for good (`leave_turn`); a wait
-    /// that only gives up for now keeps it (see `Sender::claim_span`).
+    /// `poll_send_n` for a sender that waits (blocking, until a deadline, or an async send
+    /// between its attempts) to claim a message of `k > 1` slots, which needs them all free
+    /// at once: one that cannot claim now takes the turn if nobody has it (or another's is
+    /// past its time), so that the other senders, whose one-slot messages could otherwise
+    /// take every slot as soon as it is freed, let the queue drain for it; it ends its turn
+    /// when it claims. While receivers free slots (`head` moves), it keeps its turn fresh;
+    /// once they have freed none for [`TURN_MS`], it ends the turn (or finds it ended by
+    /// another sender) and does not take it again for as long. `state` is the caller's (see
+    /// [`TurnState`]). The caller ends the turn too when it stops waiting for good
+    /// (`leave_turn`); a wait that only gives up for now keeps it (see
+    /// `Sender::claim_span`).
     pub(super) fn poll_send_turn(
         &self,
         reg: usize,
