@@ -75,45 +75,40 @@ fn spsc_recv() {
     }
 }
 
-#[test]
-fn a_sender_killed_between_its_stamp_and_its_tail_is_resumed_after_its_last_message() {
+/// Child `role` sends into a fresh spsc ring of 8 slots and is killed at failpoint `point`:
+/// the receiver gets exactly `0..committed`, then `Disconnected`; a new sender then
+/// resumes after them, and `then` goes through one by one.
+fn a_killed_sender_leaves(role: &str, point: &str, committed: u64, then: std::ops::Range<u64>) {
     let names = Names::new("fault_spsc_tx");
     let name = names.name("ch");
-    // Room for all six, so that the sender dies without waiting for us.
+    // Room for all, so that the sender dies without waiting for us.
     let mut rx = spsc::Receiver::<u64>::create(&name, 8).unwrap();
-    // The 6th publication dies before its tail store: messages 0..=5 are committed.
-    assert_killed(killed_at("spsc_send", &name, "spsc.published@6"));
-    for i in 0..6 {
+    assert_killed(killed_at(role, &name, point));
+    for i in 0..committed {
         assert_eq!(rx.recv().unwrap(), i);
     }
     assert!(matches!(rx.try_recv(), Err(Error::Disconnected)));
-    // Message 5's slot says "published" while the tail still points at it (and the head
-    // is past it): a new sender must see that it was committed and continue after it.
     let mut tx = spsc::Sender::<u64>::open(&name).unwrap();
-    for i in 6..20 {
+    for i in then {
         tx.send(i).unwrap();
         assert_eq!(rx.recv().unwrap(), i);
     }
 }
 
 #[test]
+fn a_sender_killed_between_its_stamp_and_its_tail_is_resumed_after_its_last_message() {
+    // The 6th publication dies before its tail store: messages 0..=5 are committed.
+    // Message 5's slot says "published" while the tail still points at it (and the head
+    // is past it): a new sender must see that it was committed and continue after it.
+    a_killed_sender_leaves("spsc_send", "spsc.published@6", 6, 6..20);
+}
+
+#[test]
 fn a_sender_killed_in_the_middle_of_a_chunk_s_commit_leaves_the_slots_it_stamped() {
-    let names = Names::new("fault_spsc_chunk");
-    let name = names.name("ch");
-    let mut rx = spsc::Receiver::<u64>::create(&name, 8).unwrap();
     // One commit of eight slots, killed after the third stamp (before the other five and
-    // before `tail`): messages 0..=2 are committed, 3..8 never are.
-    assert_killed(killed_at("spsc_send_chunk", &name, "spsc.published@3"));
-    for i in 0..3 {
-        assert_eq!(rx.recv().unwrap(), i);
-    }
-    assert!(matches!(rx.try_recv(), Err(Error::Disconnected)));
-    // A new sender walks over the three stamps (the tail still says 0) and goes on at 3.
-    let mut tx = spsc::Sender::<u64>::open(&name).unwrap();
-    for i in 100..120 {
-        tx.send(i).unwrap();
-        assert_eq!(rx.recv().unwrap(), i);
-    }
+    // before `tail`): messages 0..=2 are committed, 3..8 never are. A new sender walks
+    // over the three stamps (the tail still says 0) and goes on at 3.
+    a_killed_sender_leaves("spsc_send_chunk", "spsc.published@3", 3, 100..120);
 }
 
 #[test]

@@ -145,7 +145,7 @@ impl<T, C: Codec<T>> JoinableQueue<T, C> {
     pub(crate) fn attempt_put(&mut self, item: &T) -> Result<()> {
         // Not counted, not even encoded, while there is no room.
         self.queue.attempt_ready()?;
-        self.counted_put(|q| q.attempt_put(item))
+        self.counted_put(|q| q.attempt_put_now(item))
     }
 
     /// [`Queue::leave_turn`].

@@ -419,6 +419,11 @@ impl<T, C: Codec<T>> Queue<T, C> {
     /// caller tries again when woken, or calls [`Queue::leave_turn`].
     pub(crate) fn attempt_put(&mut self, item: &T) -> Result<()> {
         self.attempt_ready()?;
+        self.attempt_put_now(item)
+    }
+
+    /// [`Queue::attempt_put`] after `attempt_ready` said the slots may be free.
+    pub(crate) fn attempt_put_now(&mut self, item: &T) -> Result<()> {
         let r = self.send(item, Send::Attempt);
         self.waiting = match r {
             // The encoding is still in `buf`.
