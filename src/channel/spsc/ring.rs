@@ -67,8 +67,8 @@ impl<T: Pod> Ring<T> {
 /// A ring's slots with the mask of positions, copied out of the ring once for a loop over
 /// a chunk: through `&Ring`, the compiler reloads both from memory at every slot (a write
 /// into shared memory, or an Acquire load, might have changed them, as far as it can
-/// tell), which cost the sender's chunk loops about a third of their instructions (see
-/// BENCHMARKS.md, "spsc chunks with leaner loops").
+/// tell): three loads a slot in the sender's fill loop, and a store of the position a
+/// slot in its publication loop (see BENCHMARKS.md, "spsc chunks with leaner loops").
 #[derive(Clone, Copy)]
 pub(super) struct Slots<'a, T> {
     slots: std::ptr::NonNull<Slot<T>>,
