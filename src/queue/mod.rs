@@ -345,7 +345,10 @@ impl<T, C: Codec<T>> Queue<T, C> {
         };
         for _ in 0..MAX_RESENDS {
             let tx = self.tx.as_mut().expect("attached");
-            let loan = tx.claim_span(k, claim)?;
+            let loan = match tx.claim_span_now(k) {
+                Some(pos) => tx.span_loan(pos, k),
+                None => tx.claim_span(k, claim)?,
+            };
             failpoint!("queue.put.claimed");
             let buf = &self.buf;
             let head = loan.slot(0);

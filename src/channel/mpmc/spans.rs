@@ -54,6 +54,38 @@ impl<T: Pod> Sender<T> {
         })
     }
 
+    /// `claim_span`'s common case, tried before it: `k` slots free now, claimed at once by
+    /// a sender that holds no turn and no forgotten loan; [`Sender::span_loan`] lends
+    /// them. `None` for anything else (the caller then calls `claim_span`, which finds it
+    /// again and handles it). Kept apart, with no [`Error`] in its result, so that the hot
+    /// path of a `put` moves no error value around: the compiler copied `claim_span`'s
+    /// `Result` through the stack in pieces that the loads after it could not forward
+    /// from.
+    #[inline]
+    pub(crate) fn claim_span_now(&mut self, k: u64) -> Option<u64> {
+        if self.end.held.is_some() || self.end.turn.is_held() {
+            return None;
+        }
+        match self.end.ring.poll_send_n(self.end.reg, k) {
+            Ok(super::super::Poll::Ready(pos)) => {
+                self.end.held = Some((pos, k));
+                Some(pos)
+            }
+            _ => None,
+        }
+    }
+
+    /// The loan of the `k` slots at `pos` that [`Sender::claim_span_now`] claimed.
+    #[inline]
+    pub(crate) fn span_loan(&mut self, pos: u64, k: u64) -> SpanLoan<'_, T> {
+        SpanLoan {
+            tx: self,
+            pos,
+            k,
+            done: false,
+        }
+    }
+
     /// Ends this sender's turn, if it holds one (an async `put` dropped before it could
     /// claim).
     pub(crate) fn leave_turn(&mut self) {

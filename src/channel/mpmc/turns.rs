@@ -37,6 +37,13 @@ pub(super) struct TurnState {
     rest: std::cell::Cell<u64>,
 }
 
+impl TurnState {
+    /// Whether its sender has the turn, as far as it knows.
+    pub(super) fn is_held(&self) -> bool {
+        self.held.get()
+    }
+}
+
 /// The turn word of sender registration `reg`, taken at `now` (milliseconds).
 fn turn_word(reg: usize, now: u64) -> u64 {
     (reg as u64 + 1) | now << 8

@@ -10,6 +10,8 @@ use super::Res;
 
 /// One row: its label, unit, and whether more is better.
 pub(super) struct Row {
+    /// Its id, and Python's: a row `X+Y` is a variant of ours of the program of Python's
+    /// row `X`, compared with that.
     pub(super) id: &'static str,
     pub(super) label: &'static str,
     pub(super) unit: &'static str,
@@ -134,7 +136,8 @@ pub(super) fn table(
         let Some(v) = ours.get(row.id) else { continue };
         let (m, lo, hi) = stats(v);
         let mine = format!("{} [{}-{}] {}", num(m), num(lo), num(hi), row.unit);
-        let (py, ratio) = match theirs.get(row.id) {
+        let python_id = row.id.split('+').next().unwrap_or(row.id);
+        let (py, ratio) = match theirs.get(python_id) {
             Some(p) if !p.is_empty() => {
                 let (pm, plo, phi) = stats(p);
                 (

@@ -8,6 +8,11 @@
 //! Every row is timed from the first process's start to the last one's end (process
 //! starts included: about a millisecond each, against runs of hundreds of milliseconds).
 //! Consumers stop at a `None` sentinel, as in the seeds' programs.
+//!
+//! Producers write each string into the one buffer they keep (`put` takes the item by
+//! reference, so a Rust producer need not make a new one per item); the row
+//! `queue_1p1c+fresh` makes a new `String` per item (`format!`), as Python makes a new
+//! string, and is compared with the same Python row as `queue_1p1c`.
 
 use std::time::Instant;
 
@@ -18,17 +23,34 @@ use super::python::{self, Row};
 use super::Res;
 
 shmkit::task! {
-    fn produce(name: String, n: u64, sentinels: u32, pad: usize) -> Result<(), String> {
+    fn produce(name: String, n: u64, sentinels: u32, pad: usize, fresh: bool) -> Result<(), String> {
         let mut q = Queue::<Option<String>>::open(&name).map_err(|e| e.to_string())?;
         let pad = "x".repeat(pad);
-        for i in 0..n {
-            q.put(&Some(format!("msg-{i}{pad}"))).map_err(|e| e.to_string())?;
+        if fresh {
+            for i in 0..n {
+                q.put(&Some(format!("msg-{i}{pad}"))).map_err(|e| e.to_string())?;
+            }
+        } else {
+            let mut item = Some(String::new());
+            for i in 0..n {
+                q.put(item_n(&mut item, i, &pad)).map_err(|e| e.to_string())?;
+            }
         }
         for _ in 0..sentinels {
             q.put(&None).map_err(|e| e.to_string())?;
         }
         Ok(())
     }
+}
+
+/// `item`, made `Some("msg-{i}{pad}")` in the buffer it already has (`put` takes the item
+/// by reference: a producer keeps its buffer, where Python makes a new string each time).
+fn item_n<'a>(item: &'a mut Option<String>, i: u64, pad: &str) -> &'a Option<String> {
+    use std::fmt::Write;
+    let s = item.get_or_insert_with(String::new);
+    s.clear();
+    let _ = write!(s, "msg-{i}{pad}");
+    item
 }
 
 shmkit::task! {
@@ -57,10 +79,16 @@ shmkit::task! {
     }
 }
 
-const ROWS: [Row; 5] = [
+const ROWS: [Row; 6] = [
     Row {
         id: "queue_1p1c",
         label: "Queue<String>, 1 → 1 process",
+        unit: "msg/s",
+        higher_is_better: true,
+    },
+    Row {
+        id: "queue_1p1c+fresh",
+        label: "  the same, a new String per item",
         unit: "msg/s",
         higher_is_better: true,
     },
@@ -91,7 +119,7 @@ const ROWS: [Row; 5] = [
 ];
 
 fn name(what: &str) -> String {
-    format!("bench.q.{}.{what}", std::process::id())
+    format!("bench.q.{}.{}", std::process::id(), what.replace('+', "."))
 }
 
 fn join_all<T>(ps: Vec<Process<T>>) -> Res<()>
@@ -109,16 +137,17 @@ fn round_ours(n: u64) -> Res<Vec<(&'static str, f64)>> {
 
     // One producer, one consumer: strings padded with `pad` bytes (a quarter of the
     // items for the longest, as in the Python script).
-    for (row, pad, n) in [
-        ("queue_1p1c", 0, n),
-        ("queue_1p1c_500", 500, n),
-        ("queue_1p1c_4k", 4000, n / 4),
+    for (row, pad, n, fresh) in [
+        ("queue_1p1c", 0, n, false),
+        ("queue_1p1c+fresh", 0, n, true),
+        ("queue_1p1c_500", 500, n, false),
+        ("queue_1p1c_4k", 4000, n / 4, false),
     ] {
         let q = name(row);
         let _hold = Queue::<Option<String>>::create(&q, 1024)?;
         let t = Instant::now();
         let c = Process::spawn(consume, q.clone())?;
-        Process::spawn(produce, (q.clone(), n, 1, pad))?.join()??;
+        Process::spawn(produce, (q.clone(), n, 1, pad, fresh))?.join()??;
         join_all(vec![c])?;
         rows.push((row, n as f64 / t.elapsed().as_secs_f64()));
     }
@@ -131,8 +160,8 @@ fn round_ours(n: u64) -> Res<Vec<(&'static str, f64)>> {
         Process::spawn(consume, q.clone())?,
     ];
     let ps = vec![
-        Process::spawn(produce, (q.clone(), n / 2, 1, 0))?,
-        Process::spawn(produce, (q.clone(), n / 2, 1, 0))?,
+        Process::spawn(produce, (q.clone(), n / 2, 1, 0, false))?,
+        Process::spawn(produce, (q.clone(), n / 2, 1, 0, false))?,
     ];
     for p in ps {
         p.join()??;
@@ -147,8 +176,9 @@ fn round_ours(n: u64) -> Res<Vec<(&'static str, f64)>> {
         Process::spawn(consume_joinable, q.clone())?,
         Process::spawn(consume_joinable, q.clone())?,
     ];
+    let mut item = None;
     for i in 0..n {
-        jq.put(&Some(format!("msg-{i}")))?;
+        jq.put(item_n(&mut item, i, ""))?;
     }
     jq.join()?;
     rows.push(("joinable", n as f64 / t.elapsed().as_secs_f64()));
