@@ -397,6 +397,34 @@ impl Signal {
         }
     }
 
+    /// [`Signal::notify`] for a publisher whose publication was a `SeqCst`
+    /// read-modify-write (the mpmc ring's stamp CASes): the same guarantee without the
+    /// fence, which costs as much as the CAS itself (a locked instruction on x86).
+    ///
+    /// Why no wake-up is lost (C++20 [atomics.order]/4, which Rust follows): let the
+    /// waiter's announcing RMW of the word be `A`, its fence `F` (`prepare_wait`), its
+    /// re-check's load of our stamp `L`; our publication `P` and our load of the word `R`,
+    /// all but `L` `SeqCst`. Suppose `R` misses `A` and `L` misses `P`. `R` is then
+    /// coherence-ordered before `A`, both `SeqCst`: `R` precedes `A` in the total order
+    /// `S`. `A` is sequenced before `F`: `A` precedes `F`. `F` happens before `L`, which is
+    /// coherence-ordered before the `SeqCst` `P`: `F` precedes `P` (4.3). `P` is sequenced
+    /// before `R`: `P` precedes `R`. A cycle in `S`: impossible. So `R` sees the bit, or
+    /// the re-check sees the publication (as the two fences of `notify` guarantee).
+    ///
+    /// Under loom the fence stays: loom treats `SeqCst` accesses as `AcqRel` (a documented
+    /// limitation, tokio-rs/loom#180), under which this form would lose wake-ups that
+    /// the memory model rules out; its models check the fenced form.
+    #[inline]
+    pub(crate) fn notify_after_seqcst_rmw(&self) {
+        if cfg!(loom) {
+            return self.notify();
+        }
+        // SeqCst: `R` above, after the caller's `SeqCst` publication `P`.
+        if self.word.load(Ordering::SeqCst) & (WAITERS | ASYNC) != 0 {
+            self.wake_all_with(crate::os::doorbell::ring, true);
+        }
+    }
+
     /// Wakes every sleeper and rings every registered doorbell (a closing end: whether
     /// or not anybody announced itself).
     #[cold]

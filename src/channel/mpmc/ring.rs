@@ -500,21 +500,22 @@ impl<T: Pod> Ring<T> {
     /// until the receiver frees them.
     #[inline]
     pub(super) fn publish(&self, pos: u64) -> bool {
-        // Release: publishes the value (and its continuations') to the receivers' Acquire
-        // load of the stamp. Relaxed on failure: we learn only that the slot is no longer
-        // ours.
+        // SeqCst (Release is what the message needs): publishes the value (and its
+        // continuations') to the receivers' Acquire load of the stamp; SeqCst so that the
+        // wake-up check after it needs no fence (`Signal::notify_after_seqcst_rmw`).
+        // Relaxed on failure: we learn only that the slot is no longer ours.
         let ok = self
             .claimed_slot(pos)
             .stamp
             .compare_exchange(
                 pos,
                 pos.wrapping_add(1),
-                Ordering::Release,
+                Ordering::SeqCst,
                 Ordering::Relaxed,
             )
             .is_ok();
         if ok {
-            self.hdr().data.notify();
+            self.hdr().data.notify_after_seqcst_rmw();
         }
         ok
     }
@@ -635,16 +636,18 @@ impl<T: Pod> Ring<T> {
     pub(super) fn release(&self, pos: u64, k: u64) -> bool {
         let mut ok = true;
         for j in 1..k {
-            // Release, and the validation: as `free_slot` below.
-            ok &= self.free_continuation(self.geo.advance(pos, j), Ordering::Release);
+            // SeqCst, and the validation: as `free_slot` below.
+            ok &= self.free_continuation(self.geo.advance(pos, j), Ordering::SeqCst);
         }
-        // Release: our reads of the value are done before a sender may overwrite it
-        // (pairs with its Acquire stamp load in `poll_send`). Relaxed on failure: we learn
-        // only that the slot is no longer ours. Success also validates a copy (seqlock
-        // style): the stamp is still `pos + 1`, and a sender writes the slot only after it
-        // saw the stamp we store here, so nobody wrote it while we read.
-        ok &= self.free_slot(pos, Ordering::Release);
-        self.hdr().space.notify();
+        // SeqCst (Release is what the slot needs): our reads of the value are done before a
+        // sender may overwrite it (pairs with its Acquire stamp load in `poll_send`); SeqCst
+        // so that the wake-up check after it needs no fence
+        // (`Signal::notify_after_seqcst_rmw`). Relaxed on failure: we learn only that the
+        // slot is no longer ours. Success also validates a copy (seqlock style): the stamp
+        // is still `pos + 1`, and a sender writes the slot only after it saw the stamp we
+        // store here, so nobody wrote it while we read.
+        ok &= self.free_slot(pos, Ordering::SeqCst);
+        self.hdr().space.notify_after_seqcst_rmw();
         ok
     }
 
