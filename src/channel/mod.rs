@@ -399,7 +399,11 @@ impl Signal {
 
     /// [`Signal::notify`] for a publisher whose publication was a `SeqCst`
     /// read-modify-write (the mpmc ring's stamp CASes): the same guarantee without the
-    /// fence, which costs as much as the CAS itself (a locked instruction on x86).
+    /// fence, which costs as much as the CAS itself (a locked instruction on x86), for
+    /// every waiter whose re-check reads a word that a `SeqCst` RMW of ours, sequenced
+    /// before this call, wrote: the mpmc stamps, and `head` and `tail`, which the claims
+    /// move with `SeqCst` CASes for this (an async sender's `room` re-checks `head`).
+    /// Where the change may be another process's (a slot freed under us), use `notify`.
     ///
     /// Why no wake-up is lost (C++20 [atomics.order]/4, which Rust follows): let the
     /// waiter's announcing RMW of the word be `A`, its fence `F` (`prepare_wait`), its
@@ -408,8 +412,10 @@ impl Signal {
     /// coherence-ordered before `A`, both `SeqCst`: `R` precedes `A` in the total order
     /// `S`. `A` is sequenced before `F`: `A` precedes `F`. `F` happens before `L`, which is
     /// coherence-ordered before the `SeqCst` `P`: `F` precedes `P` (4.3). `P` is sequenced
-    /// before `R`: `P` precedes `R`. A cycle in `S`: impossible. So `R` sees the bit, or
-    /// the re-check sees the publication (as the two fences of `notify` guarantee).
+    /// before `R`: `P` precedes `R`. A cycle in `S`: impossible. So `R` reads `A` or a
+    /// later value (another waker's clearing CAS, which woke the waiter already), or the
+    /// re-check sees the publication, as the two fences of `notify` guarantee. (`L` may be
+    /// `Relaxed`: 4.3 asks nothing of it.)
     ///
     /// Under loom the fence stays: loom treats `SeqCst` accesses as `AcqRel` (a documented
     /// limitation, tokio-rs/loom#180), under which this form would lose wake-ups that
@@ -457,9 +463,11 @@ impl Signal {
             wait::wake(&self.word, u32::MAX);
         }
         if !announced || w & ASYNC != 0 {
-            // The bells' SeqCst loads come after the SeqCst fence of `notify_with` (or,
-            // from `wake_all`, after a close that a waiter's cheap check looks at): see
-            // `Bells::add`.
+            // The bells' SeqCst loads come after the SeqCst fence of `notify_with`, or after
+            // the SeqCst load of `notify_after_seqcst_rmw`, which read the waiter's
+            // announcing RMW or a later RMW (its release sequence: the word changes by RMWs
+            // only) and so synchronizes with it; or, from `wake_all`, after a close that a
+            // waiter's cheap check looks at. See `Bells::add`.
             self.bells.ring_with(ring);
         }
     }

@@ -364,7 +364,8 @@ impl Bells {
     pub(crate) fn add(&self, id: u64) -> bool {
         // SeqCst: the registration must precede, for a waker that sees the waiter's
         // WAITERS bit, the announcement that follows it; pairs with the SeqCst loads in
-        // `ring_with` (after the waker's SeqCst fence or Acquire fence, see its callers).
+        // `ring_with` (after the waker's SeqCst fence, Acquire fence or SeqCst load of the
+        // word, see its callers).
         if self.0.iter().any(|b| b.load(Ordering::SeqCst) == id) {
             return true;
         }

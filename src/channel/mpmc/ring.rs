@@ -370,13 +370,17 @@ impl<T: Pod> Ring<T> {
         pending.store(pos, Ordering::Release);
         // AcqRel: Release publishes the pending word to whoever reads this `end` or a later
         // one with Acquire (a recovering peer); Acquire orders our access to the slot (a
-        // sender's write of the value, a receiver's read) after the claim.
+        // sender's write of the value, a receiver's read) after the claim. SeqCst on top
+        // (the same instruction on x86 and AArch64): an async sender waiting for room
+        // re-checks `head` itself (`room`), and the receiver that moved it wakes it with
+        // the fence-free `notify_after_seqcst_rmw`, whose argument needs every write a
+        // waiter re-checks to be a SeqCst RMW sequenced before the notify.
         // Acquire on failure: as the caller's Acquire load of `end`, for the value it
         // retries.
         match end.compare_exchange_weak(
             pos,
             self.geo.advance(pos, k),
-            Ordering::AcqRel,
+            Ordering::SeqCst,
             Ordering::Acquire,
         ) {
             Ok(_) => Ok(()),
@@ -647,7 +651,13 @@ impl<T: Pod> Ring<T> {
         // is still `pos + 1`, and a sender writes the slot only after it saw the stamp we
         // store here, so nobody wrote it while we read.
         ok &= self.free_slot(pos, Ordering::SeqCst);
-        self.hdr().space.notify_after_seqcst_rmw();
+        if ok {
+            self.hdr().space.notify_after_seqcst_rmw();
+        } else {
+            // A slot freed under us by another process (taken for dead): the write a
+            // waiting sender re-checks may be that process's, not a SeqCst RMW of ours.
+            self.hdr().space.notify();
+        }
         ok
     }
 

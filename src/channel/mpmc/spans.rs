@@ -55,7 +55,7 @@ impl<T: Pod> Sender<T> {
     }
 
     /// `claim_span`'s common case, tried before it: `k` slots free now, claimed at once by
-    /// a sender that holds no turn and no forgotten loan; [`Sender::span_loan`] lends
+    /// a sender that holds no forgotten loan and does not know of a turn of its own; [`Sender::span_loan`] lends
     /// them. `None` for anything else (the caller then calls `claim_span`, which finds it
     /// again and handles it). Kept apart, with no [`Error`] in its result, so that the hot
     /// path of a `put` moves no error value around: the compiler copied `claim_span`'s
@@ -68,6 +68,11 @@ impl<T: Pod> Sender<T> {
         }
         match self.end.ring.poll_send_n(self.end.reg, k) {
             Ok(super::super::Poll::Ready(pos)) => {
+                if k > 1 {
+                    // As `poll_send_turn` does on a claim: a turn that names our
+                    // registration (which we did not know we held) ends with it.
+                    self.end.ring.end_turn(self.end.reg);
+                }
                 self.end.held = Some((pos, k));
                 Some(pos)
             }
