@@ -437,9 +437,9 @@ impl<T: Pod> Ring<T> {
         let mut tail = h.tail.0.pos.load(Ordering::Acquire);
         for _ in 0..RETRIES {
             let slot = self.slot(tail)?;
-            // Acquire: pairs with the Release CAS that freed the slot (a receiver's
-            // release, or a skip): the last reads of the old value are done before we
-            // overwrite it.
+            // Acquire: pairs with the releasing CAS (SeqCst) that freed the slot (a
+            // receiver's release, or a skip): the last reads of the old value are done
+            // before we overwrite it.
             let stamp = slot.stamp.load(Ordering::Acquire);
             let prev = tail.wrapping_sub(self.geo.one_lap);
             if stamp == tail {
@@ -553,7 +553,7 @@ impl<T: Pod> Ring<T> {
         let mut head = h.head.0.load(Ordering::Acquire);
         for _ in 0..RETRIES {
             let slot = self.slot(head)?;
-            // Acquire: pairs with the sender's Release CAS in `publish`: the value is
+            // Acquire: pairs with the sender's CAS in `publish` (SeqCst): the value is
             // visible once we see its stamp.
             let stamp = slot.stamp.load(Ordering::Acquire);
             let ahead = head.wrapping_add(self.geo.one_lap);
@@ -685,7 +685,7 @@ impl<T: Pod> Ring<T> {
     pub(super) fn held_span(&self, pos: u64) -> Option<u64> {
         let slot = self.claimed_slot(pos);
         let held = pos.wrapping_add(1);
-        // Acquire: pairs with the publishing Release CAS, so that the value read next is
+        // Acquire: pairs with the publishing CAS (SeqCst), so that the value read next is
         // the published one (or later).
         if slot.stamp.load(Ordering::Acquire) != held {
             return None;

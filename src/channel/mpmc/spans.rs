@@ -55,12 +55,12 @@ impl<T: Pod> Sender<T> {
     }
 
     /// `claim_span`'s common case, tried before it: `k` slots free now, claimed at once by
-    /// a sender that holds no forgotten loan and does not know of a turn of its own; [`Sender::span_loan`] lends
-    /// them. `None` for anything else (the caller then calls `claim_span`, which finds it
-    /// again and handles it). Kept apart, with no [`Error`] in its result, so that the hot
-    /// path of a `put` moves no error value around: the compiler copied `claim_span`'s
-    /// `Result` through the stack in pieces that the loads after it could not forward
-    /// from.
+    /// a sender that holds no forgotten loan and does not know of a turn of its own;
+    /// [`Sender::span_loan`] lends them. `None` for anything else (the caller then calls
+    /// `claim_span`, which finds it again and handles it). Kept apart, with no [`Error`]
+    /// in its result, so that the hot path of a `put` moves no error value around: the
+    /// compiler copied `claim_span`'s `Result` through the stack in pieces that the loads
+    /// after it could not forward from.
     #[inline]
     pub(crate) fn claim_span_now(&mut self, k: u64) -> Option<u64> {
         if self.end.held.is_some() || self.end.turn.is_held() {
