@@ -647,3 +647,57 @@ fn a_forked_child_that_dies_holding_an_anonymous_mutex_is_detected() {
     let o = finish_ok(spawn("anonymous_mutex_owner_dies_in_fork_child", &[]));
     assert_eq!(o.get::<u64>("seen"), 2);
 }
+
+/// The resident bytes of this process's mapping that holds `addr` (its `Rss` in
+/// `/proc/self/smaps`).
+fn rss_of_mapping_at(addr: *const u8) -> u64 {
+    let a = addr as u64;
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let mut inside = false;
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if let Some((start, end)) = first.split_once('-') {
+            if let (Ok(s), Ok(e)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16)) {
+                inside = s <= a && a < e;
+                continue;
+            }
+        }
+        if inside {
+            if let Some(kb) = line.strip_prefix("Rss:") {
+                return kb
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .unwrap()
+                    * 1024;
+            }
+        }
+    }
+    panic!("no mapping holds {addr:p}");
+}
+
+#[test]
+fn populate_maps_every_page_at_create_and_open_and_nothing_else_does() {
+    let names = Names::new("populate");
+    let len = 8 << 20;
+    let eager = Options::new().populate(true);
+    let lazy_name = names.name("lazy");
+    let created = Segment::create(&lazy_name, len, &Options::new()).unwrap();
+    let opened_lazily = Segment::open(&lazy_name, &Options::new()).unwrap();
+    let opened_eagerly = Segment::open(&lazy_name, &eager).unwrap();
+    let created_eagerly = Segment::create(&names.name("eager"), len, &eager).unwrap();
+    // Without it, only what validation and the header touched (a few pages around them).
+    assert!(rss_of_mapping_at(created.as_ptr()) < len as u64 / 4);
+    assert!(rss_of_mapping_at(opened_lazily.as_ptr()) < len as u64 / 4);
+    // With it, every page of the body is mapped before the first touch.
+    assert!(rss_of_mapping_at(opened_eagerly.as_ptr()) >= len as u64);
+    assert!(rss_of_mapping_at(created_eagerly.as_ptr()) >= len as u64);
+    // The populated mapping is the same memory.
+    // SAFETY: both map the same live segment, at least `len` bytes from `as_ptr`; this
+    // process writes and reads one byte through them, nobody else touches it.
+    unsafe {
+        opened_eagerly.as_ptr().add(len - 1).write_volatile(7);
+        assert_eq!(created.as_ptr().add(len - 1).read_volatile(), 7);
+    }
+}
