@@ -720,11 +720,11 @@ fn serde_queue_of_two_slot_items_survives_a_consumer_killed_at_any_step() {
 /// closing, and a producer of four one-slot items share a queue of four slots and one
 /// consumer. The short producer puts three, starts the victim and puts its fourth; the
 /// consumer starts taking only then. The long item needs two slots where one is free, so
-/// its producer waits, and takes the turn (unless the consumer has made room already);
-/// the short producer is never kept waiting by it
-/// for good (the turn ends when the long item is claimed, or its producer closes or dies),
-/// and the consumer gets every item put, in order, nothing torn. (The queue has four slots
-/// so that the long item travels in place, through the ring: at most half the slots.)
+/// its producer waits, and takes the turn (unless the consumer has made room already); the
+/// short producer is never kept waiting by it for good (the turn ends when the long item is
+/// claimed, or its producer closes or dies), and the consumer gets every item put, in
+/// order, nothing torn. (The queue has four slots so that the long item travels in place,
+/// through the ring: at most half the slots.)
 fn turn_holder_killed(k: u32) -> bool {
     type Q = shmkit::Queue<Vec<u8>>;
     fn long() -> Vec<u8> {

@@ -152,30 +152,30 @@
 //!
 //! # Turns
 //! A message of `k > 1` slots needs `k` free slots at `tail` at once, while a one-slot
-//! message needs one: with senders of short messages that keep the queue full, every slot
-//! a receiver frees would go to one of them, and a long message could wait forever. So a
+//! message needs one: with senders of short messages that keep the queue full, every slot a
+//! receiver frees would go to one of them, and a long message could wait forever. So a
 //! sender that *waits* (blocking, with a timeout, or an async send between its attempts;
 //! not a `try_`) to claim a message of several slots and cannot claim it now takes the
-//! *turn*: the word beside `tail`, on the
-//! same line, holds its registration's index plus one and the time it took it (the
-//! monotonic clock, in milliseconds). While a turn is taken, every other sender's poll
-//! says "not now", as if the queue were full, and the queue drains until the long message
-//! fits; its sender then claims it and ends the turn, waking the others.
+//! *turn*: the word beside `tail`, on the same line, holds its registration's index plus
+//! one and the time it took it (the monotonic clock, in milliseconds). While a turn is
+//! taken, every other sender's poll says "not now", as if the queue were full, and the
+//! queue drains until the long message fits; its sender then claims it and ends the turn,
+//! waking the others.
 //!
 //! A turn lasts while the queue drains: its taker keeps it fresh whenever receivers have
-//! freed slots since it last looked, and it runs out after `TURN_MS` (200 ms) in which
-//! they freed none that it saw. Then (workers that must put before they can get again,
-//! so that nobody gets while everybody waits; a taker that is stopped) the taker ends it,
-//! and takes it again only after as long again, while the others ignore a turn past its
-//! time. A taker that looks only now and then (a timed send called in a loop, an async
-//! send between polls) may find its turn run out and cleared by another sender while the
-//! queue drained: it takes it again at once, without the rest. A sender ends its turn
-//! when it claims, when its wait fails (disconnected), when it makes a claim of another
-//! kind, and when it closes; a wait that only gives up for now (a time-out, or an async
-//! send's attempt) keeps it, so that a timed send called again in a loop, or an async
-//! send polled again, goes on in turn (an async send dropped ends it); a new endpoint
-//! that takes over a dead one's registration ends the dead one's turn; a blocked sender's recovery ends the turn
-//! of a sender that is gone, a turn past its time, and one that names no registration.
+//! freed slots since it last looked, and it runs out after `TURN_MS` (200 ms) in which they
+//! freed none that it saw. Then (workers that must put before they can get again, so that
+//! nobody gets while everybody waits; a taker that is stopped) the taker ends it, and takes
+//! it again only after as long again, while the others ignore a turn past its time. A taker
+//! that looks only now and then (a timed send called in a loop, an async send between
+//! polls) may find its turn run out and cleared by another sender while the queue drained:
+//! it takes it again at once, without the rest. A sender ends its turn when it claims, when
+//! its wait fails (disconnected), when it makes a claim of another kind, and when it
+//! closes; a wait that only gives up for now (a time-out, or an async send's attempt) keeps
+//! it, so that a timed send called again in a loop, or an async send polled again, goes on
+//! in turn (an async send dropped ends it); a new endpoint that takes over a dead one's
+//! registration ends the dead one's turn; a blocked sender's recovery ends the turn of a
+//! sender that is gone, a turn past its time, and one that names no registration.
 //! When every receiver is gone, a one-slot sender's recovery ends any turn, so that a
 //! message that fits goes in (it waits for a receiver to come), as it would without the
 //! turn; the turn's taker is told `Disconnected`. The turn is a hint, read Relaxed: a

@@ -46,12 +46,7 @@ impl<T: Pod> Sender<T> {
             Claim::Try | Claim::Attempt => self.claim_short(k, None)?,
         };
         self.end.held = Some((pos, k));
-        Ok(SpanLoan {
-            tx: self,
-            pos,
-            k,
-            done: false,
-        })
+        Ok(self.span_loan(pos, k))
     }
 
     /// `claim_span`'s common case, tried before it: `k` slots free now, claimed at once by
@@ -80,7 +75,8 @@ impl<T: Pod> Sender<T> {
         }
     }
 
-    /// The loan of the `k` slots at `pos` that [`Sender::claim_span_now`] claimed.
+    /// The loan of the `k` slots at `pos` that this sender claimed (and recorded in
+    /// `held`): `claim_span`'s, or [`Sender::claim_span_now`]'s.
     #[inline]
     pub(crate) fn span_loan(&mut self, pos: u64, k: u64) -> SpanLoan<'_, T> {
         SpanLoan {
