@@ -446,7 +446,9 @@ pub fn inspect(name: &str) -> Result<Inspection> {
             fields.extend(channel::describe_pair(&body, h.capacity, "bytes", &alive))
         }
         Some(Kind::Mpmc) => fields.extend(channel::mpmc::describe(&body, h.capacity, &alive)),
-        Some(Kind::Dict | Kind::List) => fields.extend(crate::collections::describe(&body)),
+        Some(k @ (Kind::Dict | Kind::List)) => {
+            fields.extend(crate::collections::describe(k, &body))
+        }
         _ => {}
     }
     Ok(Inspection {

@@ -175,6 +175,16 @@ pub mod __private {
         crate::process::fuzz_message(frame)
     }
 
+    /// For the tests of a dict's lock stripes: the slot where `key`'s probe starts, and
+    /// that slot's stripe.
+    pub fn dict_home<K, V>(d: &crate::SharedDict<K, V>, key: &K) -> crate::Result<(usize, usize)>
+    where
+        K: serde::Serialize + serde::de::DeserializeOwned + Eq,
+        V: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        d.home_of(key)
+    }
+
     /// How many async doorbells this process has rung (one `sendto` each): the tests
     /// check that a channel without async waiters makes none.
     pub fn doorbell_rings() -> u64 {

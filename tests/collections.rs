@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
-use common::{arg, arg_as, finish, finish_ok, report, spawn, Names};
+use common::{arg, arg_as, finish, finish_ok, report, spawn, wait_until, Names};
 use shmkit::__layout::collections as lay;
 use shmkit::{CreationMode, Error, Event, Options, SharedDict, SharedList};
 
@@ -24,6 +24,10 @@ fn __child() {
         ("add", add),
         ("hostile_writer", hostile_writer),
         ("hostile_user", hostile_user),
+        ("hold_stripe", hold_stripe),
+        ("insert_key", insert_key),
+        ("churn", churn),
+        ("come_and_go", come_and_go),
         #[cfg(feature = "failpoints")]
         ("overwrite", overwrite),
         #[cfg(feature = "failpoints")]
@@ -281,6 +285,206 @@ fn inspect_shows_the_length_and_capacity() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Lock stripes: probes that cross stripes and wrap around the table.
+
+/// Holds the stripe of `key`'s home inside an `update` until `release` is set.
+fn hold_stripe() {
+    let d = SharedDict::<u64, u64>::open(&arg("dict")).unwrap();
+    let held = Event::open(&arg("held")).unwrap();
+    let release = Event::open(&arg("release")).unwrap();
+    d.update(&arg_as("key"), |_| {
+        held.set();
+        assert!(release.wait_timeout(PATIENCE).unwrap(), "never released");
+        Some(7)
+    })
+    .unwrap();
+}
+
+fn insert_key() {
+    let mut d = SharedDict::<u64, u64>::open(&arg("dict")).unwrap();
+    d.set_timeout(Some(PATIENCE));
+    d.insert(&arg_as("key"), &3).unwrap();
+}
+
+/// Reads the `u32` at `off` of the segment's body.
+fn peek_u32(name: &str, off: usize) -> u32 {
+    let f = std::fs::File::open(path_of(name)).expect("open the segment file");
+    let mut b = [0; 4];
+    f.read_exact_at(&mut b, (shmkit::__layout::segment::SIZE + off) as u64)
+        .expect("read the segment");
+    u32::from_ne_bytes(b)
+}
+
+#[test]
+fn a_probe_that_wraps_into_a_busy_stripe_waits_holding_no_other_stripe() {
+    let names = Names::new("dict_wrap");
+    let dn = names.name("d");
+    // 400 entries: 501 slots in 7 stripes of 72 (the last of 69).
+    let mut d = SharedDict::<u64, u64>::create(&dn, 400).unwrap();
+    let home = |k: u64| shmkit::__private::dict_home(&d, &k).unwrap();
+    let last: Vec<u64> = (0..).filter(|&k| home(k).0 == 500).take(3).collect();
+    let first = (0..).find(|&k| home(k).0 < 60).unwrap();
+    assert_eq!(home(last[0]).1, 6);
+    assert_eq!(home(first).1, 0);
+    d.insert(&last[0], &1).unwrap(); // slot 500
+    d.insert(&last[1], &2).unwrap(); // wraps to slot 0, in stripe 0
+
+    // One process holds stripe 0; another inserts a third key of home 500, whose probe
+    // wraps into stripe 0 and must wait there.
+    let (held, release) = (names.name("held"), names.name("release"));
+    let (held_ev, release_ev) = (
+        Event::create(&held).unwrap(),
+        Event::create(&release).unwrap(),
+    );
+    let holder = spawn(
+        "hold_stripe",
+        &[
+            ("dict", dn.clone()),
+            ("key", first.to_string()),
+            ("held", held.clone()),
+            ("release", release.clone()),
+        ],
+    );
+    assert!(held_ev.wait_timeout(PATIENCE).unwrap());
+    let inserter = spawn(
+        "insert_key",
+        &[("dict", dn.clone()), ("key", last[2].to_string())],
+    );
+    // The inserter sleeps on stripe 0's lock (its PARKED bit, bit 31).
+    let word = lay::HEAD + lay::STRIPE_LOCK_WORD;
+    wait_until(PATIENCE, || peek_u32(&dn, word) & 1 << 31 != 0);
+    // Had it kept stripe 6 while it waits, this would wait for it, it for the holder, the
+    // holder for us: the timeout turns that into a failure.
+    d.set_timeout(Some(PATIENCE));
+    assert_eq!(d.get(&last[0]).unwrap(), Some(1));
+    release_ev.set();
+    finish_ok(holder);
+    finish_ok(inserter);
+    for (k, v) in [(last[0], 1), (last[1], 2), (last[2], 3), (first, 7)] {
+        assert_eq!(d.get(&k).unwrap(), Some(v), "key {k}");
+    }
+    assert_eq!(d.len(), 4);
+}
+
+const CHURN_ROUNDS: u64 = 40;
+
+/// Process `me` of `of` works on the keys `k < keys` with `k % of == me`: each round puts
+/// them all (inserts or replacements), checks and bumps each, removes every other one,
+/// and adds one to the shared counter (key `u64::MAX`). Ends with all its keys present,
+/// each holding `CHURN_ROUNDS * 10 + 1`.
+fn churn() {
+    let mut d = SharedDict::<u64, u64>::open(&arg("dict")).unwrap();
+    d.set_timeout(Some(PATIENCE));
+    let (me, of, keys): (u64, u64, u64) = (arg_as("me"), arg_as("of"), arg_as("keys"));
+    let mine: Vec<u64> = (0..keys).filter(|k| k % of == me).collect();
+    for round in 1..=CHURN_ROUNDS {
+        for &k in &mine {
+            d.insert(&k, &(round * 10)).unwrap();
+        }
+        for &k in &mine {
+            let v = d.update(&k, |v| v.map(|v| v + 1)).unwrap();
+            assert_eq!(v, Some(round * 10 + 1), "key {k}, round {round}");
+        }
+        for &k in mine.iter().step_by(2).filter(|_| round < CHURN_ROUNDS) {
+            assert_eq!(d.remove(&k).unwrap(), Some(round * 10 + 1));
+            assert!(!d.contains_key(&k).unwrap());
+        }
+        d.update(&u64::MAX, |c| Some(c.unwrap_or(0) + 1)).unwrap();
+    }
+}
+
+#[test]
+fn four_processes_churn_a_full_many_striped_dict_and_lose_nothing() {
+    let names = Names::new("dict_churn");
+    let dn = names.name("d");
+    // 600 entries and the counter: 752 slots in 11 stripes, full at the end, so probes
+    // cross stripes and wrap around the table, while all four processes write.
+    let (keys, cap) = (600u64, 601usize);
+    let d = SharedDict::<u64, u64>::create(&dn, cap).unwrap();
+    let kids: Vec<_> = (0..4u64)
+        .map(|me| {
+            spawn(
+                "churn",
+                &[
+                    ("dict", dn.clone()),
+                    ("me", me.to_string()),
+                    ("of", "4".to_owned()),
+                    ("keys", keys.to_string()),
+                ],
+            )
+        })
+        .collect();
+    kids.into_iter().for_each(|c| {
+        finish_ok(c);
+    });
+    let want: BTreeSet<(u64, u64)> = (0..keys)
+        .map(|k| (k, CHURN_ROUNDS * 10 + 1))
+        .chain([(u64::MAX, 4 * CHURN_ROUNDS)])
+        .collect();
+    let have: BTreeSet<(u64, u64)> = d.snapshot().unwrap().into_iter().collect();
+    assert_eq!(have, want);
+    assert_eq!(d.len(), cap);
+    assert!(matches!(
+        d.insert(&keys, &0),
+        Err(Error::Overflow { limit }) if limit == cap as u64
+    ));
+    // Every place is accounted for: emptied, the dict takes `cap` new keys again.
+    d.clear().unwrap();
+    assert_eq!(d.len(), 0);
+    for k in 0..cap as u64 {
+        d.insert(&(k + 1000), &k).unwrap();
+    }
+    assert!(matches!(d.insert(&0, &0), Err(Error::Overflow { .. })));
+}
+
+const COME_AND_GO: u64 = 50_000;
+
+/// Inserts a key of its own and removes it, `COME_AND_GO` times: never more than one key
+/// of its own in the dict.
+fn come_and_go() {
+    let mut d = SharedDict::<u64, u64>::open(&arg("dict")).unwrap();
+    d.set_timeout(Some(PATIENCE));
+    let me: u64 = arg_as("me");
+    for i in 0..COME_AND_GO {
+        let k = (me + 1) << 32 | i;
+        if let Err(e) = d.insert(&k, &i) {
+            panic!("insert {i} of process {me}: {e} (the dict was never full)");
+        }
+        assert_eq!(d.remove(&k).unwrap(), Some(i));
+    }
+}
+
+#[test]
+fn a_dict_one_place_short_of_full_per_process_never_reports_itself_full() {
+    let names = Names::new("dict_places");
+    let dn = names.name("d");
+    // 4,096 entries in 64 stripes, all but two filled: the two free places move between
+    // stripes as the processes take them (mostly from another stripe than their key's,
+    // after a search through many) and give them back (to their key's).
+    let (cap, procs) = (4096u64, 2u64);
+    let d = SharedDict::<u64, u64>::create(&dn, cap as usize).unwrap();
+    for k in 0..cap - procs {
+        d.insert(&k, &k).unwrap();
+    }
+    let kids: Vec<_> = (0..procs)
+        .map(|me| {
+            spawn(
+                "come_and_go",
+                &[("dict", dn.clone()), ("me", me.to_string())],
+            )
+        })
+        .collect();
+    kids.into_iter().for_each(|c| {
+        finish_ok(c);
+    });
+    assert_eq!(d.len() as u64, cap - procs);
+    for k in cap - procs..cap {
+        d.insert(&k, &k).unwrap();
+    }
+    assert!(matches!(d.insert(&cap, &0), Err(Error::Overflow { .. })));
+}
+
+// ---------------------------------------------------------------------------------------
 // Forged bytes, one field at a time: each is an error, never a panic.
 
 #[test]
@@ -293,7 +497,7 @@ fn forged_fields_are_corrupt_errors_and_recover_drops_forged_entries() {
     }
     let slots = 8 + 8 / 4 + 1;
     let slot_size = lay::SLOT + 24;
-    let slot_at = |i: usize| lay::HEAD + i * slot_size;
+    let slot_at = |i: usize| lay::dict_slots_at(8) + i * slot_size;
     // Flip one byte of every full slot's value: each read of it is Corrupt.
     let mut damaged = 0;
     let file = std::fs::read(path_of(&dn)).unwrap();
@@ -329,16 +533,13 @@ fn forged_fields_are_corrupt_errors_and_recover_drops_forged_entries() {
         &7u32.to_ne_bytes(),
     );
     assert!(matches!(d.snapshot(), Err(Error::Corrupt { .. })));
-    // A length past the capacity: inserts are Corrupt, reads still work.
-    poke(&dn, lay::LEN, &u64::MAX.to_ne_bytes());
-    assert!(matches!(
-        d.insert(&100, &"x".into()),
-        Err(Error::Corrupt { .. })
-    ));
-    assert_eq!(d.len(), 8); // a hint, clamped
-
     // A forged lock word naming a dead process: OwnerDied, then recover drops what is bad.
-    poke(&dn, lay::LOCK_WORD, &0x7fff_fff0u32.to_ne_bytes());
+    let stripe0 = lay::HEAD; // a dict this small has one stripe
+    poke(
+        &dn,
+        stripe0 + lay::STRIPE_LOCK_WORD,
+        &0x7fff_fff0u32.to_ne_bytes(),
+    );
     assert!(matches!(d.get(&0), Err(Error::OwnerDied)));
     assert!(matches!(d.get(&0), Err(Error::OwnerDied))); // until repaired
     let r = d.recover().unwrap();
@@ -348,6 +549,26 @@ fn forged_fields_are_corrupt_errors_and_recover_drops_forged_entries() {
     assert_eq!(d.snapshot().unwrap().len(), 3);
     d.insert(&100, &"after".into()).unwrap();
     assert_eq!(d.len(), 4);
+
+    // A forged count of free places, more than the capacity: a new key is Corrupt (a
+    // replacement takes no place); `recover` recounts.
+    poke(&dn, stripe0 + lay::STRIPE_PLACES, &u64::MAX.to_ne_bytes());
+    assert_eq!(d.len(), 0); // a hint, clamped
+    assert!(matches!(
+        d.insert(&200, &"more".into()),
+        Err(Error::Corrupt { .. })
+    ));
+    let replaced = d.insert(&100, &"again".into()).unwrap();
+    assert_eq!(replaced.as_deref(), Some("after"));
+    poke(
+        &dn,
+        stripe0 + lay::STRIPE_LOCK_WORD,
+        &0x7fff_fff0u32.to_ne_bytes(),
+    );
+    assert!(d.recover().unwrap().owner_died);
+    assert_eq!(d.len(), 4);
+    d.insert(&200, &"more".into()).unwrap();
+    assert_eq!(d.len(), 5);
 
     // Head parameters that do not fit the segment: open refuses, Corrupt.
     poke(&dn, lay::SLOT_SIZE, &13u64.to_ne_bytes());
@@ -502,12 +723,13 @@ fn hostile_round(kind: &str, seed: u64) {
         keep = Box::new(l); // the user process works on it
         lay::HEAD + 16 * 4 + 17 * (lay::SLOT + 48)
     } else {
-        let d = SharedDict::<u64, String>::create_with(&name, 32, 48).unwrap();
+        // 200 entries: 251 slots in 3 lock stripes.
+        let d = SharedDict::<u64, String>::create_with(&name, 200, 48).unwrap();
         for k in 0..20 {
             d.insert(&k, &format!("seed {k}")).unwrap();
         }
         keep = Box::new(d);
-        lay::HEAD + 41 * (lay::SLOT + 48)
+        lay::dict_slots_at(200) + 251 * (lay::SLOT + 48)
     };
     let ready = Event::create(&names.name("ready")).unwrap();
     let user = spawn(
@@ -619,18 +841,21 @@ mod killed {
         );
     }
 
+    /// A dict of many lock stripes (1,000 entries: 19), its keys spread over them.
     fn filled(names: &Names, what: &str) -> (String, SharedDict<u64, String>) {
         let name = names.name(what);
-        let d = SharedDict::<u64, String>::create(&name, 64).unwrap();
+        let d = SharedDict::<u64, String>::create(&name, 1000).unwrap();
         for k in 0..KEYS {
             d.insert(&k, &old(k)).unwrap();
         }
         (name, d)
     }
 
-    /// The next operation is OwnerDied (every time) until `recover`; then every entry
-    /// decodes and the length is right.
+    /// Once an operation met the dead writer's stripes (a snapshot meets them all), every
+    /// operation is OwnerDied (every time) until `recover`; then every entry decodes and
+    /// the length is right.
     fn recovered(d: &SharedDict<u64, String>) -> shmkit::Recovery {
+        assert!(matches!(d.snapshot(), Err(Error::OwnerDied)));
         assert!(matches!(d.get(&0), Err(Error::OwnerDied)));
         assert!(matches!(d.insert(&99, &"x".into()), Err(Error::OwnerDied)));
         let r = d.recover().unwrap();

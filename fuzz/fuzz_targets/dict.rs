@@ -4,8 +4,9 @@
 //! panic, no hang (the lock waits are zero), no allocation beyond the table's size.
 //!
 //! Input: a flag byte (bit 0: a list rather than a dict; bits 1-7: how many entries to put
-//! in first), a capacity byte (1 to 16 entries), an entry-size byte (1 to 64 bytes), then
-//! the XOR mask over the body (all zero: the intact table).
+//! in first), a capacity byte (top bit clear: 1 to 16 entries; set: 103 to 355, a dict of
+//! 2 to 6 lock stripes), an entry-size byte (1 to 64 bytes), then the XOR mask over the
+//! body (all zero: the intact table).
 
 #![no_main]
 
@@ -92,7 +93,11 @@ fuzz_target!(|data: &[u8]| {
     let [flags, cap, entry, mask @ ..] = data else {
         return;
     };
-    let cap = usize::from(cap % 16) + 1;
+    let cap = if cap & 0x80 == 0 {
+        usize::from(cap % 16) + 1
+    } else {
+        103 + usize::from(cap % 64) * 4
+    };
     let entry = usize::from(entry % 64) + 1;
     let fill = (flags >> 1) % 24;
     let name = unique_name("dict");

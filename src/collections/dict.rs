@@ -9,13 +9,20 @@
 //! back into `EMPTY` when the slot after it is empty, so chains stay short. A probe visits
 //! at most every slot once.
 //!
+//! # Locks
+//! The slots are cut into lock stripes (at most 64, of at least 64 slots; see `stripes`):
+//! an operation holds the stripes its probe passes through, so operations on keys in
+//! different stripes run side by side; `snapshot`, `clear` and `recover` hold them all.
+//! The capacity is shared out among the stripes as counts of free places.
+//!
 //! # Writing, and what a writer's death leaves
-//! Every operation holds the table's robust lock. An entry is written into a free slot
+//! An operation writes only in the stripes it holds. An entry is written into a free slot
 //! (lengths, hash, bytes, then the checksum) while the slot's state still says free, and
 //! committed by one store of its state (`FULL`). A *new* key needs nothing more. A
-//! *replaced* value is written into another free slot of the key's chain: the head records
-//! `(old, new)` (`pending_*`), the new slot is committed, the old one becomes a tombstone,
-//! and the record is cleared. So a writer that dies at any step leaves:
+//! *replaced* value is written into another free slot of the key's chain: the home
+//! stripe records `(old, new)` (`pending_*`), the new slot is committed, the old one
+//! becomes a tombstone, and the record is cleared. So a writer that dies at any step
+//! leaves:
 //!
 //! | died | after `recover` |
 //! |---|---|
@@ -23,9 +30,10 @@
 //! | after committing a replacement, before retiring the old slot | the operation happened (the record says which slot to retire) |
 //! | after the commit | the operation happened |
 //!
-//! Until somebody calls [`SharedDict::recover`], every operation reports
-//! [`Error::OwnerDied`]. Recovery also drops any slot whose checksum does not match (a
-//! forged or damaged entry) and recounts the length. No reader ever decodes a torn entry:
+//! The next operation in a stripe the writer held reports [`Error::OwnerDied`], and from
+//! then on every operation does, until somebody calls [`SharedDict::recover`]. Recovery
+//! also drops any slot whose checksum does not match (a forged or damaged entry) and
+//! recounts the length (and so the free places). No reader ever decodes a torn entry:
 //! every entry read is checked against its checksum first ([`Error::Corrupt`] otherwise).
 
 use std::any::type_name;
@@ -38,6 +46,7 @@ use serde::Serialize;
 use super::slots::{
     decode, encode, fingerprint, key_hash, Design, Locked, Params, Table, EMPTY, FULL, TOMB,
 };
+use super::stripes::{self, Step, Stop, STRIPE_BYTES};
 use super::Recovery;
 use crate::error::{Error, Result};
 use crate::object::{constructors, At};
@@ -54,13 +63,26 @@ impl Design for DictTable {
     fn slots(capacity: usize) -> usize {
         capacity + capacity / 4 + 1
     }
+
+    fn slots_at(capacity: usize) -> usize {
+        stripes::stripes_for(Self::slots(capacity)) * STRIPE_BYTES
+    }
+
+    fn fill(capacity: usize, data: &mut [u64]) {
+        stripes::fill(capacity, stripes::stripes_for(Self::slots(capacity)), data);
+    }
+
+    fn stripes(slots: usize) -> usize {
+        stripes::stripes_for(slots)
+    }
 }
 
 /// A fixed-capacity map from `K` to `V` in shared memory: Python's `Manager().dict()`
 /// without a server process, and with atomic read-modify-write ([`SharedDict::update`]).
 ///
 /// Keys and values are any serde types, stored encoded (postcard) in place: `insert` and
-/// `get` copy in and out under a robust process-shared lock; no process serves the others.
+/// `get` copy in and out under robust process-shared locks, one per stripe of the table;
+/// no process serves the others.
 /// The dict holds at most `capacity` entries, each at most `max_entry_bytes` encoded (key
 /// and value together; 256 by default, [`SharedDict::create_with`] sets another): a full
 /// dict or an entry too large is an error, never a silent drop or truncation.
@@ -70,33 +92,40 @@ impl Design for DictTable {
 /// and so is opening a dict made by a build that probes the table otherwise.
 ///
 /// # Cost
-/// One lock, one copy in or out, no system call unless the lock is contended (two
-/// processes inserting distinct keys at once: millions of sets a second, a hundred times
-/// and more what a `Manager().dict()` proxy does; see `benches/collections.rs`). The table
-/// has room for a quarter more slots than the capacity; a lookup walks from the key's home
+/// One lock (one more for each stripe the key's probe runs into, which is rare), one copy
+/// in or out, no system call unless the lock is contended. The table is cut into up to 64
+/// stripes of at least 64 slots, each with its own lock and its own share of the
+/// capacity, so that processes working on different keys rarely meet (two processes
+/// inserting distinct keys at once: millions of sets a second, a hundred times and more
+/// what a `Manager().dict()` proxy does; see `benches/collections.rs`). `len` adds up the
+/// stripes' counts; `snapshot`, `iter` and `clear` take every stripe's lock. The table has
+/// room for a quarter more slots than the capacity; a lookup walks from the key's home
 /// slot to the next never-used one, so after very many removals (which leave tombstones
 /// where a chain passes) the lookup of an absent key may visit every slot: `clear` starts
 /// afresh.
 ///
 /// # When a writer dies
-/// Every operation holds one robust lock. An entry is written into a free slot, with a
-/// checksum, while the slot still reads as free, and committed by one store of the slot's
-/// state; a replaced value goes to another slot, and the old slot is retired after the
-/// commit (a record in the head says which). A process killed at any step of an operation
-/// leaves it done or not done, never half:
+/// Every operation holds the robust locks of the stripes it works in. An entry is written
+/// into a free slot, with a checksum, while the slot still reads as free, and committed by
+/// one store of the slot's state; a replaced value goes to another slot, and the old slot
+/// is retired after the commit (a record in the key's stripe says which). A process
+/// killed at any step of an operation leaves it done or not done, never half:
 ///
 /// | killed | the operation, after `recover` |
 /// |---|---|
 /// | before the commit (mid-bytes, before or after the checksum) | not done: the key keeps its old value, or stays absent |
-/// | after the commit, before the old slot is retired or the length updated | done |
+/// | after the commit, before the old slot is retired | done |
 ///
-/// Until somebody calls [`SharedDict::recover`], every operation anywhere (reads too) is
-/// [`Error::OwnerDied`]: the dict may be part of a larger invariant of yours, so the
-/// death is reported, not hidden. `recover` finishes or undoes the dead writer's
-/// operation, drops any entry whose checksum does not match (forged bytes; a death alone
-/// never leaves one), recounts the length and says what it did ([`Recovery`]). No call
-/// ever decodes a torn entry: every entry is checked against its checksum before it is
-/// decoded ([`Error::Corrupt`] otherwise).
+/// The next operation that meets a stripe the dead writer held is [`Error::OwnerDied`],
+/// and from then on every operation anywhere (reads too), until somebody calls
+/// [`SharedDict::recover`]: the dict may be part of a larger invariant of yours, so the
+/// death is reported, not hidden. (An operation in other stripes that runs before anyone
+/// met the death succeeds: it touches nothing the writer left; a new key may find one
+/// place of the capacity missing, the one the writer took.) `recover` finishes or undoes
+/// the dead writer's operation, drops any entry whose checksum does not match (forged
+/// bytes; a death alone never leaves one), recounts the entries (and the free places) and
+/// says what it did ([`Recovery`]). No call ever decodes a torn entry: every entry is
+/// checked against its checksum before it is decoded ([`Error::Corrupt`] otherwise).
 ///
 /// ```
 /// use shmkit::SharedDict;
@@ -134,6 +163,8 @@ struct Key {
     buf: Spare,
     klen: usize,
     hash: u64,
+    /// Where its probe starts.
+    home: usize,
 }
 
 impl Key {
@@ -168,9 +199,10 @@ where
 
     fn build(at: At<'_>, params: Params) -> Result<Self> {
         // "probe 2": where a probe starts (`home`) changed from `hash % slots` to a
-        // multiply-shift; a dict made by a build that probes otherwise is refused
-        // (`LayoutMismatch`), never searched in the wrong places.
-        let tag = fingerprint(&[type_name::<K>(), type_name::<V>(), "probe 2"]);
+        // multiply-shift; "stripes 1": the locks and counts moved into lock stripes. A
+        // dict made by a build that works otherwise is refused (`LayoutMismatch`), never
+        // searched in the wrong places or locked with the wrong lock.
+        let tag = fingerprint(&[type_name::<K>(), type_name::<V>(), "probe 2", "stripes 1"]);
         Ok(SharedDict {
             table: Table::new(at, params, tag)?,
             _kv: PhantomData,
@@ -183,22 +215,56 @@ where
         let mut buf = Spare::take(Spare::ENCODED);
         encode(k, &mut buf)?;
         let hash = key_hash(self.table.shape().seed, &buf);
+        let home = home(hash, self.table.shape().slots);
         // Every caller takes the lock next and looks at the key's home slot first.
-        self.table
-            .prefetch_slot(home(hash, self.table.shape().slots));
+        self.table.prefetch_slot(home);
         Ok(Key {
             klen: buf.len(),
             buf,
             hash,
+            home,
         })
     }
 
-    /// Finds `key`'s slot, or where it would go. Visits each slot at most once.
-    fn probe(g: &Locked<'_, DictTable>, key: &Key, buf: &mut Vec<u8>) -> Result<Probe> {
+    /// Where `k`'s probe starts, and that slot's lock stripe (for tests, through
+    /// `__private::dict_home`).
+    pub(crate) fn home_of(&self, k: &K) -> Result<(usize, usize)> {
+        let key = self.key(k)?;
+        Ok((key.home, self.table.stripe_of(key.home)))
+    }
+
+    /// Locks `key`'s home stripe and finds its slot, or where it would go (`write`: also
+    /// where a replacement of its value would go), taking the stripes the probe enters.
+    fn find<'t>(
+        table: &'t Table<DictTable>,
+        key: &Key,
+        buf: &mut Vec<u8>,
+        write: bool,
+    ) -> Result<(Locked<'t, DictTable>, Probe)> {
+        let mut g = table.lock_home(key.home)?;
+        // Each restart holds one stripe more than the one before: at most `stripes` turns.
+        loop {
+            match Self::probe(&mut g, key, buf, write) {
+                Ok(p) => return Ok((g, p)),
+                Err(Stop::Restart) => {}
+                Err(Stop::Fail(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// Finds `key`'s slot, or where it would go; with `write`, a found key's `free` is
+    /// where its replacement goes. Visits each slot at most once (twice with `write`).
+    fn probe(
+        g: &mut Locked<'_, DictTable>,
+        key: &Key,
+        buf: &mut Vec<u8>,
+        write: bool,
+    ) -> Step<Probe> {
         let n = g.shape().slots;
-        let mut i = home(key.hash, n);
+        let mut i = key.home;
         let mut free = None;
         for _ in 0..n {
+            g.reach(i)?;
             let s = g.slot(i);
             // Relaxed (state, hash): we hold the lock, whose Acquire made the last holder's
             // writes visible.
@@ -216,6 +282,9 @@ where
                         if l.klen == key.klen {
                             g.read_bytes(i, l.klen, buf);
                             if buf.as_slice() == key.bytes() {
+                                if write && free.is_none() {
+                                    free = Some(Self::free_after(g, i)?);
+                                }
                                 return Ok(Probe {
                                     found: Some(i),
                                     free,
@@ -224,7 +293,7 @@ where
                         }
                     }
                 }
-                other => return Err(bad_state(i, other)),
+                other => return Err(bad_state(i, other).into()),
             }
             i = next(i, n);
         }
@@ -233,77 +302,64 @@ where
 
     /// The first free slot after `from` in probe order (a replacement's new place when
     /// none precedes the old one).
-    fn free_after(g: &Locked<'_, DictTable>, from: usize) -> Result<usize> {
+    fn free_after(g: &mut Locked<'_, DictTable>, from: usize) -> Step<usize> {
         let n = g.shape().slots;
         let mut i = next(from, n);
         for _ in 1..n {
+            g.reach(i)?;
             // Relaxed: under the lock.
             match g.slot(i).state.load(Ordering::Relaxed) {
                 EMPTY | TOMB => return Ok(i),
                 FULL => {}
-                other => return Err(bad_state(i, other)),
+                other => return Err(bad_state(i, other).into()),
             }
             i = next(i, n);
         }
-        Err(Error::corrupt(
-            "dict: every slot is in use, more than the capacity allows",
-        ))
+        Err(Error::corrupt("dict: every slot is in use, more than the capacity allows").into())
     }
 
-    fn set_len(g: &Locked<'_, DictTable>, n: usize) {
-        // Relaxed: under the lock; the lock's Release publishes it (and `len()` reads it
-        // as a hint).
-        g.head().len.store(n as u64, Ordering::Relaxed);
+    /// Locks and finds `key` for a write (see `find`), and reads the value it has now, if
+    /// any.
+    fn find_value<'t>(
+        table: &'t Table<DictTable>,
+        key: &Key,
+        buf: &mut Vec<u8>,
+    ) -> Result<(Locked<'t, DictTable>, Probe, Option<V>)> {
+        let (g, p) = Self::find(table, key, buf, true)?;
+        let old = p.found.map(|i| Self::value_at(&g, i, buf)).transpose()?;
+        Ok((g, p, old))
     }
 
     /// Reads and decodes the value in slot `i`.
-    /// Where `key` is (or would go) and the value it has now, if any.
-    fn probe_value(
-        g: &Locked<'_, DictTable>,
-        key: &Key,
-        buf: &mut Vec<u8>,
-    ) -> Result<(Probe, Option<V>)> {
-        let p = Self::probe(g, key, buf)?;
-        let old = p.found.map(|i| Self::value_at(g, i, buf)).transpose()?;
-        Ok((p, old))
-    }
-
     fn value_at(g: &Locked<'_, DictTable>, i: usize, buf: &mut Vec<u8>) -> Result<V> {
         let l = g.read_entry(i, buf)?;
         decode(&buf[l.klen..])
     }
 
     /// Stores the entry in `key`'s buffer (the key's bytes, then the value's) where `p`
-    /// says: a new slot for a new key, or a move for an existing one.
+    /// (a probe for a write) says: a new slot for a new key, or a move for an existing one.
     fn put(g: &Locked<'_, DictTable>, key: &Key, p: &Probe) -> Result<()> {
         let entry = &key.buf[..];
         if entry.len() > g.shape().max_entry() {
             return Err(too_large(entry.len(), g.shape().max_entry()));
         }
         let klen = key.klen;
-        let head = g.head();
+        let no_slot = || Error::corrupt("dict: no free slot although the dict is not full");
         match p.found {
             None => {
-                let len = g.stored_len()?;
-                if len >= g.shape().capacity {
-                    return Err(Error::Overflow {
-                        limit: g.shape().capacity as u64,
-                    });
-                }
-                let j = p.free.ok_or_else(|| {
-                    Error::corrupt("dict: no free slot although the dict is not full")
-                })?;
+                g.take_place()?;
+                let Some(j) = p.free else {
+                    g.give_place();
+                    return Err(no_slot());
+                };
                 g.write_entry(j, klen, key.hash, entry);
                 // Relaxed: under the lock; this store is the commit.
                 g.slot(j).state.store(FULL, Ordering::Relaxed);
                 failpoint!("dict.committed");
-                Self::set_len(g, len + 1);
             }
             Some(i) => {
-                let j = match p.free {
-                    Some(j) => j,
-                    None => Self::free_after(g, i)?,
-                };
+                let j = p.free.ok_or_else(no_slot)?;
+                let head = g.home_stripe();
                 g.write_entry(j, klen, key.hash, entry);
                 // Relaxed (all): under the lock. The record first, so that a death after
                 // the commit is finished by `recover` (see the type's docs).
@@ -344,8 +400,7 @@ where
             return Err(too_large(key.buf.len(), max));
         }
         let mut buf = Spare::take(Spare::READ);
-        let g = self.table.lock()?;
-        let (p, old) = Self::probe_value(&g, &key, &mut buf)?;
+        let (g, p, old) = Self::find_value(&self.table, &key, &mut buf)?;
         Self::put(&g, &key, &p)?;
         Ok(old)
     }
@@ -354,8 +409,8 @@ where
     pub fn get(&self, k: &K) -> Result<Option<V>> {
         let key = self.key(k)?;
         let mut buf = Spare::take(Spare::READ);
-        let g = self.table.lock()?;
-        match Self::probe(&g, &key, &mut buf)?.found {
+        let (g, p) = Self::find(&self.table, &key, &mut buf, false)?;
+        match p.found {
             Some(i) => Self::value_at(&g, i, &mut buf).map(Some),
             None => Ok(None),
         }
@@ -365,22 +420,21 @@ where
     pub fn contains_key(&self, k: &K) -> Result<bool> {
         let key = self.key(k)?;
         let mut buf = Spare::take(Spare::READ);
-        let g = self.table.lock()?;
-        Ok(Self::probe(&g, &key, &mut buf)?.found.is_some())
+        let (_g, p) = Self::find(&self.table, &key, &mut buf, false)?;
+        Ok(p.found.is_some())
     }
 
     /// Removes `k`; its value, if it had one.
     pub fn remove(&self, k: &K) -> Result<Option<V>> {
         let key = self.key(k)?;
         let mut buf = Spare::take(Spare::READ);
-        let g = self.table.lock()?;
-        let Some(i) = Self::probe(&g, &key, &mut buf)?.found else {
+        let (g, p) = Self::find(&self.table, &key, &mut buf, false)?;
+        let Some(i) = p.found else {
             return Ok(None);
         };
         let old = Self::value_at(&g, i, &mut buf)?;
-        let len = g.stored_len()?;
         retire(&g, i);
-        Self::set_len(&g, len.saturating_sub(1));
+        g.give_place();
         Ok(Some(old))
     }
 
@@ -390,9 +444,10 @@ where
     /// Manager's lost updates, `d[k] = d[k] + 1` from two processes). Returns the new
     /// value.
     ///
-    /// `f` runs with the lock held: keep it short, and do not call this dict from it (that
-    /// waits for ever, or until the timeout set with [`SharedDict::set_timeout`]). If `f`
-    /// panics, nothing is written. Errors as for [`SharedDict::insert`].
+    /// `f` runs with the key's lock held: keep it short, and do not call this dict from it
+    /// (that may wait for ever, for this lock or with another process for each other's,
+    /// or until the timeout set with [`SharedDict::set_timeout`]). If `f` panics, nothing
+    /// is written. Errors as for [`SharedDict::insert`].
     ///
     /// ```
     /// # let name = shmkit::__private::test_name("doc-dict-update");
@@ -414,8 +469,7 @@ where
     pub fn update(&self, k: &K, f: impl FnOnce(Option<V>) -> Option<V>) -> Result<Option<V>> {
         let mut key = self.key(k)?;
         let mut buf = Spare::take(Spare::READ);
-        let g = self.table.lock()?;
-        let (p, old) = Self::probe_value(&g, &key, &mut buf)?;
+        let (g, p, old) = Self::find_value(&self.table, &key, &mut buf)?;
         let new = f(old);
         match (&new, p.found) {
             (Some(v), _) => {
@@ -423,9 +477,8 @@ where
                 Self::put(&g, &key, &p)?;
             }
             (None, Some(i)) => {
-                let len = g.stored_len()?;
                 retire(&g, i);
-                Self::set_len(&g, len.saturating_sub(1));
+                g.give_place();
             }
             (None, None) => {}
         }
@@ -451,8 +504,8 @@ where
     /// ```
     pub fn snapshot(&self) -> Result<Vec<(K, V)>> {
         let mut buf = Spare::take(Spare::READ);
-        let g = self.table.lock()?;
-        let mut out = Vec::with_capacity(g.stored_len()?);
+        let g = self.lock_all()?;
+        let mut out = Vec::with_capacity(self.len());
         for i in 0..g.shape().slots {
             // Relaxed: under the lock.
             match g.slot(i).state.load(Ordering::Relaxed) {
@@ -475,9 +528,18 @@ where
 
     /// Removes every entry.
     pub fn clear(&self) -> Result<()> {
-        let g = self.table.lock()?;
+        let g = self.lock_all()?;
         clear(&g);
         Ok(())
+    }
+
+    /// Locks every stripe (for the calls that see the whole table); a dead holder's
+    /// unrepaired state is [`Error::OwnerDied`].
+    fn lock_all(&self) -> Result<Locked<'_, DictTable>> {
+        match self.table.lock_all()? {
+            (g, crate::sync::raw_mutex::Acquired::Clean) => Ok(g),
+            (_, crate::sync::raw_mutex::Acquired::OwnerDied) => Err(Error::OwnerDied),
+        }
     }
 
     /// Repairs what a writer that died holding the lock left: finishes or undoes its
@@ -495,12 +557,12 @@ where
     /// # Ok::<(), shmkit::Error>(())
     /// ```
     pub fn recover(&self) -> Result<Recovery> {
-        let (g, how) = self.table.lock_any()?;
+        let (g, how) = self.table.lock_all()?;
         if how == crate::sync::raw_mutex::Acquired::Clean {
             return Ok(Recovery::default());
         }
         let r = repair(&g)?;
-        g.mark_consistent();
+        g.mark_stripes_consistent();
         Ok(r)
     }
 }
@@ -582,16 +644,20 @@ fn too_large(len: usize, max: usize) -> Error {
 }
 
 /// Makes slot `i` a tombstone, and turns the tombstones before an empty slot back into
-/// empty slots (no chain passes through them). Each store leaves a valid table.
+/// empty slots (no chain passes through them), as far as the stripes we hold go. Each
+/// store leaves a valid table.
 fn retire(g: &Locked<'_, DictTable>, i: usize) {
     let n = g.shape().slots;
     // Relaxed (all): under the lock.
     g.slot(i).state.store(TOMB, Ordering::Relaxed);
-    if g.slot(next(i, n)).state.load(Ordering::Relaxed) != EMPTY {
+    if !g.holds(next(i, n)) || g.slot(next(i, n)).state.load(Ordering::Relaxed) != EMPTY {
         return;
     }
     let mut k = i;
     for _ in 0..n {
+        if !g.holds(k) {
+            break;
+        }
         let s = &g.slot(k).state;
         if s.load(Ordering::Relaxed) != TOMB {
             break;
@@ -601,8 +667,8 @@ fn retire(g: &Locked<'_, DictTable>, i: usize) {
     }
 }
 
-/// Empties the table: every entry a tombstone first (each store removes one entry and
-/// breaks no chain), then every slot empty.
+/// Empties the table (we hold every stripe): every entry a tombstone first (each store
+/// removes one entry and breaks no chain), then every slot empty, and every place free.
 fn clear(g: &Locked<'_, DictTable>) {
     let n = g.shape().slots;
     // Relaxed (all): under the lock.
@@ -612,7 +678,7 @@ fn clear(g: &Locked<'_, DictTable>) {
             s.store(TOMB, Ordering::Relaxed);
         }
     }
-    g.head().len.store(0, Ordering::Relaxed);
+    g.reset_places(0);
     for i in 0..n {
         g.slot(i).state.store(EMPTY, Ordering::Relaxed);
     }
@@ -626,14 +692,17 @@ fn repair(g: &Locked<'_, DictTable>) -> Result<Recovery> {
         ..Recovery::default()
     };
     let n = g.shape().slots;
-    let head = g.head();
     let mut buf = Spare::take(Spare::READ);
-    // Relaxed (all): under the lock.
-    let (old, new) = (
-        head.pending_old.load(Ordering::Relaxed),
-        head.pending_new.load(Ordering::Relaxed),
-    );
-    if new != 0 {
+    for stripe in 0..g.shape().stripes {
+        let rec = g.table().stripe(stripe);
+        // Relaxed (all): under the lock (every stripe's).
+        let (old, new) = (
+            rec.pending_old.load(Ordering::Relaxed),
+            rec.pending_new.load(Ordering::Relaxed),
+        );
+        if new == 0 {
+            continue;
+        }
         let slot = |v: u64| {
             usize::try_from(v - 1)
                 .ok()
@@ -651,8 +720,8 @@ fn repair(g: &Locked<'_, DictTable>) -> Result<Recovery> {
             r.completed = true;
         }
         failpoint!("dict.recovering");
-        head.pending_new.store(0, Ordering::Relaxed);
-        head.pending_old.store(0, Ordering::Relaxed);
+        rec.pending_new.store(0, Ordering::Relaxed);
+        rec.pending_old.store(0, Ordering::Relaxed);
     }
     let mut live = 0usize;
     for i in 0..n {
@@ -666,7 +735,7 @@ fn repair(g: &Locked<'_, DictTable>) -> Result<Recovery> {
             }
         }
     }
-    head.len.store(live as u64, Ordering::Relaxed);
+    g.reset_places(live);
     Ok(r)
 }
 

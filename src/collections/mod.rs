@@ -6,6 +6,8 @@
 //! - `slots`: what both share: the segment's head (a robust lock, the length, the
 //!   parameters), fixed-size slots of `[state | klen | vlen | hash | checksum | bytes]`,
 //!   the checksum, the lock discipline.
+//! - `stripes`: the dict's lock stripes (a robust lock, a replacement record and a share
+//!   of the capacity per stripe of slots), the order they are taken in.
 //! - `dict`: [`SharedDict`], open addressing over the slots.
 //! - `list`: [`SharedList`], an index map over the slots.
 //!
@@ -15,15 +17,19 @@
 //!   [`Error::Overflow`](crate::Error::Overflow), an entry too large
 //!   [`Error::InvalidArgument`](crate::Error::InvalidArgument); neither is ever a silent
 //!   drop or a truncation.
-//! - **Every operation holds one robust lock**, blocking until it is free (or until the
-//!   handle's `set_timeout`); reads copy out and decode, writes encode and copy in. No
+//! - **Every operation holds a robust lock**: the list's one, or the locks of the dict's
+//!   stripes that the operation works in (all of them for the calls that see the whole
+//!   dict), blocking until they are free (or until the handle's `set_timeout`); reads
+//!   copy out and decode, writes encode and copy in. No
 //!   operation allocates more than its own entry (or, for snapshots, the entries there are);
 //!   no system call unless the lock is contended.
 //! - **A writer's death never leaves a torn entry visible.** Each change is written where
 //!   no reader looks, checksummed, then committed by one store; a writer killed at any step
 //!   leaves the operation done or not done (each module says which, step by step). The
-//!   next operation anywhere is [`Error::OwnerDied`](crate::Error::OwnerDied), until a
-//!   process calls `recover()`, which repairs and says what it found ([`Recovery`]).
+//!   next operation that meets a lock it held is
+//!   [`Error::OwnerDied`](crate::Error::OwnerDied), and from then on every operation,
+//!   until a process calls `recover()`, which repairs and says what it found
+//!   ([`Recovery`]).
 //! - **Hostile bytes are errors.** Every index, length and state read from shared memory
 //!   is checked before it is used, and every entry against its checksum before it is
 //!   decoded: a peer that writes garbage gets [`Error::Corrupt`](crate::Error::Corrupt) or
@@ -97,9 +103,10 @@ fn create_with<S>(
     )
 }
 
-mod dict;
+pub(crate) mod dict;
 mod list;
 pub(crate) mod slots;
+pub(crate) mod stripes;
 
 pub use dict::SharedDict;
 pub use list::SharedList;
@@ -119,6 +126,6 @@ pub struct Recovery {
 }
 
 /// For `shmkit inspect`: a dict's or list's length and capacity, from a copy of its body.
-pub(crate) fn describe(body: &[u8]) -> Vec<(String, String)> {
-    slots::describe(body)
+pub(crate) fn describe(kind: crate::segment::Kind, body: &[u8]) -> Vec<(String, String)> {
+    slots::describe(body, kind == crate::segment::Kind::Dict)
 }

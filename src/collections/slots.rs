@@ -1,13 +1,17 @@
 //! What [`SharedDict`](super::SharedDict) and [`SharedList`](super::SharedList) share: the
-//! head of their segment (one robust lock, the length, the parameters), the fixed-size
-//! slots their entries live in, the checksum that tells a written slot from a torn one,
-//! and the lock discipline (every operation under the lock; a dead holder is reported as
+//! head of their segment (the list's robust lock and length, the parameters), the
+//! fixed-size slots their entries live in, the checksum that tells a written slot from a
+//! torn one, and the lock discipline (every slot read or written under a lock that covers
+//! it: the list's, or a dict's stripe's; a dead holder is reported as
 //! [`Error::OwnerDied`] until `recover` repairs).
 //!
 //! # Layout
 //! ```text
-//! | segment header | TableHead (128 B) | [list only: index map, u32 × capacity, padded to 8] | slots |
+//! | segment header | TableHead (256 B) | list: index map, u32 × capacity, padded to 8 | slots |
+//! | segment header | TableHead (256 B) | dict: lock stripes, 128 B each                | slots |
 //! ```
+//! A list holds the head's lock for every operation; a dict the locks of the stripes its
+//! operation touches (see `stripes`).
 //! A slot is a [`SlotHead`] (32 bytes) followed by `max_entry` bytes rounded up to 8:
 //!
 //! | field | meaning |
@@ -48,19 +52,19 @@ pub(crate) const FULL: u32 = 1;
 pub(crate) const TOMB: u32 = 2;
 
 /// The head of a dict's or list's segment: the lock, the hot words beside it (one line, as
-/// the holder touches them together), the creator's parameters on the next line.
+/// the holder touches them together), the creator's parameters on the next line. A dict
+/// uses the parameters and `died`: its locks, records and counts are in its stripes.
 #[repr(C)]
 pub(crate) struct TableHead {
-    /// The robust lock every operation holds (see `sync::raw_mutex`).
+    /// List: the robust lock every operation holds (see `sync::raw_mutex`).
     pub(crate) lock: RawMutex,
-    /// Live entries (dict) or the list's length. Written under the lock; read without it
-    /// only by `len()` (a hint).
+    /// List: its length. Written under the lock; read without it only by `len()` (a hint).
     pub(crate) len: AtomicU64,
-    /// Dict: `old + 1` while an entry is being moved from slot `old` to `new` (a
-    /// replacement), 0 otherwise. List: unused.
-    pub(crate) pending_old: AtomicU64,
-    /// Dict: `new + 1` while an entry is being moved to slot `new`, 0 otherwise. List: the
-    /// spare slot (the one physical slot no index maps to).
+    /// Dict: non-zero once a process has met a stripe that a dead writer left: every
+    /// operation is then [`Error::OwnerDied`] until `recover` repairs and clears it (a word
+    /// written only then, so every process keeps its line in its cache).
+    pub(crate) died: AtomicU64,
+    /// List: the spare slot (the one physical slot no index maps to).
     pub(crate) pending_new: AtomicU64,
     _hot_pad: [u64; 12],
     /// Entries the creator asked for.
@@ -91,7 +95,7 @@ impl TableHead {
         TableHead {
             lock: RawMutex::new(),
             len: AtomicU64::new(0),
-            pending_old: AtomicU64::new(0),
+            died: AtomicU64::new(0),
             pending_new: AtomicU64::new(0),
             _hot_pad: [0; 12],
             capacity: AtomicU64::new(0),
@@ -201,9 +205,13 @@ pub(crate) struct Shape {
     pub(crate) capacity: usize,
     pub(crate) slots: usize,
     pub(crate) slot_size: usize,
-    /// Bytes before the first slot (the list's index map).
+    /// Bytes before the first slot (the list's index map, the dict's stripes).
     pub(crate) slots_at: usize,
     pub(crate) seed: [u64; 2],
+    /// Lock stripes (0: the head's lock alone), each over `span` consecutive slots (the
+    /// last over what remains).
+    pub(crate) stripes: usize,
+    pub(crate) span: usize,
 }
 
 impl Shape {
@@ -228,6 +236,11 @@ pub(crate) trait Design {
     /// Sets the non-zero head fields of a new table (beyond the parameters). Nothing by
     /// default.
     fn init_head(_capacity: usize, _head: &TableHead) {}
+    /// Lock stripes for a table of `slots` slots (see `stripes`); 0 (the default): one
+    /// lock, the head's.
+    fn stripes(_slots: usize) -> usize {
+        0
+    }
 }
 
 fn slot_bytes_for(max_entry: usize) -> usize {
@@ -339,12 +352,15 @@ impl<D: Design> Table<D> {
                 body.len().saturating_mul(8)
             )));
         }
+        let stripes = D::stripes(slots);
         Ok(Shape {
             capacity,
             slots,
             slot_size,
             slots_at,
             seed,
+            stripes,
+            span: slots.div_ceil(stripes.max(1)),
         })
     }
 
@@ -365,7 +381,7 @@ impl<D: Design> Table<D> {
     }
 
     /// The data area (after the head), as bytes.
-    fn data(&self) -> *mut u8 {
+    pub(super) fn data(&self) -> *mut u8 {
         self.body.ptr().cast()
     }
 
@@ -393,8 +409,11 @@ impl<D: Design> Table<D> {
             .finish_non_exhaustive()
     }
 
-    /// The live-entry count as stored, clamped to the capacity (a hint: no lock).
+    /// The live-entry count, clamped to the capacity (a hint: no lock).
     pub(crate) fn len_hint(&self) -> usize {
+        if self.shape.stripes > 0 {
+            return self.striped_len();
+        }
         // Relaxed: a hint, the value of some moment; nothing is read through it.
         let n = self.head().len.load(Ordering::Relaxed);
         usize::try_from(n).map_or(self.shape.capacity, |n| n.min(self.shape.capacity))
@@ -415,20 +434,46 @@ impl<D: Design> Table<D> {
 
     /// Locks, whatever the state: whether a dead holder left it to repair.
     pub(crate) fn lock_any(&self) -> Result<(Locked<'_, D>, Acquired)> {
-        let deadline = self.timeout.map_or(Deadline::NEVER, Deadline::after);
+        debug_assert_eq!(self.shape.stripes, 0, "a striped table locks its stripes");
+        let deadline = self.deadline();
         let how = self.head().lock.lock(self.segment(), deadline)?;
-        Ok((Locked { t: self }, how))
+        Ok((
+            Locked {
+                t: self,
+                held: 0,
+                home: 0,
+                deadline,
+            },
+            how,
+        ))
+    }
+
+    /// The deadline of an operation starting now.
+    pub(super) fn deadline(&self) -> Deadline {
+        self.timeout.map_or(Deadline::NEVER, Deadline::after)
     }
 }
 
-/// The table's lock, held: everything that reads or writes slots goes through it.
+/// The table's lock, or some of its stripes' locks, held: everything that reads or writes
+/// slots goes through it.
 pub(crate) struct Locked<'a, D: Design> {
-    t: &'a Table<D>,
+    pub(super) t: &'a Table<D>,
+    /// Striped tables: the stripes held, one bit each (see `stripes`). Unused (0) for the
+    /// head's lock.
+    pub(super) held: u64,
+    /// Striped tables: the stripe of the operation's key (its records and count).
+    pub(super) home: usize,
+    /// When the operation stops waiting for a lock.
+    pub(super) deadline: Deadline,
 }
 
 impl<D: Design> Drop for Locked<'_, D> {
     fn drop(&mut self) {
-        self.t.head().lock.unlock();
+        if self.t.shape.stripes == 0 {
+            self.t.head().lock.unlock();
+        } else {
+            self.release_stripes();
+        }
     }
 }
 
@@ -465,14 +510,20 @@ impl<'a, D: Design> Locked<'a, D> {
         self.t.head()
     }
 
+    pub(crate) fn table(&self) -> &'a Table<D> {
+        self.t
+    }
+
     /// The raw data area at byte `off` (within the body: callers check).
     pub(crate) fn data_at(&self, off: usize) -> *mut u8 {
         self.t.data().wrapping_add(off)
     }
 
-    /// Slot `i`'s fixed part. `i` must be below `slots` (callers check).
+    /// Slot `i`'s fixed part. `i` must be below `slots` (callers check), and in a stripe
+    /// we hold (the probes reach it first): nobody else touches its bytes meanwhile.
     pub(crate) fn slot(&self, i: usize) -> &'a SlotHead {
         assert!(i < self.t.shape.slots, "slot index checked by the caller");
+        assert!(self.holds(i), "slot {i}'s stripe taken by the caller");
         let off = self.t.shape.slots_at + i * self.t.shape.slot_size;
         // SAFETY: `i < slots`, so the slot lies in the body (validated on open: `slots_at
         // + slots * slot_size` bytes), 8-aligned (the body is, and `slots_at` and
@@ -611,16 +662,37 @@ pub(crate) fn fingerprint(parts: &[&str]) -> u64 {
     crate::codec::fingerprint(crate::codec::POSTCARD_ID, parts) | 1
 }
 
-/// For `shmkit inspect`: the length and capacity from a copy of a table's body.
-pub(crate) fn describe(body: &[u8]) -> Vec<(String, String)> {
+/// For `shmkit inspect`: the length, capacity and lock state from a copy of a table's body
+/// (`striped`: a dict's, whose locks and counts are in its stripes).
+pub(crate) fn describe(body: &[u8], striped: bool) -> Vec<(String, String)> {
     let u64_at = |off: usize| {
         body.get(off..off + 8)
             .map(|b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
     };
     let mut out = Vec::new();
-    let len = u64_at(std::mem::offset_of!(TableHead, len));
     let cap = u64_at(std::mem::offset_of!(TableHead, capacity));
     let size = u64_at(std::mem::offset_of!(TableHead, slot_size));
+    // The locks, as (word, state) pairs, and the length: the head's, or the stripes'.
+    let mut locks = Vec::new();
+    let len = if striped {
+        let slots = u64_at(std::mem::offset_of!(TableHead, slots)).unwrap_or(0);
+        let n = super::stripes::stripes_for(usize::try_from(slots).unwrap_or(0));
+        let mut free = 0u64;
+        for s in 0..n {
+            let at = layout::HEAD + s * layout::STRIPE;
+            if let (Some(w), Some(p)) = (u64_at(at), u64_at(at + layout::STRIPE_PLACES)) {
+                locks.push((w as u32, (w >> 32) as u32));
+                free = free.saturating_add(super::stripes::free_of(p));
+            }
+        }
+        out.push(("lock stripes".to_owned(), n.to_string()));
+        cap.map(|c| c.saturating_sub(free))
+    } else {
+        if let Some(w) = u64_at(0) {
+            locks.push((w as u32, (w >> 32) as u32));
+        }
+        u64_at(std::mem::offset_of!(TableHead, len))
+    };
     if let (Some(len), Some(cap)) = (len, cap) {
         out.push(("len".to_owned(), len.to_string()));
         out.push(("capacity (entries)".to_owned(), cap.to_string()));
@@ -637,28 +709,32 @@ pub(crate) fn describe(body: &[u8]) -> Vec<(String, String)> {
             size.saturating_sub(SLOT_HEAD as u64).to_string(),
         ));
     }
-    let word = u64_at(0).map(|w| w as u32);
-    let state = u64_at(0).map(|w| (w >> 32) as u32);
-    if let (Some(w), Some(s)) = (word, state) {
-        let lock = match (w & crate::sync::raw_mutex::TOKEN_MASK, s) {
-            (0, 0) => "free".to_owned(),
-            (0, _) => "free, left inconsistent by a dead writer (call `recover`)".to_owned(),
-            (t, _) => format!("held (token {t})"),
-        };
-        out.push(("lock".to_owned(), lock));
-    }
+    let held: Vec<u32> = locks
+        .iter()
+        .map(|&(w, _)| w & crate::sync::raw_mutex::TOKEN_MASK)
+        .filter(|&t| t != 0)
+        .collect();
+    let left = locks.iter().filter(|&&(w, s)| w == 0 && s != 0).count();
+    let lock = match (held.as_slice(), left) {
+        ([], 0) => "free".to_owned(),
+        ([], _) => "free, left inconsistent by a dead writer (call `recover`)".to_owned(),
+        ([t], _) if locks.len() == 1 => format!("held (token {t})"),
+        (h, _) => format!("{} of {} stripes held (tokens {h:?})", h.len(), locks.len()),
+    };
+    out.push(("lock".to_owned(), lock));
     out
 }
 
 /// The byte layout of a dict's or list's body, for tests and fuzz targets that write into
 /// one by hand (re-exported as `shmkit::__layout::collections`). Head offsets are from the
-/// body's start; slot offsets from the slot's start. A list's index map (`u32` per
-/// position) starts at `HEAD`, its slots after it, at `HEAD + (capacity * 4)` rounded up
-/// to 8; a dict's slots start at `HEAD`. A slot is `SLOT` bytes plus the entry room
+/// body's start; stripe and slot offsets from the stripe's or slot's start. A list's index
+/// map (`u32` per position) starts at `HEAD`, its slots after it, at `HEAD + (capacity *
+/// 4)` rounded up to 8; a dict's stripes start at `HEAD`, its slots at `dict_slots_at`. A slot is `SLOT` bytes plus the entry room
 /// (`max_entry_bytes` rounded up to 8).
 pub mod layout {
     use std::mem::size_of;
 
+    use super::super::stripes::StripeHead;
     use super::{SlotHead, TableHead};
     use crate::__layout::offsets;
 
@@ -666,18 +742,38 @@ pub mod layout {
     pub const HEAD: usize = size_of::<TableHead>();
     /// Size of a slot's fixed part: the entry's bytes follow.
     pub const SLOT: usize = size_of::<SlotHead>();
-    /// The lock's state word (`u32`: 0 consistent, 1 a holder died, 2 not recoverable).
+    /// List: the lock's state word (`u32`: 0 consistent, 1 a holder died, 2 not
+    /// recoverable).
     pub const LOCK_STATE: usize = LOCK_WORD + 4;
+    /// Size of a dict's stripe record: a dict's stripes follow the head, its slots follow
+    /// them (see `dict_slots_at`).
+    pub const STRIPE: usize = size_of::<StripeHead>();
+    /// A stripe's lock's state word (as `LOCK_STATE`).
+    pub const STRIPE_LOCK_STATE: usize = STRIPE_LOCK_WORD + 4;
+
+    /// Where a dict of `capacity` entries keeps its first slot, from the body's start.
+    pub fn dict_slots_at(capacity: usize) -> usize {
+        use crate::collections::slots::Design;
+        HEAD + crate::collections::dict::DictTable::slots_at(capacity)
+    }
 
     offsets!(TableHead;
-        /// The lock word: owner token, parked bit.
+        /// List: the lock word (owner token, parked bit).
         LOCK_WORD: u32 = lock,
+        /// List: its length.
         LEN: u64 = len,
-        /// Dict: the slot being replaced, plus one.
-        PENDING_OLD: u64 = pending_old,
-        /// Dict: the replacement's new slot, plus one; list: the spare slot.
+        /// Dict: non-zero once a dead writer's stripe was met, until `recover`.
+        DIED: u64 = died,
+        /// List: the spare slot.
         PENDING_NEW: u64 = pending_new,
         CAPACITY: u64 = capacity, SLOTS: u64 = slots, SLOT_SIZE: u64 = slot_size,
+    );
+    offsets!(StripeHead;
+        /// A stripe's lock word (as `LOCK_WORD`), from the stripe's start.
+        STRIPE_LOCK_WORD: u32 = lock,
+        /// The stripe's free places (low 32 bits) and places given back to it (high 32).
+        STRIPE_PLACES: u64 = places,
+        STRIPE_PENDING_OLD: u64 = pending_old, STRIPE_PENDING_NEW: u64 = pending_new,
     );
     offsets!(SlotHead;
         /// 0 empty, 1 full, 2 removed (dict only).
