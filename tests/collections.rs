@@ -38,6 +38,8 @@ fn __child() {
         ("list_set", list_set),
         #[cfg(feature = "failpoints")]
         ("recover_dict", recover_dict),
+        #[cfg(feature = "failpoints")]
+        ("replace_key", replace_key),
     ]);
 }
 
@@ -814,6 +816,53 @@ mod killed {
         }
     }
 
+    pub(super) fn replace_key() {
+        let d = SharedDict::<u64, String>::open(&arg("name")).unwrap();
+        let k = arg_as("key");
+        d.insert(&k, &new(k)).unwrap();
+    }
+
+    #[test]
+    fn a_writer_killed_holding_two_stripes_leaves_both_to_recover() {
+        let names = Names::new("dict_two_stripes");
+        let name = names.name("d");
+        // 400 entries: 501 slots in 7 stripes of 72. Two keys whose probes start at slot
+        // 71, the last of stripe 0: the second lives at slot 72, in stripe 1, and its
+        // replacement goes to slot 73, so the writer holds stripes 0 and 1.
+        let d = SharedDict::<u64, String>::create(&name, 400).unwrap();
+        let home = |k: u64| shmkit::__private::dict_home(&d, &k).unwrap();
+        let at71: Vec<u64> = (0..).filter(|&k| home(k).0 == 71).take(2).collect();
+        let far = (0..).find(|&k| home(k).1 == 4).unwrap();
+        let in1 = (0..).find(|&k| (80..140).contains(&home(k).0)).unwrap(); // stripe 1
+        for k in [at71[0], at71[1], far] {
+            d.insert(&k, &old(k)).unwrap();
+        }
+        let o = finish(spawn_with_env(
+            "replace_key",
+            &[("name", name.clone()), ("key", at71[1].to_string())],
+            &[("SHMKIT_FAILPOINT", "dict.moved@1")],
+        ));
+        assert_eq!(
+            o.signal,
+            Some(libc::SIGKILL),
+            "the failpoint did not fire: {o:?}"
+        );
+        // Nobody has met the death yet: a key in another stripe is served.
+        assert_eq!(d.get(&far).unwrap(), Some(old(far)));
+        // Each stripe the writer held reports it (stripe 1 here, where the key was not at
+        // home); from then on every operation does.
+        assert!(matches!(d.get(&in1), Err(Error::OwnerDied)));
+        assert!(matches!(d.get(&far), Err(Error::OwnerDied)));
+        assert!(matches!(d.get(&at71[0]), Err(Error::OwnerDied)));
+        let r = d.recover().unwrap();
+        assert!(r.owner_died && r.completed && r.dropped == 0, "{r:?}");
+        assert_eq!(d.get(&at71[0]).unwrap(), Some(old(at71[0])));
+        assert_eq!(d.get(&at71[1]).unwrap(), Some(new(at71[1])));
+        assert_eq!(d.get(&far).unwrap(), Some(old(far)));
+        assert_eq!(d.len(), 3);
+        assert_eq!(d.snapshot().unwrap().len(), 3);
+    }
+
     pub(super) fn list_push() {
         let l = SharedList::<String>::open(&arg("name")).unwrap();
         for k in KEYS..2 * KEYS {
@@ -1013,4 +1062,4 @@ mod killed {
 }
 
 #[cfg(feature = "failpoints")]
-use killed::{insert_new, list_push, list_set, overwrite, recover_dict};
+use killed::{insert_new, list_push, list_set, overwrite, recover_dict, replace_key};
