@@ -173,10 +173,8 @@ impl<D: Design> Table<D> {
             home: s,
             deadline: self.deadline(),
         };
-        g.take(s, false).map_err(|e| match e {
-            Stop::Fail(e) => e,
-            Stop::Restart => unreachable!("a blocking take does not restart"),
-        })?;
+        let how = g.lock_one(s)?;
+        g.clean(how)?;
         g.check_died()?;
         Ok(g)
     }
