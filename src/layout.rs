@@ -7,7 +7,7 @@
 //! the body, which follows the segment header (`segment::SIZE` bytes).
 
 pub use crate::channel::layout::{frames, mpmc, pair, slot};
-pub use crate::collections::slots::layout as collections;
+pub use crate::collections::layout as collections;
 
 /// `offsets!(Struct; NAME: u64 = field, ...)`: one `pub const NAME: usize` per entry, the
 /// offset of `field` in `Struct` (`offset_of!`), documented with the field and the width

@@ -8,6 +8,8 @@
 //!   the checksum, the lock discipline.
 //! - `stripes`: the dict's lock stripes (a robust lock, a replacement record and a share
 //!   of the capacity per stripe of slots), the order they are taken in.
+//! - `layout`: the byte offsets of both (for tests and fuzz targets), and what
+//!   `shmkit inspect` reads from a copy of a body.
 //! - `dict`: [`SharedDict`], open addressing over the slots.
 //! - `list`: [`SharedList`], an index map over the slots.
 //!
@@ -104,6 +106,7 @@ fn create_with<S>(
 }
 
 pub(crate) mod dict;
+pub mod layout;
 mod list;
 pub(crate) mod slots;
 pub(crate) mod stripes;
@@ -127,5 +130,5 @@ pub struct Recovery {
 
 /// For `shmkit inspect`: a dict's or list's length and capacity, from a copy of its body.
 pub(crate) fn describe(kind: crate::segment::Kind, body: &[u8]) -> Vec<(String, String)> {
-    slots::describe(body, kind == crate::segment::Kind::Dict)
+    layout::describe(body, kind == crate::segment::Kind::Dict)
 }
