@@ -335,10 +335,10 @@ pub(crate) fn ends_try_iter(e: &Error) -> bool {
 pub enum WaitStrategy {
     /// Spin briefly, then sleep on a futex until the peer wakes us (the default). Costs no
     /// CPU while waiting; a wake-up costs the peer a syscall and us a scheduler round trip.
-    /// Right after this process woke its peer, a wait polls a while longer (up to 100 µs
-    /// after that wake, yielding the CPU between polls) before it sleeps: the peer is
-    /// about to answer, and sleeping would cost a second wake-up, for both sides in turn
-    /// when they take turns to fill and drain a small ring.
+    /// Right after this thread woke a sleeper (its peer, usually), a wait polls a while
+    /// longer (until 100 µs after that wake, yielding the CPU between polls) before it
+    /// sleeps: the peer is about to answer, and sleeping would cost a second wake-up, for
+    /// both sides in turn when they take turns to fill and drain a small ring.
     #[default]
     Blocking,
     /// Never sleep: poll the ring in a loop (still checking the peer's liveness now and

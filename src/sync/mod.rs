@@ -1,7 +1,8 @@
 //! Process-shared synchronisation primitives, laid out `#[repr(C)]` inside segments.
 //!
 //! All blocking goes through one small wait module (spin briefly, then sleep on a futex,
-//! with optional deadlines on the monotonic clock).
+//! with optional deadlines on the monotonic clock; right after waking a sleeper, a wait on
+//! a peer's progress polls a while longer first).
 
 pub(crate) mod barrier;
 pub(crate) mod condvar;

@@ -32,15 +32,17 @@ use crate::error::{Error, Result};
 /// before it sleeps, seen by the waker in its read-modify-write of the same word.
 pub(crate) const WAITERS: u32 = 1 << 31;
 
-/// How many times a waiter re-checks its condition before it sleeps.
+/// How many times a waiter re-checks its condition, spinning, before it sleeps (or, right
+/// after it woke a sleeper, before its handoff window: see [`HANDOFF`]).
 #[cfg(not(loom))]
 pub(crate) const SPIN_LIMIT: u32 = 200;
 /// Under loom a spin is a yield: keep the state space small.
 #[cfg(loom)]
 pub(crate) const SPIN_LIMIT: u32 = 1;
 
-/// The longest handoff window: after it woke a sleeper, a thread's next wait polls,
-/// yielding between polls, for up to this long after that wake before it sleeps. Long
+/// The longest handoff window: after it woke a sleeper, a thread's waits on a peer's
+/// progress poll, yielding between polls, until this long after that wake before they
+/// sleep. Long
 /// enough to cover a wake-up on a busy virtual machine (measured at 20 to 90 µs on this
 /// crate's 2-vCPU VM; a few µs on bare metal, where the window ends as soon as the peer
 /// answers). It shrinks while it does not pay (see `spin`), so a thread whose peers
@@ -166,6 +168,7 @@ pub(crate) trait Waiter {
     /// for locks (the default): the waker wants the lock back while the woken thread
     /// holds it, and two lockers that poll one lock word run slower than one that sleeps
     /// (measured: shared-dict sets at about 0.93x, three interleaved pairs).
+    #[cfg_attr(loom, allow(dead_code))]
     fn handoff(&self) -> bool {
         false
     }
@@ -279,12 +282,15 @@ impl Slices {
 ///    within a few microseconds never costs a syscall. The budget adapts per thread to
 ///    whether spinning pays (see `spin`); a spin that did not end the wait yields the CPU
 ///    once, for a peer that may be waiting for it.
-/// 2. Then, round after round: an attempt; a liveness check if one is due (by the clock,
+/// 2. For a waiter on a peer's progress ([`Waiter::handoff`]) whose thread woke a
+///    sleeper less than its window ago: attempts, each after a yield, until the window
+///    ends or the deadline passes (see [`HANDOFF`]).
+/// 3. Then, round after round: an attempt; a liveness check if one is due (by the clock,
 ///    once the waiter has slept: about 1, 3, 7, … ms after its first sleep, then every
 ///    [`MAX_SLICE`]); the deadline; the announcement; a futex sleep that lasts until
 ///    the next check is due, and never past the deadline. (A busy-polling waiter spins
 ///    instead of announcing and sleeping, and checks every [`BUSY_CHECK`].)
-/// 3. At the deadline, [`Waiter::last_chance`].
+/// 4. At the deadline, [`Waiter::last_chance`].
 ///
 /// A waiter whose announcement keeps being retried (a peer scribbling on the word) stays
 /// bounded by the deadline and yields its CPU now and then.
@@ -320,7 +326,8 @@ pub(crate) fn wait<W: Waiter>(waiter: &mut W, deadline: Deadline) -> Result<W::O
 /// The handoff window (see the module docs and [`HANDOFF`]): if this thread woke a
 /// sleeper less than its window ago, polls until the window ends (or the deadline),
 /// yielding the CPU before each attempt, so that a woken peer that shares our CPU runs at
-/// once; `None` if nothing came (or there is no window), and it is time to sleep.
+/// once, and ends at once after a yield that ran another process; `None` if nothing came
+/// (or there is no window), and it is time to sleep.
 #[cfg(not(loom))]
 fn handoff_phase<W: Waiter>(waiter: &mut W, deadline: Deadline) -> Result<Option<W::Output>> {
     let Some(window) = spin::handoff_until(Instant::now()) else {
@@ -665,12 +672,25 @@ mod tests {
     }
 
     #[test]
-    fn wait_whose_deadline_falls_inside_the_handoff_window_times_out() {
+    fn wait_right_after_a_wake_still_times_out() {
         spin::woke();
         let mut w = Never(AtomicU32::new(0), 0);
         let r = wait(&mut w, Deadline::after(Duration::from_micros(30)));
         assert!(matches!(r, Err(Error::Timeout)), "{r:?}");
         assert!(w.1 > 0);
+    }
+
+    #[test]
+    fn handoff_window_ends_at_the_deadline() {
+        // A window that ends 200 ms from now, and a deadline 1 ms from now: the window
+        // polls until the deadline and hands over to the sleeping loop, which times out.
+        spin::woke_at(Instant::now() + Duration::from_millis(200) - HANDOFF);
+        let deadline = Deadline::after(Duration::from_millis(1));
+        let mut w = Never(AtomicU32::new(0), 0);
+        let r = handoff_phase(&mut w, deadline);
+        assert!(matches!(r, Ok(None)), "the wait goes on to sleep");
+        assert!(w.1 > 0);
+        assert!(matches!(wait_sliced(&mut w, deadline), Err(Error::Timeout)));
     }
 
     #[test]

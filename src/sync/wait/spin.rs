@@ -12,8 +12,9 @@
 //! spinning pays again.
 //!
 //! The handoff window ([`HANDOFF`]) adapts the same way: whole while the peers a thread
-//! wakes answer within it, halved each time one did not (or a yield found the CPU
-//! shared), whole once in [`PROBE_EVERY`] waits whatever it is.
+//! wakes answer within it, halved each time one did not (or a yield inside it ran another
+//! process), whole once in [`PROBE_EVERY`] waits that could open it, whatever it is; and
+//! skipped by a wait whose spin ended with such a yield.
 //!
 //! The state is per thread: no shared memory, no atomics.
 
@@ -116,7 +117,9 @@ pub(super) fn handoff_until(now: Instant) -> Option<Instant> {
     HANDOFF_STATE.with(|s| {
         let mut h = s.get();
         let woke = h.woke?;
-        if h.shared {
+        // Only waits that could still open a window count towards the whole one: a wait
+        // long after the last wake has none to probe with.
+        if h.shared || now >= woke + HANDOFF {
             return None;
         }
         h.n += 1;
@@ -142,7 +145,8 @@ pub(super) fn handoff_hit() {
     });
 }
 
-/// The window ran out: halve it (down to [`HANDOFF_MIN`]).
+/// The window ran out (or a yield in it ran another process): halve it (down to
+/// [`HANDOFF_MIN`]).
 pub(super) fn handoff_miss() {
     HANDOFF_STATE.with(|s| {
         let h = s.get();

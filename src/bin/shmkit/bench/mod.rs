@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use shmkit::__layout::frames::{ALIGN, REC_HDR};
 use shmkit::__private::pin_to_cpu;
 use std::time::{Duration, Instant};
 
@@ -486,13 +487,14 @@ fn run_case(case: &Case, plan: &Plan, out: &mut Samples) -> Res<()> {
         }
         "tp_frames" => {
             // A ring that stays in the L1 caches for messages up to 4 KiB (16 KiB, or room
-            // for four frames: a 4 KiB frame's record is 4,104 bytes, and 16 KiB holds
+            // for four records: a 4 KiB frame's record is 4,112 bytes, and 16 KiB holds
             // three of them and a lap-end padding record; 32 KiB ran them at 1.06-1.16x
             // the copy floor against 0.89-0.97x, interleaved); a ring much larger than L1
             // streams every line through L2/L3 and costs up to half the throughput at
             // 1-4 KiB (measured). Larger messages need room for several in flight.
             let ring = if case.size <= 4096 {
-                (4 * (case.size + 8)).next_power_of_two().max(16 << 10)
+                let record = REC_HDR + case.size.next_multiple_of(ALIGN);
+                (4 * record).next_power_of_two().max(16 << 10)
             } else {
                 (case.size * 8).next_power_of_two().max(1 << 20)
             };
