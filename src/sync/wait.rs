@@ -13,7 +13,7 @@
 //! about to run, and what it waits for is usually that peer's answer; sleeping now would
 //! make the peer pay a wake-up in turn, and two sides that take turns to sleep on a small
 //! ring pay one per turn (a convoy: 4 KiB frames through a 16 KiB ring ran at a third of
-//! their rate on this crate's VM, where a wake-up costs 20 to 90 µs; see BENCHMARKS.md).
+//! their rate on this crate's VM, where such a sleep lasted 16 to 90 µs; see BENCHMARKS.md).
 //! The waking side makes the wake syscall only when a sleeper announced itself, so the
 //! uncontended paths make no syscalls at all. A waiter that depends on a holder (a
 //! lock's owner, a rwlock's readers) asks the kernel whether it is alive about once per
@@ -42,16 +42,15 @@ pub(crate) const SPIN_LIMIT: u32 = 1;
 
 /// The longest handoff window: after it woke a sleeper, a thread's waits on a peer's
 /// progress poll, yielding between polls, until this long after that wake before they
-/// sleep. Long
-/// enough to cover a wake-up on a busy virtual machine (measured at 20 to 90 µs on this
-/// crate's 2-vCPU VM; a few µs on bare metal, where the window ends as soon as the peer
-/// answers). It shrinks while it does not pay (see `spin`), so a thread whose peers
-/// answer late (a client of a slow server) soon stops spending CPU on it.
+/// sleep. Long enough to cover a wake-up on a busy virtual machine (sleeps ended by a
+/// wake-up lasted 16 to 90 µs on this crate's 2-vCPU VM); where the peer answers sooner,
+/// the window ends then. It shrinks while it does not pay (see `spin`), so a thread
+/// whose peers answer late (a client of a slow server) soon stops spending CPU on it.
 #[cfg(not(loom))]
 pub(crate) const HANDOFF: Duration = Duration::from_micros(100);
 
 /// A `sched_yield` that returns after this long let another process run on our CPU (one
-/// that finds nobody else to run returns in about a microsecond).
+/// that finds nobody else to run is a plain syscall).
 #[cfg(not(loom))]
 const SHARED_YIELD: Duration = Duration::from_micros(20);
 
