@@ -3,6 +3,13 @@
 //! doorbell and announce a waiter in shared memory), attempt once more, then wait for the
 //! doorbell, or for the liveness slice to pass, and look again.
 //!
+//! Under tokio, a wait that starts shortly after its thread woke a sleeper polls through
+//! its handoff window before it arms, as a blocking wait does (see
+//! [`HANDOFF`](crate::sync::wait::HANDOFF)), but one attempt per poll of its task: it wakes
+//! its own task and returns `Pending`, so the executor runs every other ready task
+//! between two attempts. The peer it woke then answers into a ring nobody sleeps on, and
+//! pays no doorbell.
+//!
 //! What lives here touches no shared memory itself: arming and attempting are the
 //! caller's (a channel's signal, an event's or a semaphore's word).
 
@@ -15,6 +22,8 @@ use std::task::{Context, Poll};
 
 use crate::error::{Error, Result};
 use crate::sync::wait;
+#[cfg(feature = "tokio")]
+use crate::sync::wait::{Deadline, Handoff, Step};
 
 /// Attempts before arming (about a microsecond): an async wait spins less than a blocking
 /// one (whose budget is [`wait::SPIN_LIMIT`]), since it holds an executor thread that
@@ -34,6 +43,13 @@ pub(crate) struct Doorbell {
     /// The liveness slice of a pending wait.
     #[cfg(feature = "tokio")]
     slice: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    /// The handoff window a pending wait is polling through, if any.
+    #[cfg(feature = "tokio")]
+    window: Option<Handoff>,
+    /// Whether the pending wait has armed the doorbell: it opens no window after that (a
+    /// ring that found nothing is not a handoff).
+    #[cfg(feature = "tokio")]
+    armed: bool,
 }
 
 enum Socket {
@@ -55,6 +71,10 @@ impl Doorbell {
             socket: Socket::Plain(socket),
             #[cfg(feature = "tokio")]
             slice: None,
+            #[cfg(feature = "tokio")]
+            window: None,
+            #[cfg(feature = "tokio")]
+            armed: false,
         })
     }
 
@@ -88,22 +108,28 @@ impl Doorbell {
         mut attempt: impl FnMut(&mut S) -> Result<Option<R>>,
         arm: impl FnOnce(&mut S, u64) -> Result<()>,
     ) -> Result<Option<R>> {
-        // The usual case under load: ready at once (no spin budget to consult).
-        if let Some(r) = attempt(state)? {
-            return Ok(Some(r));
+        match spun(state, &mut attempt)? {
+            None => self.arm_then_attempt(state, attempt, arm),
+            r => Ok(r),
         }
-        if let Some(r) = wait::spin_phase(SPIN, || attempt(state))? {
-            return Ok(Some(r));
-        }
+    }
+
+    /// Arms with `arm(state, id)`, then attempts once more: a change made before the
+    /// announcement is seen here, one made after it rings the doorbell.
+    #[inline]
+    fn arm_then_attempt<S: ?Sized, R>(
+        &self,
+        state: &mut S,
+        mut attempt: impl FnMut(&mut S) -> Result<Option<R>>,
+        arm: impl FnOnce(&mut S, u64) -> Result<()>,
+    ) -> Result<Option<R>> {
         arm(state, self.id)?;
-        // After the announcement: a change made before it is seen here, one made after it
-        // rings the doorbell.
         attempt(state)
     }
 
     /// The whole async wait on `state`, as a poll: `Ready` with what `attempt` gives (or
     /// its error), or `Pending` with the task woken by the doorbell or after the liveness
-    /// slice.
+    /// slice (or, in the handoff window, by itself).
     #[cfg(feature = "tokio")]
     pub(crate) fn poll_until<S: ?Sized, R>(
         &mut self,
@@ -113,21 +139,63 @@ impl Doorbell {
         mut arm: impl FnMut(&mut S, u64) -> Result<()>,
     ) -> Poll<Result<R>> {
         loop {
-            match self.attempt_or_arm(state, &mut attempt, &mut arm) {
+            let r = match self.window.take() {
+                // In the window: one attempt (after a yield of the thread) per poll.
+                Some(mut window) => match window.step(|| attempt(state)) {
+                    Ok(Step::Done(r)) => Ok(Some(r)),
+                    Ok(Step::Again) => {
+                        self.window = Some(window);
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                    Ok(Step::Over) => self.arm_now(state, &mut attempt, &mut arm),
+                    Err(e) => Err(e),
+                },
+                None => match spun(state, &mut attempt) {
+                    Ok(None) if !self.armed => match Handoff::open(Deadline::NEVER) {
+                        Some(window) => {
+                            self.window = Some(window);
+                            cx.waker().wake_by_ref();
+                            return Poll::Pending;
+                        }
+                        None => self.arm_now(state, &mut attempt, &mut arm),
+                    },
+                    Ok(None) => self.arm_now(state, &mut attempt, &mut arm),
+                    r => r,
+                },
+            };
+            match r {
                 Ok(None) => {}
                 r => {
                     if self.slice.is_some() {
                         self.slice = None;
                     }
+                    self.armed = false;
                     return Poll::Ready(r.map(|v| v.expect("matched above")));
                 }
             }
             match self.poll_rung(cx) {
                 Poll::Ready(Ok(())) => continue, // rung, or the slice passed: look again
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Err(e)) => {
+                    self.armed = false;
+                    return Poll::Ready(Err(e));
+                }
                 Poll::Pending => return Poll::Pending,
             }
         }
+    }
+
+    /// [`arm_then_attempt`](Self::arm_then_attempt), remembering for this wait that it
+    /// armed.
+    #[cfg(feature = "tokio")]
+    fn arm_now<S: ?Sized, R>(
+        &mut self,
+        state: &mut S,
+        attempt: impl FnMut(&mut S) -> Result<Option<R>>,
+        arm: impl FnOnce(&mut S, u64) -> Result<()>,
+    ) -> Result<Option<R>> {
+        self.armed = true;
+        self.arm_then_attempt(state, attempt, arm)
     }
 
     /// `Ready(Ok)` once the doorbell rang (drained) or the liveness slice passed; `Pending`
@@ -190,6 +258,20 @@ impl Doorbell {
             _ => unreachable!("set above"),
         }
     }
+}
+
+/// One attempt, then (if it gave nothing) the spin of a blocking wait, up to [`SPIN`]
+/// attempts: `None` if nothing came.
+#[inline]
+fn spun<S: ?Sized, R>(
+    state: &mut S,
+    mut attempt: impl FnMut(&mut S) -> Result<Option<R>>,
+) -> Result<Option<R>> {
+    // The usual case under load: ready at once (no spin budget to consult).
+    if let Some(r) = attempt(state)? {
+        return Ok(Some(r));
+    }
+    wait::spin_phase(SPIN, || attempt(state))
 }
 
 impl AsFd for Doorbell {

@@ -29,6 +29,15 @@
 //! `_async` waits and `futures_core::Stream` for receivers do the waiting under
 //! tokio (any runtime with IO and time enabled, current-thread or multi-thread).
 //!
+//! Under tokio, a wait that begins shortly after its thread woke a sleeping peer (a
+//! request sent to a server process that slept) first polls through a *handoff window*,
+//! as a blocking wait does (up to 100 µs after that wake, narrower while it does not
+//! pay): one attempt per poll of its task, the task waking itself in between, so the
+//! executor runs every other ready task between two attempts. The answer then lands in
+//! a ring nobody sleeps on, and neither side pays a wake-up for it: a round trip to a
+//! sleeping peer costs one wake-up, not two. [`Async::try_recv_or_arm`] has no window
+//! (the caller does the waiting).
+//!
 //! # Cancel safety
 //! Every async operation here is cancel-safe, as tokio means it: a message is taken (or
 //! put, or a permit taken) only in a synchronous step that then returns it, so dropping a

@@ -329,31 +329,85 @@ pub(crate) fn wait<W: Waiter>(waiter: &mut W, deadline: Deadline) -> Result<W::O
 /// (or there is no window), and it is time to sleep.
 #[cfg(not(loom))]
 fn handoff_phase<W: Waiter>(waiter: &mut W, deadline: Deadline) -> Result<Option<W::Output>> {
-    let Some(window) = spin::handoff_until(Instant::now()) else {
+    let Some(mut window) = Handoff::open(deadline) else {
         return Ok(None);
     };
-    let until = deadline.0.map_or(window, |at| at.min(window));
-    let mut before = Instant::now();
     loop {
+        match window.step(|| waiter.attempt())? {
+            Step::Done(r) => return Ok(Some(r)),
+            Step::Again => {}
+            Step::Over => return Ok(None),
+        }
+    }
+}
+
+/// A handoff window being polled (see [`HANDOFF`]): by the blocking wait's
+/// `handoff_phase`, and one [`Handoff::step`] per poll by an async wait, which comes back
+/// through its executor between steps rather than holding its thread.
+#[cfg(not(loom))]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Handoff {
+    /// When the window ends: this thread's last wake plus its window now.
+    window: Instant,
+    /// When polling stops: the window's end, or the wait's deadline if sooner.
+    until: Instant,
+    /// When the last step (or the opening) ended: a step that starts long after it had
+    /// its yield run another process.
+    before: Instant,
+}
+
+/// What one [`Handoff::step`] found.
+#[cfg(not(loom))]
+pub(crate) enum Step<R> {
+    /// The attempt succeeded within the window.
+    Done(R),
+    /// Nothing yet; the window is still open: step again.
+    Again,
+    /// The window (or the deadline) is over, or our CPU is wanted elsewhere: sleep.
+    Over,
+}
+
+#[cfg(not(loom))]
+impl Handoff {
+    /// The window of a wait starting now, if this thread woke a sleeper less than its
+    /// window ago; polling ends at `deadline` if that comes first.
+    pub(crate) fn open(deadline: Deadline) -> Option<Handoff> {
+        let now = Instant::now();
+        let window = spin::handoff_until(now)?;
+        Some(Handoff {
+            window,
+            until: deadline.0.map_or(window, |at| at.min(window)),
+            before: now,
+        })
+    }
+
+    /// Yields the CPU, then attempts once. Adapts the window (see `spin`): whole again on
+    /// a success, narrower when it ran out or a yield ran another process (only a window
+    /// that ran out says polling did not pay; the deadline does not).
+    pub(crate) fn step<R>(
+        &mut self,
+        attempt: impl FnOnce() -> Result<Option<R>>,
+    ) -> Result<Step<R>> {
         std::thread::yield_now();
-        if let Some(r) = waiter.attempt()? {
+        if let Some(r) = attempt()? {
             spin::handoff_hit();
-            return Ok(Some(r));
+            return Ok(Step::Done(r));
         }
         let now = Instant::now();
         // A yield that took this long ran someone else on our CPU: more runnable
         // processes than CPUs, where polling takes CPU time from the peers (the one we
-        // woke among them) and sleeping gives it back.
-        let shared = now - before >= SHARED_YIELD;
-        if shared || now >= until {
-            // Only a window that ran out (or our CPU wanted elsewhere) says polling did
-            // not pay; our own deadline does not.
-            if shared || now >= window {
+        // woke among them) and sleeping gives it back. (An async wait measures from its
+        // last step, other tasks' polls included: a long gap between steps also says the
+        // thread has better things to do than poll.)
+        let shared = now - self.before >= SHARED_YIELD;
+        if shared || now >= self.until {
+            if shared || now >= self.window {
                 spin::handoff_miss();
             }
-            return Ok(None);
+            return Ok(Step::Over);
         }
-        before = now;
+        self.before = now;
+        Ok(Step::Again)
     }
 }
 
