@@ -43,11 +43,12 @@ pub(crate) struct Doorbell {
     /// The liveness slice of a pending wait.
     #[cfg(feature = "tokio")]
     slice: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
-    /// The handoff window a pending wait is polling through, if any.
+    /// The handoff window the current wait is polling through, if any.
     #[cfg(feature = "tokio")]
     window: Option<Handoff>,
-    /// Whether the pending wait has armed the doorbell: it opens no window after that (a
-    /// ring that found nothing is not a handoff).
+    /// Whether the current wait has armed the doorbell: it opens no window after that (a
+    /// ring that found nothing is not a handoff). Both are reset when a wait ends, and
+    /// by [`Doorbell::begin`] (a wait whose future was dropped did not end).
     #[cfg(feature = "tokio")]
     armed: bool,
 }
@@ -91,6 +92,14 @@ impl Doorbell {
             #[cfg(feature = "tokio")]
             Socket::Moving => unreachable!("the doorbell is always put back"),
         }
+    }
+
+    /// A new wait begins: forget a window or an arming left by a wait whose future was
+    /// dropped before it ended (another operation's, perhaps).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn begin(&mut self) {
+        self.window = None;
+        self.armed = false;
     }
 
     /// Takes the datagrams that rang the doorbell.
@@ -145,8 +154,7 @@ impl Doorbell {
                     Ok(Step::Done(r)) => Ok(Some(r)),
                     Ok(Step::Again) => {
                         self.window = Some(window);
-                        cx.waker().wake_by_ref();
-                        return Poll::Pending;
+                        return come_back(cx);
                     }
                     Ok(Step::Over) => self.arm_now(state, &mut attempt, &mut arm),
                     Err(e) => Err(e),
@@ -155,8 +163,7 @@ impl Doorbell {
                     Ok(None) if !self.armed => match Handoff::open(Deadline::NEVER) {
                         Some(window) => {
                             self.window = Some(window);
-                            cx.waker().wake_by_ref();
-                            return Poll::Pending;
+                            return come_back(cx);
                         }
                         None => self.arm_now(state, &mut attempt, &mut arm),
                     },
@@ -260,6 +267,20 @@ impl Doorbell {
     }
 }
 
+/// `Pending`, the task to be polled again once the executor has run its other ready tasks
+/// and looked at its IO and timers: tokio's own `yield_now`, whose wake-up the scheduler
+/// defers so (a plain self-wake would put the task straight back at the front of the
+/// queue, and on a multi-thread runtime may wake an idle worker, with a syscall, to
+/// steal it).
+#[cfg(feature = "tokio")]
+fn come_back<T>(cx: &mut Context<'_>) -> Poll<T> {
+    let yielding = std::pin::pin!(tokio::task::yield_now());
+    // The first poll of `yield_now` hands our waker to the scheduler and is `Pending`;
+    // dropping the future after it changes nothing.
+    let _ = yielding.poll(cx);
+    Poll::Pending
+}
+
 /// One attempt, then (if it gave nothing) the spin of a blocking wait, up to [`SPIN`]
 /// attempts: `None` if nothing came.
 #[inline]
@@ -277,5 +298,131 @@ fn spun<S: ?Sized, R>(
 impl AsFd for Doorbell {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.socket().as_fd()
+    }
+}
+
+#[cfg(all(test, feature = "tokio", not(loom)))]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    /// One poll of a wait: whether a window was open before it, the attempts and
+    /// armings it made, and whether after it a window was open or the doorbell armed.
+    #[derive(Debug, Clone, Copy)]
+    struct Polled {
+        window_before: bool,
+        attempts: u32,
+        arms: u32,
+        window_after: bool,
+        armed_after: bool,
+        pending: bool,
+    }
+
+    /// A wait whose condition holds from its `ready_at`th poll on, begun right after this
+    /// thread (pretendedly) woke a sleeper; each poll as seen from outside.
+    fn polls_of_a_wait(ready_at: u32) -> (u32, Vec<Polled>) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            wait::open_window_for_tests();
+            let mut bell = Doorbell::new().unwrap();
+            let (attempts, arms) = (Cell::new(0), Cell::new(0));
+            let (mut n, mut log) = (0, Vec::new());
+            let got = std::future::poll_fn(|cx| {
+                n += 1;
+                let now = n;
+                let before = (bell.window.is_some(), attempts.get(), arms.get());
+                let p = bell.poll_until(
+                    cx,
+                    &mut (),
+                    |_| {
+                        attempts.set(attempts.get() + 1);
+                        Ok((now >= ready_at).then_some(now))
+                    },
+                    |_, _| {
+                        arms.set(arms.get() + 1);
+                        Ok(())
+                    },
+                );
+                log.push(Polled {
+                    window_before: before.0,
+                    attempts: attempts.get() - before.1,
+                    arms: arms.get() - before.2,
+                    window_after: bell.window.is_some(),
+                    armed_after: bell.armed,
+                    pending: p.is_pending(),
+                });
+                p
+            })
+            .await
+            .unwrap();
+            assert!(
+                bell.window.is_none() && !bell.armed,
+                "a wait that ends leaves nothing"
+            );
+            (got, log)
+        })
+    }
+
+    #[test]
+    fn a_wait_in_its_handoff_window_attempts_once_a_poll_and_arms_only_after_it() {
+        let (got, log) = polls_of_a_wait(5);
+        assert_eq!(
+            got,
+            log.len() as u32,
+            "ready at the poll that found it: {log:?}"
+        );
+        assert!(got >= 5);
+        let mut armed = false;
+        for p in &log {
+            // At most a first attempt, a spin and its last look, and the attempt after
+            // arming: a poll never holds the thread through a window.
+            assert!(p.attempts <= SPIN + 3, "{p:?} in {log:?}");
+            // Every `Pending` comes back: through the executor (a window) or the doorbell.
+            assert!(
+                !p.pending || p.window_after != p.armed_after,
+                "{p:?} in {log:?}"
+            );
+            if p.window_before {
+                // A window's poll: one attempt, no arming; or, the window over, the arming
+                // and the attempt after it.
+                assert!(
+                    (p.attempts, p.arms) == (1, 0) || (p.attempts, p.arms) == (2, 1),
+                    "{p:?} in {log:?}"
+                );
+            }
+            // Armed once, the wait opens no window again.
+            assert!(!(armed && p.window_after), "{p:?} in {log:?}");
+            armed |= p.armed_after;
+        }
+        // The window (200 ms) outlasts the five polls unless a yield in it ran another
+        // process (a loaded machine): then the wait armed instead, as it should.
+        if log[0].window_after && !armed {
+            assert_eq!(log.len(), 5);
+            assert!(log.iter().all(|p| p.arms == 0));
+        }
+    }
+
+    #[test]
+    fn a_wait_begun_after_one_was_dropped_in_its_window_starts_afresh() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            wait::open_window_for_tests();
+            let mut bell = Doorbell::new().unwrap();
+            // One poll of a wait that then is dropped: its window (if it opened) or its
+            // arming stays behind.
+            let _ = std::future::poll_fn(|cx| {
+                Poll::Ready(bell.poll_until(cx, &mut (), |_| Ok(None::<()>), |_, _| Ok(())))
+            })
+            .await;
+            assert!(bell.window.is_some() || bell.armed);
+            bell.begin();
+            assert!(bell.window.is_none() && !bell.armed);
+        });
     }
 }

@@ -32,11 +32,14 @@
 //! Under tokio, a wait that begins shortly after its thread woke a sleeping peer (a
 //! request sent to a server process that slept) first polls through a *handoff window*,
 //! as a blocking wait does (up to 100 µs after that wake, narrower while it does not
-//! pay): one attempt per poll of its task, the task waking itself in between, so the
-//! executor runs every other ready task between two attempts. The answer then lands in
-//! a ring nobody sleeps on, and neither side pays a wake-up for it: a round trip to a
-//! sleeping peer costs one wake-up, not two. [`Async::try_recv_or_arm`] has no window
-//! (the caller does the waiting).
+//! pay): one attempt per poll of its task, which yields in between as
+//! `tokio::task::yield_now` does, so the executor runs its other ready tasks (and looks
+//! at its IO and timers) between two attempts. The answer then lands in a ring nobody
+//! sleeps on, and neither side pays a wake-up for it: a round trip to a sleeping peer
+//! costs one wake-up, not two. The window belongs to the executor thread, as a blocking
+//! thread's does: after any wake made on that thread, every wait that begins on it
+//! within the window polls first. [`Async::try_recv_or_arm`] has no window (the caller
+//! does the waiting).
 //!
 //! # Cancel safety
 //! Every async operation here is cancel-safe, as tokio means it: a message is taken (or
@@ -330,6 +333,7 @@ impl<E: AsyncRecv> Async<E> {
                 r => return r,
             }
         }
+        self.bell.begin();
         std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 
@@ -363,7 +367,13 @@ impl<E: AsyncRecv> Async<E> {
 
     /// The poll form of [`recv`](Self::recv), for hand-written futures and streams: a
     /// message if one is ready, or `Pending` with the task woken by the doorbell (or,
-    /// without a ring, after the liveness slice).
+    /// without a ring, after the liveness slice), or, in a handoff window (see the
+    /// [module docs](self)), by the executor itself once its other ready tasks have run,
+    /// with the doorbell not armed: wake the task when the waker says so (a caller
+    /// that waits only for the doorbell's descriptor uses
+    /// [`try_recv_or_arm`](Self::try_recv_or_arm) instead). A wait given up before it
+    /// completes leaves its window to the next poll, which resumes it (within the window's
+    /// 100 µs at most).
     #[cfg(feature = "tokio")]
     #[inline]
     pub fn poll_recv(
@@ -433,12 +443,15 @@ impl<E: AsyncSend> Async<E> {
                 self.0.end.abandon_send();
             }
         }
+        self.bell.begin();
         let w = Waiting(self);
         std::future::poll_fn(|cx| w.0.poll_send(cx, msg)).await
     }
 
     /// The poll form of [`send`](Self::send). A caller that stops polling before it is
-    /// ready calls [`abandon_send`](Self::abandon_send) (or drops the [`Async`]).
+    /// ready calls [`abandon_send`](Self::abandon_send) (or drops the [`Async`]). Its
+    /// `Pending` is [`poll_recv`](Self::poll_recv)'s: the waker may be the executor's,
+    /// in a handoff window.
     #[cfg(feature = "tokio")]
     #[inline]
     pub fn poll_send(

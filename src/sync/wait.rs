@@ -356,6 +356,13 @@ pub(crate) struct Handoff {
     before: Instant,
 }
 
+/// Makes this thread's handoff window open now and end 200 ms from now (as if it had
+/// woken a sleeper): for the tests of the waits that poll it.
+#[cfg(all(test, not(loom)))]
+pub(crate) fn open_window_for_tests() {
+    spin::woke_at(Instant::now() + Duration::from_millis(200) - HANDOFF);
+}
+
 /// What one [`Handoff::step`] found.
 #[cfg(not(loom))]
 pub(crate) enum Step<R> {

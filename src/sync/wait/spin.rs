@@ -16,7 +16,8 @@
 //! process), whole once in [`PROBE_EVERY`] waits that could open it, whatever it is; and
 //! skipped by a wait whose spin ended with such a yield.
 //!
-//! The state is per thread: no shared memory, no atomics.
+//! The state is per thread: no shared memory, no atomics. (An async executor's thread has
+//! one state for all its tasks: see the `aio` module docs.)
 
 use super::{HANDOFF, SPIN_LIMIT};
 use std::cell::Cell;
