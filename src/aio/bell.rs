@@ -5,10 +5,10 @@
 //!
 //! Under tokio, a wait that starts shortly after its thread woke a sleeper polls through
 //! its handoff window before it arms, as a blocking wait does (see
-//! [`HANDOFF`](crate::sync::wait::HANDOFF)), but one attempt per poll of its task: it wakes
-//! its own task and returns `Pending`, so the executor runs every other ready task
-//! between two attempts. The peer it woke then answers into a ring nobody sleeps on, and
-//! pays no doorbell.
+//! [`HANDOFF`](crate::sync::wait::HANDOFF)), but one attempt per poll of its task: between
+//! two attempts it returns `Pending` with its wake-up deferred as `tokio::task::yield_now`
+//! defers it, so the executor runs its other ready tasks and polls its drivers first. The
+//! peer it woke then answers into a ring nobody sleeps on, and rings no doorbell.
 //!
 //! What lives here touches no shared memory itself: arming and attempting are the
 //! caller's (a channel's signal, an event's or a semaphore's word).

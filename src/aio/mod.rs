@@ -372,8 +372,9 @@ impl<E: AsyncRecv> Async<E> {
     /// with the doorbell not armed: wake the task when the waker says so (a caller
     /// that waits only for the doorbell's descriptor uses
     /// [`try_recv_or_arm`](Self::try_recv_or_arm) instead). A wait given up before it
-    /// completes leaves its window to the next poll, which resumes it (within the window's
-    /// 100 µs at most).
+    /// completes leaves its state to the next poll, which carries on from there: a window
+    /// ends within its 100 µs, and after an arming no window opens until a wait completes
+    /// (`recv` and `send` start afresh).
     #[cfg(feature = "tokio")]
     #[inline]
     pub fn poll_recv(
