@@ -51,6 +51,10 @@ pub(super) struct Dispatcher {
     max_tasks: Option<u64>,
     ring: usize,
     pending: VecDeque<Job>,
+    /// The calling threads' queue as last taken: swapped with theirs under the lock (so
+    /// the lock is held for a swap, not a copy of every job), appended to `pending`
+    /// after, and handed back empty, its buffer kept, at the next swap.
+    incoming: VecDeque<Job>,
     seq: u64,
     generation: u64,
     broken: Option<Failure>,
@@ -81,6 +85,7 @@ impl Dispatcher {
             max_tasks,
             ring,
             pending: VecDeque::new(),
+            incoming: VecDeque::new(),
             seq: 0,
             generation: 0,
             broken: None,
@@ -103,9 +108,10 @@ impl Dispatcher {
             fence(Ordering::SeqCst);
             let (closed, terminate) = {
                 let mut st = self.shared.lock();
-                self.pending.extend(st.jobs.drain(..));
+                std::mem::swap(&mut st.jobs, &mut self.incoming);
                 (st.closed, st.terminate)
             };
+            self.pending.append(&mut self.incoming);
             if terminate {
                 self.shutdown(true);
                 break;
