@@ -3,8 +3,9 @@
 //! doorbell and announce a waiter in shared memory), attempt once more, then wait for the
 //! doorbell, or for the liveness slice to pass, and look again.
 //!
-//! Under tokio, a wait that starts shortly after its thread woke a sleeper polls through
-//! its handoff window before it arms, as a blocking wait does (see
+//! Under tokio, a wait that starts shortly after its thread woke a blocking sleeper (a
+//! futex wake; a doorbell ring opens no window) polls through its handoff window before
+//! it arms, as a blocking wait does (see
 //! [`HANDOFF`](crate::sync::wait::HANDOFF)), but one attempt per poll of its task: between
 //! two attempts it returns `Pending` with its wake-up deferred as `tokio::task::yield_now`
 //! defers it, so the executor runs its other ready tasks and polls its drivers first. The

@@ -29,17 +29,19 @@
 //! `_async` waits and `futures_core::Stream` for receivers do the waiting under
 //! tokio (any runtime with IO and time enabled, current-thread or multi-thread).
 //!
-//! Under tokio, a wait that begins shortly after its thread woke a sleeping peer (a
-//! request sent to a server process that slept) first polls through a *handoff window*,
-//! as a blocking wait does (up to 100 µs after that wake, narrower while it does not
-//! pay): one attempt per poll of its task, which yields in between as
+//! Under tokio, a wait that begins shortly after its thread woke a peer asleep in a
+//! blocking wait (a futex wake: a request sent to a server process that slept) first
+//! polls through a *handoff window*, as a blocking wait does (up to 100 µs after that
+//! wake, narrower while it does not pay): one attempt per poll of its task, after a
+//! `sched_yield` of its thread, and in between the task yields as
 //! `tokio::task::yield_now` does, so the executor runs its other ready tasks (and looks
 //! at its IO and timers) between two attempts. The answer then lands in a ring nobody
 //! sleeps on, and neither side pays a wake-up for it: a round trip to a sleeping peer
-//! costs one wake-up, not two. The window belongs to the executor thread, as a blocking
-//! thread's does: after any wake made on that thread, every wait that begins on it
-//! within the window polls first. [`Async::try_recv_or_arm`] has no window (the caller
-//! does the waiting).
+//! costs one wake-up, not two. Ringing an async peer's doorbell opens no window: between
+//! two async ends, a round trip still costs two wake-ups. The window belongs to the
+//! executor thread, as a blocking thread's does: after a futex wake made on that thread,
+//! every wait that begins on it within the window polls first.
+//! [`Async::try_recv_or_arm`] has no window (the caller does the waiting).
 //!
 //! # Cancel safety
 //! Every async operation here is cancel-safe, as tokio means it: a message is taken (or
@@ -373,8 +375,9 @@ impl<E: AsyncRecv> Async<E> {
     /// that waits only for the doorbell's descriptor uses
     /// [`try_recv_or_arm`](Self::try_recv_or_arm) instead). A wait given up before it
     /// completes leaves its state to the next poll, which carries on from there: a window
-    /// ends within its 100 µs, and after an arming no window opens until a wait completes
-    /// (`recv` and `send` start afresh).
+    /// ends within its 100 µs (one resumed later ends at its first attempt, and narrows
+    /// the thread's next windows as a missed one does), and after an arming no window
+    /// opens until a wait completes (`recv` and `send` start afresh).
     #[cfg(feature = "tokio")]
     #[inline]
     pub fn poll_recv(
