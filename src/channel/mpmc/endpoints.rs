@@ -763,4 +763,30 @@ mod tests {
         // The queue goes on.
         assert_eq!(rx.recv().unwrap(), 8);
     }
+
+    /// Found by the fuzzer (`fuzz/regressions/channel_model/mpmc-len-laps-of-given-back-loans`):
+    /// loans dropped without a commit free their slots at once, so `tail` ran more than two
+    /// laps ahead of `head`, and `len` said 0 with two messages waiting.
+    #[test]
+    fn len_counts_messages_behind_laps_of_given_back_loans() {
+        let name = format!("unit-mpmc-len-laps-{}", std::process::id());
+        let mut tx = Sender::<u64>::create(&name, 2).unwrap();
+        let mut rx = Receiver::<u64>::open(&name).unwrap();
+        // The fuzzer's sequence: `head` left on a given-back slot, three more given back.
+        tx.send(1).unwrap();
+        tx.send(2).unwrap();
+        assert_eq!(rx.recv().unwrap(), 1);
+        drop(tx.loan().unwrap()); // given back: skipped, never delivered
+        assert_eq!(rx.recv().unwrap(), 2);
+        for _ in 0..3 {
+            drop(tx.loan().unwrap());
+        }
+        tx.send(9).unwrap();
+        tx.send(10).unwrap();
+        assert_eq!(tx.len(), 2);
+        assert!(!rx.is_empty());
+        assert_eq!(rx.recv().unwrap(), 9);
+        assert_eq!(rx.recv().unwrap(), 10);
+        assert!(rx.is_empty());
+    }
 }

@@ -184,7 +184,7 @@ pub(crate) fn describe(
         let geo = Geometry::new(capacity.clamp(1, MAX_CAPACITY));
         out.push((
             "depth (claimed, not yet received)".to_owned(),
-            geo.distance(head, tail)
+            geo.depth(head, tail)
                 .map_or_else(|| "inconsistent positions".to_owned(), |d| d.to_string()),
         ));
     }
@@ -284,6 +284,21 @@ impl Geometry {
             return None;
         }
         (laps * self.cap + ti).checked_sub(fi)
+    }
+
+    /// How many positions from `head` to `tail` have been claimed, at most the capacity;
+    /// `None` if the two cannot be (`tail` behind `head`, or either forged). `tail` may be
+    /// laps ahead: a claim given back (a loan dropped, a dead sender's claim skipped)
+    /// frees its slot for the next lap before any receiver moves `head` over it, so
+    /// `tail` can run laps ahead of a `head` that sits on such slots, every slot claimed
+    /// since.
+    pub(super) fn depth(&self, head: u64, tail: u64) -> Option<u64> {
+        if let Some(d) = self.distance(head, tail) {
+            return Some(d.min(self.cap));
+        }
+        let d = tail.wrapping_sub(head);
+        let valid = (head & self.mask) < self.cap && (tail & self.mask) < self.cap;
+        (valid && d > 2 * self.one_lap && d < 1 << 62).then_some(self.cap)
     }
 
     /// Whether `cur` (a later reading of `tail` or `head`) has moved past `pos`. Legitimate
@@ -738,9 +753,7 @@ impl<T: Pod> Ring<T> {
         // read after it is not behind it.
         let head = h.head.0.load(Ordering::Relaxed);
         let tail = h.tail.0.pos.load(Ordering::Relaxed);
-        self.geo
-            .distance(head, tail)
-            .map_or(0, |d| d.min(self.geo.cap)) as usize
+        self.geo.depth(head, tail).map_or(0, |d| d as usize)
     }
 
     pub(in crate::channel) fn lost(&self) -> u64 {
