@@ -743,11 +743,17 @@ mod tests {
     use super::*;
     use crate::primitive::Ordering;
 
+    /// A sender and a receiver of a fresh queue of `cap` slots.
+    fn pair(tag: &str, cap: usize) -> (Sender<u64>, Receiver<u64>) {
+        let name = format!("unit-mpmc-{tag}-{}", std::process::id());
+        let tx = Sender::<u64>::create(&name, cap).unwrap();
+        let rx = Receiver::<u64>::open(&name).unwrap();
+        (tx, rx)
+    }
+
     #[test]
     fn a_copy_whose_slot_is_freed_under_it_is_corrupt_never_returned() {
-        let name = format!("unit-mpmc-take-{}", std::process::id());
-        let mut tx = Sender::<u64>::create(&name, 4).unwrap();
-        let mut rx = Receiver::<u64>::open(&name).unwrap();
+        let (mut tx, mut rx) = pair("take", 4);
         tx.send(7).unwrap();
         tx.send(8).unwrap();
         let pos = rx.end.try_claim().unwrap();
@@ -769,9 +775,7 @@ mod tests {
     /// laps ahead of `head`, and `len` said 0 with two messages waiting.
     #[test]
     fn len_counts_messages_behind_laps_of_given_back_loans() {
-        let name = format!("unit-mpmc-len-laps-{}", std::process::id());
-        let mut tx = Sender::<u64>::create(&name, 2).unwrap();
-        let mut rx = Receiver::<u64>::open(&name).unwrap();
+        let (mut tx, mut rx) = pair("len-laps", 2);
         // The fuzzer's sequence: `head` left on a given-back slot, three more given back.
         tx.send(1).unwrap();
         tx.send(2).unwrap();

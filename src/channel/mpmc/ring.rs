@@ -301,9 +301,10 @@ impl Geometry {
         (valid && d > 2 * self.one_lap && d < 1 << 62).then_some(self.cap)
     }
 
-    /// Whether `cur` (a later reading of `tail` or `head`) has moved past `pos`. Legitimate
-    /// distances are at most twice the capacity (skipped slots let `tail` run up to a lap
-    /// ahead of a `head` that has not moved past them yet).
+    /// Whether `cur` (a later reading of `tail` or `head`) has moved past `pos`, a position
+    /// whose slot is claimed or held (the only ones asked about): no sender can claim such
+    /// a slot for its next lap, so legitimate distances are at most twice the capacity.
+    /// (Past slots given back, `tail` can run further: see [`Geometry::depth`].)
     pub(super) fn passed(&self, pos: u64, cur: u64) -> bool {
         matches!(self.distance(pos, cur), Some(d) if d >= 1 && d <= 2 * self.cap)
     }
