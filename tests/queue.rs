@@ -34,6 +34,8 @@ fn __child() {
         ("one_long_putter", one_long_putter),
         ("long_putter", long_putter),
         ("flooder", flooder),
+        ("jq_counter", jq_counter),
+        ("jq_filler", jq_filler),
     ]);
 }
 
@@ -631,6 +633,173 @@ fn task_done_more_often_than_put_is_an_error() {
     q.task_done().unwrap();
     assert!(matches!(q.task_done(), Err(Error::InvalidArgument(_))));
     q.join().unwrap();
+}
+
+/// Child: takes tasks until a `None` sentinel; counts each in the shared counter `count`
+/// after a little work of random length, then marks it done.
+fn jq_counter() {
+    let mut q = JoinableQueue::<Option<Task>>::open(&arg("name")).unwrap();
+    let count = shmkit::RawValue::<u64>::open(&arg("count")).unwrap();
+    let mut rng = Rng::new(std::process::id() as u64);
+    while let Some(t) = q.get().unwrap() {
+        assert_eq!(t.name, task_name(t.n));
+        for _ in 0..rng.below(2000) {
+            std::hint::spin_loop();
+        }
+        if rng.below(64) == 0 {
+            std::thread::yield_now();
+        }
+        // Relaxed: `task_done` publishes it (Release) to `join`.
+        count
+            .atomic()
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        q.task_done().unwrap();
+    }
+    q.task_done().unwrap(); // the sentinel
+}
+
+/// A task's name: now and then longer than one slot carries (a multi-slot item).
+fn task_name(n: u64) -> String {
+    if n % 7 == 3 {
+        format!("task-{n}-{}", "x".repeat(300))
+    } else {
+        format!("task-{n}")
+    }
+}
+
+#[test]
+fn join_returns_only_once_every_task_is_processed_round_after_round() {
+    let names = Names::new("jq-rounds");
+    let name = names.name("q");
+    let mut q = JoinableQueue::<Option<Task>>::create(&name, 64).unwrap();
+    let count = shmkit::RawValue::<u64>::create(&names.name("count"), 0).unwrap();
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            spawn(
+                "jq_counter",
+                &[("name", name.clone()), ("count", names.name("count"))],
+            )
+        })
+        .collect();
+    let mut put = 0u64;
+    for round in 0..40u64 {
+        // Rounds of 1 to 150 tasks: shorter and longer than the queue.
+        for _ in 0..1 + mix(round) % 150 {
+            q.put(&Some(Task {
+                name: task_name(put),
+                n: put,
+            }))
+            .unwrap();
+            put += 1;
+        }
+        q.join_timeout(Duration::from_secs(120)).unwrap();
+        // Acquire: after `join`, every task's count is visible (its `task_done` came after).
+        let done = count.atomic().load(std::sync::atomic::Ordering::Acquire);
+        assert_eq!(
+            done, put,
+            "join returned in round {round} before every task was processed"
+        );
+        assert_eq!(q.unfinished(), 0);
+    }
+    for _ in &workers {
+        q.put(&None).unwrap();
+    }
+    for w in workers {
+        finish_ok(w);
+    }
+    q.join().unwrap();
+    assert_eq!(q.lost_tasks(), 0);
+}
+
+/// Child: puts tasks `0..n` (blocking while the queue is full), then waits to be killed.
+fn jq_filler() {
+    let mut q = JoinableQueue::<Option<Task>>::open(&arg("name")).unwrap();
+    for n in 0..arg_as::<u64>("n") {
+        q.put(&Some(Task {
+            name: task_name(n),
+            n,
+        }))
+        .unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn a_producer_killed_while_it_waits_for_room_leaves_join_nothing_to_wait_for() {
+    // Python counts an item when its put begins; so did this queue, and a producer
+    // killed inside a `put` that waited for room left `join` waiting forever.
+    let names = Names::new("jq-filler");
+    let name = names.name("q");
+    let mut q = JoinableQueue::<Option<Task>>::create(&name, 4).unwrap();
+    let mut filler = spawn("jq_filler", &[("name", name.clone()), ("n", "100".into())]);
+    wait_until(Duration::from_secs(60), || q.queue().is_full());
+    std::thread::sleep(Duration::from_millis(100)); // inside its next `put`, most likely
+    filler.kill().unwrap();
+    let _ = finish(filler);
+    let mut got = 0;
+    while let Ok(t) = q.try_get() {
+        assert_eq!(t.unwrap().n, got);
+        q.task_done().unwrap();
+        got += 1;
+    }
+    assert!(got >= 1, "the queue was full");
+    q.join_timeout(Duration::from_secs(60)).unwrap();
+    assert_eq!((q.unfinished(), q.lost_tasks()), (0, 0));
+}
+
+#[test]
+fn join_on_a_handle_that_holds_unfinished_items_is_an_error_not_a_hang() {
+    let names = Names::new("jq-self");
+    let mut q = JoinableQueue::<u8>::create(&names.name("q"), 4).unwrap();
+    q.put(&1).unwrap();
+    q.put(&2).unwrap();
+    assert_eq!(q.get().unwrap(), 1);
+    // Only this handle can mark its item done: Python's join would wait forever.
+    assert!(matches!(q.join(), Err(Error::InvalidArgument(_))));
+    q.task_done().unwrap();
+    assert!(matches!(
+        q.join_timeout(Duration::from_millis(10)),
+        Err(Error::Timeout)
+    ));
+    assert_eq!(q.unfinished(), 1);
+    assert_eq!(q.get().unwrap(), 2);
+    q.task_done().unwrap();
+    q.join().unwrap();
+}
+
+#[cfg(feature = "failpoints")]
+#[test]
+fn a_producer_killed_at_each_step_of_a_put_leaves_join_nothing_to_wait_for() {
+    for (point, lost) in [
+        ("queue.put.claimed", 1),
+        ("queue.put.half_written", 1),
+        ("queue.put.committed", 0),
+    ] {
+        let names = Names::new("jq-fp");
+        let name = names.name("q");
+        let mut q = JoinableQueue::<Option<Task>>::create(&name, 64).unwrap();
+        let o = finish(common::spawn_with_env(
+            "jq_filler",
+            &[("name", name.clone()), ("n", "10".into())],
+            &[("SHMKIT_FAILPOINT", &format!("{point}@3"))],
+        ));
+        assert_eq!(o.signal, Some(libc::SIGKILL), "{point}: {o:?}");
+        let delivered = 3 - lost;
+        for n in 0..delivered {
+            assert_eq!(q.get().unwrap().unwrap().n, n, "{point}");
+            q.task_done().unwrap();
+        }
+        // Nobody waits at the dead producer's claim (if any): `join` steps over it.
+        q.join_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("{point}: {e}"));
+        assert_eq!(q.queue().lost(), lost, "{point}");
+        let next = q.try_get();
+        assert!(
+            matches!(next, Err(Error::WouldBlock | Error::Disconnected)),
+            "{point}: {next:?}"
+        );
+        assert_eq!(q.unfinished(), 0, "{point}");
+    }
 }
 
 /// Child: puts items `0..n` of producer `id` (a failpoint may kill it on the way).

@@ -435,6 +435,41 @@ impl Signal {
         }
     }
 
+    /// Called after a publication (a `Release` store) that may let sleepers finish: wakes
+    /// them if there are any and `worth` (asked only then) says that their condition may
+    /// now hold; a sleeper whose condition `worth` rules out must be woken by whoever
+    /// makes it hold, who calls this too. For waits through
+    /// [`wait_until_heavy`], whose waiters issue the heavy side of an asymmetric fence
+    /// (`os::heavy_barrier`) after announcing themselves and before they re-check.
+    ///
+    /// `light`: this process is registered for that barrier
+    /// (`os::register_for_heavy_barrier`), and a compiler fence takes the place of the
+    /// `SeqCst` fence of [`Signal::notify`]: either our load of the word below ran before
+    /// the waiter's barrier interrupted us, and then our publication, sequenced before it,
+    /// is visible to the re-check after the barrier; or it ran after, and then it sees the
+    /// announcement (the barrier orders it after everything before the barrier call).
+    /// Without `light`, the `SeqCst` fence pairs with the waiter's, as in `notify`.
+    ///
+    /// `worth`'s loads come after a `SeqCst` fence, so that a waiter's `SeqCst` loads of
+    /// our publication, made after it reads what `worth` read change, see it.
+    #[inline]
+    pub(crate) fn notify_light_if(&self, light: bool, worth: impl FnOnce() -> bool) {
+        if light {
+            std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        } else {
+            // SeqCst: see above.
+            primitive::fence(Ordering::SeqCst);
+        }
+        // Relaxed: ordered by the fence above, or by the waiter's barrier.
+        if self.word.load(Ordering::Relaxed) & (WAITERS | ASYNC) != 0 {
+            // SeqCst: see above.
+            primitive::fence(Ordering::SeqCst);
+            if worth() {
+                self.wake_all_with(crate::os::doorbell::ring, true);
+            }
+        }
+    }
+
     /// Wakes every sleeper and rings every registered doorbell (a closing end: whether
     /// or not anybody announced itself).
     #[cold]
@@ -622,6 +657,32 @@ pub(crate) fn wait_until<R>(
         &mut ChannelWaiter {
             signal,
             busy: strategy == WaitStrategy::BusyPoll,
+            heavy: false,
+            poll,
+            peer_gone,
+        },
+        deadline,
+    )
+}
+
+/// [`wait_until`] (blocking) for a condition whose publishers call
+/// [`Signal::notify_light_if`]: after announcing itself, the waiter issues the heavy side
+/// of an asymmetric fence (`os::heavy_barrier`) before it re-checks. For rare waits whose
+/// publishers are hot (a `JoinableQueue`'s `join` and its consumers' `task_done`): each
+/// sleep costs an interrupt of every CPU that runs a registered process. Should the
+/// barrier fail (a seccomp filter that allows it to the publishers and not to us), a
+/// wake-up can be missed: the wait then ends when its sleep slice does.
+pub(crate) fn wait_until_heavy<R>(
+    signal: &Signal,
+    deadline: Deadline,
+    poll: impl FnMut() -> Result<Poll<R>>,
+    peer_gone: impl FnMut(Check) -> Result<bool>,
+) -> Result<R> {
+    wait::wait(
+        &mut ChannelWaiter {
+            signal,
+            busy: false,
+            heavy: true,
             poll,
             peer_gone,
         },
@@ -633,6 +694,8 @@ pub(crate) fn wait_until<R>(
 struct ChannelWaiter<'a, P, G> {
     signal: &'a Signal,
     busy: bool,
+    /// Whether it issues the heavy barrier after announcing ([`wait_until_heavy`]).
+    heavy: bool,
     poll: P,
     peer_gone: G,
 }
@@ -679,6 +742,10 @@ where
 
     fn announce(&mut self) -> Result<wait::Announced<R>> {
         let expected = self.signal.prepare_wait();
+        if self.heavy {
+            // See `wait_until_heavy` for a failure.
+            let _ = crate::os::heavy_barrier();
+        }
         if let Poll::Ready(r) = (self.poll)()? {
             return Ok(wait::Announced::Ready(r));
         }

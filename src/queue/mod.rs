@@ -465,6 +465,13 @@ impl<T, C: Codec<T>> Queue<T, C> {
     }
 
     fn recv(&mut self, how: Recv) -> Result<T> {
+        self.recv_told(how, &())
+    }
+
+    /// `recv`, telling `attempts` of each attempt to claim an item (see
+    /// [`mpmc::Attempts`]).
+    #[inline]
+    fn recv_told(&mut self, how: Recv, attempts: &impl mpmc::Attempts) -> Result<T> {
         let deadline = match how {
             Recv::Block => Some(Deadline::NEVER),
             Recv::Try => None,
@@ -472,7 +479,7 @@ impl<T, C: Codec<T>> Queue<T, C> {
         };
         self.receiver()?;
         let (rx, buf) = (self.rx.as_mut().expect("attached"), &mut self.buf);
-        let (len, flags) = rx.recv_span_with(deadline, span_of, |view| {
+        let (len, flags) = rx.recv_span_with(deadline, span_of, attempts, |view| {
             copy_out(|j| view.slot(j), view.len(), buf)
         })?;
         let r = decode_parts::<T, C>(len, flags, &self.buf, &self.name, self.max_item);
@@ -516,6 +523,11 @@ impl<T, C: Codec<T>> Queue<T, C> {
                 r => Some(r),
             }
         })
+    }
+
+    /// Whether every item put has been taken (see `mpmc::Holder::drained`).
+    fn drained(&self, full: bool) -> Result<bool> {
+        self.holder.drained(full)
     }
 
     /// Slots in use: items put and not yet taken, an item longer than 112 bytes encoded

@@ -198,6 +198,7 @@
 //! [`crate::spsc`]: crate::spsc
 
 mod endpoints;
+mod inspect;
 mod recovery;
 pub(in crate::channel) mod ring;
 mod spans;
@@ -205,8 +206,8 @@ mod turns;
 
 pub use super::SendError;
 pub use endpoints::{Loan, Receiver, RecvGuard, Sender};
-pub(crate) use ring::describe;
-pub(crate) use spans::Claim;
+pub(crate) use inspect::describe;
+pub(crate) use spans::{Attempts, Claim};
 
 /// The queue without an endpoint: an object of its own, held by a process that is
 /// neither a sender nor a receiver (Python's habit: create the queue in the parent, hand
@@ -251,6 +252,11 @@ impl<T: bytemuck::Pod> Holder<T> {
     /// ```
     pub fn lost(&self) -> u64 {
         self.ring.lost()
+    }
+
+    /// Whether nothing waits in the queue or is being put: see `Ring::drained`.
+    pub(crate) fn drained(&self, full: bool) -> crate::Result<bool> {
+        self.ring.drained(full)
     }
 
     /// Whether a sender has taken the turn (for the loom models, which cannot read the

@@ -222,6 +222,40 @@ impl<T: Pod> Ring<T> {
         Ok(changed)
     }
 
+    /// Whether nothing waits in the queue or is being put: `head` has caught up with
+    /// `tail`. For a process that waits for the queue to drain without receiving from it
+    /// (a `JoinableQueue`'s `join`, and the consumers that may wake it): it moves `head`
+    /// past the slots at the front whose turn is over (given back, skipped), as a
+    /// receiver's poll does, and, with `full` (once a sleep slice), first skips a message
+    /// at `head` that a dead sender claimed, as a blocked receiver does; so that neither
+    /// waits for a receiver to come by. A message claimed by a live sender counts as
+    /// waiting.
+    ///
+    /// `head` is read with `SeqCst` (so Acquire): it pairs with the receivers' claiming
+    /// CASes, so that what a receiver wrote before its claim is seen after; and `SeqCst`
+    /// for the Dekker argument of the `JoinableQueue`'s wake-up, which reads both words
+    /// after its `SeqCst` decrement.
+    pub(super) fn drained(&self, full: bool) -> Result<bool> {
+        if full {
+            self.recover_recv()?;
+        }
+        let h = self.hdr();
+        let mut head = h.head.0.load(Ordering::SeqCst);
+        for _ in 0..=self.geo.cap {
+            // SeqCst: see above. Read after `head`, and `head <= tail` always.
+            if head == h.tail.0.pos.load(Ordering::SeqCst) {
+                return Ok(true);
+            }
+            // Acquire: as in `poll_recv_by`.
+            let stamp = self.slot(head)?.stamp.load(Ordering::Acquire);
+            if !self.message_gone(head, stamp) {
+                return Ok(false);
+            }
+            head = self.step_head(head);
+        }
+        Ok(false)
+    }
+
     /// A sender that wants `want` slots is stuck: if the first of them that is not free
     /// holds a message claimed by a sender that died before publishing it, skip it; if it
     /// holds one held by a receiver that died, free it. `true` if the queue changed.

@@ -11,7 +11,6 @@ use bytemuck::Pod;
 
 use super::super::typed::{self, Shape, Slot};
 use super::super::{EndpointSlot, Line, Poll, Signal};
-use super::turns::{turn_expired, turn_now, turn_owner};
 use super::{MAX_CAPACITY, MAX_ENDPOINTS};
 use crate::error::{Error, Result};
 use crate::object::{At, Head};
@@ -164,79 +163,6 @@ pub(super) struct Geometry {
     /// A value `tail` had (it only grows): a receiver that checks a message's slots
     /// against `tail` loads it only when this is not far enough (`span_at`).
     tail_seen: std::cell::Cell<u64>,
-}
-
-/// The fields of an mpmc queue header in `body` (a snapshot read with plain reads; only
-/// displayed), for `shmkit inspect`.
-pub(crate) fn describe(
-    body: &[u8],
-    capacity: u64,
-    alive: &dyn Fn(u32) -> bool,
-) -> Vec<(String, String)> {
-    use super::super::{u32_at, u64_at};
-    let mut out = Vec::new();
-    let tail = u64_at(
-        body,
-        std::mem::offset_of!(Header, tail) + std::mem::offset_of!(Tail, pos),
-    );
-    let head = u64_at(body, std::mem::offset_of!(Header, head));
-    if let (Some(tail), Some(head)) = (tail, head) {
-        let geo = Geometry::new(capacity.clamp(1, MAX_CAPACITY));
-        out.push((
-            "depth (claimed, not yet received)".to_owned(),
-            geo.depth(head, tail)
-                .map_or_else(|| "inconsistent positions".to_owned(), |d| d.to_string()),
-        ));
-    }
-    let turn = u64_at(
-        body,
-        std::mem::offset_of!(Header, tail) + std::mem::offset_of!(Tail, turn),
-    );
-    if let Some(t) = turn.filter(|&t| t != 0) {
-        let now = turn_now();
-        out.push((
-            "turn (a sender waiting for several slots)".to_owned(),
-            match turn_owner(t).checked_sub(1) {
-                Some(j) => format!(
-                    "sender registration {j}, fresh {} ms ago{}",
-                    now.wrapping_sub(t >> 8),
-                    if turn_expired(t, now) {
-                        " (past its time)"
-                    } else {
-                        ""
-                    }
-                ),
-                None => format!("garbage ({t:#x})"),
-            },
-        ));
-    }
-    if let Some(lost) = u64_at(body, std::mem::offset_of!(Header, lost)) {
-        out.push(("lost to dead endpoints".to_owned(), lost.to_string()));
-    }
-    let line = std::mem::size_of::<Line<Registration>>();
-    let end = std::mem::offset_of!(Registration, end);
-    for (table, role) in [
-        (std::mem::offset_of!(Header, senders), "senders"),
-        (std::mem::offset_of!(Header, receivers), "receivers"),
-    ] {
-        let mut held = Vec::new();
-        for i in 0..MAX_ENDPOINTS {
-            let off = table + i * line + end;
-            let token = u32_at(body, off + std::mem::offset_of!(EndpointSlot, token));
-            if token.is_some_and(|t| t != 0) {
-                held.push(super::super::describe_end(body, off, alive).unwrap_or_default());
-            }
-        }
-        out.push((
-            role.to_owned(),
-            if held.is_empty() {
-                "none attached".to_owned()
-            } else {
-                format!("{} attached: {}", held.len(), held.join("; "))
-            },
-        ));
-    }
-    out
 }
 
 impl Geometry {
@@ -572,7 +498,6 @@ impl<T: Pod> Ring<T> {
             // Acquire: pairs with the sender's CAS in `publish` (SeqCst): the value is
             // visible once we see its stamp.
             let stamp = slot.stamp.load(Ordering::Acquire);
-            let ahead = head.wrapping_add(self.geo.one_lap);
             if stamp == head.wrapping_add(1) {
                 // Published: claim it and the slots it takes (see `claim` for the
                 // orderings).
@@ -586,26 +511,11 @@ impl<T: Pod> Ring<T> {
                 // Not published yet (empty, or a sender is writing), or the previous lap's
                 // message is still held there (then nothing was sent at `head` either).
                 return Ok(Poll::Pending);
-            } else if stamp == ahead
-                || stamp == ahead.wrapping_add(1)
-                || self.laps_ahead(head, stamp)
-            {
+            } else if self.message_gone(head, stamp) {
                 // Message `head` was received or skipped. If `head` still says so, it was a
                 // skip whose skipper has not moved `head` yet (or died before it could):
-                // move it. (A slot's stamp only grows, and only through each of its
-                // positions in turn, so any later lap means `head`'s turn is over: slots
-                // given back repeatedly while `head` waited further back can be several
-                // laps ahead.) AcqRel/Acquire: as the claiming CAS (`claim`).
-                let next = self.geo.next(head);
-                head = match h.head.0.compare_exchange_weak(
-                    head,
-                    next,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                ) {
-                    Ok(_) => next,
-                    Err(cur) => cur,
-                };
+                // move it.
+                head = self.step_head(head);
             } else {
                 head = self.moved_on(&h.head.0, head, stamp, "receiver")?;
             }
@@ -740,6 +650,32 @@ impl<T: Pod> Ring<T> {
 
     /// Whether `stamp` is a later lap of `head`'s slot (free or published for a position
     /// at least two laps on): `head`'s own turn at the slot is over.
+    /// Whether `stamp`, read at `head`, says that message `head` is gone: received, or
+    /// skipped (given back, or claimed by a dead sender). A slot's stamp only grows, and
+    /// only through each of its positions in turn, so any later lap says so: slots given
+    /// back repeatedly while `head` waited further back can be several laps ahead.
+    #[inline]
+    pub(super) fn message_gone(&self, head: u64, stamp: u64) -> bool {
+        let ahead = head.wrapping_add(self.geo.one_lap);
+        stamp == ahead || stamp == ahead.wrapping_add(1) || self.laps_ahead(head, stamp)
+    }
+
+    /// Moves `head` from `head`, whose message is gone ([`Ring::message_gone`]), to the next
+    /// position; `head`'s value after (ours, or a racer's).
+    pub(super) fn step_head(&self, head: u64) -> u64 {
+        let next = self.geo.next(head);
+        // AcqRel/Acquire: as the claiming CAS (`claim`).
+        match self.hdr().head.0.compare_exchange_weak(
+            head,
+            next,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => next,
+            Err(cur) => cur,
+        }
+    }
+
     pub(super) fn laps_ahead(&self, head: u64, stamp: u64) -> bool {
         // `stamp - head` is `k` laps (free for that position) or `k` laps and one
         // (published there), `k >= 2`; far ahead (a quarter of the counter) is corrupt.

@@ -136,18 +136,48 @@ impl<T: Pod> Receiver<T> {
     /// `read` gets pointers to the values in shared memory, valid until it returns: it
     /// must copy out through raw, volatile or fenced reads (`crate::copy`), never form a
     /// reference, and treat what it read as untrusted until this returns `Ok`.
+    ///
+    /// `attempts` is told of every attempt to claim, before it (`claiming`), and of every
+    /// one that claimed nothing, after it (`missed`): a `JoinableQueue` counts the items
+    /// its consumer holds from before the claim that takes one (see `Attempts`).
     #[inline]
     pub(crate) fn recv_span_with<R>(
         &mut self,
         deadline: Option<Deadline>,
         span_of: impl Fn(*const T) -> u64,
+        attempts: &impl Attempts,
         read: impl FnOnce(SpanView<'_, T>) -> R,
     ) -> Result<R> {
-        let (pos, k) = self
-            .end
-            .claim_until(deadline, 1, |ring, reg| ring.poll_recv_by(reg, &span_of))?;
+        let (pos, k) = self.end.claim_until(deadline, 1, |ring, reg| {
+            attempts.claiming();
+            let r = ring.poll_recv_by(reg, &span_of);
+            if !matches!(r, Ok(super::super::Poll::Ready(_))) {
+                attempts.missed();
+            }
+            r
+        })?;
         self.take_with(pos, k, read)
     }
+}
+
+/// What [`Receiver::recv_span_with`] tells of its attempts to claim a message.
+/// `claiming` runs before each attempt, so that what it writes is sequenced before the
+/// claim's `SeqCst` CAS of `head`: whoever reads `head` past the message (Acquire) sees it.
+/// `missed` runs after each attempt that claimed nothing (an empty queue, a lost race, an
+/// error), so that a waiting receiver counts nothing while it waits.
+pub(crate) trait Attempts {
+    /// Before an attempt.
+    fn claiming(&self);
+    /// After an attempt that claimed nothing.
+    fn missed(&self);
+}
+
+/// No count: the plain queue's receive.
+impl Attempts for () {
+    #[inline]
+    fn claiming(&self) {}
+    #[inline]
+    fn missed(&self) {}
 }
 
 /// The `k` slots of one message, claimed by [`Sender::claim_span`], to be written through
@@ -237,7 +267,7 @@ mod tests {
         tx.send(1).unwrap();
         tx.send(2).unwrap();
         let r = catch_unwind(AssertUnwindSafe(|| {
-            rx.recv_span_with(Some(Deadline::NEVER), |_| 1, |_| panic!("the reader"))
+            rx.recv_span_with(Some(Deadline::NEVER), |_| 1, &(), |_| panic!("the reader"))
         }));
         assert!(r.is_err());
         // The receiver's next call frees the slot the reader had: both are free after it.
