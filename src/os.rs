@@ -377,6 +377,7 @@ pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> usize {
 /// `membarrier(2)` commands (`linux/membarrier.h`; a stable ABI, defined here because the
 /// `libc` versions this crate accepts do not all export them).
 const MEMBARRIER_CMD_QUERY: libc::c_int = 0;
+const MEMBARRIER_CMD_GLOBAL: libc::c_int = 1 << 0;
 const MEMBARRIER_CMD_GLOBAL_EXPEDITED: libc::c_int = 1 << 1;
 const MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_int = 1 << 2;
 
@@ -411,9 +412,13 @@ pub(crate) fn register_for_heavy_barrier() -> bool {
 /// (an interrupt of each CPU that runs one; one that does not run has passed through the
 /// scheduler, which is one). So those threads' light side needs only a compiler fence.
 /// Costly (about 14 µs in a VM while such a process runs on another CPU, which it
-/// interrupts): for rare waits only.
+/// interrupts): for rare waits only. Should the expedited command be refused (a seccomp
+/// filter, no memory for its CPU mask), the plain one, which waits for every CPU to pass
+/// through the scheduler (milliseconds), gives the same guarantee.
 pub(crate) fn heavy_barrier() -> io::Result<()> {
-    membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED).map(drop)
+    membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)
+        .or_else(|_| membarrier(MEMBARRIER_CMD_GLOBAL))
+        .map(drop)
 }
 
 /// Registers `prepare` to run in the parent before every `fork`, and `child` in the child

@@ -748,6 +748,67 @@ fn a_producer_killed_while_it_waits_for_room_leaves_join_nothing_to_wait_for() {
 }
 
 #[test]
+fn consumers_killed_while_they_wait_on_an_empty_queue_cost_no_task() {
+    // A consumer counts an item from right before its claim, not while it waits: killing
+    // idle workers after `join` (a pool shrinking) must not make later joins fail.
+    let names = Names::new("jq-idle");
+    let name = names.name("q");
+    let mut q = JoinableQueue::<Option<Task>>::create(&name, 16).unwrap();
+    let count = shmkit::RawValue::<u64>::create(&names.name("count"), 0).unwrap();
+    let mut workers: Vec<_> = (0..3)
+        .map(|_| {
+            spawn(
+                "jq_counter",
+                &[("name", name.clone()), ("count", names.name("count"))],
+            )
+        })
+        .collect();
+    for n in 0..100 {
+        q.put(&Some(Task {
+            name: task_name(n),
+            n,
+        }))
+        .unwrap();
+    }
+    q.join_timeout(Duration::from_secs(60)).unwrap();
+    assert_eq!(count.atomic().load(std::sync::atomic::Ordering::Acquire), 100);
+    // Waiting in `get` (polling, or asleep): killed at any point of it.
+    for w in &mut workers {
+        w.kill().unwrap();
+    }
+    for w in workers {
+        finish(w);
+    }
+    q.put(&Some(Task {
+        name: task_name(100),
+        n: 100,
+    }))
+    .unwrap();
+    assert_eq!(q.get().unwrap().unwrap().n, 100);
+    q.task_done().unwrap();
+    q.join_timeout(Duration::from_secs(60)).unwrap();
+    assert_eq!(q.lost_tasks(), 0);
+}
+
+#[test]
+fn a_joinable_queue_opened_as_a_plain_queue_is_a_layout_mismatch() {
+    // A plain handle would take items without counting them, and `join` would return
+    // while they are processed.
+    let names = Names::new("jq-plain");
+    let name = names.name("q");
+    let _q = JoinableQueue::<String>::create(&name, 4).unwrap();
+    assert!(matches!(
+        Queue::<String>::open(&name),
+        Err(Error::LayoutMismatch { .. })
+    ));
+    let _p = Queue::<String>::create(&names.name("p"), 4).unwrap();
+    assert!(matches!(
+        JoinableQueue::<String>::open(&names.name("p")),
+        Err(Error::NotFound { .. } | Error::LayoutMismatch { .. })
+    ));
+}
+
+#[test]
 fn join_on_a_handle_that_holds_unfinished_items_is_an_error_not_a_hang() {
     let names = Names::new("jq-self");
     let mut q = JoinableQueue::<u8>::create(&names.name("q"), 4).unwrap();
@@ -770,10 +831,16 @@ fn join_on_a_handle_that_holds_unfinished_items_is_an_error_not_a_hang() {
 #[cfg(feature = "failpoints")]
 #[test]
 fn a_producer_killed_at_each_step_of_a_put_leaves_join_nothing_to_wait_for() {
-    for (point, lost) in [
-        ("queue.put.claimed", 1),
-        ("queue.put.half_written", 1),
-        ("queue.put.committed", 0),
+    // The third put (task 2) takes one slot, the fourth (task 3) several: a dead
+    // producer's claim of a long item leaves continuations for `join` to step over too.
+    assert!(task_name(3).len() > 200 && task_name(2).len() < 100);
+    for (point, at, lost) in [
+        ("queue.put.claimed", 3, 1),
+        ("queue.put.half_written", 3, 1),
+        ("queue.put.committed", 3, 0),
+        ("queue.put.claimed", 4, 1),
+        ("queue.put.half_written", 4, 1),
+        ("queue.put.committed", 4, 0),
     ] {
         let names = Names::new("jq-fp");
         let name = names.name("q");
@@ -781,24 +848,24 @@ fn a_producer_killed_at_each_step_of_a_put_leaves_join_nothing_to_wait_for() {
         let o = finish(common::spawn_with_env(
             "jq_filler",
             &[("name", name.clone()), ("n", "10".into())],
-            &[("SHMKIT_FAILPOINT", &format!("{point}@3"))],
+            &[("SHMKIT_FAILPOINT", &format!("{point}@{at}"))],
         ));
-        assert_eq!(o.signal, Some(libc::SIGKILL), "{point}: {o:?}");
-        let delivered = 3 - lost;
+        assert_eq!(o.signal, Some(libc::SIGKILL), "{point}@{at}: {o:?}");
+        let delivered = at - lost;
         for n in 0..delivered {
-            assert_eq!(q.get().unwrap().unwrap().n, n, "{point}");
+            assert_eq!(q.get().unwrap().unwrap().n, n, "{point}@{at}");
             q.task_done().unwrap();
         }
         // Nobody waits at the dead producer's claim (if any): `join` steps over it.
         q.join_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|e| panic!("{point}: {e}"));
-        assert_eq!(q.queue().lost(), lost, "{point}");
+            .unwrap_or_else(|e| panic!("{point}@{at}: {e}"));
+        assert_eq!(q.queue().lost(), lost, "{point}@{at}");
         let next = q.try_get();
         assert!(
             matches!(next, Err(Error::WouldBlock | Error::Disconnected)),
-            "{point}: {next:?}"
+            "{point}@{at}: {next:?}"
         );
-        assert_eq!(q.unfinished(), 0, "{point}");
+        assert_eq!(q.unfinished(), 0, "{point}@{at}");
     }
 }
 

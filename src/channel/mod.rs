@@ -438,7 +438,8 @@ impl Signal {
     /// Called after a publication (a `Release` store) that may let sleepers finish: wakes
     /// them if there are any and `worth` (asked only then) says that their condition may
     /// now hold; a sleeper whose condition `worth` rules out must be woken by whoever
-    /// makes it hold, who calls this too. For waits through
+    /// makes it hold, who calls this too (or else by its sleep slice's end). For waits
+    /// through
     /// [`wait_until_heavy`], whose waiters issue the heavy side of an asymmetric fence
     /// (`os::heavy_barrier`) after announcing themselves and before they re-check.
     ///
@@ -454,7 +455,8 @@ impl Signal {
     /// our publication, made after it reads what `worth` read change, see it.
     #[inline]
     pub(crate) fn notify_light_if(&self, light: bool, worth: impl FnOnce() -> bool) {
-        if light {
+        // (Loom has no asymmetric fence to model: there, always the fence.)
+        if light && !cfg!(loom) {
             std::sync::atomic::compiler_fence(Ordering::SeqCst);
         } else {
             // SeqCst: see above.
@@ -670,8 +672,9 @@ pub(crate) fn wait_until<R>(
 /// of an asymmetric fence (`os::heavy_barrier`) before it re-checks. For rare waits whose
 /// publishers are hot (a `JoinableQueue`'s `join` and its consumers' `task_done`): each
 /// sleep costs an interrupt of every CPU that runs a registered process. Should the
-/// barrier fail (a seccomp filter that allows it to the publishers and not to us), a
-/// wake-up can be missed: the wait then ends when its sleep slice does.
+/// barrier fail (a seccomp filter that allows it to the publishers and not to us), the
+/// waiter does not sleep on the futex, where it could miss a wake-up: it polls every
+/// millisecond instead.
 pub(crate) fn wait_until_heavy<R>(
     signal: &Signal,
     deadline: Deadline,
@@ -742,9 +745,11 @@ where
 
     fn announce(&mut self) -> Result<wait::Announced<R>> {
         let expected = self.signal.prepare_wait();
-        if self.heavy {
-            // See `wait_until_heavy` for a failure.
-            let _ = crate::os::heavy_barrier();
+        if self.heavy && crate::os::heavy_barrier().is_err() {
+            // See `wait_until_heavy`. (The WAITERS bit stays: the publishers only wake us
+            // for nothing.)
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            return Ok(wait::Announced::Retry);
         }
         if let Poll::Ready(r) = (self.poll)()? {
             return Ok(wait::Announced::Ready(r));

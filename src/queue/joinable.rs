@@ -10,15 +10,17 @@
 //! queue, then while the consumer that took it holds it. So `join` returns once the queue
 //! is drained (every position claimed for sending has been claimed for receiving; `join`
 //! itself steps over what dead producers and given-back claims left at its front) and no
-//! consumer holds an item. Before each attempt to claim an item a consumer sets `TAKING`
-//! in its `held`, and clears it after an attempt that claimed nothing: whoever sees the
-//! queue's `head` past an item (Acquire, against the claim's `SeqCst` CAS) sees it held or
-//! being taken. A producer killed mid-`put` (even one blocked on a full queue) leaves
-//! nothing counted.
+//! consumer holds an item. A consumer that finds an item published sets `TAKING` in its
+//! `held` right before the CAS that claims it, and clears it if another consumer's CAS
+//! won: whoever sees the queue's `head` past an item (Acquire, against the claim's
+//! `SeqCst` CAS) sees it held or being taken. A consumer waiting on an empty queue counts
+//! nothing. A producer killed mid-`put` (even one blocked on a full queue) leaves nothing
+//! counted: `join` steps over its claim, if it made one.
 //!
 //! Each `held` is written by its consumer alone, on its own line, with plain stores: a
-//! `put` and a `task_done` share no cache line with the other processes and make no
-//! locked instruction. (Measured, one producer and two consumers: a counter that every
+//! `put` adds nothing to the queue's own work, and a `task_done` shares no cache line with
+//! the other processes and, in a registered process (below), makes no locked instruction
+//! unless `join` sleeps. (Measured, one producer and two consumers: a counter that every
 //! `put` incremented and every `task_done` decremented held the queue to 0.4x the rate of
 //! a plain `Queue`; a read-modify-write of each consumer's own count to about 0.55x; a
 //! store and a `SeqCst` fence in `task_done` to about 0.6x.) The one ordering that plain stores do not give is the wake-up's: a consumer
@@ -31,9 +33,9 @@
 //! fence instead.
 //!
 //! A consumer killed at any point is found holding every item it took and did not finish
-//! (and, if it died during an attempt to take one, one more, which then stays in the queue
-//! for another consumer: `join` can be told of one item too many, never wait for one it
-//! cannot see). A `join` that waits looks for dead consumers whenever its sleep slice ends:
+//! (and, if it died between `TAKING` and its claim's CAS, one more, which then stays in the
+//! queue for another consumer: `join` can be told of one item too many, never wait for one
+//! it cannot see). A `join` that waits looks for dead consumers whenever its sleep slice ends:
 //! their items are counted as lost and `join` returns [`Error::TasksLost`] with that count
 //! instead of waiting forever. A consumer handle dropped while it holds items it never
 //! marked done counts them as lost too.
@@ -43,6 +45,7 @@
 //! Python's threads share one queue object). Python's `join` on a thread that holds
 //! unfinished items waits forever; here it is an error.
 
+use std::cell::Cell;
 use std::fmt;
 use std::time::Duration;
 
@@ -59,9 +62,6 @@ use crate::sync::wait::Deadline;
 /// How many consumer handles can hold items at a time.
 const CONSUMERS: usize = 64;
 
-/// A consumer registration being reaped (never a liveness token).
-const REAPING: u32 = u32::MAX;
-
 /// In a consumer's `held`: an attempt to take an item is under way (see the module docs).
 const TAKING: u64 = 1 << 63;
 
@@ -70,7 +70,8 @@ const TAKING: u64 = 1 << 63;
 #[repr(C)]
 #[cfg_attr(not(loom), derive(bytemuck::Zeroable))]
 struct Consumer {
-    /// The liveness token of the process (0: free).
+    /// The liveness token of the consumer's handle, or of the handle reaping it after its
+    /// death (0: free).
     token: AtomicU32,
     _pad: u32,
     /// Items taken and not marked done, plus [`TAKING`] while an attempt to take one is
@@ -159,7 +160,7 @@ impl<T, C: Codec<T>> JoinableQueue<T, C> {
             Head::zero(JoinState::new),
             |_| (),
         )?;
-        let queue = Queue::with_mode(name, mode, capacity, opts)?;
+        let queue = Queue::with_tag(name, mode, capacity, opts, super::tag::<T, C>(true))?;
         Ok(JoinableQueue {
             queue,
             state,
@@ -209,12 +210,12 @@ impl<T, C: Codec<T>> JoinableQueue<T, C> {
         for (i, c) in self.st().consumers.iter().enumerate() {
             // Acquire: pairs with the Release in `Drop` and `reap_one`.
             let cur = c.0.token.load(Ordering::Acquire);
-            let free = cur == 0 || (cur != me && cur != REAPING && !seg.is_alive(cur)?);
+            let free = cur == 0 || (cur != me && !seg.is_alive(cur)?);
             if !free {
                 continue;
             }
             if cur != 0 {
-                reap_one(self.st(), i, cur);
+                reap_one(self.st(), i, cur, me);
             }
             // AcqRel: takes the slot (a racing registrant or reaper loses the CAS).
             if c.0
@@ -222,6 +223,9 @@ impl<T, C: Codec<T>> JoinableQueue<T, C> {
                 .compare_exchange(0, me, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
             {
+                // Relaxed: nothing to inherit (a free slot's count is 0, unless tampered
+                // with); our claims' CASes publish it, as every store to it.
+                c.0.held.store(0, Ordering::Relaxed);
                 self.me = Some(i);
                 self.light = crate::os::register_for_heavy_barrier();
                 return Ok(i);
@@ -251,27 +255,15 @@ impl<T, C: Codec<T>> JoinableQueue<T, C> {
     fn counted_get(&mut self, how: Recv) -> Result<T> {
         let i = self.register()?;
         let st = self.state.head();
-        let held = &st.consumers[i].0.held;
         let taking = Taking {
-            held,
+            held: &st.consumers[i].0.held,
             done: &st.done,
             light: self.light,
+            taken: Cell::new(false),
         };
         let r = self.queue.recv_told(how, &taking);
-        // Relaxed: only this handle writes it. TAKING is still set if the last attempt
-        // claimed an item (an attempt that did not cleared it).
-        let h = held.load(Ordering::Relaxed);
-        if h & TAKING != 0 {
-            let count = h & !TAKING;
-            if r.is_ok() {
-                // Relaxed: from one count that is not 0 to another (nothing for `join`).
-                held.store(count.wrapping_add(1), Ordering::Relaxed);
-            } else {
-                // Claimed and not returned: it did not decode (counted by the queue), or
-                // its slots were found tampered with. Nobody will mark it done: it is done.
-                self.count_back(i, count.wrapping_add(1));
-            }
-        }
+        taking.taken.set(r.is_ok());
+        drop(taking); // settles the claim, if there was one
         r
     }
 
@@ -325,6 +317,7 @@ impl<T, C: Codec<T>> JoinableQueue<T, C> {
     fn join_until(&self, deadline: Deadline) -> Result<()> {
         let st = self.st();
         let seg = self.state.segment();
+        let me = seg.token()?;
         if let Some(i) = self.me {
             // Relaxed: only this handle writes it (and no attempt is under way).
             let h = st.consumers[i].0.held.load(Ordering::Relaxed);
@@ -350,8 +343,8 @@ impl<T, C: Codec<T>> JoinableQueue<T, C> {
                     for (i, c) in st.consumers.iter().enumerate() {
                         // Acquire: pairs with the registration CAS.
                         let t = c.0.token.load(Ordering::Acquire);
-                        if t != 0 && t != REAPING && !seg.is_alive(t)? {
-                            reap_one(st, i, t);
+                        if t != 0 && t != me && !seg.is_alive(t)? {
+                            reap_one(st, i, t, me);
                         }
                     }
                     // What a dead producer's claim left at the front of the queue is
@@ -371,16 +364,17 @@ impl<T, C: Codec<T>> JoinableQueue<T, C> {
     /// Whether every item put has been marked done (or lost): the queue drained, then no
     /// consumer holding one. In that order: a consumer counts an item held before its claim
     /// moves `head` past it, and `drained` reads `head` with Acquire (see the module docs).
+    /// A free registration's count is not looked at: a consumer's count is 0 (its items
+    /// counted as lost) before its registration is freed, and a new one starts at 0.
     fn finished(&self) -> Result<bool> {
-        // SeqCst (so Acquire): pairs with `done_one`'s Release store (the work done before
-        // `task_done`) and with the Release store of 0 in `give_up`; SeqCst for the
-        // wake-up's skip (see `Signal::notify_light_if`).
         Ok(self.queue.drained(false)?
-            && self
-                .st()
-                .consumers
-                .iter()
-                .all(|c| c.0.held.load(Ordering::SeqCst) == 0))
+            && self.st().consumers.iter().all(|c| {
+                // SeqCst (so Acquire): pairs with the Release stores of `count_back` (the
+                // work done before `task_done`) and of `give_up`; SeqCst for the
+                // wake-up's skip (see `Signal::notify_light_if`). Acquire: pairs with the
+                // Release store of 0 in `reap_one` and `Drop`, after `give_up`.
+                c.0.held.load(Ordering::SeqCst) == 0 || c.0.token.load(Ordering::Acquire) == 0
+            }))
     }
 
     /// Items taken by consumers that died before marking them done, since the queue was
@@ -394,14 +388,12 @@ impl<T, C: Codec<T>> JoinableQueue<T, C> {
     /// [`Queue::len`] counts them, a long item as the slots it takes) and those consumers
     /// took and hold.
     pub fn unfinished(&self) -> u64 {
-        let held: u64 = self
-            .st()
+        self.st()
             .consumers
             .iter()
-            // Relaxed: a snapshot.
+            // Relaxed: a snapshot. Saturating: the counts are peers' to write.
             .map(|c| c.0.held.load(Ordering::Relaxed) & !TAKING)
-            .sum();
-        self.queue.len() as u64 + held
+            .fold(self.queue.len() as u64, u64::saturating_add)
     }
 
     /// This handle's producing end (attached on first use).
@@ -429,19 +421,45 @@ fn too_many() -> Error {
     Error::InvalidArgument("task_done() called more times than this handle took items".into())
 }
 
-/// A consumer's count of its attempts to take an item (see the module docs).
+/// A consumer's count of the item it takes (see the module docs): `TAKING` from right
+/// before the claiming CAS, then, when it is dropped after the receive, one more held
+/// item (`taken`) or, if the receive failed after its claim (the item did not decode, or
+/// its slots were tampered with; or a `Deserialize` impl panicked), one item done.
 struct Taking<'a> {
     held: &'a AtomicU64,
     done: &'a Signal,
     light: bool,
+    taken: Cell<bool>,
+}
+
+impl Drop for Taking<'_> {
+    fn drop(&mut self) {
+        // Relaxed: only this handle writes it. TAKING is still set if a claim succeeded (a
+        // failed one cleared it).
+        let h = self.held.load(Ordering::Relaxed);
+        if h & TAKING == 0 {
+            return;
+        }
+        let count = h & !TAKING;
+        if self.taken.get() {
+            // Relaxed: from one count that is not 0 to another (nothing for `join`).
+            self.held.store(count.wrapping_add(1), Ordering::Relaxed);
+        } else {
+            // Release: as in `count_back`. Nobody will mark it done: it is done.
+            self.held.store(count, Ordering::Release);
+            if count == 0 {
+                self.done.notify_light_if(self.light, || true);
+            }
+        }
+    }
 }
 
 impl Attempts for Taking<'_> {
     #[inline]
     fn claiming(&self) {
         // Relaxed (load and store: only this consumer writes it while it lives): the store
-        // is sequenced before the attempt's claiming CAS of `head` (SeqCst), which
-        // publishes it to `join`'s Acquire load of `head` (`Holder::drained`).
+        // is sequenced before the claiming CAS of `head` (SeqCst), which publishes it to
+        // `join`'s Acquire load of `head` (`Holder::drained`).
         let h = self.held.load(Ordering::Relaxed);
         self.held.store(h | TAKING, Ordering::Relaxed);
     }
@@ -452,20 +470,22 @@ impl Attempts for Taking<'_> {
         let h = self.held.load(Ordering::Relaxed) & !TAKING;
         self.held.store(h, Ordering::Release);
         if h == 0 {
-            // A `join` that saw this attempt counted may sleep.
+            // A `join` that saw this claim counted may sleep.
             self.done.notify_light_if(self.light, || true);
         }
     }
 }
 
-/// Reaps consumer `i`, whose process (token `token`) is dead: its held items count as
-/// lost.
-fn reap_one(st: &JoinState, i: usize, token: u32) {
+/// Reaps consumer `i`, whose handle (token `token`) is dead, as the handle with token
+/// `me`: its held items count as lost.
+fn reap_one(st: &JoinState, i: usize, token: u32, me: u32) {
     let c = &st.consumers[i].0;
-    // Whoever swaps the dead token out reaps: exactly once. AcqRel: pairs with the
-    // registration CAS.
+    // Whoever swaps the dead token out reaps: once. Its own token goes in, so that a
+    // reaper killed before it is done is reaped in turn (its items may then be counted
+    // twice: `join` is told of too many, never waits for one it cannot see). AcqRel:
+    // pairs with the registration CAS.
     if c.token
-        .compare_exchange(token, REAPING, Ordering::AcqRel, Ordering::Relaxed)
+        .compare_exchange(token, me, Ordering::AcqRel, Ordering::Relaxed)
         .is_err()
     {
         return;

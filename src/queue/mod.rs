@@ -123,11 +123,19 @@ const MAX_ITEM: usize = 1 << 30;
 
 /// The fingerprint of a queue of `T` encoded with `C`: the type's name, size and alignment
 /// and the codec, so that two builds whose same-named `T` differ in layout (which is the
-/// wire format itself for `codec::Pod`) are refused at `open`, not at every item.
-fn tag<T, C: Codec<T>>() -> u64 {
+/// wire format itself for `codec::Pod`) are refused at `open`, not at every item; and
+/// whether it is a [`JoinableQueue`]'s, whose consumers count what they take: a plain
+/// `Queue` handle taking its items uncounted would let `join` return while they are
+/// processed.
+fn tag<T, C: Codec<T>>(joinable: bool) -> u64 {
     let layout = format!("{}/{}", size_of::<T>(), align_of::<T>());
     // "spans": items take consecutive slots (an earlier format had per-slot extensions).
-    crate::codec::fingerprint(C::ID, &["queue spans", std::any::type_name::<T>(), &layout])
+    let kind = if joinable {
+        "joinable queue spans"
+    } else {
+        "queue spans"
+    };
+    crate::codec::fingerprint(C::ID, &[kind, std::any::type_name::<T>(), &layout])
 }
 
 /// A multi-producer multi-consumer queue of `T` in shared memory: see the
@@ -149,6 +157,9 @@ fn tag<T, C: Codec<T>>() -> u64 {
 /// ```
 pub struct Queue<T, C: Codec<T> = Postcard> {
     holder: mpmc::Holder<Slot>,
+    /// The fingerprint (see [`tag`]), computed once: it hashes the type's name byte by
+    /// byte.
+    tag: u64,
     name: String,
     tx: Option<mpmc::Sender<Slot>>,
     rx: Option<mpmc::Receiver<Slot>>,
@@ -205,10 +216,25 @@ impl<T, C: Codec<T>> Queue<T, C> {
     queue_constructors!("");
 
     fn with_mode(name: &str, mode: CreationMode, capacity: usize, opts: &Options) -> Result<Self> {
-        let holder =
-            mpmc::Holder::build(At::named(name, mode, opts).tagged(tag::<T, C>()), capacity)?;
+        Self::with_tag(name, mode, capacity, opts, tag::<T, C>(false))
+    }
+
+    /// `with_mode`, with the fingerprint `tag` (see [`tag`]).
+    fn with_tag(
+        name: &str,
+        mode: CreationMode,
+        capacity: usize,
+        opts: &Options,
+        tag: u64,
+    ) -> Result<Self> {
+        let holder = mpmc::Holder::build_spans(
+            At::named(name, mode, opts).tagged(tag),
+            capacity,
+            Some(span_of_bytes),
+        )?;
         Ok(Queue {
             holder,
+            tag,
             name: name.to_owned(),
             tx: None,
             rx: None,
@@ -235,7 +261,7 @@ impl<T, C: Codec<T>> Queue<T, C> {
 
     /// This handle's producing end (attached on first use).
     pub(crate) fn sender(&mut self) -> Result<&mut mpmc::Sender<Slot>> {
-        attach(&mut self.tx, &self.name, tag::<T, C>, |at, c| {
+        attach(&mut self.tx, &self.name, self.tag, |at, c| {
             mpmc::Sender::build_spans(at, c, Some(span_of_bytes))
         })
     }
@@ -248,7 +274,7 @@ impl<T, C: Codec<T>> Queue<T, C> {
 
     /// This handle's consuming end (attached on first use).
     pub(crate) fn receiver(&mut self) -> Result<&mut mpmc::Receiver<Slot>> {
-        attach(&mut self.rx, &self.name, tag::<T, C>, |at, c| {
+        attach(&mut self.rx, &self.name, self.tag, |at, c| {
             mpmc::Receiver::build_spans(at, c, Some(span_of_bytes))
         })
     }
@@ -573,15 +599,13 @@ impl<T, C: Codec<T>> Queue<T, C> {
 fn attach<'a, E>(
     end: &'a mut Option<E>,
     name: &str,
-    tag: fn() -> u64,
+    tag: u64,
     build: fn(At<'_>, usize) -> Result<E>,
 ) -> Result<&'a mut E> {
     if end.is_none() {
-        // Only here: the fingerprint hashes the type's name byte by byte (tens of
-        // nanoseconds: once per item, it was half of a short item's `put`).
         let opts = Options::new();
         *end = Some(build(
-            At::named(name, CreationMode::Open, &opts).tagged(tag()),
+            At::named(name, CreationMode::Open, &opts).tagged(tag),
             1,
         )?);
     }

@@ -184,10 +184,12 @@
 //!
 //! # Files
 //! - `ring`: the shared layout, position arithmetic and the lock-free queue.
-//! - `recovery`: registration, and recovering what dead endpoints left behind.
+//! - `recovery`: registration, recovering what dead endpoints left behind, and `drained`
+//!   (for a `JoinableQueue`'s `join`, which waits for the queue without receiving).
 //! - `endpoints`: [`Sender`], [`Loan`], [`Receiver`], [`RecvGuard`].
 //! - `spans`: the endpoints' crate-internal forms for messages of several slots.
 //! - `turns`: the turn of a sender waiting for several slots.
+//! - `inspect`: what `shmkit inspect` shows of the header.
 //! - `mod.rs`: [`Holder`] (its API from the channel module's `holder!`).
 //!
 //! [`WaitStrategy`]: crate::WaitStrategy
@@ -252,6 +254,18 @@ impl<T: bytemuck::Pod> Holder<T> {
     /// ```
     pub fn lost(&self) -> u64 {
         self.ring.lost()
+    }
+
+    /// [`Holder::build`](Self::build), for a queue of multi-slot messages: see
+    /// [`Receiver::build_spans`].
+    pub(crate) fn build_spans(
+        at: crate::object::At<'_>,
+        capacity: usize,
+        span_of: Option<fn(*const u8) -> u64>,
+    ) -> crate::Result<Self> {
+        let mut ring = ring::Ring::new(at, capacity)?;
+        ring.geo.span_of = span_of;
+        Ok(Holder { ring })
     }
 
     /// Whether nothing waits in the queue or is being put: see `Ring::drained`.

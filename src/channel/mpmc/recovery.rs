@@ -233,16 +233,24 @@ impl<T: Pod> Ring<T> {
     ///
     /// `head` is read with `SeqCst` (so Acquire): it pairs with the receivers' claiming
     /// CASes, so that what a receiver wrote before its claim is seen after; and `SeqCst`
-    /// for the Dekker argument of the `JoinableQueue`'s wake-up, which reads both words
-    /// after its `SeqCst` decrement.
+    /// for the argument of the `JoinableQueue`'s wake-up (`Signal::notify_light_if`),
+    /// whose `worth` reads both words after a `SeqCst` fence. A sweep ends after `cap + 1`
+    /// steps (more can be gone, after many claims given back): the next call goes on.
     pub(super) fn drained(&self, full: bool) -> Result<bool> {
-        if full {
-            self.recover_recv()?;
+        let drained = self.sweep_head()?;
+        if drained || !full || !self.recover_recv()? {
+            return Ok(drained);
         }
+        self.sweep_head()
+    }
+
+    /// `drained`'s sweep: `head` moved past the front slots whose message is gone, then
+    /// whether it has caught up with `tail`.
+    fn sweep_head(&self) -> Result<bool> {
         let h = self.hdr();
-        let mut head = h.head.0.load(Ordering::SeqCst);
         for _ in 0..=self.geo.cap {
-            // SeqCst: see above. Read after `head`, and `head <= tail` always.
+            // SeqCst: see `drained`. `tail` read after `head`, and `head <= tail` always.
+            let head = h.head.0.load(Ordering::SeqCst);
             if head == h.tail.0.pos.load(Ordering::SeqCst) {
                 return Ok(true);
             }
@@ -251,7 +259,7 @@ impl<T: Pod> Ring<T> {
             if !self.message_gone(head, stamp) {
                 return Ok(false);
             }
-            head = self.step_head(head);
+            self.step_head(head);
         }
         Ok(false)
     }

@@ -11,6 +11,7 @@ use bytemuck::Pod;
 
 use super::super::typed::{self, Shape, Slot};
 use super::super::{EndpointSlot, Line, Poll, Signal};
+use super::spans::Attempts;
 use super::{MAX_CAPACITY, MAX_ENDPOINTS};
 use crate::error::{Error, Result};
 use crate::object::{At, Head};
@@ -469,7 +470,7 @@ impl<T: Pod> Ring<T> {
     /// One attempt to claim a published message for receiving.
     #[inline]
     pub(super) fn poll_recv(&self, reg: usize) -> Result<Poll<u64>> {
-        Ok(match self.poll_recv_by(reg, |_| 1)? {
+        Ok(match self.poll_recv_by(reg, |_| 1, &())? {
             Poll::Ready((pos, _)) => Poll::Ready(pos),
             Poll::Pending => Poll::Pending,
         })
@@ -478,12 +479,14 @@ impl<T: Pod> Ring<T> {
     /// One attempt to claim a published message of one or more slots for receiving: its
     /// position and its number of slots, which `span_of` reads from its first slot (a
     /// pointer to the value in shared memory, to be read with volatile reads only; what
-    /// it says is checked, see `span_at`).
+    /// it says is checked, see `span_at`). `attempts` is told of each claiming CAS: before
+    /// it, and after it if it failed (see [`Attempts`]).
     #[inline]
     pub(super) fn poll_recv_by(
         &self,
         reg: usize,
         span_of: impl Fn(*const T) -> u64,
+        attempts: &impl Attempts,
     ) -> Result<Poll<(u64, u64)>> {
         let h = self.hdr();
         let pending = self.pending(Side::Recv, reg);
@@ -502,9 +505,13 @@ impl<T: Pod> Ring<T> {
                 // Published: claim it and the slots it takes (see `claim` for the
                 // orderings).
                 let k = self.span_at(head, slot, &span_of);
+                attempts.claiming();
                 match self.claim(&h.head.0, pending, head, k) {
                     Ok(()) => return Ok(Poll::Ready((head, k))),
-                    Err(cur) => head = cur,
+                    Err(cur) => {
+                        attempts.missed();
+                        head = cur;
+                    }
                 }
             } else if stamp == head || stamp == head.wrapping_sub(self.geo.one_lap).wrapping_add(1)
             {
@@ -648,8 +655,6 @@ impl<T: Pod> Ring<T> {
             .is_ok()
     }
 
-    /// Whether `stamp` is a later lap of `head`'s slot (free or published for a position
-    /// at least two laps on): `head`'s own turn at the slot is over.
     /// Whether `stamp`, read at `head`, says that message `head` is gone: received, or
     /// skipped (given back, or claimed by a dead sender). A slot's stamp only grows, and
     /// only through each of its positions in turn, so any later lap says so: slots given
@@ -664,18 +669,21 @@ impl<T: Pod> Ring<T> {
     /// position; `head`'s value after (ours, or a racer's).
     pub(super) fn step_head(&self, head: u64) -> u64 {
         let next = self.geo.next(head);
-        // AcqRel/Acquire: as the claiming CAS (`claim`).
-        match self.hdr().head.0.compare_exchange_weak(
-            head,
-            next,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
+        // AcqRel/Acquire: as the claiming CAS (`claim`). Strong: a spurious failure would
+        // cost `drained` a round.
+        match self
+            .hdr()
+            .head
+            .0
+            .compare_exchange(head, next, Ordering::AcqRel, Ordering::Acquire)
+        {
             Ok(_) => next,
             Err(cur) => cur,
         }
     }
 
+    /// Whether `stamp` is a later lap of `head`'s slot (free or published for a position
+    /// at least two laps on): `head`'s own turn at the slot is over.
     pub(super) fn laps_ahead(&self, head: u64, stamp: u64) -> bool {
         // `stamp - head` is `k` laps (free for that position) or `k` laps and one
         // (published there), `k >= 2`; far ahead (a quarter of the counter) is corrupt.

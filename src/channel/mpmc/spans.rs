@@ -137,9 +137,9 @@ impl<T: Pod> Receiver<T> {
     /// must copy out through raw, volatile or fenced reads (`crate::copy`), never form a
     /// reference, and treat what it read as untrusted until this returns `Ok`.
     ///
-    /// `attempts` is told of every attempt to claim, before it (`claiming`), and of every
-    /// one that claimed nothing, after it (`missed`): a `JoinableQueue` counts the items
-    /// its consumer holds from before the claim that takes one (see `Attempts`).
+    /// `attempts` is told of every claiming CAS, before it (`claiming`), and of every one
+    /// that failed, after it (`missed`): a `JoinableQueue` counts the item its consumer
+    /// takes from before the claim (see [`Attempts`]).
     #[inline]
     pub(crate) fn recv_span_with<R>(
         &mut self,
@@ -149,22 +149,18 @@ impl<T: Pod> Receiver<T> {
         read: impl FnOnce(SpanView<'_, T>) -> R,
     ) -> Result<R> {
         let (pos, k) = self.end.claim_until(deadline, 1, |ring, reg| {
-            attempts.claiming();
-            let r = ring.poll_recv_by(reg, &span_of);
-            if !matches!(r, Ok(super::super::Poll::Ready(_))) {
-                attempts.missed();
-            }
-            r
+            ring.poll_recv_by(reg, &span_of, attempts)
         })?;
         self.take_with(pos, k, read)
     }
 }
 
-/// What [`Receiver::recv_span_with`] tells of its attempts to claim a message.
-/// `claiming` runs before each attempt, so that what it writes is sequenced before the
-/// claim's `SeqCst` CAS of `head`: whoever reads `head` past the message (Acquire) sees it.
-/// `missed` runs after each attempt that claimed nothing (an empty queue, a lost race, an
-/// error), so that a waiting receiver counts nothing while it waits.
+/// What [`Receiver::recv_span_with`] tells of its claims. `claiming` runs once a published
+/// message is found, right before the CAS of `head` that claims it, so that what it
+/// writes is sequenced before that `SeqCst` CAS: whoever reads `head` past the message
+/// (Acquire) sees it. `missed` runs after such a CAS that failed (another receiver took
+/// the message; the poll goes on at the new `head`). A receiver that waits on an empty
+/// queue calls neither.
 pub(crate) trait Attempts {
     /// Before an attempt.
     fn claiming(&self);
