@@ -771,7 +771,10 @@ fn consumers_killed_while_they_wait_on_an_empty_queue_cost_no_task() {
         .unwrap();
     }
     q.join_timeout(Duration::from_secs(60)).unwrap();
-    assert_eq!(count.atomic().load(std::sync::atomic::Ordering::Acquire), 100);
+    assert_eq!(
+        count.atomic().load(std::sync::atomic::Ordering::Acquire),
+        100
+    );
     // Waiting in `get` (polling, or asleep): killed at any point of it.
     for w in &mut workers {
         w.kill().unwrap();
