@@ -413,8 +413,8 @@ pub(crate) fn register_for_heavy_barrier() -> bool {
 /// scheduler, which is one). So those threads' light side needs only a compiler fence.
 /// Costly (about 14 µs in a VM while such a process runs on another CPU, which it
 /// interrupts): for rare waits only. Should the expedited command be refused (a seccomp
-/// filter, no memory for its CPU mask), the plain one, which waits for every CPU to pass
-/// through the scheduler (milliseconds), gives the same guarantee.
+/// filter, no memory for its CPU mask), the plain one gives the same guarantee, slowly: it
+/// waits for every CPU to pass through the scheduler (milliseconds, on every call).
 pub(crate) fn heavy_barrier() -> io::Result<()> {
     membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)
         .or_else(|_| membarrier(MEMBARRIER_CMD_GLOBAL))

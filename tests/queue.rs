@@ -36,6 +36,7 @@ fn __child() {
         ("flooder", flooder),
         ("jq_counter", jq_counter),
         ("jq_filler", jq_filler),
+        ("jq_poller", jq_poller),
     ]);
 }
 
@@ -727,7 +728,8 @@ fn jq_filler() {
 #[test]
 fn a_producer_killed_while_it_waits_for_room_leaves_join_nothing_to_wait_for() {
     // Python counts an item when its put begins; so did this queue, and a producer
-    // killed inside a `put` that waited for room left `join` waiting forever.
+    // killed inside a `put` that waited for room left `join` waiting forever. (Task 3's
+    // name, over half the 4 slots, goes out of line in one slot: the queue fills.)
     let names = Names::new("jq-filler");
     let name = names.name("q");
     let mut q = JoinableQueue::<Option<Task>>::create(&name, 4).unwrap();
@@ -747,15 +749,28 @@ fn a_producer_killed_while_it_waits_for_room_leaves_join_nothing_to_wait_for() {
     assert_eq!((q.unfinished(), q.lost_tasks()), (0, 0));
 }
 
+/// Child: polls the queue with `try_get` without a pause (it stays empty), then is killed.
+fn jq_poller() {
+    let mut q = JoinableQueue::<Option<Task>>::open(&arg("name")).unwrap();
+    assert!(matches!(q.try_get(), Err(Error::WouldBlock)));
+    report("polling", 1);
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    loop {
+        assert!(matches!(q.try_get(), Err(Error::WouldBlock)));
+    }
+}
+
 #[test]
 fn consumers_killed_while_they_wait_on_an_empty_queue_cost_no_task() {
-    // A consumer counts an item from right before its claim, not while it waits: killing
-    // idle workers after `join` (a pool shrinking) must not make later joins fail.
+    // A consumer counts an item from right before its claim, not while it polls or
+    // sleeps: killing idle workers after `join` (a pool shrinking) must not make later
+    // joins fail.
     let names = Names::new("jq-idle");
     let name = names.name("q");
     let mut q = JoinableQueue::<Option<Task>>::create(&name, 16).unwrap();
     let count = shmkit::RawValue::<u64>::create(&names.name("count"), 0).unwrap();
-    let mut workers: Vec<_> = (0..3)
+    let mut workers: Vec<_> = (0..2)
         .map(|_| {
             spawn(
                 "jq_counter",
@@ -775,7 +790,17 @@ fn consumers_killed_while_they_wait_on_an_empty_queue_cost_no_task() {
         count.atomic().load(std::sync::atomic::Ordering::Acquire),
         100
     );
-    // Waiting in `get` (polling, or asleep): killed at any point of it.
+    // Workers waiting in `get`, and pollers in a tight `try_get` loop, killed wherever
+    // they are.
+    for _ in 0..3 {
+        let mut p = spawn("jq_poller", &[("name", name.clone())]);
+        // It says so once it polls (the queue opened, the consumer registered).
+        let out = std::io::BufReader::new(p.stdout.take().unwrap());
+        use std::io::BufRead;
+        assert!(out.lines().any(|l| l.unwrap() == "REPORT polling=1"));
+        std::thread::sleep(Duration::from_millis(20));
+        workers.push(p);
+    }
     for w in &mut workers {
         w.kill().unwrap();
     }
@@ -806,8 +831,8 @@ fn a_joinable_queue_opened_as_a_plain_queue_is_a_layout_mismatch() {
     ));
     let _p = Queue::<String>::create(&names.name("p"), 4).unwrap();
     assert!(matches!(
-        JoinableQueue::<String>::open(&names.name("p")),
-        Err(Error::NotFound { .. } | Error::LayoutMismatch { .. })
+        JoinableQueue::<String>::open_or_create(&names.name("p"), 4),
+        Err(Error::LayoutMismatch { .. })
     ));
 }
 
@@ -859,9 +884,23 @@ fn a_producer_killed_at_each_step_of_a_put_leaves_join_nothing_to_wait_for() {
             assert_eq!(q.get().unwrap().unwrap().n, n, "{point}@{at}");
             q.task_done().unwrap();
         }
-        // Nobody waits at the dead producer's claim (if any): `join` steps over it.
-        q.join_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|e| panic!("{point}@{at}: {e}"));
+        // Nobody waits at the dead producer's claim (if any): `join` steps over it, also
+        // when called with no timeout at all, in a loop.
+        if at == 3 {
+            q.join_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|e| panic!("{point}@{at}: {e}"));
+        } else {
+            let until = std::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                match q.join_timeout(Duration::ZERO) {
+                    Ok(()) => break,
+                    Err(Error::Timeout) if std::time::Instant::now() < until => {
+                        std::thread::sleep(Duration::from_millis(1))
+                    }
+                    Err(e) => panic!("{point}@{at}: {e}"),
+                }
+            }
+        }
         assert_eq!(q.queue().lost(), lost, "{point}@{at}");
         let next = q.try_get();
         assert!(

@@ -672,9 +672,9 @@ pub(crate) fn wait_until<R>(
 /// of an asymmetric fence (`os::heavy_barrier`) before it re-checks. For rare waits whose
 /// publishers are hot (a `JoinableQueue`'s `join` and its consumers' `task_done`): each
 /// sleep costs an interrupt of every CPU that runs a registered process. Should the
-/// barrier fail (a seccomp filter that allows it to the publishers and not to us), the
-/// waiter does not sleep on the futex, where it could miss a wake-up: it polls every
-/// millisecond instead.
+/// barrier fail (a seccomp filter that allows it to the publishers and not to us), a
+/// wake-up can be missed: the wait then goes on when its sleep slice ends (at most 64 ms),
+/// with its liveness checks as usual.
 pub(crate) fn wait_until_heavy<R>(
     signal: &Signal,
     deadline: Deadline,
@@ -745,11 +745,9 @@ where
 
     fn announce(&mut self) -> Result<wait::Announced<R>> {
         let expected = self.signal.prepare_wait();
-        if self.heavy && crate::os::heavy_barrier().is_err() {
-            // See `wait_until_heavy`. (The WAITERS bit stays: the publishers only wake us
-            // for nothing.)
-            std::thread::sleep(std::time::Duration::from_millis(1));
-            return Ok(wait::Announced::Retry);
+        if self.heavy {
+            // A failure costs a slice at worst: see `wait_until_heavy`.
+            let _ = crate::os::heavy_barrier();
         }
         if let Poll::Ready(r) = (self.poll)()? {
             return Ok(wait::Announced::Ready(r));

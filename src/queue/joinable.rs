@@ -23,20 +23,25 @@
 //! unless `join` sleeps. (Measured, one producer and two consumers: a counter that every
 //! `put` incremented and every `task_done` decremented held the queue to 0.4x the rate of
 //! a plain `Queue`; a read-modify-write of each consumer's own count to about 0.55x; a
-//! store and a `SeqCst` fence in `task_done` to about 0.6x.) The one ordering that plain stores do not give is the wake-up's: a consumer
-//! stores its count, then looks whether `join` sleeps, while `join` announces its sleep,
-//! then reads the counts. That handshake needs a full barrier on both sides; the
-//! consumers' side is taken by `join`, which after announcing itself calls
+//! store and a `SeqCst` fence in `task_done` to about 0.6x.)
+//!
+//! The one ordering that plain stores do not give is the wake-up's: a consumer stores its
+//! count, then looks whether `join` sleeps, while `join` announces its sleep, then reads
+//! the counts. That handshake needs a full barrier on both sides; the consumers' side is
+//! taken by `join`, which after announcing itself calls
 //! `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` (see [`Signal::notify_light_if`]): once
 //! per sleep, where a barrier per item would cost every `task_done`. A consumer process
 //! that cannot register for it (a kernel before 4.16, a seccomp filter) uses a `SeqCst`
-//! fence instead.
+//! fence instead. A consumer wakes `join` only when its count reaches 0 with nothing left
+//! in the queue (whoever takes what is left wakes it when done).
 //!
 //! A consumer killed at any point is found holding every item it took and did not finish
-//! (and, if it died between `TAKING` and its claim's CAS, one more, which then stays in the
-//! queue for another consumer: `join` can be told of one item too many, never wait for one
-//! it cannot see). A `join` that waits looks for dead consumers whenever its sleep slice ends:
-//! their items are counted as lost and `join` returns [`Error::TasksLost`] with that count
+//! (and, if it died between `TAKING` and its claim's CAS or the clearing after a failed
+//! one, one more, which then stays in the queue for another consumer: `join` can be told
+//! of one item too many, never wait for one it cannot see). A `join` that waits looks for
+//! dead consumers and dead producers' claims whenever its sleep slice ends (a
+//! `join_timeout` shorter than a slice, at most once in 10 ms when it times out): their
+//! items are counted as lost and `join` returns [`Error::TasksLost`] with that count
 //! instead of waiting forever. A consumer handle dropped while it holds items it never
 //! marked done counts them as lost too.
 //!
@@ -47,7 +52,7 @@
 
 use std::cell::Cell;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{Queue, Recv};
 use crate::channel::mpmc::Attempts;
@@ -144,6 +149,9 @@ pub struct JoinableQueue<T, C: Codec<T> = Postcard> {
     /// Whether this process is registered for the heavy barrier that `join` issues, so
     /// that its counts are published with a compiler fence only (see the module docs).
     light: bool,
+    /// When a `join` that times out before its first sleep slice ends may look for dead
+    /// peers next (short timeouts in a loop still find them).
+    next_check: Cell<Option<Instant>>,
 }
 
 impl<T, C: Codec<T>> JoinableQueue<T, C> {
@@ -166,6 +174,7 @@ impl<T, C: Codec<T>> JoinableQueue<T, C> {
             state,
             me: None,
             light: false,
+            next_check: Cell::new(None),
         })
     }
 
@@ -328,7 +337,7 @@ impl<T, C: Codec<T>> JoinableQueue<T, C> {
                 )));
             }
         }
-        wait_until_heavy(
+        let r = wait_until_heavy(
             &st.done,
             deadline,
             || {
@@ -340,25 +349,53 @@ impl<T, C: Codec<T>> JoinableQueue<T, C> {
             },
             |check| {
                 if check == Check::Full {
-                    for (i, c) in st.consumers.iter().enumerate() {
-                        // Acquire: pairs with the registration CAS.
-                        let t = c.0.token.load(Ordering::Acquire);
-                        if t != 0 && t != me && !seg.is_alive(t)? {
-                            reap_one(st, i, t, me);
-                        }
-                    }
-                    // What a dead producer's claim left at the front of the queue is
-                    // skipped, should no consumer be blocked there to do it.
-                    self.queue.drained(true)?;
+                    self.look_for_the_dead(me)?;
                 }
                 Ok(false)
             },
-        )?;
+        );
+        match r {
+            // A wait shorter than a sleep slice never looks for the dead: look here, as
+            // often as the slices would, and poll once more.
+            Err(Error::Timeout) if self.check_due() => {
+                self.look_for_the_dead(me)?;
+                if !self.finished()? {
+                    return Err(Error::Timeout);
+                }
+            }
+            r => r?,
+        }
         // Acquire: pairs with the AcqRel add in `give_up`.
         match st.lost.0.load(Ordering::Acquire) {
             0 => Ok(()),
             count => Err(Error::TasksLost { count }),
         }
+    }
+
+    /// `join`'s liveness check, as the handle with token `me`: the items of dead consumers
+    /// count as lost, and what a dead producer's claim left at the front of the queue is
+    /// skipped, should no consumer be blocked there to do it.
+    fn look_for_the_dead(&self, me: u32) -> Result<()> {
+        let (st, seg) = (self.st(), self.state.segment());
+        for (i, c) in st.consumers.iter().enumerate() {
+            // Acquire: pairs with the registration CAS.
+            let t = c.0.token.load(Ordering::Acquire);
+            if t != 0 && t != me && !seg.is_alive(t)? {
+                reap_one(st, i, t, me);
+            }
+        }
+        self.queue.drained(true)?;
+        Ok(())
+    }
+
+    /// Whether 10 ms have passed since the last time this said so.
+    fn check_due(&self) -> bool {
+        let now = Instant::now();
+        if self.next_check.get().is_some_and(|n| now < n) {
+            return false;
+        }
+        self.next_check.set(Some(now + Duration::from_millis(10)));
+        true
     }
 
     /// Whether every item put has been marked done (or lost): the queue drained, then no
@@ -465,13 +502,14 @@ impl Attempts for Taking<'_> {
     }
 
     #[inline]
-    fn missed(&self) {
+    fn missed(&self, drained: impl FnOnce() -> bool) {
         // Relaxed load: as in `claiming`. Release store: as in `count_back`.
         let h = self.held.load(Ordering::Relaxed) & !TAKING;
         self.held.store(h, Ordering::Release);
         if h == 0 {
-            // A `join` that saw this claim counted may sleep.
-            self.done.notify_light_if(self.light, || true);
+            // A `join` that saw this claim counted may sleep. Only if nothing waits in the
+            // queue, as in `count_back`: whoever took the message wakes `join` when done.
+            self.done.notify_light_if(self.light, drained);
         }
     }
 }
@@ -518,6 +556,11 @@ impl<T, C: Codec<T>> Drop for JoinableQueue<T, C> {
             let st = self.state.head();
             if let Ok(me) = self.state.segment().token() {
                 let c = &st.consumers[i].0;
+                // Acquire: pairs with the registration CAS. Not ours any more (tampered
+                // with, or a copy of the handle): nothing to give up.
+                if c.token.load(Ordering::Acquire) != me {
+                    return;
+                }
                 // Items it took and never marked done would keep `join` waiting forever:
                 // they count as lost, as a dead consumer's do.
                 give_up(st, c);

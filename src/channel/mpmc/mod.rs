@@ -17,7 +17,8 @@
 //! [`Error::Disconnected`] once every sender that attached is gone (closed or dead) and
 //! the queue is drained; `send` returns it when the queue is full and every receiver is
 //! gone. A sender killed between claiming a slot and publishing it does not stall anyone:
-//! the slot is skipped once a blocked peer notices (within a sleep slice), and counted in
+//! the slot is skipped once a blocked peer (or a `JoinableQueue`'s `join`) notices
+//! (within a sleep slice), and counted in
 //! [`Receiver::lost`]. A receiver killed while it holds a message in a [`RecvGuard`] does
 //! not stall the senders either: the slot is freed once a blocked sender notices, and that
 //! message is lost (counted too; it is not delivered again, unlike in [`crate::spsc`]).

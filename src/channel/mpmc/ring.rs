@@ -509,7 +509,8 @@ impl<T: Pod> Ring<T> {
                 match self.claim(&h.head.0, pending, head, k) {
                     Ok(()) => return Ok(Poll::Ready((head, k))),
                     Err(cur) => {
-                        attempts.missed();
+                        // (An error there is left for the caller's wait to find.)
+                        attempts.missed(|| self.drained(false).unwrap_or(true));
                         head = cur;
                     }
                 }

@@ -159,13 +159,14 @@ impl<T: Pod> Receiver<T> {
 /// message is found, right before the CAS of `head` that claims it, so that what it
 /// writes is sequenced before that `SeqCst` CAS: whoever reads `head` past the message
 /// (Acquire) sees it. `missed` runs after such a CAS that failed (another receiver took
-/// the message; the poll goes on at the new `head`). A receiver that waits on an empty
-/// queue calls neither.
+/// the message, or the weak CAS failed spuriously; the poll goes on), with `drained`,
+/// which tells whether the queue is now drained (see `Holder::drained`). A receiver that
+/// waits on an empty queue calls neither.
 pub(crate) trait Attempts {
-    /// Before an attempt.
+    /// Before a claiming CAS.
     fn claiming(&self);
-    /// After an attempt that claimed nothing.
-    fn missed(&self);
+    /// After a claiming CAS that failed.
+    fn missed(&self, drained: impl FnOnce() -> bool);
 }
 
 /// No count: the plain queue's receive.
@@ -173,7 +174,7 @@ impl Attempts for () {
     #[inline]
     fn claiming(&self) {}
     #[inline]
-    fn missed(&self) {}
+    fn missed(&self, _: impl FnOnce() -> bool) {}
 }
 
 /// The `k` slots of one message, claimed by [`Sender::claim_span`], to be written through
