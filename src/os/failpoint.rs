@@ -21,6 +21,7 @@
 //! | `dict.recovering` | a dict's recoverer, after finishing a dead writer's replacement, before clearing its record |
 //! | `mpmc.send.claimed` | a sender, after claiming a slot, before writing it |
 //! | `mpmc.recv.claimed` | a receiver, after claiming a message, before reading it |
+//! | `mpmc.recv.empty` | a receiver, in a poll that found nothing published at `head` |
 //! | `pipe.between_rings` | a pipe's creator, after its first ring, before its second |
 
 /// Kills the process at the named point if `SHMKIT_FAILPOINT` arms it.

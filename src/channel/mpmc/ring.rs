@@ -15,6 +15,7 @@ use super::spans::Attempts;
 use super::{MAX_CAPACITY, MAX_ENDPOINTS};
 use crate::error::{Error, Result};
 use crate::object::{At, Head};
+use crate::os::failpoint::failpoint;
 use crate::primitive::{fence, AtomicU64, Ordering};
 use crate::segment::Kind;
 
@@ -518,6 +519,7 @@ impl<T: Pod> Ring<T> {
             {
                 // Not published yet (empty, or a sender is writing), or the previous lap's
                 // message is still held there (then nothing was sent at `head` either).
+                failpoint!("mpmc.recv.empty");
                 return Ok(Poll::Pending);
             } else if self.message_gone(head, stamp) {
                 // Message `head` was received or skipped. If `head` still says so, it was a
