@@ -24,7 +24,10 @@
 //! sleeps; the other side, after publishing, issues a full fence and looks at the bit, and
 //! only if it is set clears it and makes the wake syscall. So the hot path makes no
 //! syscall unless the peer sleeps. Sleeps are sliced: a waiter re-checks the ring, and
-//! its peer's liveness, at least every 64 ms.
+//! its peer's liveness, at least every 64 ms. The waiting loop itself is in `waiting`
+//! (`wait_until`); a rare wait whose publishers are hot (a `JoinableQueue`'s `join`) may
+//! instead take the whole cost of the handshake's barrier on its side
+//! (`wait_until_heavy`, [`Signal::notify_light_if`]).
 //!
 //! # Liveness
 //! Every endpoint registers in a slot of the channel header: its process's liveness token
