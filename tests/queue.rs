@@ -854,6 +854,57 @@ fn a_joinable_queue_opened_as_a_plain_queue_is_a_layout_mismatch() {
 }
 
 #[test]
+fn forged_task_counts_are_errors_never_a_panic_or_an_endless_join() {
+    // Everything in `NAME.jq` is another process's to write: counts at their largest,
+    // a count on a free registration, a registration of a process that does not exist.
+    use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
+    let names = Names::new("jq-forged");
+    let name = names.name("q");
+    let mut q = JoinableQueue::<u8>::create(&name, 4).unwrap();
+    q.put(&1).unwrap();
+    assert_eq!(q.get().unwrap(), 1); // this handle is consumer 0
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/dev/shm/shmkit.{name}.jq"))
+        .unwrap();
+    let map = memmap2::MmapOptions::new().map_raw(&file).unwrap();
+    // The segment header (128 bytes), the lines of `lost` and of `join`'s signal, then a
+    // line per consumer: its token (u32) at 0, its count (u64) at 8.
+    let consumer = |i: usize| 128 + 2 * 128 + i * 128;
+    assert!(consumer(5) <= map.len());
+    // SAFETY: in bounds (checked above) and aligned (a page-aligned mapping, offsets of
+    // 8); the segment is only accessed through atomics.
+    let u64_at = |off: usize| unsafe { &*(map.as_mut_ptr().add(off) as *const AtomicU64) };
+    // SAFETY: as for `u64_at`.
+    let u32_at = |off: usize| unsafe { &*(map.as_mut_ptr().add(off) as *const AtomicU32) };
+    assert_ne!(u32_at(consumer(0)).load(SeqCst), 0, "the layout changed");
+    u64_at(consumer(0) + 8).store(u64::MAX, SeqCst);
+    u64_at(consumer(1) + 8).store(12_345, SeqCst); // free: ignored
+                                                   // Nobody's tokens, with counts that add up past `u64::MAX` (with ours).
+    for (i, count) in [(2, 1 << 62), (3, 1 << 62), (4, 1)] {
+        u32_at(consumer(i)).store(u32::MAX - i as u32, SeqCst);
+        u64_at(consumer(i) + 8).store(count, SeqCst);
+    }
+    assert_eq!(q.unfinished(), u64::MAX); // saturated
+    let _ = format!("{q:?}");
+    // This handle "holds" items: its join would wait for itself.
+    assert!(matches!(q.join(), Err(Error::InvalidArgument(_))));
+    q.task_done().unwrap();
+    u64_at(consumer(0) + 8).store(0, SeqCst);
+    assert!(matches!(q.task_done(), Err(Error::InvalidArgument(_))));
+    // The forged registration is reaped as a dead consumer's: its "items" are lost.
+    match q.join_timeout(Duration::from_secs(60)) {
+        Err(Error::TasksLost { count }) => assert_eq!(count, (1 << 63) + 1),
+        other => panic!("{other:?}"),
+    }
+    for i in 2..5 {
+        assert_eq!(u32_at(consumer(i)).load(SeqCst), 0, "reaped");
+    }
+    assert_eq!(q.unfinished(), 0);
+}
+
+#[test]
 fn join_on_a_handle_that_holds_unfinished_items_is_an_error_not_a_hang() {
     let names = Names::new("jq-self");
     let mut q = JoinableQueue::<u8>::create(&names.name("q"), 4).unwrap();

@@ -431,8 +431,11 @@ impl<T, C: Codec<T>> JoinableQueue<T, C> {
         self.st()
             .consumers
             .iter()
-            // Relaxed: a snapshot. Saturating: the counts are peers' to write.
+            // Relaxed: a snapshot. A free registration's count is not looked at, as in
+            // `finished`.
+            .filter(|c| c.0.token.load(Ordering::Relaxed) != 0)
             .map(|c| c.0.held.load(Ordering::Relaxed) & !TAKING)
+            // Saturating: the counts are peers' to write.
             .fold(self.queue.len() as u64, u64::saturating_add)
     }
 
