@@ -659,6 +659,18 @@ fn jq_counter() {
     q.task_done().unwrap(); // the sentinel
 }
 
+/// `n` `jq_counter` children on queue `name`, counting in `count`.
+fn counters(n: usize, name: &str, count: &str) -> Vec<std::process::Child> {
+    (0..n)
+        .map(|_| {
+            spawn(
+                "jq_counter",
+                &[("name", name.to_owned()), ("count", count.to_owned())],
+            )
+        })
+        .collect()
+}
+
 /// A task's name: now and then longer than one slot carries (a multi-slot item).
 fn task_name(n: u64) -> String {
     if n % 7 == 3 {
@@ -674,14 +686,7 @@ fn join_returns_only_once_every_task_is_processed_round_after_round() {
     let name = names.name("q");
     let mut q = JoinableQueue::<Option<Task>>::create(&name, 64).unwrap();
     let count = shmkit::RawValue::<u64>::create(&names.name("count"), 0).unwrap();
-    let workers: Vec<_> = (0..3)
-        .map(|_| {
-            spawn(
-                "jq_counter",
-                &[("name", name.clone()), ("count", names.name("count"))],
-            )
-        })
-        .collect();
+    let workers = counters(3, &name, &names.name("count"));
     let mut put = 0u64;
     for round in 0..40u64 {
         // Rounds of 1 to 150 tasks: shorter and longer than the queue.
@@ -749,6 +754,19 @@ fn a_producer_killed_while_it_waits_for_room_leaves_join_nothing_to_wait_for() {
     assert_eq!((q.unfinished(), q.lost_tasks()), (0, 0));
 }
 
+/// Puts task `n`, takes it and marks it done here: `join` then returns, with nothing lost.
+fn one_more_task_joins_with_nothing_lost(q: &mut JoinableQueue<Option<Task>>, n: u64) {
+    q.put(&Some(Task {
+        name: task_name(n),
+        n,
+    }))
+    .unwrap();
+    assert_eq!(q.get().unwrap().unwrap().n, n);
+    q.task_done().unwrap();
+    q.join_timeout(Duration::from_secs(60)).unwrap();
+    assert_eq!(q.lost_tasks(), 0);
+}
+
 /// Child: polls the queue with `try_get` (it stays empty) until a failpoint kills it in
 /// one of those polls.
 fn jq_poller() {
@@ -777,15 +795,7 @@ fn a_consumer_killed_in_a_poll_of_an_empty_queue_costs_no_task() {
         ));
         assert_eq!(o.signal, Some(libc::SIGKILL), "@{at}: {o:?}");
     }
-    q.put(&Some(Task {
-        name: task_name(1),
-        n: 1,
-    }))
-    .unwrap();
-    assert_eq!(q.get().unwrap().unwrap().n, 1);
-    q.task_done().unwrap();
-    q.join_timeout(Duration::from_secs(60)).unwrap();
-    assert_eq!(q.lost_tasks(), 0);
+    one_more_task_joins_with_nothing_lost(&mut q, 1);
 }
 
 #[test]
@@ -797,14 +807,7 @@ fn consumers_killed_while_they_wait_on_an_empty_queue_cost_no_task() {
     let name = names.name("q");
     let mut q = JoinableQueue::<Option<Task>>::create(&name, 16).unwrap();
     let count = shmkit::RawValue::<u64>::create(&names.name("count"), 0).unwrap();
-    let mut workers: Vec<_> = (0..2)
-        .map(|_| {
-            spawn(
-                "jq_counter",
-                &[("name", name.clone()), ("count", names.name("count"))],
-            )
-        })
-        .collect();
+    let mut workers = counters(2, &name, &names.name("count"));
     for n in 0..100 {
         q.put(&Some(Task {
             name: task_name(n),
@@ -824,15 +827,7 @@ fn consumers_killed_while_they_wait_on_an_empty_queue_cost_no_task() {
     for w in workers {
         finish(w);
     }
-    q.put(&Some(Task {
-        name: task_name(100),
-        n: 100,
-    }))
-    .unwrap();
-    assert_eq!(q.get().unwrap().unwrap().n, 100);
-    q.task_done().unwrap();
-    q.join_timeout(Duration::from_secs(60)).unwrap();
-    assert_eq!(q.lost_tasks(), 0);
+    one_more_task_joins_with_nothing_lost(&mut q, 100);
 }
 
 #[test]
